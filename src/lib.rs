@@ -1,0 +1,9 @@
+//! uvs: a userspace IPVS/LVS director on AF_PACKET sockets.
+//!
+//! A frame's path through the crate: [`ring`] (AF_PACKET RX/TX rings) → [`pipeline`]
+//! (classify → connection lookup or schedule → rewrite), a pure function with no I/O →
+//! [`forward`] (one file per forwarding method) → back to [`ring`] for transmit.
+//! [`director`] holds the thin threads and sockets around the pipeline.
+
+pub mod sched;
+pub mod service;

@@ -1,0 +1,449 @@
+//! The IPVS object model: virtual services and their destinations (real servers).
+//!
+//! Configuration values (`ServiceConfig`, `DestConfig`) are plain data produced by the
+//! ipvsadm grammar. Runtime objects (`VirtualService`, `Dest`) are shared between the
+//! control thread and the workers: everything a worker reads on the per-packet path is
+//! an atomic or immutable, so established connections never take a lock here.
+
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI32, AtomicU8, AtomicU32, AtomicU64, Ordering::Relaxed};
+
+use crate::sched::Scheduler;
+
+/// Transport protocol of a virtual service (IANA numbers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Protocol {
+    Tcp = 6,
+    Udp = 17,
+    Sctp = 132,
+}
+
+impl Protocol {
+    pub fn from_ip_proto(p: u8) -> Option<Protocol> {
+        match p {
+            6 => Some(Protocol::Tcp),
+            17 => Some(Protocol::Udp),
+            132 => Some(Protocol::Sctp),
+            _ => None,
+        }
+    }
+    /// The name ipvsadm prints (`TCP`, `UDP`, `SCTP`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+            Protocol::Sctp => "SCTP",
+        }
+    }
+}
+
+/// Forwarding method of a destination (IPVS conn-flag values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ForwardMethod {
+    /// NAT, `-m`.
+    Masq = 0,
+    /// Legacy local node; never produced by the grammar.
+    Local = 1,
+    /// IPIP tunnelling, `-i`.
+    Tunnel = 2,
+    /// Direct routing, `-g` (ipvsadm's default).
+    Route = 3,
+}
+
+impl ForwardMethod {
+    /// Column text in `ipvsadm -L`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ForwardMethod::Masq => "Masq",
+            ForwardMethod::Local => "Local",
+            ForwardMethod::Tunnel => "Tunnel",
+            ForwardMethod::Route => "Route",
+        }
+    }
+    /// Flag in `ipvsadm -S` output.
+    pub fn save_flag(self) -> &'static str {
+        match self {
+            ForwardMethod::Masq => "-m",
+            ForwardMethod::Tunnel => "-i",
+            ForwardMethod::Route | ForwardMethod::Local => "-g",
+        }
+    }
+    fn from_u8(v: u8) -> ForwardMethod {
+        match v {
+            0 => ForwardMethod::Masq,
+            1 => ForwardMethod::Local,
+            2 => ForwardMethod::Tunnel,
+            _ => ForwardMethod::Route,
+        }
+    }
+}
+
+/// How a virtual service is addressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ServiceAddr {
+    Inet {
+        proto: Protocol,
+        addr: IpAddr,
+        port: u16,
+    },
+    Fwmark {
+        mark: u32,
+        ipv6: bool,
+    },
+}
+
+/// Service flags (uapi values).
+pub mod svc_flags {
+    pub const PERSISTENT: u32 = 0x0001;
+    pub const ONEPACKET: u32 = 0x0004;
+    /// `flag-1`, `sh-fallback`, `mh-fallback`.
+    pub const SCHED1: u32 = 0x0008;
+    /// `flag-2`, `sh-port`, `mh-port`.
+    pub const SCHED2: u32 = 0x0010;
+    /// `flag-3`.
+    pub const SCHED3: u32 = 0x0020;
+}
+
+/// Persistence netmask: an IPv4 mask or an IPv6 prefix length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Netmask {
+    V4(std::net::Ipv4Addr),
+    V6Prefix(u8),
+}
+
+/// Everything `-A`/`-E` set on a service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceConfig {
+    pub addr: ServiceAddr,
+    pub scheduler: String,
+    /// Bits from [`svc_flags`].
+    pub flags: u32,
+    /// Persistence timeout in seconds (meaningful with PERSISTENT).
+    pub timeout: u32,
+    pub netmask: Netmask,
+    pub pe: Option<String>,
+}
+
+/// Tunnel type for `-i` destinations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum TunnelType {
+    #[default]
+    Ipip,
+    Gue,
+    Gre,
+}
+
+/// Tunnel checksum option.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum TunnelCsum {
+    #[default]
+    NoCsum,
+    Csum,
+    RemCsum,
+}
+
+/// Everything `-a`/`-e` set on a destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DestConfig {
+    pub addr: IpAddr,
+    pub port: u16,
+    pub method: ForwardMethod,
+    pub weight: i32,
+    pub u_threshold: u32,
+    pub l_threshold: u32,
+    pub tun_type: TunnelType,
+    pub tun_port: u16,
+    pub tun_csum: TunnelCsum,
+}
+
+/// Destination flags.
+pub mod dest_flags {
+    /// Linked in a service (cleared when deleted).
+    pub const AVAILABLE: u32 = 0x1;
+    /// Upper threshold reached.
+    pub const OVERLOAD: u32 = 0x2;
+}
+
+/// A real server as the workers and schedulers see it. Settings are atomics so that an
+/// edit is visible to established connections without a lock.
+#[derive(Debug)]
+pub struct Dest {
+    pub addr: IpAddr,
+    pub port: u16,
+    method: AtomicU8,
+    weight: AtomicI32,
+    last_weight: AtomicI32,
+    u_threshold: AtomicU32,
+    l_threshold: AtomicU32,
+    flags: AtomicU32,
+    pub activeconns: AtomicU32,
+    pub inactconns: AtomicU32,
+    pub persistconns: AtomicU32,
+    /// Next-hop MAC address, resolved by ARP: 48 bits, bit 63 = valid.
+    pub neigh_mac: AtomicU64,
+}
+
+const MAC_VALID: u64 = 1 << 63;
+
+impl Dest {
+    pub fn new(cfg: &DestConfig) -> Dest {
+        let d = Dest {
+            addr: cfg.addr,
+            port: cfg.port,
+            method: AtomicU8::new(cfg.method as u8),
+            weight: AtomicI32::new(cfg.weight),
+            last_weight: AtomicI32::new(cfg.weight),
+            u_threshold: AtomicU32::new(cfg.u_threshold),
+            l_threshold: AtomicU32::new(cfg.l_threshold),
+            flags: AtomicU32::new(dest_flags::AVAILABLE),
+            activeconns: AtomicU32::new(0),
+            inactconns: AtomicU32::new(0),
+            persistconns: AtomicU32::new(0),
+            neigh_mac: AtomicU64::new(0),
+        };
+        d
+    }
+
+    /// Apply an `-e` edit (the caller has already validated it).
+    pub fn edit(&self, cfg: &DestConfig) {
+        let old_u = self.u_threshold();
+        self.method.store(cfg.method as u8, Relaxed);
+        self.weight.store(cfg.weight, Relaxed);
+        if cfg.weight != 0 {
+            self.last_weight.store(cfg.weight, Relaxed);
+        }
+        self.u_threshold.store(cfg.u_threshold, Relaxed);
+        self.l_threshold.store(cfg.l_threshold, Relaxed);
+        // ipvs: editing clears OVERLOAD if the new upper threshold is 0 or larger.
+        if cfg.u_threshold == 0 || cfg.u_threshold > old_u {
+            self.flags.fetch_and(!dest_flags::OVERLOAD, Relaxed);
+        }
+    }
+
+    pub fn config(&self) -> DestConfig {
+        DestConfig {
+            addr: self.addr,
+            port: self.port,
+            method: self.method(),
+            weight: self.weight(),
+            u_threshold: self.u_threshold(),
+            l_threshold: self.l_threshold(),
+            tun_type: TunnelType::Ipip,
+            tun_port: 0,
+            tun_csum: TunnelCsum::NoCsum,
+        }
+    }
+
+    pub fn method(&self) -> ForwardMethod {
+        ForwardMethod::from_u8(self.method.load(Relaxed))
+    }
+    pub fn weight(&self) -> i32 {
+        self.weight.load(Relaxed)
+    }
+    pub fn last_weight(&self) -> i32 {
+        self.last_weight.load(Relaxed)
+    }
+    pub fn u_threshold(&self) -> u32 {
+        self.u_threshold.load(Relaxed)
+    }
+    pub fn l_threshold(&self) -> u32 {
+        self.l_threshold.load(Relaxed)
+    }
+    pub fn flags(&self) -> u32 {
+        self.flags.load(Relaxed)
+    }
+    pub fn is_overloaded(&self) -> bool {
+        self.flags() & dest_flags::OVERLOAD != 0
+    }
+    pub fn is_available(&self) -> bool {
+        self.flags() & dest_flags::AVAILABLE != 0
+    }
+    pub fn set_overload(&self, on: bool) {
+        if on {
+            self.flags.fetch_or(dest_flags::OVERLOAD, Relaxed);
+        } else {
+            self.flags.fetch_and(!dest_flags::OVERLOAD, Relaxed);
+        }
+    }
+    pub fn set_available(&self, on: bool) {
+        if on {
+            self.flags.fetch_or(dest_flags::AVAILABLE, Relaxed);
+        } else {
+            self.flags.fetch_and(!dest_flags::AVAILABLE, Relaxed);
+        }
+    }
+    pub fn active(&self) -> u32 {
+        self.activeconns.load(Relaxed)
+    }
+    pub fn inactive(&self) -> u32 {
+        self.inactconns.load(Relaxed)
+    }
+    /// `256 * active + inactive`, IPVS's `ip_vs_dest_conn_overhead`.
+    pub fn overhead(&self) -> u32 {
+        (self.active() << 8).wrapping_add(self.inactive())
+    }
+
+    /// A new connection entry was bound to this destination (it starts INACTIVE).
+    pub fn bind_conn(&self) {
+        self.inactconns.fetch_add(1, Relaxed);
+        self.check_upper_threshold();
+    }
+
+    /// A persistence template was bound to this destination.
+    pub fn bind_template(&self) {
+        self.persistconns.fetch_add(1, Relaxed);
+        self.check_upper_threshold();
+    }
+
+    /// A connection entry moved between the active and inactive counters.
+    pub fn set_conn_active(&self, active: bool) {
+        if active {
+            self.inactconns.fetch_sub(1, Relaxed);
+            self.activeconns.fetch_add(1, Relaxed);
+        } else {
+            self.activeconns.fetch_sub(1, Relaxed);
+            self.inactconns.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// A connection entry (active or not) was released.
+    pub fn unbind_conn(&self, was_active: bool) {
+        if was_active {
+            self.activeconns.fetch_sub(1, Relaxed);
+        } else {
+            self.inactconns.fetch_sub(1, Relaxed);
+        }
+        self.check_lower_threshold();
+    }
+
+    /// A persistence template was released.
+    pub fn unbind_template(&self) {
+        self.persistconns.fetch_sub(1, Relaxed);
+        self.check_lower_threshold();
+    }
+
+    fn check_upper_threshold(&self) {
+        let u = self.u_threshold();
+        if u != 0 && self.active() + self.inactive() >= u {
+            self.set_overload(true);
+        }
+    }
+
+    fn check_lower_threshold(&self) {
+        let (u, l) = (self.u_threshold(), self.l_threshold());
+        let total = self.active() + self.inactive();
+        let clear = if l != 0 {
+            total < l
+        } else if u != 0 {
+            4 * total < 3 * u
+        } else {
+            true
+        };
+        if clear {
+            self.set_overload(false);
+        }
+    }
+
+    /// The resolved next-hop MAC, if ARP has answered.
+    pub fn mac(&self) -> Option<[u8; 6]> {
+        let v = self.neigh_mac.load(Relaxed);
+        (v & MAC_VALID != 0).then(|| mac_from_u64(v))
+    }
+    pub fn set_mac(&self, mac: [u8; 6]) {
+        self.neigh_mac.store(mac_to_u64(mac) | MAC_VALID, Relaxed);
+    }
+}
+
+pub fn mac_to_u64(mac: [u8; 6]) -> u64 {
+    let mut b = [0u8; 8];
+    b[2..].copy_from_slice(&mac);
+    u64::from_be_bytes(b)
+}
+
+pub fn mac_from_u64(v: u64) -> [u8; 6] {
+    let b = v.to_be_bytes();
+    [b[2], b[3], b[4], b[5], b[6], b[7]]
+}
+
+/// Per-service scheduling state, guarded by the service's own mutex. Only the
+/// new-connection path and the control thread take it.
+pub struct ServiceState {
+    pub config: ServiceConfig,
+    /// Destinations in IPVS list order: the newest is at the head (index 0).
+    pub dests: Vec<std::sync::Arc<Dest>>,
+    pub scheduler: Box<dyn Scheduler>,
+}
+
+/// A virtual service.
+pub struct VirtualService {
+    pub addr: ServiceAddr,
+    pub state: Mutex<ServiceState>,
+}
+
+impl std::fmt::Debug for VirtualService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VirtualService").field("addr", &self.addr).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn cfg(weight: i32, u: u32, l: u32) -> DestConfig {
+        DestConfig {
+            addr: "10.0.0.1".parse().unwrap(),
+            port: 80,
+            method: ForwardMethod::Route,
+            weight,
+            u_threshold: u,
+            l_threshold: l,
+            tun_type: TunnelType::Ipip,
+            tun_port: 0,
+            tun_csum: TunnelCsum::NoCsum,
+        }
+    }
+
+    #[test]
+    fn tv_thr_1_upper_threshold_and_three_quarters_release() {
+        let d = Dest::new(&cfg(1, 4, 0));
+        for _ in 0..3 {
+            d.bind_conn();
+        }
+        assert!(!d.is_overloaded());
+        d.bind_conn();
+        assert!(d.is_overloaded(), "4th binding reaches u=4");
+        d.unbind_conn(false); // total 3: 12 < 12 false
+        assert!(d.is_overloaded());
+        d.unbind_conn(false); // total 2: 8 < 12
+        assert!(!d.is_overloaded());
+    }
+
+    #[test]
+    fn tv_thr_2_lower_threshold() {
+        let d = Dest::new(&cfg(1, 4, 4));
+        for _ in 0..4 {
+            d.bind_conn();
+        }
+        assert!(d.is_overloaded());
+        d.unbind_conn(false);
+        assert!(!d.is_overloaded(), "cleared as soon as total drops to 3");
+    }
+
+    #[test]
+    fn mac_round_trip() {
+        let d = Dest::new(&cfg(1, 0, 0));
+        assert_eq!(d.mac(), None);
+        d.set_mac([2, 0, 0, 0, 0, 0x11]);
+        assert_eq!(d.mac(), Some([2, 0, 0, 0, 0, 0x11]));
+    }
+
+    #[test]
+    fn edit_keeps_last_weight_on_zero() {
+        let d = Dest::new(&cfg(3, 0, 0));
+        d.edit(&cfg(0, 0, 0));
+        assert_eq!(d.weight(), 0);
+        assert_eq!(d.last_weight(), 3);
+    }
+}
