@@ -7,3 +7,4 @@
 
 pub mod sched;
 pub mod service;
+pub mod wire;

@@ -1,0 +1,89 @@
+//! The Internet checksum (RFC 1071) and its incremental update (RFC 1624).
+
+/// One's-complement sum of `data` (16-bit big-endian words) added to `initial`,
+/// not folded.
+pub fn sum(initial: u32, data: &[u8]) -> u32 {
+    let mut acc = initial as u64;
+    let mut chunks = data.chunks_exact(2);
+    for c in &mut chunks {
+        acc += u16::from_be_bytes([c[0], c[1]]) as u64;
+    }
+    if let [last] = chunks.remainder() {
+        acc += (*last as u64) << 8;
+    }
+    fold64(acc)
+}
+
+fn fold64(mut acc: u64) -> u32 {
+    while acc >> 32 != 0 {
+        acc = (acc & 0xffff_ffff) + (acc >> 32);
+    }
+    acc as u32
+}
+
+/// Fold a 32-bit accumulator to 16 bits and complement it.
+pub fn finish(mut acc: u32) -> u16 {
+    while acc >> 16 != 0 {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    !(acc as u16)
+}
+
+/// Checksum of a whole buffer.
+pub fn checksum(data: &[u8]) -> u16 {
+    finish(sum(0, data))
+}
+
+/// RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m') for one 16-bit field changing m -> m'.
+pub fn update16(check: u16, old: u16, new: u16) -> u16 {
+    let acc = (!check as u32) + (!old as u32) + (new as u32);
+    finish(acc)
+}
+
+/// Incremental update for a 32-bit field (an IPv4 address).
+pub fn update32(check: u16, old: u32, new: u32) -> u16 {
+    let acc = (!check as u32)
+        + (!(old >> 16) as u16 as u32)
+        + (!(old as u16) as u32)
+        + (new >> 16)
+        + (new & 0xffff);
+    finish(acc)
+}
+
+/// Pseudo-header sum for TCP/UDP over IPv4.
+pub fn pseudo_header(src: [u8; 4], dst: [u8; 4], proto: u8, len: u16) -> u32 {
+    let mut acc = sum(0, &src);
+    acc = sum(acc, &dst);
+    acc + proto as u32 + len as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc1071_example() {
+        // RFC 1071 §3 example bytes: 00 01 f2 03 f4 f5 f6 f7 -> sum ddf2, checksum 220d.
+        let d = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
+        assert_eq!(checksum(&d), 0x220d);
+    }
+
+    #[test]
+    fn incremental_equals_full() {
+        let mut d = [0x45u8, 0, 0, 40, 0x12, 0x34, 0x40, 0, 64, 6, 0, 0, 192, 0, 2, 10, 203, 0, 113, 5];
+        let c = checksum(&d);
+        assert_eq!(c, 0x2A8C, "TV 10.13 original IP header checksum");
+        // TTL 64 -> 63 (the TTL/protocol word changes).
+        let old = u16::from_be_bytes([d[8], d[9]]);
+        d[8] = 63;
+        let new = u16::from_be_bytes([d[8], d[9]]);
+        let inc = update16(c, old, new);
+        assert_eq!(inc, checksum(&d));
+        // Destination address change.
+        let old32 = u32::from_be_bytes([d[16], d[17], d[18], d[19]]);
+        d[16..20].copy_from_slice(&[10, 0, 0, 2]);
+        let inc2 = update32(inc, old32, u32::from_be_bytes([10, 0, 0, 2]));
+        assert_eq!(inc2, checksum(&d));
+        assert_eq!(inc2, 0x5D90, "TV 10.13 NAT IP checksum");
+    }
+}

@@ -1,0 +1,97 @@
+//! ICMPv4 error messages (RFC 792, RFC 1191) that the director originates:
+//! destination unreachable (port, fragmentation needed) and time exceeded.
+
+use super::checksum;
+use super::ethernet::{self, MacAddr, ethertype};
+use super::ipv4;
+
+pub const TYPE_DEST_UNREACH: u8 = 3;
+pub const TYPE_SOURCE_QUENCH: u8 = 4;
+pub const TYPE_TIME_EXCEEDED: u8 = 11;
+pub const CODE_PORT_UNREACH: u8 = 3;
+pub const CODE_FRAG_NEEDED: u8 = 4;
+pub const CODE_TTL_EXCEEDED: u8 = 0;
+
+/// Is this ICMP type an error that quotes a packet (IPVS's "related" types)?
+pub fn is_related_error(icmp_type: u8) -> bool {
+    matches!(icmp_type, TYPE_DEST_UNREACH | TYPE_SOURCE_QUENCH | TYPE_TIME_EXCEEDED)
+}
+
+/// Build an Ethernet frame carrying an ICMP error about `offending` (an IPv4 packet,
+/// header first) back to its source. Quotes the IP header plus 8 bytes (RFC 792) —
+/// the same as Linux for these types — and returns the frame length.
+/// `buf` must hold at least 14 + 20 + 8 + 60 + 8 bytes.
+#[allow(clippy::too_many_arguments)]
+pub fn emit_error(
+    buf: &mut [u8],
+    eth_dst: MacAddr,
+    eth_src: MacAddr,
+    ip_src: [u8; 4],
+    icmp_type: u8,
+    code: u8,
+    rest: u32,
+    offending: &[u8],
+) -> Option<usize> {
+    let ip = ipv4::Packet::new_checked(offending).ok()?;
+    let quote_len = (ip.header_len() + 8).min(ip.total_len());
+    let quote = &offending[..quote_len];
+    let icmp_len = 8 + quote.len();
+    let total = ipv4::MIN_HEADER_LEN + icmp_len;
+    let frame_len = ethernet::HEADER_LEN + total;
+    if buf.len() < frame_len {
+        return None;
+    }
+    ethernet::emit(buf, eth_dst, eth_src, ethertype::IPV4);
+    ipv4::Repr {
+        tos: 0xc0,
+        total_len: total as u16,
+        ident: 0,
+        dont_frag: false,
+        ttl: 64,
+        protocol: ipv4::proto::ICMP,
+        src: ip_src,
+        dst: ip.src(),
+    }
+    .emit(&mut buf[ethernet::HEADER_LEN..]);
+    let m = &mut buf[ethernet::HEADER_LEN + ipv4::MIN_HEADER_LEN..frame_len];
+    m[0] = icmp_type;
+    m[1] = code;
+    m[2..4].copy_from_slice(&[0, 0]);
+    m[4..8].copy_from_slice(&rest.to_be_bytes());
+    m[8..].copy_from_slice(quote);
+    let c = checksum::checksum(m);
+    m[2..4].copy_from_slice(&c.to_be_bytes());
+    Some(frame_len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_unreachable_is_well_formed() {
+        let mut off = vec![0u8; 60];
+        ipv4::Repr {
+            tos: 0,
+            total_len: 60,
+            ident: 7,
+            dont_frag: true,
+            ttl: 64,
+            protocol: ipv4::proto::UDP,
+            src: [192, 0, 2, 10],
+            dst: [203, 0, 113, 5],
+        }
+        .emit(&mut off);
+        let mut buf = [0u8; 256];
+        let n = emit_error(&mut buf, [1; 6], [2; 6], [203, 0, 113, 5], 3, 3, 0, &off).unwrap();
+        assert_eq!(n, 14 + 20 + 8 + 28);
+        let p = etherparse::SlicedPacket::from_ethernet(&buf[..n]).unwrap();
+        let Some(etherparse::NetSlice::Ipv4(ip)) = p.net else { panic!() };
+        assert_eq!(ip.header().destination(), [192, 0, 2, 10]);
+        let Some(etherparse::TransportSlice::Icmpv4(icmp)) = p.transport else { panic!() };
+        assert_eq!(icmp.type_u8(), 3);
+        assert_eq!(icmp.code_u8(), 3);
+        assert_eq!(checksum::checksum(&buf[34..n]), 0, "ICMP checksum verifies");
+        assert!(ipv4::Packet::new_checked(&buf[14..n]).unwrap().verify_checksum());
+    }
+}

@@ -1,0 +1,13 @@
+//! Typed views over packet bytes, one file per protocol (after smoltcp's `wire`).
+//!
+//! Every view is checked once on construction; after that no accessor can panic.
+//! Offsets are named after the RFC fields. Nothing here allocates.
+
+pub mod arp;
+pub mod checksum;
+pub mod ethernet;
+pub mod icmp;
+pub mod ipv4;
+pub mod l4;
+
+pub use ethernet::MacAddr;
