@@ -5,6 +5,15 @@
 //! [`forward`] (one file per forwarding method) → back to [`ring`] for transmit.
 //! [`director`] holds the thin threads and sockets around the pipeline.
 
+pub mod conn;
+pub mod ctl;
+pub mod director;
+pub mod forward;
+pub mod ipvsadm;
+pub mod pipeline;
+pub mod ring;
 pub mod sched;
 pub mod service;
+pub mod stats;
+pub mod testbed;
 pub mod wire;

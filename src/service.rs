@@ -6,10 +6,11 @@
 //! an atomic or immutable, so established connections never take a lock here.
 
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicI32, AtomicU8, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 
 use crate::sched::Scheduler;
+use crate::stats::Stats;
 
 /// Transport protocol of a virtual service (IANA numbers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -182,13 +183,25 @@ pub struct Dest {
     pub persistconns: AtomicU32,
     /// Next-hop MAC address, resolved by ARP: 48 bits, bit 63 = valid.
     pub neigh_mac: AtomicU64,
+    /// Interface the host's routing table gives for this destination (0 = no route).
+    pub out_ifindex: AtomicU32,
+    /// Traffic counters of this destination.
+    pub stats: Stats,
+    /// Traffic counters of the service this destination belongs to.
+    pub svc_stats: Arc<Stats>,
 }
 
 const MAC_VALID: u64 = 1 << 63;
 
 impl Dest {
+    /// A destination with its own service counters (for tests and tools).
     pub fn new(cfg: &DestConfig) -> Dest {
-        let d = Dest {
+        Dest::with_service_stats(cfg, Arc::new(Stats::default()))
+    }
+
+    /// A destination of a service whose counters are `svc_stats`.
+    pub fn with_service_stats(cfg: &DestConfig, svc_stats: Arc<Stats>) -> Dest {
+        Dest {
             addr: cfg.addr,
             port: cfg.port,
             method: AtomicU8::new(cfg.method as u8),
@@ -201,8 +214,10 @@ impl Dest {
             inactconns: AtomicU32::new(0),
             persistconns: AtomicU32::new(0),
             neigh_mac: AtomicU64::new(0),
-        };
-        d
+            out_ifindex: AtomicU32::new(0),
+            stats: Stats::default(),
+            svc_stats,
+        }
     }
 
     /// Apply an `-e` edit (the caller has already validated it).
@@ -345,6 +360,11 @@ impl Dest {
         }
     }
 
+    /// Outgoing interface index from the routing table (0 = none).
+    pub fn out_ifindex(&self) -> u32 {
+        self.out_ifindex.load(Relaxed)
+    }
+
     /// The resolved next-hop MAC, if ARP has answered.
     pub fn mac(&self) -> Option<[u8; 6]> {
         let v = self.neigh_mac.load(Relaxed);
@@ -352,6 +372,10 @@ impl Dest {
     }
     pub fn set_mac(&self, mac: [u8; 6]) {
         self.neigh_mac.store(mac_to_u64(mac) | MAC_VALID, Relaxed);
+    }
+    /// Forget the MAC (neighbour aged out).
+    pub fn clear_mac(&self) {
+        self.neigh_mac.store(0, Relaxed);
     }
 }
 
@@ -371,7 +395,7 @@ pub fn mac_from_u64(v: u64) -> [u8; 6] {
 pub struct ServiceState {
     pub config: ServiceConfig,
     /// Destinations in IPVS list order: the newest is at the head (index 0).
-    pub dests: Vec<std::sync::Arc<Dest>>,
+    pub dests: Vec<Arc<Dest>>,
     pub scheduler: Box<dyn Scheduler>,
 }
 
@@ -379,11 +403,21 @@ pub struct ServiceState {
 pub struct VirtualService {
     pub addr: ServiceAddr,
     pub state: Mutex<ServiceState>,
+    pub stats: Arc<Stats>,
+}
+
+impl VirtualService {
+    /// Lock the scheduling state (new-connection path and control thread only).
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, ServiceState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl std::fmt::Debug for VirtualService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VirtualService").field("addr", &self.addr).finish()
+        f.debug_struct("VirtualService")
+            .field("addr", &self.addr)
+            .finish()
     }
 }
 
@@ -445,5 +479,74 @@ mod tests {
         d.edit(&cfg(0, 0, 0));
         assert_eq!(d.weight(), 0);
         assert_eq!(d.last_weight(), 3);
+    }
+}
+
+/// Lookup key of an address-based service: (IP protocol, VIP, port).
+pub type ServiceKey = (u8, [u8; 4], u16);
+
+/// An immutable snapshot of the service table, published to the workers with one
+/// atomic pointer swap per change. Services and destinations are shared between
+/// snapshots, so their counters and scheduler state survive a change.
+#[derive(Debug, Default, Clone)]
+pub struct ServiceTable {
+    by_key: ahash::AHashMap<ServiceKey, Arc<VirtualService>>,
+    vips: ahash::AHashMap<[u8; 4], u32>,
+    /// Services in creation order (listing sorts on its own).
+    order: Vec<Arc<VirtualService>>,
+}
+
+impl ServiceTable {
+    pub fn get(&self, proto: u8, addr: [u8; 4], port: u16) -> Option<&Arc<VirtualService>> {
+        self.by_key.get(&(proto, addr, port))
+    }
+    /// Is `addr` the address of at least one IPv4 virtual service?
+    #[inline]
+    pub fn is_vip(&self, addr: [u8; 4]) -> bool {
+        self.vips.contains_key(&addr)
+    }
+    pub fn vips(&self) -> impl Iterator<Item = [u8; 4]> + '_ {
+        self.vips.keys().copied()
+    }
+    pub fn services(&self) -> &[Arc<VirtualService>] {
+        &self.order
+    }
+    pub fn find(&self, addr: &ServiceAddr) -> Option<&Arc<VirtualService>> {
+        self.order.iter().find(|s| s.addr == *addr)
+    }
+    /// Add a service (the caller checked it does not exist yet).
+    pub fn insert(&mut self, svc: Arc<VirtualService>) {
+        if let Some(k) = key_of(&svc.addr) {
+            self.by_key.insert(k, svc.clone());
+            *self.vips.entry(k.1).or_insert(0) += 1;
+        }
+        self.order.push(svc);
+    }
+    /// Remove a service; returns it.
+    pub fn remove(&mut self, addr: &ServiceAddr) -> Option<Arc<VirtualService>> {
+        let pos = self.order.iter().position(|s| s.addr == *addr)?;
+        let svc = self.order.remove(pos);
+        if let Some(k) = key_of(addr) {
+            self.by_key.remove(&k);
+            if let Some(n) = self.vips.get_mut(&k.1) {
+                *n -= 1;
+                if *n == 0 {
+                    self.vips.remove(&k.1);
+                }
+            }
+        }
+        Some(svc)
+    }
+}
+
+/// The lookup key of an IPv4 address-based service (`None` for fwmark and IPv6).
+pub fn key_of(addr: &ServiceAddr) -> Option<ServiceKey> {
+    match addr {
+        ServiceAddr::Inet {
+            proto,
+            addr: IpAddr::V4(a),
+            port,
+        } => Some((*proto as u8, a.octets(), *port)),
+        _ => None,
     }
 }

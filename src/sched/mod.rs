@@ -11,9 +11,37 @@ use std::sync::Arc;
 
 use crate::service::{Dest, Protocol};
 
+mod common;
+mod dh;
+mod fo;
+mod lblc;
+mod lblcr;
+mod lc;
+mod locality;
+mod mh;
+mod nq;
+mod ovf;
 mod rr;
+mod sed;
+mod sh;
+mod twos;
+mod wlc;
+mod wrr;
 
+pub use dh::DestinationHashing;
+pub use fo::WeightedFailover;
+pub use lblc::LocalityLeastConnection;
+pub use lblcr::LocalityLeastConnectionReplicated;
+pub use lc::LeastConnection;
+pub use mh::MaglevHashing;
+pub use nq::NeverQueue;
+pub use ovf::WeightedOverflow;
 pub use rr::RoundRobin;
+pub use sed::ShortestExpectedDelay;
+pub use sh::SourceHashing;
+pub use twos::{RandomSource, TwoChoices};
+pub use wlc::WeightedLeastConnection;
+pub use wrr::WeightedRoundRobin;
 
 /// What a scheduler may look at in the packet that opens a connection.
 #[derive(Debug, Clone, Copy)]
@@ -52,15 +80,38 @@ pub trait Scheduler: Send {
     /// Pick a destination for a new connection; `None` means "no destination
     /// available" (the caller answers with ICMP port-unreachable).
     fn schedule(&mut self, dests: &[Arc<Dest>], input: &SchedInput) -> Option<usize>;
+    /// Periodic housekeeping at virtual time `now_ms` (lblc/lblcr cache expiry, IPVS's
+    /// 60 s timer). Schedulers also catch up lazily inside `schedule`, so calling this
+    /// is optional; the default does nothing.
+    fn tick(&mut self, _now_ms: u64) {}
 }
 
 /// The scheduler names this build knows.
-pub const NAMES: &[&str] = &["rr"];
+pub const NAMES: &[&str] = &[
+    "rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos",
+];
 
 /// Create a scheduler by its ipvsadm name, already initialised for `dests`.
-pub fn new_scheduler(name: &str, dests: &[Arc<Dest>], svc_flags: u32) -> Option<Box<dyn Scheduler>> {
+pub fn new_scheduler(
+    name: &str,
+    dests: &[Arc<Dest>],
+    svc_flags: u32,
+) -> Option<Box<dyn Scheduler>> {
     let mut s: Box<dyn Scheduler> = match name {
         "rr" => Box::new(RoundRobin::default()),
+        "wrr" => Box::new(WeightedRoundRobin::default()),
+        "lc" => Box::new(LeastConnection),
+        "wlc" => Box::new(WeightedLeastConnection),
+        "lblc" => Box::new(LocalityLeastConnection::default()),
+        "lblcr" => Box::new(LocalityLeastConnectionReplicated::default()),
+        "dh" => Box::new(DestinationHashing::default()),
+        "sh" => Box::new(SourceHashing::default()),
+        "sed" => Box::new(ShortestExpectedDelay),
+        "nq" => Box::new(NeverQueue),
+        "fo" => Box::new(WeightedFailover::default()),
+        "ovf" => Box::new(WeightedOverflow::default()),
+        "mh" => Box::new(MaglevHashing::default()),
+        "twos" => Box::new(TwoChoices::default()),
         _ => return None,
     };
     s.update(dests, svc_flags, DestChange::ServiceEdited);
@@ -86,6 +137,29 @@ pub(crate) mod testutil {
             tun_port: 0,
             tun_csum: TunnelCsum::NoCsum,
         }))
+    }
+
+    /// A destination `10.0.0.<n>:80` with a weight and active/inactive counts.
+    pub fn dest_conns(n: u8, weight: i32, active: u32, inactive: u32) -> Arc<Dest> {
+        let d = dest(n, weight);
+        d.activeconns
+            .store(active, std::sync::atomic::Ordering::Relaxed);
+        d.inactconns
+            .store(inactive, std::sync::atomic::Ordering::Relaxed);
+        d
+    }
+
+    /// The last octet of the picked destination's IPv4 address.
+    pub fn octet(dests: &[Arc<Dest>], pick: Option<usize>) -> Option<u8> {
+        pick.map(|i| match dests[i].addr {
+            IpAddr::V4(a) => a.octets()[3],
+            IpAddr::V6(_) => 0,
+        })
+    }
+
+    /// One pick with the default input.
+    pub fn pick1(s: &mut dyn Scheduler, dests: &[Arc<Dest>]) -> Option<u8> {
+        picks(s, dests, 1)[0]
     }
 
     pub fn input(saddr: [u8; 4], sport: u16, daddr: [u8; 4]) -> SchedInput {

@@ -38,7 +38,9 @@ impl Repr {
         if b[0..2] != [0, 1] || b[2..4] != [0x08, 0x00] || b[4] != 6 || b[5] != 4 {
             return Err(ArpError::Unsupported);
         }
-        let mac = |at: usize| -> MacAddr { [b[at], b[at + 1], b[at + 2], b[at + 3], b[at + 4], b[at + 5]] };
+        let mac = |at: usize| -> MacAddr {
+            [b[at], b[at + 1], b[at + 2], b[at + 3], b[at + 4], b[at + 5]]
+        };
         let ip = |at: usize| -> [u8; 4] { [b[at], b[at + 1], b[at + 2], b[at + 3]] };
         Ok(Repr {
             op: u16::from_be_bytes([b[6], b[7]]),
@@ -66,12 +68,24 @@ impl Repr {
 
     /// A request "who has `target`? tell `my_ip`".
     pub fn request(my_mac: MacAddr, my_ip: [u8; 4], target: [u8; 4]) -> Repr {
-        Repr { op: OP_REQUEST, sha: my_mac, spa: my_ip, tha: [0; 6], tpa: target }
+        Repr {
+            op: OP_REQUEST,
+            sha: my_mac,
+            spa: my_ip,
+            tha: [0; 6],
+            tpa: target,
+        }
     }
 
     /// A gratuitous ARP for `ip` (a request with sender = target = ip), as keepalived sends.
     pub fn gratuitous(my_mac: MacAddr, ip: [u8; 4]) -> Repr {
-        Repr { op: OP_REQUEST, sha: my_mac, spa: ip, tha: [0xff; 6], tpa: ip }
+        Repr {
+            op: OP_REQUEST,
+            sha: my_mac,
+            spa: ip,
+            tha: [0xff; 6],
+            tpa: ip,
+        }
     }
 
     /// Is this a gratuitous announcement (sender address == target address)?

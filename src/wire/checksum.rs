@@ -70,7 +70,9 @@ mod tests {
 
     #[test]
     fn incremental_equals_full() {
-        let mut d = [0x45u8, 0, 0, 40, 0x12, 0x34, 0x40, 0, 64, 6, 0, 0, 192, 0, 2, 10, 203, 0, 113, 5];
+        let mut d = [
+            0x45u8, 0, 0, 40, 0x12, 0x34, 0x40, 0, 64, 6, 0, 0, 192, 0, 2, 10, 203, 0, 113, 5,
+        ];
         let c = checksum(&d);
         assert_eq!(c, 0x2A8C, "TV 10.13 original IP header checksum");
         // TTL 64 -> 63 (the TTL/protocol word changes).

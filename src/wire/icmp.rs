@@ -14,7 +14,10 @@ pub const CODE_TTL_EXCEEDED: u8 = 0;
 
 /// Is this ICMP type an error that quotes a packet (IPVS's "related" types)?
 pub fn is_related_error(icmp_type: u8) -> bool {
-    matches!(icmp_type, TYPE_DEST_UNREACH | TYPE_SOURCE_QUENCH | TYPE_TIME_EXCEEDED)
+    matches!(
+        icmp_type,
+        TYPE_DEST_UNREACH | TYPE_SOURCE_QUENCH | TYPE_TIME_EXCEEDED
+    )
 }
 
 /// Build an Ethernet frame carrying an ICMP error about `offending` (an IPv4 packet,
@@ -86,12 +89,20 @@ mod tests {
         let n = emit_error(&mut buf, [1; 6], [2; 6], [203, 0, 113, 5], 3, 3, 0, &off).unwrap();
         assert_eq!(n, 14 + 20 + 8 + 28);
         let p = etherparse::SlicedPacket::from_ethernet(&buf[..n]).unwrap();
-        let Some(etherparse::NetSlice::Ipv4(ip)) = p.net else { panic!() };
+        let Some(etherparse::NetSlice::Ipv4(ip)) = p.net else {
+            panic!()
+        };
         assert_eq!(ip.header().destination(), [192, 0, 2, 10]);
-        let Some(etherparse::TransportSlice::Icmpv4(icmp)) = p.transport else { panic!() };
+        let Some(etherparse::TransportSlice::Icmpv4(icmp)) = p.transport else {
+            panic!()
+        };
         assert_eq!(icmp.type_u8(), 3);
         assert_eq!(icmp.code_u8(), 3);
         assert_eq!(checksum::checksum(&buf[34..n]), 0, "ICMP checksum verifies");
-        assert!(ipv4::Packet::new_checked(&buf[14..n]).unwrap().verify_checksum());
+        assert!(
+            ipv4::Packet::new_checked(&buf[14..n])
+                .unwrap()
+                .verify_checksum()
+        );
     }
 }

@@ -1,0 +1,295 @@
+//! `uvs run`: the director process. Opens the rings, starts one pinned worker per
+//! core, and runs the control loop (ARP resolution and gratuitous ARP, routes,
+//! connection-table housekeeping) until SIGINT or SIGTERM.
+
+pub mod iface;
+pub mod neigh;
+pub mod route;
+pub mod worker;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::ctl::Ctl;
+use crate::pipeline::{Iface, Shared, Worker};
+use crate::ring::{RxRing, TxRing, TxSet, rx::RxConfig};
+use crate::stats::MAX_WORKERS;
+use crate::wire::{arp, ethernet};
+
+/// Options of `uvs run`.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub ifaces: Vec<String>,
+    pub rules: Option<PathBuf>,
+    pub workers: Option<usize>,
+    pub control: Option<PathBuf>,
+    /// Hard cap on connection entries, over all workers.
+    pub max_conns: usize,
+}
+
+/// Apply a rules file (ipvsadm `-S -n` lines) to `ctl`. Any bad line is an error that
+/// names the line; nothing is applied in that case.
+pub fn load_rules(ctl: &Ctl, path: &std::path::Path) -> Result<usize, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let cmds = crate::ipvsadm::rules::parse_rules(&text)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    // Validate against a scratch table first so that a rejected line starts nothing.
+    let scratch = Ctl::new(Arc::new(Shared::new(Vec::new())));
+    for (line, cmd) in &cmds {
+        scratch.apply(cmd).map_err(|e| {
+            let text = text.lines().nth(line - 1).unwrap_or("");
+            format!("{}: line {line}: `{}': {e}", path.display(), text.trim())
+        })?;
+    }
+    for (_, cmd) in &cmds {
+        ctl.apply(cmd).map_err(|e| e.to_string())?;
+    }
+    Ok(cmds.len())
+}
+
+/// What the host kernel would do to the director's traffic, as warnings naming the fix.
+pub fn kernel_interference(ifaces: &[Iface], vips: &[[u8; 4]]) -> Vec<String> {
+    let mut w = Vec::new();
+    if std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").is_ok_and(|s| s.trim() == "1") {
+        w.push(
+            "net.ipv4.ip_forward=1: the kernel will also route the frames uvs forwards, sending duplicates. \
+             Fix: sysctl -w net.ipv4.ip_forward=0 (uvs does the forwarding)"
+                .to_string(),
+        );
+    }
+    let all = pnet::datalink::interfaces();
+    for v in vips {
+        for i in &all {
+            if i.ips.iter().any(|n| n.ip() == std::net::IpAddr::from(*v)) {
+                let ip = std::net::Ipv4Addr::from(*v);
+                w.push(format!(
+                    "VIP {ip} is assigned to local interface {}: the kernel will answer clients itself (TCP RST, \
+                     ICMP port unreachable) and race uvs's ARP replies. Fix: ip addr del {ip}/32 dev {} \
+                     (uvs answers ARP for its VIPs)",
+                    i.name, i.name
+                ));
+            }
+        }
+    }
+    let _ = ifaces;
+    w
+}
+
+/// Run the director until SIGINT/SIGTERM.
+pub fn run(opts: RunOptions) -> Result<(), String> {
+    if opts.ifaces.is_empty() {
+        return Err("at least one --iface is required".into());
+    }
+    let ifaces = opts
+        .ifaces
+        .iter()
+        .map(|n| iface::discover(n))
+        .collect::<Result<Vec<_>, _>>()?;
+    let shared = Arc::new(Shared::new(ifaces.clone()));
+    let ctl = Arc::new(Ctl::new(shared.clone()));
+    if let Some(path) = &opts.rules {
+        let n = load_rules(&ctl, path)?;
+        tracing::info!("loaded {n} rules from {}", path.display());
+    }
+    let vips: Vec<_> = shared.services.load().vips().collect();
+    for w in kernel_interference(&ifaces, &vips) {
+        eprintln!("uvs: warning: {w}");
+    }
+
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let nworkers = opts
+        .workers
+        .unwrap_or(cores.len().max(1))
+        .clamp(1, MAX_WORKERS);
+    let per_worker_cap = (opts.max_conns / nworkers).max(1);
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone())
+            .map_err(|e| format!("signal handler: {e}"))?;
+    }
+    let epoch = Instant::now();
+    let (neigh_tx, neigh_rx) = crossbeam_channel::bounded(4096);
+    let group_base = (std::process::id() as u16).wrapping_mul(31);
+
+    // Open every ring before starting any thread, so a failure starts nothing.
+    let mut ios = Vec::new();
+    for _ in 0..nworkers {
+        let mut rx = Vec::new();
+        let mut tx = TxSet::default();
+        for i in &ifaces {
+            let group = group_base.wrapping_add(i.ifindex as u16);
+            rx.push(
+                RxRing::open(i.ifindex, group, RxConfig::default())
+                    .map_err(|e| format!("RX ring on {}: {e}", i.name))?,
+            );
+            let max_frame = (i.mtu as usize + ethernet::HEADER_LEN + 20).max(1600);
+            tx.rings.push(
+                TxRing::open(i.ifindex, max_frame, 512)
+                    .map_err(|e| format!("TX ring on {}: {e}", i.name))?,
+            );
+        }
+        ios.push(worker::WorkerIo { rx, tx });
+    }
+    let mut handles = Vec::new();
+    for (id, io) in ios.into_iter().enumerate() {
+        let (sh, stop, ntx) = (shared.clone(), stop.clone(), neigh_tx.clone());
+        let core = cores.get(id % cores.len().max(1)).copied();
+        let w = Worker::new(id, per_worker_cap);
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("uvs-worker-{id}"))
+                .spawn(move || {
+                    if let Some(c) = core {
+                        core_affinity::set_for_current(c);
+                    }
+                    worker::run(w, io, sh, epoch, stop, ntx)
+                })
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    drop(neigh_tx);
+
+    let mut control = Control::new(ctl.clone(), &ifaces)?;
+    let names: Vec<_> = ifaces.iter().map(|i| i.name.as_str()).collect();
+    let mut announced_ready = false;
+    while !stop.load(Ordering::Relaxed) {
+        let now_ms = epoch.elapsed().as_millis() as u64;
+        control.tick(now_ms);
+        while let Ok(ev) = neigh_rx.try_recv() {
+            control.neigh.on_arp(ev.ifindex, ev.ip, ev.mac, now_ms);
+        }
+        if !announced_ready && (control.neigh.all_resolved() || now_ms > 3000) {
+            announced_ready = true;
+            eprintln!(
+                "uvs: director ready on {} ({nworkers} workers, {} services, {}/{} real servers resolved)",
+                names.join(","),
+                shared.services.load().services().len(),
+                control.neigh.resolved(),
+                control.neigh.len()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for h in handles {
+        let _ = h.join();
+    }
+    eprintln!("uvs: stopped");
+    Ok(())
+}
+
+/// The control thread's periodic work.
+struct Control {
+    ctl: Arc<Ctl>,
+    neigh: neigh::Neighbours,
+    /// One plain packet socket per interface for ARP requests and gratuitous ARP.
+    arp_socks: Vec<(Iface, std::os::fd::OwnedFd)>,
+    last_sync_ms: Option<u64>,
+    announced: Vec<[u8; 4]>,
+    garp_rounds: Vec<([u8; 4], u64, u32)>,
+}
+
+impl Control {
+    fn new(ctl: Arc<Ctl>, ifaces: &[Iface]) -> Result<Control, String> {
+        let mut arp_socks = Vec::new();
+        for i in ifaces {
+            let fd = crate::ring::packet_socket(0).map_err(|e| format!("ARP socket: {e}"))?;
+            crate::ring::bind(&fd, i.ifindex, 0).map_err(|e| format!("ARP socket bind: {e}"))?;
+            arp_socks.push((i.clone(), fd));
+        }
+        Ok(Control {
+            ctl,
+            neigh: Default::default(),
+            arp_socks,
+            last_sync_ms: None,
+            announced: Vec::new(),
+            garp_rounds: Vec::new(),
+        })
+    }
+
+    fn send(&self, ifindex: u32, frame: &[u8]) {
+        if let Some((_, fd)) = self.arp_socks.iter().find(|(i, _)| i.ifindex == ifindex) {
+            crate::ring::send_frame(fd, ifindex, frame);
+        }
+    }
+
+    fn tick(&mut self, now_ms: u64) {
+        // Routes and next hops: once a second (and at start).
+        if self.last_sync_ms.is_none_or(|t| now_ms >= t + 1000) {
+            self.last_sync_ms = Some(now_ms);
+            self.sync_routes();
+            self.ctl.purge_trash();
+            self.gratuitous_for_new_vips(now_ms);
+        }
+        let mut buf = [0u8; 64];
+        for (ifindex, ip) in self.neigh.due(now_ms) {
+            let Some((i, _)) = self.arp_socks.iter().find(|(i, _)| i.ifindex == ifindex) else {
+                continue;
+            };
+            let src = i.addrs.first().copied().unwrap_or([0; 4]);
+            let n = arp::Repr::request(i.mac, src, ip).emit_frame(&mut buf, ethernet::BROADCAST);
+            self.send(ifindex, &buf[..n]);
+        }
+        // keepalived-style gratuitous ARP: 5 at once, and 5 more 5 s later.
+        let mut sends = Vec::new();
+        self.garp_rounds.retain_mut(|(vip, at, left)| {
+            if now_ms >= *at {
+                sends.push(*vip);
+                *left -= 1;
+                *at = now_ms + 5000;
+            }
+            *left > 0
+        });
+        for vip in sends {
+            for _ in 0..5 {
+                self.send_garp(vip);
+            }
+        }
+    }
+
+    fn send_garp(&self, vip: [u8; 4]) {
+        let routes = route::Routes::read().unwrap_or_default();
+        let via = routes.lookup(vip).map(|(name, _)| name.to_string());
+        let mut buf = [0u8; 64];
+        for (i, _) in &self.arp_socks {
+            if via.as_deref().is_none_or(|n| n == i.name) || self.arp_socks.len() == 1 {
+                let n = arp::Repr::gratuitous(i.mac, vip).emit_frame(&mut buf, ethernet::BROADCAST);
+                self.send(i.ifindex, &buf[..n]);
+            }
+        }
+    }
+
+    fn gratuitous_for_new_vips(&mut self, now_ms: u64) {
+        let vips: Vec<_> = self.ctl.shared().services.load().vips().collect();
+        for v in &vips {
+            if !self.announced.contains(v) {
+                self.garp_rounds.push((*v, now_ms, 2));
+            }
+        }
+        self.announced = vips;
+    }
+
+    fn sync_routes(&mut self) {
+        let routes = route::Routes::read().unwrap_or_default();
+        let mut users = Vec::new();
+        for d in self.ctl.all_dests() {
+            let std::net::IpAddr::V4(a) = d.addr else {
+                continue;
+            };
+            let Some((name, hop)) = routes.lookup(a.octets()) else {
+                d.out_ifindex.store(0, Ordering::Relaxed);
+                continue;
+            };
+            let Some((i, _)) = self.arp_socks.iter().find(|(i, _)| i.name == name) else {
+                d.out_ifindex.store(0, Ordering::Relaxed);
+                continue;
+            };
+            d.out_ifindex.store(i.ifindex, Ordering::Relaxed);
+            // DR and TUN reach the real server itself on the link; a gateway route
+            // means the next hop is the gateway.
+            users.push(((i.ifindex, hop), d));
+        }
+        self.neigh.set_users(users);
+    }
+}

@@ -1,0 +1,45 @@
+//! DR (direct routing, `-g`, IPVS's DROUTE): the IP packet is kept, only its TTL is
+//! decremented (with the header checksum); the frame goes to the real server's MAC
+//! from the outgoing interface's MAC. The real server holds the VIP itself and
+//! answers the client directly.
+
+use super::{RxCtx, pre_xmit_checks};
+use crate::pipeline::{DropReason, Emit, Shared, Verdict};
+use crate::service::Dest;
+use crate::wire::{ethernet, ipv4};
+
+pub fn transmit<E: Emit>(
+    sh: &Shared,
+    rx: &RxCtx<'_>,
+    dest: &Dest,
+    ip: &[u8],
+    out: &mut E,
+) -> Verdict {
+    let ifx = dest.out_ifindex();
+    let Some(oif) = sh.iface(ifx) else {
+        return Verdict::Drop(DropReason::NoRoute);
+    };
+    let Some(mac) = dest.mac() else {
+        return Verdict::Drop(DropReason::NeighUnresolved);
+    };
+    if let Err(v) = pre_xmit_checks(rx, ip, oif.mtu, oif.mtu, out) {
+        return v;
+    }
+    let len = ethernet::HEADER_LEN + ip.len();
+    let Some(buf) = out.buffer(ifx) else {
+        return Verdict::Drop(DropReason::TxFull);
+    };
+    if buf.len() < len {
+        return Verdict::Drop(DropReason::TxFull);
+    }
+    ethernet::emit(buf, mac, oif.mac, ethernet::ethertype::IPV4);
+    buf[ethernet::HEADER_LEN..len].copy_from_slice(ip);
+    if let Ok(mut p) = ipv4::Packet::new_checked(&mut buf[ethernet::HEADER_LEN..len]) {
+        p.decrement_ttl();
+    }
+    if rx.csum_partial {
+        super::complete_l4_checksum(&mut buf[ethernet::HEADER_LEN..len]);
+    }
+    out.commit(ifx, len);
+    Verdict::Forwarded
+}

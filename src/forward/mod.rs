@@ -1,0 +1,110 @@
+//! Forwarding methods (ip_vs_xmit.c): one file per LVS mode. Each writes the frame to
+//! transmit into an `Emit` sink and never allocates.
+
+pub mod dr;
+
+use crate::pipeline::{DropReason, Emit, Iface, Verdict};
+use crate::wire::{MacAddr, icmp, ipv4};
+
+/// Where the frame came from, for ICMP errors sent back toward the client.
+#[derive(Debug, Clone, Copy)]
+pub struct RxCtx<'a> {
+    pub iface: &'a Iface,
+    /// The previous hop's MAC (the client, or the router in front of it).
+    pub eth_src: MacAddr,
+    /// The L4 checksum is only a pseudo-header sum (see `RxMeta::csum_partial`).
+    pub csum_partial: bool,
+}
+
+/// Complete a TCP/UDP checksum that checksum offload left as a pseudo-header sum.
+/// `ip` is the whole IPv4 packet in the output buffer.
+pub fn complete_l4_checksum(ip: &mut [u8]) {
+    let Ok(p) = ipv4::Packet::new_checked(&mut *ip) else {
+        return;
+    };
+    let (proto, src, dst, hl, tl) = (
+        p.protocol(),
+        p.src(),
+        p.dst(),
+        p.header_len(),
+        p.total_len(),
+    );
+    let Some(min) = crate::wire::l4::min_header_len(proto) else {
+        return;
+    };
+    if tl - hl < min {
+        return;
+    }
+    let l4 = &mut ip[hl..tl];
+    let c = crate::wire::l4::full_checksum(proto, src, dst, l4);
+    let off = crate::wire::l4::checksum_offset(proto);
+    l4[off..off + 2].copy_from_slice(&c.to_be_bytes());
+}
+
+/// The checks every method makes before transmitting (spec §6.1): TTL > 1, and a DF
+/// packet that does not fit the route MTU is refused with fragmentation-needed.
+/// `mtu` is the usable size for the IP packet as it will be forwarded.
+pub fn pre_xmit_checks<E: Emit>(
+    rx: &RxCtx<'_>,
+    ip: &[u8],
+    mtu: u32,
+    next_hop_mtu: u32,
+    out: &mut E,
+) -> Result<(), Verdict> {
+    let Ok(p) = ipv4::Packet::new_checked(ip) else {
+        return Err(Verdict::Drop(DropReason::TruncatedIpv4));
+    };
+    if p.ttl() <= 1 {
+        send_icmp(
+            rx,
+            ip,
+            icmp::TYPE_TIME_EXCEEDED,
+            icmp::CODE_TTL_EXCEEDED,
+            0,
+            out,
+        );
+        return Err(Verdict::Drop(DropReason::TtlExceeded));
+    }
+    if p.dont_frag() && p.total_len() as u32 > mtu {
+        send_icmp(
+            rx,
+            ip,
+            icmp::TYPE_DEST_UNREACH,
+            icmp::CODE_FRAG_NEEDED,
+            next_hop_mtu & 0xffff,
+            out,
+        );
+        return Err(Verdict::Drop(DropReason::FragNeeded));
+    }
+    Ok(())
+}
+
+/// Send an ICMP error about `ip` back to its source, from the address it was sent to
+/// (the VIP), via the previous hop.
+pub fn send_icmp<E: Emit>(
+    rx: &RxCtx<'_>,
+    ip: &[u8],
+    icmp_type: u8,
+    code: u8,
+    rest: u32,
+    out: &mut E,
+) {
+    let Ok(p) = ipv4::Packet::new_checked(ip) else {
+        return;
+    };
+    let ifx = rx.iface.ifindex;
+    if let Some(buf) = out.buffer(ifx) {
+        if let Some(n) = icmp::emit_error(
+            buf,
+            rx.eth_src,
+            rx.iface.mac,
+            p.dst(),
+            icmp_type,
+            code,
+            rest,
+            ip,
+        ) {
+            out.commit(ifx, n);
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! The `uvs` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "uvs",
+    version,
+    about = "userspace virtual server: an IPVS/LVS director on AF_PACKET sockets"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the director on one or more interfaces until SIGINT/SIGTERM.
+    Run {
+        /// Interface to serve (repeat for a NAT director's external and internal side).
+        #[arg(long = "iface", required = true)]
+        ifaces: Vec<String>,
+        /// Rules file: ipvsadm commands in `ipvsadm -S -n` form, one per line.
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        /// Worker threads (default: one per core).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Control socket path.
+        #[arg(long, env = "UVS_CONTROL")]
+        control: Option<PathBuf>,
+        /// Hard cap on connection entries (all workers together).
+        #[arg(long, default_value_t = 1 << 20)]
+        max_conns: usize,
+    },
+    /// Real-server side test application: HTTP answering with NAME, UDP echo.
+    Serve {
+        #[arg(long)]
+        name: String,
+        /// TCP address to serve HTTP on, e.g. 0.0.0.0:80.
+        #[arg(long)]
+        tcp: Option<String>,
+        /// UDP address to echo on, e.g. 0.0.0.0:53.
+        #[arg(long)]
+        udp: Option<String>,
+    },
+    /// Test client: `probe udp ADDR:PORT MESSAGE` sends one datagram and prints the reply.
+    Probe {
+        proto: String,
+        to: String,
+        message: String,
+    },
+    /// Check a rules file and print the table it describes, without starting anything.
+    Check { rules: PathBuf },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("UVS_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Run {
+            ifaces,
+            rules,
+            workers,
+            control,
+            max_conns,
+        } => uvs::director::run(uvs::director::RunOptions {
+            ifaces,
+            rules,
+            workers,
+            control,
+            max_conns,
+        }),
+        Cmd::Check { rules } => check(&rules),
+        Cmd::Probe { proto, to, message } => match proto.as_str() {
+            "udp" => uvs::testbed::serve::probe_udp(&to, &message).map(|r| println!("{r}")),
+            other => Err(format!("probe: unsupported protocol '{other}' (udp)")),
+        },
+        Cmd::Serve { name, tcp, udp } => {
+            uvs::testbed::serve::serve(&name, tcp.as_deref(), udp.as_deref())
+        }
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("uvs: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check(path: &std::path::Path) -> Result<(), String> {
+    let ctl = uvs::ctl::Ctl::new(std::sync::Arc::new(uvs::pipeline::Shared::new(Vec::new())));
+    let n = uvs::director::load_rules(&ctl, path)?;
+    println!("{}: {n} rules OK", path.display());
+    Ok(())
+}

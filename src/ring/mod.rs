@@ -1,0 +1,210 @@
+//! AF_PACKET sockets: the TPACKET_V3 mmap RX ring joined to a fanout group, the
+//! TPACKET_V2 TX ring, and interface facts (index, MAC, MTU, addresses).
+//!
+//! This is the only module with `unsafe`: the kernel's ring interface demands raw
+//! socket options and shared memory. Every block says why it is sound.
+
+pub mod rx;
+pub mod tx;
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+pub use rx::RxRing;
+pub use tx::{TxRing, TxSet};
+
+pub const ETH_P_ALL: u16 = 0x0003;
+
+/// Open a raw AF_PACKET socket for `proto` (network byte order is applied here).
+pub fn packet_socket(proto: u16) -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2) call with constant arguments; the returned descriptor is
+    // checked and immediately owned.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            proto.to_be() as i32,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh, valid descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// setsockopt(SOL_PACKET, opt, &val).
+pub fn set_packet_opt<T: Copy>(fd: RawFd, opt: i32, val: &T) -> io::Result<()> {
+    // SAFETY: `val` points to a live `T` of exactly the size passed; the kernel only
+    // reads it during the call.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_PACKET,
+            opt,
+            val as *const T as *const libc::c_void,
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Bind a packet socket to an interface and protocol (0 = receive nothing).
+pub fn bind(fd: &OwnedFd, ifindex: u32, proto: u16) -> io::Result<()> {
+    // SAFETY: sockaddr_ll is plain old data; all-zero is a valid starting value.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_protocol = proto.to_be();
+    sll.sll_ifindex = ifindex as i32;
+    // SAFETY: `sll` is a valid sockaddr_ll and the length matches it.
+    let r = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            &sll as *const libc::sockaddr_ll as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// An mmap'ed ring region, unmapped on drop.
+#[derive(Debug)]
+pub struct Mmap {
+    ptr: *mut u8,
+    len: usize,
+}
+
+// SAFETY: the mapping is owned by one ring object; access is coordinated with the
+// kernel through the per-frame status words, never shared between threads.
+unsafe impl Send for Mmap {}
+
+impl Mmap {
+    pub fn new(fd: &OwnedFd, len: usize) -> io::Result<Mmap> {
+        // SAFETY: mapping a packet socket's ring as the kernel documents
+        // (Documentation/networking/packet_mmap.rst); the result is checked.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_LOCKED | libc::MAP_POPULATE,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            // MAP_LOCKED may fail under RLIMIT_MEMLOCK; retry without it.
+            // SAFETY: as above.
+            let p = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_SHARED | libc::MAP_POPULATE,
+                    fd.as_raw_fd(),
+                    0,
+                )
+            };
+            if p == libc::MAP_FAILED {
+                return Err(io::Error::last_os_error());
+            }
+            return Ok(Mmap {
+                ptr: p as *mut u8,
+                len,
+            });
+        }
+        Ok(Mmap {
+            ptr: p as *mut u8,
+            len,
+        })
+    }
+    pub fn ptr(&self) -> *mut u8 {
+        self.ptr
+    }
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Drop for Mmap {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` came from a successful mmap and are unmapped only here.
+        unsafe {
+            libc::munmap(self.ptr as *mut libc::c_void, self.len);
+        }
+    }
+}
+
+/// Interface MTU via SIOCGIFMTU.
+pub fn iface_mtu(name: &str) -> io::Result<u32> {
+    let sock = std::net::UdpSocket::bind("0.0.0.0:0")
+        .or_else(|_| std::net::UdpSocket::bind("127.0.0.1:0"))?;
+    // SAFETY: ifreq is plain old data; zeroed is valid.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    let bytes = name.as_bytes();
+    if bytes.len() >= ifr.ifr_name.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "interface name too long",
+        ));
+    }
+    for (d, s) in ifr.ifr_name.iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: SIOCGIFMTU reads ifr_name and writes ifru_mtu inside our ifreq.
+    let r = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFMTU as _, &mut ifr) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel filled the mtu member of the union.
+    Ok(unsafe { ifr.ifr_ifru.ifru_mtu } as u32)
+}
+
+/// Wait until one of `fds` is readable or `timeout_ms` passes.
+pub fn poll_readable(fds: &[RawFd], timeout_ms: i32) {
+    let mut pfds = [libc::pollfd {
+        fd: -1,
+        events: 0,
+        revents: 0,
+    }; 8];
+    let n = fds.len().min(pfds.len());
+    for (p, &fd) in pfds.iter_mut().zip(&fds[..n]) {
+        p.fd = fd;
+        p.events = libc::POLLIN | libc::POLLERR;
+    }
+    // SAFETY: `pfds[..n]` is a valid array of pollfd for the duration of the call.
+    unsafe {
+        libc::poll(pfds.as_mut_ptr(), n as libc::nfds_t, timeout_ms);
+    }
+}
+
+/// Send one frame on a bound packet socket (control-plane use: ARP).
+pub fn send_frame(fd: &OwnedFd, ifindex: u32, frame: &[u8]) {
+    // SAFETY: sockaddr_ll is plain old data; all-zero is a valid starting value.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_ifindex = ifindex as i32;
+    sll.sll_halen = 6;
+    // SAFETY: `frame` and `sll` are valid for the lengths passed.
+    unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            frame.as_ptr() as *const libc::c_void,
+            frame.len(),
+            0,
+            &sll as *const libc::sockaddr_ll as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        );
+    }
+}

@@ -1,0 +1,179 @@
+//! TPACKET_V3 RX ring: the kernel fills blocks of frames; the worker walks a block
+//! when the kernel hands it over (block full or retire timeout) and gives it back.
+//! All sockets of one interface join a PACKET_FANOUT group, so each flow lands on one
+//! worker (and its private connection table).
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{Ordering, fence};
+
+use super::{ETH_P_ALL, Mmap, bind, packet_socket, set_packet_opt};
+use crate::pipeline::RxMeta;
+
+/// Ring geometry.
+#[derive(Debug, Clone, Copy)]
+pub struct RxConfig {
+    pub block_size: u32,
+    pub block_nr: u32,
+    /// Largest frame the ring hands over whole (snap length bound).
+    pub frame_size: u32,
+    /// Milliseconds before a partly filled block is handed over.
+    pub retire_tov_ms: u32,
+}
+
+impl Default for RxConfig {
+    fn default() -> Self {
+        RxConfig {
+            block_size: 1 << 18,
+            block_nr: 32,
+            frame_size: 1 << 11,
+            retire_tov_ms: 1,
+        }
+    }
+}
+
+/// Fanout mode: the kernel's flow hash, reassembling fragments first.
+pub const FANOUT_MODE: u32 = libc::PACKET_FANOUT_HASH | libc::PACKET_FANOUT_FLAG_DEFRAG;
+
+#[derive(Debug)]
+pub struct RxRing {
+    fd: OwnedFd,
+    map: Mmap,
+    cfg: RxConfig,
+    next_block: u32,
+    pub ifindex: u32,
+}
+
+impl RxRing {
+    /// Open a ring on `ifindex` and join fanout group `group` (shared by all workers
+    /// of this interface).
+    pub fn open(ifindex: u32, group: u16, cfg: RxConfig) -> io::Result<RxRing> {
+        let fd = packet_socket(ETH_P_ALL)?;
+        let raw = fd.as_raw_fd();
+        set_packet_opt(
+            raw,
+            libc::PACKET_VERSION,
+            &(libc::tpacket_versions::TPACKET_V3 as libc::c_int),
+        )?;
+        let req = libc::tpacket_req3 {
+            tp_block_size: cfg.block_size,
+            tp_block_nr: cfg.block_nr,
+            tp_frame_size: cfg.frame_size,
+            tp_frame_nr: cfg.block_size / cfg.frame_size * cfg.block_nr,
+            tp_retire_blk_tov: cfg.retire_tov_ms,
+            tp_sizeof_priv: 0,
+            tp_feature_req_word: 0,
+        };
+        set_packet_opt(raw, libc::PACKET_RX_RING, &req)?;
+        let map = Mmap::new(&fd, (cfg.block_size * cfg.block_nr) as usize)?;
+        bind(&fd, ifindex, ETH_P_ALL)?;
+        // Frames the host itself sends (including our own TX) are not ours to handle.
+        set_packet_opt(raw, libc::PACKET_IGNORE_OUTGOING, &(1 as libc::c_int))?;
+        let fanout: u32 = group as u32 | (FANOUT_MODE << 16);
+        set_packet_opt(raw, libc::PACKET_FANOUT, &fanout)?;
+        Ok(RxRing {
+            fd,
+            map,
+            cfg,
+            next_block: 0,
+            ifindex,
+        })
+    }
+
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    fn block_ptr(&self, i: u32) -> *mut libc::tpacket_block_desc {
+        // SAFETY: i < block_nr, so the offset stays inside the mapping.
+        unsafe {
+            self.map.ptr().add((i * self.cfg.block_size) as usize) as *mut libc::tpacket_block_desc
+        }
+    }
+
+    /// Process every frame of the next block if the kernel has handed it over.
+    /// Returns the number of frames, or 0 if the block is still the kernel's.
+    pub fn drain_block<F: FnMut(RxMeta, &[u8])>(&mut self, mut f: F) -> usize {
+        let bd = self.block_ptr(self.next_block);
+        // SAFETY: `bd` points at a block descriptor inside our mapping. block_status is
+        // read volatile because the kernel writes it concurrently; the acquire fence
+        // orders the frame reads after the status read.
+        let status = unsafe { std::ptr::read_volatile(&(*bd).hdr.bh1.block_status) };
+        if status & libc::TP_STATUS_USER == 0 {
+            return 0;
+        }
+        fence(Ordering::Acquire);
+        // SAFETY: the block belongs to us until we write TP_STATUS_KERNEL back.
+        let (num, first) = unsafe { ((*bd).hdr.bh1.num_pkts, (*bd).hdr.bh1.offset_to_first_pkt) };
+        let base = bd as *const u8;
+        let bsize = self.cfg.block_size as usize;
+        let mut off = first as usize;
+        let sll_off = tpacket_align(std::mem::size_of::<libc::tpacket3_hdr>());
+        for _ in 0..num {
+            if off + sll_off + std::mem::size_of::<libc::sockaddr_ll>() > bsize {
+                break;
+            }
+            // SAFETY: `off` was bounds-checked against the block size above; the header
+            // and its sockaddr_ll lie inside the block the kernel handed to us.
+            let (hdr, sll) = unsafe {
+                let h = &*(base.add(off) as *const libc::tpacket3_hdr);
+                let s = &*(base.add(off + sll_off) as *const libc::sockaddr_ll);
+                (h, s)
+            };
+            let start = off + hdr.tp_mac as usize;
+            let len = hdr.tp_snaplen as usize;
+            if start + len <= bsize {
+                // SAFETY: the frame bytes [start, start+len) are inside the block.
+                let frame = unsafe { std::slice::from_raw_parts(base.add(start), len) };
+                let csum_partial = hdr.tp_status & libc::TP_STATUS_CSUMNOTREADY != 0;
+                f(
+                    RxMeta {
+                        ifindex: self.ifindex,
+                        pkttype: sll.sll_pkttype,
+                        csum_partial,
+                    },
+                    frame,
+                );
+            }
+            if hdr.tp_next_offset == 0 {
+                break;
+            }
+            off += hdr.tp_next_offset as usize;
+        }
+        fence(Ordering::Release);
+        // SAFETY: handing the block back to the kernel, as packet_mmap.rst prescribes.
+        unsafe {
+            std::ptr::write_volatile(&mut (*bd).hdr.bh1.block_status, libc::TP_STATUS_KERNEL)
+        };
+        self.next_block = (self.next_block + 1) % self.cfg.block_nr;
+        num as usize
+    }
+
+    /// PACKET_STATISTICS: (packets, drops, freeze count) since the last call.
+    pub fn stats(&self) -> io::Result<(u32, u32, u32)> {
+        let mut st = libc::tpacket_stats_v3 {
+            tp_packets: 0,
+            tp_drops: 0,
+            tp_freeze_q_cnt: 0,
+        };
+        let mut len = std::mem::size_of::<libc::tpacket_stats_v3>() as libc::socklen_t;
+        // SAFETY: `st` is a valid out-buffer of `len` bytes.
+        let r = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_STATISTICS,
+                &mut st as *mut _ as *mut libc::c_void,
+                &mut len,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok((st.tp_packets, st.tp_drops, st.tp_freeze_q_cnt))
+    }
+}
+
+pub fn tpacket_align(x: usize) -> usize {
+    (x + libc::TPACKET_ALIGNMENT - 1) & !(libc::TPACKET_ALIGNMENT - 1)
+}

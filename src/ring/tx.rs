@@ -1,0 +1,167 @@
+//! TPACKET_V2 TX ring: the worker writes frames straight into the shared ring and
+//! kicks the kernel once per batch with one `sendto`. PACKET_QDISC_BYPASS skips the
+//! qdisc layer, as a director forwarding at line rate wants.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{Ordering, fence};
+
+use super::rx::tpacket_align;
+use super::{Mmap, bind, packet_socket, set_packet_opt};
+use crate::pipeline::Emit;
+
+#[derive(Debug)]
+pub struct TxRing {
+    fd: OwnedFd,
+    map: Mmap,
+    frame_size: usize,
+    frame_nr: usize,
+    head: usize,
+    pending: usize,
+    pub ifindex: u32,
+    /// Frames that could not be queued because the ring was full.
+    pub full: u64,
+}
+
+/// Where the frame data starts inside a V2 TX slot.
+fn data_offset() -> usize {
+    tpacket_align(std::mem::size_of::<libc::tpacket2_hdr>())
+}
+
+impl TxRing {
+    /// A TX ring on `ifindex` able to carry frames up to `max_frame` bytes.
+    pub fn open(ifindex: u32, max_frame: usize, frame_nr: usize) -> io::Result<TxRing> {
+        let fd = packet_socket(0)?;
+        let raw = fd.as_raw_fd();
+        set_packet_opt(
+            raw,
+            libc::PACKET_VERSION,
+            &(libc::tpacket_versions::TPACKET_V2 as libc::c_int),
+        )?;
+        let frame_size = tpacket_align(max_frame + data_offset())
+            .next_power_of_two()
+            .max(2048);
+        let block_size = frame_size.max(4096);
+        let frames_per_block = block_size / frame_size;
+        let block_nr = frame_nr.div_ceil(frames_per_block);
+        let frame_nr = block_nr * frames_per_block;
+        let req = libc::tpacket_req {
+            tp_block_size: block_size as u32,
+            tp_block_nr: block_nr as u32,
+            tp_frame_size: frame_size as u32,
+            tp_frame_nr: frame_nr as u32,
+        };
+        set_packet_opt(raw, libc::PACKET_TX_RING, &req)?;
+        let _ = set_packet_opt(raw, libc::PACKET_QDISC_BYPASS, &(1 as libc::c_int));
+        let map = Mmap::new(&fd, block_size * block_nr)?;
+        bind(&fd, ifindex, 0)?;
+        Ok(TxRing {
+            fd,
+            map,
+            frame_size,
+            frame_nr,
+            head: 0,
+            pending: 0,
+            ifindex,
+            full: 0,
+        })
+    }
+
+    fn slot(&self, i: usize) -> *mut libc::tpacket2_hdr {
+        // SAFETY: i < frame_nr and frames are laid out contiguously (block size is a
+        // multiple of the frame size), so the slot lies inside the mapping.
+        unsafe { self.map.ptr().add(i * self.frame_size) as *mut libc::tpacket2_hdr }
+    }
+
+    fn slot_free(&self, i: usize) -> bool {
+        // SAFETY: reading the status word of a slot inside our mapping; volatile
+        // because the kernel updates it when transmission completes.
+        let st = unsafe { std::ptr::read_volatile(&(*self.slot(i)).tp_status) };
+        st == libc::TP_STATUS_AVAILABLE || st & libc::TP_STATUS_WRONG_FORMAT != 0
+    }
+
+    /// The data area of the next free slot.
+    pub fn buffer(&mut self) -> Option<&mut [u8]> {
+        if !self.slot_free(self.head) {
+            self.flush();
+            if !self.slot_free(self.head) {
+                self.full += 1;
+                return None;
+            }
+        }
+        fence(Ordering::Acquire);
+        let off = data_offset();
+        // SAFETY: the slot is free (the kernel is done with it) and the data area
+        // [off, frame_size) lies inside it; we hold &mut self, so no alias exists.
+        Some(unsafe {
+            std::slice::from_raw_parts_mut(
+                (self.slot(self.head) as *mut u8).add(off),
+                self.frame_size - off,
+            )
+        })
+    }
+
+    /// Hand the slot filled through [`TxRing::buffer`] to the kernel.
+    pub fn commit(&mut self, len: usize) {
+        let s = self.slot(self.head);
+        // SAFETY: `s` is the slot returned by `buffer`; tp_len is written before the
+        // status (release fence) so the kernel never sees a half-written frame.
+        unsafe {
+            (*s).tp_len = len as u32;
+            fence(Ordering::Release);
+            std::ptr::write_volatile(&mut (*s).tp_status, libc::TP_STATUS_SEND_REQUEST);
+        }
+        self.head = (self.head + 1) % self.frame_nr;
+        self.pending += 1;
+        if self.pending >= self.frame_nr / 2 {
+            self.flush();
+        }
+    }
+
+    /// Ask the kernel to transmit every queued frame.
+    pub fn flush(&mut self) {
+        if self.pending == 0 {
+            return;
+        }
+        // SAFETY: a zero-length sendto on a TX-ring socket only kicks transmission.
+        unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                std::ptr::null(),
+                0,
+                libc::MSG_DONTWAIT,
+                std::ptr::null(),
+                0,
+            );
+        }
+        self.pending = 0;
+    }
+}
+
+/// One TX ring per interface: the worker's [`Emit`] sink.
+#[derive(Debug, Default)]
+pub struct TxSet {
+    pub rings: Vec<TxRing>,
+}
+
+impl TxSet {
+    pub fn flush(&mut self) {
+        for r in &mut self.rings {
+            r.flush();
+        }
+    }
+}
+
+impl Emit for TxSet {
+    fn buffer(&mut self, ifindex: u32) -> Option<&mut [u8]> {
+        self.rings
+            .iter_mut()
+            .find(|r| r.ifindex == ifindex)?
+            .buffer()
+    }
+    fn commit(&mut self, ifindex: u32, len: usize) {
+        if let Some(r) = self.rings.iter_mut().find(|r| r.ifindex == ifindex) {
+            r.commit(len);
+        }
+    }
+}

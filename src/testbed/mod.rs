@@ -1,0 +1,301 @@
+//! Network-namespace test beds: the hosts of an LVS experiment (client, director,
+//! real servers) as namespaces on one machine, joined by veth pairs to a bridge that
+//! lives in a namespace of its own. Used by the end-to-end tests and by `uvs lab`.
+//!
+//! Safety rules: everything is created inside namespaces this bed made, with names
+//! carrying a per-bed prefix; nothing touches the host's interfaces, routes or
+//! sysctls. Dropping the bed (also while unwinding from a panic) kills its processes
+//! and deletes its namespaces, which removes their interfaces.
+
+pub mod serve;
+
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+static BEDS: AtomicU32 = AtomicU32::new(0);
+
+/// Is this process root (needed for namespaces and AF_PACKET)?
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A set of namespaces with one shared L2 segment.
+pub struct Testbed {
+    pub prefix: String,
+    namespaces: Vec<String>,
+    children: Vec<Child>,
+    switch: Option<String>,
+    ports: u32,
+    /// Print every command as the equivalent shell line.
+    pub verbose: bool,
+}
+
+impl Testbed {
+    /// A new bed; `tag` (a few letters) goes into every name with the pid and a counter.
+    pub fn new(tag: &str) -> Testbed {
+        let n = BEDS.fetch_add(1, Ordering::Relaxed);
+        let tag: String = tag
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .take(4)
+            .collect();
+        let prefix = format!("uvs{tag}{}{n}", std::process::id() % 100_000);
+        Testbed {
+            prefix,
+            namespaces: Vec::new(),
+            children: Vec::new(),
+            switch: None,
+            ports: 0,
+            verbose: false,
+        }
+    }
+
+    /// Full name of namespace `short`.
+    pub fn ns(&self, short: &str) -> String {
+        format!("{}-{short}", self.prefix)
+    }
+
+    /// Run a command on the host side (only `ip netns …` style commands are used).
+    pub fn run(&self, args: &[&str]) -> Result<Output, String> {
+        if self.verbose {
+            println!("  $ {}", args.join(" "));
+        }
+        let out = Command::new(args[0])
+            .args(&args[1..])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("{}: {e}", args[0]))?;
+        if !out.status.success() {
+            return Err(format!(
+                "`{}` failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Create namespace `short` with loopback up.
+    pub fn add_host(&mut self, short: &str) -> Result<String, String> {
+        let ns = self.ns(short);
+        self.run(&["ip", "netns", "add", &ns])?;
+        self.namespaces.push(ns.clone());
+        self.run(&["ip", "-n", &ns, "link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    fn ensure_switch(&mut self) -> Result<String, String> {
+        if let Some(s) = &self.switch {
+            return Ok(s.clone());
+        }
+        let sw = self.add_host("sw")?;
+        self.run(&["ip", "-n", &sw, "link", "add", "br0", "type", "bridge"])?;
+        // No STP/forward delay: ports forward at once.
+        self.run(&[
+            "ip",
+            "-n",
+            &sw,
+            "link",
+            "set",
+            "br0",
+            "type",
+            "bridge",
+            "forward_delay",
+            "0",
+            "stp_state",
+            "0",
+        ])?;
+        self.run(&["ip", "-n", &sw, "link", "set", "br0", "up"])?;
+        self.switch = Some(sw.clone());
+        Ok(sw)
+    }
+
+    /// Plug namespace `short` into the shared segment as interface `ifname` with
+    /// address `cidr` (e.g. "10.77.0.2/24"); returns the interface's MAC.
+    pub fn plug(&mut self, short: &str, ifname: &str, cidr: &str) -> Result<String, String> {
+        let sw = self.ensure_switch()?;
+        let ns = self.ns(short);
+        self.ports += 1;
+        let port = format!("p{}", self.ports);
+        self.run(&[
+            "ip", "-n", &sw, "link", "add", &port, "type", "veth", "peer", "name", ifname, "netns",
+            &ns,
+        ])?;
+        self.run(&["ip", "-n", &sw, "link", "set", &port, "master", "br0"])?;
+        self.run(&["ip", "-n", &sw, "link", "set", &port, "up"])?;
+        self.run(&["ip", "-n", &ns, "addr", "add", cidr, "dev", ifname])?;
+        self.run(&["ip", "-n", &ns, "link", "set", ifname, "up"])?;
+        self.mac(short, ifname)
+    }
+
+    /// Join two namespaces directly with a veth pair (no bridge).
+    pub fn link(
+        &mut self,
+        a: &str,
+        a_if: &str,
+        a_cidr: &str,
+        b: &str,
+        b_if: &str,
+        b_cidr: &str,
+    ) -> Result<(), String> {
+        let (na, nb) = (self.ns(a), self.ns(b));
+        self.run(&[
+            "ip", "-n", &na, "link", "add", a_if, "type", "veth", "peer", "name", b_if, "netns",
+            &nb,
+        ])?;
+        for (ns, i, c) in [(&na, a_if, a_cidr), (&nb, b_if, b_cidr)] {
+            self.run(&["ip", "-n", ns, "addr", "add", c, "dev", i])?;
+            self.run(&["ip", "-n", ns, "link", "set", i, "up"])?;
+        }
+        Ok(())
+    }
+
+    /// MAC address of `ifname` in namespace `short`.
+    pub fn mac(&self, short: &str, ifname: &str) -> Result<String, String> {
+        let out = self.run(&["ip", "-n", &self.ns(short), "-o", "link", "show", ifname])?;
+        let s = String::from_utf8_lossy(&out.stdout);
+        s.split_whitespace()
+            .skip_while(|w| *w != "link/ether")
+            .nth(1)
+            .map(str::to_string)
+            .ok_or_else(|| format!("no MAC on {ifname}"))
+    }
+
+    /// Run `args` inside namespace `short` and wait for it.
+    pub fn exec(&self, short: &str, args: &[&str]) -> Result<Output, String> {
+        let ns = self.ns(short);
+        let mut v = vec!["ip", "netns", "exec", &ns];
+        v.extend_from_slice(args);
+        self.run(&v)
+    }
+
+    /// Like [`Testbed::exec`] but returns the output whatever the exit status.
+    pub fn exec_any(&self, short: &str, args: &[&str]) -> Result<Output, String> {
+        let ns = self.ns(short);
+        if self.verbose {
+            println!("  $ ip netns exec {ns} {}", args.join(" "));
+        }
+        Command::new("ip")
+            .args(["netns", "exec", &ns])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| e.to_string())
+    }
+
+    /// Set a sysctl inside namespace `short` (never on the host).
+    pub fn sysctl(&self, short: &str, key: &str, value: &str) -> Result<(), String> {
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        if self.verbose {
+            println!(
+                "  $ ip netns exec {} sysctl -w {key}={value}",
+                self.ns(short)
+            );
+        }
+        let ns = self.ns(short);
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &ns,
+                "sh",
+                "-c",
+                &format!("echo {value} > {path}"),
+            ])
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!(
+                "sysctl {key} in {ns}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(())
+    }
+
+    /// Start a long-running process in namespace `short`; it is killed when the bed
+    /// is dropped. Its stdout/stderr go to `log` if given.
+    pub fn spawn(
+        &mut self,
+        short: &str,
+        args: &[&str],
+        log: Option<std::fs::File>,
+    ) -> Result<u32, String> {
+        let ns = self.ns(short);
+        if self.verbose {
+            println!("  $ ip netns exec {ns} {} &", args.join(" "));
+        }
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &ns])
+            .args(args)
+            .stdin(Stdio::null());
+        match log {
+            Some(f) => {
+                let f2 = f.try_clone().map_err(|e| e.to_string())?;
+                c.stdout(f).stderr(f2);
+            }
+            None => {
+                c.stdout(Stdio::null()).stderr(Stdio::null());
+            }
+        }
+        let child = c.spawn().map_err(|e| format!("{}: {e}", args[0]))?;
+        let pid = child.id();
+        self.children.push(child);
+        Ok(pid)
+    }
+
+    /// Send SIGTERM to a spawned process and wait for it (bounded).
+    pub fn stop(&mut self, pid: u32) -> Option<std::process::ExitStatus> {
+        let i = self.children.iter().position(|c| c.id() == pid)?;
+        let mut c = self.children.remove(i);
+        // SAFETY: plain kill(2) on a child we spawned and have not reaped.
+        unsafe {
+            libc::kill(pid as i32, libc::SIGTERM);
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(st)) = c.try_wait() {
+                return Some(st);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        c.wait().ok()
+    }
+
+    pub fn namespaces(&self) -> &[String] {
+        &self.namespaces
+    }
+
+    /// Tear down now (Drop does the same).
+    pub fn teardown(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.children.clear();
+        for ns in self.namespaces.drain(..).rev() {
+            let _ = Command::new("ip")
+                .args(["netns", "pids", &ns])
+                .output()
+                .map(|o| {
+                    for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                        if let Ok(p) = pid.parse::<i32>() {
+                            // SAFETY: kill(2) on a process still inside our namespace.
+                            unsafe {
+                                libc::kill(p, libc::SIGKILL);
+                            }
+                        }
+                    }
+                });
+            let _ = Command::new("ip").args(["netns", "del", &ns]).output();
+        }
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        self.teardown();
+    }
+}
