@@ -10,6 +10,7 @@ pub mod ctl;
 pub mod director;
 pub mod forward;
 pub mod ipvsadm;
+pub mod lab;
 pub mod pipeline;
 pub mod ring;
 pub mod sched;

@@ -36,6 +36,18 @@ enum Cmd {
         #[arg(long, default_value_t = 1 << 20)]
         max_conns: usize,
     },
+    /// The three LVS modes on one machine, in network namespaces (needs root).
+    Lab {
+        #[arg(long, default_value = "all")]
+        mode: String,
+        #[arg(long, default_value = "rr")]
+        scheduler: String,
+        #[arg(long, default_value_t = 6)]
+        requests: usize,
+        /// Leave the namespaces in place afterwards.
+        #[arg(long)]
+        keep: bool,
+    },
     /// Real-server side test application: HTTP answering with NAME, UDP echo.
     Serve {
         #[arg(long)]
@@ -81,6 +93,17 @@ fn main() -> ExitCode {
             max_conns,
         }),
         Cmd::Check { rules } => check(&rules),
+        Cmd::Lab {
+            mode,
+            scheduler,
+            requests,
+            keep,
+        } => uvs::lab::run(&uvs::lab::LabOptions {
+            mode,
+            scheduler,
+            requests,
+            keep,
+        }),
         Cmd::Probe { proto, to, message } => match proto.as_str() {
             "udp" => uvs::testbed::serve::probe_udp(&to, &message).map(|r| println!("{r}")),
             other => Err(format!("probe: unsupported protocol '{other}' (udp)")),

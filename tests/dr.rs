@@ -19,9 +19,9 @@ const RULES_RR: &str = "\
 #[test]
 fn rr_alternates_and_frames_keep_the_vip() {
     require_root!();
-    let mut lvs = Lvs::dr("drrr");
+    let mut lvs = dr("drrr");
     let (tpid, tpath) = tcpdump(&mut lvs.bed, "rs1", "eth0", "tcp dst port 80", 3);
-    lvs.start_director(RULES_RR, &[]);
+    lvs.start_director(RULES_RR, &["--workers", "2"]).unwrap();
     let names = lvs.http_names(6);
     // List order is rs2, rs1 (head insertion), so rr starts with rs2 and alternates.
     let first = names[0].clone();
@@ -58,11 +58,11 @@ fn rr_alternates_and_frames_keep_the_vip() {
             "MACs: {f}"
         );
         assert!(
-            f.contains(&format!("> {}.80:", lvs.vip)),
+            f.contains(&format!("> {}.80:", lvs.addrs.vip)),
             "IP destination must stay the VIP: {f}"
         );
         assert!(
-            f.contains(&format!("{}.", lvs.client_ip)),
+            f.contains(&format!("{}.", lvs.addrs.client)),
             "source stays the client: {f}"
         );
     }
@@ -71,13 +71,14 @@ fn rr_alternates_and_frames_keep_the_vip() {
 #[test]
 fn wrr_3_to_1_splits_40_requests_30_10() {
     require_root!();
-    let mut lvs = Lvs::dr("drwrr");
+    let mut lvs = dr("drwrr");
     lvs.start_director(
         "-A -t 10.77.0.100:80 -s wrr\n\
          -a -t 10.77.0.100:80 -r 10.77.0.11:80 -g -w 3\n\
          -a -t 10.77.0.100:80 -r 10.77.0.12:80 -g -w 1\n",
-        &[],
-    );
+        &["--workers", "2"],
+    )
+    .unwrap();
     let names = lvs.http_names(40);
     let rs1 = names.iter().filter(|n| *n == "rs1").count();
     let rs2 = names.iter().filter(|n| *n == "rs2").count();
@@ -87,11 +88,12 @@ fn wrr_3_to_1_splits_40_requests_30_10() {
 #[test]
 fn udp_service_works_and_alternates() {
     require_root!();
-    let mut lvs = Lvs::dr("drudp");
-    lvs.start_director(RULES_RR, &[]);
+    let mut lvs = dr("drudp");
+    lvs.start_director(RULES_RR, &["--workers", "2"]).unwrap();
     let mut seen = Vec::new();
     for i in 0..4 {
-        let r = udp_exchange(&lvs.bed, "client", "10.77.0.100:53", &format!("ping{i}"))
+        let r = lvs
+            .udp("10.77.0.100:53", &format!("ping{i}"))
             .unwrap_or_else(|e| panic!("{e}\n{}", lvs.director_log()));
         assert!(r.ends_with(&format!(": ping{i}")), "{r}");
         seen.push(r.split(':').next().unwrap().to_string());

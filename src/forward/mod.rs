@@ -93,8 +93,8 @@ pub fn send_icmp<E: Emit>(
         return;
     };
     let ifx = rx.iface.ifindex;
-    if let Some(buf) = out.buffer(ifx) {
-        if let Some(n) = icmp::emit_error(
+    if let Some(buf) = out.buffer(ifx)
+        && let Some(n) = icmp::emit_error(
             buf,
             rx.eth_src,
             rx.iface.mac,
@@ -103,8 +103,8 @@ pub fn send_icmp<E: Emit>(
             code,
             rest,
             ip,
-        ) {
-            out.commit(ifx, n);
-        }
+        )
+    {
+        out.commit(ifx, n);
     }
 }

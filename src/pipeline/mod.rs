@@ -172,12 +172,8 @@ impl Worker {
 
         // Connection lookup (ip_vs_in): a SYN on a finished TCP entry reuses the tuple
         // (conn_reuse_mode 1): the old entry goes and the SYN is scheduled afresh.
-        if syn {
-            if let Some(c) = self.conns.get(&key) {
-                if reuse_expected(c) {
-                    self.conns.remove(&key);
-                }
-            }
+        if syn && self.conns.get(&key).is_some_and(reuse_expected) {
+            self.conns.remove(&key);
         }
         if self.conns.get(&key).is_none() {
             match self.schedule(sh, svcs, now_ms, &pkt, key) {
@@ -305,8 +301,8 @@ fn send_port_unreachable<E: Emit>(
     _frame: &[u8],
     out: &mut E,
 ) {
-    if let Some(buf) = out.buffer(iface.ifindex) {
-        if let Some(n) = icmp::emit_error(
+    if let Some(buf) = out.buffer(iface.ifindex)
+        && let Some(n) = icmp::emit_error(
             buf,
             pkt.eth_src,
             iface.mac,
@@ -315,9 +311,9 @@ fn send_port_unreachable<E: Emit>(
             icmp::CODE_PORT_UNREACH,
             0,
             pkt.ip,
-        ) {
-            out.commit(iface.ifindex, n);
-        }
+        )
+    {
+        out.commit(iface.ifindex, n);
     }
 }
 

@@ -413,12 +413,52 @@ mod tests {
         );
     }
 
+    #[test]
+    fn more_dests_than_slots_keeps_old_table() {
+        let mut dests = n_dests(TAB_SIZE as usize);
+        let mut s = mh(&dests);
+        let owners = |s: &MaglevHashing, d: &[Arc<Dest>]| -> Vec<Option<IpAddr>> {
+            s.lookup
+                .iter()
+                .map(|&i| d.get(i as usize).map(|x| x.addr))
+                .collect()
+        };
+        let before = owners(&s, &dests);
+        assert!(before.iter().all(Option::is_some));
+        // Two more dests: each rebuild is refused, the old table still names the same
+        // dests although their indices moved.
+        for k in 0..2 {
+            let cfg = crate::service::DestConfig {
+                addr: IpAddr::from([10, 255, 0, k]),
+                ..dest(1, 1).config()
+            };
+            dests.insert(0, Arc::new(Dest::new(&cfg)));
+            s.update(&dests, 0, DestChange::Added);
+            assert_eq!(owners(&s, &dests), before);
+        }
+        // Deleting an original dest at M + 1 dests: still refused; its slots empty.
+        let victim = dests.remove(5);
+        s.update(&dests, 0, DestChange::Deleted { index: 5 });
+        let after = owners(&s, &dests);
+        for (b, a) in before.iter().zip(&after) {
+            if *b == Some(victim.addr) {
+                assert_eq!(*a, None);
+            } else {
+                assert_eq!(a, b);
+            }
+        }
+        // Back to M dests: rebuilt.
+        dests.remove(0);
+        s.update(&dests, 0, DestChange::Deleted { index: 0 });
+        assert!(owners(&s, &dests).iter().all(Option::is_some));
+    }
+
     fn n_dests(n: usize) -> Vec<Arc<Dest>> {
         (0..n)
             .map(|i| {
                 let d = dest(1, 1);
                 Arc::new(Dest::new(&crate::service::DestConfig {
-                    addr: IpAddr::from([10, 0, (i >> 8) as u8, i as u8]),
+                    addr: IpAddr::from([10, (i >> 16) as u8, (i >> 8) as u8, i as u8]),
                     ..d.config()
                 }))
             })

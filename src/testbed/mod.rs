@@ -7,6 +7,7 @@
 //! sysctls. Dropping the bed (also while unwinding from a panic) kills its processes
 //! and deletes its namespaces, which removes their interfaces.
 
+pub mod lvs;
 pub mod serve;
 
 use std::process::{Child, Command, Output, Stdio};
@@ -262,6 +263,15 @@ impl Testbed {
         }
         let _ = c.kill();
         c.wait().ok()
+    }
+
+    /// Leave the namespaces in place when the bed is dropped (`uvs lab --keep`);
+    /// processes started in them keep running.
+    pub fn disarm(&mut self) {
+        self.namespaces.clear();
+        for c in self.children.drain(..) {
+            std::mem::forget(c);
+        }
     }
 
     pub fn namespaces(&self) -> &[String] {

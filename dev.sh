@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# uvs developer entry point. Installs what it needs (Debian packages; crates via cargo).
+#   sudo ./dev.sh lab     build and run the lab (the main job) on its default topology
+#   sudo ./dev.sh test    run the whole test suite (unit + namespace end-to-end tests)
+set -euo pipefail
+cd "$(dirname "$0")"
+
+deps() {
+    local need=()
+    command -v ip >/dev/null 2>&1 || need+=(iproute2)
+    command -v curl >/dev/null 2>&1 || need+=(curl)
+    command -v tcpdump >/dev/null 2>&1 || need+=(tcpdump)
+    if [ ${#need[@]} -gt 0 ]; then
+        if [ "$(id -u)" -ne 0 ]; then
+            echo "dev.sh: missing ${need[*]}; run as root (sudo) so they can be installed" >&2
+            exit 1
+        fi
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    fi
+}
+
+case "${1:-}" in
+    lab)
+        shift
+        deps
+        cargo build --release --quiet
+        exec ./target/release/uvs lab "$@"
+        ;;
+    test)
+        shift
+        deps
+        if [ "$(id -u)" -ne 0 ]; then
+            echo "dev.sh: WARNING: not root: the namespace end-to-end tests will be SKIPPED" >&2
+        fi
+        cargo test --release "$@"
+        ;;
+    *)
+        echo "usage: sudo ./dev.sh lab [uvs lab options] | sudo ./dev.sh test [cargo test options]" >&2
+        exit 2
+        ;;
+esac

@@ -1,0 +1,178 @@
+//! The tutorials' LVS segment as a test bed: a client, a director and two real
+//! servers on one bridge, each real server running `uvs serve` (HTTP that answers
+//! its own name, and a UDP echo). Shared by the end-to-end tests and `uvs lab`.
+
+use std::time::{Duration, Instant};
+
+use super::Testbed;
+
+/// Addresses of the default topology (private, and only inside the bed's namespaces).
+#[derive(Debug, Clone)]
+pub struct Addrs {
+    pub vip: String,
+    pub client: String,
+    pub dip: String,
+    pub rs: [String; 2],
+    pub prefix_len: u8,
+}
+
+impl Default for Addrs {
+    fn default() -> Self {
+        Addrs {
+            vip: "10.77.0.100".into(),
+            client: "10.77.0.10".into(),
+            dip: "10.77.0.2".into(),
+            rs: ["10.77.0.11".into(), "10.77.0.12".into()],
+            prefix_len: 24,
+        }
+    }
+}
+
+pub struct Lvs {
+    pub bed: Testbed,
+    pub addrs: Addrs,
+    pub rs_mac: [String; 2],
+    pub client_mac: String,
+    pub director_mac: String,
+    /// The `uvs` executable to run in the namespaces.
+    pub exe: String,
+    pub log: std::path::PathBuf,
+    pub director_pid: Option<u32>,
+}
+
+impl Lvs {
+    /// Build the DR topology of the tutorial (seed 001): the VIP on the real servers'
+    /// lo/32 with arp_ignore=1 and arp_announce=2. `skip_arp_ignore` leaves those two
+    /// sysctls out (to show what breaks).
+    pub fn dr(
+        tag: &str,
+        exe: &str,
+        addrs: Addrs,
+        skip_arp_ignore: bool,
+        verbose: bool,
+    ) -> Result<Lvs, String> {
+        let mut bed = Testbed::new(tag);
+        bed.verbose = verbose;
+        for h in ["client", "dir", "rs1", "rs2"] {
+            bed.add_host(h)?;
+        }
+        let pl = addrs.prefix_len;
+        let client_mac = bed.plug("client", "eth0", &format!("{}/{pl}", addrs.client))?;
+        let director_mac = bed.plug("dir", "eth0", &format!("{}/{pl}", addrs.dip))?;
+        let mut rs_mac = [String::new(), String::new()];
+        for (i, ip) in addrs.rs.iter().enumerate() {
+            let h = format!("rs{}", i + 1);
+            if !skip_arp_ignore {
+                // Before the VIP is added, so that it is never announced.
+                bed.sysctl(&h, "net.ipv4.conf.all.arp_ignore", "1")?;
+                bed.sysctl(&h, "net.ipv4.conf.all.arp_announce", "2")?;
+            }
+            rs_mac[i] = bed.plug(&h, "eth0", &format!("{ip}/{pl}"))?;
+            bed.exec(
+                &h,
+                &[
+                    "ip",
+                    "addr",
+                    "add",
+                    &format!("{}/32", addrs.vip),
+                    "dev",
+                    "lo",
+                ],
+            )?;
+            bed.spawn(
+                &h,
+                &[
+                    exe,
+                    "serve",
+                    "--name",
+                    &h,
+                    "--tcp",
+                    "0.0.0.0:80",
+                    "--udp",
+                    "0.0.0.0:53",
+                ],
+                None,
+            )?;
+        }
+        let log = std::env::temp_dir().join(format!("{}-director.log", bed.prefix));
+        Ok(Lvs {
+            bed,
+            addrs,
+            rs_mac,
+            client_mac,
+            director_mac,
+            exe: exe.to_string(),
+            log,
+            director_pid: None,
+        })
+    }
+
+    /// Write `rules` to a file and start `uvs run` in the director namespace; waits
+    /// (bounded) for its "ready" line.
+    pub fn start_director(&mut self, rules: &str, extra: &[&str]) -> Result<(), String> {
+        let path = std::env::temp_dir().join(format!("{}-rules", self.bed.prefix));
+        std::fs::write(&path, rules).map_err(|e| e.to_string())?;
+        let f = std::fs::File::create(&self.log).map_err(|e| e.to_string())?;
+        let p = path.to_string_lossy().to_string();
+        let exe = self.exe.clone();
+        let mut args = vec![exe.as_str(), "run", "--iface", "eth0", "--rules", &p];
+        args.extend_from_slice(extra);
+        self.director_pid = Some(self.bed.spawn("dir", &args, Some(f))?);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = self.director_log();
+            if text.contains("director ready") {
+                return Ok(());
+            }
+            let failed = text
+                .lines()
+                .any(|l| l.starts_with("uvs: ") && !l.starts_with("uvs: warning"));
+            if failed || Instant::now() > deadline {
+                return Err(format!("director did not become ready:\n{text}"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stop the director (SIGTERM) and return its log.
+    pub fn stop_director(&mut self) -> String {
+        if let Some(pid) = self.director_pid.take() {
+            self.bed.stop(pid);
+        }
+        self.director_log()
+    }
+
+    pub fn director_log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// One HTTP GET from the client with curl; returns the body (trimmed).
+    pub fn curl(&self, url: &str) -> Result<String, String> {
+        let out = self
+            .bed
+            .exec_any("client", &["curl", "-s", "--max-time", "3", url])?;
+        if !out.status.success() {
+            return Err(format!("curl {url}: exit {:?}", out.status.code()));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    /// `n` requests to the VIP, each on a new connection; the answering names.
+    pub fn http_names(&self, n: usize) -> Vec<String> {
+        let url = format!("http://{}/", self.addrs.vip);
+        (0..n)
+            .map(|_| self.curl(&url).unwrap_or_else(|e| format!("ERR {e}")))
+            .collect()
+    }
+
+    /// One UDP datagram from the client to `to`, with a bounded wait for the reply.
+    pub fn udp(&self, to: &str, msg: &str) -> Result<String, String> {
+        let out = self
+            .bed
+            .exec_any("client", &[&self.exe, "probe", "udp", to, msg])?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+}
