@@ -10,6 +10,7 @@
 mod arp;
 mod classify;
 mod counters;
+pub mod fixture;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
