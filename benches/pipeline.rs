@@ -11,7 +11,11 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use uvs::pipeline::fixture::*;
 use uvs::pipeline::{Emit, RxMeta, Worker, pkttype};
 
-const RX: RxMeta = RxMeta { ifindex: IFINDEX, pkttype: pkttype::HOST, csum_partial: false };
+const RX: RxMeta = RxMeta {
+    ifindex: IFINDEX,
+    pkttype: pkttype::HOST,
+    csum_partial: false,
+};
 
 fn pipeline(c: &mut Criterion) {
     let mut g = c.benchmark_group("dr");
@@ -40,7 +44,9 @@ fn pipeline(c: &mut Criterion) {
     let mut out = VecEmit::counting();
     w.process(&sh, &svcs, 0, RX, &tcp_frame(40000, 80, true, false, b""), &mut out);
     let data = tcp_frame(40000, 80, false, true, &[0u8; 6]);
-    g.bench_function("established", |b| b.iter(|| w.process(&sh, &svcs, 1, RX, black_box(&data), &mut out)));
+    g.bench_function("established", |b| {
+        b.iter(|| w.process(&sh, &svcs, 1, RX, black_box(&data), &mut out))
+    });
 
     // New connection per packet: every SYN has a new source address and port.
     let syns: Vec<Vec<u8>> = (0..4096u32)

@@ -94,11 +94,9 @@ impl Ctl {
         let mut st = svc.lock();
         let st = &mut *st;
         if st.config.scheduler != cfg.scheduler {
-            st.scheduler =
-                sched::new_scheduler(&cfg.scheduler, &st.dests, cfg.flags).ok_or(E_NO_SCHED)?;
+            st.scheduler = sched::new_scheduler(&cfg.scheduler, &st.dests, cfg.flags).ok_or(E_NO_SCHED)?;
         } else {
-            st.scheduler
-                .update(&st.dests, cfg.flags, DestChange::ServiceEdited);
+            st.scheduler.update(&st.dests, cfg.flags, DestChange::ServiceEdited);
         }
         st.config = cfg.clone();
         Ok(())
@@ -136,11 +134,7 @@ impl Ctl {
         let cur = self.shared.services.load();
         let svc = cur.find(addr).ok_or(E_SVC_UNDEFINED)?;
         let mut st = svc.lock();
-        if st
-            .dests
-            .iter()
-            .any(|d| d.addr == cfg.addr && d.port == cfg.port)
-        {
+        if st.dests.iter().any(|d| d.addr == cfg.addr && d.port == cfg.port) {
             return Err(E_DEST_EXISTS);
         }
         let revived = trash
@@ -158,8 +152,7 @@ impl Ctl {
         };
         let st = &mut *st;
         st.dests.insert(0, dest);
-        st.scheduler
-            .update(&st.dests, st.config.flags, DestChange::Added);
+        st.scheduler.update(&st.dests, st.config.flags, DestChange::Added);
         Ok(())
     }
 
@@ -184,12 +177,7 @@ impl Ctl {
     }
 
     /// `-d`: unlink a destination; it stays in the trash while connections use it.
-    pub fn delete_dest(
-        &self,
-        addr: &ServiceAddr,
-        daddr: std::net::IpAddr,
-        dport: u16,
-    ) -> Result<(), CtlError> {
+    pub fn delete_dest(&self, addr: &ServiceAddr, daddr: std::net::IpAddr, dport: u16) -> Result<(), CtlError> {
         let mut trash = self.lock();
         let cur = self.shared.services.load();
         let svc = cur.find(addr).ok_or(E_SVC_UNDEFINED)?;
@@ -351,15 +339,11 @@ mod tests {
         assert_eq!(order, ["10.0.0.3", "10.0.0.2", "10.0.0.1"]);
         let two = ctl.all_dests()[1].clone();
         two.bind_conn();
-        ctl.delete_dest(&s.addr, "10.0.0.2".parse().unwrap(), 80)
-            .unwrap();
+        ctl.delete_dest(&s.addr, "10.0.0.2".parse().unwrap(), 80).unwrap();
         assert!(!two.is_available());
         ctl.add_dest(&s.addr, &dest_cfg(2, 5)).unwrap();
         let head = ctl.all_dests()[0].clone();
-        assert!(
-            Arc::ptr_eq(&head, &two),
-            "revived from the trash at the head"
-        );
+        assert!(Arc::ptr_eq(&head, &two), "revived from the trash at the head");
         assert!(head.is_available());
         assert_eq!((head.weight(), head.inactive()), (5, 1));
         ctl.delete_service(&s.addr).unwrap();

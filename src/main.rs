@@ -35,6 +35,9 @@ enum Cmd {
         /// Hard cap on connection entries (all workers together).
         #[arg(long, default_value_t = 1 << 20)]
         max_conns: usize,
+        /// Transmit path: `ring` (PACKET_TX_RING, default) or `sendmmsg`.
+        #[arg(long, default_value = "ring", value_parser = ["ring", "sendmmsg"])]
+        tx: String,
     },
     /// The three LVS modes on one machine, in network namespaces (needs root).
     Lab {
@@ -60,10 +63,29 @@ enum Cmd {
         udp: Option<String>,
     },
     /// Test client: `probe udp ADDR:PORT MESSAGE` sends one datagram and prints the reply.
-    Probe {
-        proto: String,
-        to: String,
-        message: String,
+    Probe { proto: String, to: String, message: String },
+    /// Measurement traffic generator (test beds only): UDP frames through a TX ring.
+    Blast {
+        #[arg(long)]
+        iface: String,
+        /// Destination MAC (the director's), aa:bb:cc:dd:ee:ff.
+        #[arg(long)]
+        dst_mac: String,
+        #[arg(long)]
+        src: std::net::Ipv4Addr,
+        /// Destination IP:port (the VIP).
+        #[arg(long)]
+        dst: std::net::SocketAddrV4,
+        #[arg(long, default_value_t = 1)]
+        flows: u16,
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 100_000_000)]
+        max_packets: u64,
+        #[arg(long, default_value_t = 0)]
+        pps: u64,
+        #[arg(long, default_value_t = 18)]
+        payload: usize,
     },
     /// Check a rules file and print the table it describes, without starting anything.
     Check { rules: PathBuf },
@@ -71,10 +93,7 @@ enum Cmd {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("UVS_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("UVS_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -85,14 +104,41 @@ fn main() -> ExitCode {
             workers,
             control,
             max_conns,
+            tx,
         } => uvs::director::run(uvs::director::RunOptions {
             ifaces,
             rules,
             workers,
             control,
             max_conns,
+            tx_sendmmsg: tx == "sendmmsg",
         }),
         Cmd::Check { rules } => check(&rules),
+        Cmd::Blast {
+            iface,
+            dst_mac,
+            src,
+            dst,
+            flows,
+            seconds,
+            max_packets,
+            pps,
+            payload,
+        } => parse_mac(&dst_mac).and_then(|dst_mac| {
+            let o = uvs::testbed::blast::BlastOptions {
+                iface,
+                dst_mac,
+                src: src.octets(),
+                dst: dst.ip().octets(),
+                dport: dst.port(),
+                flows,
+                seconds,
+                max_packets,
+                pps,
+                payload,
+            };
+            uvs::testbed::blast::blast(&o).map(|n| println!("{n}"))
+        }),
         Cmd::Lab {
             mode,
             scheduler,
@@ -108,9 +154,7 @@ fn main() -> ExitCode {
             "udp" => uvs::testbed::serve::probe_udp(&to, &message).map(|r| println!("{r}")),
             other => Err(format!("probe: unsupported protocol '{other}' (udp)")),
         },
-        Cmd::Serve { name, tcp, udp } => {
-            uvs::testbed::serve::serve(&name, tcp.as_deref(), udp.as_deref())
-        }
+        Cmd::Serve { name, tcp, udp } => uvs::testbed::serve::serve(&name, tcp.as_deref(), udp.as_deref()),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -126,4 +170,9 @@ fn check(path: &std::path::Path) -> Result<(), String> {
     let n = uvs::director::load_rules(&ctl, path)?;
     println!("{}: {n} rules OK", path.display());
     Ok(())
+}
+
+fn parse_mac(s: &str) -> Result<[u8; 6], String> {
+    let v: Vec<u8> = s.split(':').filter_map(|p| u8::from_str_radix(p, 16).ok()).collect();
+    v.try_into().map_err(|_| format!("bad MAC address '{s}'"))
 }

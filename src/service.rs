@@ -83,15 +83,8 @@ impl ForwardMethod {
 /// How a virtual service is addressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ServiceAddr {
-    Inet {
-        proto: Protocol,
-        addr: IpAddr,
-        port: u16,
-    },
-    Fwmark {
-        mark: u32,
-        ipv6: bool,
-    },
+    Inet { proto: Protocol, addr: IpAddr, port: u16 },
+    Fwmark { mark: u32, ipv6: bool },
 }
 
 /// Service flags (uapi values).
@@ -415,9 +408,7 @@ impl VirtualService {
 
 impl std::fmt::Debug for VirtualService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VirtualService")
-            .field("addr", &self.addr)
-            .finish()
+        f.debug_struct("VirtualService").field("addr", &self.addr).finish()
     }
 }
 

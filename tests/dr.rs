@@ -25,16 +25,9 @@ fn rr_alternates_and_frames_keep_the_vip() {
     let names = lvs.http_names(6);
     // List order is rs2, rs1 (head insertion), so rr starts with rs2 and alternates.
     let first = names[0].clone();
-    assert!(
-        first == "rs1" || first == "rs2",
-        "unexpected answer: {names:?}"
-    );
+    assert!(first == "rs1" || first == "rs2", "unexpected answer: {names:?}");
     for (i, n) in names.iter().enumerate() {
-        let want = if (i % 2 == 0) == (first == "rs1") {
-            "rs1"
-        } else {
-            "rs2"
-        };
+        let want = if (i % 2 == 0) == (first == "rs1") { "rs1" } else { "rs2" };
         assert_eq!(n, want, "request {i} of {names:?}\n{}", lvs.director_log());
     }
     assert_eq!(
@@ -43,14 +36,9 @@ fn rr_alternates_and_frames_keep_the_vip() {
     );
 
     // The capture on rs1: destination MAC is rs1's, destination IP is still the VIP.
-    let lines = wait_for_lines(&tpath, 5, |l| {
-        l.iter().filter(|x| x.contains(" > ")).count() >= 3
-    });
+    let lines = wait_for_lines(&tpath, 5, |l| l.iter().filter(|x| x.contains(" > ")).count() >= 3);
     lvs.bed.stop(tpid);
-    let frames: Vec<_> = lines
-        .iter()
-        .filter(|l| l.contains("ethertype IPv4"))
-        .collect();
+    let frames: Vec<_> = lines.iter().filter(|l| l.contains("ethertype IPv4")).collect();
     assert!(!frames.is_empty(), "no frames captured on rs1: {lines:?}");
     for f in &frames {
         assert!(
@@ -118,9 +106,7 @@ fn bad_rules_line_starts_nothing_and_names_the_line() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("line 2")
-            && err.contains("illegal weight specified")
-            && err.contains("-w 70000"),
+        err.contains("line 2") && err.contains("illegal weight specified") && err.contains("-w 70000"),
         "{err}"
     );
     let _ = std::fs::remove_file(dir);

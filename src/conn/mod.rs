@@ -198,11 +198,7 @@ mod tests {
         let c = tab
             .insert(key(1), Conn::new(d.clone(), [10, 0, 0, 1], 80, true, 0))
             .unwrap();
-        assert_eq!(
-            (d.active(), d.inactive()),
-            (0, 1),
-            "right after creation: 0/1"
-        );
+        assert_eq!((d.active(), d.inactive()), (0, 1), "right after creation: 0/1");
         c.tcp_packet(SYN, false, false, &t, 0);
         assert_eq!((d.active(), d.inactive()), (1, 0));
         assert_eq!(c.expires_ms, 60_000);

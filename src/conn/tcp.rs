@@ -267,13 +267,7 @@ mod tests {
     fn tv_10_10_nat_server_closes() {
         use Direction::*;
         let got = run(
-            &[
-                (In, SYN),
-                (In, ACK),
-                (Out, FIN | ACK),
-                (In, FIN | ACK),
-                (Out, ACK),
-            ],
+            &[(In, SYN), (In, ACK), (Out, FIN | ACK), (In, FIN | ACK), (Out, ACK)],
             false,
         );
         assert_eq!(got[2..], [FinWait, TimeWait, TimeWait]);
@@ -292,10 +286,7 @@ mod tests {
             ],
             false,
         );
-        assert_eq!(
-            got,
-            vec![SynRecv, Established, Established, FinWait, FinWait]
-        );
+        assert_eq!(got, vec![SynRecv, Established, Established, FinWait, FinWait]);
         let got = run(&[(InOnly, SYN), (InOnly, ACK), (InOnly, RST)], false);
         assert_eq!(got[2], Close);
         let got = run(&[(InOnly, SYN), (InOnly, ACK), (InOnly, PSH)], false);

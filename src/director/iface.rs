@@ -15,9 +15,7 @@ pub fn discover(name: &str) -> Result<Iface, String> {
         .map(|m| m.octets())
         .ok_or_else(|| format!("interface '{name}' has no MAC address"))?;
     if !i.is_up() {
-        return Err(format!(
-            "interface '{name}' is down (ip link set {name} up)"
-        ));
+        return Err(format!("interface '{name}' is down (ip link set {name} up)"));
     }
     let addrs = i
         .ips
@@ -27,8 +25,7 @@ pub fn discover(name: &str) -> Result<Iface, String> {
             _ => None,
         })
         .collect();
-    let mtu = crate::ring::iface_mtu(name)
-        .map_err(|e| format!("cannot read the MTU of '{name}': {e}"))?;
+    let mtu = crate::ring::iface_mtu(name).map_err(|e| format!("cannot read the MTU of '{name}': {e}"))?;
     Ok(Iface {
         ifindex: i.index,
         name: name.to_string(),

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::ctl::Ctl;
 use crate::pipeline::{Iface, Shared, Worker};
-use crate::ring::{RxRing, TxRing, TxSet, rx::RxConfig};
+use crate::ring::{MmsgSet, MmsgTx, RxRing, Tx, TxRing, TxSet, rx::RxConfig};
 use crate::stats::MAX_WORKERS;
 use crate::wire::{arp, ethernet};
 
@@ -27,14 +27,15 @@ pub struct RunOptions {
     pub control: Option<PathBuf>,
     /// Hard cap on connection entries, over all workers.
     pub max_conns: usize,
+    /// Transmit with sendmmsg instead of the TX ring.
+    pub tx_sendmmsg: bool,
 }
 
 /// Apply a rules file (ipvsadm `-S -n` lines) to `ctl`. Any bad line is an error that
 /// names the line; nothing is applied in that case.
 pub fn load_rules(ctl: &Ctl, path: &std::path::Path) -> Result<usize, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let cmds = crate::ipvsadm::rules::parse_rules(&text)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let cmds = crate::ipvsadm::rules::parse_rules(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     // Validate against a scratch table first so that a rejected line starts nothing.
     let scratch = Ctl::new(Arc::new(Shared::new(Vec::new())));
     for (line, cmd) in &cmds {
@@ -99,15 +100,11 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     }
 
     let cores = core_affinity::get_core_ids().unwrap_or_default();
-    let nworkers = opts
-        .workers
-        .unwrap_or(cores.len().max(1))
-        .clamp(1, MAX_WORKERS);
+    let nworkers = opts.workers.unwrap_or(cores.len().max(1)).clamp(1, MAX_WORKERS);
     let per_worker_cap = (opts.max_conns / nworkers).max(1);
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, stop.clone())
-            .map_err(|e| format!("signal handler: {e}"))?;
+        signal_hook::flag::register(sig, stop.clone()).map_err(|e| format!("signal handler: {e}"))?;
     }
     let epoch = Instant::now();
     let (neigh_tx, neigh_rx) = crossbeam_channel::bounded(4096);
@@ -117,19 +114,26 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     let mut ios = Vec::new();
     for _ in 0..nworkers {
         let mut rx = Vec::new();
-        let mut tx = TxSet::default();
+        let mut ring = TxSet::default();
+        let mut mmsg = MmsgSet::default();
         for i in &ifaces {
             let group = group_base.wrapping_add(i.ifindex as u16);
-            rx.push(
-                RxRing::open(i.ifindex, group, RxConfig::default())
-                    .map_err(|e| format!("RX ring on {}: {e}", i.name))?,
-            );
+            let r = RxRing::open(i.ifindex, group, RxConfig::default());
+            rx.push(r.map_err(|e| format!("RX ring on {}: {e}", i.name))?);
             let max_frame = (i.mtu as usize + ethernet::HEADER_LEN + 20).max(1600);
-            tx.rings.push(
-                TxRing::open(i.ifindex, max_frame, 512)
-                    .map_err(|e| format!("TX ring on {}: {e}", i.name))?,
-            );
+            if opts.tx_sendmmsg {
+                let t = MmsgTx::open(i.ifindex, max_frame);
+                mmsg.txs.push(t.map_err(|e| format!("TX socket on {}: {e}", i.name))?);
+            } else {
+                let t = TxRing::open(i.ifindex, max_frame, 512);
+                ring.rings.push(t.map_err(|e| format!("TX ring on {}: {e}", i.name))?);
+            }
         }
+        let tx = if opts.tx_sendmmsg {
+            Tx::Mmsg(mmsg)
+        } else {
+            Tx::Ring(ring)
+        };
         ios.push(worker::WorkerIo { rx, tx });
     }
     let mut handles = Vec::new();

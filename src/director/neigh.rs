@@ -82,10 +82,7 @@ impl Neighbours {
                 None => true,
                 Some(_) => now_ms.saturating_sub(e.confirmed_ms) >= REFRESH_MS,
             };
-            if want
-                && e.solicited_ms
-                    .is_none_or(|s| now_ms.saturating_sub(s) >= RETRY_MS)
-            {
+            if want && e.solicited_ms.is_none_or(|s| now_ms.saturating_sub(s) >= RETRY_MS) {
                 e.solicited_ms = Some(now_ms);
                 out.push(*k);
             }

@@ -41,9 +41,7 @@ impl Routes {
                 continue;
             }
             let hex = |s: &str| u32::from_str_radix(s, 16).ok();
-            let (Some(dst), Some(gw), Some(flags), Some(mask)) =
-                (hex(f[1]), hex(f[2]), hex(f[3]), hex(f[7]))
-            else {
+            let (Some(dst), Some(gw), Some(flags), Some(mask)) = (hex(f[1]), hex(f[2]), hex(f[3]), hex(f[7])) else {
                 continue;
             };
             if flags & RTF_UP == 0 {
@@ -68,11 +66,7 @@ impl Routes {
             .iter()
             .filter(|r| a & r.mask == r.dst & r.mask)
             .min_by_key(|r| (std::cmp::Reverse(r.mask.count_ones()), r.metric))?;
-        let hop = if r.gateway != 0 {
-            r.gateway.to_be_bytes()
-        } else {
-            addr
-        };
+        let hop = if r.gateway != 0 { r.gateway.to_be_bytes() } else { addr };
         Some((r.iface.as_str(), hop))
     }
 }
@@ -90,10 +84,7 @@ eth2\t0000000A\t00000000\t0001\t0\t0\t5\t0000FFFF\t0\t0\t0\n";
     #[test]
     fn longest_prefix_then_gateway() {
         let r = Routes::parse(TABLE);
-        assert_eq!(
-            r.lookup([192, 168, 1, 20]),
-            Some(("eth0", [192, 168, 1, 20]))
-        );
+        assert_eq!(r.lookup([192, 168, 1, 20]), Some(("eth0", [192, 168, 1, 20])));
         assert_eq!(r.lookup([10, 0, 0, 7]), Some(("eth1", [10, 0, 0, 7])));
         assert_eq!(r.lookup([10, 0, 9, 7]), Some(("eth2", [10, 0, 9, 7])));
         assert_eq!(r.lookup([8, 8, 8, 8]), Some(("eth0", [192, 168, 1, 1])));

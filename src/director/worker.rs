@@ -9,7 +9,7 @@ use std::time::Instant;
 use crossbeam_channel::Sender;
 
 use crate::pipeline::{Shared, Verdict, Worker};
-use crate::ring::{RxRing, TxSet, poll_readable};
+use crate::ring::{RxRing, Tx, poll_readable};
 
 /// What a worker tells the control thread.
 #[derive(Debug, Clone, Copy)]
@@ -21,7 +21,7 @@ pub struct NeighEvent {
 
 pub struct WorkerIo {
     pub rx: Vec<RxRing>,
-    pub tx: TxSet,
+    pub tx: Tx,
 }
 
 /// Run until `stop` is set.
@@ -41,9 +41,7 @@ pub fn run(
         let mut got = 0;
         for ring in io.rx.iter_mut() {
             got += ring.drain_block(|meta, frame| {
-                if let Verdict::Neigh { ifindex, ip, mac } =
-                    w.process(&sh, &svcs, now_ms, meta, frame, &mut io.tx)
-                {
+                if let Verdict::Neigh { ifindex, ip, mac } = w.process(&sh, &svcs, now_ms, meta, frame, &mut io.tx) {
                     let _ = neigh.try_send(NeighEvent { ifindex, ip, mac });
                 }
             });

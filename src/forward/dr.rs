@@ -8,13 +8,7 @@ use crate::pipeline::{DropReason, Emit, Shared, Verdict};
 use crate::service::Dest;
 use crate::wire::{ethernet, ipv4};
 
-pub fn transmit<E: Emit>(
-    sh: &Shared,
-    rx: &RxCtx<'_>,
-    dest: &Dest,
-    ip: &[u8],
-    out: &mut E,
-) -> Verdict {
+pub fn transmit<E: Emit>(sh: &Shared, rx: &RxCtx<'_>, dest: &Dest, ip: &[u8], out: &mut E) -> Verdict {
     let ifx = dest.out_ifindex();
     let Some(oif) = sh.iface(ifx) else {
         return Verdict::Drop(DropReason::NoRoute);

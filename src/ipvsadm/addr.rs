@@ -35,10 +35,7 @@ fn strtol10(s: &str) -> StrtolResult {
     let mut mag: u64 = 0;
     let mut overflow = false;
     while i < b.len() && b[i].is_ascii_digit() {
-        match mag
-            .checked_mul(10)
-            .and_then(|m| m.checked_add(u64::from(b[i] - b'0')))
-        {
+        match mag.checked_mul(10).and_then(|m| m.checked_add(u64::from(b[i] - b'0'))) {
             Some(m) => mag = m,
             None => overflow = true,
         }
@@ -51,11 +48,7 @@ fn strtol10(s: &str) -> StrtolResult {
             consumed: 0,
         };
     }
-    let limit = if neg {
-        i64::MAX as u64 + 1
-    } else {
-        i64::MAX as u64
-    };
+    let limit = if neg { i64::MAX as u64 + 1 } else { i64::MAX as u64 };
     if mag > limit {
         overflow = true;
     }
@@ -76,8 +69,7 @@ fn strtol10(s: &str) -> StrtolResult {
 /// fall in `min..=max`. `None` where the C code returns -1.
 pub fn string_to_number(s: &str, min: i64, max: i64) -> Option<i64> {
     let r = strtol10(s);
-    (r.consumed != 0 && r.consumed == s.len() && !r.overflow && (min..=max).contains(&r.value))
-        .then_some(r.value)
+    (r.consumed != 0 && r.consumed == s.len() && !r.overflow && (min..=max).contains(&r.value)).then_some(r.value)
 }
 
 /// C `atoi` (glibc: `(int) strtol(s, NULL, 10)`).
@@ -168,13 +160,10 @@ pub fn resolve_host_v4(name: &str) -> Option<Ipv4Addr> {
     if name.is_empty() {
         return None;
     }
-    (name, 0u16)
-        .to_socket_addrs()
-        .ok()?
-        .find_map(|sa| match sa.ip() {
-            IpAddr::V4(a) => Some(a),
-            IpAddr::V6(_) => None,
-        })
+    (name, 0u16).to_socket_addrs().ok()?.find_map(|sa| match sa.ip() {
+        IpAddr::V4(a) => Some(a),
+        IpAddr::V6(_) => None,
+    })
 }
 
 /// Built-in port names used when `/etc/services` is missing.
@@ -234,9 +223,7 @@ pub fn service_to_port(name: &str, proto: Option<Protocol>) -> Option<u16> {
         Protocol::Udp => "udp",
         Protocol::Sctp => "sctp",
     };
-    services_db()
-        .get(&(name.to_string(), p.to_string()))
-        .copied()
+    services_db().get(&(name.to_string(), p.to_string())).copied()
 }
 
 /// What `parse_service` found: the address, and the port if one was written.
@@ -357,13 +344,7 @@ mod tests {
                 port: Some(80)
             })
         );
-        assert_eq!(
-            p("10.0.0.1"),
-            Some(ParsedAddr {
-                addr: v4,
-                port: None
-            })
-        );
+        assert_eq!(p("10.0.0.1"), Some(ParsedAddr { addr: v4, port: None }));
         assert_eq!(
             p("10.0.0.1:http"),
             Some(ParsedAddr {
@@ -378,13 +359,7 @@ mod tests {
                 port: Some(80)
             })
         );
-        assert_eq!(
-            p("2001:db8::80"),
-            Some(ParsedAddr {
-                addr: v6,
-                port: None
-            })
-        );
+        assert_eq!(p("2001:db8::80"), Some(ParsedAddr { addr: v6, port: None }));
         assert_eq!(p("[1.2.3.4]:80").map(|x| x.port), Some(None));
         assert_eq!(p("[2001:db8::80]"), None);
         assert_eq!(p("[2001:db8::80]:"), None);

@@ -141,9 +141,8 @@ impl Ce {
                     Opt::UdpService => Protocol::Udp,
                     _ => Protocol::Sctp,
                 });
-                let p = parse_service(&a, self.proto).ok_or_else(|| {
-                    ParseError::fail("illegal virtual server address[:port] specified")
-                })?;
+                let p = parse_service(&a, self.proto)
+                    .ok_or_else(|| ParseError::fail("illegal virtual server address[:port] specified"))?;
                 self.af = af_of(p.addr);
                 if self.af == 6 {
                     self.netmask = 128;
@@ -157,9 +156,8 @@ impl Ce {
                 self.set_option(O_SERVICE)?;
                 self.af = 4;
                 self.proto = Some(Protocol::Tcp);
-                self.fwmark = parse_fwmark(&a).ok_or_else(|| {
-                    ParseError::fail(format!("invalid fwmark value `{a}' specified"))
-                })?;
+                self.fwmark = parse_fwmark(&a)
+                    .ok_or_else(|| ParseError::fail(format!("invalid fwmark value `{a}' specified")))?;
             }
             Opt::Scheduler => {
                 self.set_option(O_SCHEDULER)?;
@@ -176,9 +174,8 @@ impl Ce {
             Opt::Netmask => {
                 self.set_option(O_NETMASK)?;
                 if self.af != 6 {
-                    let m = parse_netmask_v4(&a).ok_or_else(|| {
-                        ParseError::fail("illegal virtual server persistent mask specified")
-                    })?;
+                    let m = parse_netmask_v4(&a)
+                        .ok_or_else(|| ParseError::fail("illegal virtual server persistent mask specified"))?;
                     self.netmask = m.to_bits();
                 } else {
                     self.netmask = atoi(&a) as u32;
@@ -189,9 +186,8 @@ impl Ce {
             }
             Opt::RealServer => {
                 self.set_option(O_SERVER)?;
-                let p = parse_service(&a, self.proto).ok_or_else(|| {
-                    ParseError::fail("illegal real server address[:port] specified")
-                })?;
+                let p = parse_service(&a, self.proto)
+                    .ok_or_else(|| ParseError::fail("illegal real server address[:port] specified"))?;
                 self.dest_af = af_of(p.addr);
                 self.dest_addr = Some(p.addr);
                 self.dest_port = p.port.unwrap_or(self.port);
@@ -211,14 +207,12 @@ impl Ce {
             Opt::UThreshold => {
                 self.set_option(O_UTHRESHOLD)?;
                 let max = i64::from(i32::MAX);
-                self.u_threshold =
-                    Self::number(&a, 0, max, "illegal u_threshold specified")? as u32;
+                self.u_threshold = Self::number(&a, 0, max, "illegal u_threshold specified")? as u32;
             }
             Opt::LThreshold => {
                 self.set_option(O_LTHRESHOLD)?;
                 let max = i64::from(i32::MAX);
-                self.l_threshold =
-                    Self::number(&a, 0, max, "illegal l_threshold specified")? as u32;
+                self.l_threshold = Self::number(&a, 0, max, "illegal l_threshold specified")? as u32;
             }
             Opt::Connection => self.set_option(O_CONNECTION)?,
             Opt::Numeric => self.set_option(O_NUMERIC)?,
@@ -393,15 +387,10 @@ pub(super) fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, ParseError> {
 
     let mut leftovers = popt.leftovers().iter();
     if cmd == Cmd::Timeout {
-        let (Some(a), Some(b), Some(c)) = (leftovers.next(), leftovers.next(), leftovers.next())
-        else {
+        let (Some(a), Some(b), Some(c)) = (leftovers.next(), leftovers.next(), leftovers.next()) else {
             return Err(ParseError::fail("--set option requires 3 timeout values"));
         };
-        ce.timeouts = [
-            parse_timeout(a, 0)?,
-            parse_timeout(b, 0)?,
-            parse_timeout(c, 0)?,
-        ];
+        ce.timeouts = [parse_timeout(a, 0)?, parse_timeout(b, 0)?, parse_timeout(c, 0)?];
     }
     if let Some(w) = leftovers.next() {
         return Err(ParseError::fail(format!("unexpected argument {w}")));
@@ -415,12 +404,9 @@ pub(super) fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, ParseError> {
 
     if matches!(cmd, Cmd::Add | Cmd::Edit) {
         if ce.fwmark == 0 && ce.port == 0 && ce.flags & svc_flags::PERSISTENT == 0 {
-            return Err(ParseError::fail(
-                "Zero port specified for non-persistent service",
-            ));
+            return Err(ParseError::fail("Zero port specified for non-persistent service"));
         }
-        if ce.flags & svc_flags::ONEPACKET != 0 && ce.fwmark == 0 && ce.proto != Some(Protocol::Udp)
-        {
+        if ce.flags & svc_flags::ONEPACKET != 0 && ce.fwmark == 0 && ce.proto != Some(Protocol::Udp) {
             return Err(ParseError::fail(
                 "One-Packet Scheduling is only for UDP virtual services",
             ));
@@ -442,17 +428,9 @@ pub(super) fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, ParseError> {
                 "Different address family is allowed only for tunneling servers",
             ));
         }
-        let tun_opts = [
-            O_TUN_TYPE,
-            O_TUN_PORT,
-            O_TUN_NOCSUM,
-            O_TUN_CSUM,
-            O_TUN_REMCSUM,
-        ];
+        let tun_opts = [O_TUN_TYPE, O_TUN_PORT, O_TUN_NOCSUM, O_TUN_CSUM, O_TUN_REMCSUM];
         if tun_opts.iter().any(|&o| ce.has(o)) && !tunnel {
-            return Err(ParseError::fail(
-                "Tunnel options conflict with forward method",
-            ));
+            return Err(ParseError::fail("Tunnel options conflict with forward method"));
         }
         table::check_tunnel(ce.tun_type, ce.options)?;
     }

@@ -6,9 +6,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use super::args::Ce;
 use super::table::*;
 use super::{Command, DaemonConfig, ListOptions, ListView, ParseError};
-use crate::service::{
-    DestConfig, Netmask, Protocol, ServiceAddr, ServiceConfig, TunnelCsum, TunnelType,
-};
+use crate::service::{DestConfig, Netmask, Protocol, ServiceAddr, ServiceConfig, TunnelCsum, TunnelType};
 
 impl Ce {
     fn service_addr(&self) -> ServiceAddr {

@@ -80,12 +80,7 @@ struct Spec {
 }
 
 const fn s(long: &'static str, short: Option<char>, arg: ArgKind, opt: Opt) -> Spec {
-    Spec {
-        long,
-        short,
-        arg,
-        opt,
-    }
+    Spec { long, short, arg, opt }
 }
 
 use ArgKind::{None as N, Optional as O, Required as R};
@@ -297,11 +292,7 @@ impl<'a, S: AsRef<str>> Popt<'a, S> {
 mod tests {
     use super::*;
 
-    type Scan = (
-        Vec<(Opt, Option<String>)>,
-        Option<(PoptError, String)>,
-        Vec<String>,
-    );
+    type Scan = (Vec<(Opt, Option<String>)>, Option<(PoptError, String)>, Vec<String>);
 
     fn scan(args: &[&str]) -> Scan {
         let mut p = Popt::new(args);
@@ -331,13 +322,7 @@ mod tests {
             ]
         );
         assert!(e.is_none() && l.is_empty());
-        let (o, _, _) = scan(&[
-            "-t10.0.0.1:80",
-            "-u=1.2.3.4:53",
-            "--scheduler=rr",
-            "--weight",
-            "3",
-        ]);
+        let (o, _, _) = scan(&["-t10.0.0.1:80", "-u=1.2.3.4:53", "--scheduler=rr", "--weight", "3"]);
         assert_eq!(o[0], (Opt::TcpService, Some("10.0.0.1:80".into())));
         assert_eq!(o[1], (Opt::UdpService, Some("1.2.3.4:53".into())));
         assert_eq!(o[2], (Opt::Scheduler, Some("rr".into())));

@@ -156,11 +156,7 @@ mod tests {
         ] {
             let e = parse_rules(line).unwrap_err();
             assert_eq!(e.line, 1);
-            assert!(
-                e.message
-                    .contains(&format!("'{name}' command is not allowed")),
-                "{e}"
-            );
+            assert!(e.message.contains(&format!("'{name}' command is not allowed")), "{e}");
         }
         // A bare word (what a comment looks like to ipvsadm when not at a token start).
         let e = parse_rules("-C foo#bar").unwrap_err();

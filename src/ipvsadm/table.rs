@@ -101,8 +101,7 @@ pub(super) const CMD_V_OPT: [&[u8; 34]; 14] = [
 
 /// `tunnel_types_v_options` over (tun-port, tun-nocsum, tun-csum, tun-remcsum).
 pub(super) const TUN_OPTS: [usize; 4] = [O_TUN_PORT, O_TUN_NOCSUM, O_TUN_CSUM, O_TUN_REMCSUM];
-pub(super) const TUN_V_OPT: [(&str, &[u8; 4]); 3] =
-    [("ipip", b"xxxx"), ("gue", b"+111"), ("gre", b"x11x")];
+pub(super) const TUN_V_OPT: [(&str, &[u8; 4]); 3] = [("ipip", b"xxxx"), ("gue", b"+111"), ("gre", b"x11x")];
 
 /// Walk one row of a legality table over the options `opts` (indices into
 /// [`OPT_NAMES`]); `what` names the row in messages ("'list' command").
@@ -168,9 +167,7 @@ pub(super) fn parse_sched_flags(sched: &str, arg: &str) -> Result<u32, ParseErro
             _ => return Err(ParseError::fail(format!("invalid scheduler flag `{flag}'"))),
         };
         if only.is_some_and(|s| s != sched) {
-            return Err(ParseError::fail(format!(
-                "incompatible scheduler flag `{flag}'"
-            )));
+            return Err(ParseError::fail(format!("incompatible scheduler flag `{flag}'")));
         }
         flags |= bit;
     }

@@ -117,26 +117,14 @@ fn service_defaults() {
     let c = svc("-A -t 10.0.0.1:0 -p -M 255.255.255.0 --pe sip -s sh -b sh-port,sh-fallback");
     assert_eq!(c.netmask, Netmask::V4(Ipv4Addr::new(255, 255, 255, 0)));
     assert_eq!(c.pe.as_deref(), Some("sip"));
-    assert_eq!(
-        c.flags,
-        svc_flags::PERSISTENT | svc_flags::SCHED1 | svc_flags::SCHED2
-    );
+    assert_eq!(c.flags, svc_flags::PERSISTENT | svc_flags::SCHED1 | svc_flags::SCHED2);
     let c = svc("-A -t [2001:db8::80]:80 -p -M 64");
     assert_eq!(c.netmask, Netmask::V6Prefix(64));
     let c = svc("-A -f 7 -6 -p -M 48");
-    assert_eq!(
-        c.addr,
-        ServiceAddr::Fwmark {
-            mark: 7,
-            ipv6: true
-        }
-    );
+    assert_eq!(c.addr, ServiceAddr::Fwmark { mark: 7, ipv6: true });
     assert_eq!(c.netmask, Netmask::V6Prefix(48));
     let c = svc("-A -u 10.0.0.1:53 -o -b flag-1,flag-3");
-    assert_eq!(
-        c.flags,
-        svc_flags::ONEPACKET | svc_flags::SCHED1 | svc_flags::SCHED3
-    );
+    assert_eq!(c.flags, svc_flags::ONEPACKET | svc_flags::SCHED1 | svc_flags::SCHED3);
     let c = svc("-A -f 1 -o");
     assert_eq!(c.flags, svc_flags::ONEPACKET);
     let c = svc("-A --sctp-service 10.0.0.1:9 -s mh -b mh-port");
@@ -158,13 +146,7 @@ fn service_defaults() {
 #[test]
 fn zero_port_allowed_when_persistent_or_fwmark() {
     assert_eq!(svc("-A -t 10.0.0.1 -p").addr, tcp("10.0.0.1", 0));
-    assert_eq!(
-        svc("-A -f 5").addr,
-        ServiceAddr::Fwmark {
-            mark: 5,
-            ipv6: false
-        }
-    );
+    assert_eq!(svc("-A -f 5").addr, ServiceAddr::Fwmark { mark: 5, ipv6: false });
 }
 
 #[test]
@@ -196,10 +178,7 @@ fn dest_defaults_and_port_forcing() {
     // -e is a replace: method and weight fall back to -g / 1.
     let d = dest("-e -t 10.0.0.1:80 -r 10.0.1.1 -w 5").1;
     assert_eq!((d.method, d.weight), (ForwardMethod::Route, 5));
-    assert_eq!(
-        dest("-a -t 10.0.0.1:80 -r 10.0.1.1 -m -w 65535").1.weight,
-        65535
-    );
+    assert_eq!(dest("-a -t 10.0.0.1:80 -r 10.0.1.1 -m -w 65535").1.weight, 65535);
     let max = dest("-a -t 10.0.0.1:80 -r 10.0.1.1 -x 2147483647").1;
     assert_eq!(max.u_threshold, 2_147_483_647);
 }
@@ -212,10 +191,7 @@ fn tunnel_options() {
         (TunnelType::Gue, 6080, TunnelCsum::RemCsum)
     );
     let d = dest("-a -t 10.0.0.1:80 -r 10.0.1.1 -i --tun-type gre --tun-csum").1;
-    assert_eq!(
-        (d.tun_type, d.tun_csum),
-        (TunnelType::Gre, TunnelCsum::Csum)
-    );
+    assert_eq!((d.tun_type, d.tun_csum), (TunnelType::Gre, TunnelCsum::Csum));
     let d = dest("-a -t 10.0.0.1:80 -r 10.0.1.1 -i --tun-type gre --tun-nocsum").1;
     assert_eq!(d.tun_csum, TunnelCsum::NoCsum);
     // A tunnel server may be of the other address family.
@@ -225,10 +201,7 @@ fn tunnel_options() {
 
 #[test]
 fn delete_and_zero_and_clear() {
-    assert_eq!(
-        ok("-D -t 10.0.0.1:80"),
-        Command::DeleteService(tcp("10.0.0.1", 80))
-    );
+    assert_eq!(ok("-D -t 10.0.0.1:80"), Command::DeleteService(tcp("10.0.0.1", 80)));
     assert_eq!(
         ok("-D -u 10.0.0.1"),
         Command::DeleteService(ServiceAddr::Inet {
@@ -248,10 +221,7 @@ fn delete_and_zero_and_clear() {
     assert_eq!(ok("-Z"), Command::Zero(None));
     assert_eq!(
         ok("-Z -f 3"),
-        Command::Zero(Some(ServiceAddr::Fwmark {
-            mark: 3,
-            ipv6: false
-        }))
+        Command::Zero(Some(ServiceAddr::Fwmark { mark: 3, ipv6: false }))
     );
     assert_eq!(ok("-C"), Command::Clear);
     assert_eq!(ok("--clear"), Command::Clear);
@@ -326,19 +296,13 @@ fn list_variants() {
     assert!(list("-L --syncid 5").service.is_none());
     assert_eq!(list("-L --stats --rate").view, ListView::Stats);
     assert_eq!(list("-L --rate --thresholds").view, ListView::Rate);
-    assert_eq!(
-        list("-L --tun-info --persistent-conn").view,
-        ListView::PersistentConn
-    );
+    assert_eq!(list("-L --tun-info --persistent-conn").view, ListView::PersistentConn);
     assert_eq!(list("-L --tun-info").view, ListView::TunInfo);
     let l = list("-L -c --persistent-conn");
     assert!(l.connections && l.view == ListView::PersistentConn);
     assert_eq!(
         list("-L -f 9 -6").service,
-        Some(ServiceAddr::Fwmark {
-            mark: 9,
-            ipv6: true
-        })
+        Some(ServiceAddr::Fwmark { mark: 9, ipv6: true })
     );
     assert!(!list("-L --sort --sort").nosort);
 }
@@ -384,13 +348,7 @@ fn save_example_lines_parse_back() {
     let c = svc("-A -f 1 -s sh -b sh-port");
     assert_eq!((c.scheduler.as_str(), c.flags), ("sh", svc_flags::SCHED2));
     let (s, d) = dest("-a -f 1 -r 192.168.10.11:0 -i -w 1 --tun-type ipip");
-    assert_eq!(
-        s,
-        ServiceAddr::Fwmark {
-            mark: 1,
-            ipv6: false
-        }
-    );
+    assert_eq!(s, ServiceAddr::Fwmark { mark: 1, ipv6: false });
     assert_eq!(
         (d.port, d.method, d.tun_type),
         (0, ForwardMethod::Tunnel, TunnelType::Ipip)

@@ -35,11 +35,7 @@ fn popt_errors_after_the_command() {
     err("-Lq", 255, "-Lq: unknown option");
     err("-L -q", 255, "-q: unknown option");
     err("-A -t", 255, "-t: missing argument");
-    err(
-        "-L --nosort=1",
-        255,
-        "--nosort=1: option does not take an argument",
-    );
+    err("-L --nosort=1", 255, "--nosort=1: option does not take an argument");
     err("-Ln=1", 255, "-Ln=1: option does not take an argument");
     // Long names must be spelt out.
     err("-L --num", 255, "--num: unknown option");
@@ -62,15 +58,9 @@ fn multiple_commands_and_options() {
         "-a -t 10.0.0.1:80 -r 10.0.1.1 -g -m",
         "multiple 'forwarding-method' options specified",
     );
-    fail(
-        "-A -t 10.0.0.1:80 -f 1",
-        "multiple 'service-address' options specified",
-    );
+    fail("-A -t 10.0.0.1:80 -f 1", "multiple 'service-address' options specified");
     fail("-L -n -n", "multiple 'numeric' options specified");
-    fail(
-        "-A -t 10.0.0.1:80 -p -p",
-        "multiple 'persistent' options specified",
-    );
+    fail("-A -t 10.0.0.1:80 -p -p", "multiple 'persistent' options specified");
 }
 
 #[test]
@@ -83,34 +73,19 @@ fn stray_words() {
     fail("--set 1 2 3 4", "unexpected argument 4");
     fail("--set 1 x 3", "invalid timeout value `x' specified");
     err("--set 1 2 -1", 255, "-1: unknown option");
-    fail(
-        "--set 1 2 2678401",
-        "invalid timeout value `2678401' specified",
-    );
+    fail("--set 1 2 2678401", "invalid timeout value `2678401' specified");
 }
 
 #[test]
 fn value_errors() {
-    fail(
-        "-a -t 10.0.0.1:80 -r 10.0.1.1 -w 65536",
-        "illegal weight specified",
-    );
-    fail(
-        "-a -t 10.0.0.1:80 -r 10.0.1.1 -w x",
-        "illegal weight specified",
-    );
+    fail("-a -t 10.0.0.1:80 -r 10.0.1.1 -w 65536", "illegal weight specified");
+    fail("-a -t 10.0.0.1:80 -r 10.0.1.1 -w x", "illegal weight specified");
     fail(
         "-a -t 10.0.0.1:80 -r 10.0.1.1 -x 2147483648",
         "illegal u_threshold specified",
     );
-    fail(
-        "-a -t 10.0.0.1:80 -r 10.0.1.1 -y 1.5",
-        "illegal l_threshold specified",
-    );
-    fail(
-        "-A -t 10.0.0.1:80 -p 1x",
-        "invalid timeout value `1x' specified",
-    );
+    fail("-a -t 10.0.0.1:80 -r 10.0.1.1 -y 1.5", "illegal l_threshold specified");
+    fail("-A -t 10.0.0.1:80 -p 1x", "invalid timeout value `1x' specified");
     fail(
         "-A -t 10.0.0.1:80 -p -M 1.2.3.999",
         "illegal virtual server persistent mask specified",
@@ -118,30 +93,15 @@ fn value_errors() {
     fail("-A -t [::1]:80 -p -M 129", "illegal ipv6 netmask specified");
     fail("-A -t [::1]:80 -p -M 0", "illegal ipv6 netmask specified");
     fail("-A -f 0", "invalid fwmark value `0' specified");
-    fail(
-        "-A -f 4294967296",
-        "invalid fwmark value `4294967296' specified",
-    );
+    fail("-A -f 4294967296", "invalid fwmark value `4294967296' specified");
     fail("-A -f x", "invalid fwmark value `x' specified");
     fail("-A -t 10.0.0.1:80 -6", "-6 used before -f");
     fail("-A -6 -f 1", "-6 used before -f");
-    fail(
-        "--start-daemon primary",
-        "illegal start-daemon parameter specified",
-    );
+    fail("--start-daemon primary", "illegal start-daemon parameter specified");
     fail("--stop-daemon primary", "illegal start_daemon specified");
-    fail(
-        "--start-daemon master --syncid 256",
-        "illegal syncid specified",
-    );
-    fail(
-        "--start-daemon master --mcast-port 0",
-        "illegal mcast-port specified",
-    );
-    fail(
-        "--start-daemon master --mcast-ttl 256",
-        "illegal mcast-ttl specified",
-    );
+    fail("--start-daemon master --syncid 256", "illegal syncid specified");
+    fail("--start-daemon master --mcast-port 0", "illegal mcast-port specified");
+    fail("--start-daemon master --mcast-ttl 256", "illegal mcast-ttl specified");
     fail(
         "--start-daemon master --sync-maxlen 65508",
         "illegal sync-maxlen specified",
@@ -190,14 +150,8 @@ fn address_errors() {
 
 #[test]
 fn service_checks() {
-    fail(
-        "-A -t 10.0.0.1",
-        "Zero port specified for non-persistent service",
-    );
-    fail(
-        "-E -t 10.0.0.1:0",
-        "Zero port specified for non-persistent service",
-    );
+    fail("-A -t 10.0.0.1", "Zero port specified for non-persistent service");
+    fail("-E -t 10.0.0.1:0", "Zero port specified for non-persistent service");
     fail(
         "-A -t [2001:db8::1]:0",
         "Zero port specified for non-persistent service",
@@ -206,14 +160,8 @@ fn service_checks() {
         "-A -t 10.0.0.1:80 -o",
         "One-Packet Scheduling is only for UDP virtual services",
     );
-    fail(
-        "-A -t 10.0.0.1:80 -b flag-4",
-        "invalid scheduler flag `flag-4'",
-    );
-    fail(
-        "-A -t 10.0.0.1:80 -b sh-port",
-        "incompatible scheduler flag `sh-port'",
-    );
+    fail("-A -t 10.0.0.1:80 -b flag-4", "invalid scheduler flag `flag-4'");
+    fail("-A -t 10.0.0.1:80 -b sh-port", "incompatible scheduler flag `sh-port'");
     fail(
         "-A -t 10.0.0.1:80 -s rr -b sh-fallback",
         "incompatible scheduler flag `sh-fallback'",
@@ -290,27 +238,12 @@ fn command_option_table() {
         "-C -t 10.0.0.1:80",
         "Illegal 'service-address' option with the 'flush' command",
     );
-    fail(
-        "-R -n",
-        "Illegal 'numeric' option with the 'restore' command",
-    );
-    fail(
-        "-S -c",
-        "Illegal 'connection' option with the 'save' command",
-    );
+    fail("-R -n", "Illegal 'numeric' option with the 'restore' command");
+    fail("-S -c", "Illegal 'connection' option with the 'save' command");
     fail("-Z -n", "Illegal 'numeric' option with the 'zero' command");
-    fail(
-        "--set 1 2 3 -n",
-        "Illegal 'numeric' option with the 'set' command",
-    );
-    fail(
-        "-L -s rr",
-        "Illegal 'scheduler' option with the 'list' command",
-    );
-    fail(
-        "-L -p",
-        "Illegal 'persistent' option with the 'list' command",
-    );
+    fail("--set 1 2 3 -n", "Illegal 'numeric' option with the 'set' command");
+    fail("-L -s rr", "Illegal 'scheduler' option with the 'list' command");
+    fail("-L -p", "Illegal 'persistent' option with the 'list' command");
     fail("-L --pe sip", "Illegal 'pe' option with the 'list' command");
     fail(
         "--start-daemon master -n",

@@ -24,9 +24,7 @@ pub fn run(opts: &LabOptions) -> Result<(), String> {
     match opts.mode.as_str() {
         "dr" | "all" => {}
         other => {
-            return Err(format!(
-                "mode '{other}' is not available yet (this build has: dr)"
-            ));
+            return Err(format!("mode '{other}' is not available yet (this build has: dr)"));
         }
     }
     let exe = std::env::current_exe()

@@ -8,13 +8,7 @@ use super::{DropReason, Emit, Iface, Shared, Verdict};
 use crate::service::ServiceTable;
 use crate::wire::arp;
 
-pub fn handle<E: Emit>(
-    sh: &Shared,
-    svcs: &ServiceTable,
-    iface: &Iface,
-    f: &ArpFrame,
-    out: &mut E,
-) -> Verdict {
+pub fn handle<E: Emit>(sh: &Shared, svcs: &ServiceTable, iface: &Iface, f: &ArpFrame, out: &mut E) -> Verdict {
     let a = &f.arp;
     if svcs.is_vip(a.spa) || sh.is_local_addr(a.spa) {
         // Somebody claims a VIP or one of our addresses (possibly a DR real server

@@ -47,8 +47,7 @@ pub fn director_with(rules: &str) -> (Arc<Shared>, Ctl) {
         ctl.apply(&cmd).expect("fixture rules apply");
     }
     for d in ctl.all_dests() {
-        d.out_ifindex
-            .store(IFINDEX, std::sync::atomic::Ordering::Relaxed);
+        d.out_ifindex.store(IFINDEX, std::sync::atomic::Ordering::Relaxed);
         let mac = if d.addr == std::net::IpAddr::from(RS1) {
             RS1_MAC
         } else {
@@ -130,14 +129,20 @@ thread_local! {
 /// Byte 0 selects the metadata; the rest is the frame. The worker persists across
 /// inputs so that sequences reach established-connection paths; its table is capped.
 pub fn fuzz_one(data: &[u8]) {
-    let Some((&meta, frame)) = data.split_first() else { return };
+    let Some((&meta, frame)) = data.split_first() else {
+        return;
+    };
     FUZZ.with(|cell| {
         let mut cell = cell.borrow_mut();
         let (sh, _ctl, w) = cell.get_or_insert_with(|| {
             let (sh, ctl) = director();
             (sh, ctl, super::Worker::new(0, 256))
         });
-        let rx = super::RxMeta { ifindex: IFINDEX, pkttype: meta & 0x7, csum_partial: meta & 0x8 != 0 };
+        let rx = super::RxMeta {
+            ifindex: IFINDEX,
+            pkttype: meta & 0x7,
+            csum_partial: meta & 0x8 != 0,
+        };
         let svcs = sh.services.load();
         let mut out = VecEmit::counting();
         let now = u64::from(meta >> 4) * 10_000;
@@ -156,11 +161,21 @@ pub fn seed_inputs() -> Vec<(&'static str, Vec<u8>)> {
     let mut arp_req = vec![0u8; 60];
     crate::wire::arp::Repr::request(CLIENT_MAC, CLIENT, VIP).emit_frame(&mut arp_req, crate::wire::ethernet::BROADCAST);
     let mut arp_reply = vec![0u8; 60];
-    crate::wire::arp::Repr { op: 2, sha: RS1_MAC, spa: RS1, tha: DIRECTOR_MAC, tpa: DIP }.emit_frame(&mut arp_reply, DIRECTOR_MAC);
+    crate::wire::arp::Repr {
+        op: 2,
+        sha: RS1_MAC,
+        spa: RS1,
+        tha: DIRECTOR_MAC,
+        tpa: DIP,
+    }
+    .emit_frame(&mut arp_reply, DIRECTOR_MAC);
     let syn = tcp_frame(40000, 80, true, false, b"");
     vec![
         ("tcp_syn", with(0, syn.clone())),
-        ("tcp_ack_data", with(0, tcp_frame(40000, 80, false, true, b"GET / HTTP/1.0\r\n\r\n"))),
+        (
+            "tcp_ack_data",
+            with(0, tcp_frame(40000, 80, false, true, b"GET / HTTP/1.0\r\n\r\n")),
+        ),
         ("tcp_fin", with(0x10, tcp_frame(40000, 80, false, true, b""))),
         ("udp", with(0, udp_frame(5353, 53, b"abcd"))),
         ("udp_partial_csum", with(0x8, udp_frame(5353, 53, b"abcd"))),

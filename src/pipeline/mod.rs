@@ -103,11 +103,7 @@ pub enum Verdict {
     Drop(DropReason),
     /// An ARP packet told us `ip` is at `mac` on `ifindex`: the neighbour manager may
     /// refresh an entry it already has (it never creates one from this).
-    Neigh {
-        ifindex: u32,
-        ip: [u8; 4],
-        mac: MacAddr,
-    },
+    Neigh { ifindex: u32, ip: [u8; 4], mac: MacAddr },
 }
 
 /// A worker's private state.
@@ -214,9 +210,7 @@ impl Worker {
             csum_partial: rx.csum_partial,
         };
         match conn.dest.method() {
-            ForwardMethod::Route => {
-                crate::forward::dr::transmit(sh, &rx_ctx, &conn.dest, pkt.ip, out)
-            }
+            ForwardMethod::Route => crate::forward::dr::transmit(sh, &rx_ctx, &conn.dest, pkt.ip, out),
             ForwardMethod::Masq | ForwardMethod::Tunnel | ForwardMethod::Local => {
                 Verdict::Drop(DropReason::MethodUnsupported)
             }
@@ -236,9 +230,7 @@ impl Worker {
         let Some(svc) = svcs.get(pkt.proto, pkt.daddr, pkt.dport) else {
             return Err(DropReason::NoService);
         };
-        if pkt.proto == crate::wire::ipv4::proto::TCP
-            && (pkt.tcp_flags & RST != 0 || pkt.tcp_flags & SYN == 0)
-        {
+        if pkt.proto == crate::wire::ipv4::proto::TCP && (pkt.tcp_flags & RST != 0 || pkt.tcp_flags & SYN == 0) {
             return Err(DropReason::NotSyn);
         }
         if pkt.sport == 20 {
@@ -249,8 +241,7 @@ impl Worker {
         let dest = {
             let mut st = svc.lock();
             let input = crate::sched::SchedInput {
-                proto: crate::service::Protocol::from_ip_proto(pkt.proto)
-                    .unwrap_or(crate::service::Protocol::Tcp),
+                proto: crate::service::Protocol::from_ip_proto(pkt.proto).unwrap_or(crate::service::Protocol::Tcp),
                 saddr: pkt.saddr.into(),
                 sport: pkt.sport,
                 daddr: pkt.daddr.into(),
@@ -272,10 +263,7 @@ impl Worker {
         let dport = if dest.port != 0 { dest.port } else { pkt.dport };
         let no_output = dest.method() != ForwardMethod::Masq;
         let conn = Conn::new(dest, daddr, dport, no_output, now_ms);
-        let c = self
-            .conns
-            .insert(key, conn)
-            .map_err(|_| DropReason::TableFull)?;
+        let c = self.conns.insert(key, conn).map_err(|_| DropReason::TableFull)?;
         c.dest.stats.conn(self.id);
         c.dest.svc_stats.conn(self.id);
         Ok(())
@@ -296,12 +284,7 @@ fn reuse_expected(c: &Conn) -> bool {
 
 /// "No destination available": ICMP port-unreachable to the client, even for TCP
 /// (ip_vs_leave), sourced from the VIP.
-fn send_port_unreachable<E: Emit>(
-    iface: &Iface,
-    pkt: &classify::L4Packet<'_>,
-    _frame: &[u8],
-    out: &mut E,
-) {
+fn send_port_unreachable<E: Emit>(iface: &Iface, pkt: &classify::L4Packet<'_>, _frame: &[u8], out: &mut E) {
     if let Some(buf) = out.buffer(iface.ifindex)
         && let Some(n) = icmp::emit_error(
             buf,

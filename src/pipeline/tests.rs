@@ -25,11 +25,7 @@ fn check_ip_frame(f: &[u8]) -> etherparse::SlicedPacket<'_> {
         panic!("not IPv4")
     };
     let h = ip.header().to_header();
-    assert_eq!(
-        h.header_checksum,
-        h.calc_header_checksum(),
-        "IP header checksum"
-    );
+    assert_eq!(h.header_checksum, h.calc_header_checksum(), "IP header checksum");
     match &p.transport {
         Some(etherparse::TransportSlice::Tcp(t)) => {
             let want = t.to_header().calc_checksum_ipv4(&h, t.payload()).unwrap();
@@ -78,11 +74,7 @@ fn established_packets_stick_and_new_connections_alternate() {
     let mut macs = Vec::new();
     for sport in [1000u16, 1001, 1002, 1003] {
         let (_, out) = run(&mut w, &sh, &tcp_frame(sport, 80, true, false, b""), 0);
-        macs.push(
-            ethernet::Frame::new_checked(&out.frames[0].1[..])
-                .unwrap()
-                .dst(),
-        );
+        macs.push(ethernet::Frame::new_checked(&out.frames[0].1[..]).unwrap().dst());
     }
     assert_eq!(macs, [RS2_MAC, RS1_MAC, RS2_MAC, RS1_MAC]);
     // Data on the first connection keeps going to its server.
@@ -90,9 +82,7 @@ fn established_packets_stick_and_new_connections_alternate() {
         let (v, out) = run(&mut w, &sh, &tcp_frame(1000, 80, false, true, b"GET /"), 1);
         assert_eq!(v, Verdict::Forwarded);
         assert_eq!(
-            ethernet::Frame::new_checked(&out.frames[0].1[..])
-                .unwrap()
-                .dst(),
+            ethernet::Frame::new_checked(&out.frames[0].1[..]).unwrap().dst(),
             RS2_MAC
         );
     }
@@ -128,10 +118,7 @@ fn arp_for_vip_is_answered_with_the_interface_mac() {
     };
     let mut out = VecEmit::keeping();
     let svcs = sh.services.load();
-    assert_eq!(
-        w.process(&sh, &svcs, 0, rx, &f, &mut out),
-        Verdict::Answered
-    );
+    assert_eq!(w.process(&sh, &svcs, 0, rx, &f, &mut out), Verdict::Answered);
     let r = &out.frames[0].1;
     let eth = ethernet::Frame::new_checked(&r[..]).unwrap();
     assert_eq!(eth.dst(), CLIENT_MAC);
@@ -232,8 +219,7 @@ fn non_vip_traffic_is_left_alone_and_unknown_ports_dropped() {
 
 #[test]
 fn no_destination_answers_port_unreachable() {
-    let (sh, _ctl) =
-        director_with("-A -t 10.0.0.100:80 -s rr\n-a -t 10.0.0.100:80 -r 10.0.0.11:80 -g -w 0\n");
+    let (sh, _ctl) = director_with("-A -t 10.0.0.100:80 -s rr\n-a -t 10.0.0.100:80 -r 10.0.0.11:80 -g -w 0\n");
     let mut w = Worker::new(0, 10);
     let syn = tcp_frame(4000, 80, true, false, b"");
     let (v, out) = run(&mut w, &sh, &syn, 0);
@@ -242,10 +228,7 @@ fn no_destination_answers_port_unreachable() {
     let Some(etherparse::NetSlice::Ipv4(ip)) = &p.net else {
         panic!()
     };
-    assert_eq!(
-        (ip.header().source(), ip.header().destination()),
-        (VIP, CLIENT)
-    );
+    assert_eq!((ip.header().source(), ip.header().destination()), (VIP, CLIENT));
     let Some(etherparse::TransportSlice::Icmpv4(icmp)) = &p.transport else {
         panic!()
     };
@@ -304,8 +287,7 @@ fn unresolved_neighbour_and_deleted_destination_drop() {
         addr: std::net::IpAddr::from(VIP),
         port: 80,
     };
-    ctl.delete_dest(&svc, std::net::IpAddr::from(RS2), 80)
-        .unwrap();
+    ctl.delete_dest(&svc, std::net::IpAddr::from(RS2), 80).unwrap();
     assert_eq!(
         run(&mut w, &sh, &tcp_frame(6, 80, false, true, b"x"), 1).0,
         Verdict::Drop(DropReason::DestDeleted)
@@ -327,10 +309,7 @@ fn malformed_frames_are_dropped_by_reason() {
     );
     let mut bad = good.clone();
     bad[14 + 10] ^= 0xff;
-    assert_eq!(
-        run(&mut w, &sh, &bad, 0).0,
-        Verdict::Drop(DropReason::IpChecksum)
-    );
+    assert_eq!(run(&mut w, &sh, &bad, 0).0, Verdict::Drop(DropReason::IpChecksum));
     let mut frag = udp_frame(9, 53, b"abcdefgh");
     let mut ip = ipv4::Packet::new_checked(&mut frag[14..]).unwrap();
     let _ = &mut ip;
@@ -342,22 +321,13 @@ fn malformed_frames_are_dropped_by_reason() {
         crate::wire::checksum::checksum(&h)
     };
     frag[24..26].copy_from_slice(&c.to_be_bytes());
-    assert_eq!(
-        run(&mut w, &sh, &frag, 0).0,
-        Verdict::Drop(DropReason::Fragment)
-    );
+    assert_eq!(run(&mut w, &sh, &frag, 0).0, Verdict::Drop(DropReason::Fragment));
     let mut own = good.clone();
     own[6..12].copy_from_slice(&DIRECTOR_MAC);
-    assert_eq!(
-        run(&mut w, &sh, &own, 0).0,
-        Verdict::Drop(DropReason::OwnMac)
-    );
+    assert_eq!(run(&mut w, &sh, &own, 0).0, Verdict::Drop(DropReason::OwnMac));
     let mut vlan = good.clone();
     vlan[12..14].copy_from_slice(&[0x81, 0x00]);
-    assert_eq!(
-        run(&mut w, &sh, &vlan, 0).0,
-        Verdict::Drop(DropReason::Vlan)
-    );
+    assert_eq!(run(&mut w, &sh, &vlan, 0).0, Verdict::Drop(DropReason::Vlan));
     assert_eq!(w.counters.drops(DropReason::IpChecksum), 1);
 }
 

@@ -4,16 +4,49 @@
 //! This is the only module with `unsafe`: the kernel's ring interface demands raw
 //! socket options and shared memory. Every block says why it is sound.
 
+pub mod mmsg;
 pub mod rx;
 pub mod tx;
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
+pub use mmsg::{MmsgSet, MmsgTx};
 pub use rx::RxRing;
 pub use tx::{TxRing, TxSet};
 
 pub const ETH_P_ALL: u16 = 0x0003;
+
+/// How a worker transmits: the mmap TX ring (default) or sendmmsg batches.
+#[derive(Debug)]
+pub enum Tx {
+    Ring(TxSet),
+    Mmsg(MmsgSet),
+}
+
+impl Tx {
+    pub fn flush(&mut self) {
+        match self {
+            Tx::Ring(t) => t.flush(),
+            Tx::Mmsg(t) => t.flush(),
+        }
+    }
+}
+
+impl crate::pipeline::Emit for Tx {
+    fn buffer(&mut self, ifindex: u32) -> Option<&mut [u8]> {
+        match self {
+            Tx::Ring(t) => t.buffer(ifindex),
+            Tx::Mmsg(t) => t.buffer(ifindex),
+        }
+    }
+    fn commit(&mut self, ifindex: u32, len: usize) {
+        match self {
+            Tx::Ring(t) => t.commit(ifindex, len),
+            Tx::Mmsg(t) => t.commit(ifindex, len),
+        }
+    }
+}
 
 /// Open a raw AF_PACKET socket for `proto` (network byte order is applied here).
 pub fn packet_socket(proto: u16) -> io::Result<OwnedFd> {
@@ -46,11 +79,7 @@ pub fn set_packet_opt<T: Copy>(fd: RawFd, opt: i32, val: &T) -> io::Result<()> {
             std::mem::size_of::<T>() as libc::socklen_t,
         )
     };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
 
 /// Bind a packet socket to an interface and protocol (0 = receive nothing).
@@ -68,11 +97,7 @@ pub fn bind(fd: &OwnedFd, ifindex: u32, proto: u16) -> io::Result<()> {
             std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
         )
     };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
 
 /// An mmap'ed ring region, unmapped on drop.
@@ -116,15 +141,9 @@ impl Mmap {
             if p == libc::MAP_FAILED {
                 return Err(io::Error::last_os_error());
             }
-            return Ok(Mmap {
-                ptr: p as *mut u8,
-                len,
-            });
+            return Ok(Mmap { ptr: p as *mut u8, len });
         }
-        Ok(Mmap {
-            ptr: p as *mut u8,
-            len,
-        })
+        Ok(Mmap { ptr: p as *mut u8, len })
     }
     pub fn ptr(&self) -> *mut u8 {
         self.ptr
@@ -148,16 +167,12 @@ impl Drop for Mmap {
 
 /// Interface MTU via SIOCGIFMTU.
 pub fn iface_mtu(name: &str) -> io::Result<u32> {
-    let sock = std::net::UdpSocket::bind("0.0.0.0:0")
-        .or_else(|_| std::net::UdpSocket::bind("127.0.0.1:0"))?;
+    let sock = std::net::UdpSocket::bind("0.0.0.0:0").or_else(|_| std::net::UdpSocket::bind("127.0.0.1:0"))?;
     // SAFETY: ifreq is plain old data; zeroed is valid.
     let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
     let bytes = name.as_bytes();
     if bytes.len() >= ifr.ifr_name.len() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "interface name too long",
-        ));
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "interface name too long"));
     }
     for (d, s) in ifr.ifr_name.iter_mut().zip(bytes) {
         *d = *s as libc::c_char;

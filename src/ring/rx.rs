@@ -86,9 +86,7 @@ impl RxRing {
 
     fn block_ptr(&self, i: u32) -> *mut libc::tpacket_block_desc {
         // SAFETY: i < block_nr, so the offset stays inside the mapping.
-        unsafe {
-            self.map.ptr().add((i * self.cfg.block_size) as usize) as *mut libc::tpacket_block_desc
-        }
+        unsafe { self.map.ptr().add((i * self.cfg.block_size) as usize) as *mut libc::tpacket_block_desc }
     }
 
     /// Process every frame of the next block if the kernel has handed it over.
@@ -142,9 +140,7 @@ impl RxRing {
         }
         fence(Ordering::Release);
         // SAFETY: handing the block back to the kernel, as packet_mmap.rst prescribes.
-        unsafe {
-            std::ptr::write_volatile(&mut (*bd).hdr.bh1.block_status, libc::TP_STATUS_KERNEL)
-        };
+        unsafe { std::ptr::write_volatile(&mut (*bd).hdr.bh1.block_status, libc::TP_STATUS_KERNEL) };
         self.next_block = (self.next_block + 1) % self.cfg.block_nr;
         num as usize
     }

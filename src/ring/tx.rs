@@ -38,9 +38,7 @@ impl TxRing {
             libc::PACKET_VERSION,
             &(libc::tpacket_versions::TPACKET_V2 as libc::c_int),
         )?;
-        let frame_size = tpacket_align(max_frame + data_offset())
-            .next_power_of_two()
-            .max(2048);
+        let frame_size = tpacket_align(max_frame + data_offset()).next_power_of_two().max(2048);
         let block_size = frame_size.max(4096);
         let frames_per_block = block_size / frame_size;
         let block_nr = frame_nr.div_ceil(frames_per_block);
@@ -94,10 +92,7 @@ impl TxRing {
         // SAFETY: the slot is free (the kernel is done with it) and the data area
         // [off, frame_size) lies inside it; we hold &mut self, so no alias exists.
         Some(unsafe {
-            std::slice::from_raw_parts_mut(
-                (self.slot(self.head) as *mut u8).add(off),
-                self.frame_size - off,
-            )
+            std::slice::from_raw_parts_mut((self.slot(self.head) as *mut u8).add(off), self.frame_size - off)
         })
     }
 
@@ -154,10 +149,7 @@ impl TxSet {
 
 impl Emit for TxSet {
     fn buffer(&mut self, ifindex: u32) -> Option<&mut [u8]> {
-        self.rings
-            .iter_mut()
-            .find(|r| r.ifindex == ifindex)?
-            .buffer()
+        self.rings.iter_mut().find(|r| r.ifindex == ifindex)?.buffer()
     }
     fn commit(&mut self, ifindex: u32, len: usize) {
         if let Some(r) = self.rings.iter_mut().find(|r| r.ifindex == ifindex) {

@@ -53,9 +53,7 @@ pub(crate) fn is_unavailable(d: &Dest) -> bool {
 /// weight > 0 starts, later non-OVERLOAD dests replace it only when strictly lighter
 /// per unit of weight (`loh * w > doh * lw`, signed 64-bit). Ties keep the earlier dest.
 pub(crate) fn wlc_pick(dests: &[Arc<Dest>]) -> Option<usize> {
-    let first = dests
-        .iter()
-        .position(|d| !d.is_overloaded() && d.weight() > 0)?;
+    let first = dests.iter().position(|d| !d.is_overloaded() && d.weight() > 0)?;
     let mut least = first;
     let mut loh = i64::from(dests[first].overhead());
     let mut lw = i64::from(dests[first].weight());
@@ -78,9 +76,7 @@ pub(crate) fn wlc_pick(dests: &[Arc<Dest>]) -> Option<usize> {
 /// while some dest of the service is below half of its own weight.
 pub(crate) fn overloaded_lb(d: &Dest, dests: &[Arc<Dest>]) -> bool {
     i64::from(d.active()) > i64::from(d.weight())
-        && dests
-            .iter()
-            .any(|m| i64::from(m.active()) * 2 < i64::from(m.weight()))
+        && dests.iter().any(|m| i64::from(m.active()) * 2 < i64::from(m.weight()))
 }
 
 /// The dests with weight > 0 ordered by weight (descending), then list order: walking
@@ -103,8 +99,7 @@ impl WeightOrder {
                 .filter(|(_, d)| d.weight() > 0)
                 .map(|(i, d)| (d.weight(), i as u32)),
         );
-        self.order
-            .sort_unstable_by_key(|&(w, i)| (std::cmp::Reverse(w), i));
+        self.order.sort_unstable_by_key(|&(w, i)| (std::cmp::Reverse(w), i));
         self.len = dests.len();
     }
 
@@ -112,11 +107,7 @@ impl WeightOrder {
     /// means the order is stale (the list changed without an update) and the caller
     /// must fall back to a plain scan.
     #[inline]
-    pub fn first(
-        &self,
-        dests: &[Arc<Dest>],
-        ok: impl Fn(&Dest, i32) -> bool,
-    ) -> Option<Option<usize>> {
+    pub fn first(&self, dests: &[Arc<Dest>], ok: impl Fn(&Dest, i32) -> bool) -> Option<Option<usize>> {
         if self.len != dests.len() {
             return None;
         }

@@ -43,9 +43,7 @@ impl Scheduler for DestinationHashing {
 
     fn update(&mut self, dests: &[Arc<Dest>], _svc_flags: u32, change: DestChange) {
         match change {
-            DestChange::Added | DestChange::Deleted { .. } | DestChange::ServiceEdited => {
-                self.reassign(dests.len())
-            }
+            DestChange::Added | DestChange::Deleted { .. } | DestChange::ServiceEdited => self.reassign(dests.len()),
             // The kernel has no upd_dest hook for dh; the list positions do not move.
             DestChange::Edited { .. } => {}
         }
@@ -70,10 +68,7 @@ mod tests {
     use crate::sched::new_scheduler;
 
     fn pick(s: &mut dyn Scheduler, dests: &[Arc<Dest>], daddr: [u8; 4]) -> Option<u8> {
-        octet(
-            dests,
-            s.schedule(dests, &input([192, 0, 2, 1], 1234, daddr)),
-        )
+        octet(dests, s.schedule(dests, &input([192, 0, 2, 1], 1234, daddr)))
     }
 
     #[test]

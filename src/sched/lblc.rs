@@ -196,10 +196,7 @@ mod tests {
         // A use within the period keeps an entry alive.
         assert_eq!(at(&mut s, &dests, [10, 9, 9, 9], 86_400_000), Some(1));
         s.tick(86_400_000 + 3_600_000);
-        assert_eq!(
-            at(&mut s, &dests, [10, 9, 9, 9], 86_400_000 + 3_600_000),
-            Some(1)
-        );
+        assert_eq!(at(&mut s, &dests, [10, 9, 9, 9], 86_400_000 + 3_600_000), Some(1));
         s.tick(2 * 86_400_000 + 1_800_000);
         assert_eq!(s.entries(), 1);
         s.tick(2 * 86_400_000 + 3_600_000);

@@ -76,15 +76,11 @@ impl<E: CacheEntry> LocalityTable<E> {
     }
 
     pub fn get_mut(&mut self, addr: &IpAddr) -> Option<&mut E> {
-        self.buckets[bucket_of(addr)]
-            .iter_mut()
-            .find(|e| e.addr() == addr)
+        self.buckets[bucket_of(addr)].iter_mut().find(|e| e.addr() == addr)
     }
 
     pub fn get(&self, addr: &IpAddr) -> Option<&E> {
-        self.buckets[bucket_of(addr)]
-            .iter()
-            .find(|e| e.addr() == addr)
+        self.buckets[bucket_of(addr)].iter().find(|e| e.addr() == addr)
     }
 
     /// Insert an entry whose address is not in the table yet.
@@ -163,12 +159,8 @@ pub(crate) struct DestIndex {
 impl DestIndex {
     pub fn rebuild(&mut self, dests: &[Arc<Dest>]) {
         self.map.clear();
-        self.map.extend(
-            dests
-                .iter()
-                .enumerate()
-                .map(|(i, d)| (Arc::as_ptr(d) as usize, i)),
-        );
+        self.map
+            .extend(dests.iter().enumerate().map(|(i, d)| (Arc::as_ptr(d) as usize, i)));
     }
 
     /// The index of `d` in `dests`, if it is linked there. `hint` is the index where

@@ -73,9 +73,7 @@ pub fn hsiphash_1_3(msg: u32, k0: u64, k1: u64) -> u32 {
 /// the little-endian kernels the vectors describe is `v` read as little-endian.
 #[inline]
 fn hashkey(addr: &IpAddr, port: u16, key: (u64, u64), offset: u32) -> u32 {
-    let v = offset
-        .wrapping_add(u32::from(port))
-        .wrapping_add(fold_addr(addr));
+    let v = offset.wrapping_add(u32::from(port)).wrapping_add(fold_addr(addr));
     hsiphash_1_3(v, key.0, key.1)
 }
 
@@ -113,10 +111,7 @@ impl MaglevHashing {
             return false;
         }
         let lws: Vec<i32> = dests.iter().map(|d| d.last_weight()).collect();
-        let g = lws
-            .iter()
-            .filter(|&&w| w > 0)
-            .fold(0u32, |g, &w| gcd(w as u32, g));
+        let g = lws.iter().filter(|&&w| w > 0).fold(0u32, |g, &w| gcd(w as u32, g));
         if g == 0 {
             self.lookup.fill(NO_DEST);
             return true;
@@ -251,13 +246,7 @@ mod tests {
         c
     }
 
-    fn pick(
-        s: &mut MaglevHashing,
-        dests: &[Arc<Dest>],
-        saddr: [u8; 4],
-        sport: u16,
-        flags: u32,
-    ) -> Option<u8> {
+    fn pick(s: &mut MaglevHashing, dests: &[Arc<Dest>], saddr: [u8; 4], sport: u16, flags: u32) -> Option<u8> {
         let mut inp = input(saddr, sport, [10, 1, 1, 1]);
         inp.svc_flags = flags;
         octet(dests, s.schedule(dests, &inp))
@@ -381,18 +370,10 @@ mod tests {
     fn tv_mh_6_delete_remaps_few() {
         let mut dests = vec![dest(1, 1), dest(2, 1), dest(3, 1)];
         let mut s = mh(&dests);
-        let before: Vec<_> = s
-            .lookup
-            .iter()
-            .map(|&i| octet(&dests, Some(i as usize)))
-            .collect();
+        let before: Vec<_> = s.lookup.iter().map(|&i| octet(&dests, Some(i as usize))).collect();
         dests.remove(1);
         s.update(&dests, 0, DestChange::Deleted { index: 1 });
-        let after: Vec<_> = s
-            .lookup
-            .iter()
-            .map(|&i| octet(&dests, Some(i as usize)))
-            .collect();
+        let after: Vec<_> = s.lookup.iter().map(|&i| octet(&dests, Some(i as usize))).collect();
         let moved = before
             .iter()
             .zip(&after)
@@ -407,10 +388,7 @@ mod tests {
         let dests = vec![dest(1, 0), dest(2, 0)];
         let mut s = mh(&dests);
         assert!(s.lookup.iter().all(|&i| i == NO_DEST));
-        assert_eq!(
-            pick(&mut s, &dests, [1, 2, 3, 4], 1, svc_flags::SCHED1),
-            None
-        );
+        assert_eq!(pick(&mut s, &dests, [1, 2, 3, 4], 1, svc_flags::SCHED1), None);
     }
 
     #[test]
@@ -418,10 +396,7 @@ mod tests {
         let mut dests = n_dests(TAB_SIZE as usize);
         let mut s = mh(&dests);
         let owners = |s: &MaglevHashing, d: &[Arc<Dest>]| -> Vec<Option<IpAddr>> {
-            s.lookup
-                .iter()
-                .map(|&i| d.get(i as usize).map(|x| x.addr))
-                .collect()
+            s.lookup.iter().map(|&i| d.get(i as usize).map(|x| x.addr)).collect()
         };
         let before = owners(&s, &dests);
         assert!(before.iter().all(Option::is_some));

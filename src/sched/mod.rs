@@ -92,11 +92,7 @@ pub const NAMES: &[&str] = &[
 ];
 
 /// Create a scheduler by its ipvsadm name, already initialised for `dests`.
-pub fn new_scheduler(
-    name: &str,
-    dests: &[Arc<Dest>],
-    svc_flags: u32,
-) -> Option<Box<dyn Scheduler>> {
+pub fn new_scheduler(name: &str, dests: &[Arc<Dest>], svc_flags: u32) -> Option<Box<dyn Scheduler>> {
     let mut s: Box<dyn Scheduler> = match name {
         "rr" => Box::new(RoundRobin::default()),
         "wrr" => Box::new(WeightedRoundRobin::default()),
@@ -142,10 +138,8 @@ pub(crate) mod testutil {
     /// A destination `10.0.0.<n>:80` with a weight and active/inactive counts.
     pub fn dest_conns(n: u8, weight: i32, active: u32, inactive: u32) -> Arc<Dest> {
         let d = dest(n, weight);
-        d.activeconns
-            .store(active, std::sync::atomic::Ordering::Relaxed);
-        d.inactconns
-            .store(inactive, std::sync::atomic::Ordering::Relaxed);
+        d.activeconns.store(active, std::sync::atomic::Ordering::Relaxed);
+        d.inactconns.store(inactive, std::sync::atomic::Ordering::Relaxed);
         d
     }
 

@@ -49,9 +49,7 @@ impl Scheduler for WeightedOverflow {
     }
 
     fn schedule(&mut self, dests: &[Arc<Dest>], _input: &SchedInput) -> Option<usize> {
-        self.order
-            .first(dests, eligible)
-            .unwrap_or_else(|| scan(dests))
+        self.order.first(dests, eligible).unwrap_or_else(|| scan(dests))
     }
 }
 

@@ -24,9 +24,7 @@ impl Scheduler for ShortestExpectedDelay {
     fn update(&mut self, _dests: &[Arc<Dest>], _svc_flags: u32, _change: DestChange) {}
 
     fn schedule(&mut self, dests: &[Arc<Dest>], _input: &SchedInput) -> Option<usize> {
-        let first = dests
-            .iter()
-            .position(|d| !d.is_overloaded() && d.weight() > 0)?;
+        let first = dests.iter().position(|d| !d.is_overloaded() && d.weight() > 0)?;
         let mut least = first;
         let mut loh = cost(&dests[first]);
         let mut lw = i64::from(dests[first].weight());
@@ -67,10 +65,7 @@ mod tests {
 
     #[test]
     fn udp_degenerates_to_highest_weight() {
-        assert_eq!(
-            sed(&[d(1, 1, 0, 9), d(2, 3, 0, 50), d(3, 3, 0, 0)]),
-            Some(2)
-        );
+        assert_eq!(sed(&[d(1, 1, 0, 9), d(2, 3, 0, 50), d(3, 3, 0, 0)]), Some(2));
     }
 
     #[test]

@@ -102,13 +102,7 @@ mod tests {
     use proptest::prelude::*;
     use std::net::IpAddr;
 
-    fn pick(
-        s: &mut dyn Scheduler,
-        dests: &[Arc<Dest>],
-        saddr: [u8; 4],
-        sport: u16,
-        flags: u32,
-    ) -> Option<u8> {
+    fn pick(s: &mut dyn Scheduler, dests: &[Arc<Dest>], saddr: [u8; 4], sport: u16, flags: u32) -> Option<u8> {
         let mut inp = input(saddr, sport, [10, 1, 1, 1]);
         inp.svc_flags = flags;
         octet(dests, s.schedule(dests, &inp))
@@ -196,16 +190,10 @@ mod tests {
     #[test]
     fn empty_and_all_unavailable() {
         let mut s = new_scheduler("sh", &[], 0).unwrap();
-        assert_eq!(
-            pick(s.as_mut(), &[], [1, 2, 3, 4], 1, svc_flags::SCHED1),
-            None
-        );
+        assert_eq!(pick(s.as_mut(), &[], [1, 2, 3, 4], 1, svc_flags::SCHED1), None);
         let dests = vec![dest(1, 0), dest(2, 0)];
         let mut s = new_scheduler("sh", &dests, 0).unwrap();
-        assert_eq!(
-            pick(s.as_mut(), &dests, [1, 2, 3, 4], 1, svc_flags::SCHED1),
-            None
-        );
+        assert_eq!(pick(s.as_mut(), &dests, [1, 2, 3, 4], 1, svc_flags::SCHED1), None);
     }
 
     proptest! {

@@ -36,10 +36,7 @@ mod tests {
 
     #[test]
     fn tv_wlc_1_per_unit_load() {
-        assert_eq!(
-            wlc(&[d(1, 1, 1, 0), d(2, 2, 2, 0), d(3, 3, 2, 88)]),
-            Some(3)
-        );
+        assert_eq!(wlc(&[d(1, 1, 1, 0), d(2, 2, 2, 0), d(3, 3, 2, 88)]), Some(3));
     }
 
     #[test]
@@ -49,10 +46,7 @@ mod tests {
 
     #[test]
     fn tv_wlc_3_weight_zero_first() {
-        assert_eq!(
-            wlc(&[d(1, 0, 0, 0), d(2, 2, 4, 0), d(3, 1, 1, 10)]),
-            Some(3)
-        );
+        assert_eq!(wlc(&[d(1, 0, 0, 0), d(2, 2, 4, 0), d(3, 1, 1, 10)]), Some(3));
     }
 
     #[test]

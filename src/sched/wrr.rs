@@ -188,9 +188,7 @@ mod tests {
     }
 
     fn names(s: &str) -> Vec<Option<u8>> {
-        s.split_whitespace()
-            .map(|c| Some(c.as_bytes()[0] - b'A' + 1))
-            .collect()
+        s.split_whitespace().map(|c| Some(c.as_bytes()[0] - b'A' + 1)).collect()
     }
 
     #[test]
@@ -253,10 +251,7 @@ mod tests {
         cfg.weight = 6;
         dests[2].edit(&cfg);
         s.update(&dests, 0, DestChange::Edited { index: 2 });
-        assert_eq!(
-            picks(s.as_mut(), &dests, 13),
-            names("A B C A B C C C A C A B C")
-        );
+        assert_eq!(picks(s.as_mut(), &dests, 13), names("A B C A B C C C A C A B C"));
     }
 
     #[test]

@@ -44,13 +44,7 @@ impl Lvs {
     /// Build the DR topology of the tutorial (seed 001): the VIP on the real servers'
     /// lo/32 with arp_ignore=1 and arp_announce=2. `skip_arp_ignore` leaves those two
     /// sysctls out (to show what breaks).
-    pub fn dr(
-        tag: &str,
-        exe: &str,
-        addrs: Addrs,
-        skip_arp_ignore: bool,
-        verbose: bool,
-    ) -> Result<Lvs, String> {
+    pub fn dr(tag: &str, exe: &str, addrs: Addrs, skip_arp_ignore: bool, verbose: bool) -> Result<Lvs, String> {
         let mut bed = Testbed::new(tag);
         bed.verbose = verbose;
         for h in ["client", "dir", "rs1", "rs2"] {
@@ -68,29 +62,10 @@ impl Lvs {
                 bed.sysctl(&h, "net.ipv4.conf.all.arp_announce", "2")?;
             }
             rs_mac[i] = bed.plug(&h, "eth0", &format!("{ip}/{pl}"))?;
-            bed.exec(
-                &h,
-                &[
-                    "ip",
-                    "addr",
-                    "add",
-                    &format!("{}/32", addrs.vip),
-                    "dev",
-                    "lo",
-                ],
-            )?;
+            bed.exec(&h, &["ip", "addr", "add", &format!("{}/32", addrs.vip), "dev", "lo"])?;
             bed.spawn(
                 &h,
-                &[
-                    exe,
-                    "serve",
-                    "--name",
-                    &h,
-                    "--tcp",
-                    "0.0.0.0:80",
-                    "--udp",
-                    "0.0.0.0:53",
-                ],
+                &[exe, "serve", "--name", &h, "--tcp", "0.0.0.0:80", "--udp", "0.0.0.0:53"],
                 None,
             )?;
         }
@@ -148,9 +123,7 @@ impl Lvs {
 
     /// One HTTP GET from the client with curl; returns the body (trimmed).
     pub fn curl(&self, url: &str) -> Result<String, String> {
-        let out = self
-            .bed
-            .exec_any("client", &["curl", "-s", "--max-time", "3", url])?;
+        let out = self.bed.exec_any("client", &["curl", "-s", "--max-time", "3", url])?;
         if !out.status.success() {
             return Err(format!("curl {url}: exit {:?}", out.status.code()));
         }
@@ -167,9 +140,7 @@ impl Lvs {
 
     /// One UDP datagram from the client to `to`, with a bounded wait for the reply.
     pub fn udp(&self, to: &str, msg: &str) -> Result<String, String> {
-        let out = self
-            .bed
-            .exec_any("client", &[&self.exe, "probe", "udp", to, msg])?;
+        let out = self.bed.exec_any("client", &[&self.exe, "probe", "udp", to, msg])?;
         if !out.status.success() {
             return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
         }

@@ -7,6 +7,7 @@
 //! sysctls. Dropping the bed (also while unwinding from a panic) kills its processes
 //! and deletes its namespaces, which removes their interfaces.
 
+pub mod blast;
 pub mod lvs;
 pub mod serve;
 
@@ -36,11 +37,7 @@ impl Testbed {
     /// A new bed; `tag` (a few letters) goes into every name with the pid and a counter.
     pub fn new(tag: &str) -> Testbed {
         let n = BEDS.fetch_add(1, Ordering::Relaxed);
-        let tag: String = tag
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric())
-            .take(4)
-            .collect();
+        let tag: String = tag.chars().filter(|c| c.is_ascii_alphanumeric()).take(4).collect();
         let prefix = format!("uvs{tag}{}{n}", std::process::id() % 100_000);
         Testbed {
             prefix,
@@ -120,8 +117,7 @@ impl Testbed {
         self.ports += 1;
         let port = format!("p{}", self.ports);
         self.run(&[
-            "ip", "-n", &sw, "link", "add", &port, "type", "veth", "peer", "name", ifname, "netns",
-            &ns,
+            "ip", "-n", &sw, "link", "add", &port, "type", "veth", "peer", "name", ifname, "netns", &ns,
         ])?;
         self.run(&["ip", "-n", &sw, "link", "set", &port, "master", "br0"])?;
         self.run(&["ip", "-n", &sw, "link", "set", &port, "up"])?;
@@ -131,19 +127,10 @@ impl Testbed {
     }
 
     /// Join two namespaces directly with a veth pair (no bridge).
-    pub fn link(
-        &mut self,
-        a: &str,
-        a_if: &str,
-        a_cidr: &str,
-        b: &str,
-        b_if: &str,
-        b_cidr: &str,
-    ) -> Result<(), String> {
+    pub fn link(&mut self, a: &str, a_if: &str, a_cidr: &str, b: &str, b_if: &str, b_cidr: &str) -> Result<(), String> {
         let (na, nb) = (self.ns(a), self.ns(b));
         self.run(&[
-            "ip", "-n", &na, "link", "add", a_if, "type", "veth", "peer", "name", b_if, "netns",
-            &nb,
+            "ip", "-n", &na, "link", "add", a_if, "type", "veth", "peer", "name", b_if, "netns", &nb,
         ])?;
         for (ns, i, c) in [(&na, a_if, a_cidr), (&nb, b_if, b_cidr)] {
             self.run(&["ip", "-n", ns, "addr", "add", c, "dev", i])?;
@@ -189,21 +176,11 @@ impl Testbed {
     pub fn sysctl(&self, short: &str, key: &str, value: &str) -> Result<(), String> {
         let path = format!("/proc/sys/{}", key.replace('.', "/"));
         if self.verbose {
-            println!(
-                "  $ ip netns exec {} sysctl -w {key}={value}",
-                self.ns(short)
-            );
+            println!("  $ ip netns exec {} sysctl -w {key}={value}", self.ns(short));
         }
         let ns = self.ns(short);
         let out = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &ns,
-                "sh",
-                "-c",
-                &format!("echo {value} > {path}"),
-            ])
+            .args(["netns", "exec", &ns, "sh", "-c", &format!("echo {value} > {path}")])
             .output()
             .map_err(|e| e.to_string())?;
         if !out.status.success() {
@@ -217,20 +194,13 @@ impl Testbed {
 
     /// Start a long-running process in namespace `short`; it is killed when the bed
     /// is dropped. Its stdout/stderr go to `log` if given.
-    pub fn spawn(
-        &mut self,
-        short: &str,
-        args: &[&str],
-        log: Option<std::fs::File>,
-    ) -> Result<u32, String> {
+    pub fn spawn(&mut self, short: &str, args: &[&str], log: Option<std::fs::File>) -> Result<u32, String> {
         let ns = self.ns(short);
         if self.verbose {
             println!("  $ ip netns exec {ns} {} &", args.join(" "));
         }
         let mut c = Command::new("ip");
-        c.args(["netns", "exec", &ns])
-            .args(args)
-            .stdin(Stdio::null());
+        c.args(["netns", "exec", &ns]).args(args).stdin(Stdio::null());
         match log {
             Some(f) => {
                 let f2 = f.try_clone().map_err(|e| e.to_string())?;
@@ -286,19 +256,16 @@ impl Testbed {
         }
         self.children.clear();
         for ns in self.namespaces.drain(..).rev() {
-            let _ = Command::new("ip")
-                .args(["netns", "pids", &ns])
-                .output()
-                .map(|o| {
-                    for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
-                        if let Ok(p) = pid.parse::<i32>() {
-                            // SAFETY: kill(2) on a process still inside our namespace.
-                            unsafe {
-                                libc::kill(p, libc::SIGKILL);
-                            }
+            let _ = Command::new("ip").args(["netns", "pids", &ns]).output().map(|o| {
+                for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                    if let Ok(p) = pid.parse::<i32>() {
+                        // SAFETY: kill(2) on a process still inside our namespace.
+                        unsafe {
+                            libc::kill(p, libc::SIGKILL);
                         }
                     }
-                });
+                }
+            });
             let _ = Command::new("ip").args(["netns", "del", &ns]).output();
         }
     }

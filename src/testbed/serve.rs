@@ -58,10 +58,7 @@ fn http_once(mut s: std::net::TcpStream, name: &str) {
         .ok()
         .and_then(|r| r.split_whitespace().nth(1))
         .unwrap_or("/");
-    let body = match path
-        .strip_prefix("/size/")
-        .and_then(|n| n.parse::<usize>().ok())
-    {
+    let body = match path.strip_prefix("/size/").and_then(|n| n.parse::<usize>().ok()) {
         Some(n) => {
             let mut b = name.as_bytes().to_vec();
             b.resize(n.clamp(name.len(), 16 << 20), b'.');

@@ -38,9 +38,7 @@ impl Repr {
         if b[0..2] != [0, 1] || b[2..4] != [0x08, 0x00] || b[4] != 6 || b[5] != 4 {
             return Err(ArpError::Unsupported);
         }
-        let mac = |at: usize| -> MacAddr {
-            [b[at], b[at + 1], b[at + 2], b[at + 3], b[at + 4], b[at + 5]]
-        };
+        let mac = |at: usize| -> MacAddr { [b[at], b[at + 1], b[at + 2], b[at + 3], b[at + 4], b[at + 5]] };
         let ip = |at: usize| -> [u8; 4] { [b[at], b[at + 1], b[at + 2], b[at + 3]] };
         Ok(Repr {
             op: u16::from_be_bytes([b[6], b[7]]),

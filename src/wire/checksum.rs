@@ -42,11 +42,7 @@ pub fn update16(check: u16, old: u16, new: u16) -> u16 {
 
 /// Incremental update for a 32-bit field (an IPv4 address).
 pub fn update32(check: u16, old: u32, new: u32) -> u16 {
-    let acc = (!check as u32)
-        + (!(old >> 16) as u16 as u32)
-        + (!(old as u16) as u32)
-        + (new >> 16)
-        + (new & 0xffff);
+    let acc = (!check as u32) + (!(old >> 16) as u16 as u32) + (!(old as u16) as u32) + (new >> 16) + (new & 0xffff);
     finish(acc)
 }
 

@@ -14,10 +14,7 @@ pub const CODE_TTL_EXCEEDED: u8 = 0;
 
 /// Is this ICMP type an error that quotes a packet (IPVS's "related" types)?
 pub fn is_related_error(icmp_type: u8) -> bool {
-    matches!(
-        icmp_type,
-        TYPE_DEST_UNREACH | TYPE_SOURCE_QUENCH | TYPE_TIME_EXCEEDED
-    )
+    matches!(icmp_type, TYPE_DEST_UNREACH | TYPE_SOURCE_QUENCH | TYPE_TIME_EXCEEDED)
 }
 
 /// Build an Ethernet frame carrying an ICMP error about `offending` (an IPv4 packet,
@@ -99,10 +96,6 @@ mod tests {
         assert_eq!(icmp.type_u8(), 3);
         assert_eq!(icmp.code_u8(), 3);
         assert_eq!(checksum::checksum(&buf[34..n]), 0, "ICMP checksum verifies");
-        assert!(
-            ipv4::Packet::new_checked(&buf[14..n])
-                .unwrap()
-                .verify_checksum()
-        );
+        assert!(ipv4::Packet::new_checked(&buf[14..n]).unwrap().verify_checksum());
     }
 }

@@ -234,36 +234,21 @@ mod tests {
     #[test]
     fn malformed_headers_are_rejected() {
         let v = tv_packet_a();
-        assert_eq!(
-            Packet::new_checked(&v[..19]).unwrap_err(),
-            Ipv4Error::Truncated
-        );
+        assert_eq!(Packet::new_checked(&v[..19]).unwrap_err(), Ipv4Error::Truncated);
         let mut w = v.clone();
         w[0] = 0x44;
-        assert_eq!(
-            Packet::new_checked(&w[..]).unwrap_err(),
-            Ipv4Error::HeaderLen
-        );
+        assert_eq!(Packet::new_checked(&w[..]).unwrap_err(), Ipv4Error::HeaderLen);
         let mut w = v.clone();
         w[0] = 0x65;
         assert_eq!(Packet::new_checked(&w[..]).unwrap_err(), Ipv4Error::Version);
         let mut w = v.clone();
         w[3] = 41;
-        assert_eq!(
-            Packet::new_checked(&w[..]).unwrap_err(),
-            Ipv4Error::TotalLen
-        );
+        assert_eq!(Packet::new_checked(&w[..]).unwrap_err(), Ipv4Error::TotalLen);
         let mut w = v.clone();
         w[3] = 19;
-        assert_eq!(
-            Packet::new_checked(&w[..]).unwrap_err(),
-            Ipv4Error::TotalLen
-        );
+        assert_eq!(Packet::new_checked(&w[..]).unwrap_err(), Ipv4Error::TotalLen);
         let mut w = v.clone();
         w[0] = 0x4f; // IHL 60 > total length 40
-        assert_eq!(
-            Packet::new_checked(&w[..]).unwrap_err(),
-            Ipv4Error::TotalLen
-        );
+        assert_eq!(Packet::new_checked(&w[..]).unwrap_err(), Ipv4Error::TotalLen);
     }
 }

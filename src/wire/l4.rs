@@ -25,12 +25,7 @@ pub fn min_header_len(proto: u8) -> Option<usize> {
 
 /// Source and destination ports of a TCP or UDP header (the first 4 bytes).
 pub fn ports(l4: &[u8]) -> Option<(u16, u16)> {
-    (l4.len() >= 4).then(|| {
-        (
-            u16::from_be_bytes([l4[0], l4[1]]),
-            u16::from_be_bytes([l4[2], l4[3]]),
-        )
-    })
+    (l4.len() >= 4).then(|| (u16::from_be_bytes([l4[0], l4[1]]), u16::from_be_bytes([l4[2], l4[3]])))
 }
 
 /// TCP flags byte (FIN..ACK bits); callers must have checked the length.
@@ -68,10 +63,7 @@ mod tests {
         t[12] = 5 << 4;
         t[13] = tcp_flags::SYN;
         t[14..16].copy_from_slice(&65535u16.to_be_bytes());
-        assert_eq!(
-            full_checksum(6, [192, 0, 2, 10], [203, 0, 113, 5], &t),
-            0x1541
-        );
+        assert_eq!(full_checksum(6, [192, 0, 2, 10], [203, 0, 113, 5], &t), 0x1541);
         assert_eq!(ports(&t), Some((40000, 80)));
         assert_eq!(tcp_flags(&t), tcp_flags::SYN);
     }
@@ -84,9 +76,6 @@ mod tests {
         u[2..4].copy_from_slice(&5300u16.to_be_bytes());
         u[4..6].copy_from_slice(&12u16.to_be_bytes());
         u[8..12].copy_from_slice(b"abcd");
-        assert_eq!(
-            full_checksum(17, [192, 0, 2, 10], [10, 0, 0, 3], &u),
-            0x4565
-        );
+        assert_eq!(full_checksum(17, [192, 0, 2, 10], [10, 0, 0, 3], &u), 0x4565);
     }
 }

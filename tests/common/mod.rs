@@ -29,13 +29,7 @@ pub fn dr(tag: &str) -> Lvs {
 }
 
 /// Start `tcpdump` in namespace `ns` writing text lines to a file; returns (pid, path).
-pub fn tcpdump(
-    bed: &mut Testbed,
-    ns: &str,
-    iface: &str,
-    filter: &str,
-    count: usize,
-) -> (u32, std::path::PathBuf) {
+pub fn tcpdump(bed: &mut Testbed, ns: &str, iface: &str, filter: &str, count: usize) -> (u32, std::path::PathBuf) {
     let path = std::env::temp_dir().join(format!("{}-{ns}-tcpdump.txt", bed.prefix));
     let f = std::fs::File::create(&path).unwrap();
     let c = count.to_string();
@@ -60,11 +54,7 @@ pub fn tcpdump(
 }
 
 /// Read lines of a file until `pred` holds or time runs out.
-pub fn wait_for_lines(
-    path: &std::path::Path,
-    secs: u64,
-    pred: impl Fn(&[String]) -> bool,
-) -> Vec<String> {
+pub fn wait_for_lines(path: &std::path::Path, secs: u64, pred: impl Fn(&[String]) -> bool) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         let lines: Vec<String> = std::fs::File::open(path)
