@@ -13,7 +13,9 @@ use uvs::testbed::Testbed;
 const UVS: &str = env!("CARGO_BIN_EXE_uvs");
 
 fn rx_packets(bed: &Testbed, ns: &str) -> u64 {
-    let o = bed.exec(ns, &["cat", "/sys/class/net/eth0/statistics/rx_packets"]).expect("read counter");
+    let o = bed
+        .exec(ns, &["cat", "/sys/class/net/eth0/statistics/rx_packets"])
+        .expect("read counter");
     String::from_utf8_lossy(&o.stdout).trim().parse().unwrap_or(0)
 }
 
@@ -39,22 +41,80 @@ fn main() {
     )
     .unwrap();
     let secs = 2.0;
-    println!("{:<10} {:>4} {:>12} {:>12} {:>8}", "tx", "run", "offered/s", "delivered/s", "ratio");
+    println!(
+        "{:<10} {:>4} {:>12} {:>12} {:>8}",
+        "tx", "run", "offered/s", "delivered/s", "ratio"
+    );
     let mut best = std::collections::BTreeMap::new();
     for rep in 0..3 {
         for mode in ["ring", "sendmmsg"] {
             let log = std::fs::File::create(std::env::temp_dir().join(format!("{}-dir.log", bed.prefix))).unwrap();
             let pid = bed
-                .spawn("dir", &[UVS, "run", "--iface", "eth0", "--rules", rules.to_str().unwrap(), "--workers", "1", "--tx", mode], Some(log))
+                .spawn(
+                    "dir",
+                    &[
+                        UVS,
+                        "run",
+                        "--iface",
+                        "eth0",
+                        "--rules",
+                        rules.to_str().unwrap(),
+                        "--workers",
+                        "1",
+                        "--tx",
+                        mode,
+                    ],
+                    Some(log),
+                )
                 .unwrap();
             std::thread::sleep(Duration::from_millis(1500));
             // Warm the ARP caches with a few packets.
-            let _ = bed.exec("client", &[UVS, "blast", "--iface", "eth0", "--dst-mac", &dmac, "--src", "10.78.0.10", "--dst", "10.78.0.100:9", "--max-packets", "100", "--seconds", "0.2"]);
+            let _ = bed.exec(
+                "client",
+                &[
+                    UVS,
+                    "blast",
+                    "--iface",
+                    "eth0",
+                    "--dst-mac",
+                    &dmac,
+                    "--src",
+                    "10.78.0.10",
+                    "--dst",
+                    "10.78.0.100:9",
+                    "--max-packets",
+                    "100",
+                    "--seconds",
+                    "0.2",
+                ],
+            );
             std::thread::sleep(Duration::from_millis(300));
             let before = rx_packets(&bed, "rs1") + rx_packets(&bed, "rs2");
             let s = format!("{secs}");
             let out = bed
-                .run(&["taskset", "-c", "1", "ip", "netns", "exec", &bed.ns("client"), UVS, "blast", "--iface", "eth0", "--dst-mac", &dmac, "--src", "10.78.0.10", "--dst", "10.78.0.100:9", "--flows", "64", "--seconds", &s])
+                .run(&[
+                    "taskset",
+                    "-c",
+                    "1",
+                    "ip",
+                    "netns",
+                    "exec",
+                    &bed.ns("client"),
+                    UVS,
+                    "blast",
+                    "--iface",
+                    "eth0",
+                    "--dst-mac",
+                    &dmac,
+                    "--src",
+                    "10.78.0.10",
+                    "--dst",
+                    "10.78.0.100:9",
+                    "--flows",
+                    "64",
+                    "--seconds",
+                    &s,
+                ])
                 .unwrap();
             std::thread::sleep(Duration::from_millis(300));
             let sent: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0);
@@ -67,5 +127,8 @@ fn main() {
         }
     }
     let (r, m) = (best["ring"], best["sendmmsg"]);
-    println!("best delivered: ring {r:.0}/s, sendmmsg {m:.0}/s, ring/sendmmsg = {:.2}", r / m);
+    println!(
+        "best delivered: ring {r:.0}/s, sendmmsg {m:.0}/s, ring/sendmmsg = {:.2}",
+        r / m
+    );
 }

@@ -114,6 +114,22 @@ pub fn new_scheduler(name: &str, dests: &[Arc<Dest>], svc_flags: u32) -> Option<
     Some(s)
 }
 
+/// A destination `10.0.0.1:80` (weight 1) for benches and examples.
+pub fn testutil_dest() -> Arc<Dest> {
+    use crate::service::{DestConfig, ForwardMethod, TunnelCsum, TunnelType};
+    Arc::new(Dest::new(&DestConfig {
+        addr: IpAddr::from([10, 0, 0, 1]),
+        port: 80,
+        method: ForwardMethod::Route,
+        weight: 1,
+        u_threshold: 0,
+        l_threshold: 0,
+        tun_type: TunnelType::Ipip,
+        tun_port: 0,
+        tun_csum: TunnelCsum::NoCsum,
+    }))
+}
+
 /// Shared test helpers for scheduler unit tests.
 #[cfg(test)]
 pub(crate) mod testutil {

@@ -48,7 +48,7 @@ pub fn blast(o: &BlastOptions) -> Result<u64, String> {
     let mut sent = 0u64;
     let flows = o.flows.max(1);
     while sent < o.max_packets {
-        if sent % 64 == 0 && Instant::now() >= end {
+        if sent.is_multiple_of(64) && Instant::now() >= end {
             break;
         }
         if o.pps > 0 {
@@ -68,7 +68,7 @@ pub fn blast(o: &BlastOptions) -> Result<u64, String> {
             }
             None => ring.flush(),
         }
-        if sent % 32 == 0 {
+        if sent.is_multiple_of(32) {
             ring.flush();
         }
     }
