@@ -25,6 +25,30 @@ pub struct ConnKey {
     pub vport: u16,
 }
 
+/// The OUT lookup key of a NAT connection: what the real server's reply carries
+/// (source = real server, destination = client).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct OutKey {
+    pub proto: u8,
+    pub daddr: [u8; 4],
+    pub dport: u16,
+    pub caddr: [u8; 4],
+    pub cport: u16,
+}
+
+impl ConnKey {
+    /// The OUT key of a NAT connection with this IN key to `daddr:dport`.
+    pub fn out_key(&self, daddr: [u8; 4], dport: u16) -> OutKey {
+        OutKey {
+            proto: self.proto,
+            daddr,
+            dport,
+            caddr: self.caddr,
+            cport: self.cport,
+        }
+    }
+}
+
 /// Connection flags.
 pub mod conn_flags {
     /// DR/TUN: the director never sees the server's replies (IN-ONLY TCP table).
@@ -119,6 +143,8 @@ pub struct TableFull;
 #[derive(Debug)]
 pub struct ConnTable {
     map: AHashMap<ConnKey, Conn>,
+    /// NAT entries by their OUT tuple, pointing at their IN key.
+    out: AHashMap<OutKey, ConnKey>,
     cap: usize,
 }
 
@@ -128,6 +154,7 @@ impl ConnTable {
     pub fn with_cap(cap: usize) -> ConnTable {
         ConnTable {
             map: AHashMap::with_capacity(cap.min(1 << 16)),
+            out: AHashMap::new(),
             cap,
         }
     }
@@ -147,10 +174,17 @@ impl ConnTable {
     pub fn get(&self, k: &ConnKey) -> Option<&Conn> {
         self.map.get(k)
     }
-    /// Insert a new entry and return it; fails when the table is full.
+    /// Insert a new entry and return it; fails when the table is full. A NAT entry
+    /// (one without NO_OUTPUT) is also indexed by its OUT tuple.
     pub fn insert(&mut self, k: ConnKey, c: Conn) -> Result<&mut Conn, TableFull> {
         if self.map.len() >= self.cap && !self.map.contains_key(&k) {
             return Err(TableFull);
+        }
+        if let Some(old) = self.map.get(&k) {
+            self.out.remove(&k.out_key(old.daddr, old.dport));
+        }
+        if c.flags & conn_flags::NO_OUTPUT == 0 {
+            self.out.insert(k.out_key(c.daddr, c.dport), k);
         }
         Ok(match self.map.entry(k) {
             std::collections::hash_map::Entry::Occupied(mut o) => {
@@ -161,13 +195,32 @@ impl ConnTable {
         })
     }
     pub fn remove(&mut self, k: &ConnKey) -> Option<Conn> {
-        self.map.remove(k)
+        let c = self.map.remove(k)?;
+        self.out.remove(&k.out_key(c.daddr, c.dport));
+        Some(c)
+    }
+    /// The NAT entry a real server's reply belongs to, with its IN key.
+    #[inline]
+    pub fn get_out_mut(&mut self, k: &OutKey) -> Option<(ConnKey, &mut Conn)> {
+        let ik = *self.out.get(k)?;
+        self.map.get_mut(&ik).map(|c| (ik, c))
     }
     /// Drop every entry whose idle deadline has passed; returns how many.
     pub fn expire(&mut self, now_ms: u64) -> usize {
         let before = self.map.len();
-        self.map.retain(|_, c| c.expires_ms > now_ms);
+        let out = &mut self.out;
+        self.map.retain(|k, c| {
+            let keep = c.expires_ms > now_ms;
+            if !keep {
+                out.remove(&k.out_key(c.daddr, c.dport));
+            }
+            keep
+        });
         before - self.map.len()
+    }
+    /// Number of NAT OUT-index entries (equals the NAT connections).
+    pub fn out_len(&self) -> usize {
+        self.out.len()
     }
     pub fn iter(&self) -> impl Iterator<Item = (&ConnKey, &Conn)> {
         self.map.iter()
@@ -228,6 +281,25 @@ mod tests {
         );
         assert_eq!(tab.len(), 2);
         assert_eq!(d.inactive(), 2, "the rejected entry released its binding");
+    }
+
+    #[test]
+    fn nat_entries_are_found_by_their_reply_tuple() {
+        let d = dest(1, 1);
+        let mut tab = ConnTable::with_cap(10);
+        tab.insert(key(5), Conn::new(d.clone(), [10, 0, 0, 1], 8080, false, 0))
+            .unwrap();
+        tab.insert(key(6), Conn::new(d.clone(), [10, 0, 0, 1], 80, true, 0))
+            .unwrap();
+        assert_eq!(tab.out_len(), 1, "only the NAT entry is OUT-indexed");
+        let ok = key(5).out_key([10, 0, 0, 1], 8080);
+        assert_eq!(tab.get_out_mut(&ok).map(|(k, _)| k), Some(key(5)));
+        assert!(tab.get_out_mut(&key(6).out_key([10, 0, 0, 1], 80)).is_none());
+        tab.remove(&key(5));
+        assert!(tab.get_out_mut(&ok).is_none());
+        tab.insert(key(7), Conn::new(d, [10, 0, 0, 1], 8080, false, 0)).unwrap();
+        assert_eq!(tab.expire(10_000), 2);
+        assert_eq!(tab.out_len(), 0);
     }
 
     #[test]
