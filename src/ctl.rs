@@ -111,6 +111,7 @@ impl Ctl {
         for d in svc.lock().dests.drain(..) {
             d.set_available(false);
         }
+        next.refresh();
         self.shared.services.store(Arc::new(next));
         Ok(())
     }
@@ -133,8 +134,8 @@ impl Ctl {
         check_dest(cfg)?;
         let cur = self.shared.services.load();
         let svc = cur.find(addr).ok_or(E_SVC_UNDEFINED)?;
-        let mut st = svc.lock();
-        if st.dests.iter().any(|d| d.addr == cfg.addr && d.port == cfg.port) {
+        let mut guard = svc.lock();
+        if guard.dests.iter().any(|d| d.addr == cfg.addr && d.port == cfg.port) {
             return Err(E_DEST_EXISTS);
         }
         let revived = trash
@@ -150,10 +151,19 @@ impl Ctl {
             }
             None => Arc::new(Dest::with_service_stats(cfg, svc.stats.clone())),
         };
-        let st = &mut *st;
+        let st = &mut *guard;
         st.dests.insert(0, dest);
         st.scheduler.update(&st.dests, st.config.flags, DestChange::Added);
+        drop(guard);
+        self.republish();
         Ok(())
+    }
+
+    /// Publish a fresh snapshot (derived sets recomputed) after an in-place change.
+    fn republish(&self) {
+        let mut next = (**self.shared.services.load()).clone();
+        next.refresh();
+        self.shared.services.store(Arc::new(next));
     }
 
     /// `-e`: replace method, weight and thresholds.
@@ -162,8 +172,8 @@ impl Ctl {
         check_dest(cfg)?;
         let cur = self.shared.services.load();
         let svc = cur.find(addr).ok_or(E_SVC_UNDEFINED)?;
-        let mut st = svc.lock();
-        let st = &mut *st;
+        let mut guard = svc.lock();
+        let st = &mut *guard;
         let index = st
             .dests
             .iter()
@@ -181,8 +191,8 @@ impl Ctl {
         let mut trash = self.lock();
         let cur = self.shared.services.load();
         let svc = cur.find(addr).ok_or(E_SVC_UNDEFINED)?;
-        let mut st = svc.lock();
-        let st = &mut *st;
+        let mut guard = svc.lock();
+        let st = &mut *guard;
         let index = st
             .dests
             .iter()

@@ -15,6 +15,8 @@ pub mod pipeline;
 pub mod ring;
 pub mod sched;
 pub mod service;
+pub mod simulate;
 pub mod stats;
 pub mod testbed;
+pub mod tunnel;
 pub mod wire;

@@ -87,8 +87,21 @@ enum Cmd {
         #[arg(long, default_value_t = 18)]
         payload: usize,
     },
+    /// Real-server side of LVS-TUN without the ipip module: decapsulate IPIP into a
+    /// TUN device holding the VIP.
+    Tunnel {
+        #[arg(long)]
+        iface: String,
+        #[arg(long)]
+        vip: std::net::Ipv4Addr,
+        #[arg(long, default_value = "tunl0")]
+        dev: String,
+    },
     /// Check a rules file and print the table it describes, without starting anything.
     Check { rules: PathBuf },
+    /// Run a scenario (table commands, connect/packet/close, advance, list) through the
+    /// real pipeline in virtual time; reads stdin when no FILE is given.
+    Simulate { file: Option<PathBuf> },
 }
 
 fn main() -> ExitCode {
@@ -114,6 +127,8 @@ fn main() -> ExitCode {
             tx_sendmmsg: tx == "sendmmsg",
         }),
         Cmd::Check { rules } => check(&rules),
+        Cmd::Tunnel { iface, vip, dev } => uvs::tunnel::main(&uvs::tunnel::TunnelOptions { iface, vip, dev }),
+        Cmd::Simulate { file } => uvs::simulate::main(file.as_deref()),
         Cmd::Blast {
             iface,
             dst_mac,

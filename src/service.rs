@@ -485,6 +485,11 @@ pub struct ServiceTable {
     vips: ahash::AHashMap<[u8; 4], u32>,
     /// Services in creation order (listing sorts on its own).
     order: Vec<Arc<VirtualService>>,
+    /// Persistence templates and connection sysctls: one instance shared by every
+    /// snapshot (clones share the Arc) and so by every worker.
+    conn_shared: Arc<crate::conn::settings::ConnShared>,
+    /// Addresses of NAT (`-m`) real servers: frames from them may be replies.
+    nat_rips: ahash::AHashSet<[u8; 4]>,
 }
 
 impl ServiceTable {
@@ -501,6 +506,26 @@ impl ServiceTable {
     }
     pub fn services(&self) -> &[Arc<VirtualService>] {
         &self.order
+    }
+    /// Templates and sysctls shared by all workers (new-connection path only).
+    pub fn conn_shared(&self) -> &Arc<crate::conn::settings::ConnShared> {
+        &self.conn_shared
+    }
+    /// Is `addr` a NAT real server (so its frames may be replies to translate)?
+    #[inline]
+    pub fn is_nat_rip(&self, addr: [u8; 4]) -> bool {
+        !self.nat_rips.is_empty() && self.nat_rips.contains(&addr)
+    }
+    /// Recompute derived sets after destinations changed (call before publishing).
+    pub fn refresh(&mut self) {
+        self.nat_rips.clear();
+        for s in &self.order {
+            for d in s.lock().dests.iter() {
+                if let (IpAddr::V4(a), ForwardMethod::Masq) = (d.addr, d.method()) {
+                    self.nat_rips.insert(a.octets());
+                }
+            }
+        }
     }
     pub fn find(&self, addr: &ServiceAddr) -> Option<&Arc<VirtualService>> {
         self.order.iter().find(|s| s.addr == *addr)

@@ -6,7 +6,9 @@
 //! re-armed by every packet; [`ConnTable::expire`] reaps entries and releases their
 //! destination counters.
 
+pub mod settings;
 pub mod tcp;
+pub mod template;
 
 use std::sync::Arc;
 
@@ -14,6 +16,7 @@ use ahash::AHashMap;
 
 use crate::service::Dest;
 use tcp::{Direction, TcpState, Timeouts};
+use template::TemplateRef;
 
 /// The IN lookup key: what the client sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -55,6 +58,9 @@ pub mod conn_flags {
     pub const NO_OUTPUT: u8 = 0x1;
     /// Currently counted in the destination's activeconns.
     pub const ACTIVE: u8 = 0x2;
+    /// One-packet scheduling (UDP, service `-o`): used for one datagram, never
+    /// matched by a later packet, expires at once (spec §5.4).
+    pub const ONE_PACKET: u8 = 0x4;
 }
 
 /// One connection entry.
@@ -70,6 +76,14 @@ pub struct Conn {
     pub expires_ms: u64,
     /// Packets seen from the client (IPVS's `in_pkts`).
     pub in_pkts: u32,
+    /// The persistence template controlling this connection, if any.
+    pub tpl: Option<TemplateRef>,
+    /// NAT: the next hop toward the client (from the routing table at creation).
+    pub rev_ifindex: u32,
+    pub rev_hop: [u8; 4],
+    /// NAT: that hop's MAC, valid while `rev_gen` equals the neighbour generation.
+    pub rev_mac: [u8; 6],
+    pub rev_gen: u32,
 }
 
 impl Conn {
@@ -85,6 +99,11 @@ impl Conn {
             flags: if no_output { conn_flags::NO_OUTPUT } else { 0 },
             expires_ms: now_ms + 3000,
             in_pkts: 0,
+            tpl: None,
+            rev_ifindex: 0,
+            rev_hop: [0; 4],
+            rev_mac: [0; 6],
+            rev_gen: 0,
         }
     }
 
@@ -110,6 +129,11 @@ impl Conn {
                 self.dest.set_conn_active(now_active);
                 self.flags ^= conn_flags::ACTIVE;
             }
+            if next == TcpState::Established
+                && let Some(t) = &self.tpl
+            {
+                t.set_assured();
+            }
             self.state = next;
         }
         self.expires_ms = now_ms + t.tcp(self.state) as u64 * 1000;
@@ -120,7 +144,11 @@ impl Conn {
         if !out {
             self.in_pkts = self.in_pkts.saturating_add(1);
         }
-        self.expires_ms = now_ms + t.udp() as u64 * 1000;
+        self.expires_ms = if self.flags & conn_flags::ONE_PACKET != 0 {
+            now_ms
+        } else {
+            now_ms + t.udp() as u64 * 1000
+        };
     }
 
     /// Seconds left before expiry (for `ipvsadm -L -c`).
@@ -146,6 +174,9 @@ pub struct ConnTable {
     /// NAT entries by their OUT tuple, pointing at their IN key.
     out: AHashMap<OutKey, ConnKey>,
     cap: usize,
+    /// The last one-packet (UDP `-o`) entry: reachable by `get_mut` for the datagram
+    /// that created it, never by `get`, freed by the next one or by `expire`.
+    one_packet: Option<(ConnKey, Conn)>,
 }
 
 impl ConnTable {
@@ -156,6 +187,7 @@ impl ConnTable {
             map: AHashMap::with_capacity(cap.min(1 << 16)),
             out: AHashMap::new(),
             cap,
+            one_packet: None,
         }
     }
     pub fn len(&self) -> usize {
@@ -169,6 +201,11 @@ impl ConnTable {
     }
     #[inline]
     pub fn get_mut(&mut self, k: &ConnKey) -> Option<&mut Conn> {
+        if let Some((ok, c)) = &mut self.one_packet
+            && ok == k
+        {
+            return Some(c);
+        }
         self.map.get_mut(k)
     }
     pub fn get(&self, k: &ConnKey) -> Option<&Conn> {
@@ -177,6 +214,12 @@ impl ConnTable {
     /// Insert a new entry and return it; fails when the table is full. A NAT entry
     /// (one without NO_OUTPUT) is also indexed by its OUT tuple.
     pub fn insert(&mut self, k: ConnKey, c: Conn) -> Result<&mut Conn, TableFull> {
+        if c.flags & conn_flags::ONE_PACKET != 0 {
+            return Ok(&mut self.one_packet.insert((k, c)).1);
+        }
+        if self.one_packet.as_ref().is_some_and(|(ok, _)| *ok == k) {
+            self.one_packet = None;
+        }
         if self.map.len() >= self.cap && !self.map.contains_key(&k) {
             return Err(TableFull);
         }
@@ -195,6 +238,9 @@ impl ConnTable {
         })
     }
     pub fn remove(&mut self, k: &ConnKey) -> Option<Conn> {
+        if self.one_packet.as_ref().is_some_and(|(ok, _)| ok == k) {
+            return self.one_packet.take().map(|(_, c)| c);
+        }
         let c = self.map.remove(k)?;
         self.out.remove(&k.out_key(c.daddr, c.dport));
         Some(c)
@@ -207,6 +253,7 @@ impl ConnTable {
     }
     /// Drop every entry whose idle deadline has passed; returns how many.
     pub fn expire(&mut self, now_ms: u64) -> usize {
+        let one = usize::from(self.one_packet.take().is_some());
         let before = self.map.len();
         let out = &mut self.out;
         self.map.retain(|k, c| {
@@ -216,7 +263,7 @@ impl ConnTable {
             }
             keep
         });
-        before - self.map.len()
+        before - self.map.len() + one
     }
     /// Number of NAT OUT-index entries (equals the NAT connections).
     pub fn out_len(&self) -> usize {

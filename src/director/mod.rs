@@ -136,6 +136,11 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         };
         ios.push(worker::WorkerIo { rx, tx });
     }
+    // One member socket per interface, to (re)install the fanout program through.
+    let fanout_fds: Vec<_> = ios
+        .first()
+        .map(|io| io.rx.iter().map(|r| r.raw_fd()).collect())
+        .unwrap_or_default();
     let mut handles = Vec::new();
     for (id, io) in ios.into_iter().enumerate() {
         let (sh, stop, ntx) = (shared.clone(), stop.clone(), neigh_tx.clone());
@@ -155,14 +160,31 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     }
     drop(neigh_tx);
 
-    let mut control = Control::new(ctl.clone(), &ifaces)?;
+    let mut control = Control::new(ctl.clone(), &ifaces, fanout_fds)?;
     let names: Vec<_> = ifaces.iter().map(|i| i.name.as_str()).collect();
     let mut announced_ready = false;
     while !stop.load(Ordering::Relaxed) {
         let now_ms = epoch.elapsed().as_millis() as u64;
         control.tick(now_ms);
-        while let Ok(ev) = neigh_rx.try_recv() {
-            control.neigh.on_arp(ev.ifindex, ev.ip, ev.mac, now_ms);
+        // Wait for worker events (or the next tick). Solicitations are handled before
+        // ARP answers so that an answer racing its own request is still accepted.
+        let mut events: Vec<_> = neigh_rx.recv_timeout(Duration::from_millis(20)).into_iter().collect();
+        events.extend(neigh_rx.try_iter());
+        events.sort_by_key(|e| !matches!(e, worker::ControlEvent::Solicit { .. }));
+        for ev in events {
+            match ev {
+                worker::ControlEvent::Solicit { ifindex, ip } => {
+                    control.neigh.want((ifindex, ip), now_ms);
+                    control.solicit_now(now_ms);
+                }
+                worker::ControlEvent::Neigh { ifindex, ip, mac } => {
+                    control.neigh.on_arp(ifindex, ip, mac, now_ms);
+                }
+            }
+        }
+        if control.neigh.dirty {
+            control.neigh.dirty = false;
+            shared.publish_neigh(control.neigh.resolved_map());
         }
         if !announced_ready && (control.neigh.all_resolved() || now_ms > 3000) {
             announced_ready = true;
@@ -174,7 +196,6 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
                 control.neigh.len()
             );
         }
-        std::thread::sleep(Duration::from_millis(20));
     }
     for h in handles {
         let _ = h.join();
@@ -191,11 +212,15 @@ struct Control {
     arp_socks: Vec<(Iface, std::os::fd::OwnedFd)>,
     last_sync_ms: Option<u64>,
     announced: Vec<[u8; 4]>,
+    /// One RX socket per interface: the fanout program is installed through it.
+    fanout_fds: Vec<std::os::fd::RawFd>,
+    /// The VIPs the installed fanout program knows.
+    steered: Option<Vec<[u8; 4]>>,
     garp_rounds: Vec<([u8; 4], u64, u32)>,
 }
 
 impl Control {
-    fn new(ctl: Arc<Ctl>, ifaces: &[Iface]) -> Result<Control, String> {
+    fn new(ctl: Arc<Ctl>, ifaces: &[Iface], fanout_fds: Vec<std::os::fd::RawFd>) -> Result<Control, String> {
         let mut arp_socks = Vec::new();
         for i in ifaces {
             let fd = crate::ring::packet_socket(0).map_err(|e| format!("ARP socket: {e}"))?;
@@ -209,6 +234,8 @@ impl Control {
             last_sync_ms: None,
             announced: Vec::new(),
             garp_rounds: Vec::new(),
+            fanout_fds,
+            steered: None,
         })
     }
 
@@ -226,15 +253,7 @@ impl Control {
             self.ctl.purge_trash();
             self.gratuitous_for_new_vips(now_ms);
         }
-        let mut buf = [0u8; 64];
-        for (ifindex, ip) in self.neigh.due(now_ms) {
-            let Some((i, _)) = self.arp_socks.iter().find(|(i, _)| i.ifindex == ifindex) else {
-                continue;
-            };
-            let src = i.addrs.first().copied().unwrap_or([0; 4]);
-            let n = arp::Repr::request(i.mac, src, ip).emit_frame(&mut buf, ethernet::BROADCAST);
-            self.send(ifindex, &buf[..n]);
-        }
+        self.solicit_now(now_ms);
         // keepalived-style gratuitous ARP: 5 at once, and 5 more 5 s later.
         let mut sends = Vec::new();
         self.garp_rounds.retain_mut(|(vip, at, left)| {
@@ -252,6 +271,19 @@ impl Control {
         }
     }
 
+    /// Send ARP requests for every neighbour that is due.
+    fn solicit_now(&mut self, now_ms: u64) {
+        let mut buf = [0u8; 64];
+        for (ifindex, ip) in self.neigh.due(now_ms) {
+            let Some((i, _)) = self.arp_socks.iter().find(|(i, _)| i.ifindex == ifindex) else {
+                continue;
+            };
+            let src = i.addrs.first().copied().unwrap_or([0; 4]);
+            let n = arp::Repr::request(i.mac, src, ip).emit_frame(&mut buf, ethernet::BROADCAST);
+            self.send(ifindex, &buf[..n]);
+        }
+    }
+
     fn send_garp(&self, vip: [u8; 4]) {
         let routes = route::Routes::read().unwrap_or_default();
         let via = routes.lookup(vip).map(|(name, _)| name.to_string());
@@ -265,7 +297,16 @@ impl Control {
     }
 
     fn gratuitous_for_new_vips(&mut self, now_ms: u64) {
-        let vips: Vec<_> = self.ctl.shared().services.load().vips().collect();
+        let mut vips: Vec<_> = self.ctl.shared().services.load().vips().collect();
+        vips.sort();
+        if self.steered.as_ref() != Some(&vips) {
+            for fd in &self.fanout_fds {
+                if let Err(e) = crate::ring::fanout::install(*fd, &vips) {
+                    eprintln!("uvs: warning: cannot install the fanout program: {e}");
+                }
+            }
+            self.steered = Some(vips.clone());
+        }
         for v in &vips {
             if !self.announced.contains(v) {
                 self.garp_rounds.push((*v, now_ms, 2));
@@ -276,6 +317,15 @@ impl Control {
 
     fn sync_routes(&mut self) {
         let routes = route::Routes::read().unwrap_or_default();
+        let entries = routes.resolve(|name| {
+            self.arp_socks
+                .iter()
+                .find(|(i, _)| i.name == name)
+                .map(|(i, _)| i.ifindex)
+        });
+        if **self.ctl.shared().routes.load() != entries {
+            self.ctl.shared().routes.store(Arc::new(entries));
+        }
         let mut users = Vec::new();
         for d in self.ctl.all_dests() {
             let std::net::IpAddr::V4(a) = d.addr else {

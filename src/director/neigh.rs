@@ -24,7 +24,13 @@ pub struct Entry {
     pub mac: Option<MacAddr>,
     pub confirmed_ms: u64,
     pub solicited_ms: Option<u64>,
+    /// Asked for by a worker (a NAT client's next hop) at this time; such entries
+    /// live for [`WANTED_MS`] after the last request.
+    pub wanted_ms: Option<u64>,
 }
+
+/// How long a worker-requested neighbour is kept after its last request.
+pub const WANTED_MS: u64 = 600_000;
 
 /// (ifindex, next-hop address).
 pub type NeighKey = (u32, [u8; 4]);
@@ -34,6 +40,17 @@ pub struct Neighbours {
     entries: HashMap<NeighKey, Entry>,
     /// Destinations behind each next hop.
     users: HashMap<NeighKey, Vec<Arc<Dest>>>,
+    /// Something changed that the workers' neighbour map should reflect.
+    pub dirty: bool,
+}
+
+fn blank() -> Entry {
+    Entry {
+        mac: None,
+        confirmed_ms: 0,
+        solicited_ms: None,
+        wanted_ms: None,
+    }
 }
 
 impl Neighbours {
@@ -41,18 +58,31 @@ impl Neighbours {
     pub fn set_users(&mut self, users: Vec<(NeighKey, Arc<Dest>)>) {
         self.users.clear();
         for (k, d) in users {
-            if let Some(mac) = self.entries.get(&k).and_then(|e| e.mac) {
-                d.set_mac(mac);
+            match self.entries.get(&k).and_then(|e| e.mac) {
+                Some(mac) => d.set_mac(mac),
+                None => d.clear_mac(),
             }
-            self.entries.entry(k).or_insert(Entry {
-                mac: None,
-                confirmed_ms: 0,
-                solicited_ms: None,
-            });
+            self.entries.entry(k).or_insert_with(blank);
             self.users.entry(k).or_default().push(d);
         }
         let users = &self.users;
-        self.entries.retain(|k, _| users.contains_key(k));
+        let before = self.entries.len();
+        self.entries
+            .retain(|k, e| users.contains_key(k) || e.wanted_ms.is_some());
+        self.dirty |= before != self.entries.len();
+    }
+
+    /// A worker needs `k` (a NAT client's next hop): create the entry if missing.
+    pub fn want(&mut self, k: NeighKey, now_ms: u64) {
+        self.entries.entry(k).or_insert_with(blank).wanted_ms = Some(now_ms);
+    }
+
+    /// Every resolved neighbour, for the workers.
+    pub fn resolved_map(&self) -> ahash::AHashMap<NeighKey, MacAddr> {
+        self.entries
+            .iter()
+            .filter_map(|(k, e)| e.mac.map(|m| (*k, m)))
+            .collect()
     }
 
     /// An ARP packet said `ip` is at `mac` on `ifindex`. Returns true if it was used.
@@ -60,6 +90,9 @@ impl Neighbours {
         let Some(e) = self.entries.get_mut(&(ifindex, ip)) else {
             return false;
         };
+        if e.mac != Some(mac) {
+            self.dirty = true;
+        }
         e.mac = Some(mac);
         e.confirmed_ms = now_ms;
         for d in self.users.get(&(ifindex, ip)).into_iter().flatten() {
@@ -68,11 +101,18 @@ impl Neighbours {
         true
     }
 
-    /// Entries to solicit now (each is marked as solicited); ages out stale ones.
+    /// Entries to solicit now (each is marked as solicited); ages out stale ones and
+    /// forgets worker-requested ones unused for [`WANTED_MS`].
     pub fn due(&mut self, now_ms: u64) -> Vec<NeighKey> {
+        let users = &self.users;
+        let before = self.entries.len();
+        self.entries
+            .retain(|k, e| users.contains_key(k) || e.wanted_ms.is_some_and(|w| now_ms.saturating_sub(w) < WANTED_MS));
+        self.dirty |= before != self.entries.len();
         let mut out = Vec::new();
         for (k, e) in self.entries.iter_mut() {
             if e.mac.is_some() && now_ms.saturating_sub(e.confirmed_ms) >= STALE_MS {
+                self.dirty = true;
                 e.mac = None;
                 for d in self.users.get(k).into_iter().flatten() {
                     d.clear_mac();
@@ -94,19 +134,25 @@ impl Neighbours {
         self.entries.get(k)
     }
 
-    /// Are all next hops resolved?
+    /// Are all real servers' next hops resolved?
     pub fn all_resolved(&self) -> bool {
-        self.entries.values().all(|e| e.mac.is_some())
+        self.users
+            .keys()
+            .all(|k| self.entries.get(k).is_some_and(|e| e.mac.is_some()))
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.users.len()
     }
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.users.is_empty()
     }
+    /// Resolved real-server next hops.
     pub fn resolved(&self) -> usize {
-        self.entries.values().filter(|e| e.mac.is_some()).count()
+        self.users
+            .keys()
+            .filter(|k| self.entries.get(k).is_some_and(|e| e.mac.is_some()))
+            .count()
     }
 }
 
@@ -114,6 +160,22 @@ impl Neighbours {
 mod tests {
     use super::*;
     use crate::sched::testutil::dest;
+
+    #[test]
+    fn wanted_entries_resolve_and_expire() {
+        let mut n = Neighbours::default();
+        n.set_users(vec![]);
+        assert!(!n.on_arp(3, [192, 0, 2, 1], [7; 6], 0), "not asked for yet");
+        n.want((3, [192, 0, 2, 1]), 0);
+        assert_eq!(n.due(0), vec![(3, [192, 0, 2, 1])]);
+        assert!(n.on_arp(3, [192, 0, 2, 1], [7; 6], 10));
+        assert!(n.dirty);
+        assert_eq!(n.resolved_map().get(&(3, [192, 0, 2, 1])), Some(&[7; 6]));
+        n.set_users(vec![]);
+        assert_eq!(n.resolved_map().len(), 1, "a route sync keeps wanted entries");
+        n.due(WANTED_MS + 1);
+        assert!(n.resolved_map().is_empty(), "forgotten when unused");
+    }
 
     #[test]
     fn solicited_only_refresh_and_age() {

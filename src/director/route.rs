@@ -58,6 +58,22 @@ impl Routes {
         Routes { routes }
     }
 
+    /// The routes through interfaces the director serves, by interface index.
+    pub fn resolve(&self, ifindex: impl Fn(&str) -> Option<u32>) -> Vec<crate::pipeline::RouteEntry> {
+        self.routes
+            .iter()
+            .filter_map(|r| {
+                Some(crate::pipeline::RouteEntry {
+                    dst: r.dst,
+                    mask: r.mask,
+                    ifindex: ifindex(&r.iface)?,
+                    gateway: r.gateway,
+                    metric: r.metric,
+                })
+            })
+            .collect()
+    }
+
     /// Longest-prefix match, then lowest metric: (interface, next-hop address).
     pub fn lookup(&self, addr: [u8; 4]) -> Option<(&str, [u8; 4])> {
         let a = u32::from_be_bytes(addr);

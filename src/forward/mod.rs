@@ -2,6 +2,8 @@
 //! transmit into an `Emit` sink and never allocates.
 
 pub mod dr;
+pub mod nat;
+pub mod tun;
 
 use crate::pipeline::{DropReason, Emit, Iface, Verdict};
 use crate::wire::{MacAddr, icmp, ipv4};

@@ -19,8 +19,11 @@ use crate::service::{DestConfig, ServiceAddr, ServiceConfig};
 pub mod addr;
 mod args;
 mod build;
+pub mod estimator;
+pub mod list;
 pub mod popt;
 pub mod rules;
+pub mod snapshot;
 mod table;
 
 #[cfg(test)]

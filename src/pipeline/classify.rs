@@ -1,5 +1,5 @@
-//! Classify a received frame: ARP, a TCP/UDP packet to a VIP, someone else's frame,
-//! or a malformed one (dropped with a precise reason). Never panics on any input.
+//! Classify a received frame: ARP, a TCP/UDP packet to a VIP, a NAT real server's
+//! reply, a related ICMP error, someone else's frame, or a malformed one (dropped with a precise reason). Never panics on any input.
 
 use super::{DropReason, Iface, RxMeta, pkttype};
 use crate::service::ServiceTable;
@@ -26,7 +26,14 @@ pub enum Class<'a> {
     Pass,
     Drop(DropReason),
     Arp(ArpFrame),
+    /// Client to a VIP.
     ToVip(L4Packet<'a>),
+    /// From a NAT real server's address: possibly a reply to translate.
+    FromRealServer(L4Packet<'a>),
+    /// An ICMP error sent to a VIP (about a packet the VIP sent).
+    IcmpToVip(IcmpError<'a>),
+    /// An ICMP error from a NAT real server (about a packet it was sent).
+    IcmpFromRealServer(IcmpError<'a>),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -64,15 +71,20 @@ fn classify_ipv4<'a>(svcs: &ServiceTable, rx: RxMeta, eth_src: MacAddr, b: &'a [
     if rx.pkttype != pkttype::HOST {
         return Class::Pass;
     }
-    // Look at the destination before anything else: traffic that is not for a VIP
-    // belongs to the host and is never judged here.
+    // Look at the addresses before anything else: traffic that is neither for a VIP
+    // nor from a NAT real server belongs to the host and is never judged here.
     if b.len() < ipv4::MIN_HEADER_LEN {
         return Class::Drop(DropReason::TruncatedIpv4);
     }
+    let saddr = [b[12], b[13], b[14], b[15]];
     let daddr = [b[16], b[17], b[18], b[19]];
-    if !svcs.is_vip(daddr) {
+    let dir = if svcs.is_vip(daddr) {
+        Dir::In
+    } else if svcs.is_nat_rip(saddr) {
+        Dir::Out
+    } else {
         return Class::Pass;
-    }
+    };
     let ip = match ipv4::Packet::new_checked(b) {
         Ok(p) => p,
         Err(Ipv4Error::Truncated) => return Class::Drop(DropReason::TruncatedIpv4),
@@ -87,10 +99,17 @@ fn classify_ipv4<'a>(svcs: &ServiceTable, rx: RxMeta, eth_src: MacAddr, b: &'a [
         return Class::Drop(DropReason::Fragment);
     }
     let proto = ip.protocol();
-    let Some(min) = l4::min_header_len(proto) else {
-        return Class::Drop(DropReason::UnsupportedProtocol);
-    };
     let payload = ip.payload();
+    let whole = &b[..ip.total_len()];
+    if proto == ipv4::proto::ICMP {
+        return classify_icmp(dir, eth_src, whole, ip.header_len());
+    }
+    let Some(min) = l4::min_header_len(proto) else {
+        return match dir {
+            Dir::In => Class::Drop(DropReason::UnsupportedProtocol),
+            Dir::Out => Class::Pass,
+        };
+    };
     if payload.len() < min {
         return Class::Drop(DropReason::TruncatedL4);
     }
@@ -100,14 +119,80 @@ fn classify_ipv4<'a>(svcs: &ServiceTable, rx: RxMeta, eth_src: MacAddr, b: &'a [
     } else {
         0
     };
-    Class::ToVip(L4Packet {
+    let p = L4Packet {
         eth_src,
-        ip: &b[..ip.total_len()],
+        ip: whole,
         proto,
-        saddr: ip.src(),
+        saddr,
         daddr,
         sport,
         dport,
         tcp_flags,
-    })
+    };
+    match dir {
+        Dir::In => Class::ToVip(p),
+        Dir::Out => Class::FromRealServer(p),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dir {
+    In,
+    Out,
+}
+
+/// An ICMP error that quotes a TCP/UDP packet (IPVS's "related" ICMP).
+#[derive(Debug, Clone, Copy)]
+pub struct IcmpError<'a> {
+    pub eth_src: MacAddr,
+    /// The whole outer IP packet.
+    pub ip: &'a [u8],
+    /// The quoted packet's addresses and ports, as quoted.
+    pub proto: u8,
+    pub saddr: [u8; 4],
+    pub daddr: [u8; 4],
+    pub sport: u16,
+    pub dport: u16,
+}
+
+fn classify_icmp<'a>(dir: Dir, eth_src: MacAddr, ip: &'a [u8], hl: usize) -> Class<'a> {
+    let icmp = &ip[hl..];
+    if icmp.len() < 8 {
+        return Class::Drop(DropReason::TruncatedL4);
+    }
+    if !crate::wire::icmp::is_related_error(icmp[0]) {
+        // Echo and friends are not IPVS's business (the director's stack answers).
+        return Class::Pass;
+    }
+    if crate::wire::checksum::checksum(icmp) != 0 {
+        return Class::Drop(DropReason::IcmpChecksum);
+    }
+    let inner_off = hl + 8;
+    let inner = &ip[inner_off..];
+    // The quote: an IP header (any options) plus at least the 4 bytes of ports.
+    if inner.len() < ipv4::MIN_HEADER_LEN || inner[0] >> 4 != 4 {
+        return Class::Drop(DropReason::IcmpBadQuote);
+    }
+    let ihl = ((inner[0] & 0x0f) as usize) * 4;
+    if ihl < ipv4::MIN_HEADER_LEN || inner.len() < ihl + 4 {
+        return Class::Drop(DropReason::IcmpBadQuote);
+    }
+    let proto = inner[9];
+    if l4::min_header_len(proto).is_none() {
+        return Class::Pass;
+    }
+    let (sport, dport) = l4::ports(&inner[ihl..]).unwrap_or((0, 0));
+    let e = IcmpError {
+        eth_src,
+        ip,
+        proto,
+        saddr: [inner[12], inner[13], inner[14], inner[15]],
+        daddr: [inner[16], inner[17], inner[18], inner[19]],
+        sport,
+        dport,
+    };
+    match dir {
+        Dir::In => Class::IcmpToVip(e),
+        Dir::Out => Class::IcmpFromRealServer(e),
+    }
 }

@@ -11,16 +11,18 @@ mod arp;
 mod classify;
 mod counters;
 pub mod fixture;
+mod inbound;
+mod outbound;
 mod schedule;
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU32};
 
 pub use counters::{DropReason, WorkerCounters};
 
 use crate::conn::tcp::Timeouts;
-use crate::conn::{Conn, ConnKey, ConnTable};
-use crate::service::{ForwardMethod, ServiceTable};
+use crate::conn::{Conn, ConnTable};
+use crate::service::ServiceTable;
 use crate::wire::{MacAddr, icmp};
 
 /// AF_PACKET `sll_pkttype` values the pipeline distinguishes.
@@ -59,16 +61,72 @@ pub struct Shared {
     pub timeouts: Timeouts,
     /// The secure_tcp defense (the stricter TCP state table).
     pub secure_tcp: AtomicBool,
+    /// The host's routes, resolved to interface indexes (published by the control
+    /// thread); used to find the next hop toward a NAT client.
+    pub routes: arc_swap::ArcSwap<Vec<RouteEntry>>,
+    /// Resolved neighbours (ifindex, address) -> MAC, published by the control thread.
+    pub neigh: arc_swap::ArcSwap<ahash::AHashMap<(u32, [u8; 4]), MacAddr>>,
+    /// Bumped on every publication of `neigh`, so connections can cache a MAC.
+    pub neigh_gen: AtomicU32,
+}
+
+/// One route: destination/mask, outgoing interface, gateway (0 = on-link).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteEntry {
+    pub dst: u32,
+    pub mask: u32,
+    pub ifindex: u32,
+    pub gateway: u32,
+    pub metric: u32,
 }
 
 impl Shared {
     pub fn new(ifaces: Vec<Iface>) -> Shared {
+        // Until the control thread reads the routing table, each interface's own
+        // subnets are on-link (tests and the simulator rely on this default).
+        let routes = ifaces
+            .iter()
+            .flat_map(|i| {
+                i.addrs.iter().map(move |a| RouteEntry {
+                    dst: u32::from_be_bytes(*a) & 0xffff_ff00,
+                    mask: 0xffff_ff00,
+                    ifindex: i.ifindex,
+                    gateway: 0,
+                    metric: 0,
+                })
+            })
+            .collect();
         Shared {
             ifaces,
             services: arc_swap::ArcSwap::from_pointee(ServiceTable::default()),
             timeouts: Timeouts::default(),
             secure_tcp: AtomicBool::new(false),
+            routes: arc_swap::ArcSwap::from_pointee(routes),
+            neigh: arc_swap::ArcSwap::from_pointee(Default::default()),
+            neigh_gen: AtomicU32::new(1),
         }
+    }
+
+    /// Longest-prefix match: (ifindex, next-hop address) toward `addr`.
+    pub fn route(&self, addr: [u8; 4]) -> Option<(u32, [u8; 4])> {
+        let a = u32::from_be_bytes(addr);
+        let routes = self.routes.load();
+        let r = routes
+            .iter()
+            .filter(|r| a & r.mask == r.dst & r.mask)
+            .min_by_key(|r| (std::cmp::Reverse(r.mask.count_ones()), r.metric))?;
+        Some((r.ifindex, if r.gateway != 0 { r.gateway.to_be_bytes() } else { addr }))
+    }
+
+    /// The resolved MAC of a neighbour, if known.
+    pub fn neighbour(&self, ifindex: u32, ip: [u8; 4]) -> Option<MacAddr> {
+        self.neigh.load().get(&(ifindex, ip)).copied()
+    }
+
+    /// Publish a new neighbour map (control thread).
+    pub fn publish_neigh(&self, map: ahash::AHashMap<(u32, [u8; 4]), MacAddr>) {
+        self.neigh.store(Arc::new(map));
+        self.neigh_gen.fetch_add(1, std::sync::atomic::Ordering::Release);
     }
     #[inline]
     pub fn iface(&self, ifindex: u32) -> Option<&Iface> {
@@ -107,12 +165,26 @@ pub enum Verdict {
     Neigh { ifindex: u32, ip: [u8; 4], mac: MacAddr },
 }
 
+/// Something a worker asks of the control thread (drained after each batch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// Resolve `ip` on `ifindex` by ARP (a NAT reply's next hop toward a client).
+    Solicit { ifindex: u32, ip: [u8; 4] },
+}
+
+/// Events kept per batch at most; more are dropped (the next packet asks again).
+pub const MAX_EVENTS: usize = 256;
+
 /// A worker's private state.
 #[derive(Debug)]
 pub struct Worker {
     pub id: usize,
     pub conns: ConnTable,
     pub counters: Arc<WorkerCounters>,
+    /// Requests for the control thread; bounded by [`MAX_EVENTS`].
+    pub events: Vec<Event>,
+    /// IP ID counter for outer headers without DF (TUN).
+    pub ip_ident: u16,
 }
 
 impl Worker {
@@ -121,6 +193,8 @@ impl Worker {
             id,
             conns: ConnTable::with_cap(conn_cap),
             counters: Arc::new(WorkerCounters::default()),
+            events: Vec::with_capacity(MAX_EVENTS),
+            ip_ident: (id as u16) << 12,
         }
     }
 
@@ -152,69 +226,21 @@ impl Worker {
         let Some(iface) = sh.iface(rx.ifindex) else {
             return Verdict::Pass;
         };
-        let pkt = match classify::classify(iface, svcs, rx, frame) {
-            Class::Pass => return Verdict::Pass,
-            Class::Drop(r) => return Verdict::Drop(r),
-            Class::Arp(a) => return arp::handle(sh, svcs, iface, &a, out),
-            Class::ToVip(p) => p,
-        };
-        let key = ConnKey {
-            proto: pkt.proto,
-            caddr: pkt.saddr,
-            cport: pkt.sport,
-            vaddr: pkt.daddr,
-            vport: pkt.dport,
-        };
-        let is_tcp = pkt.proto == crate::wire::ipv4::proto::TCP;
-        let syn = is_tcp && pkt.tcp_flags & crate::wire::l4::tcp_flags::SYN != 0;
+        match classify::classify(iface, svcs, rx, frame) {
+            Class::Pass => Verdict::Pass,
+            Class::Drop(r) => Verdict::Drop(r),
+            Class::Arp(a) => arp::handle(sh, svcs, iface, &a, out),
+            Class::ToVip(p) => self.inbound(sh, svcs, now_ms, rx, iface, &p, out),
+            Class::FromRealServer(p) => self.outbound(sh, now_ms, rx, iface, &p, out),
+            Class::IcmpToVip(e) => self.icmp_inbound(sh, rx, iface, &e, out),
+            Class::IcmpFromRealServer(e) => self.icmp_outbound(sh, rx, iface, &e, out),
+        }
+    }
 
-        // Connection lookup (ip_vs_in): a SYN on a finished TCP entry reuses the tuple
-        // (conn_reuse_mode 1): the old entry goes and the SYN is scheduled afresh.
-        if syn && self.conns.get(&key).is_some_and(reuse_expected) {
-            self.conns.remove(&key);
-        }
-        if self.conns.get(&key).is_none() {
-            match self.schedule(sh, svcs, now_ms, &pkt, key) {
-                Ok(()) => {}
-                Err(reason) => {
-                    if reason == DropReason::NoDestination {
-                        send_port_unreachable(iface, &pkt, frame, out);
-                    }
-                    return Verdict::Drop(reason);
-                }
-            }
-        }
-        let Some(conn) = self.conns.get_mut(&key) else {
-            return Verdict::Drop(DropReason::TableFull);
-        };
-        if !conn.dest.is_available() {
-            // The destination was deleted: expire_nodest_conn = 0 drops silently.
-            return Verdict::Drop(DropReason::DestDeleted);
-        }
-        if is_tcp {
-            conn.tcp_packet(
-                pkt.tcp_flags,
-                false,
-                sh.secure_tcp.load(std::sync::atomic::Ordering::Relaxed),
-                &sh.timeouts,
-                now_ms,
-            );
-        } else {
-            conn.udp_packet(false, &sh.timeouts, now_ms);
-        }
-        let ip_len = pkt.ip.len();
-        conn.dest.stats.inbound(self.id, ip_len);
-        conn.dest.svc_stats.inbound(self.id, ip_len);
-        let rx_ctx = crate::forward::RxCtx {
-            iface,
-            eth_src: pkt.eth_src,
-            csum_partial: rx.csum_partial,
-        };
-        match conn.dest.method() {
-            ForwardMethod::Route => crate::forward::dr::transmit(sh, &rx_ctx, &conn.dest, pkt.ip, out),
-            ForwardMethod::Masq | ForwardMethod::Tunnel | ForwardMethod::Local => {
-                Verdict::Drop(DropReason::MethodUnsupported)
-            }
+    /// Queue an event for the control thread (dropped when the queue is full).
+    fn event(&mut self, e: Event) {
+        if self.events.len() < MAX_EVENTS && !self.events.contains(&e) {
+            self.events.push(e);
         }
     }
 

@@ -1,12 +1,59 @@
-//! New connections (ip_vs_schedule / ip_vs_sched_persist): find the service, check
-//! that the packet may open a connection, ask the scheduler for a destination, and
-//! create the entry. Runs only for packets without a connection; takes the
-//! service's mutex (never on the established path).
+//! New connections (ip_vs_try_schedule / ip_vs_schedule / ip_vs_sched_persist, spec
+//! §2.3–2.6 and §5): find the service, check that the packet may open a connection,
+//! find or create the persistence template, ask the scheduler for a destination, and
+//! create the entry. Runs only for packets without a connection: it takes the
+//! service's mutex and, for persistent services, one shard lock of the shared
+//! template table (never on the established path).
+//!
+//! Templates are shared by all workers (`ServiceTable::conn_shared`), so two workers
+//! can never send one client network to two servers; the lock order is service mutex,
+//! then template shard.
+
+use std::sync::Arc;
 
 use super::classify;
 use super::{DropReason, Shared, Worker};
-use crate::conn::{Conn, ConnKey};
-use crate::service::{ForwardMethod, ServiceTable};
+use crate::conn::template::{TemplateKey, TemplateRef};
+use crate::conn::{Conn, ConnKey, conn_flags};
+use crate::service::{
+    Dest, ForwardMethod, Netmask, ServiceAddr, ServiceState, ServiceTable, VirtualService, svc_flags,
+};
+use crate::wire::ipv4::proto;
+
+/// The destination chosen for a new connection.
+struct Chosen {
+    dest: Arc<Dest>,
+    dport: u16,
+    tpl: Option<TemplateRef>,
+}
+
+/// Service lookup (§2.5) for an IPv4 address-based service: exact, then the FTP data
+/// heuristic (TCP to port 20 or >= 1024 on a VIP with a port-21 service), then the
+/// port-0 catch-all.
+pub(crate) fn lookup_service<'a>(
+    svcs: &'a ServiceTable,
+    proto_: u8,
+    daddr: [u8; 4],
+    dport: u16,
+) -> Option<&'a Arc<VirtualService>> {
+    /// net.ipv4.ip_unprivileged_port_start default.
+    const UNPRIVILEGED_PORT_START: u16 = 1024;
+    svcs.get(proto_, daddr, dport)
+        .or_else(|| {
+            (proto_ == proto::TCP && (dport == 20 || dport >= UNPRIVILEGED_PORT_START))
+                .then(|| svcs.get(proto_, daddr, 21))
+                .flatten()
+        })
+        .or_else(|| svcs.get(proto_, daddr, 0))
+}
+
+/// The client network of `caddr` under the service netmask.
+fn masked(caddr: [u8; 4], mask: &Netmask) -> [u8; 4] {
+    match mask {
+        Netmask::V4(m) => (u32::from_be_bytes(caddr) & m.to_bits()).to_be_bytes(),
+        Netmask::V6Prefix(_) => caddr,
+    }
+}
 
 impl Worker {
     /// Create a connection for the first packet of a flow (ip_vs_schedule).
@@ -19,45 +66,114 @@ impl Worker {
         key: ConnKey,
     ) -> Result<(), DropReason> {
         use crate::wire::l4::tcp_flags::{RST, SYN};
-        let Some(svc) = svcs.get(pkt.proto, pkt.daddr, pkt.dport) else {
+        let _ = sh;
+        let Some(svc) = lookup_service(svcs, pkt.proto, pkt.daddr, pkt.dport) else {
             return Err(DropReason::NoService);
         };
-        if pkt.proto == crate::wire::ipv4::proto::TCP && (pkt.tcp_flags & RST != 0 || pkt.tcp_flags & SYN == 0) {
+        let cs = svcs.conn_shared();
+        if pkt.proto == proto::TCP
+            && (pkt.tcp_flags & RST != 0 || (pkt.tcp_flags & SYN == 0 && !cs.settings.sloppy_tcp()))
+        {
             return Err(DropReason::NotSyn);
         }
         if pkt.sport == 20 {
             // IPVS quirk: a client source port of 20 is never scheduled.
             return Err(DropReason::SourcePort20);
         }
-        let _ = sh;
-        let dest = {
-            let mut st = svc.lock();
-            let input = crate::sched::SchedInput {
-                proto: crate::service::Protocol::from_ip_proto(pkt.proto).unwrap_or(crate::service::Protocol::Tcp),
-                saddr: pkt.saddr.into(),
-                sport: pkt.sport,
-                daddr: pkt.daddr.into(),
-                dport: pkt.dport,
-                svc_flags: st.config.flags,
-                now_ms,
-            };
-            let st = &mut *st;
-            let idx = st
-                .scheduler
-                .schedule(&st.dests, &input)
-                .ok_or(DropReason::NoDestination)?;
-            st.dests[idx].clone()
+        let svc_port = match svc.addr {
+            ServiceAddr::Inet { port, .. } => port,
+            ServiceAddr::Fwmark { .. } => pkt.dport,
         };
-        let daddr = match dest.addr {
+        let (chosen, one_packet) = {
+            let mut guard = svc.lock();
+            let st = &mut *guard;
+            let one_packet = st.config.flags & svc_flags::ONEPACKET != 0 && pkt.proto == proto::UDP;
+            let chosen = if st.config.flags & svc_flags::PERSISTENT != 0 {
+                schedule_persistent(svcs, st, svc_port, pkt, now_ms)
+            } else if pkt.dport != svc_port {
+                // Port-0 and FTP-fallback services only work when persistent.
+                None
+            } else {
+                pick(st, pkt, now_ms).map(|dest| {
+                    let dport = if dest.port != 0 { dest.port } else { pkt.dport };
+                    Chosen { dest, dport, tpl: None }
+                })
+            };
+            (chosen.ok_or_else(|| leave(svc_port, pkt.dport))?, one_packet)
+        };
+        let daddr = match chosen.dest.addr {
             std::net::IpAddr::V4(a) => a.octets(),
             std::net::IpAddr::V6(_) => return Err(DropReason::MethodUnsupported),
         };
-        let dport = if dest.port != 0 { dest.port } else { pkt.dport };
-        let no_output = dest.method() != ForwardMethod::Masq;
-        let conn = Conn::new(dest, daddr, dport, no_output, now_ms);
+        let no_output = chosen.dest.method() != ForwardMethod::Masq;
+        let mut conn = Conn::new(chosen.dest, daddr, chosen.dport, no_output, now_ms);
+        if one_packet {
+            conn.flags |= conn_flags::ONE_PACKET;
+        }
+        conn.tpl = chosen.tpl;
         let c = self.conns.insert(key, conn).map_err(|_| DropReason::TableFull)?;
         c.dest.stats.conn(self.id);
         c.dest.svc_stats.conn(self.id);
         Ok(())
     }
+}
+
+/// ip_vs_leave without cache_bypass: an FTP service passes data-port packets to the
+/// local stack; anything else is answered with ICMP port-unreachable.
+fn leave(svc_port: u16, dport: u16) -> DropReason {
+    if svc_port == 21 && dport != 21 {
+        DropReason::NoService
+    } else {
+        DropReason::NoDestination
+    }
+}
+
+/// The scheduler's pick.
+fn pick(st: &mut ServiceState, pkt: &classify::L4Packet<'_>, now_ms: u64) -> Option<Arc<Dest>> {
+    let input = crate::sched::SchedInput {
+        proto: crate::service::Protocol::from_ip_proto(pkt.proto).unwrap_or(crate::service::Protocol::Tcp),
+        saddr: pkt.saddr.into(),
+        sport: pkt.sport,
+        daddr: pkt.daddr.into(),
+        dport: pkt.dport,
+        svc_flags: st.config.flags,
+        now_ms,
+    };
+    let idx = st.scheduler.schedule(&st.dests, &input)?;
+    Some(st.dests[idx].clone())
+}
+
+/// ip_vs_sched_persist (§5.1): the template decides, or the scheduler picks and a new
+/// template remembers the pick.
+fn schedule_persistent(
+    svcs: &ServiceTable,
+    st: &mut ServiceState,
+    svc_port: u16,
+    pkt: &classify::L4Packet<'_>,
+    now_ms: u64,
+) -> Option<Chosen> {
+    let dport = pkt.dport;
+    let own_port = dport == svc_port;
+    let key = TemplateKey {
+        proto: pkt.proto,
+        snet: masked(pkt.saddr, &st.config.netmask),
+        vaddr: pkt.daddr,
+        vport: if own_port && svc_port != 21 { dport } else { 0 },
+    };
+    let cs = svcs.conn_shared();
+    let timeout_ms = u64::from(st.config.timeout) * 1000;
+    let tpl = cs
+        .templates
+        .find_or_create(key, now_ms, cs.settings.expire_quiescent_template(), || {
+            let dest = pick(st, pkt, now_ms)?;
+            let tpl_dport = if own_port && svc_port != 21 { dest.port } else { 0 };
+            Some((dest, tpl_dport, timeout_ms))
+        })?;
+    let dest = tpl.dest.clone();
+    let conn_dport = if own_port && dest.port != 0 { dest.port } else { dport };
+    Some(Chosen {
+        dest,
+        dport: conn_dport,
+        tpl: Some(tpl.control()),
+    })
 }

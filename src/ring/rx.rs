@@ -32,8 +32,9 @@ impl Default for RxConfig {
     }
 }
 
-/// Fanout mode: the kernel's flow hash, reassembling fragments first.
-pub const FANOUT_MODE: u32 = libc::PACKET_FANOUT_HASH | libc::PACKET_FANOUT_FLAG_DEFRAG;
+/// Fanout mode: our steering program (see `ring::fanout`), reassembling fragments
+/// first.
+pub const FANOUT_MODE: u32 = libc::PACKET_FANOUT_CBPF | libc::PACKET_FANOUT_FLAG_DEFRAG;
 
 #[derive(Debug)]
 pub struct RxRing {

@@ -28,9 +28,23 @@ impl Default for Addrs {
     }
 }
 
+/// The LVS forwarding mode a bed is built for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Dr,
+    /// NAT with an external and an internal interface on the director.
+    NatTwoArm,
+    /// NAT with both subnets on one interface.
+    NatOneArm,
+    Tun,
+}
+
 pub struct Lvs {
     pub bed: Testbed,
+    pub mode: Mode,
     pub addrs: Addrs,
+    /// Interfaces the director serves.
+    pub director_ifaces: Vec<String>,
     pub rs_mac: [String; 2],
     pub client_mac: String,
     pub director_mac: String,
@@ -72,7 +86,153 @@ impl Lvs {
         let log = std::env::temp_dir().join(format!("{}-director.log", bed.prefix));
         Ok(Lvs {
             bed,
+            mode: Mode::Dr,
             addrs,
+            director_ifaces: vec!["eth0".into()],
+            rs_mac,
+            client_mac,
+            director_mac,
+            exe: exe.to_string(),
+            log,
+            director_pid: None,
+        })
+    }
+
+    /// Addresses of the NAT tutorial (seed 002): clients outside, real servers on a
+    /// private subnet behind the director, which is their default gateway. Returns
+    /// the addresses and the director's internal (gateway) address.
+    pub fn nat_addrs() -> (Addrs, String) {
+        let a = Addrs {
+            vip: "192.168.77.100".into(),
+            client: "192.168.77.10".into(),
+            dip: "192.168.77.2".into(),
+            rs: ["10.78.1.11".into(), "10.78.1.12".into()],
+            prefix_len: 24,
+        };
+        (a, "10.78.1.1".into())
+    }
+
+    /// The NAT topology: real servers' default gateway is the director's internal
+    /// address; `one_arm` puts both subnets on the director's single interface.
+    /// `skip_gateway` leaves the real servers' default route out (to show what breaks).
+    /// Real servers serve HTTP on port 8080 (the rules map VIP:80 to it) and UDP on 53.
+    pub fn nat(tag: &str, exe: &str, one_arm: bool, skip_gateway: bool, verbose: bool) -> Result<Lvs, String> {
+        let (addrs, gw) = Lvs::nat_addrs();
+        let mut bed = Testbed::new(tag);
+        bed.verbose = verbose;
+        for h in ["client", "dir", "rs1", "rs2"] {
+            bed.add_host(h)?;
+        }
+        let inside = if one_arm { "br0" } else { "br1" };
+        let client_mac = bed.plug("client", "eth0", &format!("{}/24", addrs.client))?;
+        let director_mac = bed.plug("dir", "eth0", &format!("{}/24", addrs.dip))?;
+        let director_ifaces = if one_arm {
+            bed.exec("dir", &["ip", "addr", "add", &format!("{gw}/24"), "dev", "eth0"])?;
+            vec!["eth0".to_string()]
+        } else {
+            bed.plug_into(inside, "dir", "eth1", &format!("{gw}/24"))?;
+            vec!["eth0".to_string(), "eth1".to_string()]
+        };
+        let mut rs_mac = [String::new(), String::new()];
+        for (i, ip) in addrs.rs.iter().enumerate() {
+            let h = format!("rs{}", i + 1);
+            rs_mac[i] = bed.plug_into(inside, &h, "eth0", &format!("{ip}/24"))?;
+            if !skip_gateway {
+                bed.exec(&h, &["ip", "route", "add", "default", "via", &gw])?;
+            }
+            bed.spawn(
+                &h,
+                &[
+                    exe,
+                    "serve",
+                    "--name",
+                    &h,
+                    "--tcp",
+                    "0.0.0.0:8080",
+                    "--udp",
+                    "0.0.0.0:53",
+                ],
+                None,
+            )?;
+        }
+        let log = std::env::temp_dir().join(format!("{}-director.log", bed.prefix));
+        let mode = if one_arm { Mode::NatOneArm } else { Mode::NatTwoArm };
+        Ok(Lvs {
+            bed,
+            mode,
+            addrs,
+            director_ifaces,
+            rs_mac,
+            client_mac,
+            director_mac,
+            exe: exe.to_string(),
+            log,
+            director_pid: None,
+        })
+    }
+
+    /// The TUN topology (seed 000): the director tunnels to the real servers over a
+    /// link of its own with MTU `rs_mtu`; the real servers answer the client directly
+    /// over the client's segment. Each real server runs `uvs tunnel` (no ipip module
+    /// needed) with the VIP on tunl0, rp_filter off, arp_ignore=1/arp_announce=2.
+    /// `keep_rp_filter` leaves rp_filter at 1 (to show what breaks).
+    pub fn tun(tag: &str, exe: &str, rs_mtu: u32, keep_rp_filter: bool, verbose: bool) -> Result<Lvs, String> {
+        let addrs = Addrs {
+            vip: "10.77.0.100".into(),
+            client: "10.77.0.10".into(),
+            dip: "10.77.0.2".into(),
+            rs: ["10.79.0.11".into(), "10.79.0.12".into()],
+            prefix_len: 24,
+        };
+        let mut bed = Testbed::new(tag);
+        bed.verbose = verbose;
+        for h in ["client", "dir", "rs1", "rs2"] {
+            bed.add_host(h)?;
+        }
+        let client_mac = bed.plug("client", "eth0", "10.77.0.10/24")?;
+        let director_mac = bed.plug("dir", "eth0", "10.77.0.2/24")?;
+        bed.plug_into("br1", "dir", "eth1", "10.79.0.2/24")?;
+        bed.set_mtu("dir", "eth1", rs_mtu)?;
+        let mut rs_mac = [String::new(), String::new()];
+        for (i, ip) in addrs.rs.iter().enumerate() {
+            let h = format!("rs{}", i + 1);
+            bed.sysctl(&h, "net.ipv4.conf.all.arp_ignore", "1")?;
+            bed.sysctl(&h, "net.ipv4.conf.all.arp_announce", "2")?;
+            let rp = if keep_rp_filter { "1" } else { "0" };
+            bed.sysctl(&h, "net.ipv4.conf.all.rp_filter", rp)?;
+            bed.sysctl(&h, "net.ipv4.conf.default.rp_filter", rp)?;
+            rs_mac[i] = bed.plug_into("br1", &h, "eth0", &format!("{ip}/24"))?;
+            bed.set_mtu(&h, "eth0", rs_mtu)?;
+            // The reply path to the client's segment.
+            bed.plug(&h, "eth1", &format!("10.77.0.{}/24", 21 + i))?;
+            let log = std::fs::File::create(std::env::temp_dir().join(format!("{}-{h}-tunnel.log", bed.prefix))).ok();
+            bed.spawn(&h, &[exe, "tunnel", "--iface", "eth0", "--vip", "10.77.0.100"], log)?;
+            bed.spawn(
+                &h,
+                &[exe, "serve", "--name", &h, "--tcp", "0.0.0.0:80", "--udp", "0.0.0.0:53"],
+                None,
+            )?;
+        }
+        // Wait (bounded) until both tunnels are up.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for h in ["rs1", "rs2"] {
+            while bed
+                .exec_any(h, &["ip", "link", "show", "tunl0"])
+                .map(|o| !o.status.success())
+                .unwrap_or(true)
+            {
+                if Instant::now() > deadline {
+                    return Err(format!("uvs tunnel did not create tunl0 on {h}"));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let log = std::env::temp_dir().join(format!("{}-director.log", bed.prefix));
+        Ok(Lvs {
+            bed,
+            mode: Mode::Tun,
+            addrs,
+            director_ifaces: vec!["eth0".into(), "eth1".into()],
             rs_mac,
             client_mac,
             director_mac,
@@ -90,7 +250,12 @@ impl Lvs {
         let f = std::fs::File::create(&self.log).map_err(|e| e.to_string())?;
         let p = path.to_string_lossy().to_string();
         let exe = self.exe.clone();
-        let mut args = vec![exe.as_str(), "run", "--iface", "eth0", "--rules", &p];
+        let mut args = vec![exe.as_str(), "run", "--rules", &p];
+        let ifaces = self.director_ifaces.clone();
+        for i in &ifaces {
+            args.push("--iface");
+            args.push(i);
+        }
         args.extend_from_slice(extra);
         self.director_pid = Some(self.bed.spawn("dir", &args, Some(f))?);
         let deadline = Instant::now() + Duration::from_secs(10);

@@ -112,14 +112,27 @@ impl Testbed {
     /// Plug namespace `short` into the shared segment as interface `ifname` with
     /// address `cidr` (e.g. "10.77.0.2/24"); returns the interface's MAC.
     pub fn plug(&mut self, short: &str, ifname: &str, cidr: &str) -> Result<String, String> {
+        self.plug_into("br0", short, ifname, cidr)
+    }
+
+    /// Like [`Testbed::plug`], on another segment (`bridge` is created on first use).
+    pub fn plug_into(&mut self, bridge: &str, short: &str, ifname: &str, cidr: &str) -> Result<String, String> {
         let sw = self.ensure_switch()?;
+        if bridge != "br0" && self.run(&["ip", "-n", &sw, "link", "show", bridge]).is_err() {
+            self.run(&["ip", "-n", &sw, "link", "add", bridge, "type", "bridge"])?;
+            let no_delay = ["forward_delay", "0", "stp_state", "0"];
+            let mut args = vec!["ip", "-n", &sw, "link", "set", bridge, "type", "bridge"];
+            args.extend_from_slice(&no_delay);
+            self.run(&args)?;
+            self.run(&["ip", "-n", &sw, "link", "set", bridge, "up"])?;
+        }
         let ns = self.ns(short);
         self.ports += 1;
         let port = format!("p{}", self.ports);
         self.run(&[
             "ip", "-n", &sw, "link", "add", &port, "type", "veth", "peer", "name", ifname, "netns", &ns,
         ])?;
-        self.run(&["ip", "-n", &sw, "link", "set", &port, "master", "br0"])?;
+        self.run(&["ip", "-n", &sw, "link", "set", &port, "master", bridge])?;
         self.run(&["ip", "-n", &sw, "link", "set", &port, "up"])?;
         self.run(&["ip", "-n", &ns, "addr", "add", cidr, "dev", ifname])?;
         self.run(&["ip", "-n", &ns, "link", "set", ifname, "up"])?;
@@ -136,6 +149,29 @@ impl Testbed {
             self.run(&["ip", "-n", ns, "addr", "add", c, "dev", i])?;
             self.run(&["ip", "-n", ns, "link", "set", i, "up"])?;
         }
+        Ok(())
+    }
+
+    /// Set the MTU of `ifname` in `short` and of its switch port (the bridge follows).
+    pub fn set_mtu(&self, short: &str, ifname: &str, mtu: u32) -> Result<(), String> {
+        let m = mtu.to_string();
+        // The peer (switch port) first, so the link is never asymmetric for long.
+        let out = self.run(&["ip", "-n", &self.ns(short), "-o", "link", "show", ifname])?;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        if let (Some(sw), Some(at)) = (&self.switch, text.find("@if")) {
+            let idx: String = text[at + 3..].chars().take_while(|c| c.is_ascii_digit()).collect();
+            let list = self.run(&["ip", "-n", sw, "-o", "link", "show"])?;
+            for line in String::from_utf8_lossy(&list.stdout).lines() {
+                if line.starts_with(&format!("{idx}: ")) {
+                    let name: String = line[idx.len() + 2..]
+                        .chars()
+                        .take_while(|c| *c != '@' && *c != ':')
+                        .collect();
+                    self.run(&["ip", "-n", sw, "link", "set", &name, "mtu", &m])?;
+                }
+            }
+        }
+        self.run(&["ip", "-n", &self.ns(short), "link", "set", ifname, "mtu", &m])?;
         Ok(())
     }
 

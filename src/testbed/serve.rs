@@ -78,14 +78,22 @@ fn http_once(mut s: std::net::TcpStream, name: &str) {
 /// 1 s), print it.
 pub fn probe_udp(to: &str, msg: &str) -> Result<String, String> {
     let sock = UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
+    // Connected, so that an ICMP error (port unreachable) surfaces as ECONNREFUSED.
+    sock.connect(to).map_err(|e| format!("connect {to}: {e}"))?;
     sock.set_read_timeout(Some(std::time::Duration::from_secs(1)))
         .map_err(|e| e.to_string())?;
     let mut buf = [0u8; 65536];
+    let refused = || format!("connection refused by {to} (ICMP port unreachable)");
     for _ in 0..3 {
-        sock.send_to(msg.as_bytes(), to)
-            .map_err(|e| format!("send to {to}: {e}"))?;
-        if let Ok((n, _)) = sock.recv_from(&mut buf) {
-            return Ok(String::from_utf8_lossy(&buf[..n]).into_owned());
+        match sock.send(msg.as_bytes()) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return Err(refused()),
+            Err(e) => return Err(format!("send to {to}: {e}")),
+        }
+        match sock.recv(&mut buf) {
+            Ok(n) => return Ok(String::from_utf8_lossy(&buf[..n]).into_owned()),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return Err(refused()),
+            Err(_) => {}
         }
     }
     Err(format!("no UDP reply from {to}"))

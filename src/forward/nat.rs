@@ -1,0 +1,344 @@
+//! NAT (masquerading, `-m`, IPVS's MASQ): requests get destination VIP:vport
+//! rewritten to RIP:rport; replies from the real server get their source rewritten
+//! back to VIP:vport. IP and L4 checksums are patched incrementally (RFC 1624); a UDP
+//! checksum of 0 gets a full one (spec §6.2). ICMP errors about a NAT connection are
+//! translated in both the outer and the quoted header (spec §6.6).
+
+use super::{RxCtx, complete_l4_checksum, pre_xmit_checks};
+use crate::pipeline::{DropReason, Emit, Iface, Verdict};
+use crate::wire::{MacAddr, checksum, ethernet, ipv4, l4};
+
+/// Which end of the packet to rewrite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Src,
+    Dst,
+}
+
+/// Rewrite an address and port of a TCP/UDP packet in place, patching the IP header
+/// checksum and the L4 checksum. `csum_partial`: the L4 checksum was only a pseudo-
+/// header sum; it is then computed in full.
+pub fn rewrite(ip: &mut [u8], side: Side, addr: [u8; 4], port: u16, csum_partial: bool) {
+    let Ok(mut p) = ipv4::Packet::new_checked(&mut *ip) else {
+        return;
+    };
+    let old = match side {
+        Side::Src => p.set_src_incremental(addr),
+        Side::Dst => p.set_dst_incremental(addr),
+    };
+    let (proto, hl, tl) = (p.protocol(), p.header_len(), p.total_len());
+    let Some(min) = l4::min_header_len(proto) else { return };
+    if tl - hl < min {
+        return;
+    }
+    let l4b = &mut ip[hl..tl];
+    let port_at = if side == Side::Src { 0 } else { 2 };
+    let old_port = u16::from_be_bytes([l4b[port_at], l4b[port_at + 1]]);
+    l4b[port_at..port_at + 2].copy_from_slice(&port.to_be_bytes());
+    let off = l4::checksum_offset(proto);
+    let c = u16::from_be_bytes([l4b[off], l4b[off + 1]]);
+    if csum_partial || (proto == ipv4::proto::UDP && c == 0) {
+        complete_l4_checksum(ip);
+        return;
+    }
+    let c = checksum::update32(c, u32::from_be_bytes(old), u32::from_be_bytes(addr));
+    let mut c = checksum::update16(c, old_port, port);
+    if proto == ipv4::proto::UDP && c == 0 {
+        c = 0xffff;
+    }
+    l4b[off..off + 2].copy_from_slice(&c.to_be_bytes());
+}
+
+/// Copy `ip` into a frame for `dst_mac` on `oif`, decrement the TTL, then let `edit`
+/// rewrite the IP packet in place. Returns the verdict.
+pub fn emit_ip<E: Emit>(
+    out: &mut E,
+    oif: &Iface,
+    dst_mac: MacAddr,
+    ip: &[u8],
+    edit: impl FnOnce(&mut [u8]),
+) -> Verdict {
+    let len = ethernet::HEADER_LEN + ip.len();
+    let Some(buf) = out.buffer(oif.ifindex) else {
+        return Verdict::Drop(DropReason::TxFull);
+    };
+    if buf.len() < len {
+        return Verdict::Drop(DropReason::TxFull);
+    }
+    ethernet::emit(buf, dst_mac, oif.mac, ethernet::ethertype::IPV4);
+    let b = &mut buf[ethernet::HEADER_LEN..len];
+    b.copy_from_slice(ip);
+    if let Ok(mut p) = ipv4::Packet::new_checked(&mut *b) {
+        p.decrement_ttl();
+    }
+    edit(b);
+    out.commit(oif.ifindex, len);
+    Verdict::Forwarded
+}
+
+/// Request: client -> VIP:vport becomes client -> RIP:rport.
+#[allow(clippy::too_many_arguments)]
+pub fn transmit_in<E: Emit>(
+    rx: &RxCtx<'_>,
+    oif: &Iface,
+    mac: MacAddr,
+    ip: &[u8],
+    rip: [u8; 4],
+    rport: u16,
+    out: &mut E,
+) -> Verdict {
+    if let Err(v) = pre_xmit_checks(rx, ip, oif.mtu, oif.mtu, out) {
+        return v;
+    }
+    let partial = rx.csum_partial;
+    emit_ip(out, oif, mac, ip, |b| rewrite(b, Side::Dst, rip, rport, partial))
+}
+
+/// Reply: RIP:rport -> client becomes VIP:vport -> client.
+#[allow(clippy::too_many_arguments)]
+pub fn transmit_out<E: Emit>(
+    rx: &RxCtx<'_>,
+    oif: &Iface,
+    mac: MacAddr,
+    ip: &[u8],
+    vip: [u8; 4],
+    vport: u16,
+    out: &mut E,
+) -> Verdict {
+    if let Err(v) = pre_xmit_checks(rx, ip, oif.mtu, oif.mtu, out) {
+        return v;
+    }
+    let partial = rx.csum_partial;
+    emit_ip(out, oif, mac, ip, |b| rewrite(b, Side::Src, vip, vport, partial))
+}
+
+/// Translate an ICMP error in place: the outer address on `outer` side becomes
+/// `outer_addr`; in the quoted packet the address and port on `quoted` side become
+/// `addr:port`. The quoted IP header checksum, the ICMP checksum and the outer header
+/// checksum are recomputed (the quoted L4 checksum is left alone, as IPVS does).
+pub fn rewrite_icmp(ip: &mut [u8], outer: Side, outer_addr: [u8; 4], quoted: Side, addr: [u8; 4], port: u16) {
+    let Ok(mut p) = ipv4::Packet::new_checked(&mut *ip) else {
+        return;
+    };
+    match outer {
+        Side::Src => p.set_src_incremental(outer_addr),
+        Side::Dst => p.set_dst_incremental(outer_addr),
+    };
+    let (hl, tl) = (p.header_len(), p.total_len());
+    let icmp = &mut ip[hl..tl];
+    if icmp.len() < 8 + ipv4::MIN_HEADER_LEN + 4 {
+        return;
+    }
+    let inner = &mut icmp[8..];
+    let ihl = ((inner[0] & 0x0f) as usize) * 4;
+    if ihl < ipv4::MIN_HEADER_LEN || inner.len() < ihl + 4 {
+        return;
+    }
+    let (a_at, p_at) = match quoted {
+        Side::Src => (12, ihl),
+        Side::Dst => (16, ihl + 2),
+    };
+    inner[a_at..a_at + 4].copy_from_slice(&addr);
+    inner[p_at..p_at + 2].copy_from_slice(&port.to_be_bytes());
+    inner[10..12].copy_from_slice(&[0, 0]);
+    let c = checksum::checksum(&inner[..ihl]);
+    inner[10..12].copy_from_slice(&c.to_be_bytes());
+    icmp[2..4].copy_from_slice(&[0, 0]);
+    let c = checksum::checksum(icmp);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tcp_packet_a() -> Vec<u8> {
+        // TV 10.13 packet A: 192.0.2.10:40000 -> 203.0.113.5:80 SYN, DF, TTL 64, ID 0x1234.
+        let mut v = vec![0u8; 40];
+        ipv4::Repr {
+            tos: 0,
+            total_len: 40,
+            ident: 0x1234,
+            dont_frag: true,
+            ttl: 64,
+            protocol: 6,
+            src: [192, 0, 2, 10],
+            dst: [203, 0, 113, 5],
+        }
+        .emit(&mut v);
+        let t = &mut v[20..];
+        t[0..2].copy_from_slice(&40000u16.to_be_bytes());
+        t[2..4].copy_from_slice(&80u16.to_be_bytes());
+        t[4..8].copy_from_slice(&1u32.to_be_bytes());
+        t[12] = 5 << 4;
+        t[13] = l4::tcp_flags::SYN;
+        t[14..16].copy_from_slice(&65535u16.to_be_bytes());
+        let c = l4::full_checksum(6, [192, 0, 2, 10], [203, 0, 113, 5], &v[20..]);
+        v[36..38].copy_from_slice(&c.to_be_bytes());
+        v
+    }
+
+    #[test]
+    fn tv_10_13_nat_request() {
+        let mut v = tcp_packet_a();
+        assert_eq!(u16::from_be_bytes([v[36], v[37]]), 0x1541);
+        ipv4::Packet::new_checked(&mut v[..]).unwrap().decrement_ttl();
+        rewrite(&mut v, Side::Dst, [10, 0, 0, 2], 8080, false);
+        let p = ipv4::Packet::new_checked(&v[..]).unwrap();
+        assert_eq!((p.ttl(), p.checksum()), (63, 0x5D90));
+        assert_eq!(u16::from_be_bytes([v[36], v[37]]), 0x2805);
+        assert_eq!(
+            l4::full_checksum(6, p.src(), p.dst(), &v[20..]),
+            0x2805,
+            "incremental == full"
+        );
+    }
+
+    #[test]
+    fn tv_10_13_nat_reply_and_udp_zero_checksum() {
+        // Reply B: 10.0.0.2:8080 -> 192.0.2.10:40000 SYN+ACK seq 1000 ack 2 -> 0x240C; SNAT -> 0x1148.
+        let mut v = vec![0u8; 40];
+        ipv4::Repr {
+            tos: 0,
+            total_len: 40,
+            ident: 0,
+            dont_frag: true,
+            ttl: 64,
+            protocol: 6,
+            src: [10, 0, 0, 2],
+            dst: [192, 0, 2, 10],
+        }
+        .emit(&mut v);
+        let t = &mut v[20..];
+        t[0..2].copy_from_slice(&8080u16.to_be_bytes());
+        t[2..4].copy_from_slice(&40000u16.to_be_bytes());
+        t[4..8].copy_from_slice(&1000u32.to_be_bytes());
+        t[8..12].copy_from_slice(&2u32.to_be_bytes());
+        t[12] = 5 << 4;
+        t[13] = l4::tcp_flags::SYN | l4::tcp_flags::ACK;
+        t[14..16].copy_from_slice(&65535u16.to_be_bytes());
+        let c = l4::full_checksum(6, [10, 0, 0, 2], [192, 0, 2, 10], &v[20..]);
+        assert_eq!(c, 0x240C);
+        v[36..38].copy_from_slice(&c.to_be_bytes());
+        rewrite(&mut v, Side::Src, [203, 0, 113, 5], 80, false);
+        assert_eq!(u16::from_be_bytes([v[36], v[37]]), 0x1148);
+
+        // UDP C with checksum 0 -> NAT to 10.0.0.3:5300 gets a full checksum 0x4565.
+        let mut u = vec![0u8; 32];
+        ipv4::Repr {
+            tos: 0,
+            total_len: 32,
+            ident: 0,
+            dont_frag: false,
+            ttl: 64,
+            protocol: 17,
+            src: [192, 0, 2, 10],
+            dst: [203, 0, 113, 5],
+        }
+        .emit(&mut u);
+        u[20..22].copy_from_slice(&5353u16.to_be_bytes());
+        u[22..24].copy_from_slice(&53u16.to_be_bytes());
+        u[24..26].copy_from_slice(&12u16.to_be_bytes());
+        u[28..32].copy_from_slice(b"abcd");
+        rewrite(&mut u, Side::Dst, [10, 0, 0, 3], 5300, false);
+        assert_eq!(u16::from_be_bytes([u[26], u[27]]), 0x4565);
+        assert!(ipv4::Packet::new_checked(&u[..]).unwrap().verify_checksum());
+    }
+
+    #[test]
+    fn udp_incremental_matches_full_for_random_packets() {
+        let mut seed = 0x1234_5678u32;
+        for _ in 0..200 {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            let n = (seed % 40) as usize;
+            let mut u = vec![0u8; 28 + n];
+            let src = seed.to_be_bytes();
+            ipv4::Repr {
+                tos: 0,
+                total_len: (28 + n) as u16,
+                ident: 0,
+                dont_frag: false,
+                ttl: 9,
+                protocol: 17,
+                src,
+                dst: [10, 1, 2, 3],
+            }
+            .emit(&mut u);
+            u[20..22].copy_from_slice(&((seed >> 8) as u16).to_be_bytes());
+            u[22..24].copy_from_slice(&53u16.to_be_bytes());
+            u[24..26].copy_from_slice(&((8 + n) as u16).to_be_bytes());
+            for (i, b) in u[28..].iter_mut().enumerate() {
+                *b = (seed >> (i % 24)) as u8;
+            }
+            let c = l4::full_checksum(17, src, [10, 1, 2, 3], &u[20..]);
+            u[26..28].copy_from_slice(&c.to_be_bytes());
+            let rip = (seed ^ 0xdead_beef).to_be_bytes();
+            rewrite(&mut u, Side::Dst, rip, (seed >> 3) as u16, false);
+            assert_eq!(
+                u16::from_be_bytes([u[26], u[27]]),
+                l4::full_checksum(17, src, rip, &u[20..])
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod icmp_tests {
+    use super::*;
+
+    #[test]
+    fn icmp_translation_keeps_every_checksum_valid() {
+        // Port unreachable from RIP 10.78.1.11 to client 192.168.77.10 quoting
+        // client:40000 -> RIP:5454 UDP "hello".
+        let mut quoted = vec![0u8; 33];
+        ipv4::Repr {
+            tos: 0,
+            total_len: 33,
+            ident: 9,
+            dont_frag: true,
+            ttl: 63,
+            protocol: 17,
+            src: [192, 168, 77, 10],
+            dst: [10, 78, 1, 11],
+        }
+        .emit(&mut quoted);
+        quoted[20..22].copy_from_slice(&40000u16.to_be_bytes());
+        quoted[22..24].copy_from_slice(&5454u16.to_be_bytes());
+        quoted[24..26].copy_from_slice(&13u16.to_be_bytes());
+        quoted[28..33].copy_from_slice(b"hello");
+        let total = 20 + 8 + quoted.len();
+        let mut pkt = vec![0u8; total];
+        ipv4::Repr {
+            tos: 0xc0,
+            total_len: total as u16,
+            ident: 1,
+            dont_frag: false,
+            ttl: 64,
+            protocol: 1,
+            src: [10, 78, 1, 11],
+            dst: [192, 168, 77, 10],
+        }
+        .emit(&mut pkt);
+        pkt[20] = 3;
+        pkt[21] = 3;
+        pkt[28..].copy_from_slice(&quoted);
+        let c = checksum::checksum(&pkt[20..]);
+        pkt[22..24].copy_from_slice(&c.to_be_bytes());
+        rewrite_icmp(
+            &mut pkt,
+            Side::Src,
+            [192, 168, 77, 100],
+            Side::Dst,
+            [192, 168, 77, 100],
+            54,
+        );
+        let p = ipv4::Packet::new_checked(&pkt[..]).unwrap();
+        assert!(p.verify_checksum());
+        assert_eq!(p.src(), [192, 168, 77, 100]);
+        assert_eq!(checksum::checksum(&pkt[20..]), 0, "ICMP checksum");
+        let q = ipv4::Packet::new_checked(&pkt[28..]).unwrap();
+        assert!(q.verify_checksum(), "quoted header checksum");
+        assert_eq!(q.dst(), [192, 168, 77, 100]);
+        assert_eq!(&pkt[48 + 2..48 + 4], &54u16.to_be_bytes());
+    }
+}

@@ -1,0 +1,154 @@
+//! Client to VIP (ip_vs_in): connection lookup, or scheduling of a new connection,
+//! then the state machine, the counters, and the connection's forwarding method.
+//! ICMP errors sent to a VIP are relayed to the real server of their connection.
+
+use super::classify::{IcmpError, L4Packet};
+use super::{DropReason, Emit, Iface, RxMeta, Shared, Verdict, Worker, reuse_expected, send_port_unreachable};
+use crate::conn::ConnKey;
+use crate::forward::{self, RxCtx, nat};
+use crate::service::{Dest, ForwardMethod, ServiceTable};
+use crate::wire::{ipv4, l4::tcp_flags};
+
+impl Worker {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn inbound<E: Emit>(
+        &mut self,
+        sh: &Shared,
+        svcs: &ServiceTable,
+        now_ms: u64,
+        rx: RxMeta,
+        iface: &Iface,
+        pkt: &L4Packet<'_>,
+        out: &mut E,
+    ) -> Verdict {
+        let key = ConnKey {
+            proto: pkt.proto,
+            caddr: pkt.saddr,
+            cport: pkt.sport,
+            vaddr: pkt.daddr,
+            vport: pkt.dport,
+        };
+        let is_tcp = pkt.proto == ipv4::proto::TCP;
+        let syn = is_tcp && pkt.tcp_flags & tcp_flags::SYN != 0;
+
+        // A SYN on a finished TCP entry reuses the tuple (conn_reuse_mode 1): the old
+        // entry goes and the SYN is scheduled afresh.
+        if syn && self.conns.get(&key).is_some_and(reuse_expected) {
+            self.conns.remove(&key);
+        }
+        if self.conns.get(&key).is_none() {
+            if let Err(reason) = self.schedule(sh, svcs, now_ms, pkt, key) {
+                if reason == DropReason::NoDestination {
+                    send_port_unreachable(iface, pkt, pkt.ip, out);
+                }
+                return Verdict::Drop(reason);
+            }
+            if let Some(c) = self.conns.get_mut(&key)
+                && c.dest.method() == ForwardMethod::Masq
+            {
+                // Where replies to this client go: the routing table's next hop.
+                if let Some((ifx, hop)) = sh.route(pkt.saddr) {
+                    c.rev_ifindex = ifx;
+                    c.rev_hop = hop;
+                }
+            }
+        }
+        let Some(conn) = self.conns.get_mut(&key) else {
+            return Verdict::Drop(DropReason::TableFull);
+        };
+        if !conn.dest.is_available() {
+            // The destination was deleted: expire_nodest_conn = 0 drops silently.
+            return Verdict::Drop(DropReason::DestDeleted);
+        }
+        // Resolve where the frame goes before anything is accounted.
+        let method = conn.dest.method();
+        let Some((oif, mac)) = next_hop(sh, &conn.dest) else {
+            return Verdict::Drop(if sh.iface(conn.dest.out_ifindex()).is_none() {
+                DropReason::NoRoute
+            } else {
+                DropReason::NeighUnresolved
+            });
+        };
+        if is_tcp {
+            let secure = sh.secure_tcp.load(std::sync::atomic::Ordering::Relaxed);
+            conn.tcp_packet(pkt.tcp_flags, false, secure, &sh.timeouts, now_ms);
+        } else {
+            conn.udp_packet(false, &sh.timeouts, now_ms);
+        }
+        let ip_len = pkt.ip.len();
+        conn.dest.stats.inbound(self.id, ip_len);
+        conn.dest.svc_stats.inbound(self.id, ip_len);
+        let rx_ctx = RxCtx {
+            iface,
+            eth_src: pkt.eth_src,
+            csum_partial: rx.csum_partial,
+        };
+        match method {
+            ForwardMethod::Route | ForwardMethod::Local => forward::dr::transmit(sh, &rx_ctx, &conn.dest, pkt.ip, out),
+            ForwardMethod::Masq => nat::transmit_in(&rx_ctx, oif, mac, pkt.ip, conn.daddr, conn.dport, out),
+            ForwardMethod::Tunnel => {
+                let dest = conn.dest.clone();
+                forward::tun::transmit(sh, &rx_ctx, &dest, pkt.ip, &mut self.ip_ident, out)
+            }
+        }
+    }
+
+    /// An ICMP error addressed to a VIP quotes a packet the VIP sent to a client
+    /// (source VIP:vport, destination client:cport): find that connection and relay
+    /// the error to its real server (spec §6.6).
+    pub(super) fn icmp_inbound<E: Emit>(
+        &mut self,
+        sh: &Shared,
+        _rx: RxMeta,
+        iface: &Iface,
+        e: &IcmpError<'_>,
+        out: &mut E,
+    ) -> Verdict {
+        let key = ConnKey {
+            proto: e.proto,
+            caddr: e.daddr,
+            cport: e.dport,
+            vaddr: e.saddr,
+            vport: e.sport,
+        };
+        let Some(conn) = self.conns.get_mut(&key) else {
+            return Verdict::Pass;
+        };
+        if !conn.dest.is_available() {
+            return Verdict::Drop(DropReason::DestDeleted);
+        }
+        let Some((oif, mac)) = next_hop(sh, &conn.dest) else {
+            return Verdict::Drop(DropReason::NeighUnresolved);
+        };
+        conn.dest.stats.inbound(self.id, e.ip.len());
+        conn.dest.svc_stats.inbound(self.id, e.ip.len());
+        let rx_ctx = RxCtx {
+            iface,
+            eth_src: e.eth_src,
+            csum_partial: false,
+        };
+        match conn.dest.method() {
+            ForwardMethod::Route | ForwardMethod::Local => forward::dr::transmit(sh, &rx_ctx, &conn.dest, e.ip, out),
+            ForwardMethod::Tunnel => {
+                let dest = conn.dest.clone();
+                forward::tun::transmit(sh, &rx_ctx, &dest, e.ip, &mut self.ip_ident, out)
+            }
+            ForwardMethod::Masq => {
+                if let Err(v) = forward::pre_xmit_checks(&rx_ctx, e.ip, oif.mtu, oif.mtu, out) {
+                    return v;
+                }
+                let (rip, rport) = (conn.daddr, conn.dport);
+                nat::emit_ip(out, oif, mac, e.ip, |b| {
+                    nat::rewrite_icmp(b, nat::Side::Dst, rip, nat::Side::Src, rip, rport)
+                })
+            }
+        }
+    }
+}
+
+/// The outgoing interface and next-hop MAC of a destination, if both are known.
+#[inline]
+pub(super) fn next_hop<'s>(sh: &'s Shared, dest: &Dest) -> Option<(&'s Iface, [u8; 6])> {
+    let oif = sh.iface(dest.out_ifindex())?;
+    Some((oif, dest.mac()?))
+}

@@ -1,0 +1,129 @@
+//! Real server to client (ip_vs_out), NAT only: a reply RIP:rport -> client:cport
+//! that belongs to a connection gets its source rewritten to VIP:vport and goes to
+//! the routing table's next hop toward the client, resolved by the director's own
+//! ARP. ICMP errors from a NAT real server are translated likewise. Anything else
+//! from a real server's address is left to the kernel.
+
+use super::classify::{IcmpError, L4Packet};
+use super::{DropReason, Emit, Event, Iface, RxMeta, Shared, Verdict, Worker};
+use crate::conn::{Conn, OutKey};
+use crate::forward::{RxCtx, nat};
+use crate::wire::ipv4;
+
+impl Worker {
+    pub(super) fn outbound<E: Emit>(
+        &mut self,
+        sh: &Shared,
+        now_ms: u64,
+        rx: RxMeta,
+        iface: &Iface,
+        pkt: &L4Packet<'_>,
+        out: &mut E,
+    ) -> Verdict {
+        let ok = OutKey {
+            proto: pkt.proto,
+            daddr: pkt.saddr,
+            dport: pkt.sport,
+            caddr: pkt.daddr,
+            cport: pkt.dport,
+        };
+        let Some((ik, conn)) = self.conns.get_out_mut(&ok) else {
+            return Verdict::Pass;
+        };
+        let hop = match reverse_hop(sh, conn) {
+            Ok(h) => h,
+            Err(e) => {
+                if let Some(e) = e {
+                    self.event(e);
+                }
+                return Verdict::Drop(DropReason::NeighUnresolved);
+            }
+        };
+        let (oif, mac) = hop;
+        if pkt.proto == ipv4::proto::TCP {
+            let secure = sh.secure_tcp.load(std::sync::atomic::Ordering::Relaxed);
+            conn.tcp_packet(pkt.tcp_flags, true, secure, &sh.timeouts, now_ms);
+        } else {
+            conn.udp_packet(true, &sh.timeouts, now_ms);
+        }
+        let ip_len = pkt.ip.len();
+        conn.dest.stats.outbound(self.id, ip_len);
+        conn.dest.svc_stats.outbound(self.id, ip_len);
+        let rx_ctx = RxCtx {
+            iface,
+            eth_src: pkt.eth_src,
+            csum_partial: rx.csum_partial,
+        };
+        nat::transmit_out(&rx_ctx, oif, mac, pkt.ip, ik.vaddr, ik.vport, out)
+    }
+
+    /// An ICMP error from a NAT real server quotes client:cport -> RIP:rport as the
+    /// server received it: translate it to come from the VIP (spec §6.6, OUT side).
+    pub(super) fn icmp_outbound<E: Emit>(
+        &mut self,
+        sh: &Shared,
+        _rx: RxMeta,
+        iface: &Iface,
+        e: &IcmpError<'_>,
+        out: &mut E,
+    ) -> Verdict {
+        let ok = OutKey {
+            proto: e.proto,
+            daddr: e.daddr,
+            dport: e.dport,
+            caddr: e.saddr,
+            cport: e.sport,
+        };
+        let Some((ik, conn)) = self.conns.get_out_mut(&ok) else {
+            return Verdict::Pass;
+        };
+        let (oif, mac) = match reverse_hop(sh, conn) {
+            Ok(h) => h,
+            Err(ev) => {
+                if let Some(ev) = ev {
+                    self.event(ev);
+                }
+                return Verdict::Drop(DropReason::NeighUnresolved);
+            }
+        };
+        conn.dest.stats.outbound(self.id, e.ip.len());
+        conn.dest.svc_stats.outbound(self.id, e.ip.len());
+        let rx_ctx = RxCtx {
+            iface,
+            eth_src: e.eth_src,
+            csum_partial: false,
+        };
+        if let Err(v) = crate::forward::pre_xmit_checks(&rx_ctx, e.ip, oif.mtu, oif.mtu, out) {
+            return v;
+        }
+        let (vip, vport) = (ik.vaddr, ik.vport);
+        nat::emit_ip(out, oif, mac, e.ip, |b| {
+            nat::rewrite_icmp(b, nat::Side::Src, vip, nat::Side::Dst, vip, vport)
+        })
+    }
+}
+
+/// The next hop toward a NAT connection's client: interface and MAC, cached in the
+/// entry while the neighbour map is unchanged. `Err(Some(event))` asks the control
+/// thread to resolve it.
+fn reverse_hop<'s>(sh: &'s Shared, conn: &mut Conn) -> Result<(&'s Iface, [u8; 6]), Option<Event>> {
+    let Some(oif) = sh.iface(conn.rev_ifindex) else {
+        return Err(None);
+    };
+    let generation = sh.neigh_gen.load(std::sync::atomic::Ordering::Acquire);
+    if conn.rev_gen != generation {
+        match sh.neighbour(conn.rev_ifindex, conn.rev_hop) {
+            Some(mac) => {
+                conn.rev_mac = mac;
+                conn.rev_gen = generation;
+            }
+            None => {
+                return Err(Some(Event::Solicit {
+                    ifindex: conn.rev_ifindex,
+                    ip: conn.rev_hop,
+                }));
+            }
+        }
+    }
+    Ok((oif, conn.rev_mac))
+}

@@ -1,0 +1,196 @@
+//! `uvs tunnel`: the real-server side of LVS-TUN for kernels without the ipip module.
+//!
+//! It does what the tutorials' `modprobe ipip` plus `tunl0` setup does: a raw
+//! IPPROTO_IPIP socket receives the IPIP packets addressed to this host (because a
+//! raw socket takes them, the kernel sends no protocol-unreachable back), the outer
+//! header is stripped, and the inner packet is written to a TUN device (default
+//! `tunl0`) that holds the VIP. The host's own stack then answers the client
+//! directly from the VIP. With strict reverse-path filtering the kernel would drop
+//! those packets (they arrive on tunl0 from a client routed via another interface),
+//! so the command checks `rp_filter` and says how to turn it off.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::wire::ipv4;
+
+/// Options of `uvs tunnel`.
+#[derive(Debug, Clone)]
+pub struct TunnelOptions {
+    pub iface: String,
+    pub vip: std::net::Ipv4Addr,
+    pub dev: String,
+}
+
+/// Open (or create) TUN device `name` without packet information headers.
+pub fn open_tun(name: &str) -> io::Result<OwnedFd> {
+    let path = c"/dev/net/tun";
+    // SAFETY: open(2) on a constant NUL-terminated path; the result is checked.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain old data; zeroed is valid.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    if name.len() >= ifr.ifr_name.len() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "device name too long"));
+    }
+    for (d, s) in ifr.ifr_name.iter_mut().zip(name.as_bytes()) {
+        *d = *s as libc::c_char;
+    }
+    ifr.ifr_ifru.ifru_flags = (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short;
+    // SAFETY: TUNSETIFF reads the ifreq we pass, which lives for the call.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF as _, &mut ifr) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fd)
+}
+
+/// A raw socket receiving every IPIP (protocol 4) packet addressed to this host.
+pub fn ipip_socket() -> io::Result<OwnedFd> {
+    // SAFETY: socket(2) with constant arguments; checked.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::IPPROTO_IPIP) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fresh descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The inner packet of an IPIP packet, if it is well formed (outer header checked,
+/// inner header checked, lengths consistent).
+pub fn decapsulate(pkt: &[u8]) -> Option<&[u8]> {
+    let outer = ipv4::Packet::new_checked(pkt).ok()?;
+    if outer.protocol() != ipv4::proto::IPIP || outer.is_fragment() {
+        return None;
+    }
+    let (hl, tl) = (outer.header_len(), outer.total_len());
+    let inner = &pkt[hl..tl];
+    let p = ipv4::Packet::new_checked(inner).ok()?;
+    Some(&inner[..p.total_len()])
+}
+
+fn sysctl(path: &str) -> Option<String> {
+    std::fs::read_to_string(path).ok().map(|s| s.trim().to_string())
+}
+
+fn run(cmd: &[&str]) -> Result<(), String> {
+    let out = std::process::Command::new(cmd[0])
+        .args(&cmd[1..])
+        .output()
+        .map_err(|e| format!("{}: {e}", cmd[0]))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        if !err.contains("File exists") {
+            return Err(format!("`{}`: {}", cmd.join(" "), err.trim()));
+        }
+    }
+    Ok(())
+}
+
+/// Run until SIGINT/SIGTERM.
+pub fn main(o: &TunnelOptions) -> Result<(), String> {
+    let tun = open_tun(&o.dev).map_err(|e| format!("cannot open TUN device {}: {e}", o.dev))?;
+    let vip = format!("{}/32", o.vip);
+    run(&["ip", "addr", "add", &vip, "dev", &o.dev])?;
+    run(&["ip", "link", "set", &o.dev, "up"])?;
+    for dev in ["all", o.dev.as_str(), o.iface.as_str()] {
+        let p = format!("/proc/sys/net/ipv4/conf/{dev}/rp_filter");
+        if sysctl(&p).as_deref() == Some("1") {
+            eprintln!(
+                "uvs tunnel: warning: rp_filter=1 on {dev}: the kernel will drop the decapsulated packets. \
+                 Fix: sysctl -w net.ipv4.conf.{dev}.rp_filter=0"
+            );
+        }
+    }
+    let sock = ipip_socket().map_err(|e| format!("raw IPIP socket: {e}"))?;
+    // Wake up now and then to notice a stop request.
+    let tv = libc::timeval {
+        tv_sec: 0,
+        tv_usec: 200_000,
+    };
+    // SAFETY: setting SO_RCVTIMEO with a valid timeval of the right size.
+    unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            &tv as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        );
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).map_err(|e| e.to_string())?;
+    }
+    eprintln!(
+        "uvs tunnel: decapsulating IPIP on {} into {} (VIP {})",
+        o.iface, o.dev, o.vip
+    );
+    let mut buf = vec![0u8; 65536];
+    let (mut packets, mut bad) = (0u64, 0u64);
+    while !stop.load(Ordering::Relaxed) {
+        // SAFETY: recv into our buffer of the given length.
+        let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr() as *mut libc::c_void, buf.len(), 0) };
+        if n <= 0 {
+            continue;
+        }
+        match decapsulate(&buf[..n as usize]) {
+            Some(inner) => {
+                // SAFETY: write(2) of a valid slice to our TUN descriptor.
+                unsafe { libc::write(tun.as_raw_fd(), inner.as_ptr() as *const libc::c_void, inner.len()) };
+                packets += 1;
+            }
+            None => bad += 1,
+        }
+    }
+    eprintln!("uvs tunnel: stopped ({packets} packets, {bad} malformed)");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decapsulates_only_well_formed_ipip() {
+        let mut inner = vec![0u8; 28];
+        ipv4::Repr {
+            tos: 0,
+            total_len: 28,
+            ident: 1,
+            dont_frag: true,
+            ttl: 63,
+            protocol: 17,
+            src: [192, 0, 2, 1],
+            dst: [10, 0, 0, 100],
+        }
+        .emit(&mut inner);
+        let mut pkt = vec![0u8; 48];
+        ipv4::Repr {
+            tos: 0,
+            total_len: 48,
+            ident: 0,
+            dont_frag: true,
+            ttl: 63,
+            protocol: 4,
+            src: [10, 0, 0, 2],
+            dst: [10, 0, 0, 11],
+        }
+        .emit(&mut pkt);
+        pkt[20..].copy_from_slice(&inner);
+        assert_eq!(decapsulate(&pkt), Some(&inner[..]));
+        assert_eq!(decapsulate(&pkt[..40]), None, "truncated outer");
+        let mut bad = pkt.clone();
+        bad[20] = 0x44;
+        assert_eq!(decapsulate(&bad), None, "bad inner IHL");
+        let mut udp = pkt.clone();
+        udp[9] = 17;
+        assert_eq!(decapsulate(&udp), None, "not IPIP");
+    }
+}
