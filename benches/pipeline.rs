@@ -48,6 +48,39 @@ fn pipeline(c: &mut Criterion) {
         b.iter(|| w.process(&sh, &svcs, 1, RX, black_box(&data), &mut out))
     });
 
+    // NAT and TUN, established, next to DR in the same run.
+    let (sh_all, _ctl_all) = director_all();
+    let svcs_all = sh_all.services.load();
+    let mut w = Worker::new(0, 1 << 20);
+    w.process(
+        &sh_all,
+        &svcs_all,
+        0,
+        RX,
+        &tcp_frame(40000, 8080, true, false, b""),
+        &mut out,
+    );
+    w.process(
+        &sh_all,
+        &svcs_all,
+        0,
+        RX,
+        &tcp_frame(40001, 443, true, false, b""),
+        &mut out,
+    );
+    let nat_req = tcp_frame(40000, 8080, false, true, &[0u8; 6]);
+    let nat_reply = reply_frame(RS1, RS1_MAC, 8888, 40000, false, &[0u8; 6]);
+    let tun = tcp_frame(40001, 443, false, true, &[0u8; 6]);
+    g.bench_function("nat_request", |b| {
+        b.iter(|| w.process(&sh_all, &svcs_all, 1, RX, black_box(&nat_req), &mut out))
+    });
+    g.bench_function("nat_reply", |b| {
+        b.iter(|| w.process(&sh_all, &svcs_all, 1, RX, black_box(&nat_reply), &mut out))
+    });
+    g.bench_function("tun", |b| {
+        b.iter(|| w.process(&sh_all, &svcs_all, 1, RX, black_box(&tun), &mut out))
+    });
+
     // New connection per packet: every SYN has a new source address and port.
     let syns: Vec<Vec<u8>> = (0..4096u32)
         .map(|i| {

@@ -27,7 +27,46 @@ pub const RULES: &str = "\
 -a -u 10.0.0.100:53 -r 10.0.0.12:53 -g -w 1
 ";
 
-/// One interface (eth0, MTU 1500), the fixture rules applied, real servers resolved.
+/// The client side's router (the default gateway); its MAC is [`CLIENT_MAC`].
+pub const GATEWAY: [u8; 4] = [10, 0, 0, 1];
+
+/// All three forwarding methods: TCP VIP:80 DR, TCP VIP:8080 NAT to port 8888, TCP
+/// VIP:443 TUN, UDP VIP:53 DR, UDP VIP:54 NAT.
+pub const RULES_ALL: &str = "\
+-A -t 10.0.0.100:80 -s rr
+-a -t 10.0.0.100:80 -r 10.0.0.11:80 -g -w 1
+-a -t 10.0.0.100:80 -r 10.0.0.12:80 -g -w 1
+-A -t 10.0.0.100:8080 -s rr
+-a -t 10.0.0.100:8080 -r 10.0.0.11:8888 -m -w 1
+-A -t 10.0.0.100:443 -s rr
+-a -t 10.0.0.100:443 -r 10.0.0.12:443 -i -w 1
+-A -u 10.0.0.100:53 -s rr
+-a -u 10.0.0.100:53 -r 10.0.0.11:53 -g -w 1
+-a -u 10.0.0.100:53 -r 10.0.0.12:53 -g -w 1
+-A -u 10.0.0.100:54 -s rr
+-a -u 10.0.0.100:54 -r 10.0.0.11:5454 -m -w 1
+";
+
+/// [`RULES_ALL`] applied (see [`director`]).
+pub fn director_all() -> (Arc<Shared>, Ctl) {
+    director_with(RULES_ALL)
+}
+
+/// A reply from real server `rs`:`sport` to the client's `dport`, as the real server
+/// sends it to its gateway (the director).
+pub fn reply_frame(rs: [u8; 4], rs_mac: [u8; 6], sport: u16, dport: u16, syn_ack: bool, payload: &[u8]) -> Vec<u8> {
+    let b = etherparse::PacketBuilder::ethernet2(rs_mac, DIRECTOR_MAC).ipv4(rs, CLIENT, 64);
+    let mut b = b.tcp(sport, dport, 5000, 65535).ack(1001);
+    if syn_ack {
+        b = b.syn();
+    }
+    let mut v = Vec::new();
+    b.write(&mut v, payload).expect("build frame");
+    v
+}
+
+/// One interface (eth0, MTU 1500), the fixture rules applied, real servers resolved,
+/// a default route via [`GATEWAY`] (resolved to [`CLIENT_MAC`]).
 pub fn director() -> (Arc<Shared>, Ctl) {
     director_with(RULES)
 }
@@ -46,6 +85,23 @@ pub fn director_with(rules: &str) -> (Arc<Shared>, Ctl) {
     for (_, cmd) in crate::ipvsadm::parse_rules(rules).expect("fixture rules parse") {
         ctl.apply(&cmd).expect("fixture rules apply");
     }
+    sh.routes.store(Arc::new(vec![
+        super::RouteEntry {
+            dst: 0x0a00_0000,
+            mask: 0xffff_ff00,
+            ifindex: IFINDEX,
+            gateway: 0,
+            metric: 0,
+        },
+        super::RouteEntry {
+            dst: 0,
+            mask: 0,
+            ifindex: IFINDEX,
+            gateway: u32::from_be_bytes(GATEWAY),
+            metric: 0,
+        },
+    ]));
+    sh.publish_neigh([((IFINDEX, GATEWAY), CLIENT_MAC)].into_iter().collect());
     for d in ctl.all_dests() {
         d.out_ifindex.store(IFINDEX, std::sync::atomic::Ordering::Relaxed);
         let mac = if d.addr == std::net::IpAddr::from(RS1) {
@@ -135,7 +191,7 @@ pub fn fuzz_one(data: &[u8]) {
     FUZZ.with(|cell| {
         let mut cell = cell.borrow_mut();
         let (sh, _ctl, w) = cell.get_or_insert_with(|| {
-            let (sh, ctl) = director();
+            let (sh, ctl) = director_all();
             (sh, ctl, super::Worker::new(0, 256))
         });
         let rx = super::RxMeta {

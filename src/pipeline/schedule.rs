@@ -30,12 +30,12 @@ struct Chosen {
 /// Service lookup (§2.5) for an IPv4 address-based service: exact, then the FTP data
 /// heuristic (TCP to port 20 or >= 1024 on a VIP with a port-21 service), then the
 /// port-0 catch-all.
-pub(crate) fn lookup_service<'a>(
-    svcs: &'a ServiceTable,
+pub(crate) fn lookup_service(
+    svcs: &ServiceTable,
     proto_: u8,
     daddr: [u8; 4],
     dport: u16,
-) -> Option<&'a Arc<VirtualService>> {
+) -> Option<&Arc<VirtualService>> {
     /// net.ipv4.ip_unprivileged_port_start default.
     const UNPRIVILEGED_PORT_START: u16 = 1024;
     svcs.get(proto_, daddr, dport)

@@ -3,6 +3,7 @@
 
 use super::fixture::*;
 use super::*;
+use crate::pipeline::Event;
 use crate::wire::{arp, ethernet};
 
 const RX: RxMeta = RxMeta {
@@ -357,4 +358,266 @@ fn expiry_releases_entries() {
     assert_eq!(w.expire(299_999), 0);
     assert_eq!(w.expire(300_000), 1);
     assert!(ctl.all_dests().iter().all(|d| d.inactive() == 0));
+}
+
+// ---- NAT and TUN ----
+
+fn ip_of(f: &[u8]) -> ipv4::Packet<&[u8]> {
+    ipv4::Packet::new_checked(&f[14..]).unwrap()
+}
+
+#[test]
+fn nat_request_and_reply_round_trip() {
+    let (sh, ctl) = director_all();
+    let mut w = Worker::new(0, 100);
+    let syn = tcp_frame(40000, 8080, true, false, b"");
+    let (v, out) = run(&mut w, &sh, &syn, 0);
+    assert_eq!(v, Verdict::Forwarded);
+    let f = &out.frames[0].1;
+    check_ip_frame(f);
+    let ip = ip_of(f);
+    assert_eq!((ip.src(), ip.dst(), ip.ttl()), (CLIENT, RS1, 63));
+    assert_eq!(crate::wire::l4::ports(ip.payload()), Some((40000, 8888)), "port mapped");
+    assert_eq!(ethernet::Frame::new_checked(&f[..]).unwrap().dst(), RS1_MAC);
+
+    // The SYN-ACK from RS1:8888 back to the client: source becomes VIP:8080 and it
+    // goes to the default gateway's MAC.
+    let sa = reply_frame(RS1, RS1_MAC, 8888, 40000, true, b"");
+    let (v, out) = run(&mut w, &sh, &sa, 1);
+    assert_eq!(v, Verdict::Forwarded);
+    let f = &out.frames[0].1;
+    check_ip_frame(f);
+    let ip = ip_of(f);
+    assert_eq!((ip.src(), ip.dst()), (VIP, CLIENT));
+    assert_eq!(crate::wire::l4::ports(ip.payload()), Some((8080, 40000)));
+    let eth = ethernet::Frame::new_checked(&f[..]).unwrap();
+    assert_eq!((eth.src(), eth.dst()), (DIRECTOR_MAC, CLIENT_MAC));
+    let c = w.conns.iter().next().unwrap().1;
+    assert_eq!(c.state, crate::conn::tcp::TcpState::SynRecv, "SYN(IN), SYN+ACK(OUT)");
+    let d = &ctl
+        .all_dests()
+        .into_iter()
+        .find(|d| d.method() == crate::service::ForwardMethod::Masq)
+        .unwrap();
+    assert_eq!(d.stats.totals().outpkts, 1, "out counts exist for NAT");
+
+    // A reply nobody asked for (unknown client port) is left to the kernel.
+    let stray = reply_frame(RS1, RS1_MAC, 8888, 40001, false, b"x");
+    assert_eq!(run(&mut w, &sh, &stray, 1).0, Verdict::Pass);
+}
+
+#[test]
+fn nat_reply_waits_for_neighbour_and_asks_for_it() {
+    let (sh, _ctl) = director_all();
+    sh.publish_neigh(Default::default());
+    let mut w = Worker::new(0, 100);
+    run(&mut w, &sh, &tcp_frame(40000, 8080, true, false, b""), 0);
+    let (v, _) = run(&mut w, &sh, &reply_frame(RS1, RS1_MAC, 8888, 40000, true, b""), 1);
+    assert_eq!(v, Verdict::Drop(DropReason::NeighUnresolved));
+    assert_eq!(
+        w.events,
+        vec![Event::Solicit {
+            ifindex: IFINDEX,
+            ip: GATEWAY
+        }]
+    );
+    assert_eq!(
+        w.conns.iter().next().unwrap().1.state,
+        crate::conn::tcp::TcpState::SynRecv
+    );
+    sh.publish_neigh([((IFINDEX, GATEWAY), CLIENT_MAC)].into_iter().collect());
+    assert_eq!(
+        run(&mut w, &sh, &reply_frame(RS1, RS1_MAC, 8888, 40000, true, b""), 2).0,
+        Verdict::Forwarded
+    );
+}
+
+#[test]
+fn nat_udp_zero_checksum_gets_a_full_one() {
+    let (sh, _ctl) = director_all();
+    let mut w = Worker::new(0, 100);
+    let mut f = udp_frame(5353, 54, b"abcd");
+    f[14 + 20 + 6..14 + 20 + 8].copy_from_slice(&[0, 0]);
+    let (v, out) = run(&mut w, &sh, &f, 0);
+    assert_eq!(v, Verdict::Forwarded);
+    let o = &out.frames[0].1;
+    assert_ne!(u16::from_be_bytes([o[40], o[41]]), 0);
+    check_ip_frame(o);
+}
+
+fn icmp_frame(
+    src: [u8; 4],
+    dst: [u8; 4],
+    eth_src: [u8; 6],
+    icmp_type: u8,
+    code: u8,
+    rest: u32,
+    quoted: &[u8],
+) -> Vec<u8> {
+    let mut icmp = vec![icmp_type, code, 0, 0];
+    icmp.extend_from_slice(&rest.to_be_bytes());
+    icmp.extend_from_slice(quoted);
+    let c = crate::wire::checksum::checksum(&icmp);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    let mut v = vec![0u8; 14 + 20];
+    ethernet::emit(&mut v, DIRECTOR_MAC, eth_src, ethernet::ethertype::IPV4);
+    ipv4::Repr {
+        tos: 0,
+        total_len: (20 + icmp.len()) as u16,
+        ident: 3,
+        dont_frag: false,
+        ttl: 64,
+        protocol: 1,
+        src,
+        dst,
+    }
+    .emit(&mut v[14..]);
+    v.extend(icmp);
+    v
+}
+
+#[test]
+fn nat_icmp_from_real_server_is_translated() {
+    let (sh, _ctl) = director_all();
+    let mut w = Worker::new(0, 100);
+    let req = udp_frame(5353, 54, b"hello");
+    let (_, out) = run(&mut w, &sh, &req, 0);
+    let forwarded = out.frames[0].1[14..].to_vec(); // client -> RS1:5454, as RS1 got it
+    let unreach = icmp_frame(RS1, CLIENT, RS1_MAC, 3, 3, 0, &forwarded);
+    let (v, out) = run(&mut w, &sh, &unreach, 1);
+    assert_eq!(v, Verdict::Forwarded);
+    let f = &out.frames[0].1;
+    let p = check_ip_frame(f);
+    let Some(etherparse::NetSlice::Ipv4(ip)) = &p.net else {
+        panic!()
+    };
+    assert_eq!((ip.header().source(), ip.header().destination()), (VIP, CLIENT));
+    assert_eq!(crate::wire::checksum::checksum(&f[34..]), 0, "ICMP checksum");
+    let q = ipv4::Packet::new_checked(&f[42..]).unwrap();
+    assert!(q.verify_checksum());
+    assert_eq!((q.src(), q.dst()), (CLIENT, VIP));
+    assert_eq!(crate::wire::l4::ports(q.payload()), Some((5353, 54)));
+}
+
+#[test]
+fn nat_icmp_from_client_path_reaches_the_real_server() {
+    let (sh, _ctl) = director_all();
+    let mut w = Worker::new(0, 100);
+    run(&mut w, &sh, &tcp_frame(40000, 8080, true, false, b""), 0);
+    // A router on the client's path says the VIP's reply was too big: it quotes
+    // VIP:8080 -> client:40000.
+    let mut quoted = vec![0u8; 28];
+    ipv4::Repr {
+        tos: 0,
+        total_len: 1500,
+        ident: 1,
+        dont_frag: true,
+        ttl: 60,
+        protocol: 6,
+        src: VIP,
+        dst: CLIENT,
+    }
+    .emit(&mut quoted);
+    quoted[20..22].copy_from_slice(&8080u16.to_be_bytes());
+    quoted[22..24].copy_from_slice(&40000u16.to_be_bytes());
+    let need = icmp_frame([198, 51, 100, 1], VIP, CLIENT_MAC, 3, 4, 1400, &quoted);
+    let (v, out) = run(&mut w, &sh, &need, 1);
+    assert_eq!(v, Verdict::Forwarded);
+    let f = &out.frames[0].1;
+    assert_eq!(ethernet::Frame::new_checked(&f[..]).unwrap().dst(), RS1_MAC);
+    assert_eq!(ip_of(f).dst(), RS1, "outer destination is the real server");
+    assert_eq!(crate::wire::checksum::checksum(&f[34..]), 0);
+    // The quote is truncated (its total length says 1500), so read it by offset.
+    let q = &f[42..];
+    assert_eq!(q[12..16], RS1, "quoted source is the real server");
+    assert_eq!(crate::wire::l4::ports(&q[20..]), Some((8888, 40000)));
+    assert_eq!(crate::wire::checksum::checksum(&q[..20]), 0, "quoted header checksum");
+    // ICMP about an unknown connection is left alone.
+    let other = icmp_frame(
+        [198, 51, 100, 1],
+        VIP,
+        CLIENT_MAC,
+        3,
+        4,
+        1400,
+        &quoted[..20]
+            .iter()
+            .copied()
+            .chain([0, 81, 0, 1, 0, 0, 0, 0])
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(run(&mut w, &sh, &other, 1).0, Verdict::Pass);
+}
+
+#[test]
+fn tun_encapsulates_with_the_inner_packet_untouched_but_ttl() {
+    let (sh, _ctl) = director_all();
+    let mut w = Worker::new(0, 100);
+    let syn = tcp_frame(40000, 443, true, false, b"");
+    let (v, out) = run(&mut w, &sh, &syn, 0);
+    assert_eq!(v, Verdict::Forwarded);
+    let f = &out.frames[0].1;
+    assert_eq!(ethernet::Frame::new_checked(&f[..]).unwrap().dst(), RS2_MAC);
+    let outer = ip_of(f);
+    assert!(outer.verify_checksum());
+    assert_eq!((outer.src(), outer.dst(), outer.protocol()), (DIP, RS2, 4));
+    assert_eq!(
+        (outer.ttl(), outer.dont_frag(), outer.ident()),
+        (63, true, 0),
+        "TTL = inner after decrement, DF copied, ID 0"
+    );
+    assert_eq!(outer.total_len(), syn.len() - 14 + 20);
+    let inner = &f[34..];
+    let p = etherparse::SlicedPacket::from_ip(inner).unwrap();
+    let Some(etherparse::NetSlice::Ipv4(ip)) = &p.net else {
+        panic!()
+    };
+    assert_eq!(
+        (ip.header().source(), ip.header().destination(), ip.header().ttl()),
+        (CLIENT, VIP, 63)
+    );
+    assert_eq!(
+        &inner[8..],
+        &{
+            let mut v = syn[14..].to_vec();
+            ipv4::Packet::new_checked(&mut v[..]).unwrap().decrement_ttl();
+            v
+        }[8..]
+    );
+}
+
+#[test]
+fn tun_mtu_df_sends_frag_needed_and_no_df_fragments() {
+    let (sh, _ctl) = director_all();
+    let mut w = Worker::new(0, 100);
+    // TV 10.14: inner 1480 with DF fits exactly (outer 1500).
+    let ok = tcp_frame(1, 443, true, false, &[7u8; 1440]);
+    assert_eq!(ok.len() - 14, 1480);
+    let (v, out) = run(&mut w, &sh, &ok, 0);
+    assert_eq!(v, Verdict::Forwarded);
+    assert_eq!(ip_of(&out.frames[0].1).total_len(), 1500);
+    // Inner 1481 with DF: ICMP frag-needed, MTU 1480, to the client; dropped.
+    let big = tcp_frame(2, 443, true, false, &[7u8; 1441]);
+    let (v, out) = run(&mut w, &sh, &big, 0);
+    assert_eq!(v, Verdict::Drop(DropReason::FragNeeded));
+    let f = &out.frames[0].1;
+    assert_eq!((f[34], f[35], u16::from_be_bytes([f[40], f[41]])), (3, 4, 1480));
+    assert_eq!(ip_of(f).dst(), CLIENT);
+    // Without DF: the outer packet is fragmented (offsets in 8-byte units, MF).
+    let mut nodf = big.clone();
+    nodf[14 + 6] = 0;
+    nodf[14 + 10] = 0;
+    nodf[14 + 11] = 0;
+    let c = crate::wire::checksum::checksum(&nodf[14..34]);
+    nodf[24..26].copy_from_slice(&c.to_be_bytes());
+    let (v, out) = run(&mut w, &sh, &nodf, 0);
+    assert_eq!(v, Verdict::Forwarded);
+    assert_eq!(out.frames.len(), 2);
+    let (a, b) = (ip_of(&out.frames[0].1), ip_of(&out.frames[1].1));
+    assert!(a.more_frags() && !b.more_frags());
+    assert_eq!(a.frag_offset(), 0);
+    assert_eq!(b.frag_offset() as usize * 8, a.total_len() - 20);
+    assert_eq!(a.ident(), b.ident());
+    assert!(a.verify_checksum() && b.verify_checksum());
+    assert_eq!(a.total_len() - 20 + b.total_len() - 20, 1481);
 }

@@ -32,8 +32,8 @@ use std::sync::Arc;
 use crate::conn::ConnKey;
 use crate::ctl::Ctl;
 use crate::ipvsadm::{Command, ListOptions};
-use crate::pipeline::fixture::{DIP, DIRECTOR_MAC, IFINDEX, VecEmit};
-use crate::pipeline::{Iface, RxMeta, Shared, Verdict, Worker, pkttype};
+use crate::pipeline::fixture::{CLIENT_MAC, DIP, DIRECTOR_MAC, GATEWAY, IFINDEX, VecEmit};
+use crate::pipeline::{Iface, RouteEntry, RxMeta, Shared, Verdict, Worker, pkttype};
 use crate::service::{ForwardMethod, Protocol};
 use crate::wire::l4::tcp_flags::{ACK, FIN, PSH, RST, SYN};
 
@@ -84,6 +84,25 @@ impl Simulator {
             mtu: 1500,
         };
         let sh = Arc::new(Shared::new(vec![iface]));
+        // As the fixture: the interface's /24 on-link, everything else (the clients)
+        // via a gateway whose MAC is the client MAC; NAT replies find their way back.
+        sh.routes.store(Arc::new(vec![
+            RouteEntry {
+                dst: u32::from_be_bytes(DIP) & 0xffff_ff00,
+                mask: 0xffff_ff00,
+                ifindex: IFINDEX,
+                gateway: 0,
+                metric: 0,
+            },
+            RouteEntry {
+                dst: 0,
+                mask: 0,
+                ifindex: IFINDEX,
+                gateway: u32::from_be_bytes(GATEWAY),
+                metric: 0,
+            },
+        ]));
+        sh.publish_neigh([((IFINDEX, GATEWAY), CLIENT_MAC)].into_iter().collect());
         let ctl = Ctl::new(sh.clone());
         Simulator {
             sh,

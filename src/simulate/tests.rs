@@ -313,7 +313,9 @@ fn tv_10_10_nat_counters_and_zero_one_right_after_creation() {
     let t = Timeouts::default();
     let mut c = Conn::new(d.clone(), [10, 0, 0, 1], 80, false, 0);
     assert_eq!((d.active(), d.inactive()), (0, 1), "0/1 before the state handler runs");
-    let steps: [(u8, bool, TcpState, u64, (u32, u32)); 7] = [
+    // (flags, from the server, state, timeout, active/inactive)
+    type Step = (u8, bool, TcpState, u64, (u32, u32));
+    let steps: [Step; 7] = [
         (SYN, false, TcpState::SynRecv, 60, (1, 0)),
         (SYN | ACK, true, TcpState::SynRecv, 60, (1, 0)),
         (ACK, false, TcpState::Established, 900, (1, 0)),
