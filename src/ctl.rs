@@ -125,7 +125,7 @@ impl Ctl {
                 d.set_available(false);
             }
         }
-        self.shared.services.store(Arc::new(Default::default()));
+        self.shared.services.store(Arc::new(cur.emptied()));
     }
 
     /// `-a`: link a destination at the head of the service's list.

@@ -507,6 +507,14 @@ impl ServiceTable {
     pub fn services(&self) -> &[Arc<VirtualService>] {
         &self.order
     }
+    /// An empty table that keeps the shared templates and sysctls (`ipvsadm -C`
+    /// clears services, not settings).
+    pub fn emptied(&self) -> ServiceTable {
+        ServiceTable {
+            conn_shared: self.conn_shared.clone(),
+            ..Default::default()
+        }
+    }
     /// Templates and sysctls shared by all workers (new-connection path only).
     pub fn conn_shared(&self) -> &Arc<crate::conn::settings::ConnShared> {
         &self.conn_shared

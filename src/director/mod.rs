@@ -251,6 +251,8 @@ impl Control {
             self.last_sync_ms = Some(now_ms);
             self.sync_routes();
             self.ctl.purge_trash();
+            // Persistence templates are shared by all workers: one thread reaps them.
+            self.ctl.shared().services.load().conn_shared().templates.expire(now_ms);
             self.gratuitous_for_new_vips(now_ms);
         }
         self.solicit_now(now_ms);

@@ -31,10 +31,16 @@ impl Worker {
         let is_tcp = pkt.proto == ipv4::proto::TCP;
         let syn = is_tcp && pkt.tcp_flags & tcp_flags::SYN != 0;
 
-        // A SYN on a finished TCP entry reuses the tuple (conn_reuse_mode 1): the old
-        // entry goes and the SYN is scheduled afresh.
-        if syn && self.conns.get(&key).is_some_and(reuse_expected) {
-            self.conns.remove(&key);
+        // A SYN on a finished TCP entry reuses the tuple (conn_reuse_mode): the old
+        // entry goes and the SYN is scheduled afresh. With expire_nodest_conn, an entry
+        // whose server was deleted (or, for a SYN, quiesced) goes the same way.
+        let settings = &svcs.conn_shared().settings;
+        if let Some(c) = self.conns.get(&key) {
+            let nodest = settings.expire_nodest_conn()
+                && (!c.dest.is_available() || (syn && c.dest.weight() == 0 && c.tpl.is_none()));
+            if (syn && reuse_expected(c, settings.conn_reuse_mode())) || nodest {
+                self.conns.remove(&key);
+            }
         }
         if self.conns.get(&key).is_none() {
             if let Err(reason) = self.schedule(sh, svcs, now_ms, pkt, key) {

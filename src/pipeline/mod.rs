@@ -250,11 +250,19 @@ impl Worker {
     }
 }
 
-/// IPVS `is_new_conn_expected` for conn_reuse_mode 1: a new SYN may replace an entry
-/// in TIME_WAIT or CLOSE.
-fn reuse_expected(c: &Conn) -> bool {
+/// IPVS `is_new_conn_expected`: may a new SYN replace this entry? Not when a
+/// template controls it; with conn_reuse_mode bit 1 in TIME_WAIT or CLOSE, with bit 2
+/// also in FIN_WAIT for DR/TUN (no-output) connections.
+fn reuse_expected(c: &Conn, conn_reuse_mode: u8) -> bool {
     use crate::conn::tcp::TcpState;
-    matches!(c.state, TcpState::TimeWait | TcpState::Close)
+    if conn_reuse_mode == 0 || c.tpl.is_some() {
+        return false;
+    }
+    match c.state {
+        TcpState::TimeWait | TcpState::Close => true,
+        TcpState::FinWait => conn_reuse_mode & 2 != 0 && c.flags & crate::conn::conn_flags::NO_OUTPUT != 0,
+        _ => false,
+    }
 }
 
 /// "No destination available": ICMP port-unreachable to the client, even for TCP

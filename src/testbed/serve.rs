@@ -11,14 +11,7 @@ pub fn serve(name: &str, tcp: Option<&str>, udp: Option<&str>) -> Result<(), Str
     if let Some(addr) = udp {
         let sock = UdpSocket::bind(addr).map_err(|e| format!("udp {addr}: {e}"))?;
         let name = name.to_string();
-        handles.push(std::thread::spawn(move || {
-            let mut buf = [0u8; 65536];
-            while let Ok((n, peer)) = sock.recv_from(&mut buf) {
-                let mut reply = format!("{name}: ").into_bytes();
-                reply.extend_from_slice(&buf[..n]);
-                let _ = sock.send_to(&reply, peer);
-            }
-        }));
+        handles.push(std::thread::spawn(move || udp_echo(sock, &name)));
     }
     if let Some(addr) = tcp {
         let l = TcpListener::bind(addr).map_err(|e| format!("tcp {addr}: {e}"))?;
@@ -97,4 +90,57 @@ pub fn probe_udp(to: &str, msg: &str) -> Result<String, String> {
         }
     }
     Err(format!("no UDP reply from {to}"))
+}
+
+/// UDP echo that answers from the address each datagram was sent to (IP_PKTINFO),
+/// as a DNS server on an LVS real server must: with DR and TUN that is the VIP, not
+/// the address the routing table would pick.
+fn udp_echo(sock: UdpSocket, name: &str) {
+    use nix::sys::socket::{
+        ControlMessage, ControlMessageOwned, MsgFlags, SockaddrIn, recvmsg, sendmsg, setsockopt, sockopt,
+    };
+    use std::io::IoSliceMut;
+    use std::os::fd::AsRawFd;
+    let fd = sock.as_raw_fd();
+    let pktinfo = setsockopt(&sock, sockopt::Ipv4PacketInfo, &true).is_ok();
+    let mut buf = [0u8; 65536];
+    loop {
+        let mut cmsg = nix::cmsg_space!(libc::in_pktinfo);
+        let (n, peer, dst) = {
+            let mut iov = [IoSliceMut::new(&mut buf)];
+            let Ok(m) = recvmsg::<SockaddrIn>(fd, &mut iov, Some(&mut cmsg), MsgFlags::empty()) else {
+                return;
+            };
+            let dst = m.cmsgs().ok().and_then(|mut c| {
+                c.find_map(|c| match c {
+                    ControlMessageOwned::Ipv4PacketInfo(pi) => Some(pi.ipi_addr),
+                    _ => None,
+                })
+            });
+            (m.bytes, m.address, dst)
+        };
+        let Some(peer) = peer else { continue };
+        let mut reply = format!("{name}: ").into_bytes();
+        reply.extend_from_slice(&buf[..n]);
+        let iov = [std::io::IoSlice::new(&reply)];
+        match dst.filter(|_| pktinfo) {
+            Some(addr) => {
+                let pi = libc::in_pktinfo {
+                    ipi_ifindex: 0,
+                    ipi_spec_dst: addr,
+                    ipi_addr: libc::in_addr { s_addr: 0 },
+                };
+                let _ = sendmsg(
+                    fd,
+                    &iov,
+                    &[ControlMessage::Ipv4PacketInfo(&pi)],
+                    MsgFlags::empty(),
+                    Some(&peer),
+                );
+            }
+            None => {
+                let _ = sendmsg(fd, &iov, &[], MsgFlags::empty(), Some(&peer));
+            }
+        }
+    }
 }
