@@ -117,7 +117,12 @@ fn main() {
                 ])
                 .unwrap();
             std::thread::sleep(Duration::from_millis(300));
-            let sent: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0);
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            let sent: u64 = text
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("sent="))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
             let got = rx_packets(&bed, "rs1") + rx_packets(&bed, "rs2") - before;
             bed.stop(pid);
             let (o, d) = (sent as f64 / secs, got as f64 / secs);

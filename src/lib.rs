@@ -6,11 +6,14 @@
 //! [`director`] holds the thin threads and sockets around the pipeline.
 
 pub mod conn;
+pub mod control;
 pub mod ctl;
 pub mod director;
 pub mod forward;
+pub mod fuzzing;
 pub mod ipvsadm;
 pub mod lab;
+pub mod metrics;
 pub mod pipeline;
 pub mod ring;
 pub mod sched;

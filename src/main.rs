@@ -29,24 +29,45 @@ enum Cmd {
         /// Worker threads (default: one per core).
         #[arg(long)]
         workers: Option<usize>,
-        /// Control socket path.
+        /// Control socket for `uvs adm` / `ipvsadm` (default /run/uvs/control.sock).
         #[arg(long, env = "UVS_CONTROL")]
         control: Option<PathBuf>,
+        /// Serve Prometheus metrics on ADDR:PORT (GET /metrics).
+        #[arg(long, value_name = "ADDR:PORT")]
+        metrics: Option<String>,
         /// Hard cap on connection entries (all workers together).
         #[arg(long, default_value_t = 1 << 20)]
         max_conns: usize,
         /// Transmit path: `ring` (PACKET_TX_RING, default) or `sendmmsg`.
         #[arg(long, default_value = "ring", value_parser = ["ring", "sendmmsg"])]
         tx: String,
+        /// Cores to pin the workers to, e.g. `1` or `0,2-3` (worker i on the i-th, cycling).
+        #[arg(long)]
+        cpus: Option<String>,
+        /// Drop the kernel's own copy of VIP-bound frames (an nftables netdev ingress
+        /// rule on the served interfaces, removed at exit; needs `nft`).
+        #[arg(long)]
+        drop_kernel_copy: bool,
+        /// Write the frames the director sends to this pcap file (Wireshark opens it).
+        #[arg(long)]
+        pcap: Option<PathBuf>,
+        /// With --pcap: also the frames it receives.
+        #[arg(long)]
+        pcap_rx: bool,
     },
     /// The three LVS modes on one machine, in network namespaces (needs root).
     Lab {
+        /// nat, dr, tun or all.
         #[arg(long, default_value = "all")]
         mode: String,
         #[arg(long, default_value = "rr")]
         scheduler: String,
         #[arg(long, default_value_t = 6)]
         requests: usize,
+        /// Skip one tutorial step and explain what breaks: arp_ignore (DR),
+        /// rp_filter (TUN) or gateway (NAT).
+        #[arg(long = "break")]
+        brk: Option<String>,
         /// Leave the namespaces in place afterwards.
         #[arg(long)]
         keep: bool,
@@ -78,6 +99,15 @@ enum Cmd {
         dst: std::net::SocketAddrV4,
         #[arg(long, default_value_t = 1)]
         flows: u16,
+        /// A new flow (source address and port) for every frame.
+        #[arg(long)]
+        new_flows: bool,
+        /// First flow number with --new-flows (to keep flows new across runs).
+        #[arg(long, default_value_t = 0)]
+        flow_offset: u64,
+        /// Frames per kick of the kernel (and per pacing step).
+        #[arg(long, default_value_t = 32)]
+        burst: usize,
         #[arg(long, default_value_t = 2.0)]
         seconds: f64,
         #[arg(long, default_value_t = 100_000_000)]
@@ -86,6 +116,17 @@ enum Cmd {
         pps: u64,
         #[arg(long, default_value_t = 18)]
         payload: usize,
+    },
+    /// The packet-rate harness's minimal AF_PACKET forwarder (MAC rewrite only).
+    #[command(hide = true)]
+    Ceiling {
+        #[arg(long)]
+        iface: String,
+        /// Output as IFACE=MAC (repeat: round robin).
+        #[arg(long = "to", required = true)]
+        to: Vec<String>,
+        #[arg(long)]
+        cpu: Option<usize>,
     },
     /// Real-server side of LVS-TUN without the ipip module: decapsulate IPIP into a
     /// TUN device holding the VIP.
@@ -99,12 +140,29 @@ enum Cmd {
     },
     /// Check a rules file and print the table it describes, without starting anything.
     Check { rules: PathBuf },
+    /// ipvsadm against the running director: `uvs adm -L -n`, `uvs adm -A -t VIP:80 -s rr`, …
+    /// (exactly ipvsadm's arguments; also what runs when uvs is invoked as `ipvsadm`).
+    #[command(disable_help_flag = true)]
+    Adm {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<String>,
+    },
     /// Run a scenario (table commands, connect/packet/close, advance, list) through the
     /// real pipeline in virtual time; reads stdin when no FILE is given.
     Simulate { file: Option<PathBuf> },
 }
 
 fn main() -> ExitCode {
+    // ipvsadm's command line, before clap sees it: `ipvsadm ARGS` (a symlink to uvs) or
+    // `uvs adm ARGS` take exactly ipvsadm's arguments, `-h` and `--` included.
+    let argv: Vec<String> = std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect();
+    let invoked_as = argv.first().map(|a| a.rsplit('/').next().unwrap_or(a)).unwrap_or("");
+    if invoked_as == "ipvsadm" {
+        return adm_exit(uvs::control::client::main(&argv[0], &argv[1..]));
+    }
+    if argv.get(1).is_some_and(|a| a == "adm") {
+        return adm_exit(uvs::control::client::main("ipvsadm", &argv[2..]));
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("UVS_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
@@ -118,6 +176,11 @@ fn main() -> ExitCode {
             control,
             max_conns,
             tx,
+            cpus,
+            drop_kernel_copy,
+            pcap,
+            pcap_rx,
+            metrics,
         } => uvs::director::run(uvs::director::RunOptions {
             ifaces,
             rules,
@@ -125,8 +188,28 @@ fn main() -> ExitCode {
             control,
             max_conns,
             tx_sendmmsg: tx == "sendmmsg",
+            cpus: match cpus.as_deref().map(uvs::director::parse_cpus).transpose() {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("uvs: {e}");
+                    return ExitCode::FAILURE;
+                }
+            },
+            drop_kernel_copy,
+            pcap,
+            pcap_rx,
+            metrics,
         }),
+        Cmd::Ceiling { iface, to, cpu } => to
+            .iter()
+            .map(|t| {
+                let (i, m) = t.split_once('=').ok_or_else(|| format!("--to {t}: want IFACE=MAC"))?;
+                Ok((i.to_string(), parse_mac(m)?))
+            })
+            .collect::<Result<Vec<_>, String>>()
+            .and_then(|to| uvs::testbed::ceiling::run(&uvs::testbed::ceiling::CeilingOptions { iface, to, cpu })),
         Cmd::Check { rules } => check(&rules),
+        Cmd::Adm { args } => return adm_exit(uvs::control::client::main("ipvsadm", &args)),
         Cmd::Tunnel { iface, vip, dev } => uvs::tunnel::main(&uvs::tunnel::TunnelOptions { iface, vip, dev }),
         Cmd::Simulate { file } => uvs::simulate::main(file.as_deref()),
         Cmd::Blast {
@@ -135,6 +218,9 @@ fn main() -> ExitCode {
             src,
             dst,
             flows,
+            new_flows,
+            flow_offset,
+            burst,
             seconds,
             max_packets,
             pps,
@@ -147,22 +233,27 @@ fn main() -> ExitCode {
                 dst: dst.ip().octets(),
                 dport: dst.port(),
                 flows,
+                new_flows,
+                flow_offset,
+                burst,
                 seconds,
                 max_packets,
                 pps,
                 payload,
             };
-            uvs::testbed::blast::blast(&o).map(|n| println!("{n}"))
+            uvs::testbed::blast::blast(&o).map(|r| println!("sent={} seconds={:.6}", r.sent, r.seconds))
         }),
         Cmd::Lab {
             mode,
             scheduler,
             requests,
+            brk,
             keep,
         } => uvs::lab::run(&uvs::lab::LabOptions {
             mode,
             scheduler,
             requests,
+            brk,
             keep,
         }),
         Cmd::Probe { proto, to, message } => match proto.as_str() {
@@ -178,6 +269,11 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// ipvsadm's exit status (0 … 255) as the process's.
+fn adm_exit(code: i32) -> ExitCode {
+    ExitCode::from((code & 0xff) as u8)
 }
 
 fn check(path: &std::path::Path) -> Result<(), String> {

@@ -171,6 +171,8 @@ pub struct Dest {
     u_threshold: AtomicU32,
     l_threshold: AtomicU32,
     flags: AtomicU32,
+    /// `--tun-type`, `--tun-port`, checksum option, packed by [`pack_tun`].
+    tun: AtomicU32,
     pub activeconns: AtomicU32,
     pub inactconns: AtomicU32,
     pub persistconns: AtomicU32,
@@ -185,6 +187,25 @@ pub struct Dest {
 }
 
 const MAC_VALID: u64 = 1 << 63;
+
+/// The tunnel settings of a destination in one word: type, checksum option, port.
+fn pack_tun(cfg: &DestConfig) -> u32 {
+    (cfg.tun_type as u32) << 24 | (cfg.tun_csum as u32) << 16 | cfg.tun_port as u32
+}
+
+fn unpack_tun(v: u32) -> (TunnelType, TunnelCsum, u16) {
+    let t = match v >> 24 {
+        1 => TunnelType::Gue,
+        2 => TunnelType::Gre,
+        _ => TunnelType::Ipip,
+    };
+    let c = match (v >> 16) & 0xff {
+        1 => TunnelCsum::Csum,
+        2 => TunnelCsum::RemCsum,
+        _ => TunnelCsum::NoCsum,
+    };
+    (t, c, v as u16)
+}
 
 impl Dest {
     /// A destination with its own service counters (for tests and tools).
@@ -203,6 +224,7 @@ impl Dest {
             u_threshold: AtomicU32::new(cfg.u_threshold),
             l_threshold: AtomicU32::new(cfg.l_threshold),
             flags: AtomicU32::new(dest_flags::AVAILABLE),
+            tun: AtomicU32::new(pack_tun(cfg)),
             activeconns: AtomicU32::new(0),
             inactconns: AtomicU32::new(0),
             persistconns: AtomicU32::new(0),
@@ -223,6 +245,7 @@ impl Dest {
         }
         self.u_threshold.store(cfg.u_threshold, Relaxed);
         self.l_threshold.store(cfg.l_threshold, Relaxed);
+        self.tun.store(pack_tun(cfg), Relaxed);
         // ipvs: editing clears OVERLOAD if the new upper threshold is 0 or larger.
         if cfg.u_threshold == 0 || cfg.u_threshold > old_u {
             self.flags.fetch_and(!dest_flags::OVERLOAD, Relaxed);
@@ -230,6 +253,7 @@ impl Dest {
     }
 
     pub fn config(&self) -> DestConfig {
+        let (tun_type, tun_csum, tun_port) = unpack_tun(self.tun.load(Relaxed));
         DestConfig {
             addr: self.addr,
             port: self.port,
@@ -237,9 +261,9 @@ impl Dest {
             weight: self.weight(),
             u_threshold: self.u_threshold(),
             l_threshold: self.l_threshold(),
-            tun_type: TunnelType::Ipip,
-            tun_port: 0,
-            tun_csum: TunnelCsum::NoCsum,
+            tun_type,
+            tun_port,
+            tun_csum,
         }
     }
 

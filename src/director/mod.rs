@@ -3,8 +3,10 @@
 //! connection-table housekeeping) until SIGINT or SIGTERM.
 
 pub mod iface;
+pub mod kernelcopy;
 pub mod neigh;
 pub mod route;
+pub mod tap;
 pub mod worker;
 
 use std::path::PathBuf;
@@ -29,6 +31,37 @@ pub struct RunOptions {
     pub max_conns: usize,
     /// Transmit with sendmmsg instead of the TX ring.
     pub tx_sendmmsg: bool,
+    /// Cores for the workers (worker i on `cpus[i % len]`); default: all cores.
+    pub cpus: Option<Vec<usize>>,
+    /// Drop the kernel's copy of VIP-bound frames (see [`kernelcopy`]).
+    pub drop_kernel_copy: bool,
+    /// Write sent (and with `pcap_rx` received) frames to this pcap file.
+    pub pcap: Option<PathBuf>,
+    pub pcap_rx: bool,
+    /// Serve Prometheus metrics on this ADDR:PORT (see [`crate::metrics`]).
+    pub metrics: Option<String>,
+}
+
+/// Parse a core list: `1`, `0,2`, `0-3,6`.
+pub fn parse_cpus(s: &str) -> Result<Vec<usize>, String> {
+    let bad = || format!("--cpus {s}: want a list like 1 or 0,2-3");
+    let mut v = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (usize, usize) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+                if a > b || b - a > 4096 {
+                    return Err(bad());
+                }
+                v.extend(a..=b);
+            }
+            None => v.push(part.parse().map_err(|_| bad())?),
+        }
+    }
+    if v.is_empty() {
+        return Err(bad());
+    }
+    Ok(v)
 }
 
 /// Apply a rules file (ipvsadm `-S -n` lines) to `ctl`. Any bad line is an error that
@@ -90,16 +123,38 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         .collect::<Result<Vec<_>, _>>()?;
     let shared = Arc::new(Shared::new(ifaces.clone()));
     let ctl = Arc::new(Ctl::new(shared.clone()));
+    let pcap_thread = match &opts.pcap {
+        Some(path) => {
+            let (tap, rx) = tap::Tap::new(opts.pcap_rx);
+            let h = tap::pcap_writer(path, rx)?;
+            shared.tap.store(Some(Arc::new(tap)));
+            Some(h)
+        }
+        None => None,
+    };
     if let Some(path) = &opts.rules {
         let n = load_rules(&ctl, path)?;
         tracing::info!("loaded {n} rules from {}", path.display());
     }
+    // Bound before anything starts: a busy socket or port starts nothing.
+    let control_sock = crate::control::Server::bind(&crate::control::socket_path(opts.control.as_deref()))?;
+    let metrics_listener = opts.metrics.as_deref().map(crate::metrics::bind).transpose()?;
     let vips: Vec<_> = shared.services.load().vips().collect();
     for w in kernel_interference(&ifaces, &vips) {
         eprintln!("uvs: warning: {w}");
     }
+    let mut kernel_copy = if opts.drop_kernel_copy {
+        let mut sorted = vips.clone();
+        sorted.sort();
+        Some(kernelcopy::KernelCopyDrop::install(&opts.ifaces, &sorted)?)
+    } else {
+        None
+    };
 
-    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let cores = match &opts.cpus {
+        Some(list) => list.iter().map(|&id| core_affinity::CoreId { id }).collect(),
+        None => core_affinity::get_core_ids().unwrap_or_default(),
+    };
     let nworkers = opts.workers.unwrap_or(cores.len().max(1)).clamp(1, MAX_WORKERS);
     let per_worker_cap = (opts.max_conns / nworkers).max(1);
     let stop = Arc::new(AtomicBool::new(false));
@@ -125,7 +180,7 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
                 let t = MmsgTx::open(i.ifindex, max_frame);
                 mmsg.txs.push(t.map_err(|e| format!("TX socket on {}: {e}", i.name))?);
             } else {
-                let t = TxRing::open(i.ifindex, max_frame, 512);
+                let t = TxRing::open(i.ifindex, max_frame, crate::ring::drive::TX_FRAMES);
                 ring.rings.push(t.map_err(|e| format!("TX ring on {}: {e}", i.name))?);
             }
         }
@@ -134,7 +189,11 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         } else {
             Tx::Ring(ring)
         };
-        ios.push(worker::WorkerIo { rx, tx });
+        ios.push(worker::WorkerIo {
+            rx,
+            tx,
+            probe: Default::default(),
+        });
     }
     // One member socket per interface, to (re)install the fanout program through.
     let fanout_fds: Vec<_> = ios
@@ -142,10 +201,18 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         .map(|io| io.rx.iter().map(|r| r.raw_fd()).collect())
         .unwrap_or_default();
     let mut handles = Vec::new();
+    let mut hub = crate::control::Hub::new(ctl.clone(), epoch);
+    hub.conn_cap_per_worker = per_worker_cap;
     for (id, io) in ios.into_iter().enumerate() {
         let (sh, stop, ntx) = (shared.clone(), stop.clone(), neigh_tx.clone());
         let core = cores.get(id % cores.len().max(1)).copied();
         let w = Worker::new(id, per_worker_cap);
+        let rings: Vec<_> = ifaces
+            .iter()
+            .zip(&io.rx)
+            .map(|(i, r)| (i.name.clone(), r.raw_fd()))
+            .collect();
+        hub.add_worker(&w, io.probe.clone(), &rings);
         handles.push(
             std::thread::Builder::new()
                 .name(format!("uvs-worker-{id}"))
@@ -159,6 +226,8 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         );
     }
     drop(neigh_tx);
+    let hub = Arc::new(hub);
+    let control_plane = crate::control::start(hub.clone(), Some(control_sock), metrics_listener)?;
 
     let mut control = Control::new(ctl.clone(), &ifaces, fanout_fds)?;
     let names: Vec<_> = ifaces.iter().map(|i| i.name.as_str()).collect();
@@ -166,6 +235,11 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     while !stop.load(Ordering::Relaxed) {
         let now_ms = epoch.elapsed().as_millis() as u64;
         control.tick(now_ms);
+        if let (Some(k), Some(v)) = (kernel_copy.as_mut(), control.steered.as_ref())
+            && let Err(e) = k.update(v)
+        {
+            eprintln!("uvs: warning: --drop-kernel-copy: {e}");
+        }
         // Wait for worker events (or the next tick). Solicitations are handled before
         // ARP answers so that an answer racing its own request is still accepted.
         let mut events: Vec<_> = neigh_rx.recv_timeout(Duration::from_millis(20)).into_iter().collect();
@@ -186,6 +260,7 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
             control.neigh.dirty = false;
             shared.publish_neigh(control.neigh.resolved_map());
         }
+        hub.set_neighbours(control.neigh.len(), control.neigh.resolved());
         if !announced_ready && (control.neigh.all_resolved() || now_ms > 3000) {
             announced_ready = true;
             eprintln!(
@@ -197,7 +272,14 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
             );
         }
     }
+    // Stop serving ipvsadm and /metrics (and remove the socket) before the workers go.
+    drop(control_plane);
     for h in handles {
+        let _ = h.join();
+    }
+    // Close the tap so the pcap writer drains and finishes the file.
+    shared.tap.store(None);
+    if let Some(h) = pcap_thread {
         let _ = h.join();
     }
     eprintln!("uvs: stopped");

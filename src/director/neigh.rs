@@ -27,6 +27,8 @@ pub struct Entry {
     /// Asked for by a worker (a NAT client's next hop) at this time; such entries
     /// live for [`WANTED_MS`] after the last request.
     pub wanted_ms: Option<u64>,
+    /// A request was sent at `solicited_ms` and not answered yet.
+    pub awaiting: bool,
 }
 
 /// How long a worker-requested neighbour is kept after its last request.
@@ -50,6 +52,7 @@ fn blank() -> Entry {
         confirmed_ms: 0,
         solicited_ms: None,
         wanted_ms: None,
+        awaiting: false,
     }
 }
 
@@ -86,13 +89,26 @@ impl Neighbours {
     }
 
     /// An ARP packet said `ip` is at `mac` on `ifindex`. Returns true if it was used.
+    ///
+    /// Policy (stricter than Linux, which lets any ARP packet update an existing
+    /// entry): a packet that repeats the MAC we know only refreshes the entry; a new or
+    /// different MAC is taken only while our own request for `ip` is outstanding (sent
+    /// less than [`RETRY_MS`] ago and not yet answered). So an unsolicited reply or a
+    /// gratuitous ARP from another station can never redirect a real server's traffic;
+    /// a server that really moved is found by the next refresh request (at most
+    /// [`REFRESH_MS`] later), when the old MAC stops confirming.
     pub fn on_arp(&mut self, ifindex: u32, ip: [u8; 4], mac: MacAddr, now_ms: u64) -> bool {
         let Some(e) = self.entries.get_mut(&(ifindex, ip)) else {
             return false;
         };
         if e.mac != Some(mac) {
+            let asked = e.awaiting && e.solicited_ms.is_some_and(|s| now_ms.saturating_sub(s) < RETRY_MS);
+            if !asked {
+                return false;
+            }
             self.dirty = true;
         }
+        e.awaiting = false;
         e.mac = Some(mac);
         e.confirmed_ms = now_ms;
         for d in self.users.get(&(ifindex, ip)).into_iter().flatten() {
@@ -124,6 +140,7 @@ impl Neighbours {
             };
             if want && e.solicited_ms.is_none_or(|s| now_ms.saturating_sub(s) >= RETRY_MS) {
                 e.solicited_ms = Some(now_ms);
+                e.awaiting = true;
                 out.push(*k);
             }
         }
@@ -187,11 +204,28 @@ mod tests {
         assert_eq!(n.due(0), vec![(2, [10, 0, 0, 11])]);
         assert!(n.due(500).is_empty(), "retry interval");
         assert_eq!(n.due(1000).len(), 1);
-        assert!(n.on_arp(2, [10, 0, 0, 11], [1; 6], 1100));
+        assert!(
+            !n.on_arp(2, [10, 0, 0, 11], [1; 6], 2100),
+            "answer after the retry interval"
+        );
+        assert_eq!(n.due(2100).len(), 1);
+        assert!(n.on_arp(2, [10, 0, 0, 11], [1; 6], 2200));
         assert_eq!(d.mac(), Some([1; 6]));
-        assert!(n.due(1100 + REFRESH_MS - 1).is_empty());
-        assert_eq!(n.due(1100 + REFRESH_MS).len(), 1, "refresh");
-        n.due(1100 + STALE_MS);
+        // Unsolicited: another MAC claims the server (reply or gratuitous): ignored;
+        // the known MAC confirming itself is a refresh.
+        assert!(!n.on_arp(2, [10, 0, 0, 11], [6; 6], 2300));
+        assert_eq!(d.mac(), Some([1; 6]), "no poisoning");
+        assert!(n.on_arp(2, [10, 0, 0, 11], [1; 6], 2300));
+        assert!(n.due(2300 + REFRESH_MS - 1).is_empty());
+        assert_eq!(n.due(2300 + REFRESH_MS).len(), 1, "refresh");
+        // The server moved: the answer to the refresh request carries the new MAC.
+        assert!(n.on_arp(2, [10, 0, 0, 11], [2; 6], 2300 + REFRESH_MS + 5));
+        assert_eq!(d.mac(), Some([2; 6]));
+        assert!(
+            !n.on_arp(2, [10, 0, 0, 11], [1; 6], 2300 + REFRESH_MS + 6),
+            "one answer per request"
+        );
+        n.due(2300 + REFRESH_MS + STALE_MS);
         assert_eq!(d.mac(), None, "aged out");
         assert!(!n.all_resolved());
     }

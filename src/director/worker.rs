@@ -1,7 +1,8 @@
-//! A worker thread: a thin loop around [`Worker::process`]. It drains its RX ring
-//! blocks, lets the pipeline write frames into its TX rings, flushes once per batch,
-//! holds frames whose next hop is being resolved (bounded), passes events to the
-//! control thread, and reaps idle connections once a second.
+//! A worker thread: the pipeline ([`Worker::process`]) plugged into the shared ring
+//! loop ([`crate::ring::drive`]). Per round it drains RX blocks, lets the pipeline
+//! write frames into its TX rings, flushes once, holds frames whose next hop is being
+//! resolved (bounded), passes events to the control thread, and reaps idle
+//! connections once a second.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,7 +11,9 @@ use std::time::Instant;
 use crossbeam_channel::Sender;
 
 use crate::pipeline::{DropReason, Event, RxMeta, Shared, Verdict, Worker};
-use crate::ring::{RxRing, Tx, poll_readable};
+use crate::ring::drive::{Handler, drive};
+use crate::ring::{RxRing, Tx};
+use crate::service::ServiceTable;
 
 /// What a worker tells the control thread.
 #[derive(Debug, Clone, Copy)]
@@ -32,79 +35,146 @@ struct Pending {
     meta: RxMeta,
     at_ms: u64,
     len: usize,
-    buf: Box<[u8; PENDING_FRAME]>,
+    /// A PENDING_FRAME-byte buffer from the free list.
+    buf: Vec<u8>,
 }
 
 pub struct WorkerIo {
     pub rx: Vec<RxRing>,
     pub tx: Tx,
+    /// The control plane's window on this worker (`-L -c`, `/metrics`).
+    pub probe: Arc<crate::control::WorkerProbe>,
+}
+
+/// The worker's state between frames.
+struct State {
+    w: Worker,
+    sh: Arc<Shared>,
+    svcs: arc_swap::Guard<Arc<ServiceTable>>,
+    epoch: Instant,
+    now_ms: u64,
+    ctl: Sender<ControlEvent>,
+    last_expire: u64,
+    pending: Vec<Pending>,
+    free: Vec<Vec<u8>>,
+    seen_gen: u32,
+    /// The frame tap (`--pcap`, `uvs trace`), reloaded each round; none = off.
+    tap: Option<Arc<super::tap::Tap>>,
+    tap_scratch: Vec<u8>,
+    probe: Arc<crate::control::WorkerProbe>,
+}
+
+impl Handler for State {
+    #[inline]
+    fn frame(&mut self, meta: RxMeta, frame: &[u8], tx: &mut Tx) {
+        let v = self.process(meta, frame, tx);
+        self.after(meta, frame, v);
+    }
+
+    fn round(&mut self, got: usize, tx: &mut Tx) -> i32 {
+        for e in self.w.events.drain(..) {
+            let Event::Solicit { ifindex, ip } = e;
+            let _ = self.ctl.try_send(ControlEvent::Solicit { ifindex, ip });
+        }
+        // Retry held frames when the neighbour map changed (or while idle); frames
+        // still unresolved after PENDING_MS are dropped for good.
+        let generation = self.sh.neigh_gen.load(Ordering::Acquire);
+        if !self.pending.is_empty() && (generation != self.seen_gen || got == 0) {
+            for p in std::mem::take(&mut self.pending) {
+                let v = self.process(p.meta, &p.buf[..p.len], tx);
+                if v == Verdict::Drop(DropReason::NeighUnresolved) && self.now_ms < p.at_ms + PENDING_MS {
+                    self.pending.push(p);
+                } else {
+                    self.free.push(p.buf);
+                }
+            }
+            self.w.events.clear();
+            tx.flush();
+        }
+        self.seen_gen = generation;
+        if self.now_ms >= self.last_expire + 1000 {
+            self.w.expire(self.now_ms);
+            self.last_expire = self.now_ms;
+        }
+        // One relaxed store and load; copies the table only when `-L -c` asks.
+        self.probe.poll(&self.w, self.now_ms);
+        // Fresh clock and table snapshot for the next round.
+        self.now_ms = self.epoch.elapsed().as_millis() as u64;
+        self.svcs = self.sh.services.load();
+        self.tap = self.sh.tap.load_full();
+        if self.pending.is_empty() { 100 } else { 1 }
+    }
+}
+
+impl State {
+    /// Run the pipeline on one frame, through the tap when one is attached.
+    fn process(&mut self, meta: RxMeta, frame: &[u8], tx: &mut Tx) -> Verdict {
+        match &self.tap {
+            None => self.w.process(&self.sh, &self.svcs, self.now_ms, meta, frame, tx),
+            Some(tap) => {
+                let seq = tap.next_seq();
+                if tap.rx_too {
+                    tap.record(super::tap::TapDir::Rx, meta.ifindex, seq, frame);
+                }
+                if self.tap_scratch.is_empty() {
+                    self.tap_scratch = vec![0; 65536];
+                }
+                let mut e = super::tap::TapEmit {
+                    inner: tx,
+                    tap,
+                    scratch: &mut self.tap_scratch,
+                    seq,
+                };
+                self.w.process(&self.sh, &self.svcs, self.now_ms, meta, frame, &mut e)
+            }
+        }
+    }
+
+    /// What a worker does with the verdict (ARP news, holding unresolved frames).
+    fn after(&mut self, meta: RxMeta, frame: &[u8], v: Verdict) {
+        match v {
+            Verdict::Neigh { ifindex, ip, mac } => {
+                let _ = self.ctl.try_send(ControlEvent::Neigh { ifindex, ip, mac });
+            }
+            Verdict::Drop(DropReason::NeighUnresolved) if frame.len() <= PENDING_FRAME => {
+                if let Some(mut buf) = self.free.pop() {
+                    buf[..frame.len()].copy_from_slice(frame);
+                    self.pending.push(Pending {
+                        meta,
+                        at_ms: self.now_ms,
+                        len: frame.len(),
+                        buf,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Run until `stop` is set.
 pub fn run(
-    mut w: Worker,
+    w: Worker,
     mut io: WorkerIo,
     sh: Arc<Shared>,
     epoch: Instant,
     stop: Arc<AtomicBool>,
     ctl: Sender<ControlEvent>,
 ) {
-    let fds: Vec<_> = io.rx.iter().map(|r| r.raw_fd()).collect();
-    let mut last_expire = 0u64;
-    let mut pending: Vec<Pending> = Vec::with_capacity(PENDING_MAX);
-    let mut free: Vec<Box<[u8; PENDING_FRAME]>> = (0..PENDING_MAX).map(|_| Box::new([0u8; PENDING_FRAME])).collect();
-    let mut seen_gen = sh.neigh_gen.load(Ordering::Acquire);
-    while !stop.load(Ordering::Relaxed) {
-        let now_ms = epoch.elapsed().as_millis() as u64;
-        let svcs = sh.services.load();
-        let mut got = 0;
-        for ring in io.rx.iter_mut() {
-            got += ring.drain_block(
-                |meta, frame| match w.process(&sh, &svcs, now_ms, meta, frame, &mut io.tx) {
-                    Verdict::Neigh { ifindex, ip, mac } => {
-                        let _ = ctl.try_send(ControlEvent::Neigh { ifindex, ip, mac });
-                    }
-                    Verdict::Drop(DropReason::NeighUnresolved) if frame.len() <= PENDING_FRAME => {
-                        if let Some(mut buf) = free.pop() {
-                            buf[..frame.len()].copy_from_slice(frame);
-                            pending.push(Pending {
-                                meta,
-                                at_ms: now_ms,
-                                len: frame.len(),
-                                buf,
-                            });
-                        }
-                    }
-                    _ => {}
-                },
-            );
-        }
-        for e in w.events.drain(..) {
-            let Event::Solicit { ifindex, ip } = e;
-            let _ = ctl.try_send(ControlEvent::Solicit { ifindex, ip });
-        }
-        // Retry held frames when the neighbour map changed (or while idle); frames
-        // still unresolved after PENDING_MS are dropped for good.
-        let generation = sh.neigh_gen.load(Ordering::Acquire);
-        if !pending.is_empty() && (generation != seen_gen || got == 0) {
-            for p in std::mem::take(&mut pending) {
-                let v = w.process(&sh, &svcs, now_ms, p.meta, &p.buf[..p.len], &mut io.tx);
-                if v == Verdict::Drop(DropReason::NeighUnresolved) && now_ms < p.at_ms + PENDING_MS {
-                    pending.push(p);
-                } else {
-                    free.push(p.buf);
-                }
-            }
-            w.events.clear();
-        }
-        seen_gen = generation;
-        io.tx.flush();
-        if now_ms >= last_expire + 1000 {
-            w.expire(now_ms);
-            last_expire = now_ms;
-        }
-        if got == 0 {
-            poll_readable(&fds, if pending.is_empty() { 100 } else { 1 });
-        }
-    }
+    let mut st = State {
+        w,
+        svcs: sh.services.load(),
+        seen_gen: sh.neigh_gen.load(Ordering::Acquire),
+        sh,
+        epoch,
+        now_ms: epoch.elapsed().as_millis() as u64,
+        ctl,
+        last_expire: 0,
+        pending: Vec::with_capacity(PENDING_MAX),
+        free: (0..PENDING_MAX).map(|_| vec![0u8; PENDING_FRAME]).collect(),
+        tap: None,
+        tap_scratch: Vec::new(),
+        probe: io.probe.clone(),
+    };
+    drive(&mut io.rx, &mut io.tx, &stop, &mut st);
 }

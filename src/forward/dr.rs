@@ -19,6 +19,15 @@ pub fn transmit<E: Emit>(sh: &Shared, rx: &RxCtx<'_>, dest: &Dest, ip: &[u8], ou
     if let Err(v) = pre_xmit_checks(rx, ip, oif.mtu, oif.mtu, out) {
         return v;
     }
+    if ip.len() > oif.mtu as usize {
+        // A reassembled datagram bigger than the MTU (no DF): fragment on output.
+        let partial = rx.csum_partial;
+        return super::frag::emit_fragmented(out, oif, mac, ip, |b| {
+            if partial {
+                super::complete_l4_checksum(b);
+            }
+        });
+    }
     let len = ethernet::HEADER_LEN + ip.len();
     let Some(buf) = out.buffer(ifx) else {
         return Verdict::Drop(DropReason::TxFull);

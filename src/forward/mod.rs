@@ -2,6 +2,7 @@
 //! transmit into an `Emit` sink and never allocates.
 
 pub mod dr;
+pub mod frag;
 pub mod nat;
 pub mod tun;
 

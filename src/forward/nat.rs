@@ -58,6 +58,10 @@ pub fn emit_ip<E: Emit>(
     ip: &[u8],
     edit: impl FnOnce(&mut [u8]),
 ) -> Verdict {
+    if ip.len() > oif.mtu as usize {
+        // Bigger than the MTU without DF (callers checked): fragment on output.
+        return super::frag::emit_fragmented(out, oif, dst_mac, ip, edit);
+    }
     let len = ethernet::HEADER_LEN + ip.len();
     let Some(buf) = out.buffer(oif.ifindex) else {
         return Verdict::Drop(DropReason::TxFull);

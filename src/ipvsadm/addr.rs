@@ -155,9 +155,13 @@ pub fn inet_aton(s: &str) -> Option<Ipv4Addr> {
     Some(Ipv4Addr::from(addr as u32))
 }
 
+/// Host-name lookups on (default). The fuzz targets turn them off: a lookup is a
+/// blocking call into the resolver, and names then simply never resolve.
+pub static RESOLVE_NAMES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
 /// `gethostbyname` stand-in: the first IPv4 address of `name`, if it resolves.
 pub fn resolve_host_v4(name: &str) -> Option<Ipv4Addr> {
-    if name.is_empty() {
+    if name.is_empty() || !RESOLVE_NAMES.load(std::sync::atomic::Ordering::Relaxed) {
         return None;
     }
     (name, 0u16).to_socket_addrs().ok()?.find_map(|sa| match sa.ip() {

@@ -25,6 +25,7 @@ pub mod popt;
 pub mod rules;
 pub mod snapshot;
 mod table;
+pub mod usage;
 
 #[cfg(test)]
 mod tests;

@@ -167,6 +167,62 @@ pub fn capture(table: &ServiceTable, timeouts: &Timeouts, rates: &dyn Fn(RateKey
     snap
 }
 
+/// Sort key of a `-L -c` row: (vaddr, vport, proto, caddr, kind, cport) with templates
+/// (kind 0) before the connections they control (kind 1). Listings are sorted so that
+/// they are deterministic (the kernel prints hash order).
+pub type ConnSortKey = ([u8; 4], u16, u8, [u8; 4], u8, u16);
+
+fn proto_name(p: u8) -> &'static str {
+    crate::service::Protocol::from_ip_proto(p).map_or("IP", crate::service::Protocol::name)
+}
+
+/// One connection entry as a `-L -c` row, `now_ms` on the worker's clock.
+pub fn conn_row(k: &crate::conn::ConnKey, c: &crate::conn::Conn, now_ms: u64) -> (ConnSortKey, ConnSnapshot) {
+    let state = if k.proto == crate::wire::ipv4::proto::TCP {
+        c.state.name()
+    } else {
+        "UDP"
+    };
+    let snap = ConnSnapshot {
+        proto_name: proto_name(k.proto),
+        state,
+        expires_s: c.expires_in(now_ms),
+        caddr: k.caddr.into(),
+        cport: k.cport,
+        vaddr: k.vaddr.into(),
+        vport: k.vport,
+        daddr: c.daddr.into(),
+        dport: c.dport,
+        pe: None,
+    };
+    ((k.vaddr, k.vport, k.proto, k.caddr, 1, k.cport), snap)
+}
+
+/// One persistence template as a `-L -c` row (templates list as `NONE` whatever their
+/// protocol, with client port 0).
+pub fn template_row(t: &crate::conn::template::Template, now_ms: u64) -> (ConnSortKey, ConnSnapshot) {
+    let (vport, dport) = t.shown_ports();
+    let snap = ConnSnapshot {
+        proto_name: proto_name(t.key.proto),
+        state: "NONE",
+        expires_s: t.expires_in(now_ms),
+        caddr: t.key.snet.into(),
+        cport: 0,
+        vaddr: t.key.vaddr.into(),
+        vport,
+        daddr: t.dest.addr,
+        dport,
+        pe: None,
+    };
+    ((t.key.vaddr, vport, t.key.proto, t.key.snet, 0, 0), snap)
+}
+
+/// Sort rows from [`conn_row`] and [`template_row`] into listing order.
+pub fn sort_conn_rows(mut rows: Vec<(ConnSortKey, ConnSnapshot)>) -> Vec<ConnSnapshot> {
+    rows.sort_by_key(|(k, s)| (*k, s.expires_s));
+    rows.into_iter().map(|r| r.1).collect()
+}
+
 fn add_totals(acc: &mut Totals, t: &Totals) {
     acc.conns = acc.conns.wrapping_add(t.conns);
     acc.inpkts = acc.inpkts.wrapping_add(t.inpkts);

@@ -1,12 +1,25 @@
-//! `uvs lab`: an LVS experiment on one machine. Builds the tutorials' topology in
-//! network namespaces, configures it as the tutorials do (printing every step as the
-//! shell command it stands for), starts a uvs director, sends requests from the
-//! client and shows which real server answered each one. Tears everything down
-//! afterwards, also on error.
+//! `uvs lab`: the three LVS forwarding modes on one machine, in one command.
 //!
-//! This first version runs DR (seed 001); NAT and TUN follow with those modes.
+//! For each mode it builds the tutorials' topology in network namespaces (names unique
+//! to the run), configures the real servers as the tutorials do and prints each step
+//! as the shell command it stands for, starts a uvs director with the printed ipvsadm
+//! rules, sends HTTP requests from the client and shows which real server answered,
+//! then prints a per-hop table for one request and its reply built from frames
+//! captured at every hop, and the director's `ipvsadm -L -n --stats`. `--break STEP`
+//! skips one tutorial step and explains, with the evidence seen, what goes wrong.
+//! Everything is torn down afterwards (also on error or Ctrl-C) unless `--keep`.
 
-use crate::testbed::lvs::{Addrs, Lvs};
+pub mod hops;
+pub mod term;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::testbed::lvs::{Addrs, Lvs, Mode};
+use hops::{Hop, MacNames, Seen};
+use term::Term;
 
 /// Options of `uvs lab`.
 #[derive(Debug, Clone)]
@@ -14,58 +27,465 @@ pub struct LabOptions {
     pub mode: String,
     pub scheduler: String,
     pub requests: usize,
+    pub brk: Option<String>,
     pub keep: bool,
 }
+
+/// The tutorial steps `--break` can skip, and the mode each belongs to.
+pub const BREAKS: &[(&str, &str)] = &[("arp_ignore", "dr"), ("rp_filter", "tun"), ("gateway", "nat")];
 
 pub fn run(opts: &LabOptions) -> Result<(), String> {
     if !crate::testbed::is_root() {
         return Err("uvs lab needs root (network namespaces, AF_PACKET): run it with sudo".into());
     }
-    match opts.mode.as_str() {
-        "dr" | "all" => {}
-        other => {
-            return Err(format!("mode '{other}' is not available yet (this build has: dr)"));
+    let modes: Vec<&str> = match (opts.mode.as_str(), &opts.brk) {
+        (_, Some(b)) => {
+            let Some((_, m)) = BREAKS.iter().find(|(n, _)| n == b) else {
+                let names: Vec<_> = BREAKS.iter().map(|(n, _)| *n).collect();
+                return Err(format!("unknown --break step '{b}' (one of: {})", names.join(", ")));
+            };
+            if opts.mode != "all" && opts.mode != *m {
+                return Err(format!("--break {b} belongs to mode {m}, not {}", opts.mode));
+            }
+            vec![m]
         }
+        ("all", None) => vec!["dr", "nat", "tun"],
+        (m @ ("dr" | "nat" | "tun"), None) => vec![m],
+        (other, _) => return Err(format!("unknown mode '{other}' (nat, dr, tun or all)")),
+    };
+    if crate::sched::new_scheduler(&opts.scheduler, &[], 0).is_none() {
+        return Err(format!("unknown scheduler '{}'", opts.scheduler));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).map_err(|e| e.to_string())?;
     }
     let exe = std::env::current_exe()
         .map_err(|e| e.to_string())?
         .to_string_lossy()
         .to_string();
-    let a = Addrs::default();
-    println!("== DR (direct routing, -g): the director rewrites only the destination MAC");
-    println!("-- building the topology: client, director, rs1, rs2 on one bridge");
-    let mut lvs = Lvs::dr("lab", &exe, a.clone(), false, true)?;
+    let t = Term::detect();
+    let started = Instant::now();
+    for m in modes {
+        run_mode(m, opts, &exe, &t, &stop)?;
+    }
+    println!(
+        "\n{}",
+        t.dim(&format!("(lab finished in {:.1} s)", started.elapsed().as_secs_f64()))
+    );
+    Ok(())
+}
+
+fn check(stop: &AtomicBool) -> Result<(), String> {
+    if stop.load(Ordering::Relaxed) {
+        Err("interrupted: tearing everything down".into())
+    } else {
+        Ok(())
+    }
+}
+
+/// Where to capture with tcpdump in each mode: (host, interface). The director's own
+/// frames come from its `--pcap` file (it sends through a TX ring that bypasses the
+/// qdisc layer, where tcpdump would see them).
+fn capture_points(mode: Mode) -> Vec<(&'static str, &'static str)> {
+    match mode {
+        Mode::Dr | Mode::NatOneArm | Mode::NatTwoArm => vec![("client", "eth0"), ("rs1", "eth0"), ("rs2", "eth0")],
+        Mode::Tun => vec![
+            ("client", "eth0"),
+            ("rs1", "eth0"),
+            ("rs1", "eth1"),
+            ("rs2", "eth0"),
+            ("rs2", "eth1"),
+        ],
+    }
+}
+
+fn run_mode(mode: &str, o: &LabOptions, exe: &str, t: &Term, stop: &AtomicBool) -> Result<(), String> {
+    let brk = o.brk.as_deref();
+    let (title, blurb) = match mode {
+        "dr" => (
+            "DR (direct routing, -g)",
+            "the director rewrites only the destination MAC; replies bypass it",
+        ),
+        "nat" => (
+            "NAT (masquerading, -m)",
+            "the director rewrites addresses both ways; it is the servers' gateway",
+        ),
+        _ => (
+            "TUN (IP tunnelling, -i)",
+            "the director wraps each packet in IPIP; replies bypass it",
+        ),
+    };
+    t.section(title);
+    println!("   {blurb}");
+    t.step("configuring the hosts as the tutorial does");
+    let mut lvs = match mode {
+        "dr" => Lvs::dr("lab", exe, Addrs::default(), brk == Some("arp_ignore"), true)?,
+        "nat" => Lvs::nat("lab", exe, brk == Some("gateway"), brk == Some("gateway"), true)?,
+        _ => Lvs::tun("lab", exe, 1500, brk == Some("rp_filter"), true)?,
+    };
+    check(stop)?;
+    let a = lvs.addrs.clone();
+    let (vport, rport, flag) = match lvs.mode {
+        Mode::Dr => (80, 80, "-g"),
+        Mode::NatOneArm | Mode::NatTwoArm => (80, 8080, "-m"),
+        Mode::Tun => (80, 80, "-i"),
+    };
     let rules = format!(
-        "-A -t {vip}:80 -s {s}\n-a -t {vip}:80 -r {r1}:80 -g -w 1\n-a -t {vip}:80 -r {r2}:80 -g -w 1\n",
+        "-A -t {vip}:{vport} -s {s}\n-a -t {vip}:{vport} -r {r1}:{rport} {flag} -w 1\n-a -t {vip}:{vport} -r {r2}:{rport} {flag} -w 1\n",
         vip = a.vip,
-        s = opts.scheduler,
+        s = o.scheduler,
         r1 = a.rs[0],
         r2 = a.rs[1]
     );
-    println!("-- director rules (what you would type):");
+    t.step("starting the uvs director with these rules");
     for l in rules.lines() {
-        println!("  $ ipvsadm {l}");
+        println!("     dir$ ipvsadm {l}");
     }
-    lvs.start_director(&rules, &[])?;
-    println!(
-        "-- {} HTTP requests from the client ({}) to http://{}/",
-        opts.requests, a.client, a.vip
-    );
-    for (i, name) in lvs.http_names(opts.requests).iter().enumerate() {
-        println!("  request {:>2} -> {name}", i + 1);
+    // Capture at every hop, then start the director.
+    let mut caps = Vec::new();
+    for (host, ifname) in capture_points(lvs.mode) {
+        let path = std::env::temp_dir().join(format!("{}-{host}-{ifname}.pcap", lvs.bed.prefix));
+        let log = std::fs::File::create(path.with_extension("log")).map_err(|e| e.to_string())?;
+        let p = path.to_string_lossy().to_string();
+        let filter = "tcp port 80 or tcp port 8080 or ip proto 4";
+        let pid = lvs.bed.spawn(
+            host,
+            &[
+                "tcpdump",
+                "--immediate-mode",
+                "-U",
+                "-n",
+                "-i",
+                ifname,
+                "-w",
+                &p,
+                filter,
+            ],
+            Some(log),
+        )?;
+        caps.push((host, ifname, path, pid));
     }
-    if opts.keep {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for (_, _, path, _) in &caps {
+        while !std::fs::read_to_string(path.with_extension("log"))
+            .unwrap_or_default()
+            .contains("listening on")
+        {
+            if Instant::now() > deadline {
+                return Err("tcpdump did not start".into());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    let control = std::env::temp_dir().join(format!("{}-control.sock", lvs.bed.prefix));
+    let ctl_arg = control.to_string_lossy().to_string();
+    let dir_pcap = std::env::temp_dir().join(format!("{}-director.pcap", lvs.bed.prefix));
+    let dir_pcap_arg = dir_pcap.to_string_lossy().to_string();
+    lvs.start_director(
+        &rules,
+        &[
+            "--workers",
+            "2",
+            "--control",
+            &ctl_arg,
+            "--pcap",
+            &dir_pcap_arg,
+            "--pcap-rx",
+        ],
+    )?;
+    check(stop)?;
+
+    t.step(&format!(
+        "{} HTTP requests from the client ({}) to http://{}/",
+        o.requests, a.client, a.vip
+    ));
+    let url = format!("http://{}/", a.vip);
+    let max_time = if brk.is_some() { "1" } else { "3" };
+    let mut names = Vec::new();
+    for i in 0..o.requests {
+        check(stop)?;
+        t.progress(i, o.requests);
+        let out = lvs
+            .bed
+            .exec_any("client", &["curl", "-s", "--max-time", max_time, &url])?;
+        let body = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        names.push(if out.status.success() && !body.is_empty() {
+            body
+        } else {
+            String::new()
+        });
+    }
+    t.progress(o.requests, o.requests);
+    for (i, n) in names.iter().enumerate() {
+        let shown = if n.is_empty() {
+            t.red("no answer (timed out)")
+        } else {
+            t.green(n)
+        };
+        println!("  request {:>2} -> {shown}", i + 1);
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    for (_, _, _, pid) in &caps {
+        lvs.bed.stop(*pid);
+    }
+
+    // The per-hop table.
+    let mut frames: Vec<(String, Vec<Seen>)> = Vec::new();
+    let stats = director_stats(&lvs, exe, &ctl_arg);
+    lvs.stop_director();
+    let seen = hops::read_pcap(&dir_pcap)
+        .iter()
+        .filter_map(|f| hops::decode(f))
+        .collect();
+    frames.push(("director, its own --pcap".to_string(), seen));
+    let _ = std::fs::remove_file(&dir_pcap);
+    for (host, ifname, path, _) in &caps {
+        let raw = hops::read_pcap(path);
+        if std::env::var_os("UVS_LAB_DEBUG").is_some() {
+            eprintln!("{host} {ifname}: {} frames in {}", raw.len(), path.display());
+        }
+        let seen = raw.iter().filter_map(|f| hops::decode(f)).collect();
+        frames.push((format!("{host} {ifname}"), seen));
+        if std::env::var_os("UVS_LAB_DEBUG").is_none() {
+            let _ = std::fs::remove_file(path);
+            let _ = std::fs::remove_file(path.with_extension("log"));
+        }
+    }
+    let mac_names = mac_names(&lvs);
+    let table = hop_table(&lvs, &frames, &mac_names);
+    t.step("one request and its reply, hop by hop (from captured frames)");
+    if table.is_empty() {
+        println!("  (no request reached the wire)");
+    } else {
+        print!("{}", hops::render(&table, &mac_names, t.color));
+    }
+
+    t.step("dir$ ipvsadm -L -n --stats");
+    print!("{stats}");
+
+    if let Some(b) = brk {
+        t.step(&format!("what went wrong without the {b} step"));
+        for para in explain(b, &lvs, &names, &frames).lines() {
+            print!("{}", hops::wrap(para.trim(), 2, 80));
+        }
+    }
+    if o.keep {
+        t.step("kept: the namespaces stay");
+        for h in ["client", "dir", "rs1", "rs2", "sw"] {
+            println!("  enter {h:<6}: ip netns exec {} bash", lvs.bed.ns(h));
+        }
         println!(
-            "-- kept. Enter a host with: ip netns exec {} bash",
-            lvs.bed.ns("client")
-        );
-        println!(
-            "   remove everything with: for n in $(ip netns list | grep -o '^{}-[a-z0-9]*'); do ip netns del $n; done",
+            "  remove all : for n in $(ip netns list | grep -o '^{}-[a-z0-9]*'); do ip netns pids $n | xargs -r kill; ip netns del $n; done",
             lvs.bed.prefix
         );
         lvs.bed.disarm();
     } else {
-        println!("-- tearing down");
+        drop(lvs);
+        println!("{}", t.dim("-- torn down"));
     }
     Ok(())
+}
+
+/// `ipvsadm -L -n --stats` from the running director, through its control socket.
+fn director_stats(lvs: &Lvs, exe: &str, control: &str) -> String {
+    let o = std::process::Command::new("ip")
+        .args(["netns", "exec", &lvs.bed.ns("dir"), exe, "adm", "-L", "-n", "--stats"])
+        .env("UVS_CONTROL", control)
+        .output();
+    match o {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).to_string(),
+        Ok(o) => format!("  (not available: {})\n", String::from_utf8_lossy(&o.stderr).trim()),
+        Err(e) => format!("  (not available: {e})\n"),
+    }
+}
+
+fn mac_names(lvs: &Lvs) -> MacNames {
+    let mut m = MacNames::new();
+    let ifs: &[(&str, &str, &str)] = &[
+        ("client", "eth0", "client"),
+        ("dir", "eth0", "director"),
+        ("dir", "eth1", "director eth1"),
+        ("rs1", "eth0", "rs1"),
+        ("rs1", "eth1", "rs1 eth1"),
+        ("rs2", "eth0", "rs2"),
+        ("rs2", "eth1", "rs2 eth1"),
+    ];
+    for (h, i, n) in ifs {
+        if let Ok(mac) = lvs.bed.mac(h, i) {
+            let b: Vec<u8> = mac.split(':').filter_map(|x| u8::from_str_radix(x, 16).ok()).collect();
+            if let Ok(b) = <[u8; 6]>::try_from(b) {
+                m.insert(b, n.to_string());
+            }
+        }
+    }
+    m
+}
+
+fn parse_ip(s: &str) -> [u8; 4] {
+    s.parse::<std::net::Ipv4Addr>().map(|a| a.octets()).unwrap_or_default()
+}
+
+/// Pick one request (the client's first SYN to the VIP) and follow it and its reply
+/// through the captures.
+fn hop_table(lvs: &Lvs, frames: &[(String, Vec<Seen>)], names: &MacNames) -> Vec<Hop> {
+    let vip = parse_ip(&lvs.addrs.vip);
+    let is_dir = |m: &[u8; 6]| names.get(m).is_some_and(|n| n.starts_with("director"));
+    let at = |prefix: &'static str| {
+        frames
+            .iter()
+            .filter(move |(n, _)| n.starts_with(prefix))
+            .flat_map(|(n, v)| v.iter().map(move |s| (n, s)))
+    };
+    let Some((_, first)) = at("client").find(|(_, s)| s.syn && !s.ack && s.dst == vip) else {
+        return Vec::new();
+    };
+    let cport = first.sport;
+    let req = |s: &Seen| s.syn && !s.ack && s.sport == cport;
+    let rep = |s: &Seen| s.syn && s.ack && s.dport == cport;
+    let mut rows = Vec::new();
+    let mut push = |title: String, s: &Seen, changed: Option<String>| {
+        rows.push(Hop {
+            title,
+            seen: s.clone(),
+            changed,
+        })
+    };
+    push("the client sends the SYN (captured on client eth0)".into(), first, None);
+    let dir_in = at("director").find(|(_, s)| req(s) && is_dir(&s.eth_dst) && s.outer.is_none());
+    let dir_out = at("director").find(|(_, s)| req(s) && is_dir(&s.eth_src));
+    if let Some((n, s)) = dir_in {
+        push(format!("the director receives it ({n})"), s, None);
+    }
+    if let (Some((_, i)), Some((n, s))) = (dir_in, dir_out) {
+        push(
+            format!("the director sends it on ({n})"),
+            s,
+            Some(hops::diff(i, s, names)),
+        );
+    }
+    if let Some((n, s)) = at("rs").find(|(_, s)| req(s)) {
+        push(format!("the real server receives it ({n})"), s, None);
+    }
+    if let Some((n, s)) = at("rs").find(|(_, s)| rep(s)) {
+        push(format!("the real server answers with SYN-ACK ({n})"), s, None);
+    }
+    if matches!(lvs.mode, Mode::NatOneArm | Mode::NatTwoArm) {
+        let r_in = at("director").find(|(_, s)| rep(s) && is_dir(&s.eth_dst));
+        let r_out = at("director").find(|(_, s)| rep(s) && is_dir(&s.eth_src));
+        if let (Some((_, i)), Some((n, s))) = (r_in, r_out) {
+            push(
+                format!("the director sends the reply on ({n})"),
+                s,
+                Some(hops::diff(i, s, names)),
+            );
+        }
+    }
+    if let Some((n, s)) = at("client").find(|(_, s)| rep(s)) {
+        push(format!("the client receives the reply ({n})"), s, None);
+    }
+    rows
+}
+
+/// Two or three sentences on what broke, with the evidence seen.
+fn explain(b: &str, lvs: &Lvs, names: &[String], frames: &[(String, Vec<Seen>)]) -> String {
+    let answered = names.iter().filter(|n| !n.is_empty()).count();
+    let total = names.len();
+    let vip = parse_ip(&lvs.addrs.vip);
+    // SYNs to the VIP the director received (its own capture, frames to its MAC).
+    let syns_at_director = || {
+        frames
+            .iter()
+            .filter(|(n, _)| n.starts_with("director"))
+            .flat_map(|(_, v)| v.iter())
+            .filter(|s| s.syn && !s.ack && s.dst == vip && hops::fmt_mac_eq(&s.eth_dst, &lvs.director_mac))
+            .count()
+    };
+    match b {
+        "arp_ignore" => {
+            let neigh = lvs
+                .bed
+                .exec_any("client", &["ip", "neigh", "show", &lvs.addrs.vip])
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .unwrap_or_default();
+            let owner = if neigh.contains(&lvs.director_mac) {
+                "the director".to_string()
+            } else if neigh.contains(&lvs.rs_mac[0]) {
+                "rs1".to_string()
+            } else if neigh.contains(&lvs.rs_mac[1]) {
+                "rs2".to_string()
+            } else {
+                "nobody".to_string()
+            };
+            let via_dir = frames
+                .iter()
+                .filter(|(n, _)| n.starts_with("director"))
+                .flat_map(|(_, v)| v.iter())
+                .filter(|s| s.syn && !s.ack && s.dst == vip && hops::fmt_mac_eq(&s.eth_dst, &lvs.director_mac))
+                .count();
+            let mut servers: Vec<&str> = names.iter().filter(|n| !n.is_empty()).map(|s| s.as_str()).collect();
+            servers.sort();
+            servers.dedup();
+            format!(
+                "  Without arp_ignore=1 the real servers answer ARP for the VIP on eth0, racing the director: \
+                 the client's neighbour table now says `{neigh}` ({owner}).\n  So the client's SYNs go straight to \
+                 that server instead of the director: the director forwarded only {via_dir} of {total} connections, \
+                 and the answers came from {} with no load balancing.",
+                servers.join(", ")
+            )
+        }
+        "rp_filter" => {
+            let to_rs = frames
+                .iter()
+                .filter(|(n, _)| n.starts_with("director"))
+                .flat_map(|(_, v)| v.iter())
+                .filter(|s| s.outer.is_some())
+                .count();
+            let rpf: u64 = ["rs1", "rs2"]
+                .iter()
+                .map(|h| {
+                    lvs.bed
+                        .exec_any(h, &["nstat", "-az", "TcpExtIPReversePathFilter"])
+                        .map(|o| {
+                            String::from_utf8_lossy(&o.stdout)
+                                .lines()
+                                .find(|l| l.starts_with("TcpExtIPReversePathFilter"))
+                                .and_then(|l| l.split_whitespace().nth(1))
+                                .and_then(|v| v.parse().ok())
+                                .unwrap_or(0)
+                        })
+                        .unwrap_or(0)
+                })
+                .sum();
+            format!(
+                "  The director tunnelled the requests ({to_rs} IPIP packets left it), and uvs tunnel handed them to \
+                 tunl0, but with rp_filter=1 the real servers' kernels dropped them: a packet from {} arriving on \
+                 tunl0 fails the reverse-path check, because the route back to that client is via eth1 \
+                 (TcpExtIPReversePathFilter = {rpf}).\n  No SYN-ACK was ever sent: {answered} of {total} requests answered.",
+                lvs.addrs.client
+            )
+        }
+        _ => {
+            let rip_replies = frames
+                .iter()
+                .filter(|(n, _)| n.starts_with("client"))
+                .flat_map(|(_, v)| v.iter())
+                .filter(|s| s.syn && s.ack && s.src != vip)
+                .count();
+            format!(
+                "  Without the director as their default gateway the real servers send their replies straight to \
+                 the client, from their own address and port ({} SYN-ACKs from 10.78.1.x:8080 reached the client), \
+                 never translated back to {}:80.\n  The client never opened a connection to that address, so it \
+                 answers them with a reset: {answered} of {total} requests answered (the director saw {} SYNs).",
+                rip_replies,
+                lvs.addrs.vip,
+                syns_at_director()
+            )
+        }
+    }
+}
+
+/// Where the lab writes its temporary files.
+pub fn tmp_dir() -> PathBuf {
+    std::env::temp_dir()
 }

@@ -98,6 +98,16 @@ fn classify_ipv4<'a>(svcs: &ServiceTable, rx: RxMeta, eth_src: MacAddr, b: &'a [
     if ip.is_fragment() {
         return Class::Drop(DropReason::Fragment);
     }
+    // Linux drops bad options (and source routes, accept_source_route = 0) in ip_rcv,
+    // before IPVS: so does uvs. Valid options are kept and forwarded.
+    if ip.header_len() > ipv4::MIN_HEADER_LEN {
+        use crate::forward::frag::{OptionsError, check_options};
+        match check_options(&b[ipv4::MIN_HEADER_LEN..ip.header_len()]) {
+            Ok(()) => {}
+            Err(OptionsError::Malformed) => return Class::Drop(DropReason::BadIpOptions),
+            Err(OptionsError::SourceRoute) => return Class::Drop(DropReason::SourceRoute),
+        }
+    }
     let proto = ip.protocol();
     let payload = ip.payload();
     let whole = &b[..ip.total_len()];

@@ -49,17 +49,34 @@ drop_reasons! {
     FragNeeded => "fragmentation_needed",
     TxFull => "tx_queue_full",
     MethodUnsupported => "method_unsupported",
+    BadIpOptions => "bad_ip_options",
+    SourceRoute => "ip_source_route",
+    DefenseDropPacket => "defense_drop_packet",
+    NewConnRate => "new_conn_rate_limit",
 }
 
 /// Counters of one worker.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct WorkerCounters {
     pub rx: AtomicU64,
     pub forwarded: AtomicU64,
     pub answered: AtomicU64,
     pub passed: AtomicU64,
     pub neigh: AtomicU64,
-    drops: [AtomicU64; 32],
+    drops: [AtomicU64; 48],
+}
+
+impl Default for WorkerCounters {
+    fn default() -> Self {
+        WorkerCounters {
+            rx: AtomicU64::new(0),
+            forwarded: AtomicU64::new(0),
+            answered: AtomicU64::new(0),
+            passed: AtomicU64::new(0),
+            neigh: AtomicU64::new(0),
+            drops: [const { AtomicU64::new(0) }; 48],
+        }
+    }
 }
 
 #[inline]
@@ -89,7 +106,7 @@ mod tests {
 
     #[test]
     fn every_reason_has_a_slot_and_a_distinct_name() {
-        assert!(DropReason::ALL.len() <= 32);
+        assert!(DropReason::ALL.len() <= 48);
         let mut names: Vec<_> = DropReason::ALL.iter().map(|r| r.name()).collect();
         names.sort();
         names.dedup();

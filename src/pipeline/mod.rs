@@ -68,6 +68,8 @@ pub struct Shared {
     pub neigh: arc_swap::ArcSwap<ahash::AHashMap<(u32, [u8; 4]), MacAddr>>,
     /// Bumped on every publication of `neigh`, so connections can cache a MAC.
     pub neigh_gen: AtomicU32,
+    /// Frame copies for `--pcap` and `uvs trace` (none: tapping is off).
+    pub tap: arc_swap::ArcSwapOption<crate::director::tap::Tap>,
 }
 
 /// One route: destination/mask, outgoing interface, gateway (0 = on-link).
@@ -104,6 +106,7 @@ impl Shared {
             routes: arc_swap::ArcSwap::from_pointee(routes),
             neigh: arc_swap::ArcSwap::from_pointee(Default::default()),
             neigh_gen: AtomicU32::new(1),
+            tap: arc_swap::ArcSwapOption::empty(),
         }
     }
 

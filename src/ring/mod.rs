@@ -4,6 +4,7 @@
 //! This is the only module with `unsafe`: the kernel's ring interface demands raw
 //! socket options and shared memory. Every block says why it is sound.
 
+pub mod drive;
 pub mod fanout;
 pub mod mmsg;
 pub mod rx;

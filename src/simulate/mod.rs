@@ -288,62 +288,12 @@ impl Simulator {
 
     /// Connection entries and templates, sorted for a deterministic listing.
     fn conn_rows(&self) -> Vec<crate::ipvsadm::snapshot::ConnSnapshot> {
-        use crate::ipvsadm::snapshot::ConnSnapshot;
+        use crate::ipvsadm::snapshot::{conn_row, sort_conn_rows, template_row};
         let now = self.now_ms;
-        let proto_name = |p: u8| Protocol::from_ip_proto(p).map_or("IP", Protocol::name);
-        let mut rows: Vec<(ConnKey, u8, ConnSnapshot)> = Vec::new();
-        for (k, c) in self.worker.conns.iter() {
-            let state = if k.proto == crate::wire::ipv4::proto::TCP {
-                c.state.name()
-            } else {
-                "UDP"
-            };
-            rows.push((
-                *k,
-                1,
-                ConnSnapshot {
-                    proto_name: proto_name(k.proto),
-                    state,
-                    expires_s: c.expires_in(now),
-                    caddr: k.caddr.into(),
-                    cport: k.cport,
-                    vaddr: k.vaddr.into(),
-                    vport: k.vport,
-                    daddr: c.daddr.into(),
-                    dport: c.dport,
-                    pe: None,
-                },
-            ));
-        }
-        for t in self.sh.services.load().conn_shared().templates.snapshot() {
-            let (vport, dport) = t.shown_ports();
-            let key = ConnKey {
-                proto: t.key.proto,
-                caddr: t.key.snet,
-                cport: 0,
-                vaddr: t.key.vaddr,
-                vport,
-            };
-            rows.push((
-                key,
-                0,
-                ConnSnapshot {
-                    proto_name: proto_name(t.key.proto),
-                    // Templates list as NONE whatever their protocol.
-                    state: "NONE",
-                    expires_s: t.expires_in(now),
-                    caddr: t.key.snet.into(),
-                    cport: 0,
-                    vaddr: t.key.vaddr.into(),
-                    vport,
-                    daddr: t.dest.addr,
-                    dport,
-                    pe: None,
-                },
-            ));
-        }
-        rows.sort_by_key(|(k, kind, s)| (k.vaddr, k.vport, k.proto, k.caddr, *kind, k.cport, s.expires_s));
-        rows.into_iter().map(|r| r.2).collect()
+        let mut rows: Vec<_> = self.worker.conns.iter().map(|(k, c)| conn_row(k, c, now)).collect();
+        let templates = self.sh.services.load().conn_shared().templates.snapshot();
+        rows.extend(templates.iter().map(|t| template_row(t, now)));
+        sort_conn_rows(rows)
     }
 }
 

@@ -1,11 +1,21 @@
 //! `uvs blast`: a traffic generator for measurements. Writes UDP frames into an
-//! AF_PACKET TX ring as fast as it can (or paced) for a bounded time and count,
-//! cycling over `flows` source ports. Test beds only: it sends inside namespaces.
+//! AF_PACKET TX ring as fast as it can (or paced, busy-waiting) for a bounded time
+//! and count. Test beds only: it sends inside namespaces.
+//!
+//! Flows: by default it cycles over `flows` source ports of one source address. With
+//! `new_flows` every frame is a flow never sent before: the source port walks
+//! 1024..=65535 and the source address steps up by one every 64512 frames, starting
+//! at flow number `flow_offset` (so consecutive runs can keep every flow new).
+//!
+//! It reports what it actually queued and for how long: `sent=N seconds=S`.
 
 use std::time::{Duration, Instant};
 
 use crate::ring::TxRing;
 use crate::wire::{MacAddr, ethernet, ipv4};
+
+/// Source ports a new-flow run walks per source address.
+pub const PORTS_PER_ADDR: u64 = 65536 - 1024;
 
 #[derive(Debug, Clone)]
 pub struct BlastOptions {
@@ -15,63 +25,99 @@ pub struct BlastOptions {
     pub dst: [u8; 4],
     pub dport: u16,
     pub flows: u16,
+    /// A new flow (source address and port) for every frame.
+    pub new_flows: bool,
+    /// First flow number of a `new_flows` run.
+    pub flow_offset: u64,
     pub seconds: f64,
     pub max_packets: u64,
     /// Packets per second; 0 = as fast as possible.
     pub pps: u64,
+    /// Frames queued per kick of the kernel (sendto on the TX ring).
+    pub burst: usize,
     pub payload: usize,
 }
 
-/// Returns the number of frames queued.
-pub fn blast(o: &BlastOptions) -> Result<u64, String> {
+/// What a run did.
+#[derive(Debug, Clone, Copy)]
+pub struct BlastReport {
+    /// Frames handed to the kernel.
+    pub sent: u64,
+    /// From the first frame to the last kick.
+    pub seconds: f64,
+}
+
+/// Send as configured; returns what was actually sent.
+pub fn blast(o: &BlastOptions) -> Result<BlastReport, String> {
     let iface = crate::director::iface::discover(&o.iface)?;
     let mut ring = TxRing::open(iface.ifindex, 2048, 4096).map_err(|e| e.to_string())?;
     let mut frame = vec![0u8; ethernet::HEADER_LEN + 28 + o.payload];
     ethernet::emit(&mut frame, o.dst_mac, iface.mac, ethernet::ethertype::IPV4);
     let total = (28 + o.payload) as u16;
-    ipv4::Repr {
-        tos: 0,
-        total_len: total,
-        ident: 0,
-        dont_frag: true,
-        ttl: 64,
-        protocol: 17,
-        src: o.src,
-        dst: o.dst,
-    }
-    .emit(&mut frame[ethernet::HEADER_LEN..]);
+    let ip_header = |frame: &mut [u8], src: [u8; 4]| {
+        ipv4::Repr {
+            tos: 0,
+            total_len: total,
+            ident: 0,
+            dont_frag: true,
+            ttl: 64,
+            protocol: 17,
+            src,
+            dst: o.dst,
+        }
+        .emit(&mut frame[ethernet::HEADER_LEN..]);
+    };
+    ip_header(&mut frame, o.src);
     let u = ethernet::HEADER_LEN + 20;
     frame[u + 2..u + 4].copy_from_slice(&o.dport.to_be_bytes());
     frame[u + 4..u + 6].copy_from_slice(&(8 + o.payload as u16).to_be_bytes());
+    frame[u + 6..u + 8].copy_from_slice(&[0, 0]); // UDP checksum 0: none
+    let burst = o.burst.clamp(1, 2048) as u64;
     let start = Instant::now();
     let end = start + Duration::from_secs_f64(o.seconds);
+    let ns_per_pkt = if o.pps > 0 { 1e9 / o.pps as f64 } else { 0.0 };
     let mut sent = 0u64;
-    let flows = o.flows.max(1);
+    let flows = o.flows.max(1) as u64;
+    let mut addr_step = u64::MAX;
     while sent < o.max_packets {
         if sent.is_multiple_of(64) && Instant::now() >= end {
             break;
         }
-        if o.pps > 0 {
-            let due = start + Duration::from_secs_f64(sent as f64 / o.pps as f64);
+        if o.pps > 0 && sent.is_multiple_of(burst) {
+            // Pace per burst: the burst's first frame waits for its due time.
+            let due = start + Duration::from_nanos((sent as f64 * ns_per_pkt) as u64);
             while Instant::now() < due {
                 std::hint::spin_loop();
             }
         }
-        let sport = 1024 + (sent % flows as u64) as u16;
+        let sport = if o.new_flows {
+            let n = o.flow_offset + sent;
+            let step = n / PORTS_PER_ADDR;
+            if step != addr_step {
+                addr_step = step;
+                let src = u32::from_be_bytes(o.src).wrapping_add(step as u32).to_be_bytes();
+                ip_header(&mut frame, src);
+            }
+            1024 + (n % PORTS_PER_ADDR) as u16
+        } else {
+            1024 + (sent % flows) as u16
+        };
         frame[u..u + 2].copy_from_slice(&sport.to_be_bytes());
-        frame[u + 6..u + 8].copy_from_slice(&[0, 0]); // UDP checksum 0: none
         match ring.buffer() {
             Some(b) => {
                 b[..frame.len()].copy_from_slice(&frame);
                 ring.commit(frame.len());
                 sent += 1;
+                if sent.is_multiple_of(burst) {
+                    ring.flush();
+                }
             }
             None => ring.flush(),
         }
-        if sent.is_multiple_of(32) {
-            ring.flush();
-        }
     }
     ring.flush();
-    Ok(sent)
+    Ok(BlastReport {
+        sent,
+        seconds: start.elapsed().as_secs_f64(),
+    })
 }

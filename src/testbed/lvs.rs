@@ -58,9 +58,9 @@ impl Lvs {
     /// Build the DR topology of the tutorial (seed 001): the VIP on the real servers'
     /// lo/32 with arp_ignore=1 and arp_announce=2. `skip_arp_ignore` leaves those two
     /// sysctls out (to show what breaks).
-    pub fn dr(tag: &str, exe: &str, addrs: Addrs, skip_arp_ignore: bool, verbose: bool) -> Result<Lvs, String> {
+    pub fn dr(tag: &str, exe: &str, addrs: Addrs, skip_arp_ignore: bool, narrate: bool) -> Result<Lvs, String> {
         let mut bed = Testbed::new(tag);
-        bed.verbose = verbose;
+        bed.narrate = narrate;
         for h in ["client", "dir", "rs1", "rs2"] {
             bed.add_host(h)?;
         }
@@ -72,10 +72,18 @@ impl Lvs {
             let h = format!("rs{}", i + 1);
             if !skip_arp_ignore {
                 // Before the VIP is added, so that it is never announced.
+                bed.say(&h, "sysctl -w net.ipv4.conf.all.arp_ignore=1");
                 bed.sysctl(&h, "net.ipv4.conf.all.arp_ignore", "1")?;
+                bed.say(&h, "sysctl -w net.ipv4.conf.all.arp_announce=2");
                 bed.sysctl(&h, "net.ipv4.conf.all.arp_announce", "2")?;
+            } else {
+                bed.say(
+                    &h,
+                    "# SKIPPED: sysctl -w net.ipv4.conf.all.arp_ignore=1 / arp_announce=2",
+                );
             }
             rs_mac[i] = bed.plug(&h, "eth0", &format!("{ip}/{pl}"))?;
+            bed.say(&h, &format!("ip addr add {}/32 dev lo", addrs.vip));
             bed.exec(&h, &["ip", "addr", "add", &format!("{}/32", addrs.vip), "dev", "lo"])?;
             bed.spawn(
                 &h,
@@ -116,10 +124,10 @@ impl Lvs {
     /// address; `one_arm` puts both subnets on the director's single interface.
     /// `skip_gateway` leaves the real servers' default route out (to show what breaks).
     /// Real servers serve HTTP on port 8080 (the rules map VIP:80 to it) and UDP on 53.
-    pub fn nat(tag: &str, exe: &str, one_arm: bool, skip_gateway: bool, verbose: bool) -> Result<Lvs, String> {
+    pub fn nat(tag: &str, exe: &str, one_arm: bool, skip_gateway: bool, narrate: bool) -> Result<Lvs, String> {
         let (addrs, gw) = Lvs::nat_addrs();
         let mut bed = Testbed::new(tag);
-        bed.verbose = verbose;
+        bed.narrate = narrate;
         for h in ["client", "dir", "rs1", "rs2"] {
             bed.add_host(h)?;
         }
@@ -138,7 +146,17 @@ impl Lvs {
             let h = format!("rs{}", i + 1);
             rs_mac[i] = bed.plug_into(inside, &h, "eth0", &format!("{ip}/24"))?;
             if !skip_gateway {
+                bed.say(&h, &format!("ip route add default via {gw}"));
                 bed.exec(&h, &["ip", "route", "add", "default", "via", &gw])?;
+            } else {
+                // The mistake: the real server reaches the clients' network directly
+                // (its usual router), not through the director.
+                bed.say(&h, &format!("# SKIPPED: ip route add default via {gw}"));
+                bed.say(
+                    &h,
+                    "ip route add 192.168.77.0/24 dev eth0   # replies go straight to the client",
+                );
+                bed.exec(&h, &["ip", "route", "add", "192.168.77.0/24", "dev", "eth0"])?;
             }
             bed.spawn(
                 &h,
@@ -176,7 +194,7 @@ impl Lvs {
     /// over the client's segment. Each real server runs `uvs tunnel` (no ipip module
     /// needed) with the VIP on tunl0, rp_filter off, arp_ignore=1/arp_announce=2.
     /// `keep_rp_filter` leaves rp_filter at 1 (to show what breaks).
-    pub fn tun(tag: &str, exe: &str, rs_mtu: u32, keep_rp_filter: bool, verbose: bool) -> Result<Lvs, String> {
+    pub fn tun(tag: &str, exe: &str, rs_mtu: u32, keep_rp_filter: bool, narrate: bool) -> Result<Lvs, String> {
         let addrs = Addrs {
             vip: "10.77.0.100".into(),
             client: "10.77.0.10".into(),
@@ -185,7 +203,7 @@ impl Lvs {
             prefix_len: 24,
         };
         let mut bed = Testbed::new(tag);
-        bed.verbose = verbose;
+        bed.narrate = narrate;
         for h in ["client", "dir", "rs1", "rs2"] {
             bed.add_host(h)?;
         }
@@ -199,6 +217,13 @@ impl Lvs {
             bed.sysctl(&h, "net.ipv4.conf.all.arp_ignore", "1")?;
             bed.sysctl(&h, "net.ipv4.conf.all.arp_announce", "2")?;
             let rp = if keep_rp_filter { "1" } else { "0" };
+            if keep_rp_filter {
+                bed.say(&h, "# SKIPPED: sysctl -w net.ipv4.conf.all.rp_filter=0 (left at 1)");
+            } else {
+                bed.say(&h, "sysctl -w net.ipv4.conf.all.rp_filter=0");
+            }
+            bed.say(&h, "sysctl -w net.ipv4.conf.all.arp_ignore=1");
+            bed.say(&h, "sysctl -w net.ipv4.conf.all.arp_announce=2");
             bed.sysctl(&h, "net.ipv4.conf.all.rp_filter", rp)?;
             bed.sysctl(&h, "net.ipv4.conf.default.rp_filter", rp)?;
             rs_mac[i] = bed.plug_into("br1", &h, "eth0", &format!("{ip}/24"))?;
@@ -206,6 +231,7 @@ impl Lvs {
             // The reply path to the client's segment.
             bed.plug(&h, "eth1", &format!("10.77.0.{}/24", 21 + i))?;
             let log = std::fs::File::create(std::env::temp_dir().join(format!("{}-{h}-tunnel.log", bed.prefix))).ok();
+            bed.say(&h, "uvs tunnel --iface eth0 --vip 10.77.0.100 &  # VIP on tunl0");
             bed.spawn(&h, &[exe, "tunnel", "--iface", "eth0", "--vip", "10.77.0.100"], log)?;
             bed.spawn(
                 &h,
@@ -256,6 +282,11 @@ impl Lvs {
             args.push("--iface");
             args.push(i);
         }
+        // Each bed's director gets its own control socket (beds share the filesystem).
+        let control = self.control_path().to_string_lossy().to_string();
+        if !extra.contains(&"--control") {
+            args.extend_from_slice(&["--control", &control]);
+        }
         args.extend_from_slice(extra);
         self.director_pid = Some(self.bed.spawn("dir", &args, Some(f))?);
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -272,6 +303,11 @@ impl Lvs {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The director's control socket (`UVS_CONTROL` for `uvs adm` / `ipvsadm`).
+    pub fn control_path(&self) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("{}-control.sock", self.bed.prefix))
     }
 
     /// Stop the director (SIGTERM) and return its log.

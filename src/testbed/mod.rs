@@ -8,6 +8,7 @@
 //! and deletes its namespaces, which removes their interfaces.
 
 pub mod blast;
+pub mod ceiling;
 pub mod lvs;
 pub mod serve;
 
@@ -31,6 +32,8 @@ pub struct Testbed {
     ports: u32,
     /// Print every command as the equivalent shell line.
     pub verbose: bool,
+    /// Print the tutorial steps (see [`Testbed::say`]).
+    pub narrate: bool,
 }
 
 impl Testbed {
@@ -46,6 +49,7 @@ impl Testbed {
             switch: None,
             ports: 0,
             verbose: false,
+            narrate: false,
         }
     }
 
@@ -72,6 +76,13 @@ impl Testbed {
             ));
         }
         Ok(out)
+    }
+
+    /// Print a tutorial step as the shell command a student would type on `host`.
+    pub fn say(&self, host: &str, cmd: &str) {
+        if self.narrate {
+            println!("  {host:>6}$ {cmd}");
+        }
     }
 
     /// Create namespace `short` with loopback up.

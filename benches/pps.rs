@@ -1,0 +1,870 @@
+//! End-to-end packet-rate harness (issue 8): the max loss-free rate (MLR, ≤ 0.5 %
+//! loss) of uvs next to an AF_PACKET ceiling and the kernel's own forwarding and NAT,
+//! in one run on one namespace topology. Needs root; without it, it says SKIPPED.
+//!
+//! ```text
+//! sudo apt-get install -y --no-install-recommends nftables   # (the bench also tries)
+//! sudo cargo bench --bench pps              # full run, a few minutes
+//! sudo PPS_QUICK=1 cargo bench --bench pps  # fewer points, ~1 minute
+//! ```
+//!
+//! Topology: direct veth pairs, no bridge.
+//!
+//! ```text
+//!  gen eth0 10.90.0.10/16 ── eth0 dut eth1 10.91.1.1 ── s1 eth0 10.91.1.11
+//!        (VIP 10.90.0.100)  10.90.0.2/16  eth2 10.91.2.1 ── s2 eth0 10.91.2.12
+//! ```
+//!
+//! The generator (`uvs blast`, a TX-ring UDP generator with busy-wait pacing, 64-byte
+//! frames) and the sinks' receive processing run on core 0 (the harness pins itself
+//! and its children there; RPS on the sinks); the DUT runs on core 1 (RPS on the DUT's
+//! interfaces, `uvs run --cpus 1`, `uvs ceiling --cpu 1`). Sinks count frames with
+//! their interface rx counters and drop them at nftables netdev ingress (ARP passes).
+//! A trial offers a paced rate for a bounded time and count, then waits until the
+//! sinks' counters stop moving (frames still in rings and backlogs), so loss is
+//! `1 - received / sent`. The MLR is found by bisection over the offered rate,
+//! starting from the generator's own ceiling.
+//!
+//! Rows: generator ceiling; `ceiling` (the harness's minimal forwarder: the director's
+//! ring code and loop, MAC rewrite only); kernel IP forwarding; kernel nftables DNAT
+//! (`numgen inc mod 2`, conntrack) with one flow and a new flow per frame; uvs DR, NAT
+//! and TUN (rr over both sinks), one flow and a new flow per frame, 1 and 2 workers;
+//! uvs DR with `--drop-kernel-copy`; then overload (unpaced offered load, repeated) for
+//! uvs and the ceiling. CPU per packet is the DUT core's busy time (user, system,
+//! irq, softirq from /proc/stat; plus the second worker's thread time when it runs on
+//! core 0) over the frames delivered. Results go to target/pps.json as well.
+//!
+//! uvs rows use `--set 0 0 2` (UDP entries expire after 2 s) so that new-flow trials
+//! do not accumulate millions of entries; the kernel NAT rows set
+//! nf_conntrack_udp_timeout=2 in the DUT namespace likewise.
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use uvs::testbed::Testbed;
+
+const UVS: &str = env!("CARGO_BIN_EXE_uvs");
+const VIP: &str = "10.90.0.100";
+const S_IP: [&str; 2] = ["10.91.1.11", "10.91.2.12"];
+const MAX_LOSS: f64 = 0.005;
+/// Wire bits per 64-byte frame (60 bytes sent + 4 FCS), for Mbit/s.
+const BITS_PER_FRAME: f64 = 64.0 * 8.0;
+const DUT_CPU: usize = 1;
+const GEN_CPU: usize = 0;
+
+#[derive(Clone, Copy)]
+struct Cfg {
+    quick: bool,
+    trial_s: f64,
+    steps: usize,
+    overload_runs: usize,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Trial {
+    offered: f64,
+    delivered: f64,
+    loss: f64,
+    cpu_ns: f64,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Row {
+    name: String,
+    group: &'static str,
+    mlr: f64,
+    cpu_ns: f64,
+    trials: usize,
+    gen_bound: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Overload {
+    name: String,
+    runs: Vec<f64>,
+    mlr: f64,
+}
+
+impl Overload {
+    fn mean(&self) -> f64 {
+        self.runs.iter().sum::<f64>() / self.runs.len().max(1) as f64
+    }
+    fn variation(&self) -> f64 {
+        let max = self.runs.iter().cloned().fold(0.0, f64::max);
+        let min = self.runs.iter().cloned().fold(f64::INFINITY, f64::min);
+        if self.runs.is_empty() {
+            0.0
+        } else {
+            (max - min) / self.mean()
+        }
+    }
+}
+
+/// What a trial sends.
+#[derive(Clone)]
+struct Load {
+    dst: String,
+    new_flows: bool,
+    /// A uvs process whose worker thread `uvs-worker-1` runs on the generator's core.
+    extra_thread: Option<u32>,
+}
+
+struct Harness {
+    bed: Testbed,
+    cfg: Cfg,
+    dut_mac: String,
+    sink_mac: [String; 2],
+    flow_offset: u64,
+    dut_pid: Option<u32>,
+    log: std::path::PathBuf,
+}
+
+fn parse_sent(text: &str) -> (u64, f64) {
+    let mut sent = 0;
+    let mut secs = 0.0;
+    for w in text.split_whitespace() {
+        if let Some(v) = w.strip_prefix("sent=") {
+            sent = v.parse().unwrap_or(0);
+        } else if let Some(v) = w.strip_prefix("seconds=") {
+            secs = v.parse().unwrap_or(0.0);
+        }
+    }
+    (sent, secs)
+}
+
+/// Busy jiffies of `cpu` (user, nice, system, irq, softirq).
+fn cpu_busy(cpu: usize) -> u64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let tag = format!("cpu{cpu} ");
+    stat.lines()
+        .find(|l| l.starts_with(&tag))
+        .map(|l| {
+            let v: Vec<u64> = l.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+            v.first().unwrap_or(&0)
+                + v.get(1).unwrap_or(&0)
+                + v.get(2).unwrap_or(&0)
+                + v.get(5).unwrap_or(&0)
+                + v.get(6).unwrap_or(&0)
+        })
+        .unwrap_or(0)
+}
+
+/// utime + stime (jiffies) of the threads of `pid` named `name`.
+fn thread_time(pid: u32, name: &str) -> u64 {
+    let mut t = 0;
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    for e in dir.flatten() {
+        let Ok(s) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        let (Some(a), Some(b)) = (s.find('('), s.rfind(')')) else {
+            continue;
+        };
+        if &s[a + 1..b] != name {
+            continue;
+        }
+        let f: Vec<&str> = s[b + 2..].split_whitespace().collect();
+        // Fields after the comm: state is [0]; utime and stime are fields 14, 15 of stat.
+        t += f.get(11).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
+        t += f.get(12).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
+    }
+    t
+}
+
+fn jiffy_ns() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    1e9 / if hz > 0 { hz as f64 } else { 100.0 }
+}
+
+impl Harness {
+    fn setup(cfg: Cfg) -> Result<Harness, String> {
+        let mut bed = Testbed::new("pps");
+        for h in ["gen", "dut", "s1", "s2"] {
+            bed.add_host(h)?;
+        }
+        bed.link("gen", "eth0", "10.90.0.10/16", "dut", "eth0", "10.90.0.2/16")?;
+        bed.link("dut", "eth1", "10.91.1.1/24", "s1", "eth0", "10.91.1.11/24")?;
+        bed.link("dut", "eth2", "10.91.2.1/24", "s2", "eth0", "10.91.2.12/24")?;
+        let dut_mac = bed.mac("dut", "eth0")?;
+        let sink_mac = [bed.mac("s1", "eth0")?, bed.mac("s2", "eth0")?];
+        // Receive processing: the DUT's on its core, the sinks' on the generator's.
+        let dut_mask = format!("{:x}", 1u32 << DUT_CPU);
+        let gen_mask = format!("{:x}", 1u32 << GEN_CPU);
+        for (ns, ifs, mask) in [
+            ("dut", &["eth0", "eth1", "eth2"][..], &dut_mask),
+            ("s1", &["eth0"][..], &gen_mask),
+            ("s2", &["eth0"][..], &gen_mask),
+            ("gen", &["eth0"][..], &gen_mask),
+        ] {
+            for i in ifs {
+                bed.exec(
+                    ns,
+                    &[
+                        "sh",
+                        "-c",
+                        &format!("echo {mask} > /sys/class/net/{i}/queues/rx-0/rps_cpus"),
+                    ],
+                )?;
+            }
+        }
+        for s in ["s1", "s2"] {
+            nft(
+                &bed,
+                s,
+                "table netdev sink {\n chain in {\n  type filter hook ingress device \"eth0\" priority 0;\n  meta protocol ip drop;\n }\n}\n",
+            )?;
+        }
+        bed.sysctl("dut", "net.ipv4.conf.all.rp_filter", "0")?;
+        bed.sysctl("dut", "net.ipv4.conf.default.rp_filter", "0")?;
+        let log = std::env::temp_dir().join(format!("{}-dut.log", bed.prefix));
+        Ok(Harness {
+            bed,
+            cfg,
+            dut_mac,
+            sink_mac,
+            flow_offset: 0,
+            dut_pid: None,
+            log,
+        })
+    }
+
+    fn counter(&self, ns: &str, path: &str) -> u64 {
+        self.bed
+            .exec(ns, &["cat", path])
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().parse().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
+    fn sink_rx(&self) -> u64 {
+        let p = "/sys/class/net/eth0/statistics/rx_packets";
+        self.counter("s1", p) + self.counter("s2", p)
+    }
+
+    /// Wait until the sinks' counters stop moving (bounded), then return them.
+    fn settled_rx(&self) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut last = self.sink_rx();
+        loop {
+            std::thread::sleep(Duration::from_millis(30));
+            let now = self.sink_rx();
+            if now == last || Instant::now() > deadline {
+                return now;
+            }
+            last = now;
+        }
+    }
+
+    fn blast(&mut self, load: &Load, pps: f64, secs: f64, max: u64) -> (u64, f64) {
+        let gen_ns = self.bed.ns("gen");
+        let (p, s, m) = (format!("{}", pps as u64), format!("{secs}"), max.to_string());
+        let off = self.flow_offset.to_string();
+        let mut args = vec![
+            "taskset",
+            "-c",
+            "0",
+            "ip",
+            "netns",
+            "exec",
+            &gen_ns,
+            UVS,
+            "blast",
+            "--iface",
+            "eth0",
+            "--dst-mac",
+            &self.dut_mac,
+            "--src",
+            "10.90.1.1",
+            "--dst",
+            &load.dst,
+            "--pps",
+            &p,
+            "--seconds",
+            &s,
+            "--max-packets",
+            &m,
+        ];
+        if load.new_flows {
+            args.extend_from_slice(&["--new-flows", "--flow-offset", &off]);
+        }
+        let out = self.bed.run(&args).unwrap_or_else(|e| panic!("blast: {e}"));
+        let (sent, secs) = parse_sent(&String::from_utf8_lossy(&out.stdout));
+        if load.new_flows {
+            self.flow_offset += sent;
+        }
+        (sent, secs.max(1e-6))
+    }
+
+    /// One bounded run at `pps` offered (0 = unpaced).
+    fn trial(&mut self, load: &Load, pps: f64, secs: f64) -> Trial {
+        let before = self.sink_rx();
+        let (c0, t0) = (
+            cpu_busy(DUT_CPU),
+            load.extra_thread.map(|p| thread_time(p, "uvs-worker-1")),
+        );
+        let max = if pps > 0.0 {
+            (pps * secs).ceil() as u64 + 1
+        } else {
+            100_000_000
+        };
+        let (sent, took) = self.blast(load, pps, secs, max);
+        let got = self.settled_rx().saturating_sub(before);
+        let mut busy = cpu_busy(DUT_CPU) - c0;
+        if let (Some(p), Some(t0)) = (load.extra_thread, t0) {
+            busy += thread_time(p, "uvs-worker-1").saturating_sub(t0);
+        }
+        let t = Trial {
+            offered: sent as f64 / took,
+            delivered: got as f64 / took,
+            loss: if sent == 0 {
+                1.0
+            } else {
+                1.0 - got.min(sent) as f64 / sent as f64
+            },
+            cpu_ns: busy as f64 * jiffy_ns() / got.max(1) as f64,
+        };
+        std::thread::sleep(Duration::from_millis(if self.cfg.quick { 50 } else { 150 }));
+        t
+    }
+
+    /// The max loss-free rate: first an unpaced trial (if even that is loss-free, the
+    /// generator is the bottleneck), then bisection below what it offered, starting
+    /// just under the rate the DUT delivered.
+    fn mlr(&mut self, name: &str, group: &'static str, load: &Load) -> Row {
+        let secs = self.cfg.trial_s;
+        let mut best: Option<Trial> = None;
+        let mut trace = String::new();
+        let first = self.trial(load, 0.0, secs);
+        let _ = write!(trace, " max {:.0}k->{:.0}k", first.offered / 1e3, first.delivered / 1e3);
+        let mut n = 1;
+        let gen_bound = first.loss <= MAX_LOSS;
+        if gen_bound {
+            best = Some(first);
+        } else {
+            let (mut lo, mut hi) = (0.0f64, first.offered);
+            let mut probe = first.delivered * 0.98;
+            for _ in 1..self.cfg.steps {
+                let t = self.trial(load, probe, secs);
+                n += 1;
+                let pass = t.loss <= MAX_LOSS;
+                let _ = write!(trace, " {:.0}k{}", t.offered / 1e3, if pass { "+" } else { "-" });
+                if pass {
+                    lo = probe;
+                    if best.is_none_or(|b| t.delivered > b.delivered) {
+                        best = Some(t);
+                    }
+                } else {
+                    hi = probe.min(hi);
+                }
+                if hi - lo < 0.01 * first.offered {
+                    break;
+                }
+                probe = (lo + hi) / 2.0;
+            }
+        }
+        let b = best.unwrap_or_default();
+        println!("  {name:<28} {:>7.0} kpps  ({n} trials:{trace})", b.delivered / 1e3);
+        Row {
+            name: name.to_string(),
+            group,
+            mlr: b.delivered,
+            cpu_ns: b.cpu_ns,
+            trials: n,
+            gen_bound,
+        }
+    }
+
+    fn overload(&mut self, name: &str, load: &Load, mlr: f64) -> Overload {
+        let mut o = Overload {
+            name: name.to_string(),
+            runs: Vec::new(),
+            mlr,
+        };
+        for _ in 0..self.cfg.overload_runs {
+            let t = self.trial(load, 0.0, self.cfg.trial_s);
+            o.runs.push(t.delivered);
+        }
+        let runs: Vec<String> = o.runs.iter().map(|r| format!("{:.0}k", r / 1e3)).collect();
+        println!("  overload {name:<19} {}", runs.join(" "));
+        o
+    }
+
+    /// Stop whatever runs in the DUT and put it back to plain (no forwarding, no
+    /// rules, no static neighbours).
+    fn reset_dut(&mut self) {
+        if let Some(pid) = self.dut_pid.take() {
+            self.bed.stop(pid);
+        }
+        let _ = self.bed.exec_any("dut", &["nft", "flush", "ruleset"]);
+        let _ = self.bed.sysctl("dut", "net.ipv4.ip_forward", "0");
+        for i in ["eth1", "eth2"] {
+            let _ = self.bed.exec_any("dut", &["ip", "neigh", "flush", "dev", i]);
+        }
+    }
+
+    fn spawn_dut(&mut self, args: &[&str], ready: &str) -> Result<u32, String> {
+        let f = std::fs::File::create(&self.log).map_err(|e| e.to_string())?;
+        let pid = self.bed.spawn("dut", args, Some(f))?;
+        self.dut_pid = Some(pid);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            if text.contains(ready) {
+                return Ok(pid);
+            }
+            if Instant::now() > deadline || text.lines().any(|l| l.starts_with("uvs: ") && !l.contains("warning")) {
+                return Err(format!("DUT did not start: {text}"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kernel_setup(&mut self, nat: bool) -> Result<(), String> {
+        self.reset_dut();
+        self.bed.sysctl("dut", "net.ipv4.ip_forward", "1")?;
+        for (i, (ip, mac)) in S_IP.iter().zip(&self.sink_mac).enumerate() {
+            let dev = format!("eth{}", i + 1);
+            self.bed.exec(
+                "dut",
+                &[
+                    "ip",
+                    "neigh",
+                    "replace",
+                    ip,
+                    "lladdr",
+                    mac,
+                    "dev",
+                    &dev,
+                    "nud",
+                    "permanent",
+                ],
+            )?;
+        }
+        if nat {
+            let _ = self.bed.sysctl("dut", "net.netfilter.nf_conntrack_udp_timeout", "2");
+            nft(
+                &self.bed,
+                "dut",
+                &format!(
+                    "table ip bench {{\n chain pre {{\n  type nat hook prerouting priority dstnat;\n  ip daddr {VIP} udp dport 9 dnat to numgen inc mod 2 map {{ 0 : {}, 1 : {} }};\n }}\n}}\n",
+                    S_IP[0], S_IP[1]
+                ),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn uvs_setup(&mut self, method: &str, workers: usize, extra: &[&str]) -> Result<u32, String> {
+        self.reset_dut();
+        let rules = std::env::temp_dir().join(format!("{}-rules", self.bed.prefix));
+        std::fs::write(
+            &rules,
+            format!(
+                "--set 0 0 2\n-A -u {VIP}:9 -s rr\n-a -u {VIP}:9 -r {}:9 {method}\n-a -u {VIP}:9 -r {}:9 {method}\n",
+                S_IP[0], S_IP[1]
+            ),
+        )
+        .map_err(|e| e.to_string())?;
+        let r = rules.to_string_lossy().to_string();
+        let w = workers.to_string();
+        let cpus = if workers == 1 { "1" } else { "1,0" };
+        let mut args = vec![
+            UVS,
+            "run",
+            "--iface",
+            "eth0",
+            "--iface",
+            "eth1",
+            "--iface",
+            "eth2",
+            "--rules",
+            &r,
+            "--workers",
+            &w,
+            "--cpus",
+            cpus,
+            "--max-conns",
+            "4194304",
+        ];
+        args.extend_from_slice(extra);
+        let pid = self.spawn_dut(&args, "director ready")?;
+        Ok(pid)
+    }
+
+    fn warm(&mut self, load: &Load) {
+        let _ = self.trial(load, 20_000.0, 0.05);
+    }
+}
+
+fn nft(bed: &Testbed, ns: &str, script: &str) -> Result<(), String> {
+    let path = std::env::temp_dir().join(format!("{}-{ns}.nft", bed.prefix));
+    std::fs::write(&path, script).map_err(|e| e.to_string())?;
+    bed.exec(ns, &["nft", "-f", &path.to_string_lossy()]).map(|_| ())
+}
+
+/// Install nftables if it is missing (root only; the bench is not part of CI).
+fn ensure_nft() -> bool {
+    let have = || {
+        std::process::Command::new("nft")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if have() {
+        return true;
+    }
+    eprintln!("pps: installing nftables (apt-get install -y nftables)");
+    let _ = std::process::Command::new("sh")
+        .args([
+            "-c",
+            "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nftables >/dev/null 2>&1 \
+             || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nftables) >/dev/null 2>&1",
+        ])
+        .status();
+    have()
+}
+
+/// Per-packet cost of the pipeline alone (no sockets), ns: warmed loop, best of 5.
+fn pipeline_costs() -> Vec<(&'static str, f64)> {
+    use uvs::pipeline::fixture::*;
+    use uvs::pipeline::{RxMeta, Worker, pkttype};
+    let rx = RxMeta {
+        ifindex: IFINDEX,
+        pkttype: pkttype::HOST,
+        csum_partial: false,
+    };
+    let rules = format!("{RULES_ALL}-A -u 10.0.0.100:55 -s rr\n-a -u 10.0.0.100:55 -r 10.0.0.12:55 -i -w 1\n");
+    let (sh, _ctl) = director_with(&rules);
+    let svcs = sh.services.load();
+    let mut out = VecEmit::counting();
+    let mut res = Vec::new();
+    for (name, port) in [("DR", 53u16), ("NAT", 54), ("TUN", 55)] {
+        let mut w = Worker::new(0, 1 << 22);
+        let f = udp_frame(40000, port, &[0u8; 18]);
+        w.process(&sh, &svcs, 0, rx, &f, &mut out);
+        let mut best = f64::MAX;
+        for _ in 0..5 {
+            let t = Instant::now();
+            for _ in 0..200_000 {
+                std::hint::black_box(w.process(&sh, &svcs, 1, rx, std::hint::black_box(&f), &mut out));
+            }
+            best = best.min(t.elapsed().as_nanos() as f64 / 200_000.0);
+        }
+        res.push((name, best));
+    }
+    for (name, port) in [("DR new flow", 53u16), ("NAT new flow", 54)] {
+        let frames: Vec<Vec<u8>> = (0..200_000u32)
+            .map(|i| {
+                let mut f = udp_frame(1024 + (i % 60000) as u16, port, &[0u8; 18]);
+                f[26..30].copy_from_slice(&(0xC000_0000u32 + i / 60000).to_be_bytes());
+                f[24..26].copy_from_slice(&[0, 0]);
+                let c = uvs::wire::checksum::checksum(&f[14..34]);
+                f[24..26].copy_from_slice(&c.to_be_bytes());
+                f
+            })
+            .collect();
+        let mut best = f64::MAX;
+        for _ in 0..3 {
+            let mut w = Worker::new(0, 1 << 22);
+            let t = Instant::now();
+            for f in &frames {
+                std::hint::black_box(w.process(&sh, &svcs, 1, rx, f, &mut out));
+            }
+            best = best.min(t.elapsed().as_nanos() as f64 / frames.len() as f64);
+        }
+        res.push((name, best));
+    }
+    res
+}
+
+fn main() {
+    if !uvs::testbed::is_root() {
+        eprintln!("*** SKIPPED pps bench: needs root (namespaces, AF_PACKET) ***");
+        return;
+    }
+    if !ensure_nft() {
+        eprintln!("*** SKIPPED pps bench: needs nft (apt-get install nftables) ***");
+        return;
+    }
+    if core_affinity::get_core_ids().unwrap_or_default().len() < 2 {
+        eprintln!("*** SKIPPED pps bench: needs 2 cores ***");
+        return;
+    }
+    let quick = std::env::var("PPS_QUICK").is_ok_and(|v| v != "0" && !v.is_empty());
+    let cfg = if quick {
+        Cfg {
+            quick,
+            trial_s: 0.25,
+            steps: 5,
+            overload_runs: 3,
+        }
+    } else {
+        Cfg {
+            quick,
+            trial_s: 0.6,
+            steps: 7,
+            overload_runs: 5,
+        }
+    };
+    // The harness and every child it starts run on the generator's core; the DUT
+    // pins itself to its own.
+    core_affinity::set_for_current(core_affinity::CoreId { id: GEN_CPU });
+    let started = Instant::now();
+    let load_at_start = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let costs = pipeline_costs();
+    let mut h = match Harness::setup(cfg) {
+        Ok(h) => h,
+        Err(e) => panic!("pps: topology: {e}"),
+    };
+    println!(
+        "pps harness ({} mode, {:.2} s trials, ≤ {} % loss, 64-byte UDP frames)",
+        if quick { "quick" } else { "full" },
+        cfg.trial_s,
+        MAX_LOSS * 100.0
+    );
+    let vip = Load {
+        dst: format!("{VIP}:9"),
+        new_flows: false,
+        extra_thread: None,
+    };
+    let vip_new = Load {
+        new_flows: true,
+        ..vip.clone()
+    };
+
+    // Generator ceiling: unpaced into the DUT with nothing listening; counted at the
+    // DUT's own interface.
+    h.reset_dut();
+    let mut gen_pps = 0.0f64;
+    let mut gen_delivered = 0.0f64;
+    for _ in 0..3 {
+        let p = "/sys/class/net/eth0/statistics/rx_packets";
+        let before = h.counter("dut", p);
+        let (sent, secs) = h.blast(&vip, 0.0, cfg.trial_s, 100_000_000);
+        std::thread::sleep(Duration::from_millis(50));
+        let got = h.counter("dut", p) - before;
+        gen_pps = gen_pps.max(sent as f64 / secs);
+        gen_delivered = gen_delivered.max(got as f64 / secs);
+    }
+    println!(
+        "  generator ceiling            {:>7.0} kpps sent, {:.0} kpps received by the DUT",
+        gen_pps / 1e3,
+        gen_delivered / 1e3
+    );
+    let mut rows = vec![Row {
+        name: "generator".into(),
+        group: "gen",
+        mlr: gen_delivered.min(gen_pps),
+        ..Default::default()
+    }];
+    let mut overloads = Vec::new();
+
+    // The ceiling.
+    h.reset_dut();
+    let to1 = format!("eth1={}", h.sink_mac[0]);
+    let to2 = format!("eth2={}", h.sink_mac[1]);
+    h.spawn_dut(
+        &[
+            UVS, "ceiling", "--iface", "eth0", "--to", &to1, "--to", &to2, "--cpu", "1",
+        ],
+        "ceiling ready",
+    )
+    .expect("start ceiling");
+    h.warm(&vip);
+    let ceiling = h.mlr("ceiling (AF_PACKET fwd)", "ceiling", &vip);
+    overloads.push(h.overload("ceiling", &vip, ceiling.mlr));
+    rows.push(ceiling);
+
+    // Kernel forwarding and NAT.
+    h.kernel_setup(false).expect("kernel forwarding");
+    let kfwd = Load {
+        dst: format!("{}:9", S_IP[0]),
+        ..vip.clone()
+    };
+    h.warm(&kfwd);
+    rows.push(h.mlr("kernel forwarding", "kfwd", &kfwd));
+    h.kernel_setup(true).expect("kernel NAT");
+    h.warm(&vip);
+    rows.push(h.mlr("kernel NAT (nft DNAT) 1 flow", "knat", &vip));
+    rows.push(h.mlr("kernel NAT new flow/pkt", "knat_new", &vip_new));
+
+    // uvs.
+    for (method, flag) in [("DR", "-g"), ("NAT", "-m"), ("TUN", "-i")] {
+        for workers in [1usize, 2] {
+            let pid = match h.uvs_setup(flag, workers, &[]) {
+                Ok(p) => p,
+                Err(e) => panic!("uvs {method}: {e}"),
+            };
+            let extra = (workers == 2).then_some(pid);
+            let one = Load {
+                extra_thread: extra,
+                ..vip.clone()
+            };
+            let new = Load {
+                extra_thread: extra,
+                ..vip_new.clone()
+            };
+            h.warm(&one);
+            let r = h.mlr(&format!("uvs {method} {workers}w 1 flow"), "uvs", &one);
+            if workers == 1 {
+                overloads.push(h.overload(&format!("uvs {method}"), &one, r.mlr));
+            }
+            rows.push(r);
+            rows.push(h.mlr(&format!("uvs {method} {workers}w new flow/pkt"), "uvs_new", &new));
+        }
+    }
+    // The kernel's copy dropped early.
+    h.uvs_setup("-g", 1, &["--drop-kernel-copy"])
+        .expect("uvs DR --drop-kernel-copy");
+    h.warm(&vip);
+    let r = h.mlr("uvs DR 1w 1 flow, drop copy", "uvs", &vip);
+    overloads.push(h.overload("uvs DR drop copy", &vip, r.mlr));
+    rows.push(r);
+    h.reset_dut();
+    drop(h);
+
+    report(&rows, &overloads, &costs, gen_pps, cfg, started.elapsed());
+    // Other work on the machine skews everything: say how busy it was.
+    let load_at_end = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "load average at start: {}; at end: {} (the harness itself keeps about 1-2 busy; more means other work ran)",
+        load_at_start.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+        load_at_end.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    );
+}
+
+fn find<'a>(rows: &'a [Row], name: &str) -> Option<&'a Row> {
+    rows.iter().find(|r| r.name == name)
+}
+
+fn report(rows: &[Row], overloads: &[Overload], costs: &[(&str, f64)], gen_pps: f64, cfg: Cfg, took: Duration) {
+    let ceiling = find(rows, "ceiling (AF_PACKET fwd)").map_or(0.0, |r| r.mlr);
+    let knat = find(rows, "kernel NAT (nft DNAT) 1 flow").map_or(0.0, |r| r.mlr);
+    let knat_new = find(rows, "kernel NAT new flow/pkt").map_or(0.0, |r| r.mlr);
+    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+    println!();
+    println!(
+        "{:<30} {:>9} {:>8} {:>9} {:>8} {:>10}",
+        "MLR (≤ 0.5 % loss)", "kpps", "Mbit/s", "/ceiling", "/kNAT", "CPU ns/pkt"
+    );
+    let mut json = String::from("{\n  \"rows\": [\n");
+    for (i, r) in rows.iter().enumerate() {
+        let base_nat = if r.group.ends_with("_new") { knat_new } else { knat };
+        let note = if r.gen_bound { "  (generator-bound)" } else { "" };
+        let cpu = if r.cpu_ns > 0.0 {
+            format!("{:.0}", r.cpu_ns)
+        } else {
+            "-".into()
+        };
+        println!(
+            "{:<30} {:>9.0} {:>8.0} {:>9.2} {:>8.2} {:>10}{note}",
+            r.name,
+            r.mlr / 1e3,
+            r.mlr * BITS_PER_FRAME / 1e6,
+            ratio(r.mlr, ceiling),
+            ratio(r.mlr, base_nat),
+            cpu
+        );
+        let _ = writeln!(
+            json,
+            "    {{\"name\": \"{}\", \"pps\": {:.0}, \"mbit_s\": {:.1}, \"ratio_ceiling\": {:.4}, \"ratio_kernel_nat\": {:.4}, \"cpu_ns_per_pkt\": {:.1}, \"trials\": {}, \"generator_bound\": {}}}{}",
+            r.name,
+            r.mlr,
+            r.mlr * BITS_PER_FRAME / 1e6,
+            ratio(r.mlr, ceiling),
+            ratio(r.mlr, base_nat),
+            r.cpu_ns,
+            r.trials,
+            r.gen_bound,
+            if i + 1 < rows.len() { "," } else { "" }
+        );
+    }
+    json += "  ],\n  \"overload\": [\n";
+    println!();
+    println!(
+        "{:<22} {:>10} {:>9} {:>9} {:>10} {:>9}",
+        "overload (unpaced)", "mean kpps", "min", "max", "variation", "/own MLR"
+    );
+    for (i, o) in overloads.iter().enumerate() {
+        let min = o.runs.iter().cloned().fold(f64::INFINITY, f64::min);
+        let max = o.runs.iter().cloned().fold(0.0, f64::max);
+        println!(
+            "{:<22} {:>10.0} {:>9.0} {:>9.0} {:>9.1}% {:>9.2}",
+            o.name,
+            o.mean() / 1e3,
+            min / 1e3,
+            max / 1e3,
+            o.variation() * 100.0,
+            ratio(o.mean(), o.mlr)
+        );
+        let runs: Vec<String> = o.runs.iter().map(|r| format!("{r:.0}")).collect();
+        let _ = writeln!(
+            json,
+            "    {{\"name\": \"{}\", \"runs_pps\": [{}], \"mean_pps\": {:.0}, \"variation\": {:.4}, \"ratio_own_mlr\": {:.4}}}{}",
+            o.name,
+            runs.join(", "),
+            o.mean(),
+            o.variation(),
+            ratio(o.mean(), o.mlr),
+            if i + 1 < overloads.len() { "," } else { "" }
+        );
+    }
+    json += "  ],\n  \"pipeline_ns_per_pkt\": {";
+    println!();
+    println!("pipeline alone (no sockets, ns/pkt): {}", {
+        let v: Vec<String> = costs.iter().map(|(n, c)| format!("{n} {c:.0}")).collect();
+        v.join(", ")
+    });
+    let c: Vec<String> = costs.iter().map(|(n, v)| format!("\"{n}\": {v:.1}")).collect();
+    json += &c.join(", ");
+    let _ = write!(
+        json,
+        "}},\n  \"generator_pps\": {gen_pps:.0},\n  \"quick\": {},\n  \"trial_seconds\": {},\n  \"cores\": {}\n}}\n",
+        cfg.quick,
+        cfg.trial_s,
+        core_affinity::get_core_ids().unwrap_or_default().len()
+    );
+
+    // Goals of issue 8.
+    println!();
+    let get = |n: &str| find(rows, n).map_or(0.0, |r| r.mlr);
+    let goal = |name: &str, value: f64, target: f64| {
+        println!(
+            "goal {name:<44} {value:>6.2} (want ≥ {target:.2}) {}",
+            if value >= target { "met" } else { "NOT met" }
+        );
+    };
+    goal("DR / ceiling", ratio(get("uvs DR 1w 1 flow"), ceiling), 0.95);
+    goal("NAT / ceiling", ratio(get("uvs NAT 1w 1 flow"), ceiling), 0.85);
+    goal("TUN / ceiling", ratio(get("uvs TUN 1w 1 flow"), ceiling), 0.85);
+    goal(
+        "NAT new flow/pkt / kernel NAT new flow/pkt",
+        ratio(get("uvs NAT 1w new flow/pkt"), knat_new),
+        1.5,
+    );
+    for o in overloads.iter().filter(|o| o.name.starts_with("uvs")) {
+        goal(&format!("overload {} / own MLR", o.name), ratio(o.mean(), o.mlr), 0.9);
+        println!(
+            "goal {:<44} {:>5.1}% (want < 10 %) {}",
+            format!("overload {} run-to-run variation", o.name),
+            o.variation() * 100.0,
+            if o.variation() < 0.1 { "met" } else { "NOT met" }
+        );
+    }
+    for m in ["DR", "NAT", "TUN"] {
+        let two = get(&format!("uvs {m} 2w new flow/pkt"));
+        let one = get(&format!("uvs {m} 1w new flow/pkt"));
+        println!(
+            "goal {:<44} {:>6.2} (want ≥ 1.80; on 2 cores the second worker shares the generator's core)",
+            format!("{m} 2 workers / 1 worker (new flows)"),
+            ratio(two, one)
+        );
+    }
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/target/pps.json");
+    match std::fs::write(path, json) {
+        Ok(()) => println!("\nwrote {path} ({:.0} s)", took.as_secs_f64()),
+        Err(e) => eprintln!("pps: cannot write {path}: {e}"),
+    }
+}

@@ -1,0 +1,124 @@
+//! `uvs adm ARGS…` and `ipvsadm ARGS…` (uvs invoked through a symlink of that name):
+//! ipvsadm's command line against the running director.
+//!
+//! The arguments are checked here first, so `-h`, `-v` and parse errors work (with
+//! ipvsadm's exact text and status) even when no director runs; everything else is
+//! sent over the control socket ([`super::socket_path`]: `$UVS_CONTROL` or
+//! `/run/uvs/control.sock`), with stdin for `-R`. The director re-parses and runs the
+//! command and sends back stdout, stderr and the exit status, which are reproduced
+//! byte for byte.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+use super::{MAX_STDIN, decode_reply, encode_request, socket_path};
+use crate::ipvsadm::{Command, TRY_HELP, VERSION_LINE, parse_args, usage::usage};
+
+/// Largest reply accepted per stream (a listing of a very large connection table).
+const MAX_REPLY: usize = 1 << 30;
+
+/// ipvsadm's "Try …" hint with the program name it was run as.
+fn try_help(program: &str) -> String {
+    format!("Try `{program} -h' or '{program} --help' for more information.")
+}
+
+/// Run one invocation; returns the exit status. `program` is argv[0] as ipvsadm
+/// would print it (`ipvsadm` for `uvs adm`).
+pub fn main(program: &str, args: &[String]) -> i32 {
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut stdin = Vec::new();
+    match parse_args(&words) {
+        Err(e) => {
+            eprintln!("{}", e.message.replace(TRY_HELP, &try_help(program)));
+            return e.exit_code;
+        }
+        Ok(Command::Help) => {
+            print!("{}", usage(program));
+            return 0;
+        }
+        Ok(Command::Version) => {
+            println!("{VERSION_LINE}");
+            return 0;
+        }
+        Ok(Command::Restore) => {
+            let limit = MAX_STDIN as u64 + 1;
+            if let Err(e) = std::io::stdin().lock().take(limit).read_to_end(&mut stdin) {
+                eprintln!("{program}: reading standard input: {e}");
+                return 255;
+            }
+            if stdin.len() > MAX_STDIN {
+                eprintln!("{program}: -R input is larger than {} MiB", MAX_STDIN >> 20);
+                return 255;
+            }
+        }
+        Ok(_) => {}
+    }
+    let path = socket_path(None);
+    let reply = match exchange(&path, args, &stdin) {
+        Ok(r) => r,
+        Err(Failure::Connect(e)) => {
+            eprintln!("{}", not_running(&path, &e));
+            return 2;
+        }
+        Err(Failure::Talk(e)) => {
+            eprintln!("{program}: control socket {}: {e}", path.display());
+            return 255;
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(reply.out.as_bytes());
+    let _ = out.flush();
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(reply.err.replace(TRY_HELP, &try_help(program)).as_bytes());
+    reply.code & 0xff
+}
+
+enum Failure {
+    Connect(std::io::Error),
+    Talk(std::io::Error),
+}
+
+fn exchange(path: &Path, args: &[String], stdin: &[u8]) -> Result<super::Reply, Failure> {
+    let mut s = UnixStream::connect(path).map_err(Failure::Connect)?;
+    s.write_all(&encode_request(args, stdin)).map_err(Failure::Talk)?;
+    decode_reply(&mut s, MAX_REPLY).map_err(Failure::Talk)
+}
+
+/// The two lines printed when no director answers, in the shape of ipvsadm's own
+/// "Can't initialize ipvs" (same exit status, 2).
+pub fn not_running(path: &Path, e: &std::io::Error) -> String {
+    let p = path.display();
+    let why = match e.kind() {
+        std::io::ErrorKind::NotFound => format!("control socket {p} does not exist"),
+        std::io::ErrorKind::ConnectionRefused => format!("nothing listens on control socket {p}"),
+        std::io::ErrorKind::PermissionDenied => {
+            format!("permission denied on control socket {p} (it belongs to the user who started `uvs run`)")
+        }
+        _ => format!("control socket {p}: {e}"),
+    };
+    format!(
+        "Can't initialize ipvs: no uvs director is running ({why})\n\
+         Are you sure that `uvs run` is running? Set {} if it was started with another --control path.",
+        super::SOCKET_ENV
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_running_names_the_socket() {
+        let p = Path::new("/run/uvs/nowhere.sock");
+        let e = UnixStream::connect(p).unwrap_err();
+        let m = not_running(p, &e);
+        assert!(m.starts_with("Can't initialize ipvs: no uvs director is running (control socket /run/uvs/nowhere.sock does not exist)"), "{m}");
+        assert!(m.contains("UVS_CONTROL"));
+        assert_eq!(
+            try_help("/sbin/ipvsadm"),
+            "Try `/sbin/ipvsadm -h' or '/sbin/ipvsadm --help' for more information."
+        );
+        assert_eq!(try_help("ipvsadm"), TRY_HELP);
+    }
+}

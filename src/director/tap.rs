@@ -1,0 +1,185 @@
+//! The frame tap behind `uvs run --pcap FILE` and `uvs trace`: copies of the frames a
+//! worker sends (and optionally receives) go to a consumer thread over a bounded
+//! channel. Off by default: a worker then checks one `Option` per frame and copies
+//! nothing. When on, a frame is written into a scratch buffer, copied to the TX slot
+//! and to the channel; when the channel is full the copy is dropped and counted,
+//! never the frame itself.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::pipeline::Emit;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TapDir {
+    Rx,
+    Tx,
+}
+
+/// One copied frame.
+#[derive(Debug, Clone)]
+pub struct TapRecord {
+    pub ts: Duration,
+    pub ifindex: u32,
+    pub dir: TapDir,
+    /// Frames of one packet's processing share a sequence number (the RX frame and
+    /// everything sent because of it), so a tracer can pair before and after.
+    pub seq: u64,
+    pub frame: Vec<u8>,
+}
+
+/// Copies received by the tap's consumer.
+pub const TAP_QUEUE: usize = 65536;
+
+#[derive(Debug)]
+pub struct Tap {
+    tx: Sender<TapRecord>,
+    /// Also copy received frames (pcap with `--pcap-rx`, and every tracer).
+    pub rx_too: bool,
+    /// Copies dropped because the consumer was behind.
+    pub dropped: AtomicU64,
+    seq: AtomicU64,
+}
+
+impl Tap {
+    pub fn new(rx_too: bool) -> (Tap, Receiver<TapRecord>) {
+        let (tx, rx) = crossbeam_channel::bounded(TAP_QUEUE);
+        (
+            Tap {
+                tx,
+                rx_too,
+                dropped: AtomicU64::new(0),
+                seq: AtomicU64::new(0),
+            },
+            rx,
+        )
+    }
+
+    /// A new sequence number for one received frame.
+    pub fn next_seq(&self) -> u64 {
+        self.seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn record(&self, dir: TapDir, ifindex: u32, seq: u64, frame: &[u8]) {
+        let ts = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let r = TapRecord {
+            ts,
+            ifindex,
+            dir,
+            seq,
+            frame: frame.to_vec(),
+        };
+        if self.tx.try_send(r).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// An [`Emit`] that copies every committed frame to a tap.
+pub struct TapEmit<'a, E: Emit> {
+    pub inner: &'a mut E,
+    pub tap: &'a Tap,
+    pub scratch: &'a mut [u8],
+    pub seq: u64,
+}
+
+impl<E: Emit> Emit for TapEmit<'_, E> {
+    fn buffer(&mut self, ifindex: u32) -> Option<&mut [u8]> {
+        let room = self.inner.buffer(ifindex)?.len();
+        let n = room.min(self.scratch.len());
+        Some(&mut self.scratch[..n])
+    }
+    fn commit(&mut self, ifindex: u32, len: usize) {
+        // The inner sink hands out the same slot again until it is committed.
+        if let Some(b) = self.inner.buffer(ifindex) {
+            let n = len.min(b.len()).min(self.scratch.len());
+            b[..n].copy_from_slice(&self.scratch[..n]);
+            self.inner.commit(ifindex, n);
+            self.tap.record(TapDir::Tx, ifindex, self.seq, &self.scratch[..n]);
+        }
+    }
+}
+
+/// Write every tapped frame to a pcap file (Ethernet link type) until the channel
+/// closes. Flushes after each burst so the file is readable while running.
+pub fn pcap_writer(path: &std::path::Path, rx: Receiver<TapRecord>) -> Result<std::thread::JoinHandle<()>, String> {
+    let f = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let header = pcap_file::pcap::PcapHeader {
+        datalink: pcap_file::DataLink::ETHERNET,
+        ..Default::default()
+    };
+    let path = path.to_path_buf();
+    Ok(std::thread::spawn(move || {
+        let file = Flushable(std::rc::Rc::new(std::cell::RefCell::new(std::io::BufWriter::new(f))));
+        let handle = file.clone();
+        let Ok(mut w) = pcap_file::pcap::PcapWriter::with_header(file, header) else {
+            eprintln!("uvs: cannot write {}", path.display());
+            return;
+        };
+        while let Ok(r) = rx.recv() {
+            let p = pcap_file::pcap::PcapPacket::new(r.ts, r.frame.len() as u32, &r.frame);
+            if w.write_packet(&p).is_err() {
+                return;
+            }
+            if rx.is_empty() {
+                let _ = handle.0.borrow_mut().flush();
+            }
+        }
+        let _ = handle.0.borrow_mut().flush();
+    }))
+}
+
+/// A buffered file the writer thread can flush while the pcap writer owns it.
+#[derive(Clone)]
+struct Flushable(std::rc::Rc<std::cell::RefCell<std::io::BufWriter<std::fs::File>>>);
+
+impl std::io::Write for Flushable {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.borrow_mut().write(b)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.borrow_mut().flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::fixture::VecEmit;
+
+    #[test]
+    fn tap_emit_sends_the_same_bytes_and_copies_them() {
+        let (tap, rx) = Tap::new(false);
+        let mut inner = VecEmit::keeping();
+        let mut scratch = vec![0u8; 2048];
+        let mut e = TapEmit {
+            inner: &mut inner,
+            tap: &tap,
+            scratch: &mut scratch,
+            seq: 7,
+        };
+        let b = e.buffer(3).unwrap();
+        b[..4].copy_from_slice(b"abcd");
+        e.commit(3, 4);
+        assert_eq!(inner.frames, vec![(3, b"abcd".to_vec())]);
+        let r = rx.try_recv().unwrap();
+        assert_eq!((r.ifindex, r.dir, r.seq, r.frame), (3, TapDir::Tx, 7, b"abcd".to_vec()));
+    }
+
+    #[test]
+    fn pcap_file_round_trips() {
+        let path = std::env::temp_dir().join(format!("uvs-tap-test-{}.pcap", std::process::id()));
+        let (tap, rx) = Tap::new(true);
+        let h = pcap_writer(&path, rx).unwrap();
+        tap.record(TapDir::Rx, 1, 0, &[1u8; 60]);
+        tap.record(TapDir::Tx, 1, 0, &[2u8; 64]);
+        drop(tap);
+        h.join().unwrap();
+        let frames = crate::lab::hops::read_pcap(&path);
+        assert_eq!(frames, vec![vec![1u8; 60], vec![2u8; 64]]);
+        let _ = std::fs::remove_file(path);
+    }
+}

@@ -1,0 +1,288 @@
+//! IPv4 fragmentation on output (RFC 791 §3.2, Linux `ip_fragment`), for DR and NAT.
+//!
+//! The RX sockets join their fanout group with PACKET_FANOUT_FLAG_DEFRAG, so the
+//! kernel reassembles fragments before uvs sees them, as IPVS sees reassembled
+//! packets after the kernel's defragmentation. A reassembled datagram can be larger
+//! than the outgoing MTU; the kernel would fragment it again on output after IPVS,
+//! and so does uvs: a packet without DF that does not fit goes out as fragments. (A
+//! DF packet that does not fit never gets here: `pre_xmit_checks` answers it with
+//! fragmentation-needed.)
+//!
+//! Every fragment carries the whole header; later fragments keep only the options
+//! marked "copied", the others are overwritten with NOPs so the header length stays
+//! the same (Linux `ip_options_fragment`). Payload chunks are multiples of 8 bytes.
+//! TUN fragments its outer header itself (`forward::tun`), which has no options.
+//!
+//! This is the cold path: the whole edited packet is built once in a stack scratch
+//! buffer, then cut; nothing is allocated.
+
+use crate::pipeline::{DropReason, Emit, Iface, Verdict};
+use crate::wire::{MacAddr, checksum, ethernet, ipv4};
+
+/// Largest IPv4 packet.
+const MAX_PACKET: usize = 65535;
+
+/// Copy `ip` to a scratch buffer, decrement its TTL, let `edit` rewrite it in place,
+/// then send it to `dst_mac` on `oif` as fragments of at most `oif.mtu` bytes.
+/// `ip` must be a checked IPv4 packet of exactly its total length.
+#[cold]
+#[inline(never)]
+pub fn emit_fragmented<E: Emit>(
+    out: &mut E,
+    oif: &Iface,
+    dst_mac: MacAddr,
+    ip: &[u8],
+    edit: impl FnOnce(&mut [u8]),
+) -> Verdict {
+    let mut scratch = [0u8; MAX_PACKET];
+    let Some(whole) = scratch.get_mut(..ip.len()) else {
+        return Verdict::Drop(DropReason::BadIpTotalLen);
+    };
+    whole.copy_from_slice(ip);
+    match ipv4::Packet::new_checked(&mut *whole) {
+        Ok(mut p) => p.decrement_ttl(),
+        Err(_) => return Verdict::Drop(DropReason::TruncatedIpv4),
+    }
+    edit(whole);
+    fragment(out, oif, dst_mac, whole)
+}
+
+/// Send the IPv4 packet `ip` (already edited) as fragments that fit `oif.mtu`.
+pub fn fragment<E: Emit>(out: &mut E, oif: &Iface, dst_mac: MacAddr, ip: &[u8]) -> Verdict {
+    let Ok(p) = ipv4::Packet::new_checked(ip) else {
+        return Verdict::Drop(DropReason::TruncatedIpv4);
+    };
+    let (hl, tl) = (p.header_len(), p.total_len());
+    let mtu = oif.mtu as usize;
+    // Room for the header and at least 8 bytes of data per fragment.
+    if mtu < hl + 8 || p.dont_frag() {
+        return Verdict::Drop(DropReason::FragNeeded);
+    }
+    let chunk_max = (mtu - hl) & !7;
+    let payload = &ip[hl..tl];
+    // The original packet may itself be a fragment: offsets add up and the last piece
+    // keeps its MF bit.
+    let (orig_off, orig_mf) = (usize::from(p.frag_offset()) * 8, p.more_frags());
+    let flags_keep = u16::from_be_bytes([ip[6], ip[7]]) & 0x8000; // reserved bit
+    let mut header = [0u8; 60];
+    header[..hl].copy_from_slice(&ip[..hl]);
+    let mut off = 0;
+    while off < payload.len() {
+        let n = chunk_max.min(payload.len() - off);
+        let last = off + n == payload.len();
+        let total = hl + n;
+        let len = ethernet::HEADER_LEN + total;
+        let Some(buf) = out.buffer(oif.ifindex) else {
+            return Verdict::Drop(DropReason::TxFull);
+        };
+        if buf.len() < len {
+            return Verdict::Drop(DropReason::TxFull);
+        }
+        ethernet::emit(buf, dst_mac, oif.mac, ethernet::ethertype::IPV4);
+        let b = &mut buf[ethernet::HEADER_LEN..len];
+        b[..hl].copy_from_slice(&header[..hl]);
+        b[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+        let mf = if !last || orig_mf { 0x2000 } else { 0 };
+        let fo = flags_keep | mf | (((orig_off + off) / 8) as u16 & 0x1fff);
+        b[6..8].copy_from_slice(&fo.to_be_bytes());
+        b[10..12].copy_from_slice(&[0, 0]);
+        let c = checksum::checksum(&b[..hl]);
+        b[10..12].copy_from_slice(&c.to_be_bytes());
+        b[hl..].copy_from_slice(&payload[off..off + n]);
+        out.commit(oif.ifindex, len);
+        if off == 0 {
+            nop_uncopied_options(&mut header[ipv4::MIN_HEADER_LEN..hl]);
+        }
+        off += n;
+    }
+    Verdict::Forwarded
+}
+
+/// Overwrite every option without the "copied" flag with NOPs (`ip_options_fragment`).
+fn nop_uncopied_options(opts: &mut [u8]) {
+    const EOL: u8 = 0;
+    const NOP: u8 = 1;
+    let mut i = 0;
+    while i < opts.len() {
+        match opts[i] {
+            EOL => return,
+            NOP => i += 1,
+            t => {
+                let l = opts.get(i + 1).map_or(0, |l| usize::from(*l));
+                if l < 2 || i + l > opts.len() {
+                    // Malformed (classification drops such packets): blank the rest.
+                    opts[i..].fill(NOP);
+                    return;
+                }
+                if t & 0x80 == 0 {
+                    opts[i..i + l].fill(NOP);
+                }
+                i += l;
+            }
+        }
+    }
+}
+
+/// Why an IPv4 header's options are refused, as Linux's `ip_options_compile` and
+/// `ip_options_rcv_srr` (with the host default accept_source_route = 0) refuse them
+/// before IPVS sees the packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptionsError {
+    /// An option's length runs past the header or is below 2.
+    Malformed,
+    /// Loose or strict source route.
+    SourceRoute,
+}
+
+/// Check the options area of an IPv4 header (the bytes after the first 20).
+pub fn check_options(opts: &[u8]) -> Result<(), OptionsError> {
+    const LSRR: u8 = 131;
+    const SSRR: u8 = 137;
+    let mut i = 0;
+    while i < opts.len() {
+        match opts[i] {
+            0 => return Ok(()),
+            1 => i += 1,
+            t => {
+                let l = opts.get(i + 1).map_or(0, |l| usize::from(*l));
+                if l < 2 || i + l > opts.len() {
+                    return Err(OptionsError::Malformed);
+                }
+                if t == LSRR || t == SSRR {
+                    return Err(OptionsError::SourceRoute);
+                }
+                i += l;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::fixture::VecEmit;
+
+    fn iface(mtu: u32) -> Iface {
+        Iface {
+            ifindex: 2,
+            name: "eth0".into(),
+            mac: [2, 0, 0, 0, 0, 2],
+            addrs: vec![[10, 0, 0, 2]],
+            mtu,
+        }
+    }
+
+    /// A UDP packet of `payload` bytes with `opts` (a multiple of 4) as IP options.
+    fn packet(payload: usize, opts: &[u8]) -> Vec<u8> {
+        let hl = 20 + opts.len();
+        let tl = hl + 8 + payload;
+        let mut v = vec![0u8; tl];
+        ipv4::Repr {
+            tos: 0,
+            total_len: tl as u16,
+            ident: 0x4242,
+            dont_frag: false,
+            ttl: 64,
+            protocol: 17,
+            src: [192, 0, 2, 1],
+            dst: [10, 0, 0, 100],
+        }
+        .emit(&mut v);
+        v[0] = 0x40 | (hl / 4) as u8;
+        v[20..hl].copy_from_slice(opts);
+        v[10..12].copy_from_slice(&[0, 0]);
+        let c = checksum::checksum(&v[..hl]);
+        v[10..12].copy_from_slice(&c.to_be_bytes());
+        for (i, b) in v[hl..].iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        v
+    }
+
+    /// Reassemble fragments (frames) into the payload; checks headers on the way.
+    fn reassemble(frames: &[(u32, Vec<u8>)], mtu: usize) -> (Vec<u8>, Vec<Vec<u8>>) {
+        let mut data = Vec::new();
+        let mut headers = Vec::new();
+        let mut expect_off = 0;
+        for (i, (_, f)) in frames.iter().enumerate() {
+            assert!(f.len() - 14 <= mtu, "fragment {i} fits the MTU");
+            let p = ipv4::Packet::new_checked(&f[14..]).unwrap();
+            assert!(p.verify_checksum());
+            assert_eq!(p.total_len(), f.len() - 14);
+            assert_eq!(p.ident(), 0x4242);
+            assert_eq!(usize::from(p.frag_offset()) * 8, expect_off);
+            assert_eq!(p.more_frags(), i + 1 < frames.len());
+            let pl = p.payload();
+            if i + 1 < frames.len() {
+                assert_eq!(pl.len() % 8, 0);
+            }
+            expect_off += pl.len();
+            data.extend_from_slice(pl);
+            headers.push(f[14..14 + p.header_len()].to_vec());
+        }
+        (data, headers)
+    }
+
+    #[test]
+    fn splits_on_8_byte_boundaries_and_reassembles() {
+        let ip = packet(3000, &[]);
+        let mut out = VecEmit::keeping();
+        let v = emit_fragmented(&mut out, &iface(1500), [9; 6], &ip, |_| {});
+        assert_eq!(v, Verdict::Forwarded);
+        assert_eq!(out.frames.len(), 3);
+        let (data, _) = reassemble(&out.frames, 1500);
+        assert_eq!(data, ip[20..], "payload intact");
+        let first = ipv4::Packet::new_checked(&out.frames[0].1[14..]).unwrap();
+        assert_eq!(first.total_len(), 1500);
+        assert_eq!(first.ttl(), 63, "TTL decremented once");
+    }
+
+    #[test]
+    fn later_fragments_keep_only_copied_options() {
+        // Record route (7, not copied, 7 bytes) + NOP; then a copied option 0x94
+        // (router alert, 4 bytes).
+        let opts = [7, 7, 4, 0, 0, 0, 0, 1, 0x94, 4, 0, 0];
+        let ip = packet(2000, &opts);
+        let mut out = VecEmit::keeping();
+        assert_eq!(fragment(&mut out, &iface(1000), [9; 6], &ip), Verdict::Forwarded);
+        let (data, headers) = reassemble(&out.frames, 1000);
+        assert_eq!(data, ip[32..]);
+        assert_eq!(&headers[0][20..], &opts, "first fragment: every option");
+        for h in &headers[1..] {
+            assert_eq!(h.len(), 32, "same header length");
+            assert_eq!(&h[20..], &[1, 1, 1, 1, 1, 1, 1, 1, 0x94, 4, 0, 0]);
+        }
+    }
+
+    #[test]
+    fn refuses_df_and_tiny_mtus() {
+        let mut ip = packet(100, &[]);
+        let mut out = VecEmit::keeping();
+        assert_eq!(
+            fragment(&mut out, &iface(20), [9; 6], &ip),
+            Verdict::Drop(DropReason::FragNeeded)
+        );
+        ip[6] |= 0x40;
+        assert_eq!(
+            fragment(&mut out, &iface(60), [9; 6], &ip),
+            Verdict::Drop(DropReason::FragNeeded)
+        );
+        assert!(out.frames.is_empty());
+    }
+
+    #[test]
+    fn options_checks() {
+        assert_eq!(check_options(&[]), Ok(()));
+        assert_eq!(check_options(&[1, 1, 0, 9]), Ok(()), "EOL ends the list");
+        assert_eq!(check_options(&[7, 7, 4, 0, 0, 0, 0, 0]), Ok(()));
+        assert_eq!(check_options(&[7, 9, 4, 0]), Err(OptionsError::Malformed));
+        assert_eq!(check_options(&[7, 1, 0, 0]), Err(OptionsError::Malformed));
+        assert_eq!(check_options(&[1, 1, 1, 7]), Err(OptionsError::Malformed));
+        assert_eq!(
+            check_options(&[131, 7, 4, 1, 2, 3, 4, 0]),
+            Err(OptionsError::SourceRoute)
+        );
+        assert_eq!(check_options(&[137, 3, 4, 0]), Err(OptionsError::SourceRoute));
+    }
+}

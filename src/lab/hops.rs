@@ -1,0 +1,282 @@
+//! Per-hop packet tables from real captures: for one request and its reply, what the
+//! frame looked like at each hop (MAC, IP and port, source and destination; both IP
+//! headers for IPIP), and what the director changed. Pure functions over captured
+//! frames, so they are unit-tested without namespaces.
+
+use std::collections::HashMap;
+
+/// One captured frame, decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    pub eth_src: [u8; 6],
+    pub eth_dst: [u8; 6],
+    /// The outer header of an IPIP packet: (src, dst, ttl).
+    pub outer: Option<([u8; 4], [u8; 4], u8)>,
+    pub src: [u8; 4],
+    pub dst: [u8; 4],
+    pub ttl: u8,
+    pub sport: u16,
+    pub dport: u16,
+    pub syn: bool,
+    pub ack: bool,
+}
+
+/// Decode an Ethernet frame carrying TCP over IPv4 (possibly inside IPIP).
+pub fn decode(frame: &[u8]) -> Option<Seen> {
+    use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+    let p = SlicedPacket::from_ethernet(frame).ok()?;
+    let eth = match &p.link {
+        Some(etherparse::LinkSlice::Ethernet2(e)) => e.clone(),
+        _ => return None,
+    };
+    let Some(NetSlice::Ipv4(ip)) = &p.net else { return None };
+    let mut outer = None;
+    let (ip_src, ip_dst, ttl, transport) = if ip.header().protocol() == etherparse::IpNumber::IPV4 {
+        outer = Some((ip.header().source(), ip.header().destination(), ip.header().ttl()));
+        let inner = SlicedPacket::from_ip(ip.payload().payload).ok()?;
+        let Some(NetSlice::Ipv4(iip)) = &inner.net else {
+            return None;
+        };
+        (
+            iip.header().source(),
+            iip.header().destination(),
+            iip.header().ttl(),
+            inner.transport.clone(),
+        )
+    } else {
+        (
+            ip.header().source(),
+            ip.header().destination(),
+            ip.header().ttl(),
+            p.transport.clone(),
+        )
+    };
+    let Some(TransportSlice::Tcp(t)) = transport else {
+        return None;
+    };
+    Some(Seen {
+        eth_src: eth.source(),
+        eth_dst: eth.destination(),
+        outer,
+        src: ip_src,
+        dst: ip_dst,
+        ttl,
+        sport: t.source_port(),
+        dport: t.destination_port(),
+        syn: t.syn(),
+        ack: t.ack(),
+    })
+}
+
+/// Read every frame of a pcap file.
+pub fn read_pcap(path: &std::path::Path) -> Vec<Vec<u8>> {
+    let Ok(f) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
+    let Ok(mut r) = pcap_file::pcap::PcapReader::new(f) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    while let Some(Ok(p)) = r.next_packet() {
+        out.push(p.data.into_owned());
+    }
+    out
+}
+
+/// A row of the table.
+#[derive(Debug, Clone)]
+pub struct Hop {
+    pub title: String,
+    pub seen: Seen,
+    /// What the director changed relative to the previous row (director rows only).
+    pub changed: Option<String>,
+}
+
+/// Names for MAC addresses (host and interface) to print beside them.
+pub type MacNames = HashMap<[u8; 6], String>;
+
+/// Does `m` print as `text` (`aa:bb:...`)?
+pub fn fmt_mac_eq(m: &[u8; 6], text: &str) -> bool {
+    mac(m) == text
+}
+
+fn mac(m: &[u8; 6]) -> String {
+    crate::wire::ethernet::fmt_mac(m)
+}
+
+fn ip(a: &[u8; 4]) -> String {
+    std::net::Ipv4Addr::from(*a).to_string()
+}
+
+/// Describe how `out` differs from `inp` (what the director did).
+pub fn diff(inp: &Seen, out: &Seen, names: &MacNames) -> String {
+    let mut parts = Vec::new();
+    if let (None, Some((s, d, _))) = (inp.outer, out.outer) {
+        parts.push(format!("added an outer IP header {} -> {} (IPIP)", ip(&s), ip(&d)));
+    }
+    if inp.eth_dst != out.eth_dst {
+        let n = names.get(&out.eth_dst).map(|n| format!(" ({n})")).unwrap_or_default();
+        parts.push(format!("dst MAC -> {}{n}", mac(&out.eth_dst)));
+    }
+    if inp.eth_src != out.eth_src {
+        parts.push("src MAC -> its own".to_string());
+    }
+    if inp.dst != out.dst || inp.dport != out.dport {
+        parts.push(format!(
+            "dst {}:{} -> {}:{}",
+            ip(&inp.dst),
+            inp.dport,
+            ip(&out.dst),
+            out.dport
+        ));
+    }
+    if inp.src != out.src || inp.sport != out.sport {
+        parts.push(format!(
+            "src {}:{} -> {}:{}",
+            ip(&inp.src),
+            inp.sport,
+            ip(&out.src),
+            out.sport
+        ));
+    }
+    if inp.ttl != out.ttl {
+        parts.push(format!("TTL {} -> {}", inp.ttl, out.ttl));
+    }
+    let kept = match (inp.dst == out.dst && inp.src == out.src, out.outer.is_some()) {
+        (true, true) => "; inner packet untouched",
+        (true, false) => "; IP addresses and ports untouched",
+        _ => "",
+    };
+    format!("{}{kept}", parts.join(", "))
+}
+
+/// Render the hops as a readable table (fits 80 columns).
+pub fn render(hops: &[Hop], names: &MacNames, color: bool) -> String {
+    let (b, r) = if color { ("\x1b[1m", "\x1b[0m") } else { ("", "") };
+    let named = |m: &[u8; 6]| match names.get(m) {
+        Some(n) => format!("{} {:<10}", mac(m), format!("({n})")),
+        None => mac(m),
+    };
+    let mut s = String::new();
+    for (i, h) in hops.iter().enumerate() {
+        s.push_str(&format!("{b}{}. {}{r}\n", i + 1, h.title));
+        let x = &h.seen;
+        s.push_str(&format!("     MAC  {} -> {}\n", named(&x.eth_src), named(&x.eth_dst)));
+        if let Some((os, od, _)) = x.outer {
+            s.push_str(&format!(
+                "     outer IP  {} -> {}   (protocol 4, IPIP)\n",
+                ip(&os),
+                ip(&od)
+            ));
+            s.push_str(&format!(
+                "     inner IP  {}:{} -> {}:{}\n",
+                ip(&x.src),
+                x.sport,
+                ip(&x.dst),
+                x.dport
+            ));
+        } else {
+            s.push_str(&format!(
+                "     IP   {}:{} -> {}:{}\n",
+                ip(&x.src),
+                x.sport,
+                ip(&x.dst),
+                x.dport
+            ));
+        }
+        if let Some(c) = &h.changed {
+            s.push_str(&wrap(&format!("director changed: {c}"), 5, 80));
+        }
+    }
+    s.lines().map(|l| l.trim_end().to_string() + "\n").collect()
+}
+
+/// Wrap `text` at `width` columns, every line indented by `indent` spaces (and
+/// continuation lines by two more).
+pub fn wrap(text: &str, indent: usize, width: usize) -> String {
+    let mut out = String::new();
+    let mut line = " ".repeat(indent);
+    let mut fresh = true;
+    for word in text.split(' ') {
+        if !fresh && line.chars().count() + 1 + word.chars().count() > width {
+            out.push_str(line.trim_end());
+            out.push('\n');
+            line = " ".repeat(indent + 2);
+            fresh = true;
+        }
+        if !fresh {
+            line.push(' ');
+        }
+        line.push_str(word);
+        fresh = false;
+    }
+    out.push_str(line.trim_end());
+    out.push('\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn syn(src: [u8; 4], dst: [u8; 4], sp: u16, dp: u16, ttl: u8) -> Vec<u8> {
+        let mut v = Vec::new();
+        etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4(src, dst, ttl)
+            .tcp(sp, dp, 1, 100)
+            .syn()
+            .write(&mut v, &[])
+            .unwrap();
+        v
+    }
+
+    #[test]
+    fn decodes_plain_and_ipip_and_describes_changes() {
+        let a = decode(&syn([10, 0, 0, 10], [10, 0, 0, 100], 4000, 80, 64)).unwrap();
+        assert!(a.syn && !a.ack && a.outer.is_none());
+        let mut b = a.clone();
+        b.eth_dst = [2, 0, 0, 0, 0, 0x11];
+        b.ttl = 63;
+        let names: MacNames = [([2, 0, 0, 0, 0, 0x11], "rs1".to_string())].into_iter().collect();
+        let d = diff(&a, &b, &names);
+        assert!(
+            d.contains("dst MAC -> 02:00:00:00:00:11 (rs1)") && d.contains("IP addresses and ports untouched"),
+            "{d}"
+        );
+        // IPIP: outer header around the original.
+        let inner = syn([10, 0, 0, 10], [10, 0, 0, 100], 4000, 80, 63);
+        let mut f = vec![0u8; 14 + 20];
+        f[..14].copy_from_slice(&inner[..14]);
+        crate::wire::ipv4::Repr {
+            tos: 0,
+            total_len: (20 + inner.len() - 14) as u16,
+            ident: 0,
+            dont_frag: true,
+            ttl: 63,
+            protocol: 4,
+            src: [10, 0, 0, 2],
+            dst: [10, 0, 0, 11],
+        }
+        .emit(&mut f[14..]);
+        f.extend_from_slice(&inner[14..]);
+        let t = decode(&f).unwrap();
+        assert_eq!(t.outer.map(|o| (o.0, o.1)), Some(([10, 0, 0, 2], [10, 0, 0, 11])));
+        assert_eq!((t.src, t.dst, t.dport), ([10, 0, 0, 10], [10, 0, 0, 100], 80));
+        let d = diff(&a, &t, &names);
+        assert!(
+            d.contains("added an outer IP header 10.0.0.2 -> 10.0.0.11") && d.contains("inner packet untouched"),
+            "{d}"
+        );
+        let out = render(
+            &[Hop {
+                title: "x".into(),
+                seen: t,
+                changed: Some(d),
+            }],
+            &names,
+            false,
+        );
+        assert!(out.contains("outer IP") && out.contains("inner IP"));
+        assert!(out.lines().all(|l| l.chars().count() <= 80), "{out}");
+    }
+}
