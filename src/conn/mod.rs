@@ -6,6 +6,7 @@
 //! re-armed by every packet; [`ConnTable::expire`] reaps entries and releases their
 //! destination counters.
 
+pub mod defense;
 pub mod settings;
 pub mod tcp;
 pub mod template;
@@ -264,6 +265,20 @@ impl ConnTable {
             keep
         });
         before - self.map.len() + one
+    }
+    /// Keep only the entries for which `keep` is true (the drop_entry defense);
+    /// returns how many were removed.
+    pub fn retain(&mut self, mut keep: impl FnMut(&ConnKey, &Conn) -> bool) -> usize {
+        let before = self.map.len();
+        let out = &mut self.out;
+        self.map.retain(|k, c| {
+            let k2 = keep(k, c);
+            if !k2 {
+                out.remove(&k.out_key(c.daddr, c.dport));
+            }
+            k2
+        });
+        before - self.map.len()
     }
     /// Number of NAT OUT-index entries (equals the NAT connections).
     pub fn out_len(&self) -> usize {

@@ -168,6 +168,9 @@ pub struct Timeouts {
     tcp: AtomicU32,
     tcpfin: AtomicU32,
     udp: AtomicU32,
+    /// The other states' timeouts (IPVS defaults; `uvs run --timeout STATE=SECS`
+    /// changes them, as the old /proc/sys/net/ipv4/vs/timeout_* files did).
+    other: [AtomicU32; 11],
 }
 
 impl Default for Timeouts {
@@ -176,6 +179,7 @@ impl Default for Timeouts {
             tcp: AtomicU32::new(900),
             tcpfin: AtomicU32::new(120),
             udp: AtomicU32::new(300),
+            other: [2, 900, 120, 60, 120, 120, 10, 60, 30, 120, 120].map(AtomicU32::new),
         }
     }
 }
@@ -184,18 +188,22 @@ impl Timeouts {
     /// Seconds an entry in `state` lives without a packet.
     pub fn tcp(&self, state: TcpState) -> u32 {
         match state {
-            None => 2,
             Established => self.tcp.load(Relaxed),
-            SynSent => 120,
-            SynRecv => 60,
             FinWait => self.tcpfin.load(Relaxed),
-            TimeWait => 120,
-            Close => 10,
-            CloseWait => 60,
-            LastAck => 30,
-            Listen => 120,
-            SynAck => 120,
+            s => self.other[s as usize].load(Relaxed),
         }
+    }
+    /// Set one state's timeout (ESTABLISHED and FIN_WAIT are `tcp` and `tcpfin`).
+    pub fn set_state(&self, state: TcpState, secs: u32) {
+        match state {
+            Established => self.tcp.store(secs, Relaxed),
+            FinWait => self.tcpfin.store(secs, Relaxed),
+            s => self.other[s as usize].store(secs, Relaxed),
+        }
+    }
+    /// The state named as `ipvsadm -L -c` prints it (any case), or `udp`'s `None`.
+    pub fn state_by_name(name: &str) -> Option<TcpState> {
+        ALL.iter().copied().find(|s| s.name().eq_ignore_ascii_case(name))
     }
     pub fn udp(&self) -> u32 {
         self.udp.load(Relaxed)

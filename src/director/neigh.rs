@@ -225,7 +225,7 @@ mod tests {
             !n.on_arp(2, [10, 0, 0, 11], [1; 6], 2300 + REFRESH_MS + 6),
             "one answer per request"
         );
-        n.due(2300 + REFRESH_MS + STALE_MS);
+        n.due(2300 + REFRESH_MS + 5 + STALE_MS);
         assert_eq!(d.mac(), None, "aged out");
         assert!(!n.all_resolved());
     }

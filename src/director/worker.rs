@@ -94,6 +94,7 @@ impl Handler for State {
         self.seen_gen = generation;
         if self.now_ms >= self.last_expire + 1000 {
             self.w.expire(self.now_ms);
+            self.w.defend(&self.sh, self.now_ms);
             self.last_expire = self.now_ms;
         }
         // One relaxed store and load; copies the table only when `-L -c` asks.

@@ -49,6 +49,40 @@ pub fn rewrite(ip: &mut [u8], side: Side, addr: [u8; 4], port: u16, csum_partial
     l4b[off..off + 2].copy_from_slice(&c.to_be_bytes());
 }
 
+/// Does the TCP/UDP checksum of `ip` (a checked IPv4 packet) verify? NAT checks it
+/// before translating, in both directions: a UDP checksum of 0 (none) and an
+/// offloaded one (`csum_partial`, only a pseudo-header sum) count as valid.
+///
+/// The kernel verifies before mangling only when an application helper (FTP) is
+/// bound (`tcp_dnat_handler`, `udp_snat_handler`); without one it patches the
+/// checksum incrementally, which carries a bad checksum through, so the receiver
+/// drops the segment. uvs verifies every NAT packet instead (one pass over the
+/// payload, cheap next to the copy): the outcome for the receiver is the same, but a
+/// corrupt or forged segment can no longer create an entry or move its TCP state.
+/// DR and TUN never verify (the kernel does not either).
+pub fn l4_checksum_ok(ip: &[u8], csum_partial: bool) -> bool {
+    if csum_partial {
+        return true;
+    }
+    let Ok(p) = ipv4::Packet::new_checked(ip) else {
+        return false;
+    };
+    let (proto, hl, tl) = (p.protocol(), p.header_len(), p.total_len());
+    let Some(min) = l4::min_header_len(proto) else {
+        return true;
+    };
+    let body = &ip[hl..tl];
+    if body.len() < min {
+        return false;
+    }
+    let off = l4::checksum_offset(proto);
+    if proto == ipv4::proto::UDP && body[off..off + 2] == [0, 0] {
+        return true;
+    }
+    let acc = checksum::pseudo_header(p.src(), p.dst(), proto, body.len() as u16);
+    checksum::finish(checksum::sum(acc, body)) == 0
+}
+
 /// Copy `ip` into a frame for `dst_mac` on `oif`, decrement the TTL, then let `edit`
 /// rewrite the IP packet in place. Returns the verdict.
 pub fn emit_ip<E: Emit>(

@@ -281,8 +281,9 @@ fn run_mode(mode: &str, o: &LabOptions, exe: &str, t: &Term, stop: &AtomicBool) 
         );
         lvs.bed.disarm();
     } else {
+        let prefix = lvs.bed.prefix.clone();
         drop(lvs);
-        println!("{}", t.dim("-- torn down"));
+        println!("{}", t.dim(&format!("-- torn down (namespaces {prefix}-*)")));
     }
     Ok(())
 }

@@ -35,6 +35,7 @@ impl Worker {
         // entry goes and the SYN is scheduled afresh. With expire_nodest_conn, an entry
         // whose server was deleted (or, for a SYN, quiesced) goes the same way.
         let settings = &svcs.conn_shared().settings;
+        let secure = self.secure_tcp(sh);
         if let Some(c) = self.conns.get(&key) {
             let nodest = settings.expire_nodest_conn()
                 && (!c.dest.is_available() || (syn && c.dest.weight() == 0 && c.tpl.is_none()));
@@ -75,8 +76,15 @@ impl Worker {
                 DropReason::NeighUnresolved
             });
         };
+        if method == ForwardMethod::Masq && !nat::l4_checksum_ok(pkt.ip, rx.csum_partial) {
+            // NAT rewrites the L4 header: verify first (see nat::l4_checksum_ok). A
+            // connection this very packet created goes again.
+            if conn.in_pkts == 0 {
+                self.conns.remove(&key);
+            }
+            return Verdict::Drop(DropReason::L4Checksum);
+        }
         if is_tcp {
-            let secure = sh.secure_tcp.load(std::sync::atomic::Ordering::Relaxed);
             conn.tcp_packet(pkt.tcp_flags, false, secure, &sh.timeouts, now_ms);
         } else {
             conn.udp_packet(false, &sh.timeouts, now_ms);

@@ -59,8 +59,12 @@ pub struct Shared {
     pub ifaces: Vec<Iface>,
     pub services: arc_swap::ArcSwap<ServiceTable>,
     pub timeouts: Timeouts,
-    /// The secure_tcp defense (the stricter TCP state table).
+    /// The secure_tcp defense forced on (the stricter TCP state table); see also
+    /// `defense` (secure_tcp modes 0..3).
     pub secure_tcp: AtomicBool,
+    /// The anti-flood defenses' settings (drop_entry, drop_packet, secure_tcp,
+    /// new connections per second).
+    pub defense: crate::conn::defense::Defense,
     /// The host's routes, resolved to interface indexes (published by the control
     /// thread); used to find the next hop toward a NAT client.
     pub routes: arc_swap::ArcSwap<Vec<RouteEntry>>,
@@ -103,6 +107,7 @@ impl Shared {
             services: arc_swap::ArcSwap::from_pointee(ServiceTable::default()),
             timeouts: Timeouts::default(),
             secure_tcp: AtomicBool::new(false),
+            defense: Default::default(),
             routes: arc_swap::ArcSwap::from_pointee(routes),
             neigh: arc_swap::ArcSwap::from_pointee(Default::default()),
             neigh_gen: AtomicU32::new(1),
@@ -188,6 +193,8 @@ pub struct Worker {
     pub events: Vec<Event>,
     /// IP ID counter for outer headers without DF (TUN).
     pub ip_ident: u16,
+    /// Which anti-flood defenses are on in this worker.
+    pub defense: crate::conn::defense::DefenseState,
 }
 
 impl Worker {
@@ -198,6 +205,7 @@ impl Worker {
             counters: Arc::new(WorkerCounters::default()),
             events: Vec::with_capacity(MAX_EVENTS),
             ip_ident: (id as u16) << 12,
+            defense: Default::default(),
         }
     }
 
@@ -250,6 +258,20 @@ impl Worker {
     /// Reap idle connections (call about once a second).
     pub fn expire(&mut self, now_ms: u64) -> usize {
         self.conns.expire(now_ms)
+    }
+
+    /// The defenses' once-a-second work (IPVS `defense_work`): re-evaluate which are
+    /// on from the table's fill level, then the drop_entry sweep. Returns the entries
+    /// it deleted.
+    pub fn defend(&mut self, sh: &Shared, now_ms: u64) -> usize {
+        self.defense.update(&sh.defense, self.conns.len(), self.conns.cap());
+        self.defense.random_dropentry(&mut self.conns, &sh.timeouts, now_ms)
+    }
+
+    /// Is the secure TCP state table in use?
+    #[inline]
+    fn secure_tcp(&self, sh: &Shared) -> bool {
+        self.defense.secure_on || sh.secure_tcp.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 

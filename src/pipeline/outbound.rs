@@ -27,9 +27,13 @@ impl Worker {
             caddr: pkt.daddr,
             cport: pkt.dport,
         };
+        let secure = self.secure_tcp(sh);
         let Some((ik, conn)) = self.conns.get_out_mut(&ok) else {
             return Verdict::Pass;
         };
+        if !nat::l4_checksum_ok(pkt.ip, rx.csum_partial) {
+            return Verdict::Drop(DropReason::L4Checksum);
+        }
         let hop = match reverse_hop(sh, conn) {
             Ok(h) => h,
             Err(e) => {
@@ -41,7 +45,6 @@ impl Worker {
         };
         let (oif, mac) = hop;
         if pkt.proto == ipv4::proto::TCP {
-            let secure = sh.secure_tcp.load(std::sync::atomic::Ordering::Relaxed);
             conn.tcp_packet(pkt.tcp_flags, true, secure, &sh.timeouts, now_ms);
         } else {
             conn.udp_packet(true, &sh.timeouts, now_ms);

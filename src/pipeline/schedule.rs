@@ -66,7 +66,6 @@ impl Worker {
         key: ConnKey,
     ) -> Result<(), DropReason> {
         use crate::wire::l4::tcp_flags::{RST, SYN};
-        let _ = sh;
         let Some(svc) = lookup_service(svcs, pkt.proto, pkt.daddr, pkt.dport) else {
             return Err(DropReason::NoService);
         };
@@ -76,6 +75,9 @@ impl Worker {
         {
             return Err(DropReason::NotSyn);
         }
+        // drop_packet and the new-connection rate cap (after the service lookup,
+        // before scheduling, as ip_vs_todrop).
+        self.defense.admit(&sh.defense, now_ms)?;
         if pkt.sport == 20 {
             // IPVS quirk: a client source port of 20 is never scheduled.
             return Err(DropReason::SourcePort20);
