@@ -269,7 +269,8 @@ pub fn render(hub: &Hub) -> String {
     let snap = hub.snapshot();
     render_ipvs(&mut out, &snap);
 
-    let per_worker: [(&str, &str, fn(&crate::pipeline::WorkerCounters) -> u64); 5] = [
+    type Read = fn(&crate::pipeline::WorkerCounters) -> u64;
+    let per_worker: [(&str, &str, Read); 5] = [
         (
             "uvs_worker_received_packets_total",
             "Frames a worker took from its RX rings.",
@@ -415,9 +416,12 @@ pub fn render(hub: &Hub) -> String {
     out
 }
 
+/// One sample of an exposition: name, labels, value.
+pub type Sample = (String, Vec<(String, String)>, f64);
+
 /// A minimal parser of the Prometheus text format (for tests and for checking a page):
 /// every sample as `(name, labels, value)`; `Err` names the first bad line.
-pub fn parse_exposition(text: &str) -> Result<Vec<(String, Vec<(String, String)>, f64)>, String> {
+pub fn parse_exposition(text: &str) -> Result<Vec<Sample>, String> {
     let mut v = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.is_empty() || line.starts_with('#') {

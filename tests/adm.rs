@@ -556,11 +556,6 @@ fn random_changes_under_traffic_lose_no_packet() {
         };
         // Spread the changes over the traffic (about 1.5 s in all).
         std::thread::sleep(Duration::from_millis(10));
-        let line = if kinds.iter().sum::<u32>() == 50 {
-            "-d -u 10.77.0.100:53 -r 10.77.0.11:53".to_string()
-        } else {
-            line
-        };
         let o = adm(&lvs, &line);
         // A duplicate (e.g. a -m server added twice) is refused; nothing else may fail.
         let err = text(&o.stderr);
