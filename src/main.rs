@@ -54,6 +54,8 @@ enum Cmd {
         /// With --pcap: also the frames it receives.
         #[arg(long)]
         pcap_rx: bool,
+        #[command(flatten)]
+        hardening: uvs::director::harden::Hardening,
     },
     /// The three LVS modes on one machine, in network namespaces (needs root).
     Lab {
@@ -181,6 +183,7 @@ fn main() -> ExitCode {
             pcap,
             pcap_rx,
             metrics,
+            hardening,
         } => uvs::director::run(uvs::director::RunOptions {
             ifaces,
             rules,
@@ -199,6 +202,7 @@ fn main() -> ExitCode {
             pcap,
             pcap_rx,
             metrics,
+            hardening,
         }),
         Cmd::Ceiling { iface, to, cpu } => to
             .iter()

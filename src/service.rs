@@ -180,6 +180,10 @@ pub struct Dest {
     pub neigh_mac: AtomicU64,
     /// Interface the host's routing table gives for this destination (0 = no route).
     pub out_ifindex: AtomicU32,
+    /// Path MTU learnt from ICMP fragmentation-needed about our tunnel packets
+    /// (0 = none), valid until `pmtu_expires_ms`.
+    pub pmtu: AtomicU32,
+    pub pmtu_expires_ms: AtomicU64,
     /// Traffic counters of this destination.
     pub stats: Stats,
     /// Traffic counters of the service this destination belongs to.
@@ -230,6 +234,8 @@ impl Dest {
             persistconns: AtomicU32::new(0),
             neigh_mac: AtomicU64::new(0),
             out_ifindex: AtomicU32::new(0),
+            pmtu: AtomicU32::new(0),
+            pmtu_expires_ms: AtomicU64::new(0),
             stats: Stats::default(),
             svc_stats,
         }
@@ -375,6 +381,23 @@ impl Dest {
         if clear {
             self.set_overload(false);
         }
+    }
+
+    /// The MTU toward this destination: a learnt path MTU while it is fresh, else the
+    /// interface's.
+    #[inline]
+    pub fn path_mtu(&self, iface_mtu: u32, now_ms: u64) -> u32 {
+        let p = self.pmtu.load(Relaxed);
+        if p != 0 && now_ms < self.pmtu_expires_ms.load(Relaxed) {
+            p.min(iface_mtu)
+        } else {
+            iface_mtu
+        }
+    }
+    /// Remember a path MTU for 10 minutes (as the kernel's PMTU cache does).
+    pub fn learn_pmtu(&self, mtu: u32, now_ms: u64) {
+        self.pmtu.store(mtu, Relaxed);
+        self.pmtu_expires_ms.store(now_ms + 600_000, Relaxed);
     }
 
     /// Outgoing interface index from the routing table (0 = none).

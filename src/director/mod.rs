@@ -2,6 +2,7 @@
 //! core, and runs the control loop (ARP resolution and gratuitous ARP, routes,
 //! connection-table housekeeping) until SIGINT or SIGTERM.
 
+pub mod harden;
 pub mod iface;
 pub mod kernelcopy;
 pub mod neigh;
@@ -40,6 +41,8 @@ pub struct RunOptions {
     pub pcap_rx: bool,
     /// Serve Prometheus metrics on this ADDR:PORT (see [`crate::metrics`]).
     pub metrics: Option<String>,
+    /// Anti-flood defenses, timeouts and privilege dropping (see [`harden`]).
+    pub hardening: harden::Hardening,
 }
 
 /// Parse a core list: `1`, `0,2`, `0-3,6`.
@@ -123,15 +126,7 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         .collect::<Result<Vec<_>, _>>()?;
     let shared = Arc::new(Shared::new(ifaces.clone()));
     let ctl = Arc::new(Ctl::new(shared.clone()));
-    let pcap_thread = match &opts.pcap {
-        Some(path) => {
-            let (tap, rx) = tap::Tap::new(opts.pcap_rx);
-            let h = tap::pcap_writer(path, rx)?;
-            shared.tap.store(Some(Arc::new(tap)));
-            Some(h)
-        }
-        None => None,
-    };
+    harden::apply_settings(&opts.hardening, &shared)?;
     if let Some(path) = &opts.rules {
         let n = load_rules(&ctl, path)?;
         tracing::info!("loaded {n} rules from {}", path.display());
@@ -200,6 +195,21 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         .first()
         .map(|io| io.rx.iter().map(|r| r.raw_fd()).collect())
         .unwrap_or_default();
+    // The last sockets (ARP); then privileges go, while this is still the only
+    // thread (capabilities are per thread).
+    let mut control = Control::new(ctl.clone(), &ifaces, fanout_fds)?;
+    harden::drop_privileges(&opts.hardening, opts.drop_kernel_copy, Some(control_sock.path()))?;
+    // Started after the drop, so the writer thread holds no capabilities either (the
+    // file is created as the user uvs runs as).
+    let pcap_thread = match &opts.pcap {
+        Some(path) => {
+            let (tap, rx) = tap::Tap::new(opts.pcap_rx);
+            let h = tap::pcap_writer(path, rx)?;
+            shared.tap.store(Some(Arc::new(tap)));
+            Some(h)
+        }
+        None => None,
+    };
     let mut handles = Vec::new();
     let mut hub = crate::control::Hub::new(ctl.clone(), epoch);
     hub.conn_cap_per_worker = per_worker_cap;
@@ -229,7 +239,6 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     let hub = Arc::new(hub);
     let control_plane = crate::control::start(hub.clone(), Some(control_sock), metrics_listener)?;
 
-    let mut control = Control::new(ctl.clone(), &ifaces, fanout_fds)?;
     let names: Vec<_> = ifaces.iter().map(|i| i.name.as_str()).collect();
     let mut announced_ready = false;
     while !stop.load(Ordering::Relaxed) {

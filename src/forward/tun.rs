@@ -15,7 +15,15 @@ use crate::wire::{ethernet, icmp, ipv4};
 pub const OVERHEAD: usize = ipv4::MIN_HEADER_LEN;
 
 #[allow(clippy::too_many_arguments)]
-pub fn transmit<E: Emit>(sh: &Shared, rx: &RxCtx<'_>, dest: &Dest, ip: &[u8], ident: &mut u16, out: &mut E) -> Verdict {
+pub fn transmit<E: Emit>(
+    sh: &Shared,
+    rx: &RxCtx<'_>,
+    dest: &Dest,
+    ip: &[u8],
+    ident: &mut u16,
+    now_ms: u64,
+    out: &mut E,
+) -> Verdict {
     let ifx = dest.out_ifindex();
     let Some(oif) = sh.iface(ifx) else {
         return Verdict::Drop(DropReason::NoRoute);
@@ -33,7 +41,7 @@ pub fn transmit<E: Emit>(sh: &Shared, rx: &RxCtx<'_>, dest: &Dest, ip: &[u8], id
         send_icmp(rx, ip, icmp::TYPE_TIME_EXCEEDED, icmp::CODE_TTL_EXCEEDED, 0, out);
         return Verdict::Drop(DropReason::TtlExceeded);
     }
-    let mtu = oif.mtu as usize;
+    let mtu = dest.path_mtu(oif.mtu, now_ms) as usize;
     if mtu < 68 + OVERHEAD {
         return Verdict::Drop(DropReason::FragNeeded);
     }

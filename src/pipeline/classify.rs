@@ -34,6 +34,8 @@ pub enum Class<'a> {
     IcmpToVip(IcmpError<'a>),
     /// An ICMP error from a NAT real server (about a packet it was sent).
     IcmpFromRealServer(IcmpError<'a>),
+    /// An ICMP error about an IPIP packet the director sent.
+    TunnelIcmp(TunnelIcmp<'a>),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -60,13 +62,13 @@ pub fn classify<'a>(iface: &Iface, svcs: &ServiceTable, rx: RxMeta, frame: &'a [
             }),
             Err(_) => Class::Drop(DropReason::ArpMalformed),
         },
-        ethertype::IPV4 => classify_ipv4(svcs, rx, eth.src(), &frame[ethernet::HEADER_LEN..]),
+        ethertype::IPV4 => classify_ipv4(iface, svcs, rx, eth.src(), &frame[ethernet::HEADER_LEN..]),
         ethertype::VLAN | ethertype::QINQ => Class::Drop(DropReason::Vlan),
         _ => Class::Pass,
     }
 }
 
-fn classify_ipv4<'a>(svcs: &ServiceTable, rx: RxMeta, eth_src: MacAddr, b: &'a [u8]) -> Class<'a> {
+fn classify_ipv4<'a>(iface: &Iface, svcs: &ServiceTable, rx: RxMeta, eth_src: MacAddr, b: &'a [u8]) -> Class<'a> {
     // IPVS only sees PACKET_HOST traffic.
     if rx.pkttype != pkttype::HOST {
         return Class::Pass;
@@ -82,6 +84,8 @@ fn classify_ipv4<'a>(svcs: &ServiceTable, rx: RxMeta, eth_src: MacAddr, b: &'a [
         Dir::In
     } else if svcs.is_nat_rip(saddr) {
         Dir::Out
+    } else if b[9] == ipv4::proto::ICMP && iface.addrs.contains(&daddr) {
+        return classify_tunnel_icmp(eth_src, b);
     } else {
         return Class::Pass;
     };
@@ -149,6 +153,48 @@ fn classify_ipv4<'a>(svcs: &ServiceTable, rx: RxMeta, eth_src: MacAddr, b: &'a [
 enum Dir {
     In,
     Out,
+}
+
+/// An ICMP error sent to the director's own address about an IPIP packet it sent
+/// (a router on the way to a TUN real server: PMTU discovery, unreachable...).
+#[derive(Debug, Clone, Copy)]
+pub struct TunnelIcmp<'a> {
+    pub icmp_type: u8,
+    pub code: u8,
+    /// The ICMP header's second word (the next-hop MTU for fragmentation-needed).
+    pub rest: u32,
+    /// The real server the quoted IPIP packet was addressed to.
+    pub rip: [u8; 4],
+    /// The quoted inner packet (the client's), possibly truncated.
+    pub inner: &'a [u8],
+}
+
+fn classify_tunnel_icmp(_eth_src: MacAddr, b: &[u8]) -> Class<'_> {
+    let Ok(ip) = ipv4::Packet::new_checked(b) else {
+        return Class::Pass;
+    };
+    if ip.is_fragment() || !ip.verify_checksum() {
+        return Class::Pass;
+    }
+    let icmp = &b[ip.header_len()..ip.total_len()];
+    if icmp.len() < 8 + ipv4::MIN_HEADER_LEN || !crate::wire::icmp::is_related_error(icmp[0]) {
+        return Class::Pass;
+    }
+    let q = &icmp[8..];
+    let qhl = ((q[0] & 0x0f) as usize) * 4;
+    if q[0] >> 4 != 4 || q[9] != ipv4::proto::IPIP || qhl < ipv4::MIN_HEADER_LEN || q.len() < qhl {
+        return Class::Pass;
+    }
+    if crate::wire::checksum::checksum(icmp) != 0 {
+        return Class::Drop(DropReason::IcmpChecksum);
+    }
+    Class::TunnelIcmp(TunnelIcmp {
+        icmp_type: icmp[0],
+        code: icmp[1],
+        rest: u32::from_be_bytes([icmp[4], icmp[5], icmp[6], icmp[7]]),
+        rip: [q[16], q[17], q[18], q[19]],
+        inner: &q[qhl..],
+    })
 }
 
 /// An ICMP error that quotes a TCP/UDP packet (IPVS's "related" ICMP).

@@ -102,7 +102,7 @@ impl Worker {
             ForwardMethod::Masq => nat::transmit_in(&rx_ctx, oif, mac, pkt.ip, conn.daddr, conn.dport, out),
             ForwardMethod::Tunnel => {
                 let dest = conn.dest.clone();
-                forward::tun::transmit(sh, &rx_ctx, &dest, pkt.ip, &mut self.ip_ident, out)
+                forward::tun::transmit(sh, &rx_ctx, &dest, pkt.ip, &mut self.ip_ident, now_ms, out)
             }
         }
     }
@@ -114,6 +114,7 @@ impl Worker {
         &mut self,
         sh: &Shared,
         _rx: RxMeta,
+        now_ms: u64,
         iface: &Iface,
         e: &IcmpError<'_>,
         out: &mut E,
@@ -145,7 +146,7 @@ impl Worker {
             ForwardMethod::Route | ForwardMethod::Local => forward::dr::transmit(sh, &rx_ctx, &conn.dest, e.ip, out),
             ForwardMethod::Tunnel => {
                 let dest = conn.dest.clone();
-                forward::tun::transmit(sh, &rx_ctx, &dest, e.ip, &mut self.ip_ident, out)
+                forward::tun::transmit(sh, &rx_ctx, &dest, e.ip, &mut self.ip_ident, now_ms, out)
             }
             ForwardMethod::Masq => {
                 if let Err(v) = forward::pre_xmit_checks(&rx_ctx, e.ip, oif.mtu, oif.mtu, out) {

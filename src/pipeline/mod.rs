@@ -243,8 +243,9 @@ impl Worker {
             Class::Arp(a) => arp::handle(sh, svcs, iface, &a, out),
             Class::ToVip(p) => self.inbound(sh, svcs, now_ms, rx, iface, &p, out),
             Class::FromRealServer(p) => self.outbound(sh, now_ms, rx, iface, &p, out),
-            Class::IcmpToVip(e) => self.icmp_inbound(sh, rx, iface, &e, out),
+            Class::IcmpToVip(e) => self.icmp_inbound(sh, rx, now_ms, iface, &e, out),
             Class::IcmpFromRealServer(e) => self.icmp_outbound(sh, rx, iface, &e, out),
+            Class::TunnelIcmp(e) => self.tunnel_icmp(sh, svcs, now_ms, &e, out),
         }
     }
 

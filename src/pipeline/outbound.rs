@@ -4,7 +4,7 @@
 //! ARP. ICMP errors from a NAT real server are translated likewise. Anything else
 //! from a real server's address is left to the kernel.
 
-use super::classify::{IcmpError, L4Packet};
+use super::classify::{IcmpError, L4Packet, TunnelIcmp};
 use super::{DropReason, Emit, Event, Iface, RxMeta, Shared, Verdict, Worker};
 use crate::conn::{Conn, OutKey};
 use crate::forward::{RxCtx, nat};
@@ -103,6 +103,77 @@ impl Worker {
         nat::emit_ip(out, oif, mac, e.ip, |b| {
             nat::rewrite_icmp(b, nat::Side::Src, vip, nat::Side::Dst, vip, vport)
         })
+    }
+}
+
+impl Worker {
+    /// An ICMP error about one of our IPIP packets (spec §6.6, "errors about the
+    /// director's own tunnel packets"): fragmentation-needed updates the path MTU to
+    /// the real server and, if the client's packet had DF, tells the client with
+    /// MTU − 20; other errors are relayed to the client about its own packet.
+    pub(super) fn tunnel_icmp<E: Emit>(
+        &mut self,
+        sh: &Shared,
+        svcs: &crate::service::ServiceTable,
+        now_ms: u64,
+        e: &TunnelIcmp<'_>,
+        out: &mut E,
+    ) -> Verdict {
+        use crate::wire::icmp;
+        let rip = std::net::IpAddr::from(e.rip);
+        let mut known = false;
+        let frag_needed = e.icmp_type == icmp::TYPE_DEST_UNREACH && e.code == icmp::CODE_FRAG_NEEDED;
+        let mut mtu = (e.rest & 0xffff).max(68);
+        for s in svcs.services() {
+            for d in s
+                .lock()
+                .dests
+                .iter()
+                .filter(|d| d.addr == rip && d.method() == crate::service::ForwardMethod::Tunnel)
+            {
+                known = true;
+                if frag_needed {
+                    d.learn_pmtu(mtu, now_ms);
+                } else if let Some(i) = sh.iface(d.out_ifindex()) {
+                    mtu = d.path_mtu(i.mtu, now_ms);
+                }
+            }
+        }
+        if !known {
+            return Verdict::Pass;
+        }
+        // The client's packet (the quote's inner header) tells where to send the news.
+        let q = e.inner;
+        if q.len() < ipv4::MIN_HEADER_LEN || q[0] >> 4 != 4 {
+            return Verdict::Answered;
+        }
+        let (client, vip, df) = (
+            [q[12], q[13], q[14], q[15]],
+            [q[16], q[17], q[18], q[19]],
+            q[6] & 0x40 != 0,
+        );
+        let (icmp_type, code, rest) = if frag_needed {
+            if !df {
+                return Verdict::Answered;
+            }
+            let m = if mtu > 88 { mtu - 20 } else { mtu };
+            (icmp::TYPE_DEST_UNREACH, icmp::CODE_FRAG_NEEDED, m)
+        } else {
+            (e.icmp_type, e.code, e.rest)
+        };
+        let Some((ifx, hop)) = sh.route(client) else {
+            return Verdict::Drop(DropReason::NoRoute);
+        };
+        let (Some(oif), Some(mac)) = (sh.iface(ifx), sh.neighbour(ifx, hop)) else {
+            self.event(Event::Solicit { ifindex: ifx, ip: hop });
+            return Verdict::Drop(DropReason::NeighUnresolved);
+        };
+        if let Some(buf) = out.buffer(ifx)
+            && let Some(n) = icmp::emit_error(buf, mac, oif.mac, vip, icmp_type, code, rest, q)
+        {
+            out.commit(ifx, n);
+        }
+        Verdict::Answered
     }
 }
 

@@ -621,3 +621,45 @@ fn tun_mtu_df_sends_frag_needed_and_no_df_fragments() {
     assert!(a.verify_checksum() && b.verify_checksum());
     assert_eq!(a.total_len() - 20 + b.total_len() - 20, 1481);
 }
+
+#[test]
+fn tun_pmtu_from_a_router_reaches_the_client_and_is_remembered() {
+    let (sh, _ctl) = director_all();
+    let mut w = Worker::new(0, 100);
+    let syn = tcp_frame(40000, 443, true, false, &[1u8; 1300]);
+    let (_, out) = run(&mut w, &sh, &syn, 0);
+    let sent = out.frames[0].1[14..].to_vec(); // DIP -> RS2, IPIP, 1360 bytes
+    // A router on the way to RS2 can only carry 1200 bytes.
+    let need = icmp_frame([10, 0, 0, 1], DIP, CLIENT_MAC, 3, 4, 1200, &sent[..20 + 28]);
+    let (v, out) = run(&mut w, &sh, &need, 1);
+    assert_eq!(v, Verdict::Answered);
+    let f = &out.frames[0].1;
+    assert_eq!((ip_of(f).src(), ip_of(f).dst()), (VIP, CLIENT));
+    assert_eq!(
+        (f[34], f[35], u16::from_be_bytes([f[40], f[41]])),
+        (3, 4, 1180),
+        "MTU - 20 to the client"
+    );
+    assert_eq!(crate::wire::checksum::checksum(&f[34..]), 0);
+    // The learnt path MTU applies to the next big packet at once.
+    let (v, out) = run(&mut w, &sh, &tcp_frame(40000, 443, false, true, &[1u8; 1200]), 2);
+    assert_eq!(v, Verdict::Drop(DropReason::FragNeeded));
+    assert_eq!(u16::from_be_bytes([out.frames[0].1[40], out.frames[0].1[41]]), 1180);
+    // An error about a tunnel to an unknown address is not ours.
+    let mut other = sent[..48].to_vec();
+    other[16..20].copy_from_slice(&[10, 0, 0, 99]);
+    let h = crate::wire::checksum::checksum(&{
+        let mut x = other[..20].to_vec();
+        x[10] = 0;
+        x[11] = 0;
+        x
+    });
+    other[10..12].copy_from_slice(&h.to_be_bytes());
+    let (v, _) = run(
+        &mut w,
+        &sh,
+        &icmp_frame([10, 0, 0, 1], DIP, CLIENT_MAC, 3, 4, 1200, &other),
+        3,
+    );
+    assert_eq!(v, Verdict::Pass);
+}

@@ -32,9 +32,19 @@ pub fn emit_error(
     rest: u32,
     offending: &[u8],
 ) -> Option<usize> {
-    let ip = ipv4::Packet::new_checked(offending).ok()?;
-    let quote_len = (ip.header_len() + 8).min(ip.total_len());
+    // The offending packet may itself be a truncated quote (relaying an error about
+    // a tunnelled packet): only its header must be whole.
+    if offending.len() < ipv4::MIN_HEADER_LEN || offending[0] >> 4 != 4 {
+        return None;
+    }
+    let ihl = ((offending[0] & 0x0f) as usize) * 4;
+    if ihl < ipv4::MIN_HEADER_LEN || offending.len() < ihl {
+        return None;
+    }
+    let total = u16::from_be_bytes([offending[2], offending[3]]) as usize;
+    let quote_len = (ihl + 8).min(total.max(ihl)).min(offending.len());
     let quote = &offending[..quote_len];
+    let to = [offending[12], offending[13], offending[14], offending[15]];
     let icmp_len = 8 + quote.len();
     let total = ipv4::MIN_HEADER_LEN + icmp_len;
     let frame_len = ethernet::HEADER_LEN + total;
@@ -50,7 +60,7 @@ pub fn emit_error(
         ttl: 64,
         protocol: ipv4::proto::ICMP,
         src: ip_src,
-        dst: ip.src(),
+        dst: to,
     }
     .emit(&mut buf[ethernet::HEADER_LEN..]);
     let m = &mut buf[ethernet::HEADER_LEN + ipv4::MIN_HEADER_LEN..frame_len];

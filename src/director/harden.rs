@@ -1,0 +1,322 @@
+//! `uvs run` under attack and with least privilege: the anti-flood defense settings
+//! (see [`crate::conn::defense`]), per-state timeouts, and dropping privileges once
+//! every socket is open.
+//!
+//! Privileges. Everything that needs a capability happens at start: packet sockets
+//! and rings (CAP_NET_RAW), ring sizes and fanout (no capability beyond the socket),
+//! the control socket and the metrics port. After that the director only reads and
+//! writes the sockets it holds (sends on a packet socket and PACKET_FANOUT_DATA
+//! re-installs of the steering program are not capability-checked) and reads
+//! /proc/net/route. So, before any worker or control thread starts, [`drop_privileges`]
+//!
+//! 1. empties the capability bounding set except CAP_NET_RAW (+ CAP_NET_ADMIN with
+//!    `--drop-kernel-copy`, whose nftables updates run `nft` when the VIPs change);
+//! 2. with `--user NAME`, switches to that user's uid, gid and no supplementary
+//!    groups (keeping capabilities across the switch), and hands the control socket
+//!    to that user (still mode 0600);
+//! 3. sets the permitted and effective sets to CAP_NET_RAW (+ CAP_NET_ADMIN as
+//!    above, raised as ambient for `nft` when running as a user), and sets
+//!    no_new_privs;
+//! 4. reads its own /proc status back and fails if any other capability is left.
+//!
+//! Capabilities are per thread on Linux, so this runs while the process has a single
+//! thread; threads started afterwards inherit the reduced sets. It is done with
+//! `libc` (prctl, capset, setres[ug]id, setgroups): three system calls do not justify
+//! a dependency, and the `caps` crate would not remove the single-thread
+//! requirement either.
+
+use std::io;
+
+/// The `uvs run` options of this module.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Hardening {
+    /// Defense drop_entry: 0 off, 1 automatic (when a worker's table has fewer than
+    /// --amemthresh % free), 3 always: randomly expire half-open entries.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=3))]
+    pub drop_entry: u8,
+    /// Defense drop_packet: 0 off, 1 automatic (rate from the table fill), 3 always (1
+    /// in --am-droprate new-connection packets dropped).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=3))]
+    pub drop_packet: u8,
+    /// Defense secure_tcp: 0 off, 1 automatic, 3 always: the stricter TCP state table.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=3))]
+    pub secure_tcp: u8,
+    /// Automatic defenses turn on when less than this percent of a worker's table is
+    /// free (IPVS's amemthresh, in table slots rather than memory pages).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u8).range(1..=99))]
+    pub amemthresh: u8,
+    /// drop_packet=3 drops 1 of this many new-connection packets.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub am_droprate: u32,
+    /// New connections per second per worker (0: no cap); beyond it, packets that would
+    /// create a connection are dropped (counter new_conn_rate_limit).
+    #[arg(long, default_value_t = 0)]
+    pub max_new_conns_per_sec: u32,
+    /// A TCP state's timeout in seconds, e.g. `syn_recv=10` (repeatable; states as
+    /// `ipvsadm -L -c` names them, plus `udp`).
+    #[arg(long = "timeout", value_name = "STATE=SECS")]
+    pub timeouts: Vec<String>,
+    /// After opening its sockets, run as this user (keeping only CAP_NET_RAW).
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// Keep every capability (debugging only).
+    #[arg(long)]
+    pub keep_caps: bool,
+}
+
+impl Default for Hardening {
+    fn default() -> Self {
+        Hardening {
+            drop_entry: 0,
+            drop_packet: 0,
+            secure_tcp: 0,
+            amemthresh: 10,
+            am_droprate: 10,
+            max_new_conns_per_sec: 0,
+            timeouts: Vec::new(),
+            user: None,
+            keep_caps: false,
+        }
+    }
+}
+
+/// Apply the defense settings and timeouts to the director's shared state.
+pub fn apply_settings(h: &Hardening, sh: &crate::pipeline::Shared) -> Result<(), String> {
+    let d = &sh.defense;
+    let bad = |o: &str| format!("--{o}: want 0, 1, 2 or 3");
+    d.set_drop_entry(h.drop_entry).map_err(|_| bad("drop-entry"))?;
+    d.set_drop_packet(h.drop_packet).map_err(|_| bad("drop-packet"))?;
+    d.set_secure_tcp(h.secure_tcp).map_err(|_| bad("secure-tcp"))?;
+    d.set_amemthresh_pct(h.amemthresh);
+    d.set_am_droprate(h.am_droprate);
+    d.set_max_new_per_sec(h.max_new_conns_per_sec);
+    for t in &h.timeouts {
+        let err = || format!("--timeout {t}: want STATE=SECS, e.g. syn_recv=10 (SECS 1..=2147483)");
+        let (name, secs) = t.split_once('=').ok_or_else(err)?;
+        let secs: u32 = secs
+            .parse()
+            .ok()
+            .filter(|s| (1..=2_147_483).contains(s))
+            .ok_or_else(err)?;
+        if name.eq_ignore_ascii_case("udp") {
+            sh.timeouts.set(0, 0, secs);
+            continue;
+        }
+        let state = crate::conn::tcp::Timeouts::state_by_name(name).ok_or_else(err)?;
+        sh.timeouts.set_state(state, secs);
+    }
+    Ok(())
+}
+
+pub const CAP_SETPCAP: u32 = 8;
+pub const CAP_NET_ADMIN: u32 = 12;
+pub const CAP_NET_RAW: u32 = 13;
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const CAP_VERSION_3: u32 = 0x2008_0522;
+
+fn check(r: libc::c_long, what: &str) -> Result<(), String> {
+    if r < 0 {
+        Err(format!("{what}: {}", io::Error::last_os_error()))
+    } else {
+        Ok(())
+    }
+}
+
+/// Set this thread's permitted and effective sets to `keep`, inheritable to `inh`.
+fn capset(keep: u64, inh: u64) -> Result<(), String> {
+    let mut h = CapHeader {
+        version: CAP_VERSION_3,
+        pid: 0,
+    };
+    let d = [
+        CapData {
+            effective: keep as u32,
+            permitted: keep as u32,
+            inheritable: inh as u32,
+        },
+        CapData {
+            effective: (keep >> 32) as u32,
+            permitted: (keep >> 32) as u32,
+            inheritable: (inh >> 32) as u32,
+        },
+    ];
+    // SAFETY: capset(2) with a version-3 header and two data elements, as documented.
+    let r = unsafe { libc::syscall(libc::SYS_capset, &mut h as *mut CapHeader, d.as_ptr()) };
+    check(r, "capset")
+}
+
+/// A capability set as /proc/PID/status prints it (`CapEff:` etc.), of this thread.
+pub fn thread_caps(field: &str) -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with(field))?;
+    u64::from_str_radix(line.split_whitespace().nth(1)?, 16).ok()
+}
+
+fn last_cap() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40)
+}
+
+/// uid and gid of user `name`.
+fn lookup_user(name: &str) -> Result<(libc::uid_t, libc::gid_t), String> {
+    let c = std::ffi::CString::new(name).map_err(|_| format!("--user {name:?}: bad name"))?;
+    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0 as libc::c_char; 16384];
+    let mut out: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: getpwnam_r with valid buffers; `out` is only read when non-null.
+    let r = unsafe { libc::getpwnam_r(c.as_ptr(), &mut pw, buf.as_mut_ptr(), buf.len(), &mut out) };
+    if r != 0 || out.is_null() {
+        return Err(format!("--user {name}: no such user"));
+    }
+    Ok((pw.pw_uid, pw.pw_gid))
+}
+
+/// Drop privileges as described in the module documentation. `net_admin`: keep
+/// CAP_NET_ADMIN too. `socket`: the control socket to hand to `--user`.
+pub fn drop_privileges(h: &Hardening, net_admin: bool, socket: Option<&std::path::Path>) -> Result<(), String> {
+    if h.keep_caps {
+        return Ok(());
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 && h.user.is_none() && thread_caps("CapEff:").unwrap_or(0) == 0 {
+        return Ok(()); // nothing to drop
+    }
+    let keep: u64 = (1 << CAP_NET_RAW) | if net_admin { 1 << CAP_NET_ADMIN } else { 0 };
+    let user = h.user.as_deref().map(lookup_user).transpose()?;
+    // 1. The bounding set (needs CAP_SETPCAP, so first).
+    for cap in 0..=last_cap() {
+        if keep & (1 << cap) == 0 {
+            // SAFETY: prctl(PR_CAPBSET_DROP, cap) only changes this thread's bounding set.
+            let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+            // EINVAL: a capability this kernel does not know.
+            if r < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL) {
+                return Err(format!("dropping capability {cap}: {}", io::Error::last_os_error()));
+            }
+        }
+    }
+    // 2. The user, keeping permitted capabilities across the switch.
+    if let Some((uid, gid)) = user {
+        if let Some(p) = socket {
+            let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).map_err(|e| e.to_string())?;
+            // SAFETY: chown(2) on a path we created.
+            check(
+                unsafe { libc::chown(c.as_ptr(), uid, gid) } as libc::c_long,
+                "chown control socket",
+            )?;
+        }
+        // SAFETY: plain prctl/setgroups/setresgid/setresuid calls; glibc applies the
+        // id changes to every thread.
+        unsafe {
+            check(
+                libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) as libc::c_long,
+                "PR_SET_KEEPCAPS",
+            )?;
+            check(libc::setgroups(1, &gid) as libc::c_long, "setgroups")?;
+            check(libc::setresgid(gid, gid, gid) as libc::c_long, "setresgid")?;
+            check(libc::setresuid(uid, uid, uid) as libc::c_long, "setresuid")?;
+            check(
+                libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) as libc::c_long,
+                "PR_SET_KEEPCAPS",
+            )?;
+        }
+    }
+    // 3. Permitted = effective = keep; ambient NET_ADMIN for nft as a user.
+    let ambient = net_admin && user.is_some();
+    capset(keep, if ambient { 1 << CAP_NET_ADMIN } else { 0 })?;
+    // SAFETY: prctl calls with documented arguments.
+    unsafe {
+        if ambient {
+            check(
+                libc::prctl(
+                    libc::PR_CAP_AMBIENT,
+                    libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
+                    CAP_NET_ADMIN as libc::c_ulong,
+                    0,
+                    0,
+                ) as libc::c_long,
+                "raising ambient CAP_NET_ADMIN",
+            )?;
+        }
+        check(
+            libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) as libc::c_long,
+            "PR_SET_NO_NEW_PRIVS",
+        )?;
+    }
+    // 4. Verify.
+    for f in ["CapEff:", "CapPrm:", "CapBnd:"] {
+        let v = thread_caps(f).ok_or("cannot read /proc/thread-self/status")?;
+        if v & !keep != 0 {
+            return Err(format!("capabilities left after dropping: {f} {v:016x}"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_and_modes_apply() {
+        let sh = crate::pipeline::Shared::new(Vec::new());
+        let h = Hardening {
+            drop_entry: 1,
+            secure_tcp: 3,
+            timeouts: vec!["syn_recv=5".into(), "UDP=7".into(), "established=99".into()],
+            ..Default::default()
+        };
+        apply_settings(&h, &sh).unwrap();
+        use crate::conn::tcp::TcpState;
+        assert_eq!(sh.timeouts.tcp(TcpState::SynRecv), 5);
+        assert_eq!(sh.timeouts.tcp(TcpState::Established), 99);
+        assert_eq!(sh.timeouts.udp(), 7);
+        assert_eq!(sh.timeouts.tcp(TcpState::TimeWait), 120, "others unchanged");
+        assert_eq!(sh.defense.modes(), (1, 0, 3));
+        for bad in ["syn_recv", "nope=3", "syn_recv=0", "close=x"] {
+            let h = Hardening {
+                timeouts: vec![bad.into()],
+                ..Default::default()
+            };
+            assert!(apply_settings(&h, &sh).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn drops_everything_but_net_raw_in_a_child_thread() {
+        if unsafe { libc::geteuid() } != 0 {
+            return;
+        }
+        // A thread of its own: capabilities are per thread, so the test runner's
+        // other threads keep theirs.
+        let r = std::thread::spawn(|| {
+            drop_privileges(&Hardening::default(), false, None)?;
+            let eff = thread_caps("CapEff:").unwrap();
+            // A raw packet socket still opens; binding a port < 1024 does not.
+            let raw = crate::ring::packet_socket(0).is_ok();
+            let low = std::net::TcpListener::bind("127.0.0.1:1").is_ok();
+            Ok::<_, String>((eff, raw, low))
+        })
+        .join()
+        .unwrap();
+        let (eff, raw, low) = r.unwrap();
+        assert_eq!(eff, 1 << CAP_NET_RAW);
+        assert!(raw, "CAP_NET_RAW kept");
+        assert!(!low, "CAP_NET_BIND_SERVICE gone");
+    }
+}
