@@ -47,6 +47,16 @@ fn pipeline(c: &mut Criterion) {
     g.bench_function("established", |b| {
         b.iter(|| w.process(&sh, &svcs, 1, RX, black_box(&data), &mut out))
     });
+    // The same with the worker adapter's tap check (`uvs trace`/`--pcap` off): the
+    // tap is loaded (here per packet; the worker does it once per batch) and found
+    // empty. This is the whole cost of tracing support when no tracer is attached.
+    let tap = &sh.tap;
+    g.bench_function("established_tap_off", |b| {
+        b.iter(|| match &*tap.load() {
+            None => w.process(&sh, &svcs, 1, RX, black_box(&data), &mut out),
+            Some(_) => unreachable!(),
+        })
+    });
 
     // NAT and TUN, established, next to DR in the same run.
     let (sh_all, _ctl_all) = director_all();

@@ -34,6 +34,10 @@
 //! irq, softirq from /proc/stat; plus the second worker's thread time when it runs on
 //! core 0) over the frames delivered. Results go to target/pps.json as well.
 //!
+//! Other work on the machine distorts every row (the load average is printed at the
+//! end): run it on a quiet machine. Renicing the DUT does not help: the kernel's
+//! deferred receive work (ksoftirqd) then starves instead.
+//!
 //! uvs rows use `--set 0 0 2` (UDP entries expire after 2 s) so that new-flow trials
 //! do not accumulate millions of entries; the kernel NAT rows set
 //! nf_conntrack_udp_timeout=2 in the DUT namespace likewise.

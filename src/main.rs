@@ -118,6 +118,9 @@ enum Cmd {
         pps: u64,
         #[arg(long, default_value_t = 18)]
         payload: usize,
+        /// TCP SYNs from random spoofed sources instead of UDP (a SYN flood).
+        #[arg(long)]
+        syn_flood: bool,
     },
     /// The packet-rate harness's minimal AF_PACKET forwarder (MAC rewrite only).
     #[command(hide = true)]
@@ -139,6 +142,25 @@ enum Cmd {
         vip: std::net::Ipv4Addr,
         #[arg(long, default_value = "tunl0")]
         dev: String,
+    },
+    /// Stream one line per forwarded packet from a running director: service, real
+    /// server, mode, headers before => after.
+    Trace {
+        /// Control socket of the director.
+        #[arg(long, env = "UVS_CONTROL")]
+        control: Option<PathBuf>,
+        /// Only this service (VIP:PORT).
+        #[arg(long)]
+        service: Option<String>,
+        /// Only this client address.
+        #[arg(long)]
+        client: Option<String>,
+        /// Stop after N packets.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Also write the traced frames (received and sent) to this pcap file.
+        #[arg(long)]
+        pcap: Option<PathBuf>,
     },
     /// Check a rules file and print the table it describes, without starting anything.
     Check { rules: PathBuf },
@@ -213,6 +235,26 @@ fn main() -> ExitCode {
             .collect::<Result<Vec<_>, String>>()
             .and_then(|to| uvs::testbed::ceiling::run(&uvs::testbed::ceiling::CeilingOptions { iface, to, cpu })),
         Cmd::Check { rules } => check(&rules),
+        Cmd::Trace {
+            control,
+            service,
+            client,
+            count,
+            pcap,
+        } => {
+            let mut words = Vec::new();
+            for (k, v) in [
+                ("--service", service),
+                ("--client", client),
+                ("--count", count.map(|c| c.to_string())),
+            ] {
+                if let Some(v) = v {
+                    words.push(k.to_string());
+                    words.push(v);
+                }
+            }
+            uvs::director::trace::client(control.as_deref(), &words, pcap.as_deref())
+        }
         Cmd::Adm { args } => return adm_exit(uvs::control::client::main("ipvsadm", &args)),
         Cmd::Tunnel { iface, vip, dev } => uvs::tunnel::main(&uvs::tunnel::TunnelOptions { iface, vip, dev }),
         Cmd::Simulate { file } => uvs::simulate::main(file.as_deref()),
@@ -229,6 +271,7 @@ fn main() -> ExitCode {
             max_packets,
             pps,
             payload,
+            syn_flood,
         } => parse_mac(&dst_mac).and_then(|dst_mac| {
             let o = uvs::testbed::blast::BlastOptions {
                 iface,
@@ -244,6 +287,7 @@ fn main() -> ExitCode {
                 max_packets,
                 pps,
                 payload,
+                syn_flood,
             };
             uvs::testbed::blast::blast(&o).map(|r| println!("sent={} seconds={:.6}", r.sent, r.seconds))
         }),

@@ -93,6 +93,8 @@ pub struct Hub {
     pub neigh_resolved: AtomicUsize,
     /// Serialises `-L -c` requests (one outstanding request per probe).
     list_lock: Mutex<()>,
+    /// The frame tap's consumers (`uvs trace` attaches here).
+    pub taps: Option<Arc<crate::director::tap::TapHub>>,
 }
 
 impl Hub {
@@ -107,6 +109,7 @@ impl Hub {
             neigh_wanted: AtomicUsize::new(0),
             neigh_resolved: AtomicUsize::new(0),
             list_lock: Mutex::new(()),
+            taps: None,
         }
     }
 
@@ -453,6 +456,13 @@ fn handle(hub: &Hub, mut stream: UnixStream) {
     let reply = match peer_uid(&stream) {
         Some(uid) if uid != me && uid != 0 => Reply::error(255, "Permission denied (you must be root)"),
         _ => match decode_request(&mut stream) {
+            Ok((args, _)) if args.first().map(String::as_str) == Some(crate::director::trace::REQUEST) => {
+                let words: Vec<&str> = args[1..].iter().map(String::as_str).collect();
+                if let Some(taps) = &hub.taps {
+                    crate::director::trace::serve(taps, hub.ctl.shared(), &words, &mut stream);
+                }
+                return;
+            }
             Ok((args, stdin)) => {
                 let stdin = String::from_utf8_lossy(&stdin);
                 let words: Vec<&str> = args.iter().map(String::as_str).collect();

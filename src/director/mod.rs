@@ -8,6 +8,7 @@ pub mod kernelcopy;
 pub mod neigh;
 pub mod route;
 pub mod tap;
+pub mod trace;
 pub mod worker;
 
 use std::path::PathBuf;
@@ -201,11 +202,10 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     harden::drop_privileges(&opts.hardening, opts.drop_kernel_copy, Some(control_sock.path()))?;
     // Started after the drop, so the writer thread holds no capabilities either (the
     // file is created as the user uvs runs as).
+    let taps = tap::TapHub::new(shared.clone());
     let pcap_thread = match &opts.pcap {
         Some(path) => {
-            let (tap, rx) = tap::Tap::new(opts.pcap_rx);
-            let h = tap::pcap_writer(path, rx)?;
-            shared.tap.store(Some(Arc::new(tap)));
+            let h = taps.set_pcap(path, opts.pcap_rx)?;
             Some(h)
         }
         None => None,
@@ -213,6 +213,7 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     let mut handles = Vec::new();
     let mut hub = crate::control::Hub::new(ctl.clone(), epoch);
     hub.conn_cap_per_worker = per_worker_cap;
+    hub.taps = Some(taps.clone());
     for (id, io) in ios.into_iter().enumerate() {
         let (sh, stop, ntx) = (shared.clone(), stop.clone(), neigh_tx.clone());
         let core = cores.get(id % cores.len().max(1)).copied();
@@ -287,7 +288,7 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         let _ = h.join();
     }
     // Close the tap so the pcap writer drains and finishes the file.
-    shared.tap.store(None);
+    taps.close();
     if let Some(h) = pcap_thread {
         let _ = h.join();
     }

@@ -33,6 +33,8 @@ pub struct Entry {
 
 /// How long a worker-requested neighbour is kept after its last request.
 pub const WANTED_MS: u64 = 600_000;
+/// Worker-requested neighbours kept at most (beyond the real servers' next hops).
+pub const MAX_WANTED: usize = 4096;
 
 /// (ifindex, next-hop address).
 pub type NeighKey = (u32, [u8; 4]);
@@ -75,8 +77,13 @@ impl Neighbours {
         self.dirty |= before != self.entries.len();
     }
 
-    /// A worker needs `k` (a NAT client's next hop): create the entry if missing.
+    /// A worker needs `k` (a NAT client's next hop): create the entry if missing. At
+    /// most [`MAX_WANTED`] such entries exist at once: clients on a large on-link
+    /// subnet (or spoofed ones) cannot grow the table without bound.
     pub fn want(&mut self, k: NeighKey, now_ms: u64) {
+        if !self.entries.contains_key(&k) && self.entries.len() >= self.users.len() + MAX_WANTED {
+            return;
+        }
         self.entries.entry(k).or_insert_with(blank).wanted_ms = Some(now_ms);
     }
 
@@ -192,6 +199,10 @@ mod tests {
         assert_eq!(n.resolved_map().len(), 1, "a route sync keeps wanted entries");
         n.due(WANTED_MS + 1);
         assert!(n.resolved_map().is_empty(), "forgotten when unused");
+        for i in 0..2 * MAX_WANTED as u32 {
+            n.want((3, i.to_be_bytes()), WANTED_MS + 2);
+        }
+        assert_eq!(n.due(WANTED_MS + 2).len(), MAX_WANTED, "bounded");
     }
 
     #[test]

@@ -103,6 +103,109 @@ impl<E: Emit> Emit for TapEmit<'_, E> {
     }
 }
 
+/// The consumers of the tap: a pcap writer (`--pcap`) and any number of tracers
+/// (`uvs trace`). The tap is installed on [`Shared`] only while one exists, so with
+/// none attached the workers copy nothing.
+pub struct TapHub {
+    shared: std::sync::Arc<crate::pipeline::Shared>,
+    inner: std::sync::Mutex<HubInner>,
+}
+
+#[derive(Default)]
+struct HubInner {
+    pcap: Option<(Sender<TapRecord>, bool)>,
+    tracers: Vec<(u64, Sender<TapRecord>)>,
+    next_id: u64,
+    running: bool,
+}
+
+/// Records queued per consumer.
+const CONSUMER_QUEUE: usize = 16384;
+
+impl TapHub {
+    pub fn new(shared: std::sync::Arc<crate::pipeline::Shared>) -> std::sync::Arc<TapHub> {
+        std::sync::Arc::new(TapHub {
+            shared,
+            inner: Default::default(),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HubInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Attach the pcap writer (`rx_too`: also received frames).
+    pub fn set_pcap(
+        self: &std::sync::Arc<Self>,
+        path: &std::path::Path,
+        rx_too: bool,
+    ) -> Result<std::thread::JoinHandle<()>, String> {
+        let (tx, rx) = crossbeam_channel::bounded(CONSUMER_QUEUE);
+        let h = pcap_writer(path, rx)?;
+        self.lock().pcap = Some((tx, rx_too));
+        self.ensure_running();
+        Ok(h)
+    }
+
+    /// Attach a tracer; it receives every RX and TX record until [`TapHub::detach`].
+    pub fn attach(self: &std::sync::Arc<Self>) -> (u64, Receiver<TapRecord>) {
+        let (tx, rx) = crossbeam_channel::bounded(CONSUMER_QUEUE);
+        let id = {
+            let mut g = self.lock();
+            g.next_id += 1;
+            let id = g.next_id;
+            g.tracers.push((id, tx));
+            id
+        };
+        self.ensure_running();
+        (id, rx)
+    }
+
+    pub fn detach(&self, id: u64) {
+        let mut g = self.lock();
+        g.tracers.retain(|(i, _)| *i != id);
+        if g.tracers.is_empty() && g.pcap.is_none() {
+            // Workers drop their copy of the tap at their next round; the dispatcher
+            // then sees the channel close and ends.
+            self.shared.tap.store(None);
+            g.running = false;
+        }
+    }
+
+    /// Detach everything (director shutdown): the pcap writer finishes its file.
+    pub fn close(&self) {
+        let mut g = self.lock();
+        g.tracers.clear();
+        g.pcap = None;
+        self.shared.tap.store(None);
+        g.running = false;
+    }
+
+    fn ensure_running(self: &std::sync::Arc<Self>) {
+        let mut g = self.lock();
+        if g.running {
+            return;
+        }
+        g.running = true;
+        let (tap, rx) = Tap::new(true);
+        self.shared.tap.store(Some(std::sync::Arc::new(tap)));
+        let hub = self.clone();
+        std::thread::spawn(move || {
+            while let Ok(r) = rx.recv() {
+                let g = hub.lock();
+                if let Some((tx, rx_too)) = &g.pcap
+                    && (r.dir == TapDir::Tx || *rx_too)
+                {
+                    let _ = tx.try_send(r.clone());
+                }
+                for (_, t) in &g.tracers {
+                    let _ = t.try_send(r.clone());
+                }
+            }
+        });
+    }
+}
+
 /// Write every tapped frame to a pcap file (Ethernet link type) until the channel
 /// closes. Flushes after each burst so the file is readable while running.
 pub fn pcap_writer(path: &std::path::Path, rx: Receiver<TapRecord>) -> Result<std::thread::JoinHandle<()>, String> {

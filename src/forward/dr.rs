@@ -16,7 +16,13 @@ pub fn transmit<E: Emit>(sh: &Shared, rx: &RxCtx<'_>, dest: &Dest, ip: &[u8], ou
     let Some(mac) = dest.mac() else {
         return Verdict::Drop(DropReason::NeighUnresolved);
     };
-    if let Err(v) = pre_xmit_checks(rx, ip, oif.mtu, oif.mtu, out) {
+    // A GRO/TSO aggregate skips the MTU check and is segmented on output.
+    let mtu = if super::frag::is_aggregate(rx.iface.mtu, rx.csum_partial, ip) {
+        u32::MAX
+    } else {
+        oif.mtu
+    };
+    if let Err(v) = pre_xmit_checks(rx, ip, mtu, oif.mtu, out) {
         return v;
     }
     if ip.len() > oif.mtu as usize {

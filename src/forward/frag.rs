@@ -44,7 +44,93 @@ pub fn emit_fragmented<E: Emit>(
         Err(_) => return Verdict::Drop(DropReason::TruncatedIpv4),
     }
     edit(whole);
+    // Only an aggregate gets here with DF (pre_xmit_checks refused the others).
+    let (df, proto) = (whole[6] & 0x40 != 0, whole[9]);
+    if df && proto == ipv4::proto::TCP {
+        return segment_tcp(out, oif, dst_mac, whole);
+    }
     fragment(out, oif, dst_mac, whole)
+}
+
+/// Is `ip` a segmentation-offload aggregate: a TCP packet larger than the MTU of the
+/// interface it arrived on, with an offloaded checksum? TSO of a sender on the same
+/// host (veth, containers) hands such packets to AF_PACKET whole, before any NIC
+/// cuts them. The kernel skips IPVS's MTU check for GSO packets and segments them on
+/// output; uvs does the same with [`segment_tcp`].
+///
+/// GRO aggregates built by a receiving NIC driver arrive with a verified (not an
+/// offloaded) checksum and cannot be told from an oversized frame without
+/// PACKET_VNET_HDR: they get fragmentation-needed. Turn GRO and LRO off on the
+/// director's interfaces (`ethtool -K IFACE gro off lro off`), as for any
+/// AF_PACKET forwarder.
+pub fn is_aggregate(rx_mtu: u32, csum_partial: bool, ip: &[u8]) -> bool {
+    csum_partial && ip.len() > rx_mtu as usize && ip.len() > ipv4::MIN_HEADER_LEN && ip[9] == ipv4::proto::TCP
+}
+
+/// Software TCP segmentation (GSO) of the edited aggregate `ip`: segments of at most
+/// `oif.mtu` bytes with consecutive sequence numbers and IP IDs; FIN and PSH only on
+/// the last, CWR only on the first; every checksum computed in full.
+pub fn segment_tcp<E: Emit>(out: &mut E, oif: &Iface, dst_mac: MacAddr, ip: &[u8]) -> Verdict {
+    use crate::wire::l4::{self, tcp_flags};
+    let Ok(p) = ipv4::Packet::new_checked(ip) else {
+        return Verdict::Drop(DropReason::TruncatedIpv4);
+    };
+    let (hl, tl, src, dst, id0) = (p.header_len(), p.total_len(), p.src(), p.dst(), p.ident());
+    let tcp = &ip[hl..tl];
+    let thl = tcp.get(12).map_or(0, |b| usize::from(b >> 4) * 4);
+    if thl < l4::TCP_MIN_LEN || thl > tcp.len() {
+        return Verdict::Drop(DropReason::TruncatedL4);
+    }
+    let mtu = oif.mtu as usize;
+    if mtu < hl + thl + 8 {
+        return Verdict::Drop(DropReason::FragNeeded);
+    }
+    let mss = mtu - hl - thl;
+    let payload = &tcp[thl..];
+    let seq0 = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
+    let flags = tcp[13];
+    let mut off = 0;
+    let mut i: u16 = 0;
+    loop {
+        let n = mss.min(payload.len() - off);
+        let last = off + n == payload.len();
+        let total = hl + thl + n;
+        let len = ethernet::HEADER_LEN + total;
+        let Some(buf) = out.buffer(oif.ifindex) else {
+            return Verdict::Drop(DropReason::TxFull);
+        };
+        if buf.len() < len {
+            return Verdict::Drop(DropReason::TxFull);
+        }
+        ethernet::emit(buf, dst_mac, oif.mac, ethernet::ethertype::IPV4);
+        let b = &mut buf[ethernet::HEADER_LEN..len];
+        b[..hl].copy_from_slice(&ip[..hl]);
+        b[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+        b[4..6].copy_from_slice(&id0.wrapping_add(i).to_be_bytes());
+        b[10..12].copy_from_slice(&[0, 0]);
+        let c = checksum::checksum(&b[..hl]);
+        b[10..12].copy_from_slice(&c.to_be_bytes());
+        let t = &mut b[hl..];
+        t[..thl].copy_from_slice(&tcp[..thl]);
+        t[4..8].copy_from_slice(&seq0.wrapping_add(off as u32).to_be_bytes());
+        let mut f = flags;
+        if !last {
+            f &= !(tcp_flags::FIN | tcp_flags::PSH);
+        }
+        if i > 0 {
+            f &= !0x80; // CWR
+        }
+        t[13] = f;
+        t[thl..].copy_from_slice(&payload[off..off + n]);
+        let c = l4::full_checksum(ipv4::proto::TCP, src, dst, t);
+        t[16..18].copy_from_slice(&c.to_be_bytes());
+        out.commit(oif.ifindex, len);
+        off += n;
+        i = i.wrapping_add(1);
+        if last {
+            return Verdict::Forwarded;
+        }
+    }
 }
 
 /// Send the IPv4 packet `ip` (already edited) as fragments that fit `oif.mtu`.
@@ -269,6 +355,55 @@ mod tests {
             Verdict::Drop(DropReason::FragNeeded)
         );
         assert!(out.frames.is_empty());
+    }
+
+    #[test]
+    fn aggregates_are_segmented_with_valid_checksums() {
+        use crate::wire::l4;
+        // A 5000-byte TCP aggregate with DF, PSH|ACK|FIN, seq 1000.
+        let n = 5000;
+        let mut ip = vec![0u8; 40 + n];
+        ipv4::Repr {
+            tos: 0,
+            total_len: (40 + n) as u16,
+            ident: 7,
+            dont_frag: true,
+            ttl: 64,
+            protocol: 6,
+            src: [10, 0, 0, 11],
+            dst: [192, 0, 2, 10],
+        }
+        .emit(&mut ip);
+        ip[24..28].copy_from_slice(&1000u32.to_be_bytes());
+        ip[32] = 5 << 4;
+        ip[33] = 0x19;
+        for (i, b) in ip[40..].iter_mut().enumerate() {
+            *b = (i * 7) as u8;
+        }
+        assert!(is_aggregate(1500, true, &ip) && !is_aggregate(1500, false, &ip));
+        let mut out = VecEmit::keeping();
+        assert_eq!(
+            emit_fragmented(&mut out, &iface(1500), [9; 6], &ip, |_| {}),
+            Verdict::Forwarded
+        );
+        assert_eq!(out.frames.len(), 4, "1460 * 3 + 620");
+        let mut data = Vec::new();
+        for (k, (_, f)) in out.frames.iter().enumerate() {
+            let p = ipv4::Packet::new_checked(&f[14..]).unwrap();
+            assert!(p.verify_checksum() && p.dont_frag() && !p.is_fragment());
+            assert!(f.len() - 14 <= 1500);
+            assert_eq!(p.ident(), 7 + k as u16);
+            let t = p.payload();
+            assert_eq!(u32::from_be_bytes([t[4], t[5], t[6], t[7]]), 1000 + data.len() as u32);
+            let last = k == 3;
+            assert_eq!(t[13], if last { 0x19 } else { 0x10 }, "FIN/PSH only on the last");
+            assert_eq!(
+                l4::full_checksum(6, p.src(), p.dst(), t),
+                u16::from_be_bytes([t[16], t[17]])
+            );
+            data.extend_from_slice(&t[20..]);
+        }
+        assert_eq!(data, ip[40..]);
     }
 
     #[test]

@@ -125,7 +125,13 @@ pub fn transmit_in<E: Emit>(
     rport: u16,
     out: &mut E,
 ) -> Verdict {
-    if let Err(v) = pre_xmit_checks(rx, ip, oif.mtu, oif.mtu, out) {
+    // A GRO/TSO aggregate skips the MTU check and is segmented on output.
+    let mtu = if super::frag::is_aggregate(rx.iface.mtu, rx.csum_partial, ip) {
+        u32::MAX
+    } else {
+        oif.mtu
+    };
+    if let Err(v) = pre_xmit_checks(rx, ip, mtu, oif.mtu, out) {
         return v;
     }
     let partial = rx.csum_partial;
@@ -143,7 +149,13 @@ pub fn transmit_out<E: Emit>(
     vport: u16,
     out: &mut E,
 ) -> Verdict {
-    if let Err(v) = pre_xmit_checks(rx, ip, oif.mtu, oif.mtu, out) {
+    // A GRO/TSO aggregate skips the MTU check and is segmented on output.
+    let mtu = if super::frag::is_aggregate(rx.iface.mtu, rx.csum_partial, ip) {
+        u32::MAX
+    } else {
+        oif.mtu
+    };
+    if let Err(v) = pre_xmit_checks(rx, ip, mtu, oif.mtu, out) {
         return v;
     }
     let partial = rx.csum_partial;

@@ -19,6 +19,8 @@ pub struct Seen {
     pub dport: u16,
     pub syn: bool,
     pub ack: bool,
+    /// 6 (TCP) or 17 (UDP).
+    pub proto: u8,
 }
 
 /// Decode an Ethernet frame carrying TCP over IPv4 (possibly inside IPIP).
@@ -51,8 +53,10 @@ pub fn decode(frame: &[u8]) -> Option<Seen> {
             p.transport.clone(),
         )
     };
-    let Some(TransportSlice::Tcp(t)) = transport else {
-        return None;
+    let (sport, dport, syn, ack, proto) = match transport {
+        Some(TransportSlice::Tcp(t)) => (t.source_port(), t.destination_port(), t.syn(), t.ack(), 6),
+        Some(TransportSlice::Udp(u)) => (u.source_port(), u.destination_port(), false, false, 17),
+        _ => return None,
     };
     Some(Seen {
         eth_src: eth.source(),
@@ -61,10 +65,11 @@ pub fn decode(frame: &[u8]) -> Option<Seen> {
         src: ip_src,
         dst: ip_dst,
         ttl,
-        sport: t.source_port(),
-        dport: t.destination_port(),
-        syn: t.syn(),
-        ack: t.ack(),
+        sport,
+        dport,
+        syn,
+        ack,
+        proto,
     })
 }
 

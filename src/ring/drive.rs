@@ -14,10 +14,10 @@ use crate::pipeline::RxMeta;
 
 /// RX blocks taken per ring before the TX rings are kicked: bounds the latency a
 /// full burst adds and keeps the TX rings from filling before the kernel sees them.
-pub const MAX_BLOCKS_PER_ROUND: usize = 2;
+pub const MAX_BLOCKS_PER_ROUND: usize = 8;
 
 /// TX ring slots per interface (and worker).
-pub const TX_FRAMES: usize = 512;
+pub const TX_FRAMES: usize = 1024;
 
 /// What a loop does with its frames.
 pub trait Handler {

@@ -23,9 +23,13 @@ pub struct RxConfig {
 
 impl Default for RxConfig {
     fn default() -> Self {
+        // Many small blocks: at low rates the 1 ms retire timeout hands over a block
+        // per millisecond however little it holds, so the ring's depth in time is
+        // block_nr ms; 64 KiB still holds ~400 minimum-size frames (1 ms at 400 kpps).
+        // 8 MiB per ring, as before with 32 blocks of 256 KiB (32 ms deep).
         RxConfig {
-            block_size: 1 << 18,
-            block_nr: 32,
+            block_size: 1 << 16,
+            block_nr: 128,
             frame_size: 1 << 11,
             retire_tov_ms: 1,
         }

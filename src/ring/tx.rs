@@ -81,6 +81,8 @@ impl TxRing {
     /// The data area of the next free slot.
     pub fn buffer(&mut self) -> Option<&mut [u8]> {
         if !self.slot_free(self.head) {
+            // Full: kick the kernel once; while nothing new is queued, further calls
+            // only look at the slot (no system call per refused frame).
             self.flush();
             if !self.slot_free(self.head) {
                 self.full += 1;

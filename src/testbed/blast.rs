@@ -7,12 +7,19 @@
 //! 1024..=65535 and the source address steps up by one every 64512 frames, starting
 //! at flow number `flow_offset` (so consecutive runs can keep every flow new).
 //!
+//! With `syn_flood` it sends TCP SYNs instead (no payload), each from a random
+//! spoofed source address and port with a random sequence number and a valid
+//! checksum: the SYN flood of the hostile-input tests.
+//!
 //! It reports what it actually queued and for how long: `sent=N seconds=S`.
 
 use std::time::{Duration, Instant};
 
 use crate::ring::TxRing;
 use crate::wire::{MacAddr, ethernet, ipv4};
+
+/// Paced runs sleep rather than spin when the next burst is further off than this.
+const SLEEP_OVER: Duration = Duration::from_micros(200);
 
 /// Source ports a new-flow run walks per source address.
 pub const PORTS_PER_ADDR: u64 = 65536 - 1024;
@@ -36,6 +43,8 @@ pub struct BlastOptions {
     /// Frames queued per kick of the kernel (sendto on the TX ring).
     pub burst: usize,
     pub payload: usize,
+    /// TCP SYNs from random spoofed sources (see the module documentation).
+    pub syn_flood: bool,
 }
 
 /// What a run did.
@@ -47,10 +56,101 @@ pub struct BlastReport {
     pub seconds: f64,
 }
 
+/// A random unicast source outside 0/8, 10/8, 127/8, 169.254/16, 192.168/16 and
+/// 224/3 (so never a test bed's own subnet).
+fn spoofed(x: u64) -> [u8; 4] {
+    let mut a = (x >> 16) as u32;
+    loop {
+        let b = a.to_be_bytes();
+        let bad =
+            matches!(b[0], 0 | 10 | 127 | 224..=255) || (b[0] == 169 && b[1] == 254) || (b[0] == 192 && b[1] == 168);
+        if !bad {
+            return b;
+        }
+        a = a.wrapping_mul(0x9e37_79b9).wrapping_add(0x7f4a_7c15);
+    }
+}
+
+/// `uvs blast --syn-flood`: SYNs from random sources, as fast as the ring takes them
+/// (or paced), for the time and count given.
+fn syn_flood(o: &BlastOptions, iface: &crate::pipeline::Iface, ring: &mut TxRing) -> BlastReport {
+    let mut frame = [0u8; ethernet::HEADER_LEN + 40];
+    ethernet::emit(&mut frame, o.dst_mac, iface.mac, ethernet::ethertype::IPV4);
+    let mut rng = 0x2545_f491_4f6c_dd1d_u64 ^ u64::from(std::process::id()) ^ o.flow_offset;
+    let burst = o.burst.clamp(1, 2048) as u64;
+    let start = Instant::now();
+    let end = start + Duration::from_secs_f64(o.seconds);
+    let ns_per_pkt = if o.pps > 0 { 1e9 / o.pps as f64 } else { 0.0 };
+    let mut sent = 0u64;
+    while sent < o.max_packets {
+        if sent.is_multiple_of(64) && Instant::now() >= end {
+            break;
+        }
+        if o.pps > 0 && sent.is_multiple_of(burst) {
+            let due = start + Duration::from_nanos((sent as f64 * ns_per_pkt) as u64);
+            // Sleep while the next burst is far off (the sinks' receive work shares
+            // this core), then spin for precision.
+            let now = Instant::now();
+            if due > now + SLEEP_OVER {
+                std::thread::sleep(due - now - SLEEP_OVER / 2);
+            }
+            while Instant::now() < due {
+                std::hint::spin_loop();
+            }
+        }
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let src = spoofed(rng);
+        let ip = &mut frame[ethernet::HEADER_LEN..];
+        ipv4::Repr {
+            tos: 0,
+            total_len: 40,
+            ident: rng as u16,
+            dont_frag: true,
+            ttl: 64,
+            protocol: ipv4::proto::TCP,
+            src,
+            dst: o.dst,
+        }
+        .emit(ip);
+        let t = &mut ip[20..40];
+        t[0..2].copy_from_slice(&(1024 + (rng as u16 % 64000)).to_be_bytes());
+        t[2..4].copy_from_slice(&o.dport.to_be_bytes());
+        t[4..8].copy_from_slice(&((rng >> 32) as u32).to_be_bytes());
+        t[8..12].copy_from_slice(&[0; 4]);
+        t[12] = 5 << 4;
+        t[13] = crate::wire::l4::tcp_flags::SYN;
+        t[14..16].copy_from_slice(&64240u16.to_be_bytes());
+        t[16..20].copy_from_slice(&[0; 4]);
+        let c = crate::wire::l4::full_checksum(ipv4::proto::TCP, src, o.dst, t);
+        t[16..18].copy_from_slice(&c.to_be_bytes());
+        match ring.buffer() {
+            Some(b) => {
+                b[..frame.len()].copy_from_slice(&frame);
+                ring.commit(frame.len());
+                sent += 1;
+                if sent.is_multiple_of(burst) {
+                    ring.flush();
+                }
+            }
+            None => ring.flush(),
+        }
+    }
+    ring.flush();
+    BlastReport {
+        sent,
+        seconds: start.elapsed().as_secs_f64(),
+    }
+}
+
 /// Send as configured; returns what was actually sent.
 pub fn blast(o: &BlastOptions) -> Result<BlastReport, String> {
     let iface = crate::director::iface::discover(&o.iface)?;
     let mut ring = TxRing::open(iface.ifindex, 2048, 4096).map_err(|e| e.to_string())?;
+    if o.syn_flood {
+        return Ok(syn_flood(o, &iface, &mut ring));
+    }
     let mut frame = vec![0u8; ethernet::HEADER_LEN + 28 + o.payload];
     ethernet::emit(&mut frame, o.dst_mac, iface.mac, ethernet::ethertype::IPV4);
     let total = (28 + o.payload) as u16;
@@ -86,6 +186,12 @@ pub fn blast(o: &BlastOptions) -> Result<BlastReport, String> {
         if o.pps > 0 && sent.is_multiple_of(burst) {
             // Pace per burst: the burst's first frame waits for its due time.
             let due = start + Duration::from_nanos((sent as f64 * ns_per_pkt) as u64);
+            // Sleep while the next burst is far off (the sinks' receive work shares
+            // this core), then spin for precision.
+            let now = Instant::now();
+            if due > now + SLEEP_OVER {
+                std::thread::sleep(due - now - SLEEP_OVER / 2);
+            }
             while Instant::now() < due {
                 std::hint::spin_loop();
             }

@@ -90,6 +90,14 @@ pub fn run(o: &CeilingOptions) -> Result<(), String> {
     };
     eprintln!("uvs: ceiling ready on {}", o.iface);
     drive(&mut rx, &mut tx, &stop, &mut f);
-    eprintln!("uvs: ceiling stopped after {} frames", f.forwarded);
+    let (_, drops, _) = rx[0].stats().unwrap_or_default();
+    let full: u64 = match &tx {
+        Tx::Ring(t) => t.rings.iter().map(|r| r.full).sum(),
+        Tx::Mmsg(_) => 0,
+    };
+    eprintln!(
+        "uvs: ceiling stopped after {} frames (RX ring drops {drops}, TX ring full {full})",
+        f.forwarded
+    );
     Ok(())
 }

@@ -1,0 +1,241 @@
+//! A SYN flood against a NAT director while established connections transfer data
+//! (issue 7): one million SYNs from random spoofed sources, as fast as `uvs blast`
+//! sends them, while 10 HTTP downloads run through the director. Asserts that the
+//! connection table never exceeds its cap, every download gets every byte, the
+//! director's RSS stays under [`RSS_BOUND_KB`], and the half-open entries drain
+//! within their (shortened) timeout afterwards.
+//!
+//! Reproduce by hand (the numbers in the README come from this test's output):
+//! `cargo test --release --test flood -- --nocapture`.
+
+mod common;
+use common::*;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const RULES: &str = "\
+-A -t 192.168.77.100:80 -s rr
+-a -t 192.168.77.100:80 -r 10.78.1.11:8080 -m -w 1
+-a -t 192.168.77.100:80 -r 10.78.1.12:8080 -m -w 1
+";
+
+/// Connection-table cap (all workers).
+const CAP: u64 = 20_000;
+/// SYN_RECV / SYNACK timeout during the test (seconds).
+const SYN_TIMEOUT: u64 = 5;
+/// Bytes per download, and the downloads' rate limit.
+const SIZE: u64 = 6 << 20;
+const TRANSFERS: usize = 10;
+/// The director's RSS bound: rings (2 workers x 2 interfaces x 8 MiB RX + TX) and a
+/// table of 20 000 entries need well under this.
+const RSS_BOUND_KB: u64 = 192 * 1024;
+const METRICS: &str = "127.0.0.1:9107";
+
+/// `name{labels} value` lines of the director's /metrics, summed per name (labels
+/// matching `filter`).
+fn metric(page: &str, name: &str, filter: &str) -> u64 {
+    page.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']) && l.contains(filter))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .sum()
+}
+
+fn scrape(lvs: &Lvs) -> String {
+    lvs.bed
+        .exec_any(
+            "dir",
+            &["curl", "-s", "--max-time", "2", &format!("http://{METRICS}/metrics")],
+        )
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// Largest table size and RSS seen.
+#[derive(Default)]
+struct Max {
+    conns: u64,
+    rss: u64,
+}
+
+impl Max {
+    fn sample(&mut self, lvs: &Lvs, pid: u32) -> (u64, String) {
+        let page = scrape(lvs);
+        let c = metric(&page, "uvs_connections", "");
+        self.conns = self.conns.max(c);
+        self.rss = self.rss.max(rss_kb(pid));
+        (c, page)
+    }
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn syn_flood_spares_established_transfers_and_respects_the_cap() {
+    require_root!();
+    let mut lvs = Lvs::nat("flood", UVS, false, false, false).expect("NAT bed");
+    let syn = format!("syn_recv={SYN_TIMEOUT}");
+    let synack = format!("synack={SYN_TIMEOUT}");
+    let cap = CAP.to_string();
+    lvs.start_director(
+        RULES,
+        &[
+            "--workers",
+            "2",
+            "--max-conns",
+            &cap,
+            "--drop-entry",
+            "1",
+            "--secure-tcp",
+            "1",
+            "--timeout",
+            &syn,
+            "--timeout",
+            &synack,
+            "--metrics",
+            METRICS,
+        ],
+    )
+    .unwrap();
+    let pid = lvs.director_pid.unwrap();
+
+    // Ten downloads, rate-limited so that they run through the whole flood.
+    let url = format!("http://{}/size/{SIZE}", lvs.addrs.vip);
+    let client_ns = lvs.bed.ns("client");
+    let downloads: Vec<_> = (0..TRANSFERS)
+        .map(|_| {
+            Command::new("ip")
+                .args(["netns", "exec", &client_ns, "curl", "-s", "-o", "/dev/null"])
+                .args([
+                    "-w",
+                    "%{size_download}",
+                    "--limit-rate",
+                    "600k",
+                    "--max-time",
+                    "100",
+                    &url,
+                ])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // Wait until all ten are established in the table.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&scrape(&lvs), "uvs_connections", "") < TRANSFERS as u64 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // UVS_FLOOD_PACKETS overrides the count (for experiments).
+    let packets: u64 = std::env::var("UVS_FLOOD_PACKETS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let conns_before = metric(&scrape(&lvs), "node_ipvs_connections_total", "");
+    // The flood, from the client's segment (its MAC, spoofed addresses).
+    let start = Instant::now();
+    let blast = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &client_ns,
+            UVS,
+            "blast",
+            "--iface",
+            "eth0",
+            "--dst-mac",
+        ])
+        .arg(&lvs.director_mac)
+        .args(["--src", "192.168.77.10", "--dst", "192.168.77.100:80", "--syn-flood"])
+        .args(["--max-packets", &packets.to_string(), "--seconds", "30"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut max = Max::default();
+    let mut blast = blast;
+    while blast.try_wait().unwrap().is_none() && start.elapsed() < Duration::from_secs(40) {
+        max.sample(&lvs, pid);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = blast.wait_with_output().unwrap();
+    let flood_s = start.elapsed().as_secs_f64();
+    let report = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let (_, page) = max.sample(&lvs, pid);
+    let created = metric(&page, "node_ipvs_connections_total", "") - conns_before;
+    let full = metric(&page, "uvs_dropped_packets_total", "conn_table_full");
+    let ring_drops = metric(&page, "uvs_ring_drops_total", "");
+    let blast_s: f64 = report
+        .split("seconds=")
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(flood_s);
+    eprintln!(
+        "flood: blast {report} ({:.0} SYN/s); table max {}/{CAP}; RSS max {} kB",
+        1e6 / blast_s,
+        max.conns,
+        max.rss
+    );
+    eprintln!(
+        "flood: {created} connections created ({:.0}/s over the blast); dropped: table_full={full}, \
+         RX ring overruns={ring_drops}",
+        created as f64 / blast_s
+    );
+
+    // Drain: back to at most the transfers within the SYN timeout (+1 s reaping tick
+    // +1 s slack).
+    let drained_at = Instant::now();
+    let limit = Duration::from_secs(SYN_TIMEOUT + 2);
+    let mut left;
+    loop {
+        left = max.sample(&lvs, pid).0;
+        if left <= TRANSFERS as u64 || drained_at.elapsed() > limit + Duration::from_secs(10) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let drain = drained_at.elapsed();
+    eprintln!("flood: drained to {left} entries in {:.1}s", drain.as_secs_f64());
+    let page = scrape(&lvs);
+    let drops: Vec<_> = page
+        .lines()
+        .filter(|l| l.starts_with("uvs_dropped_packets_total{") && !l.ends_with(" 0"))
+        .collect();
+    eprintln!("flood: drops by reason: {drops:?}");
+
+    let sizes: Vec<u64> = downloads
+        .into_iter()
+        .map(|c| {
+            let o = c.wait_with_output().unwrap();
+            String::from_utf8_lossy(&o.stdout).trim().parse().unwrap_or(0)
+        })
+        .collect();
+    let log = lvs.stop_director();
+    assert!(
+        report.starts_with(&format!("sent={packets} ")),
+        "the whole flood was sent: {report}"
+    );
+    let (max_conns, max_rss) = (max.conns, max.rss);
+    assert!(max_conns <= CAP, "table {max_conns} over its cap {CAP}");
+    assert!(max_conns >= CAP / 2, "the flood did fill the table ({max_conns})");
+    assert!(
+        sizes.iter().all(|s| *s == SIZE),
+        "every byte of every transfer: {sizes:?}\n{log}"
+    );
+    assert!(max_rss < RSS_BOUND_KB, "RSS {max_rss} kB over {RSS_BOUND_KB} kB");
+    assert!(
+        left <= TRANSFERS as u64 && drain <= limit,
+        "drained to {left} in {drain:?}"
+    );
+}
