@@ -185,7 +185,7 @@ pub fn serve(taps: &Arc<TapHub>, sh: &Arc<Shared>, words: &[&str], out: &mut Uni
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
                 // Notice a client that went away while nothing was traced.
                 idle += 1;
-                if idle % 4 == 0 && record(out, 0, &[]).is_err() {
+                if idle.is_multiple_of(4) && record(out, 0, &[]).is_err() {
                     break;
                 }
             }
@@ -197,6 +197,67 @@ pub fn serve(taps: &Arc<TapHub>, sh: &Arc<Shared>, words: &[&str], out: &mut Uni
 
 /// Received frames kept while waiting for what was sent because of them.
 const RECENT: usize = 4096;
+
+/// `uvs trace`: connect to the director's control socket and print its trace.
+pub fn client(
+    control: Option<&std::path::Path>,
+    words: &[String],
+    pcap: Option<&std::path::Path>,
+) -> Result<(), String> {
+    use std::io::Read;
+    let path = crate::control::socket_path(control);
+    let mut s = UnixStream::connect(&path).map_err(|e| crate::control::client::not_running(&path, &e))?;
+    let mut args = vec![REQUEST.to_string()];
+    args.extend(words.iter().cloned());
+    if pcap.is_some() {
+        args.push("--frames".into());
+    }
+    s.write_all(&crate::control::encode_request(&args, &[]))
+        .map_err(|e| e.to_string())?;
+    let mut writer = match pcap {
+        Some(p) => {
+            let f = std::fs::File::create(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            let header = pcap_file::pcap::PcapHeader {
+                datalink: pcap_file::DataLink::ETHERNET,
+                ..Default::default()
+            };
+            Some(
+                pcap_file::pcap::PcapWriter::with_header(std::io::BufWriter::new(f), header)
+                    .map_err(|e| e.to_string())?,
+            )
+        }
+        None => None,
+    };
+    let stdout = std::io::stdout();
+    loop {
+        let mut head = [0u8; 5];
+        if s.read_exact(&mut head).is_err() {
+            return Ok(());
+        }
+        let len = u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        if len > 1 << 20 {
+            return Err("trace stream: record too large".into());
+        }
+        let mut body = vec![0u8; len];
+        s.read_exact(&mut body).map_err(|e| e.to_string())?;
+        match head[0] {
+            LINE => {
+                let mut o = stdout.lock();
+                let _ = writeln!(o, "{}", String::from_utf8_lossy(&body));
+                let _ = o.flush();
+            }
+            RX_FRAME | TX_FRAME => {
+                if let Some(w) = writer.as_mut() {
+                    let ts = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap_or_default();
+                    let _ = w.write_packet(&pcap_file::pcap::PcapPacket::new(ts, body.len() as u32, &body));
+                }
+            }
+            _ => {}
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -257,66 +318,5 @@ mod tests {
             "other service filtered out"
         );
         assert!(TraceFilter::parse(&["--service", "nope"]).is_err());
-    }
-}
-
-/// `uvs trace`: connect to the director's control socket and print its trace.
-pub fn client(
-    control: Option<&std::path::Path>,
-    words: &[String],
-    pcap: Option<&std::path::Path>,
-) -> Result<(), String> {
-    use std::io::Read;
-    let path = crate::control::socket_path(control);
-    let mut s = UnixStream::connect(&path).map_err(|e| crate::control::client::not_running(&path, &e))?;
-    let mut args = vec![REQUEST.to_string()];
-    args.extend(words.iter().cloned());
-    if pcap.is_some() {
-        args.push("--frames".into());
-    }
-    s.write_all(&crate::control::encode_request(&args, &[]))
-        .map_err(|e| e.to_string())?;
-    let mut writer = match pcap {
-        Some(p) => {
-            let f = std::fs::File::create(p).map_err(|e| format!("{}: {e}", p.display()))?;
-            let header = pcap_file::pcap::PcapHeader {
-                datalink: pcap_file::DataLink::ETHERNET,
-                ..Default::default()
-            };
-            Some(
-                pcap_file::pcap::PcapWriter::with_header(std::io::BufWriter::new(f), header)
-                    .map_err(|e| e.to_string())?,
-            )
-        }
-        None => None,
-    };
-    let stdout = std::io::stdout();
-    loop {
-        let mut head = [0u8; 5];
-        if s.read_exact(&mut head).is_err() {
-            return Ok(());
-        }
-        let len = u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as usize;
-        if len > 1 << 20 {
-            return Err("trace stream: record too large".into());
-        }
-        let mut body = vec![0u8; len];
-        s.read_exact(&mut body).map_err(|e| e.to_string())?;
-        match head[0] {
-            LINE => {
-                let mut o = stdout.lock();
-                let _ = writeln!(o, "{}", String::from_utf8_lossy(&body));
-                let _ = o.flush();
-            }
-            RX_FRAME | TX_FRAME => {
-                if let Some(w) = writer.as_mut() {
-                    let ts = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .unwrap_or_default();
-                    let _ = w.write_packet(&pcap_file::pcap::PcapPacket::new(ts, body.len() as u32, &body));
-                }
-            }
-            _ => {}
-        }
     }
 }
