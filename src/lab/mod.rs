@@ -12,7 +12,6 @@
 pub mod hops;
 pub mod term;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -484,9 +483,4 @@ fn explain(b: &str, lvs: &Lvs, names: &[String], frames: &[(String, Vec<Seen>)])
             )
         }
     }
-}
-
-/// Where the lab writes its temporary files.
-pub fn tmp_dir() -> PathBuf {
-    std::env::temp_dir()
 }
