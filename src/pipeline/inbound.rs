@@ -36,14 +36,19 @@ impl Worker {
         // whose server was deleted (or, for a SYN, quiesced) goes the same way.
         let settings = &svcs.conn_shared().settings;
         let secure = self.secure_tcp(sh);
-        if let Some(c) = self.conns.get(&key) {
-            let nodest = settings.expire_nodest_conn()
-                && (!c.dest.is_available() || (syn && c.dest.weight() == 0 && c.tpl.is_none()));
-            if (syn && reuse_expected(c, settings.conn_reuse_mode())) || nodest {
-                self.conns.remove(&key);
+        let fresh = match self.conns.get(&key) {
+            None => true,
+            Some(c) => {
+                let nodest = settings.expire_nodest_conn()
+                    && (!c.dest.is_available() || (syn && c.dest.weight() == 0 && c.tpl.is_none()));
+                let replace = (syn && reuse_expected(c, settings.conn_reuse_mode())) || nodest;
+                if replace {
+                    self.conns.remove(&key);
+                }
+                replace
             }
-        }
-        if self.conns.get(&key).is_none() {
+        };
+        if fresh {
             if let Err(reason) = self.schedule(sh, svcs, now_ms, pkt, key) {
                 if reason == DropReason::NoDestination {
                     send_port_unreachable(iface, pkt, pkt.ip, out);
