@@ -11,6 +11,7 @@
 //!   are only sent for VIPs.
 //! * [`ipvsadm_args`] and [`rules`]: a rules file that parses applies (or is refused)
 //!   without panicking.
+//! * [`control`]: any request bytes decode (bounded) and execute without panicking.
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -66,6 +67,24 @@ pub fn rules(data: &[u8]) {
         let _ = ctl.apply(c);
     }
     let _ = ctl.all_dests();
+}
+
+/// The control socket's protocol (`control::decode_request`, then the request
+/// executed against a fresh director table, as `uvs adm` requests are), and the
+/// client's reply decoder on the same bytes.
+pub fn control(data: &[u8]) {
+    offline();
+    let _ = crate::control::decode_reply(&mut &data[..], 1 << 16);
+    let Ok((args, stdin)) = crate::control::decode_request(&mut &data[..]) else {
+        return;
+    };
+    let (sh, ctl) = fixture::director_with(fixture::RULES);
+    let _ = sh;
+    let hub = crate::control::Hub::new(Arc::new(ctl), std::time::Instant::now());
+    let words: Vec<&str> = args.iter().map(String::as_str).take(64).collect();
+    let stdin = String::from_utf8_lossy(&stdin);
+    let r = crate::control::execute(&hub, &words, Some(&stdin));
+    let _ = crate::control::encode_reply(&r);
 }
 
 // ---------------------------------------------------------------------------------
@@ -126,10 +145,8 @@ fn check_ip(ip: &[u8], exact_len: bool, expect_l4_valid: bool) {
     let body = &ip[hl..tl];
     match p.protocol() {
         ipv4::proto::IPIP => check_ip(body, true, expect_l4_valid),
-        ipv4::proto::ICMP => {
-            if body.len() >= 8 && crate::wire::icmp::is_related_error(body[0]) {
-                assert_eq!(checksum::checksum(body), 0, "ICMP checksum");
-            }
+        ipv4::proto::ICMP if body.len() >= 8 && crate::wire::icmp::is_related_error(body[0]) => {
+            assert_eq!(checksum::checksum(body), 0, "ICMP checksum");
         }
         proto @ (ipv4::proto::TCP | ipv4::proto::UDP) if expect_l4_valid => {
             let min = l4::min_header_len(proto).unwrap_or(8);
@@ -382,7 +399,7 @@ pub fn arp(data: &[u8]) {
                     neigh.on_arp(ifindex, ip, mac, now);
                 }
                 Verdict::Answered => {
-                    let a = warp::Repr::parse(&pkt[..]).expect("answered ARP parses");
+                    let a = warp::Repr::parse(pkt).expect("answered ARP parses");
                     assert!(svcs.is_vip(a.tpa), "answers only for VIPs");
                 }
                 _ => {}
@@ -419,7 +436,7 @@ fn dest_at(ip: [u8; 4]) -> Arc<crate::service::Dest> {
 // ---------------------------------------------------------------------------------
 // Seeds
 
-/// Seed inputs per target (`pipeline_flow`, `arp`, `ipvsadm_args`, `rules`).
+/// Seed inputs per target (`pipeline_flow`, `arp`, `ipvsadm_args`, `rules`, `control`).
 pub fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
     use fixture::*;
     let named = |v: Vec<(&str, Vec<u8>)>| v.into_iter().map(|(n, b)| (n.to_string(), b)).collect();
@@ -516,6 +533,20 @@ pub fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
                 ("tunnel", j(&["-a", "-u", "[2001:db8::1]:53", "-r", "2001:db8::2", "-i", "--tun-type", "gue", "--tun-port", "6080"])),
                 ("set", j(&["--set", "900", "120", "300"])),
                 ("daemon", j(&["--start-daemon", "master", "--mcast-interface", "eth0", "--syncid", "3"])),
+            ])
+        }
+        "control" => {
+            let req = |args: &[&str], stdin: &str| {
+                let a: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+                crate::control::encode_request(&a, stdin.as_bytes())
+            };
+            named(vec![
+                ("list", req(&["-L", "-n"], "")),
+                ("list_conns_stats", req(&["-L", "-n", "-c", "--stats"], "")),
+                ("add", req(&["-A", "-t", "10.0.0.100:81", "-s", "wlc"], "")),
+                ("restore", req(&["-R"], RULES_ALL)),
+                ("save", req(&["-S", "-n"], "")),
+                ("zero_set", req(&["--set", "10", "20", "30"], "")),
             ])
         }
         "rules" => named(vec![

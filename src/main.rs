@@ -86,7 +86,15 @@ enum Cmd {
         udp: Option<String>,
     },
     /// Test client: `probe udp ADDR:PORT MESSAGE` sends one datagram and prints the reply.
-    Probe { proto: String, to: String, message: String },
+    Probe {
+        proto: String,
+        to: String,
+        message: String,
+        /// Repeat MESSAGE to this many bytes (e.g. more than the MTU, to test
+        /// fragments); prints `NAME: N bytes intact` when the echo matches.
+        #[arg(long)]
+        size: Option<usize>,
+    },
     /// Measurement traffic generator (test beds only): UDP frames through a TX ring.
     Blast {
         #[arg(long)]
@@ -304,9 +312,15 @@ fn main() -> ExitCode {
             brk,
             keep,
         }),
-        Cmd::Probe { proto, to, message } => match proto.as_str() {
-            "udp" => uvs::testbed::serve::probe_udp(&to, &message).map(|r| println!("{r}")),
-            other => Err(format!("probe: unsupported protocol '{other}' (udp)")),
+        Cmd::Probe {
+            proto,
+            to,
+            message,
+            size,
+        } => match (proto.as_str(), size) {
+            ("udp", Some(n)) => uvs::testbed::serve::probe_udp_sized(&to, &message, n).map(|r| println!("{r}")),
+            ("udp", None) => uvs::testbed::serve::probe_udp(&to, &message).map(|r| println!("{r}")),
+            (other, _) => Err(format!("probe: unsupported protocol '{other}' (udp)")),
         },
         Cmd::Serve { name, tcp, udp } => uvs::testbed::serve::serve(&name, tcp.as_deref(), udp.as_deref()),
     };

@@ -188,6 +188,9 @@ pub struct Dest {
     pub stats: Stats,
     /// Traffic counters of the service this destination belongs to.
     pub svc_stats: Arc<Stats>,
+    /// Schedulers indexing this dest's load (least-connection family), told about every
+    /// counter / OVERLOAD / weight change. Empty while the dest is not indexed.
+    pub(crate) watch: crate::sched::LoadWatch,
 }
 
 const MAC_VALID: u64 = 1 << 63;
@@ -238,6 +241,7 @@ impl Dest {
             pmtu_expires_ms: AtomicU64::new(0),
             stats: Stats::default(),
             svc_stats,
+            watch: Default::default(),
         }
     }
 
@@ -256,6 +260,7 @@ impl Dest {
         if cfg.u_threshold == 0 || cfg.u_threshold > old_u {
             self.flags.fetch_and(!dest_flags::OVERLOAD, Relaxed);
         }
+        self.load_changed();
     }
 
     pub fn config(&self) -> DestConfig {
@@ -298,11 +303,20 @@ impl Dest {
         self.flags() & dest_flags::AVAILABLE != 0
     }
     pub fn set_overload(&self, on: bool) {
-        if on {
-            self.flags.fetch_or(dest_flags::OVERLOAD, Relaxed);
+        let old = if on {
+            self.flags.fetch_or(dest_flags::OVERLOAD, Relaxed)
         } else {
-            self.flags.fetch_and(!dest_flags::OVERLOAD, Relaxed);
+            self.flags.fetch_and(!dest_flags::OVERLOAD, Relaxed)
+        };
+        if (old & dest_flags::OVERLOAD != 0) != on {
+            self.load_changed();
         }
+    }
+    /// Tell the schedulers indexing this dest that its counters, OVERLOAD flag or weight
+    /// changed. The methods below do it; call it after storing to the counters directly.
+    #[inline]
+    pub fn load_changed(&self) {
+        self.watch.touch();
     }
     pub fn set_available(&self, on: bool) {
         if on {
@@ -326,6 +340,7 @@ impl Dest {
     pub fn bind_conn(&self) {
         self.inactconns.fetch_add(1, Relaxed);
         self.check_upper_threshold();
+        self.load_changed();
     }
 
     /// A persistence template was bound to this destination.
@@ -343,6 +358,7 @@ impl Dest {
             self.activeconns.fetch_sub(1, Relaxed);
             self.inactconns.fetch_add(1, Relaxed);
         }
+        self.load_changed();
     }
 
     /// A connection entry (active or not) was released.
@@ -353,6 +369,7 @@ impl Dest {
             self.inactconns.fetch_sub(1, Relaxed);
         }
         self.check_lower_threshold();
+        self.load_changed();
     }
 
     /// A persistence template was released.

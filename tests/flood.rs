@@ -20,8 +20,14 @@ const RULES: &str = "\
 -a -t 192.168.77.100:80 -r 10.78.1.12:8080 -m -w 1
 ";
 
-/// Connection-table cap (all workers).
-const CAP: u64 = 20_000;
+/// Connection-table cap (all workers); `UVS_FLOOD_CAP` overrides it (to measure the
+/// sustained new-connection rate with a table that never fills).
+fn cap() -> u64 {
+    std::env::var("UVS_FLOOD_CAP")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000)
+}
 /// SYN_RECV / SYNACK timeout during the test (seconds).
 const SYN_TIMEOUT: u64 = 5;
 /// Bytes per download, and the downloads' rate limit.
@@ -86,6 +92,8 @@ fn syn_flood_spares_established_transfers_and_respects_the_cap() {
     let mut lvs = Lvs::nat("flood", UVS, false, false, false).expect("NAT bed");
     let syn = format!("syn_recv={SYN_TIMEOUT}");
     let synack = format!("synack={SYN_TIMEOUT}");
+    #[allow(non_snake_case)]
+    let CAP = cap();
     let cap = CAP.to_string();
     lvs.start_director(
         RULES,

@@ -72,3 +72,8 @@ fn ipvsadm_args_corpus_replays() {
 fn rules_corpus_replays() {
     replay("rules", uvs::fuzzing::rules);
 }
+
+#[test]
+fn control_corpus_replays() {
+    replay("control", uvs::fuzzing::control);
+}

@@ -37,9 +37,11 @@ impl Worker {
         let hop = match reverse_hop(sh, conn) {
             Ok(h) => h,
             Err(e) => {
-                if let Some(e) = e {
-                    self.event(e);
-                }
+                // No route toward the client (e.g. a spoofed source): nothing to wait for.
+                let Some(e) = e else {
+                    return Verdict::Drop(DropReason::NoRoute);
+                };
+                self.event(e);
                 return Verdict::Drop(DropReason::NeighUnresolved);
             }
         };
@@ -83,9 +85,11 @@ impl Worker {
         let (oif, mac) = match reverse_hop(sh, conn) {
             Ok(h) => h,
             Err(ev) => {
-                if let Some(ev) = ev {
-                    self.event(ev);
-                }
+                // No route toward the client (e.g. a spoofed source): nothing to wait for.
+                let Some(ev) = ev else {
+                    return Verdict::Drop(DropReason::NoRoute);
+                };
+                self.event(ev);
                 return Verdict::Drop(DropReason::NeighUnresolved);
             }
         };

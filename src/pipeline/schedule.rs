@@ -90,6 +90,12 @@ impl Worker {
             let mut guard = svc.lock();
             let st = &mut *guard;
             let one_packet = st.config.flags & svc_flags::ONEPACKET != 0 && pkt.proto == proto::UDP;
+            // A full table refuses before the scheduler moves or a persistence template
+            // is created: under a flood, templates (360 s) would otherwise pile up for
+            // connections that can never be inserted.
+            if !one_packet && self.conns.len() >= self.conns.cap() {
+                return Err(DropReason::TableFull);
+            }
             let chosen = if st.config.flags & svc_flags::PERSISTENT != 0 {
                 schedule_persistent(svcs, st, svc_port, pkt, now_ms)
             } else if pkt.dport != svc_port {

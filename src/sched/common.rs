@@ -5,6 +5,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use super::index::{ArgTree, Key, LoadIndex};
 use crate::service::Dest;
 
 /// `GOLDEN_RATIO_32` of `include/linux/hash.h` (since v4.7).
@@ -70,6 +71,84 @@ pub(crate) fn wlc_pick(dests: &[Arc<Dest>]) -> Option<usize> {
         }
     }
     Some(least)
+}
+
+/// `lnum / lw > rnum / rw` for the ratio keys (wlc, sed, nq), where `w == 0` marks an
+/// ineligible dest that is never better. Exact: numerators < 2^33, weights < 2^31.
+#[inline]
+pub(crate) fn ratio_better(lnum: u64, lw: u32, rnum: u64, rw: u32) -> bool {
+    rw != 0 && (lw == 0 || lnum * u64::from(rw) > rnum * u64::from(lw))
+}
+
+/// wlc's key: `overhead / weight` for a dest that is not OVERLOAD and has weight > 0
+/// (the scan's later dests with weight <= 0 can never replace the least: `loh * w`
+/// is <= 0 while `doh * lw` is >= 0), `w == 0` otherwise. The flag is lblc's "below
+/// half of its weight" (`2 * active < weight`), counted over every listed dest.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct WlcKey {
+    oh: u64,
+    w: u32,
+    below_half: bool,
+}
+
+impl Key for WlcKey {
+    #[inline]
+    fn of(d: &Dest) -> Self {
+        let w = d.weight();
+        let below_half = i64::from(d.active()) * 2 < i64::from(w);
+        if d.is_overloaded() || w <= 0 {
+            WlcKey {
+                oh: 0,
+                w: 0,
+                below_half,
+            }
+        } else {
+            WlcKey {
+                oh: u64::from(d.overhead()),
+                w: w as u32,
+                below_half,
+            }
+        }
+    }
+    #[inline]
+    fn better(l: &Self, r: &Self) -> bool {
+        ratio_better(l.oh, l.w, r.oh, r.w)
+    }
+    #[inline]
+    fn eligible(&self) -> bool {
+        self.w != 0
+    }
+    #[inline]
+    fn flag(&self) -> bool {
+        self.below_half
+    }
+}
+
+/// The wlc tree of wlc, lblc and lblcr.
+pub(crate) type WlcIndex = LoadIndex<ArgTree<WlcKey>>;
+
+/// [`wlc_pick`] from the index (refresh it first).
+#[inline]
+pub(crate) fn wlc_best(ix: &WlcIndex) -> Option<usize> {
+    ix.tree().best()
+}
+
+/// lblc/lblcr's wlc pick: from the (refreshed) index, or by the kernel's scan when
+/// `reference` is set (tests compare both).
+#[inline]
+pub(crate) fn lb_wlc(reference: bool, ix: &WlcIndex, dests: &[Arc<Dest>]) -> Option<usize> {
+    if reference { wlc_pick(dests) } else { wlc_best(ix) }
+}
+
+/// [`overloaded_lb`] with the "some dest below half of its weight" part from the
+/// (refreshed) index, or the kernel's scan when `reference` is set.
+#[inline]
+pub(crate) fn lb_overloaded(reference: bool, ix: &WlcIndex, d: &Dest, dests: &[Arc<Dest>]) -> bool {
+    if reference {
+        overloaded_lb(d, dests)
+    } else {
+        i64::from(d.active()) > i64::from(d.weight()) && ix.tree().flagged() > 0
+    }
 }
 
 /// lblc/lblcr `is_overloaded()`: the dest has more active connections than its weight

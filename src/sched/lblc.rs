@@ -11,7 +11,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use super::common::{overloaded_lb, wlc_pick};
+use super::common::{WlcIndex, lb_overloaded, lb_wlc};
 use super::locality::{CacheEntry, DestIndex, LocalityTable};
 use super::{DestChange, SchedInput, Scheduler};
 use crate::service::Dest;
@@ -38,12 +38,25 @@ impl CacheEntry for Entry {
 pub struct LocalityLeastConnection {
     table: LocalityTable<Entry>,
     index: DestIndex,
+    /// wlc over the service and the "below half of its weight" count.
+    wlc: WlcIndex,
+    /// Use the kernel's scans instead of `wlc` (tests compare both).
+    reference: bool,
 }
 
 impl LocalityLeastConnection {
     /// Set the `lblc_expiration` sysctl (default 24 h).
     pub fn set_expiration_ms(&mut self, ms: u64) {
         self.table.expiration_ms = ms;
+    }
+
+    /// A scheduler using the kernel's linear scans (reference for tests).
+    #[cfg(test)]
+    pub(crate) fn reference() -> Self {
+        Self {
+            reference: true,
+            ..Self::default()
+        }
     }
 
     /// Number of cache entries.
@@ -58,6 +71,9 @@ impl Scheduler for LocalityLeastConnection {
     }
 
     fn update(&mut self, dests: &[Arc<Dest>], _svc_flags: u32, change: DestChange) {
+        if !self.reference {
+            self.wlc.update(dests, &change);
+        }
         match change {
             DestChange::Edited { .. } => {}
             _ => self.index.rebuild(dests),
@@ -71,18 +87,21 @@ impl Scheduler for LocalityLeastConnection {
     fn schedule(&mut self, dests: &[Arc<Dest>], input: &SchedInput) -> Option<usize> {
         let now = input.now_ms;
         self.table.run_timers(now);
+        if !self.reference {
+            self.wlc.refresh(dests);
+        }
         if let Some(e) = self.table.get_mut(&input.daddr) {
             e.lastuse = now;
             let d = &e.dest;
             if d.is_available()
                 && d.weight() > 0
-                && !overloaded_lb(d, dests)
+                && !lb_overloaded(self.reference, &self.wlc, d, dests)
                 && let Some(i) = self.index.locate(dests, d, &mut e.hint)
             {
                 return Some(i);
             }
         }
-        let i = wlc_pick(dests)?;
+        let i = lb_wlc(self.reference, &self.wlc, dests)?;
         match self.table.get_mut(&input.daddr) {
             Some(e) => {
                 if !Arc::ptr_eq(&e.dest, &dests[i]) {
@@ -104,10 +123,9 @@ impl Scheduler for LocalityLeastConnection {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testutil::{dest, input, octet};
+    use super::super::testutil::{dest, input, octet, set_active};
     use super::*;
     use crate::sched::new_scheduler;
-    use std::sync::atomic::Ordering::Relaxed;
 
     fn at(s: &mut dyn Scheduler, dests: &[Arc<Dest>], daddr: [u8; 4], now_ms: u64) -> Option<u8> {
         let mut inp = input([192, 0, 2, 1], 1000, daddr);
@@ -127,19 +145,19 @@ mod tests {
     #[test]
     fn tv_lblc_1_overloaded_cache_entry_moves() {
         let (mut s, dests) = primed();
-        dests[0].activeconns.store(5, Relaxed);
-        dests[1].activeconns.store(4, Relaxed);
+        set_active(&dests[0], 5);
+        set_active(&dests[1], 4);
         assert_eq!(at(&mut s, &dests, [10, 9, 9, 9], 1000), Some(2));
         // The cache now says R2 even after R1 gets idle again.
-        dests[0].activeconns.store(0, Relaxed);
+        set_active(&dests[0], 0);
         assert_eq!(at(&mut s, &dests, [10, 9, 9, 9], 2000), Some(2));
     }
 
     #[test]
     fn tv_lblc_2_not_overloaded_keeps_cached() {
         let (mut s, dests) = primed();
-        dests[0].activeconns.store(5, Relaxed);
-        dests[1].activeconns.store(5, Relaxed);
+        set_active(&dests[0], 5);
+        set_active(&dests[1], 5);
         assert_eq!(at(&mut s, &dests, [10, 9, 9, 9], 1000), Some(1));
     }
 
@@ -210,7 +228,7 @@ mod tests {
         let mut inp = input([192, 0, 2, 1], 1, [0; 4]);
         inp.daddr = "2001:db8::1".parse().unwrap();
         assert_eq!(octet(&dests, s.schedule(&dests, &inp)), Some(1));
-        dests[0].activeconns.store(1, Relaxed);
+        set_active(&dests[0], 1);
         // Cached: still R1 (1 active <= weight 1).
         assert_eq!(octet(&dests, s.schedule(&dests, &inp)), Some(1));
         inp.daddr = "2001:db8::2".parse().unwrap();

@@ -11,7 +11,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use super::common::{overloaded_lb, wlc_pick};
+use super::common::{WlcIndex, lb_overloaded, lb_wlc};
 use super::locality::{CacheEntry, DestIndex, LocalityTable};
 use super::{DestChange, SchedInput, Scheduler};
 use crate::service::Dest;
@@ -79,12 +79,25 @@ fn set_max(set: &[Arc<Dest>]) -> Option<usize> {
 pub struct LocalityLeastConnectionReplicated {
     table: LocalityTable<Entry>,
     index: DestIndex,
+    /// wlc over the service and the "below half of its weight" count.
+    wlc: WlcIndex,
+    /// Use the kernel's scans instead of `wlc` (tests compare both).
+    reference: bool,
 }
 
 impl LocalityLeastConnectionReplicated {
     /// Set the `lblcr_expiration` sysctl (default 24 h).
     pub fn set_expiration_ms(&mut self, ms: u64) {
         self.table.expiration_ms = ms;
+    }
+
+    /// A scheduler using the kernel's linear scans (reference for tests).
+    #[cfg(test)]
+    pub(crate) fn reference() -> Self {
+        Self {
+            reference: true,
+            ..Self::default()
+        }
     }
 
     /// Number of cache entries.
@@ -104,6 +117,9 @@ impl Scheduler for LocalityLeastConnectionReplicated {
     }
 
     fn update(&mut self, dests: &[Arc<Dest>], _svc_flags: u32, change: DestChange) {
+        if !self.reference {
+            self.wlc.update(dests, &change);
+        }
         match change {
             DestChange::Edited { .. } => {}
             _ => self.index.rebuild(dests),
@@ -117,6 +133,9 @@ impl Scheduler for LocalityLeastConnectionReplicated {
     fn schedule(&mut self, dests: &[Arc<Dest>], input: &SchedInput) -> Option<usize> {
         let now = input.now_ms;
         self.table.run_timers(now);
+        if !self.reference {
+            self.wlc.refresh(dests);
+        }
         let expiration = self.table.expiration_ms;
         if let Some(e) = self.table.get_mut(&input.daddr) {
             e.lastuse = now;
@@ -129,12 +148,12 @@ impl Scheduler for LocalityLeastConnectionReplicated {
                 e.lastmod = now;
             }
             if let Some(d) = d
-                && !overloaded_lb(&d, dests)
+                && !lb_overloaded(self.reference, &self.wlc, &d, dests)
                 && let Some(i) = self.index.locate(dests, &d, &mut e.hint)
             {
                 return Some(i);
             }
-            let i = wlc_pick(dests)?;
+            let i = lb_wlc(self.reference, &self.wlc, dests)?;
             if !e.set.iter().any(|m| Arc::ptr_eq(m, &dests[i])) {
                 e.set.insert(0, dests[i].clone());
                 e.lastmod = now;
@@ -142,7 +161,7 @@ impl Scheduler for LocalityLeastConnectionReplicated {
             e.hint = i;
             return Some(i);
         }
-        let i = wlc_pick(dests)?;
+        let i = lb_wlc(self.reference, &self.wlc, dests)?;
         self.table.insert(Entry {
             addr: input.daddr,
             set: vec![dests[i].clone()],
@@ -156,9 +175,8 @@ impl Scheduler for LocalityLeastConnectionReplicated {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testutil::{dest, input, octet};
+    use super::super::testutil::{dest, input, octet, set_active};
     use super::*;
-    use std::sync::atomic::Ordering::Relaxed;
 
     const D: [u8; 4] = [10, 9, 9, 9];
     const HOUR: u64 = 3_600_000;
@@ -184,8 +202,8 @@ mod tests {
         s.update(&dests, 0, DestChange::ServiceEdited);
         assert_eq!(at(&mut s, &dests, 0), Some(1));
         assert_eq!(set_of(&s), vec![1]);
-        dests[0].activeconns.store(5, Relaxed);
-        dests[1].activeconns.store(4, Relaxed);
+        set_active(&dests[0], 5);
+        set_active(&dests[1], 4);
         assert_eq!(at(&mut s, &dests, 0), Some(2));
         assert_eq!(set_of(&s), vec![2, 1]);
         (s, dests)
@@ -216,11 +234,11 @@ mod tests {
         s.update(&dests, 0, DestChange::ServiceEdited);
         assert_eq!(at(&mut s, &dests, 0), Some(1));
         // Make R1 lblc-overloaded so R2 joins: set {R2, R1}.
-        dests[0].activeconns.store(11, Relaxed);
+        set_active(&dests[0], 11);
         assert_eq!(at(&mut s, &dests, 0), Some(2));
         // Equal loads: R2 (first member) is both set_min and set_max.
-        dests[0].activeconns.store(3, Relaxed);
-        dests[1].activeconns.store(3, Relaxed);
+        set_active(&dests[0], 3);
+        set_active(&dests[1], 3);
         // A use at 12 h keeps the entry from expiring at the 24 h full check.
         assert_eq!(at(&mut s, &dests, 12 * HOUR), Some(2));
         assert_eq!(set_of(&s), vec![2, 1]);
@@ -233,8 +251,8 @@ mod tests {
     #[test]
     fn unavailable_members_are_skipped() {
         let (mut s, mut dests) = tv1();
-        dests[0].activeconns.store(0, Relaxed);
-        dests[1].activeconns.store(0, Relaxed);
+        set_active(&dests[0], 0);
+        set_active(&dests[1], 0);
         // Delete R2: set_min must fall back to R1.
         let r2 = dests.remove(1);
         r2.set_available(false);

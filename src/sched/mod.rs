@@ -14,6 +14,7 @@ use crate::service::{Dest, Protocol};
 mod common;
 mod dh;
 mod fo;
+mod index;
 mod lblc;
 mod lblcr;
 mod lc;
@@ -25,6 +26,7 @@ mod rr;
 mod sed;
 mod sh;
 mod twos;
+mod watch;
 mod wlc;
 mod wrr;
 
@@ -40,6 +42,7 @@ pub use rr::RoundRobin;
 pub use sed::ShortestExpectedDelay;
 pub use sh::SourceHashing;
 pub use twos::{RandomSource, TwoChoices};
+pub(crate) use watch::LoadWatch;
 pub use wlc::WeightedLeastConnection;
 pub use wrr::WeightedRoundRobin;
 
@@ -96,14 +99,14 @@ pub fn new_scheduler(name: &str, dests: &[Arc<Dest>], svc_flags: u32) -> Option<
     let mut s: Box<dyn Scheduler> = match name {
         "rr" => Box::new(RoundRobin::default()),
         "wrr" => Box::new(WeightedRoundRobin::default()),
-        "lc" => Box::new(LeastConnection),
-        "wlc" => Box::new(WeightedLeastConnection),
+        "lc" => Box::new(LeastConnection::default()),
+        "wlc" => Box::new(WeightedLeastConnection::default()),
         "lblc" => Box::new(LocalityLeastConnection::default()),
         "lblcr" => Box::new(LocalityLeastConnectionReplicated::default()),
         "dh" => Box::new(DestinationHashing::default()),
         "sh" => Box::new(SourceHashing::default()),
-        "sed" => Box::new(ShortestExpectedDelay),
-        "nq" => Box::new(NeverQueue),
+        "sed" => Box::new(ShortestExpectedDelay::default()),
+        "nq" => Box::new(NeverQueue::default()),
         "fo" => Box::new(WeightedFailover::default()),
         "ovf" => Box::new(WeightedOverflow::default()),
         "mh" => Box::new(MaglevHashing::default()),
@@ -157,6 +160,12 @@ pub(crate) mod testutil {
         d.activeconns.store(active, std::sync::atomic::Ordering::Relaxed);
         d.inactconns.store(inactive, std::sync::atomic::Ordering::Relaxed);
         d
+    }
+
+    /// Store a dest's active count directly and tell the schedulers indexing it.
+    pub fn set_active(d: &Dest, n: u32) {
+        d.activeconns.store(n, std::sync::atomic::Ordering::Relaxed);
+        d.load_changed();
     }
 
     /// The last octet of the picked destination's IPv4 address.

@@ -4,43 +4,125 @@
 //!
 //! Quirk: UDP connections are never active, so for UDP services nq always returns the
 //! first eligible dest in list order.
+//!
+//! Picks read the root of a tournament tree (see `index.rs`) whose key ranks idle dests
+//! before busy ones; [`scan`] is the kernel's loop, the reference. A busy dest with a
+//! negative weight (refused by the control plane) makes the scan's comparison order
+//! inconsistent, so while there is one the scan is used.
 
 use std::sync::Arc;
 
+use super::common::ratio_better;
+use super::index::{ArgTree, Key, LoadIndex};
 use super::{DestChange, SchedInput, Scheduler};
 use crate::service::Dest;
 
-#[derive(Debug, Default, Clone, Copy)]
-pub struct NeverQueue;
+#[derive(Debug, Default)]
+pub struct NeverQueue {
+    index: LoadIndex<ArgTree<NqKey>>,
+}
+
+const IDLE: u8 = 0;
+const BUSY: u8 = 1;
+const NONE: u8 = 2;
+
+/// Class `IDLE` (eligible, no active connection), `BUSY` (eligible: ranked by
+/// `(active + 1) / weight`) or `NONE` (OVERLOAD or weight 0). Flag: busy with a
+/// negative weight.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct NqKey {
+    class: u8,
+    negative: bool,
+    w: u32,
+    cost: u64,
+}
+
+impl Default for NqKey {
+    fn default() -> Self {
+        NqKey {
+            class: NONE,
+            negative: false,
+            w: 0,
+            cost: 0,
+        }
+    }
+}
+
+impl Key for NqKey {
+    #[inline]
+    fn of(d: &Dest) -> Self {
+        let w = d.weight();
+        if d.is_overloaded() || w == 0 {
+            return NqKey::default();
+        }
+        let active = d.active();
+        if active == 0 {
+            return NqKey {
+                class: IDLE,
+                ..NqKey::default()
+            };
+        }
+        NqKey {
+            class: BUSY,
+            negative: w < 0,
+            w: w.max(1) as u32,
+            cost: u64::from(active) + 1,
+        }
+    }
+    #[inline]
+    fn better(l: &Self, r: &Self) -> bool {
+        r.class < l.class || (r.class == BUSY && l.class == BUSY && ratio_better(l.cost, l.w, r.cost, r.w))
+    }
+    #[inline]
+    fn eligible(&self) -> bool {
+        self.class != NONE
+    }
+    #[inline]
+    fn flag(&self) -> bool {
+        self.negative
+    }
+}
+
+/// The kernel's scan (reference implementation).
+pub(crate) fn scan(dests: &[Arc<Dest>]) -> Option<usize> {
+    let mut least: Option<usize> = None;
+    let (mut loh, mut lw) = (0i64, 0i64);
+    for (i, d) in dests.iter().enumerate() {
+        let w = d.weight();
+        if d.is_overloaded() || w == 0 {
+            continue;
+        }
+        let active = d.active();
+        if active == 0 {
+            return Some(i);
+        }
+        let doh = i64::from(active) + 1;
+        let w = i64::from(w);
+        if least.is_none() || loh * w > doh * lw {
+            least = Some(i);
+            loh = doh;
+            lw = w;
+        }
+    }
+    least
+}
 
 impl Scheduler for NeverQueue {
     fn name(&self) -> &'static str {
         "nq"
     }
 
-    fn update(&mut self, _dests: &[Arc<Dest>], _svc_flags: u32, _change: DestChange) {}
+    fn update(&mut self, dests: &[Arc<Dest>], _svc_flags: u32, change: DestChange) {
+        self.index.update(dests, &change);
+    }
 
     fn schedule(&mut self, dests: &[Arc<Dest>], _input: &SchedInput) -> Option<usize> {
-        let mut least: Option<usize> = None;
-        let (mut loh, mut lw) = (0i64, 0i64);
-        for (i, d) in dests.iter().enumerate() {
-            let w = d.weight();
-            if d.is_overloaded() || w == 0 {
-                continue;
-            }
-            let active = d.active();
-            if active == 0 {
-                return Some(i);
-            }
-            let doh = i64::from(active) + 1;
-            let w = i64::from(w);
-            if least.is_none() || loh * w > doh * lw {
-                least = Some(i);
-                loh = doh;
-                lw = w;
-            }
+        self.index.refresh(dests);
+        let tree = self.index.tree();
+        if tree.flagged() > 0 {
+            return scan(dests);
         }
-        least
+        tree.best()
     }
 }
 
@@ -50,7 +132,9 @@ mod tests {
     use super::*;
 
     fn nq(dests: &[Arc<Dest>]) -> Option<u8> {
-        pick1(&mut NeverQueue, dests)
+        let got = pick1(&mut NeverQueue::default(), dests);
+        assert_eq!(got, super::super::testutil::octet(dests, scan(dests)));
+        got
     }
 
     #[test]

@@ -3,18 +3,19 @@
 //! Returns the eligible dest with the highest weight; ties keep the earliest. Inactive
 //! connections are ignored, so UDP services never overflow.
 //!
-//! As for fo, the dests are kept sorted by weight (rebuilt on every update) and a pick
-//! stops at the first eligible one in that order.
+//! Eligibility moves with the active counts, so picks read the root of a tournament
+//! tree (see `index.rs`) over "weight if eligible"; [`scan`] is the kernel's loop, the
+//! reference.
 
 use std::sync::Arc;
 
-use super::common::WeightOrder;
+use super::index::{ArgTree, Key, LoadIndex};
 use super::{DestChange, SchedInput, Scheduler};
 use crate::service::Dest;
 
 #[derive(Debug, Default)]
 pub struct WeightedOverflow {
-    order: WeightOrder,
+    index: LoadIndex<ArgTree<OvfKey>>,
 }
 
 #[inline]
@@ -22,8 +23,29 @@ fn eligible(d: &Dest, w: i32) -> bool {
     !d.is_overloaded() && i64::from(d.active()) <= i64::from(w) && w != 0
 }
 
-/// The kernel's scan, used when the cached order is stale.
-fn scan(dests: &[Arc<Dest>]) -> Option<usize> {
+/// The weight of an eligible dest (then > 0), else 0.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct OvfKey(u32);
+
+impl Key for OvfKey {
+    #[inline]
+    fn of(d: &Dest) -> Self {
+        let w = d.weight();
+        OvfKey(if eligible(d, w) { w as u32 } else { 0 })
+    }
+    #[inline]
+    fn better(l: &Self, r: &Self) -> bool {
+        r.0 > l.0
+    }
+    #[inline]
+    fn eligible(&self) -> bool {
+        self.0 != 0
+    }
+}
+
+#[cfg_attr(not(test), allow(dead_code))]
+/// The kernel's scan (reference implementation).
+pub(crate) fn scan(dests: &[Arc<Dest>]) -> Option<usize> {
     let mut best = None;
     let mut hw = 0;
     for (i, d) in dests.iter().enumerate() {
@@ -44,12 +66,13 @@ impl Scheduler for WeightedOverflow {
         "ovf"
     }
 
-    fn update(&mut self, dests: &[Arc<Dest>], _svc_flags: u32, _change: DestChange) {
-        self.order.rebuild(dests);
+    fn update(&mut self, dests: &[Arc<Dest>], _svc_flags: u32, change: DestChange) {
+        self.index.update(dests, &change);
     }
 
     fn schedule(&mut self, dests: &[Arc<Dest>], _input: &SchedInput) -> Option<usize> {
-        self.order.first(dests, eligible).unwrap_or_else(|| scan(dests))
+        self.index.refresh(dests);
+        self.index.tree().best()
     }
 }
 

@@ -2,18 +2,79 @@
 //! `activeconns + 1` (inactive connections are ignored): minimises `(active+1)/weight`,
 //! ties keep the earlier dest. UDP services (never active) degenerate to "highest
 //! weight, first among equals".
+//!
+//! Picks read the root of a tournament tree (see `index.rs`); [`scan`] is the kernel's
+//! loop, the reference.
 
 use std::sync::Arc;
 
+use super::common::ratio_better;
+use super::index::{ArgTree, Key, LoadIndex};
 use super::{DestChange, SchedInput, Scheduler};
 use crate::service::Dest;
 
-#[derive(Debug, Default, Clone, Copy)]
-pub struct ShortestExpectedDelay;
+#[derive(Debug, Default)]
+pub struct ShortestExpectedDelay {
+    index: LoadIndex<ArgTree<SedKey>>,
+}
 
+#[cfg_attr(not(test), allow(dead_code))]
 #[inline]
 fn cost(d: &Dest) -> i64 {
     i64::from(d.active()) + 1
+}
+
+/// `(active + 1) / weight` for a dest that is not OVERLOAD and has weight > 0, `w == 0`
+/// otherwise (as for wlc, later dests with weight <= 0 never win the scan).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct SedKey {
+    cost: u64,
+    w: u32,
+}
+
+impl Key for SedKey {
+    #[inline]
+    fn of(d: &Dest) -> Self {
+        let w = d.weight();
+        if d.is_overloaded() || w <= 0 {
+            SedKey::default()
+        } else {
+            SedKey {
+                cost: u64::from(d.active()) + 1,
+                w: w as u32,
+            }
+        }
+    }
+    #[inline]
+    fn better(l: &Self, r: &Self) -> bool {
+        ratio_better(l.cost, l.w, r.cost, r.w)
+    }
+    #[inline]
+    fn eligible(&self) -> bool {
+        self.w != 0
+    }
+}
+
+#[cfg_attr(not(test), allow(dead_code))]
+/// The kernel's scan (reference implementation).
+pub(crate) fn scan(dests: &[Arc<Dest>]) -> Option<usize> {
+    let first = dests.iter().position(|d| !d.is_overloaded() && d.weight() > 0)?;
+    let mut least = first;
+    let mut loh = cost(&dests[first]);
+    let mut lw = i64::from(dests[first].weight());
+    for (i, d) in dests.iter().enumerate().skip(first + 1) {
+        if d.is_overloaded() {
+            continue;
+        }
+        let doh = cost(d);
+        let w = i64::from(d.weight());
+        if loh * w > doh * lw {
+            least = i;
+            loh = doh;
+            lw = w;
+        }
+    }
+    Some(least)
 }
 
 impl Scheduler for ShortestExpectedDelay {
@@ -21,26 +82,13 @@ impl Scheduler for ShortestExpectedDelay {
         "sed"
     }
 
-    fn update(&mut self, _dests: &[Arc<Dest>], _svc_flags: u32, _change: DestChange) {}
+    fn update(&mut self, dests: &[Arc<Dest>], _svc_flags: u32, change: DestChange) {
+        self.index.update(dests, &change);
+    }
 
     fn schedule(&mut self, dests: &[Arc<Dest>], _input: &SchedInput) -> Option<usize> {
-        let first = dests.iter().position(|d| !d.is_overloaded() && d.weight() > 0)?;
-        let mut least = first;
-        let mut loh = cost(&dests[first]);
-        let mut lw = i64::from(dests[first].weight());
-        for (i, d) in dests.iter().enumerate().skip(first + 1) {
-            if d.is_overloaded() {
-                continue;
-            }
-            let doh = cost(d);
-            let w = i64::from(d.weight());
-            if loh * w > doh * lw {
-                least = i;
-                loh = doh;
-                lw = w;
-            }
-        }
-        Some(least)
+        self.index.refresh(dests);
+        self.index.tree().best()
     }
 }
 
@@ -50,7 +98,9 @@ mod tests {
     use super::*;
 
     fn sed(dests: &[Arc<Dest>]) -> Option<u8> {
-        pick1(&mut ShortestExpectedDelay, dests)
+        let got = pick1(&mut ShortestExpectedDelay::default(), dests);
+        assert_eq!(got, super::super::testutil::octet(dests, scan(dests)));
+        got
     }
 
     #[test]

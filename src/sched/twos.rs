@@ -9,9 +9,15 @@
 //! The random source is injectable ([`TwoChoices::with_rng`]) so tests can replay the
 //! kernel's draws; the default is a small xorshift generator with Lemire's unbiased
 //! bounded reduction (as `get_random_u32_below`).
+//!
+//! The total and the two "first dest where the running sum reaches r" walks come from a
+//! sum tree over the eligible weights (see `index.rs`), kept current from the dests'
+//! load changes: O(log n) per pick. [`scan`] is the kernel's loop, the reference; it is
+//! also used when the total would overflow the kernel's 32-bit arithmetic.
 
 use std::sync::Arc;
 
+use super::index::{LoadIndex, SumTree};
 use super::{DestChange, SchedInput, Scheduler};
 use crate::service::Dest;
 
@@ -20,6 +26,7 @@ pub type RandomSource = Box<dyn FnMut(u32) -> u32 + Send>;
 
 pub struct TwoChoices {
     rng: RandomSource,
+    index: LoadIndex<SumTree>,
 }
 
 impl std::fmt::Debug for TwoChoices {
@@ -37,7 +44,10 @@ impl Default for TwoChoices {
 impl TwoChoices {
     /// Use `rng(bound)` (uniform in `[0, bound)`) for the two draws of each pick.
     pub fn with_rng(rng: RandomSource) -> Self {
-        TwoChoices { rng }
+        TwoChoices {
+            rng,
+            index: LoadIndex::default(),
+        }
     }
 }
 
@@ -70,58 +80,96 @@ fn default_rng() -> RandomSource {
     })
 }
 
+/// The kernel's scan (reference implementation), drawing from `rng`.
+pub(crate) fn scan(dests: &[Arc<Dest>], rng: &mut dyn FnMut(u32) -> u32) -> Option<usize> {
+    let mut total: i32 = 0;
+    for d in dests {
+        if !d.is_overloaded() {
+            let w = d.weight();
+            if w > 0 {
+                total = total.wrapping_add(w);
+            }
+        }
+    }
+    let bound = total.wrapping_add(1) as u32;
+    if dests.iter().all(|d| d.is_overloaded() || d.weight() <= 0) {
+        return None;
+    }
+    let r1 = rng(bound) as i32;
+    let r2 = rng(bound) as i32;
+    walk(dests, r1, r2)
+}
+
+/// The kernel's walk for draws `r1`, `r2` (at least one dest is eligible).
+fn walk(dests: &[Arc<Dest>], mut r1: i32, mut r2: i32) -> Option<usize> {
+    // As in the kernel, choice 1 starts as the last eligible dest of the list.
+    let last_eligible = dests.iter().rposition(|d| !d.is_overloaded() && d.weight() > 0);
+    let (mut c1, mut w1, mut o1) = (last_eligible, -1i32, 0i32);
+    let (mut c2, mut w2, mut o2) = (None, -1i32, 0i32);
+    for (i, d) in dests.iter().enumerate() {
+        if d.is_overloaded() {
+            continue;
+        }
+        let w = d.weight();
+        if w <= 0 {
+            continue;
+        }
+        r1 = r1.wrapping_sub(w);
+        r2 = r2.wrapping_sub(w);
+        if r1 <= 0 && w1 == -1 {
+            (c1, w1, o1) = (Some(i), w, d.overhead() as i32);
+        }
+        if r2 <= 0 && w2 == -1 {
+            (c2, w2, o2) = (Some(i), w, d.overhead() as i32);
+        }
+        if w1 != -1 && w2 != -1 {
+            break;
+        }
+    }
+    if c2.is_some() && w2.wrapping_mul(o1) > w1.wrapping_mul(o2) {
+        c2
+    } else {
+        c1
+    }
+}
+
 impl Scheduler for TwoChoices {
     fn name(&self) -> &'static str {
         "twos"
     }
 
-    fn update(&mut self, _dests: &[Arc<Dest>], _svc_flags: u32, _change: DestChange) {}
+    fn update(&mut self, dests: &[Arc<Dest>], _svc_flags: u32, change: DestChange) {
+        self.index.update(dests, &change);
+    }
 
     fn schedule(&mut self, dests: &[Arc<Dest>], _input: &SchedInput) -> Option<usize> {
-        let mut total: i32 = 0;
-        // As in the kernel, choice 1 starts as the last eligible dest of this walk.
-        let mut last_eligible = None;
-        for (i, d) in dests.iter().enumerate() {
-            if !d.is_overloaded() {
-                let w = d.weight();
-                if w > 0 {
-                    total = total.wrapping_add(w);
-                    last_eligible = Some(i);
-                }
-            }
+        self.index.refresh(dests);
+        let t = self.index.tree();
+        let total = t.total();
+        if total == 0 {
+            return None;
         }
-        last_eligible?;
-        let bound = total.wrapping_add(1) as u32;
-        let mut r1 = (self.rng)(bound) as i32;
-        let mut r2 = (self.rng)(bound) as i32;
-
-        let (mut c1, mut w1, mut o1) = (last_eligible, -1i32, 0i32);
-        let (mut c2, mut w2, mut o2) = (None, -1i32, 0i32);
-        for (i, d) in dests.iter().enumerate() {
-            if d.is_overloaded() {
-                continue;
-            }
-            let w = d.weight();
-            if w <= 0 {
-                continue;
-            }
-            r1 = r1.wrapping_sub(w);
-            r2 = r2.wrapping_sub(w);
-            if r1 <= 0 && w1 == -1 {
-                (c1, w1, o1) = (Some(i), w, d.overhead() as i32);
-            }
-            if r2 <= 0 && w2 == -1 {
-                (c2, w2, o2) = (Some(i), w, d.overhead() as i32);
-            }
-            if w1 != -1 && w2 != -1 {
-                break;
-            }
+        if total >= i64::from(i32::MAX) {
+            // The kernel's int sum would wrap: replay its arithmetic exactly.
+            return scan(dests, &mut self.rng);
         }
-        if c2.is_some() && w2.wrapping_mul(o1) > w1.wrapping_mul(o2) {
+        let bound = (total + 1) as u32;
+        let r1 = (self.rng)(bound) as i32;
+        let r2 = (self.rng)(bound) as i32;
+        if !(0..=total).contains(&i64::from(r1)) || !(0..=total).contains(&i64::from(r2)) {
+            // Only a random source breaking its contract gets here.
+            return walk(dests, r1, r2);
+        }
+        // The first eligible dest where `r - running sum <= 0`, i.e. running sum >= r
+        // (r = 0 -> the first eligible dest, whose sum is >= 1).
+        let (c1, c2) = t.find2(i64::from(r1).max(1), i64::from(r2).max(1));
+        let (w1, o1) = (t.weight(c1) as i32, t.overhead(c1) as i32);
+        let (w2, o2) = (t.weight(c2) as i32, t.overhead(c2) as i32);
+        Some(if w2.wrapping_mul(o1) > w1.wrapping_mul(o2) {
             c2
         } else {
             c1
-        }
+        })
     }
 }
 

@@ -3,25 +3,33 @@
 //! The first non-OVERLOAD dest with weight > 0 starts; every later non-OVERLOAD dest
 //! replaces it when `overhead(least) * w > overhead(x) * w(least)` (signed 64-bit), so
 //! ties keep the earlier dest and a weight-0 dest can never win.
+//!
+//! Picks read the root of a tournament tree (see `index.rs`, key `WlcKey`);
+//! `common::wlc_pick` is the kernel's loop, the reference.
 
 use std::sync::Arc;
 
-use super::common::wlc_pick;
+use super::common::{WlcIndex, wlc_best};
 use super::{DestChange, SchedInput, Scheduler};
 use crate::service::Dest;
 
-#[derive(Debug, Default, Clone, Copy)]
-pub struct WeightedLeastConnection;
+#[derive(Debug, Default)]
+pub struct WeightedLeastConnection {
+    index: WlcIndex,
+}
 
 impl Scheduler for WeightedLeastConnection {
     fn name(&self) -> &'static str {
         "wlc"
     }
 
-    fn update(&mut self, _dests: &[Arc<Dest>], _svc_flags: u32, _change: DestChange) {}
+    fn update(&mut self, dests: &[Arc<Dest>], _svc_flags: u32, change: DestChange) {
+        self.index.update(dests, &change);
+    }
 
     fn schedule(&mut self, dests: &[Arc<Dest>], _input: &SchedInput) -> Option<usize> {
-        wlc_pick(dests)
+        self.index.refresh(dests);
+        wlc_best(&self.index)
     }
 }
 
@@ -31,7 +39,12 @@ mod tests {
     use super::*;
 
     fn wlc(dests: &[Arc<Dest>]) -> Option<u8> {
-        pick1(&mut WeightedLeastConnection, dests)
+        let got = pick1(&mut WeightedLeastConnection::default(), dests);
+        assert_eq!(
+            got,
+            super::super::testutil::octet(dests, super::super::common::wlc_pick(dests))
+        );
+        got
     }
 
     #[test]

@@ -92,6 +92,22 @@ pub fn probe_udp(to: &str, msg: &str) -> Result<String, String> {
     Err(format!("no UDP reply from {to}"))
 }
 
+/// `uvs probe udp --size N`: `message` repeated to `n` bytes (at most 65000), sent as
+/// one datagram; the echo must carry it back intact. Returns `NAME: N bytes intact`.
+pub fn probe_udp_sized(to: &str, message: &str, n: usize) -> Result<String, String> {
+    let seed = if message.is_empty() { "x" } else { message };
+    let msg: String = seed.chars().cycle().take(n.min(65000)).collect();
+    let reply = probe_udp(to, &msg)?;
+    match reply.strip_suffix(msg.as_str()) {
+        Some(prefix) => Ok(format!("{prefix}{} bytes intact", msg.len())),
+        None => Err(format!(
+            "echo of {} bytes from {to} came back as {} bytes, not intact",
+            msg.len(),
+            reply.len()
+        )),
+    }
+}
+
 /// UDP echo that answers from the address each datagram was sent to (IP_PKTINFO),
 /// as a DNS server on an LVS real server must: with DR and TUN that is the VIP, not
 /// the address the routing table would pick.
