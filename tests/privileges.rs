@@ -93,7 +93,8 @@ fn drop_kernel_copy_keeps_net_admin_for_nft() {
         return;
     }
     let mut lvs = dr("pnft");
-    lvs.start_director(RULES, &["--workers", "1", "--drop-kernel-copy"]).unwrap();
+    lvs.start_director(RULES, &["--workers", "1", "--drop-kernel-copy"])
+        .unwrap();
     let pid = lvs.director_pid.unwrap();
     for v in per_thread(pid, "CapEff:") {
         assert_eq!(v, "0000000000003000", "CAP_NET_RAW and CAP_NET_ADMIN");

@@ -197,10 +197,15 @@ pub fn drop_privileges(h: &Hardening, net_admin: bool, socket: Option<&std::path
     if unsafe { libc::geteuid() } != 0 && h.user.is_none() && thread_caps("CapEff:").unwrap_or(0) == 0 {
         return Ok(()); // nothing to drop
     }
-    let keep: u64 = (1 << CAP_NET_RAW) | if net_admin { 1 << CAP_NET_ADMIN } else { 0 };
+    let wanted: u64 = (1 << CAP_NET_RAW) | if net_admin { 1 << CAP_NET_ADMIN } else { 0 };
+    // Never ask for more than is permitted now (capset would refuse).
+    let keep = wanted & thread_caps("CapPrm:").unwrap_or(wanted);
     let user = h.user.as_deref().map(lookup_user).transpose()?;
-    // 1. The bounding set (needs CAP_SETPCAP, so first).
-    for cap in 0..=last_cap() {
+    // 1. The bounding set (needs CAP_SETPCAP, so first). A non-root uvs started with
+    // file capabilities (setcap cap_net_raw+ep) has no CAP_SETPCAP: it cannot gain
+    // anything beyond its permitted set anyway, so only that set is reduced.
+    let setpcap = thread_caps("CapEff:").unwrap_or(0) & (1 << CAP_SETPCAP) != 0;
+    for cap in (0..=last_cap()).filter(|_| setpcap) {
         if keep & (1 << cap) == 0 {
             // SAFETY: prctl(PR_CAPBSET_DROP, cap) only changes this thread's bounding set.
             let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
@@ -259,7 +264,12 @@ pub fn drop_privileges(h: &Hardening, net_admin: bool, socket: Option<&std::path
         )?;
     }
     // 4. Verify.
-    for f in ["CapEff:", "CapPrm:", "CapBnd:"] {
+    let sets: &[&str] = if setpcap {
+        &["CapEff:", "CapPrm:", "CapBnd:"]
+    } else {
+        &["CapEff:", "CapPrm:"]
+    };
+    for f in sets {
         let v = thread_caps(f).ok_or("cannot read /proc/thread-self/status")?;
         if v & !keep != 0 {
             return Err(format!("capabilities left after dropping: {f} {v:016x}"));

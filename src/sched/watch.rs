@@ -19,7 +19,9 @@
 //!   subscriber's read sees the new counter value.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::AcqRel, Ordering::Relaxed, Ordering::SeqCst, fence};
+use std::sync::atomic::{
+    AtomicBool, AtomicU32, AtomicU64, Ordering::AcqRel, Ordering::Relaxed, Ordering::SeqCst, fence,
+};
 
 use arc_swap::ArcSwapOption;
 
@@ -101,6 +103,8 @@ struct Sub {
 #[derive(Default)]
 pub struct LoadWatch {
     subs: ArcSwapOption<Vec<Sub>>,
+    /// Number of subscriptions: lets an unwatched dest skip the `subs` load.
+    count: AtomicU32,
 }
 
 impl std::fmt::Debug for LoadWatch {
@@ -116,6 +120,9 @@ impl LoadWatch {
     #[inline]
     pub fn touch(&self) {
         fence(SeqCst);
+        if self.count.load(Relaxed) == 0 {
+            return;
+        }
         if let Some(subs) = &*self.subs.load() {
             for s in subs.iter() {
                 s.set.mark(s.slot);
@@ -126,7 +133,7 @@ impl LoadWatch {
     /// Subscribe `set` at `slot`, replacing any subscription of `set` or of `replace`.
     /// The caller reads the counters after a `fence(SeqCst)` that follows this.
     pub(crate) fn subscribe(&self, set: &Arc<DirtySet>, slot: u32, replace: Option<&Arc<DirtySet>>) {
-        self.subs.rcu(|cur| {
+        let prev = self.subs.rcu(|cur| {
             let mut v: Vec<Sub> = cur
                 .iter()
                 .flat_map(|v| v.iter())
@@ -136,11 +143,21 @@ impl LoadWatch {
             v.push(Sub { set: set.clone(), slot });
             Some(Arc::new(v))
         });
+        let had = prev
+            .iter()
+            .flat_map(|v| v.iter())
+            .filter(|s| Arc::ptr_eq(&s.set, set) || replace.is_some_and(|r| Arc::ptr_eq(&s.set, r)))
+            .count() as u32;
+        if had == 0 {
+            self.count.fetch_add(1, SeqCst);
+        } else if had > 1 {
+            self.count.fetch_sub(had - 1, SeqCst);
+        }
     }
 
     /// Drop the subscription of `set`, if any.
     pub(crate) fn unsubscribe(&self, set: &Arc<DirtySet>) {
-        self.subs.rcu(|cur| {
+        let prev = self.subs.rcu(|cur| {
             let v: Vec<Sub> = cur
                 .iter()
                 .flat_map(|v| v.iter())
@@ -149,6 +166,9 @@ impl LoadWatch {
                 .collect();
             (!v.is_empty()).then(|| Arc::new(v))
         });
+        if prev.iter().flat_map(|v| v.iter()).any(|s| Arc::ptr_eq(&s.set, set)) {
+            self.count.fetch_sub(1, SeqCst);
+        }
     }
 }
 
@@ -201,5 +221,12 @@ mod tests {
         w.touch();
         assert!(drained(&b).is_empty() && drained(&c).is_empty());
         assert!(format!("{w:?}").contains("subscribers: 0"));
+        assert_eq!(w.count.load(Relaxed), 0);
+        w.subscribe(&a, 1, None);
+        w.subscribe(&a, 2, None);
+        assert_eq!(w.count.load(Relaxed), 1);
+        w.unsubscribe(&a);
+        w.unsubscribe(&a);
+        assert_eq!(w.count.load(Relaxed), 0);
     }
 }

@@ -94,7 +94,11 @@ mod tests {
             assert_eq!(finish(sum(init, &d)), reference(init, &d), "len {len}");
             // Chained at an even offset, as the L4 checksum skips its own field.
             let cut = (len / 3) & !1;
-            assert_eq!(finish(sum(sum(init, &d[..cut]), &d[cut..])), reference(init, &d), "len {len}");
+            assert_eq!(
+                finish(sum(sum(init, &d[..cut]), &d[cut..])),
+                reference(init, &d),
+                "len {len}"
+            );
         }
         assert_eq!(checksum(&[0xff; 4096]), 0);
     }
