@@ -179,8 +179,16 @@ fn read_blob(r: &mut impl Read, max: usize, what: &str) -> std::io::Result<Vec<u
             format!("{what} too large ({n} bytes, at most {max})"),
         ));
     }
-    let mut v = vec![0u8; n];
-    r.read_exact(&mut v)?;
+    // Grow with the bytes that actually arrive: a peer announcing 16 MiB and sending
+    // nothing costs nothing.
+    let mut v = Vec::with_capacity(n.min(64 * 1024));
+    r.take(n as u64).read_to_end(&mut v)?;
+    if v.len() != n {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("{what} cut short ({} of {n} bytes)", v.len()),
+        ));
+    }
     Ok(v)
 }
 
