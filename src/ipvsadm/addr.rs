@@ -155,8 +155,9 @@ pub fn inet_aton(s: &str) -> Option<Ipv4Addr> {
     Some(Ipv4Addr::from(addr as u32))
 }
 
-/// Host-name lookups on (default). The fuzz targets turn them off: a lookup is a
-/// blocking call into the resolver, and names then simply never resolve.
+/// Host-name lookups on (default), both ways (`resolve_host_v4` and `-L`'s reverse
+/// lookups). The fuzz targets turn them off: a lookup is a blocking call into the
+/// resolver, and names then simply never resolve.
 pub static RESOLVE_NAMES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
 
 /// `gethostbyname` stand-in: the first IPv4 address of `name`, if it resolves.

@@ -114,6 +114,9 @@ impl SystemNames {
 
 impl Names for SystemNames {
     fn host(&self, addr: IpAddr) -> Option<String> {
+        if !super::addr::RESOLVE_NAMES.load(std::sync::atomic::Ordering::Relaxed) {
+            return None; // lookups off (fuzz targets): no name, as for an unknown address
+        }
         let mut cache = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
         cache.entry(addr).or_insert_with(|| reverse_lookup(addr)).clone()
     }
