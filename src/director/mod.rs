@@ -191,11 +191,13 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
             probe: Default::default(),
         });
     }
-    // One member socket per interface, to (re)install the fanout program through.
-    let fanout_fds: Vec<_> = ios
-        .first()
-        .map(|io| io.rx.iter().map(|r| r.raw_fd()).collect())
-        .unwrap_or_default();
+    // One member socket per interface, to (re)install the fanout program through. A
+    // lone worker gets every frame anyway (a group without a program delivers to its
+    // first member), so it is spared running the program on each one.
+    let fanout_fds: Vec<_> = match ios.first() {
+        Some(io) if nworkers > 1 => io.rx.iter().map(|r| r.raw_fd()).collect(),
+        _ => Vec::new(),
+    };
     // The last sockets (ARP); then privileges go, while this is still the only
     // thread (capabilities are per thread).
     let mut control = Control::new(ctl.clone(), &ifaces, fanout_fds)?;
@@ -237,6 +239,12 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         );
     }
     drop(neigh_tx);
+    // With explicit worker cores, the rest of uvs (this control loop, ipvsadm and
+    // /metrics, the estimator: all started from here, so they inherit it) stays off
+    // them: a worker's core already shares its time with the kernel's receive work.
+    if let Some(list) = &opts.cpus {
+        keep_off_cores(list);
+    }
     let hub = Arc::new(hub);
     let control_plane = crate::control::start(hub.clone(), Some(control_sock), metrics_listener)?;
 
@@ -294,6 +302,30 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     }
     eprintln!("uvs: stopped");
     Ok(())
+}
+
+/// Move the calling thread to the allowed cores not in `busy`, if any remain.
+fn keep_off_cores(busy: &[usize]) {
+    let rest: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .filter(|c| !busy.contains(c))
+        .collect();
+    if rest.is_empty() {
+        return;
+    }
+    // SAFETY: cpu_set_t is plain data; zeroed is the empty set, CPU_SET stays in bounds
+    // for ids below CPU_SETSIZE (checked), and sched_setaffinity reads `set` only.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &c in &rest {
+            if c < libc::CPU_SETSIZE as usize {
+                libc::CPU_SET(c, &mut set);
+            }
+        }
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
 }
 
 /// The control thread's periodic work.

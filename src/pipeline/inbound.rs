@@ -4,7 +4,7 @@
 
 use super::classify::{IcmpError, L4Packet};
 use super::{DropReason, Emit, Iface, RxMeta, Shared, Verdict, Worker, reuse_expected, send_port_unreachable};
-use crate::conn::ConnKey;
+use crate::conn::{Conn, ConnKey};
 use crate::forward::{self, RxCtx, nat};
 use crate::service::{Dest, ForwardMethod, ServiceTable};
 use crate::wire::{ipv4, l4::tcp_flags};
@@ -36,80 +36,55 @@ impl Worker {
         // whose server was deleted (or, for a SYN, quiesced) goes the same way.
         let settings = &svcs.conn_shared().settings;
         let secure = self.secure_tcp(sh);
-        let fresh = match self.conns.get(&key) {
-            None => true,
+        // One table lookup for an established connection: it is used right here.
+        let replace = match self.conns.get_mut(&key) {
+            None => false,
             Some(c) => {
                 let nodest = settings.expire_nodest_conn()
                     && (!c.dest.is_available() || (syn && c.dest.weight() == 0 && c.tpl.is_none()));
                 let replace = (syn && reuse_expected(c, settings.conn_reuse_mode())) || nodest;
-                if replace {
-                    self.conns.remove(&key);
+                if !replace {
+                    let (v, _) = send(self.id, &mut self.ip_ident, sh, secure, now_ms, rx, iface, pkt, c, out);
+                    return v;
                 }
-                replace
+                true
             }
         };
-        if fresh {
-            if let Err(reason) = self.schedule(sh, svcs, now_ms, pkt, key) {
-                if reason == DropReason::NoDestination {
-                    send_port_unreachable(iface, pkt, pkt.ip, out);
-                }
-                return Verdict::Drop(reason);
+        if replace {
+            self.conns.remove(&key);
+        }
+        if let Err(reason) = self.schedule(sh, svcs, now_ms, pkt, key) {
+            if reason == DropReason::NoDestination {
+                send_port_unreachable(iface, pkt, pkt.ip, out);
             }
-            if let Some(c) = self.conns.get_mut(&key)
-                && c.dest.method() == ForwardMethod::Masq
-            {
-                // Where replies to this client go: the routing table's next hop.
-                if let Some((ifx, hop)) = sh.route(pkt.saddr) {
-                    c.rev_ifindex = ifx;
-                    c.rev_hop = hop;
-                }
-            }
+            return Verdict::Drop(reason);
         }
         let Some(conn) = self.conns.get_mut(&key) else {
             return Verdict::Drop(DropReason::TableFull);
         };
-        if !conn.dest.is_available() {
-            // The destination was deleted: expire_nodest_conn = 0 drops silently.
-            return Verdict::Drop(DropReason::DestDeleted);
+        if conn.dest.method() == ForwardMethod::Masq
+            && let Some((ifx, hop)) = sh.route(pkt.saddr)
+        {
+            // Where replies to this client go: the routing table's next hop.
+            conn.rev_ifindex = ifx;
+            conn.rev_hop = hop;
         }
-        // Resolve where the frame goes before anything is accounted.
-        let method = conn.dest.method();
-        let Some((oif, mac)) = next_hop(sh, &conn.dest) else {
-            return Verdict::Drop(if sh.iface(conn.dest.out_ifindex()).is_none() {
-                DropReason::NoRoute
-            } else {
-                DropReason::NeighUnresolved
-            });
-        };
-        if method == ForwardMethod::Masq && !nat::l4_checksum_ok(pkt.ip, rx.csum_partial) {
-            // NAT rewrites the L4 header: verify first (see nat::l4_checksum_ok). A
-            // connection this very packet created goes again.
-            if conn.in_pkts == 0 {
-                self.conns.remove(&key);
-            }
-            return Verdict::Drop(DropReason::L4Checksum);
-        }
-        if is_tcp {
-            conn.tcp_packet(pkt.tcp_flags, false, secure, &sh.timeouts, now_ms);
-        } else {
-            conn.udp_packet(false, &sh.timeouts, now_ms);
-        }
-        let ip_len = pkt.ip.len();
-        conn.dest.stats.inbound(self.id, ip_len);
-        conn.dest.svc_stats.inbound(self.id, ip_len);
-        let rx_ctx = RxCtx {
+        let (v, forget) = send(
+            self.id,
+            &mut self.ip_ident,
+            sh,
+            secure,
+            now_ms,
+            rx,
             iface,
-            eth_src: pkt.eth_src,
-            csum_partial: rx.csum_partial,
-        };
-        match method {
-            ForwardMethod::Route | ForwardMethod::Local => forward::dr::transmit(sh, &rx_ctx, &conn.dest, pkt.ip, out),
-            ForwardMethod::Masq => nat::transmit_in(&rx_ctx, oif, mac, pkt.ip, conn.daddr, conn.dport, out),
-            ForwardMethod::Tunnel => {
-                let dest = conn.dest.clone();
-                forward::tun::transmit(sh, &rx_ctx, &dest, pkt.ip, &mut self.ip_ident, now_ms, out)
-            }
+            pkt,
+            conn,
+            out,
+        );
+        if forget {
+            self.conns.remove(&key);
         }
+        v
     }
 
     /// An ICMP error addressed to a VIP quotes a packet the VIP sent to a client
@@ -164,6 +139,63 @@ impl Worker {
             }
         }
     }
+}
+
+/// The connection is known: run its state machine, account the packet and send it by
+/// the connection's method. The flag asks the caller to forget the connection (a new
+/// one whose first packet failed the L4 checksum check).
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn send<E: Emit>(
+    worker: usize,
+    ip_ident: &mut u16,
+    sh: &Shared,
+    secure: bool,
+    now_ms: u64,
+    rx: RxMeta,
+    iface: &Iface,
+    pkt: &L4Packet<'_>,
+    conn: &mut Conn,
+    out: &mut E,
+) -> (Verdict, bool) {
+    if !conn.dest.is_available() {
+        // The destination was deleted: expire_nodest_conn = 0 drops silently.
+        return (Verdict::Drop(DropReason::DestDeleted), false);
+    }
+    // Resolve where the frame goes before anything is accounted.
+    let method = conn.dest.method();
+    let Some((oif, mac)) = next_hop(sh, &conn.dest) else {
+        let reason = if sh.iface(conn.dest.out_ifindex()).is_none() {
+            DropReason::NoRoute
+        } else {
+            DropReason::NeighUnresolved
+        };
+        return (Verdict::Drop(reason), false);
+    };
+    if method == ForwardMethod::Masq && !nat::l4_checksum_ok(pkt.ip, rx.csum_partial) {
+        // NAT rewrites the L4 header: verify first (see nat::l4_checksum_ok). A
+        // connection this very packet created goes again.
+        return (Verdict::Drop(DropReason::L4Checksum), conn.in_pkts == 0);
+    }
+    if pkt.proto == ipv4::proto::TCP {
+        conn.tcp_packet(pkt.tcp_flags, false, secure, &sh.timeouts, now_ms);
+    } else {
+        conn.udp_packet(false, &sh.timeouts, now_ms);
+    }
+    let ip_len = pkt.ip.len();
+    conn.dest.stats.inbound(worker, ip_len);
+    conn.dest.svc_stats.inbound(worker, ip_len);
+    let rx_ctx = RxCtx {
+        iface,
+        eth_src: pkt.eth_src,
+        csum_partial: rx.csum_partial,
+    };
+    let v = match method {
+        ForwardMethod::Route | ForwardMethod::Local => forward::dr::transmit(sh, &rx_ctx, &conn.dest, pkt.ip, out),
+        ForwardMethod::Masq => nat::transmit_in(&rx_ctx, oif, mac, pkt.ip, conn.daddr, conn.dport, out),
+        ForwardMethod::Tunnel => forward::tun::transmit(sh, &rx_ctx, &conn.dest, pkt.ip, ip_ident, now_ms, out),
+    };
+    (v, false)
 }
 
 /// The outgoing interface and next-hop MAC of a destination, if both are known.

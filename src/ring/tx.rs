@@ -51,6 +51,7 @@ impl TxRing {
         };
         set_packet_opt(raw, libc::PACKET_TX_RING, &req)?;
         let _ = set_packet_opt(raw, libc::PACKET_QDISC_BYPASS, &(1 as libc::c_int));
+        set_sndbuf(raw, frame_nr * (frame_size + 1024));
         let map = Mmap::new(&fd, block_size * block_nr)?;
         bind(&fd, ifindex, 0)?;
         Ok(TxRing {
@@ -132,6 +133,31 @@ impl TxRing {
             );
         }
         self.pending = 0;
+    }
+}
+
+/// Every frame the kernel has taken from the ring but not yet freed (on veth: until
+/// the peer's backlog has processed it) is charged to the socket's send buffer. With
+/// the default `wmem_default` (~200 KiB, a few hundred frames) `sendto` stops taking
+/// frames long before the ring is empty and the ring fills up under load, so size the
+/// buffer for the whole ring: the ring, not the buffer, is then the bound. As root
+/// `SO_SNDBUFFORCE` passes `wmem_max`; otherwise `SO_SNDBUF` gets what the limit allows.
+fn set_sndbuf(fd: std::os::fd::RawFd, bytes: usize) {
+    let v = bytes.min(i32::MAX as usize / 2) as libc::c_int;
+    for opt in [libc::SO_SNDBUFFORCE, libc::SO_SNDBUF] {
+        // SAFETY: setsockopt with a valid int option value of the stated size.
+        let r = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                &v as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r == 0 {
+            return;
+        }
     }
 }
 

@@ -111,7 +111,11 @@ impl<T: AsRef<[u8]>> Packet<T> {
         [b[16], b[17], b[18], b[19]]
     }
     pub fn verify_checksum(&self) -> bool {
-        checksum::checksum(&self.b()[..self.header_len()]) == 0
+        let h = &self.b()[..self.header_len()];
+        match <&[u8; 20]>::try_from(h) {
+            Ok(h) => checksum::header20_ok(h),
+            Err(_) => checksum::checksum(h) == 0,
+        }
     }
     /// The L4 payload, bounded by the total length.
     pub fn payload(&self) -> &[u8] {
