@@ -297,7 +297,19 @@ impl Testbed {
 
     /// Tear down now (Drop does the same).
     pub fn teardown(&mut self) {
+        // SIGTERM first so a director removes its control socket (and any nftables
+        // table it installed); whatever is still running after a second is killed.
+        for c in &self.children {
+            // SAFETY: plain kill(2) on a child we spawned and have not reaped.
+            unsafe {
+                libc::kill(c.id() as i32, libc::SIGTERM);
+            }
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
         for c in &mut self.children {
+            while std::time::Instant::now() < deadline && matches!(c.try_wait(), Ok(None)) {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
             let _ = c.kill();
             let _ = c.wait();
         }
