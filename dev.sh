@@ -10,6 +10,8 @@ deps() {
     command -v ip >/dev/null 2>&1 || need+=(iproute2)
     command -v curl >/dev/null 2>&1 || need+=(curl)
     command -v tcpdump >/dev/null 2>&1 || need+=(tcpdump)
+    # uvs drops the kernel's copy of VIP traffic with an nftables rule (see README).
+    command -v nft >/dev/null 2>&1 || need+=(nftables)
     if [ ${#need[@]} -gt 0 ]; then
         if [ "$(id -u)" -ne 0 ]; then
             echo "dev.sh: missing ${need[*]}; run as root (sudo) so they can be installed" >&2

@@ -44,10 +44,15 @@ enum Cmd {
         /// Cores to pin the workers to, e.g. `1` or `0,2-3` (worker i on the i-th, cycling).
         #[arg(long)]
         cpus: Option<String>,
-        /// Drop the kernel's own copy of VIP-bound frames (an nftables netdev ingress
-        /// rule on the served interfaces, removed at exit; needs `nft`).
-        #[arg(long)]
+        /// Require dropping the kernel's own copy of VIP-bound frames (an nftables netdev
+        /// ingress rule on the served interfaces, removed at exit): fail if `nft` cannot
+        /// install it. By default uvs drops it when it can and says so when it cannot.
+        #[arg(long, conflicts_with = "keep_kernel_copy")]
         drop_kernel_copy: bool,
+        /// Leave the kernel its copy of VIP-bound frames (no nftables rule; the host's IP
+        /// stack then routes and drops every one of them, at a cost in packet rate).
+        #[arg(long)]
+        keep_kernel_copy: bool,
         /// Write the frames the director sends to this pcap file (Wireshark opens it).
         #[arg(long)]
         pcap: Option<PathBuf>,
@@ -210,6 +215,7 @@ fn main() -> ExitCode {
             tx,
             cpus,
             drop_kernel_copy,
+            keep_kernel_copy,
             pcap,
             pcap_rx,
             metrics,
@@ -228,7 +234,13 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             },
-            drop_kernel_copy,
+            kernel_copy: if drop_kernel_copy {
+                uvs::director::kernelcopy::KernelCopy::Drop
+            } else if keep_kernel_copy {
+                uvs::director::kernelcopy::KernelCopy::Keep
+            } else {
+                uvs::director::kernelcopy::KernelCopy::Auto
+            },
             pcap,
             pcap_rx,
             metrics,

@@ -74,7 +74,8 @@ fn run_keeps_only_net_raw_in_every_thread_and_still_forwards() {
 fn adm_without_permission_gets_a_clear_error() {
     require_root!();
     let mut lvs = dr("padm");
-    lvs.start_director(RULES, &["--workers", "1"]).unwrap();
+    lvs.start_director(RULES, &["--workers", "1", "--keep-kernel-copy"])
+        .unwrap();
     let pid = lvs.director_pid.unwrap();
     for v in per_thread(pid, "CapEff:") {
         assert_eq!(v, "0000000000002000", "root without --user keeps CAP_NET_RAW only");
@@ -86,15 +87,15 @@ fn adm_without_permission_gets_a_clear_error() {
 }
 
 #[test]
-fn drop_kernel_copy_keeps_net_admin_for_nft() {
+fn dropping_the_kernel_copy_by_default_keeps_net_admin_for_nft() {
     require_root!();
     if std::process::Command::new("nft").arg("--version").output().is_err() {
         eprintln!("SKIPPED: no nft");
         return;
     }
     let mut lvs = dr("pnft");
-    lvs.start_director(RULES, &["--workers", "1", "--drop-kernel-copy"])
-        .unwrap();
+    // No flag: the default drops the kernel's copy when nft is there.
+    lvs.start_director(RULES, &["--workers", "1"]).unwrap();
     let pid = lvs.director_pid.unwrap();
     for v in per_thread(pid, "CapEff:") {
         assert_eq!(v, "0000000000003000", "CAP_NET_RAW and CAP_NET_ADMIN");

@@ -8,11 +8,31 @@
 //! the director's own network namespace, in a table of its own (`uvs_<pid>`) that is
 //! deleted at exit. ARP, traffic to the host's own addresses and NAT replies are not
 //! touched. Trade-off: while the rule is in place the host kernel never sees VIP
-//! traffic (tcpdump still does: it is a tap), and if uvs is killed with SIGKILL the
-//! table stays until `nft delete table netdev uvs_<pid>`; so it is opt-in.
+//! traffic (tcpdump still does: it is a tap), uvs keeps CAP_NET_ADMIN (to update the
+//! VIP set and remove the table), and if uvs is killed with SIGKILL the table stays
+//! until `nft delete table netdev uvs_<pid>`.
+//!
+//! It is the default ([`KernelCopy::Auto`]) because the copy is not merely wasted work:
+//! measured with the pps harness, the kernel routing (and dropping) its copy of every
+//! frame is what makes an AF_PACKET director livelock under overload and its loss-free
+//! rate erratic; with `ip_forward=1` the kernel would even forward duplicates, and with
+//! a VIP on a local interface it would answer clients itself. `--keep-kernel-copy`
+//! opts out; `--drop-kernel-copy` makes a failure to install the rule fatal.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
+
+/// What becomes of the kernel's own copy of the frames uvs handles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KernelCopy {
+    /// Drop it when `nft` can (and uvs stays root); warn otherwise.
+    #[default]
+    Auto,
+    /// Drop it, or refuse to start.
+    Drop,
+    /// Leave it to the kernel.
+    Keep,
+}
 
 pub struct KernelCopyDrop {
     table: String,

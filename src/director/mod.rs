@@ -35,8 +35,8 @@ pub struct RunOptions {
     pub tx_sendmmsg: bool,
     /// Cores for the workers (worker i on `cpus[i % len]`); default: all cores.
     pub cpus: Option<Vec<usize>>,
-    /// Drop the kernel's copy of VIP-bound frames (see [`kernelcopy`]).
-    pub drop_kernel_copy: bool,
+    /// What becomes of the kernel's copy of VIP-bound frames (see [`kernelcopy`]).
+    pub kernel_copy: kernelcopy::KernelCopy,
     /// Write sent (and with `pcap_rx` received) frames to this pcap file.
     pub pcap: Option<PathBuf>,
     pub pcap_rx: bool,
@@ -139,12 +139,26 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     for w in kernel_interference(&ifaces, &vips) {
         eprintln!("uvs: warning: {w}");
     }
-    let mut kernel_copy = if opts.drop_kernel_copy {
-        let mut sorted = vips.clone();
-        sorted.sort();
-        Some(kernelcopy::KernelCopyDrop::install(&opts.ifaces, &sorted)?)
-    } else {
-        None
+    let mut sorted = vips.clone();
+    sorted.sort();
+    let mut kernel_copy = match opts.kernel_copy {
+        kernelcopy::KernelCopy::Drop => Some(kernelcopy::KernelCopyDrop::install(&opts.ifaces, &sorted)?),
+        // Not when uvs becomes another user: nft would then run without the rights to
+        // update or remove the table.
+        kernelcopy::KernelCopy::Auto if opts.hardening.user.is_none() => {
+            match kernelcopy::KernelCopyDrop::install(&opts.ifaces, &sorted) {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    eprintln!(
+                        "uvs: warning: the kernel keeps its copy of VIP traffic ({e}); every frame is then \
+                         also routed and dropped by the host's IP stack, which costs packet rate. \
+                         --keep-kernel-copy says this is wanted"
+                    );
+                    None
+                }
+            }
+        }
+        _ => None,
     };
 
     let cores = match &opts.cpus {
@@ -201,7 +215,7 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     // The last sockets (ARP); then privileges go, while this is still the only
     // thread (capabilities are per thread).
     let mut control = Control::new(ctl.clone(), &ifaces, fanout_fds)?;
-    harden::drop_privileges(&opts.hardening, opts.drop_kernel_copy, Some(control_sock.path()))?;
+    harden::drop_privileges(&opts.hardening, kernel_copy.is_some(), Some(control_sock.path()))?;
     // Started after the drop, so the writer thread holds no capabilities either (the
     // file is created as the user uvs runs as).
     let taps = tap::TapHub::new(shared.clone());
