@@ -75,9 +75,15 @@ pub struct SystemNames {
 }
 
 impl SystemNames {
-    /// Read `/etc/services` (a missing file means no port names).
+    /// Read `/etc/services` (a missing file means no port names; so do lookups turned
+    /// off, as in the fuzz targets, where reading it for every input was most of the
+    /// time spent).
     pub fn new() -> SystemNames {
-        let text = std::fs::read_to_string("/etc/services").unwrap_or_default();
+        let text = if super::addr::RESOLVE_NAMES.load(std::sync::atomic::Ordering::Relaxed) {
+            std::fs::read_to_string("/etc/services").unwrap_or_default()
+        } else {
+            String::new()
+        };
         SystemNames::with_services(&text)
     }
 
