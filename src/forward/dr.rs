@@ -34,21 +34,17 @@ pub fn transmit<E: Emit>(sh: &Shared, rx: &RxCtx<'_>, dest: &Dest, ip: &[u8], ou
             }
         });
     }
-    let len = ethernet::HEADER_LEN + ip.len();
-    let Some(buf) = out.buffer(ifx) else {
-        return Verdict::Drop(DropReason::TxFull);
+    let b = match super::ipv4_slot(out, oif, mac, ip.len()) {
+        Ok(b) => b,
+        Err(v) => return v,
     };
-    if buf.len() < len {
-        return Verdict::Drop(DropReason::TxFull);
-    }
-    ethernet::emit(buf, mac, oif.mac, ethernet::ethertype::IPV4);
-    buf[ethernet::HEADER_LEN..len].copy_from_slice(ip);
-    if let Ok(mut p) = ipv4::Packet::new_checked(&mut buf[ethernet::HEADER_LEN..len]) {
+    b.copy_from_slice(ip);
+    if let Ok(mut p) = ipv4::Packet::new_checked(&mut *b) {
         p.decrement_ttl();
     }
     if rx.csum_partial {
-        super::complete_l4_checksum(&mut buf[ethernet::HEADER_LEN..len]);
+        super::complete_l4_checksum(b);
     }
-    out.commit(ifx, len);
+    out.commit(ifx, ethernet::HEADER_LEN + ip.len());
     Verdict::Forwarded
 }

@@ -96,14 +96,10 @@ pub fn segment_tcp<E: Emit>(out: &mut E, oif: &Iface, dst_mac: MacAddr, ip: &[u8
         let last = off + n == payload.len();
         let total = hl + thl + n;
         let len = ethernet::HEADER_LEN + total;
-        let Some(buf) = out.buffer(oif.ifindex) else {
-            return Verdict::Drop(DropReason::TxFull);
+        let b = match super::ipv4_slot(out, oif, dst_mac, total) {
+            Ok(b) => b,
+            Err(v) => return v,
         };
-        if buf.len() < len {
-            return Verdict::Drop(DropReason::TxFull);
-        }
-        ethernet::emit(buf, dst_mac, oif.mac, ethernet::ethertype::IPV4);
-        let b = &mut buf[ethernet::HEADER_LEN..len];
         b[..hl].copy_from_slice(&ip[..hl]);
         b[2..4].copy_from_slice(&(total as u16).to_be_bytes());
         b[4..6].copy_from_slice(&id0.wrapping_add(i).to_be_bytes());
@@ -158,14 +154,10 @@ pub fn fragment<E: Emit>(out: &mut E, oif: &Iface, dst_mac: MacAddr, ip: &[u8]) 
         let last = off + n == payload.len();
         let total = hl + n;
         let len = ethernet::HEADER_LEN + total;
-        let Some(buf) = out.buffer(oif.ifindex) else {
-            return Verdict::Drop(DropReason::TxFull);
+        let b = match super::ipv4_slot(out, oif, dst_mac, total) {
+            Ok(b) => b,
+            Err(v) => return v,
         };
-        if buf.len() < len {
-            return Verdict::Drop(DropReason::TxFull);
-        }
-        ethernet::emit(buf, dst_mac, oif.mac, ethernet::ethertype::IPV4);
-        let b = &mut buf[ethernet::HEADER_LEN..len];
         b[..hl].copy_from_slice(&header[..hl]);
         b[2..4].copy_from_slice(&(total as u16).to_be_bytes());
         let mf = if !last || orig_mf { 0x2000 } else { 0 };

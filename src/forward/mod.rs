@@ -7,7 +7,7 @@ pub mod nat;
 pub mod tun;
 
 use crate::pipeline::{DropReason, Emit, Iface, Verdict};
-use crate::wire::{MacAddr, icmp, ipv4};
+use crate::wire::{MacAddr, ethernet, icmp, ipv4};
 
 /// Where the frame came from, for ICMP errors sent back toward the client.
 #[derive(Debug, Clone, Copy)]
@@ -21,6 +21,26 @@ pub struct RxCtx<'a> {
 
 /// Complete a TCP/UDP checksum that checksum offload left as a pseudo-header sum.
 /// `ip` is the whole IPv4 packet in the output buffer.
+/// A TX slot for an IPv4 packet of `ip_len` bytes to `dst_mac` out of `oif`: the
+/// Ethernet header is written and the IP part returned. `TxFull` when the ring has no
+/// free slot or the slot is too small. Commit `ethernet::HEADER_LEN + ip_len` bytes.
+#[inline]
+pub fn ipv4_slot<'o, E: Emit>(
+    out: &'o mut E,
+    oif: &Iface,
+    dst_mac: MacAddr,
+    ip_len: usize,
+) -> Result<&'o mut [u8], Verdict> {
+    let len = ethernet::HEADER_LEN + ip_len;
+    match out.buffer(oif.ifindex) {
+        Some(buf) if buf.len() >= len => {
+            ethernet::emit(buf, dst_mac, oif.mac, ethernet::ethertype::IPV4);
+            Ok(&mut buf[ethernet::HEADER_LEN..len])
+        }
+        _ => Err(Verdict::Drop(DropReason::TxFull)),
+    }
+}
+
 pub fn complete_l4_checksum(ip: &mut [u8]) {
     let Ok(p) = ipv4::Packet::new_checked(&mut *ip) else {
         return;

@@ -5,7 +5,7 @@
 //! translated in both the outer and the quoted header (spec §6.6).
 
 use super::{RxCtx, complete_l4_checksum, pre_xmit_checks};
-use crate::pipeline::{DropReason, Emit, Iface, Verdict};
+use crate::pipeline::{Emit, Iface, Verdict};
 use crate::wire::{MacAddr, checksum, ethernet, ipv4, l4};
 
 /// Which end of the packet to rewrite.
@@ -97,14 +97,10 @@ pub fn emit_ip<E: Emit>(
         return super::frag::emit_fragmented(out, oif, dst_mac, ip, edit);
     }
     let len = ethernet::HEADER_LEN + ip.len();
-    let Some(buf) = out.buffer(oif.ifindex) else {
-        return Verdict::Drop(DropReason::TxFull);
+    let b = match super::ipv4_slot(out, oif, dst_mac, ip.len()) {
+        Ok(b) => b,
+        Err(v) => return v,
     };
-    if buf.len() < len {
-        return Verdict::Drop(DropReason::TxFull);
-    }
-    ethernet::emit(buf, dst_mac, oif.mac, ethernet::ethertype::IPV4);
-    let b = &mut buf[ethernet::HEADER_LEN..len];
     b.copy_from_slice(ip);
     if let Ok(mut p) = ipv4::Packet::new_checked(&mut *b) {
         p.decrement_ttl();

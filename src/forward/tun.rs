@@ -79,14 +79,10 @@ pub fn transmit<E: Emit>(
         let more = off + chunk < ip.len();
         let total = OVERHEAD + chunk;
         let len = ethernet::HEADER_LEN + total;
-        let Some(buf) = out.buffer(ifx) else {
-            return Verdict::Drop(DropReason::TxFull);
+        let b = match super::ipv4_slot(out, oif, mac, total) {
+            Ok(b) => b,
+            Err(v) => return v,
         };
-        if buf.len() < len {
-            return Verdict::Drop(DropReason::TxFull);
-        }
-        ethernet::emit(buf, mac, oif.mac, ethernet::ethertype::IPV4);
-        let b = &mut buf[ethernet::HEADER_LEN..len];
         ipv4::Repr {
             tos,
             total_len: total as u16,

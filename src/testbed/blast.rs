@@ -21,6 +21,46 @@ use crate::wire::{MacAddr, ethernet, ipv4};
 /// Paced runs sleep rather than spin when the next burst is further off than this.
 const SLEEP_OVER: Duration = Duration::from_micros(200);
 
+/// Time-bounded pacing in bursts: the first frame of each burst waits for its due
+/// time (sleeping while it is far off, since the sinks' receive work shares this
+/// core, then spinning for precision).
+struct Pacer {
+    start: Instant,
+    end: Instant,
+    burst: u64,
+    ns_per_pkt: f64,
+}
+
+impl Pacer {
+    fn new(o: &BlastOptions) -> Pacer {
+        let start = Instant::now();
+        Pacer {
+            start,
+            end: start + Duration::from_secs_f64(o.seconds),
+            burst: o.burst.clamp(1, 2048) as u64,
+            ns_per_pkt: if o.pps > 0 { 1e9 / o.pps as f64 } else { 0.0 },
+        }
+    }
+
+    /// Wait until frame number `sent` is due; false once the time is up.
+    fn wait(&self, sent: u64) -> bool {
+        if sent.is_multiple_of(64) && Instant::now() >= self.end {
+            return false;
+        }
+        if self.ns_per_pkt > 0.0 && sent.is_multiple_of(self.burst) {
+            let due = self.start + Duration::from_nanos((sent as f64 * self.ns_per_pkt) as u64);
+            let now = Instant::now();
+            if due > now + SLEEP_OVER {
+                std::thread::sleep(due - now - SLEEP_OVER / 2);
+            }
+            while Instant::now() < due {
+                std::hint::spin_loop();
+            }
+        }
+        true
+    }
+}
+
 /// Source ports a new-flow run walks per source address.
 pub const PORTS_PER_ADDR: u64 = 65536 - 1024;
 
@@ -77,26 +117,11 @@ fn syn_flood(o: &BlastOptions, iface: &crate::pipeline::Iface, ring: &mut TxRing
     let mut frame = [0u8; ethernet::HEADER_LEN + 40];
     ethernet::emit(&mut frame, o.dst_mac, iface.mac, ethernet::ethertype::IPV4);
     let mut rng = 0x2545_f491_4f6c_dd1d_u64 ^ u64::from(std::process::id()) ^ o.flow_offset;
-    let burst = o.burst.clamp(1, 2048) as u64;
-    let start = Instant::now();
-    let end = start + Duration::from_secs_f64(o.seconds);
-    let ns_per_pkt = if o.pps > 0 { 1e9 / o.pps as f64 } else { 0.0 };
+    let pace = Pacer::new(o);
     let mut sent = 0u64;
     while sent < o.max_packets {
-        if sent.is_multiple_of(64) && Instant::now() >= end {
+        if !pace.wait(sent) {
             break;
-        }
-        if o.pps > 0 && sent.is_multiple_of(burst) {
-            let due = start + Duration::from_nanos((sent as f64 * ns_per_pkt) as u64);
-            // Sleep while the next burst is far off (the sinks' receive work shares
-            // this core), then spin for precision.
-            let now = Instant::now();
-            if due > now + SLEEP_OVER {
-                std::thread::sleep(due - now - SLEEP_OVER / 2);
-            }
-            while Instant::now() < due {
-                std::hint::spin_loop();
-            }
         }
         rng ^= rng << 13;
         rng ^= rng >> 7;
@@ -130,7 +155,7 @@ fn syn_flood(o: &BlastOptions, iface: &crate::pipeline::Iface, ring: &mut TxRing
                 b[..frame.len()].copy_from_slice(&frame);
                 ring.commit(frame.len());
                 sent += 1;
-                if sent.is_multiple_of(burst) {
+                if sent.is_multiple_of(pace.burst) {
                     ring.flush();
                 }
             }
@@ -140,7 +165,7 @@ fn syn_flood(o: &BlastOptions, iface: &crate::pipeline::Iface, ring: &mut TxRing
     ring.flush();
     BlastReport {
         sent,
-        seconds: start.elapsed().as_secs_f64(),
+        seconds: pace.start.elapsed().as_secs_f64(),
     }
 }
 
@@ -172,29 +197,13 @@ pub fn blast(o: &BlastOptions) -> Result<BlastReport, String> {
     frame[u + 2..u + 4].copy_from_slice(&o.dport.to_be_bytes());
     frame[u + 4..u + 6].copy_from_slice(&(8 + o.payload as u16).to_be_bytes());
     frame[u + 6..u + 8].copy_from_slice(&[0, 0]); // UDP checksum 0: none
-    let burst = o.burst.clamp(1, 2048) as u64;
-    let start = Instant::now();
-    let end = start + Duration::from_secs_f64(o.seconds);
-    let ns_per_pkt = if o.pps > 0 { 1e9 / o.pps as f64 } else { 0.0 };
+    let pace = Pacer::new(o);
     let mut sent = 0u64;
     let flows = o.flows.max(1) as u64;
     let mut addr_step = u64::MAX;
     while sent < o.max_packets {
-        if sent.is_multiple_of(64) && Instant::now() >= end {
+        if !pace.wait(sent) {
             break;
-        }
-        if o.pps > 0 && sent.is_multiple_of(burst) {
-            // Pace per burst: the burst's first frame waits for its due time.
-            let due = start + Duration::from_nanos((sent as f64 * ns_per_pkt) as u64);
-            // Sleep while the next burst is far off (the sinks' receive work shares
-            // this core), then spin for precision.
-            let now = Instant::now();
-            if due > now + SLEEP_OVER {
-                std::thread::sleep(due - now - SLEEP_OVER / 2);
-            }
-            while Instant::now() < due {
-                std::hint::spin_loop();
-            }
         }
         let sport = if o.new_flows {
             let n = o.flow_offset + sent;
@@ -214,7 +223,7 @@ pub fn blast(o: &BlastOptions) -> Result<BlastReport, String> {
                 b[..frame.len()].copy_from_slice(&frame);
                 ring.commit(frame.len());
                 sent += 1;
-                if sent.is_multiple_of(burst) {
+                if sent.is_multiple_of(pace.burst) {
                     ring.flush();
                 }
             }
@@ -224,6 +233,6 @@ pub fn blast(o: &BlastOptions) -> Result<BlastReport, String> {
     ring.flush();
     Ok(BlastReport {
         sent,
-        seconds: start.elapsed().as_secs_f64(),
+        seconds: pace.start.elapsed().as_secs_f64(),
     })
 }
