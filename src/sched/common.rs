@@ -54,15 +54,21 @@ pub(crate) fn is_unavailable(d: &Dest) -> bool {
 /// weight > 0 starts, later non-OVERLOAD dests replace it only when strictly lighter
 /// per unit of weight (`loh * w > doh * lw`, signed 64-bit). Ties keep the earlier dest.
 pub(crate) fn wlc_pick(dests: &[Arc<Dest>]) -> Option<usize> {
+    weighted_least_by(dests, |d| i64::from(d.overhead()))
+}
+
+/// The kernel's weighted-least scan with any per-dest cost (wlc: overhead; sed:
+/// active + 1).
+pub(crate) fn weighted_least_by(dests: &[Arc<Dest>], cost: impl Fn(&Dest) -> i64) -> Option<usize> {
     let first = dests.iter().position(|d| !d.is_overloaded() && d.weight() > 0)?;
     let mut least = first;
-    let mut loh = i64::from(dests[first].overhead());
+    let mut loh = cost(&dests[first]);
     let mut lw = i64::from(dests[first].weight());
     for (i, d) in dests.iter().enumerate().skip(first + 1) {
         if d.is_overloaded() {
             continue;
         }
-        let doh = i64::from(d.overhead());
+        let doh = cost(d);
         let w = i64::from(d.weight());
         if loh * w > doh * lw {
             least = i;

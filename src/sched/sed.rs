@@ -58,23 +58,7 @@ impl Key for SedKey {
 #[cfg_attr(not(test), allow(dead_code))]
 /// The kernel's scan (reference implementation).
 pub(crate) fn scan(dests: &[Arc<Dest>]) -> Option<usize> {
-    let first = dests.iter().position(|d| !d.is_overloaded() && d.weight() > 0)?;
-    let mut least = first;
-    let mut loh = cost(&dests[first]);
-    let mut lw = i64::from(dests[first].weight());
-    for (i, d) in dests.iter().enumerate().skip(first + 1) {
-        if d.is_overloaded() {
-            continue;
-        }
-        let doh = cost(d);
-        let w = i64::from(d.weight());
-        if loh * w > doh * lw {
-            least = i;
-            loh = doh;
-            lw = w;
-        }
-    }
-    Some(least)
+    super::common::weighted_least_by(dests, cost)
 }
 
 impl Scheduler for ShortestExpectedDelay {
