@@ -53,6 +53,21 @@ enum Cmd {
         /// stack then routes and drops every one of them, at a cost in packet rate).
         #[arg(long)]
         keep_kernel_copy: bool,
+        /// Require overload shedding (an XDP program on the served interfaces that drops
+        /// VIP-bound frames while every worker's RX ring is backed up, so an overloaded
+        /// director keeps forwarding at its loss-free rate): fail if it cannot be attached.
+        /// By default uvs attaches it when it can and says so when it cannot.
+        #[arg(long, conflicts_with = "no_xdp_shed")]
+        xdp_shed: bool,
+        /// No overload shedding: an overloaded ring drops frames in the kernel, after they
+        /// have cost the worker's core their receive processing.
+        #[arg(long)]
+        no_xdp_shed: bool,
+        /// XDP hook for the shedding program: `native` (the driver's), `generic` (after
+        /// the skb, before the taps) or `auto` (native, but generic on veth and tun, whose
+        /// native hook copies every frame on the sender's CPU).
+        #[arg(long, default_value = "auto", value_parser = ["auto", "native", "generic"])]
+        xdp_mode: String,
         /// Write the frames the director sends to this pcap file (Wireshark opens it).
         #[arg(long)]
         pcap: Option<PathBuf>,
@@ -216,6 +231,9 @@ fn main() -> ExitCode {
             cpus,
             drop_kernel_copy,
             keep_kernel_copy,
+            xdp_shed,
+            no_xdp_shed,
+            xdp_mode,
             pcap,
             pcap_rx,
             metrics,
@@ -241,6 +259,14 @@ fn main() -> ExitCode {
             } else {
                 uvs::director::kernelcopy::KernelCopy::Auto
             },
+            shed: if xdp_shed {
+                uvs::director::Shedding::Require
+            } else if no_xdp_shed {
+                uvs::director::Shedding::Off
+            } else {
+                uvs::director::Shedding::Auto
+            },
+            xdp_mode: xdp_mode.parse().unwrap_or_default(),
             pcap,
             pcap_rx,
             metrics,

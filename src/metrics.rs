@@ -370,6 +370,31 @@ pub fn render(hub: &Hub) -> String {
         }
     }
 
+    if let Some((state, names)) = &hub.shed {
+        family(
+            &mut out,
+            "uvs_xdp_shed_total",
+            "counter",
+            "VIP-bound frames the XDP program dropped while every worker's RX ring on the interface was backed up.",
+        );
+        for (k, iface) in names.iter().enumerate() {
+            let _ = writeln!(out, "uvs_xdp_shed_total{{iface=\"{iface}\"}} {}", state.shed(k));
+        }
+        family(
+            &mut out,
+            "uvs_xdp_rings_backed_up",
+            "gauge",
+            "RX rings on the interface backed up right now (all of them: the XDP program sheds).",
+        );
+        for (k, iface) in names.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "uvs_xdp_rings_backed_up{{iface=\"{iface}\"}} {}",
+                state.backed_up(k)
+            );
+        }
+    }
+
     family(
         &mut out,
         "uvs_connections",

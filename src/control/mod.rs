@@ -95,6 +95,8 @@ pub struct Hub {
     list_lock: Mutex<()>,
     /// The frame tap's consumers (`uvs trace` attaches here).
     pub taps: Option<Arc<crate::director::tap::TapHub>>,
+    /// Overload shedding's counters, and the interface of each slot.
+    pub shed: Option<(Arc<crate::ring::shed::StateMap>, Vec<String>)>,
 }
 
 impl Hub {
@@ -110,6 +112,7 @@ impl Hub {
             neigh_resolved: AtomicUsize::new(0),
             list_lock: Mutex::new(()),
             taps: None,
+            shed: None,
         }
     }
 

@@ -37,6 +37,10 @@ pub struct RunOptions {
     pub cpus: Option<Vec<usize>>,
     /// What becomes of the kernel's copy of VIP-bound frames (see [`kernelcopy`]).
     pub kernel_copy: kernelcopy::KernelCopy,
+    /// Overload shedding in front of the rings (see [`crate::ring::shed`]).
+    pub shed: Shedding,
+    /// The XDP hook the shedding program goes on.
+    pub xdp_mode: crate::ring::shed::XdpMode,
     /// Write sent (and with `pcap_rx` received) frames to this pcap file.
     pub pcap: Option<PathBuf>,
     pub pcap_rx: bool,
@@ -44,6 +48,17 @@ pub struct RunOptions {
     pub metrics: Option<String>,
     /// Anti-flood defenses, timeouts and privilege dropping (see [`harden`]).
     pub hardening: harden::Hardening,
+}
+
+/// Whether to attach the XDP overload-shedding program ([`crate::ring::shed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Shedding {
+    /// When the kernel lets us; warn otherwise.
+    #[default]
+    Auto,
+    /// Or refuse to start.
+    Require,
+    Off,
 }
 
 /// Parse a core list: `1`, `0,2`, `0-3,6`.
@@ -205,6 +220,35 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
             probe: Default::default(),
         });
     }
+    // Overload shedding: the XDP program, and each ring's say in it.
+    let mut shed = match opts.shed {
+        Shedding::Off => None,
+        mode => {
+            let list: Vec<_> = ifaces.iter().map(|i| (i.ifindex, i.name.clone())).collect();
+            match crate::ring::shed::Shed::attach(&list, nworkers, opts.xdp_mode) {
+                Ok(s) => {
+                    tracing::info!("overload shedding: XDP on {}", s.describe());
+                    Some(s)
+                }
+                Err(e) if mode == Shedding::Require => return Err(format!("--xdp-shed: {e}")),
+                Err(e) => {
+                    eprintln!(
+                        "uvs: warning: no overload shedding ({e}): an overloaded director then drops in \
+                         the kernel, after the frames have cost the workers' cores. --no-xdp-shed says \
+                         this is wanted"
+                    );
+                    None
+                }
+            }
+        }
+    };
+    if let Some(s) = &shed {
+        for io in ios.iter_mut() {
+            for (k, r) in io.rx.iter_mut().enumerate() {
+                r.set_shed(s.slot(k));
+            }
+        }
+    }
     // One member socket per interface, to (re)install the fanout program through. A
     // lone worker gets every frame anyway (a group without a program delivers to its
     // first member), so it is spared running the program on each one.
@@ -230,6 +274,7 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     let mut hub = crate::control::Hub::new(ctl.clone(), epoch);
     hub.conn_cap_per_worker = per_worker_cap;
     hub.taps = Some(taps.clone());
+    hub.shed = shed.as_ref().map(|s| (s.state(), opts.ifaces.clone()));
     for (id, io) in ios.into_iter().enumerate() {
         let (sh, stop, ntx) = (shared.clone(), stop.clone(), neigh_tx.clone());
         let core = cores.get(id % cores.len().max(1)).copied();
@@ -271,6 +316,11 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
             && let Err(e) = k.update(v)
         {
             eprintln!("uvs: warning: --drop-kernel-copy: {e}");
+        }
+        if let (Some(s), Some(v)) = (shed.as_mut(), control.steered.as_ref())
+            && let Err(e) = s.set_vips(v)
+        {
+            eprintln!("uvs: warning: overload shedding: VIP set: {e}");
         }
         // Wait for worker events (or the next tick). Solicitations are handled before
         // ARP answers so that an answer racing its own request is still accepted.

@@ -41,6 +41,7 @@ pub fn drive<H: Handler>(rx: &mut [RxRing], tx: &mut Tx, stop: &AtomicBool, h: &
                     break;
                 }
             }
+            ring.update_shed();
         }
         tx.flush();
         let wait = h.round(got, tx);

@@ -2,12 +2,14 @@
 //! TPACKET_V2 TX ring, and interface facts (index, MAC, MTU, addresses).
 //!
 //! This is the only module with `unsafe`: the kernel's ring interface demands raw
-//! socket options and shared memory. Every block says why it is sound.
+//! socket options and shared memory (and bpf(2) for the XDP shedding program). Every block says why it is sound.
 
+pub mod bpf;
 pub mod drive;
 pub mod fanout;
 pub mod mmsg;
 pub mod rx;
+pub mod shed;
 pub mod tx;
 
 use std::io;
@@ -167,8 +169,8 @@ impl Drop for Mmap {
     }
 }
 
-/// Interface MTU via SIOCGIFMTU.
-pub fn iface_mtu(name: &str) -> io::Result<u32> {
+/// A socket to ask about interfaces with, and an ifreq naming `name`.
+fn ifreq(name: &str) -> io::Result<(std::net::UdpSocket, libc::ifreq)> {
     let sock = std::net::UdpSocket::bind("0.0.0.0:0").or_else(|_| std::net::UdpSocket::bind("127.0.0.1:0"))?;
     // SAFETY: ifreq is plain old data; zeroed is valid.
     let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
@@ -179,6 +181,39 @@ pub fn iface_mtu(name: &str) -> io::Result<u32> {
     for (d, s) in ifr.ifr_name.iter_mut().zip(bytes) {
         *d = *s as libc::c_char;
     }
+    Ok((sock, ifr))
+}
+
+/// The interface's driver name (`veth`, `virtio_net`, `mlx5_core`...) via ethtool.
+pub fn iface_driver(name: &str) -> io::Result<String> {
+    // `struct ethtool_drvinfo` (libc does not define it for Linux).
+    #[repr(C)]
+    struct DrvInfo {
+        cmd: u32,
+        driver: [u8; 32],
+        rest: [u8; 32 * 4 + 12 + 5 * 4],
+    }
+    const ETHTOOL_GDRVINFO: u32 = 3;
+    let (sock, mut ifr) = ifreq(name)?;
+    let mut info = DrvInfo {
+        cmd: ETHTOOL_GDRVINFO,
+        driver: [0; 32],
+        rest: [0; 32 * 4 + 12 + 5 * 4],
+    };
+    ifr.ifr_ifru.ifru_data = (&mut info as *mut DrvInfo).cast();
+    // SAFETY: SIOCETHTOOL with ETHTOOL_GDRVINFO reads ifr_name and writes a struct
+    // ethtool_drvinfo (the size of `DrvInfo`) at ifru_data, which points at `info`.
+    let r = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL as _, &mut ifr) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let end = info.driver.iter().position(|&b| b == 0).unwrap_or(32);
+    Ok(String::from_utf8_lossy(&info.driver[..end]).into_owned())
+}
+
+/// Interface MTU via SIOCGIFMTU.
+pub fn iface_mtu(name: &str) -> io::Result<u32> {
+    let (sock, mut ifr) = ifreq(name)?;
     // SAFETY: SIOCGIFMTU reads ifr_name and writes ifru_mtu inside our ifreq.
     let r = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFMTU as _, &mut ifr) };
     if r < 0 {

@@ -47,6 +47,8 @@ pub struct RxRing {
     cfg: RxConfig,
     next_block: u32,
     pub ifindex: u32,
+    /// Overload shedding: this ring's say in its interface's XDP drop decision.
+    shed: Option<super::shed::ShedSlot>,
 }
 
 impl RxRing {
@@ -82,6 +84,7 @@ impl RxRing {
             cfg,
             next_block: 0,
             ifindex,
+            shed: None,
         })
     }
 
@@ -148,6 +151,31 @@ impl RxRing {
         unsafe { std::ptr::write_volatile(&mut (*bd).hdr.bh1.block_status, libc::TP_STATUS_KERNEL) };
         self.next_block = (self.next_block + 1) % self.cfg.block_nr;
         num as usize
+    }
+
+    /// Take part in overload shedding ([`super::shed`]).
+    pub fn set_shed(&mut self, slot: super::shed::ShedSlot) {
+        self.shed = Some(slot);
+    }
+
+    /// Are at least `n` blocks handed over and unread? The kernel fills blocks in
+    /// order, so that is whether the `n`-th block from the worker's position is ours.
+    fn waiting(&self, n: u32) -> bool {
+        let i = (self.next_block + n.min(self.cfg.block_nr) - 1) % self.cfg.block_nr;
+        let bd = self.block_ptr(i);
+        // SAFETY: as in drain_block: a block descriptor inside our mapping, its status
+        // read volatile because the kernel writes it.
+        let status = unsafe { std::ptr::read_volatile(&(*bd).hdr.bh1.block_status) };
+        status & libc::TP_STATUS_USER != 0
+    }
+
+    /// After a round: tell the shedding program whether this ring is backed up.
+    #[inline]
+    pub fn update_shed(&mut self) {
+        if let Some(mut s) = self.shed.take() {
+            s.update(self.cfg.block_nr, |n| self.waiting(n));
+            self.shed = Some(s);
+        }
     }
 
     /// PACKET_STATISTICS: (packets, drops, freeze count) since the last call.
