@@ -31,9 +31,9 @@
 //! kernel IP forwarding; kernel nftables DNAT (`numgen inc mod 2`, conntrack) with one
 //! flow and a new flow per frame; uvs DR, NAT and TUN (rr over both sinks), one flow
 //! and a new flow per frame, 1 and 2 workers; the same with `--keep-kernel-copy` (1
-//! worker) against the ceiling that keeps the copy; the same without overload
-//! shedding (`--no-xdp-shed`, 1 worker, one flow); overload (unpaced offered load,
-//! repeated) for uvs and the ceiling. CPU per packet is the DUT's time over the frames delivered:
+//! worker) against the ceiling that keeps the copy; the same with overload shedding
+//! (`--xdp-shed`, 1 worker, one flow); overload (unpaced offered load, repeated) for
+//! uvs and the ceiling. CPU per packet is the DUT's time over the frames delivered:
 //! the DUT core's system, irq and softirq time from /proc/stat, the user time of the
 //! DUT process, and the second worker's whole time when it runs on core 0. (User work
 //! of other processes is left out, so a background job at idle priority does not
@@ -758,18 +758,18 @@ fn main() {
             rows.push(h.mlr(&format!("uvs {method} {workers}w new flow/pkt"), "uvs_new", &new));
         }
     }
-    // Without overload shedding (`--no-xdp-shed`): what the XDP program costs at the
+    // With overload shedding (`--xdp-shed`): what the XDP program costs at the
     // loss-free rate, and what it buys under overload.
     for (method, flag) in [("DR", "-g"), ("NAT", "-m"), ("TUN", "-i")] {
-        if !want("noshed") && !want(method) {
+        if !want("shed") && !want(method) {
             continue;
         }
-        if let Err(e) = h.uvs_setup(flag, 1, &["--no-xdp-shed"]) {
-            panic!("uvs {method} --no-xdp-shed: {e}");
+        if let Err(e) = h.uvs_setup(flag, 1, &["--xdp-shed"]) {
+            panic!("uvs {method} --xdp-shed: {e}");
         }
         h.warm(&vip);
-        let r = h.mlr(&format!("uvs {method} 1w 1 flow, no shed"), "uvs", &vip);
-        overloads.push(h.overload(&format!("uvs {method} no shed"), &vip, r.mlr));
+        let r = h.mlr(&format!("uvs {method} 1w 1 flow, xdp shed"), "uvs", &vip);
+        overloads.push(h.overload(&format!("uvs {method} xdp shed"), &vip, r.mlr));
         rows.push(r);
     }
     // The kernel's copy left to the kernel (`--keep-kernel-copy`), against the

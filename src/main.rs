@@ -53,16 +53,11 @@ enum Cmd {
         /// stack then routes and drops every one of them, at a cost in packet rate).
         #[arg(long)]
         keep_kernel_copy: bool,
-        /// Require overload shedding (an XDP program on the served interfaces that drops
-        /// VIP-bound frames while every worker's RX ring is backed up, so an overloaded
-        /// director keeps forwarding at its loss-free rate): fail if it cannot be attached.
-        /// By default uvs attaches it when it can and says so when it cannot.
-        #[arg(long, conflicts_with = "no_xdp_shed")]
-        xdp_shed: bool,
-        /// No overload shedding: an overloaded ring drops frames in the kernel, after they
-        /// have cost the worker's core their receive processing.
+        /// Overload shedding (experimental): an XDP program on the served interfaces drops
+        /// VIP-bound frames while every worker's RX ring is backed up, before the taps,
+        /// netfilter and the IP stack. Fails to start if it cannot be attached.
         #[arg(long)]
-        no_xdp_shed: bool,
+        xdp_shed: bool,
         /// XDP hook for the shedding program: `native` (the driver's), `generic` (after
         /// the skb, before the taps) or `auto` (native, but generic on veth and tun, whose
         /// native hook copies every frame on the sender's CPU).
@@ -232,7 +227,6 @@ fn main() -> ExitCode {
             drop_kernel_copy,
             keep_kernel_copy,
             xdp_shed,
-            no_xdp_shed,
             xdp_mode,
             pcap,
             pcap_rx,
@@ -260,11 +254,9 @@ fn main() -> ExitCode {
                 uvs::director::kernelcopy::KernelCopy::Auto
             },
             shed: if xdp_shed {
-                uvs::director::Shedding::Require
-            } else if no_xdp_shed {
-                uvs::director::Shedding::Off
+                uvs::director::Shedding::On
             } else {
-                uvs::director::Shedding::Auto
+                uvs::director::Shedding::Off
             },
             xdp_mode: xdp_mode.parse().unwrap_or_default(),
             pcap,

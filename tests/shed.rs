@@ -1,6 +1,6 @@
 //! Overload shedding (issue 8): the XDP program drops VIP-bound frames, and only
 //! those, while every ring of the interface is backed up, counts them, and is gone
-//! when its owner is; `uvs run` attaches it by default and reports it in /metrics.
+//! when its owner is; `uvs run --xdp-shed` attaches it and reports it in /metrics.
 
 mod common;
 use common::*;
@@ -165,12 +165,12 @@ fn sheds_only_vip_frames_while_every_ring_is_backed_up() {
 }
 
 #[test]
-fn uvs_run_attaches_it_by_default_and_reports_it() {
+fn uvs_run_xdp_shed_attaches_it_and_reports_it() {
     require_root!();
     let mut lvs = dr("shrun");
     let rules = "-A -t 10.77.0.100:80 -s rr\n-a -t 10.77.0.100:80 -r 10.77.0.11:80 -g -w 1\n\
                  -a -t 10.77.0.100:80 -r 10.77.0.12:80 -g -w 1\n";
-    lvs.start_director(rules, &["--workers", "2", "--metrics", "10.77.0.2:9102"])
+    lvs.start_director(rules, &["--workers", "2", "--xdp-shed", "--metrics", "10.77.0.2:9102"])
         .unwrap();
     let iface = lvs.director_ifaces[0].clone();
     let show = |lvs: &Lvs| {
@@ -205,8 +205,8 @@ fn uvs_run_attaches_it_by_default_and_reports_it() {
     lvs.stop_director();
     assert!(!show(&lvs).contains("prog/xdp"), "gone with uvs: {}", show(&lvs));
 
-    // --no-xdp-shed attaches nothing.
-    lvs.start_director(rules, &["--workers", "1", "--no-xdp-shed"]).unwrap();
+    // Without --xdp-shed nothing is attached.
+    lvs.start_director(rules, &["--workers", "1"]).unwrap();
     assert!(!show(&lvs).contains("prog/xdp"), "{}", show(&lvs));
     lvs.stop_director();
 }

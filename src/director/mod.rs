@@ -53,12 +53,10 @@ pub struct RunOptions {
 /// Whether to attach the XDP overload-shedding program ([`crate::ring::shed`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Shedding {
-    /// When the kernel lets us; warn otherwise.
     #[default]
-    Auto,
-    /// Or refuse to start.
-    Require,
     Off,
+    /// Attach it, or refuse to start.
+    On,
 }
 
 /// Parse a core list: `1`, `0,2`, `0-3,6`.
@@ -223,23 +221,15 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     // Overload shedding: the XDP program, and each ring's say in it.
     let mut shed = match opts.shed {
         Shedding::Off => None,
-        mode => {
+        Shedding::On => {
             let list: Vec<_> = ifaces.iter().map(|i| (i.ifindex, i.name.clone())).collect();
-            match crate::ring::shed::Shed::attach(&list, nworkers, opts.xdp_mode) {
-                Ok(s) => {
-                    tracing::info!("overload shedding: XDP on {}", s.describe());
-                    Some(s)
-                }
-                Err(e) if mode == Shedding::Require => return Err(format!("--xdp-shed: {e}")),
-                Err(e) => {
-                    eprintln!(
-                        "uvs: warning: no overload shedding ({e}): an overloaded director then drops in \
-                         the kernel, after the frames have cost the workers' cores. --no-xdp-shed says \
-                         this is wanted"
-                    );
-                    None
-                }
-            }
+            // The VIPs go in before privileges are dropped (later updates need none on
+            // kernels ≥ 6.5, which check capabilities only to create maps and programs).
+            let s = crate::ring::shed::Shed::attach(&list, nworkers, opts.xdp_mode)
+                .and_then(|mut s| s.set_vips(&sorted).map(|()| s))
+                .map_err(|e| format!("--xdp-shed: {e}"))?;
+            tracing::info!("overload shedding: XDP on {}", s.describe());
+            Some(s)
         }
     };
     if let Some(s) = &shed {
