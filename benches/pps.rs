@@ -613,7 +613,7 @@ fn main() {
         return;
     }
     let quick = std::env::var("PPS_QUICK").is_ok_and(|v| v != "0" && !v.is_empty());
-    // PPS_ONLY=ceiling,kernel,dr,nat,tun,copy: run only those groups (for iterating on
+    // PPS_ONLY=ceiling,kernel,dr,nat,tun,shed,copy: run only those groups (for iterating on
     // one number; the goals then compare with whatever ran).
     let only = std::env::var("PPS_ONLY").unwrap_or_default();
     let want = |g: &str| only.is_empty() || only.split(',').any(|x| x.trim().eq_ignore_ascii_case(g));
@@ -758,34 +758,28 @@ fn main() {
             rows.push(h.mlr(&format!("uvs {method} {workers}w new flow/pkt"), "uvs_new", &new));
         }
     }
-    // With overload shedding (`--xdp-shed`): what the XDP program costs at the
-    // loss-free rate, and what it buys under overload.
-    for (method, flag) in [("DR", "-g"), ("NAT", "-m"), ("TUN", "-i")] {
-        if !want("shed") && !want(method) {
-            continue;
+    // One worker with one option: overload shedding (`--xdp-shed`: what the XDP
+    // program costs at the loss-free rate and buys under overload); the kernel's copy
+    // left to the kernel (`--keep-kernel-copy`, against the ceiling without the rule).
+    for (group, option, label, new_flow) in [
+        ("shed", "--xdp-shed", "xdp shed", false),
+        ("copy", "--keep-kernel-copy", "copy kept", true),
+    ] {
+        for (method, flag) in [("DR", "-g"), ("NAT", "-m"), ("TUN", "-i")] {
+            if !want(group) && !want(method) {
+                continue;
+            }
+            if let Err(e) = h.uvs_setup(flag, 1, &[option]) {
+                panic!("uvs {method} {option}: {e}");
+            }
+            h.warm(&vip);
+            let r = h.mlr(&format!("uvs {method} 1w 1 flow, {label}"), "uvs", &vip);
+            overloads.push(h.overload(&format!("uvs {method} {label}"), &vip, r.mlr));
+            rows.push(r);
+            if new_flow {
+                rows.push(h.mlr(&format!("uvs {method} 1w new flow/pkt, {label}"), "uvs_new", &vip_new));
+            }
         }
-        if let Err(e) = h.uvs_setup(flag, 1, &["--xdp-shed"]) {
-            panic!("uvs {method} --xdp-shed: {e}");
-        }
-        h.warm(&vip);
-        let r = h.mlr(&format!("uvs {method} 1w 1 flow, xdp shed"), "uvs", &vip);
-        overloads.push(h.overload(&format!("uvs {method} xdp shed"), &vip, r.mlr));
-        rows.push(r);
-    }
-    // The kernel's copy left to the kernel (`--keep-kernel-copy`), against the
-    // ceiling without the rule.
-    for (method, flag) in [("DR", "-g"), ("NAT", "-m"), ("TUN", "-i")] {
-        if !want("copy") && !want(method) {
-            continue;
-        }
-        if let Err(e) = h.uvs_setup(flag, 1, &["--keep-kernel-copy"]) {
-            panic!("uvs {method} --keep-kernel-copy: {e}");
-        }
-        h.warm(&vip);
-        let r = h.mlr(&format!("uvs {method} 1w 1 flow, copy kept"), "uvs", &vip);
-        overloads.push(h.overload(&format!("uvs {method} copy kept"), &vip, r.mlr));
-        rows.push(r);
-        rows.push(h.mlr(&format!("uvs {method} 1w new flow/pkt, copy kept"), "uvs_new", &vip_new));
     }
     h.reset_dut();
     drop(h);

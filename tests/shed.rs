@@ -26,15 +26,16 @@ fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) ->
 }
 
 /// `n` datagrams from the calling thread's namespace.
-fn bed_send_to(to: &str, n: usize) {
+fn send_to(to: &str, n: usize) {
     let s = UdpSocket::bind("0.0.0.0:0").unwrap();
     for _ in 0..n {
         s.send_to(b"x", to).unwrap();
     }
 }
 
-fn link_line(bed: &Testbed, host: &str) -> String {
-    let out = bed.exec(host, &["ip", "link", "show", "eth0"]).unwrap();
+/// `ip link show` of one interface (attached XDP programs show there).
+fn link_line(bed: &Testbed, host: &str, iface: &str) -> String {
+    let out = bed.exec(host, &["ip", "link", "show", iface]).unwrap();
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
@@ -78,7 +79,7 @@ fn sheds_only_vip_frames_while_every_ring_is_backed_up() {
             sink.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
             (s, sink)
         });
-        let line = link_line(&bed, "b");
+        let line = link_line(&bed, "b", "eth0");
         assert!(
             line.contains("prog/xdp") && line.contains("xdpgeneric") == generic,
             "{mode:?}: {line}"
@@ -86,13 +87,8 @@ fn sheds_only_vip_frames_while_every_ring_is_backed_up() {
         let state = shed.state();
         let send = |vip: usize, own: usize| {
             in_ns(&a_ns, move || {
-                let s = UdpSocket::bind("10.78.0.1:0").unwrap();
-                for _ in 0..vip {
-                    s.send_to(b"to the VIP", "10.78.0.100:9").unwrap();
-                }
-                for _ in 0..own {
-                    s.send_to(b"to b itself", "10.78.0.2:7000").unwrap();
-                }
+                send_to("10.78.0.100:9", vip);
+                send_to("10.78.0.2:7000", own);
             })
         };
         let received = |n: usize| {
@@ -150,7 +146,7 @@ fn sheds_only_vip_frames_while_every_ring_is_backed_up() {
         std::thread::sleep(Duration::from_millis(100));
         assert_eq!(state.shed(0), 100, "{mode:?}: 10.78.0.100 is no VIP any more");
         in_ns(&a_ns, || {
-            bed_send_to("10.78.0.101:9", 10);
+            send_to("10.78.0.101:9", 10);
         });
         assert!(
             wait_until(2, || state.shed(0) == 110),
@@ -159,7 +155,10 @@ fn sheds_only_vip_frames_while_every_ring_is_backed_up() {
         );
         drop((r1, r3));
         drop(shed);
-        assert!(!link_line(&bed, "b").contains("prog/xdp"), "detached with its owner");
+        assert!(
+            !link_line(&bed, "b", "eth0").contains("prog/xdp"),
+            "detached with its owner"
+        );
     }
     bed.teardown();
 }
@@ -173,10 +172,7 @@ fn uvs_run_xdp_shed_attaches_it_and_reports_it() {
     lvs.start_director(rules, &["--workers", "2", "--xdp-shed", "--metrics", "10.77.0.2:9102"])
         .unwrap();
     let iface = lvs.director_ifaces[0].clone();
-    let show = |lvs: &Lvs| {
-        let out = lvs.bed.exec("dir", &["ip", "link", "show", &iface]).unwrap();
-        String::from_utf8_lossy(&out.stdout).to_string()
-    };
+    let show = |lvs: &Lvs| link_line(&lvs.bed, "dir", &iface);
     // veth: the generic hook (auto mode).
     assert!(
         show(&lvs).contains("xdpgeneric"),
@@ -186,14 +182,7 @@ fn uvs_run_xdp_shed_attaches_it_and_reports_it() {
     );
     let names = lvs.http_names(4);
     assert!(names.iter().all(|n| n == "rs1" || n == "rs2"), "{names:?}");
-    let out = lvs
-        .bed
-        .exec_any(
-            "client",
-            &["curl", "-s", "--max-time", "3", "http://10.77.0.2:9102/metrics"],
-        )
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = lvs.curl("http://10.77.0.2:9102/metrics").unwrap();
     assert!(
         text.contains(&format!("uvs_xdp_shed_total{{iface=\"{iface}\"}} 0")),
         "{text}"

@@ -222,7 +222,6 @@ pub mod asm {
     const BPF_MOV: u8 = 0xb0;
     const BPF_JEQ: u8 = 0x10;
     const BPF_JGT: u8 = 0x20;
-    const BPF_JGE: u8 = 0x30;
     const BPF_JNE: u8 = 0x50;
     const BPF_JLT: u8 = 0xa0;
     const BPF_CALL: u8 = 0x80;
@@ -290,10 +289,6 @@ pub mod asm {
     pub fn jne_imm(dst: Reg, imm: i32, off: i16) -> Insn {
         insn(BPF_JMP | BPF_JNE | BPF_K, dst, 0, off, imm)
     }
-    /// if dst >= imm (unsigned) goto +off
-    pub fn jge_imm(dst: Reg, imm: i32, off: i16) -> Insn {
-        insn(BPF_JMP | BPF_JGE | BPF_K, dst, 0, off, imm)
-    }
     /// if dst < imm (unsigned) goto +off
     pub fn jlt_imm(dst: Reg, imm: i32, off: i16) -> Insn {
         insn(BPF_JMP | BPF_JLT | BPF_K, dst, 0, off, imm)
@@ -339,7 +334,7 @@ mod tests {
             }
         );
         assert_eq!(store_imm(Size::W, 10, -8, 3).code, 0x62);
-        assert_eq!(jge_imm(1, 2, 3).code, 0x35);
+        assert_eq!(jlt_imm(1, 2, 3).code, 0xa5);
         assert_eq!(exit().code, 0x95);
         assert_eq!(call(1).code, 0x85);
     }

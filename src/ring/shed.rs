@@ -47,56 +47,75 @@ const BPF_FUNC_MAP_LOOKUP_ELEM: i32 = 1;
 const XDP_DROP: i32 = 1;
 const XDP_PASS: i32 = 2;
 
+/// The program under construction: instructions, and the jumps to PASS still to be
+/// aimed (PASS is the last block, so its index is known only at the end).
+struct Builder {
+    p: Vec<Insn>,
+    to_pass: Vec<usize>,
+}
+
+impl Builder {
+    fn push(&mut self, i: Insn) {
+        self.p.push(i);
+    }
+    /// A conditional jump (offset ignored) that goes to PASS.
+    fn or_pass(&mut self, i: Insn) {
+        self.to_pass.push(self.p.len());
+        self.p.push(i);
+    }
+    /// r0 = bpf_map_lookup_elem(map, r10 + key_off); no entry: pass.
+    fn lookup(&mut self, map_fd: i32, key_off: i16) {
+        self.p.extend(ld_map_fd(1, map_fd));
+        self.push(mov(2, 10));
+        self.push(add_imm(2, key_off as i32));
+        self.push(call(BPF_FUNC_MAP_LOOKUP_ELEM));
+        self.or_pass(jeq_imm(0, 0, 0));
+    }
+    /// Append PASS (return XDP_PASS) and aim every jump at it.
+    fn finish(mut self) -> Vec<Insn> {
+        let pass = self.p.len();
+        self.push(mov_imm(0, XDP_PASS));
+        self.push(exit());
+        for i in self.to_pass {
+            self.p[i].off = (pass - i - 1) as i16;
+        }
+        self.p
+    }
+}
+
 /// The program for interface slot `slot` of the state map, shedding when `workers`
 /// rings are backed up.
 pub fn program(state_fd: i32, vips_fd: i32, slot: u32, workers: u32) -> Vec<Insn> {
-    let mut p: Vec<Insn> = Vec::with_capacity(32);
-    // Jumps to PASS, patched once its index is known.
-    let mut to_pass = Vec::new();
-    let mut jump_to_pass = |p: &mut Vec<Insn>, i: Insn| {
-        to_pass.push(p.len());
-        p.push(i);
+    let mut b = Builder {
+        p: Vec::with_capacity(32),
+        to_pass: Vec::new(),
     };
-    // r6 = ctx; r0 = &state[slot]
-    p.push(mov(6, 1));
-    p.push(store_imm(Size::W, 10, -8, slot as i32));
-    p.extend(ld_map_fd(1, state_fd));
-    p.push(mov(2, 10));
-    p.push(add_imm(2, -8));
-    p.push(call(BPF_FUNC_MAP_LOOKUP_ELEM));
-    jump_to_pass(&mut p, jeq_imm(0, 0, 0));
+    // r6 = ctx; r7 = &state[slot]
+    b.push(mov(6, 1));
+    b.push(store_imm(Size::W, 10, -8, slot as i32));
+    b.lookup(state_fd, -8);
+    b.push(mov(7, 0));
     // Not every ring backed up: pass (the whole cost while not overloaded).
-    p.push(mov(7, 0));
-    p.push(load(Size::DW, 1, 7, 0));
-    jump_to_pass(&mut p, jlt_imm(1, workers as i32, 0));
+    b.push(load(Size::DW, 1, 7, 0));
+    b.or_pass(jlt_imm(1, workers as i32, 0));
     // Ethernet + IPv4 header present, EtherType IPv4 (the load is little-endian).
-    p.push(load(Size::W, 2, 6, 0));
-    p.push(load(Size::W, 3, 6, 4));
-    p.push(mov(4, 2));
-    p.push(add_imm(4, 34));
-    jump_to_pass(&mut p, jgt(4, 3, 0));
-    p.push(load(Size::H, 4, 2, 12));
-    jump_to_pass(&mut p, jne_imm(4, 0x0008, 0));
+    b.push(load(Size::W, 2, 6, 0));
+    b.push(load(Size::W, 3, 6, 4));
+    b.push(mov(4, 2));
+    b.push(add_imm(4, 34));
+    b.or_pass(jgt(4, 3, 0));
+    b.push(load(Size::H, 4, 2, 12));
+    b.or_pass(jne_imm(4, 0x0008, 0));
     // Destination one of our VIPs?
-    p.push(load(Size::W, 4, 2, 30));
-    p.push(store(Size::W, 10, -4, 4));
-    p.extend(ld_map_fd(1, vips_fd));
-    p.push(mov(2, 10));
-    p.push(add_imm(2, -4));
-    p.push(call(BPF_FUNC_MAP_LOOKUP_ELEM));
-    jump_to_pass(&mut p, jeq_imm(0, 0, 0));
+    b.push(load(Size::W, 4, 2, 30));
+    b.push(store(Size::W, 10, -4, 4));
+    b.lookup(vips_fd, -4);
     // Shed it, and count it.
-    p.push(mov_imm(1, 1));
-    p.push(atomic_add64(7, 8, 1));
-    p.push(mov_imm(0, XDP_DROP));
-    p.push(exit());
-    let pass = p.len();
-    p.push(mov_imm(0, XDP_PASS));
-    p.push(exit());
-    for i in to_pass {
-        p[i].off = (pass - i - 1) as i16;
-    }
-    p
+    b.push(mov_imm(1, 1));
+    b.push(atomic_add64(7, 8, 1));
+    b.push(mov_imm(0, XDP_DROP));
+    b.push(exit());
+    b.finish()
 }
 
 /// The shared state array, mmapped: per interface slot, the number of backed-up
