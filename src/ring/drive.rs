@@ -6,8 +6,18 @@
 //! hand every frame to the handler (which writes into the TX rings), kick each TX
 //! ring once, then let the handler do its per-round work. With nothing to read, wait
 //! in poll(2) for the handler's timeout.
+//!
+//! Backpressure: a block is read only when every TX ring has room for as many frames
+//! as it holds. Otherwise it stays in the RX ring (8 MiB deep, ~50 000 small frames)
+//! and the worker sleeps [`HOLD_SLEEP`] and tries again, so a short stall of whoever
+//! frees the TX slots (on veth: the receiving side's backlog) costs nothing instead of
+//! every frame forwarded meanwhile (`tx_queue_full`). A hold lasts at most
+//! [`HOLD_MAX`]: a TX ring that stays full (a congested link) must not stop the
+//! traffic of the others, so the worker then reads on and drops what does not fit,
+//! until that ring has room again.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use super::{RxRing, Tx, poll_readable};
 use crate::pipeline::RxMeta;
@@ -19,6 +29,12 @@ pub const MAX_BLOCKS_PER_ROUND: usize = 8;
 /// TX ring slots per interface (and worker).
 pub const TX_FRAMES: usize = 1024;
 
+/// Longest time RX blocks are left unread because a TX ring is full.
+pub const HOLD_MAX: Duration = Duration::from_millis(50);
+
+/// Sleep between looks at a full TX ring while holding.
+pub const HOLD_SLEEP: Duration = Duration::from_micros(200);
+
 /// What a loop does with its frames.
 pub trait Handler {
     /// One received frame; write what to send into `tx`.
@@ -28,25 +44,100 @@ pub trait Handler {
     fn round(&mut self, got: usize, tx: &mut Tx) -> i32;
 }
 
+/// The backpressure state: when the current hold began, and whether holding is
+/// suspended because the last one ran out.
+#[derive(Default)]
+struct Hold {
+    since: Option<Instant>,
+    gave_up: bool,
+}
+
+impl Hold {
+    /// May the next block be read, the TX rings having `room` for it or not?
+    fn admit(&mut self, room: bool) -> bool {
+        if room {
+            self.gave_up = false;
+        }
+        room || self.gave_up
+    }
+
+    /// After a round at `now`: `held` = a block was left unread for lack of TX room.
+    /// Returns whether to sleep before the next round.
+    fn after_round(&mut self, held: bool, now: Instant) -> bool {
+        if !held {
+            self.since = None;
+            return false;
+        }
+        let since = *self.since.get_or_insert(now);
+        if now.duration_since(since) >= HOLD_MAX {
+            self.gave_up = true;
+            self.since = None;
+            return false;
+        }
+        true
+    }
+}
+
 /// Run rounds until `stop` is set.
 pub fn drive<H: Handler>(rx: &mut [RxRing], tx: &mut Tx, stop: &AtomicBool, h: &mut H) {
     let fds: Vec<_> = rx.iter().map(|r| r.raw_fd()).collect();
+    let mut hold = Hold::default();
     while !stop.load(Ordering::Relaxed) {
         let mut got = 0;
+        let mut held = false;
         for ring in rx.iter_mut() {
             for _ in 0..MAX_BLOCKS_PER_ROUND {
-                let n = ring.drain_block(|meta, frame| h.frame(meta, frame, tx));
-                got += n;
-                if n == 0 {
+                let Some(ready) = ring.ready() else {
+                    break;
+                };
+                if !hold.admit(tx.room(ready)) {
+                    held = true;
                     break;
                 }
+                got += ring.drain_block(|meta, frame| h.frame(meta, frame, tx));
             }
             ring.update_shed();
         }
         tx.flush();
         let wait = h.round(got, tx);
-        if got == 0 {
+        if hold.after_round(held, Instant::now()) {
+            std::thread::sleep(HOLD_SLEEP);
+        } else if got == 0 && !held {
             poll_readable(&fds, wait);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hold_waits_for_room_then_gives_up_until_room_returns() {
+        let t0 = Instant::now();
+        let ms = |m: u64| t0 + Duration::from_millis(m);
+        let mut h = Hold::default();
+        // Room: read, no sleep.
+        assert!(h.admit(true));
+        assert!(!h.after_round(false, ms(0)));
+        // No room: hold (leave the block, sleep) for up to HOLD_MAX.
+        assert!(!h.admit(false));
+        assert!(h.after_round(true, ms(1)));
+        assert!(!h.admit(false));
+        assert!(h.after_round(true, ms(1 + HOLD_MAX.as_millis() as u64 - 1)));
+        // The hold ran out: read on (and drop at TX) without sleeping...
+        assert!(!h.admit(false));
+        assert!(!h.after_round(true, ms(1 + HOLD_MAX.as_millis() as u64)));
+        assert!(h.admit(false));
+        assert!(h.admit(false));
+        assert!(!h.after_round(false, ms(60)));
+        // ...until the rings have room again; the next full ring is held anew.
+        assert!(h.admit(true));
+        assert!(!h.admit(false));
+        assert!(h.after_round(true, ms(70)));
+        // A round with room in between starts the clock again.
+        assert!(!h.after_round(false, ms(71)));
+        assert!(!h.admit(false));
+        assert!(h.after_round(true, ms(71 + HOLD_MAX.as_millis() as u64 - 1)));
     }
 }

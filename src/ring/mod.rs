@@ -29,6 +29,14 @@ pub enum Tx {
 }
 
 impl Tx {
+    /// Room for `n` more frames on every interface (sendmmsg has no ring: always).
+    pub fn room(&self, n: usize) -> bool {
+        match self {
+            Tx::Ring(t) => t.room(n),
+            Tx::Mmsg(_) => true,
+        }
+    }
+
     pub fn flush(&mut self) {
         match self {
             Tx::Ring(t) => t.flush(),

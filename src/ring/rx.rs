@@ -97,6 +97,21 @@ impl RxRing {
         unsafe { self.map.ptr().add((i * self.cfg.block_size) as usize) as *mut libc::tpacket_block_desc }
     }
 
+    /// How many frames the next block holds if the kernel has handed it over.
+    pub fn ready(&self) -> Option<usize> {
+        let bd = self.block_ptr(self.next_block);
+        // SAFETY: as in drain_block: a block descriptor inside our mapping, its status
+        // read volatile because the kernel writes it; num_pkts is read only once the
+        // block is ours (acquire fence).
+        unsafe {
+            if std::ptr::read_volatile(&(*bd).hdr.bh1.block_status) & libc::TP_STATUS_USER == 0 {
+                return None;
+            }
+            fence(Ordering::Acquire);
+            Some((*bd).hdr.bh1.num_pkts as usize)
+        }
+    }
+
     /// Process every frame of the next block if the kernel has handed it over.
     /// Returns the number of frames, or 0 if the block is still the kernel's.
     pub fn drain_block<F: FnMut(RxMeta, &[u8])>(&mut self, mut f: F) -> usize {
