@@ -13,6 +13,7 @@
 //! ```text
 //!  gen eth0 10.90.0.10/16 ── eth0 dut eth1 10.91.1.1 ── s1 eth0 10.91.1.11
 //!        (VIP 10.90.0.100)  10.90.0.2/16  eth2 10.91.2.1 ── s2 eth0 10.91.2.12
+//!  gen eth1 10.92.0.10/24 ── eth3 dut   (the ceiling's input in the paired rows)
 //! ```
 //!
 //! The generator (`uvs blast`, a TX-ring UDP generator with busy-wait pacing, 64-byte
@@ -33,11 +34,14 @@
 //! and a new flow per frame, 1 and 2 workers; the same with `--keep-kernel-copy` (1
 //! worker) against the ceiling that keeps the copy; the same with overload shedding
 //! (`--xdp-shed`, 1 worker, one flow); overload (unpaced offered load, repeated) for
-//! uvs and the ceiling. CPU per packet is the DUT's time over the frames delivered:
-//! the DUT core's system, irq and softirq time from /proc/stat, the user time of the
-//! DUT process, and the second worker's whole time when it runs on core 0. (User work
-//! of other processes is left out, so a background job at idle priority does not
-//! count as the DUT's; its cache pressure still does.) Results go to target/pps.json as well.
+//! uvs and the ceiling; and **paired** rows: uvs and the ceiling running at the same
+//! time on separate input links, their bisections taking turns trial by trial
+//! (`Harness::paired`), which is what the /ceiling goals are judged on, because this
+//! VM's speed drifts by tens of percent within seconds (the machine reference, a
+//! fixed CPU loop timed on the DUT's core through the run, shows how much). CPU per
+//! packet is the DUT core's busy time (wall clock minus its exact idle time, see
+//! `CoreClock`) over the frames delivered, plus the second worker's time when it runs
+//! on core 0. Results go to target/pps.json as well.
 //!
 //! Other work on the machine distorts every row (the load average is printed at the
 //! end): run it on a quiet machine. Renicing the DUT does not help: the kernel's
@@ -67,6 +71,8 @@ struct Cfg {
     trial_s: f64,
     steps: usize,
     overload_runs: usize,
+    /// Repetitions of each paired comparison.
+    paired_reps: usize,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -112,6 +118,9 @@ impl Overload {
 /// What a trial sends.
 #[derive(Clone)]
 struct Load {
+    /// 0: gen eth0 -> dut eth0 (every row); 1: gen eth1 -> dut eth3 (the ceiling's
+    /// input while it runs beside uvs in the paired rows).
+    link: usize,
     dst: String,
     new_flows: bool,
     /// A uvs process whose worker thread `uvs-worker-1` runs on the generator's core.
@@ -121,11 +130,159 @@ struct Load {
 struct Harness {
     bed: Testbed,
     cfg: Cfg,
-    dut_mac: String,
+    /// The DUT's MAC on each input link (eth0, eth3).
+    dut_mac: [String; 2],
     sink_mac: [String; 2],
     flow_offset: u64,
     dut_pid: Option<u32>,
     log: std::path::PathBuf,
+    /// Timings of [`machine_sample`] taken during the run (ms).
+    machine: Vec<f64>,
+}
+
+/// The bisection for one max loss-free rate: first an unpaced trial (if even that
+/// is loss-free, the generator is the bottleneck), then bisection below what it
+/// offered, starting just under the rate the DUT delivered. A state machine, so
+/// that two searches can take turns ([`Harness::paired`]).
+struct Bisect {
+    steps: usize,
+    n: usize,
+    lo: f64,
+    hi: f64,
+    /// Offered rate of the next trial (0 = unpaced).
+    probe: f64,
+    /// What the unpaced trial offered.
+    full: f64,
+    best: Option<Trial>,
+    gen_bound: bool,
+    done: bool,
+    trace: String,
+}
+
+impl Bisect {
+    fn new(steps: usize) -> Bisect {
+        Bisect {
+            steps: steps.max(1),
+            n: 0,
+            lo: 0.0,
+            hi: 0.0,
+            probe: 0.0,
+            full: 0.0,
+            best: None,
+            gen_bound: false,
+            done: false,
+            trace: String::new(),
+        }
+    }
+
+    /// The rate to offer next, or `None` when the search is over.
+    fn next(&self) -> Option<f64> {
+        (!self.done).then_some(self.probe)
+    }
+
+    fn record(&mut self, t: Trial) {
+        self.n += 1;
+        let pass = t.loss <= MAX_LOSS;
+        if self.n == 1 {
+            let _ = write!(self.trace, " max {:.0}k->{:.0}k", t.offered / 1e3, t.delivered / 1e3);
+            self.full = t.offered;
+            self.hi = t.offered;
+            self.probe = t.delivered * 0.98;
+            if pass {
+                self.gen_bound = true;
+                self.best = Some(t);
+                self.done = true;
+            }
+        } else {
+            let _ = write!(self.trace, " {:.0}k{}", t.offered / 1e3, if pass { "+" } else { "-" });
+            if pass {
+                self.lo = self.probe;
+                if self.best.is_none_or(|b| t.delivered > b.delivered) {
+                    self.best = Some(t);
+                }
+            } else {
+                self.hi = self.probe.min(self.hi);
+            }
+            self.done = self.hi - self.lo < 0.01 * self.full;
+            self.probe = (self.lo + self.hi) / 2.0;
+        }
+        self.done |= self.n >= self.steps;
+    }
+
+    fn row(&self, name: &str, group: &'static str) -> Row {
+        let b = self.best.unwrap_or_default();
+        println!(
+            "  {name:<28} {:>7.0} kpps  ({} trials:{})",
+            b.delivered / 1e3,
+            self.n,
+            self.trace
+        );
+        Row {
+            name: name.to_string(),
+            group,
+            mlr: b.delivered,
+            cpu_ns: b.cpu_ns,
+            trials: self.n,
+            gen_bound: self.gen_bound,
+        }
+    }
+}
+
+/// uvs next to the ceiling, measured in turns ([`Harness::paired`]); index 0 is uvs,
+/// 1 the ceiling.
+#[derive(Clone, Debug, Default)]
+struct Paired {
+    name: String,
+    mlr: [Vec<f64>; 2],
+    common_pps: f64,
+    cpu: [Vec<f64>; 2],
+}
+
+impl Paired {
+    /// Median over repetitions of uvs's MLR / the ceiling's MLR.
+    fn mlr_ratio(&self) -> f64 {
+        median(&ratios(&self.mlr[0], &self.mlr[1]))
+    }
+    /// Median over pairs of the ceiling's CPU per packet / uvs's (≥ 1: uvs cheaper).
+    fn cpu_ratio(&self) -> f64 {
+        median(&ratios(&self.cpu[1], &self.cpu[0]))
+    }
+}
+
+fn ratios(a: &[f64], b: &[f64]) -> Vec<f64> {
+    a.iter().zip(b).filter(|(_, b)| **b > 0.0).map(|(a, b)| a / b).collect()
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// The machine's own speed, for reading the variation of the other rows: the DR
+/// pipeline loop (100 000 frames, no sockets) on the DUT's core while it is idle,
+/// in ms. On a VM this moves with whatever the host runs beside it.
+fn machine_sample() -> f64 {
+    std::thread::spawn(|| {
+        core_affinity::set_for_current(core_affinity::CoreId { id: DUT_CPU });
+        let (sh, _ctl, rx) = pipeline_fixture();
+        let svcs = sh.services.load();
+        let mut w = uvs::pipeline::Worker::new(0, 1 << 22);
+        let mut out = uvs::pipeline::fixture::VecEmit::counting();
+        let f = uvs::pipeline::fixture::udp_frame(40000, 53, &[0u8; 18]);
+        w.process(&sh, &svcs, 0, rx, &f, &mut out);
+        let t = Instant::now();
+        for _ in 0..100_000 {
+            std::hint::black_box(w.process(&sh, &svcs, 1, rx, std::hint::black_box(&f), &mut out));
+        }
+        t.elapsed().as_secs_f64() * 1e3
+    })
+    .join()
+    .unwrap_or(0.0)
 }
 
 fn parse_sent(text: &str) -> (u64, f64) {
@@ -141,34 +298,58 @@ fn parse_sent(text: &str) -> (u64, f64) {
     (sent, secs)
 }
 
-/// Kernel-side busy jiffies of `cpu` (system, irq, softirq): the DUT's receive and
-/// transmit work. User time is counted per process (see `dut_user`), so that other
-/// user work on the machine does not count as the DUT's.
-fn cpu_sys(cpu: usize) -> u64 {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let tag = format!("cpu{cpu} ");
-    stat.lines()
-        .find(|l| l.starts_with(&tag))
-        .map(|l| {
-            let v: Vec<u64> = l.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
-            v.get(2).unwrap_or(&0) + v.get(5).unwrap_or(&0) + v.get(6).unwrap_or(&0)
-        })
-        .unwrap_or(0)
+/// A core's clock: how long it has been busy, exactly. /proc/stat's user, system
+/// and softirq split is sampled at the tick (HZ 250 here), and the DUT's work phase-
+/// locks with it (an RX ring's retire timer runs on jiffies): the same run then reads
+/// 1 µs or 5 µs per packet depending on where the ticks fall. Idle time is exact
+/// (cpuidle residency in µs; or /proc/stat's idle + iowait, which NO_HZ keeps
+/// exactly too), so busy = wall clock - idle - steal. Everything else runs on the
+/// generator's core, so what core 1 is busy with is the DUT's work.
+#[derive(Clone, Copy)]
+struct CoreClock {
+    at: Instant,
+    idle_ns: f64,
+    steal_ns: f64,
+}
+
+impl CoreClock {
+    fn read(cpu: usize) -> CoreClock {
+        let at = Instant::now();
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let tag = format!("cpu{cpu} ");
+        let v: Vec<f64> = stat
+            .lines()
+            .find(|l| l.starts_with(&tag))
+            .map(|l| l.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect())
+            .unwrap_or_default();
+        let field = |i: usize| v.get(i).copied().unwrap_or(0.0) * jiffy_ns();
+        let mut idle_us = None;
+        if let Ok(dir) = std::fs::read_dir(format!("/sys/devices/system/cpu/cpu{cpu}/cpuidle")) {
+            for e in dir.flatten() {
+                if let Some(t) = std::fs::read_to_string(e.path().join("time"))
+                    .ok()
+                    .and_then(|t| t.trim().parse::<f64>().ok())
+                {
+                    *idle_us.get_or_insert(0.0) += t;
+                }
+            }
+        }
+        CoreClock {
+            at,
+            idle_ns: idle_us.map_or(field(3) + field(4), |us| us * 1e3),
+            steal_ns: field(7),
+        }
+    }
+
+    /// ns the core was busy between `earlier` and `self`.
+    fn busy_since(&self, earlier: &CoreClock) -> f64 {
+        let wall = self.at.duration_since(earlier.at).as_nanos() as f64;
+        (wall - (self.idle_ns - earlier.idle_ns) - (self.steal_ns - earlier.steal_ns)).max(0.0)
+    }
 }
 
 /// utime + stime (jiffies) of the threads of `pid` named `name`.
 fn thread_time(pid: u32, name: &str) -> u64 {
-    task_times(pid, |n| n == name, true)
-}
-
-/// User jiffies of every thread of `pid` but the second worker (which the 2-worker
-/// rows place on the generator's core and count whole through `thread_time`).
-fn dut_user(pid: Option<u32>) -> u64 {
-    pid.map_or(0, |p| task_times(p, |n| n != "uvs-worker-1", false))
-}
-
-/// utime (+ stime if `sys`) of the threads of `pid` whose name passes `want`.
-fn task_times(pid: u32, want: impl Fn(&str) -> bool, sys: bool) -> u64 {
     let mut t = 0;
     let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return 0;
@@ -180,15 +361,13 @@ fn task_times(pid: u32, want: impl Fn(&str) -> bool, sys: bool) -> u64 {
         let (Some(a), Some(b)) = (s.find('('), s.rfind(')')) else {
             continue;
         };
-        if !want(&s[a + 1..b]) {
+        if &s[a + 1..b] != name {
             continue;
         }
         let f: Vec<&str> = s[b + 2..].split_whitespace().collect();
         // Fields after the comm: state is [0]; utime and stime are fields 14, 15 of stat.
         t += f.get(11).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
-        if sys {
-            t += f.get(12).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
-        }
+        t += f.get(12).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
     }
     t
 }
@@ -208,16 +387,18 @@ impl Harness {
         bed.link("gen", "eth0", "10.90.0.10/16", "dut", "eth0", "10.90.0.2/16")?;
         bed.link("dut", "eth1", "10.91.1.1/24", "s1", "eth0", "10.91.1.11/24")?;
         bed.link("dut", "eth2", "10.91.2.1/24", "s2", "eth0", "10.91.2.12/24")?;
-        let dut_mac = bed.mac("dut", "eth0")?;
+        // A second input link, used only by the paired rows (the ceiling's input).
+        bed.link("gen", "eth1", "10.92.0.10/24", "dut", "eth3", "10.92.0.2/24")?;
+        let dut_mac = [bed.mac("dut", "eth0")?, bed.mac("dut", "eth3")?];
         let sink_mac = [bed.mac("s1", "eth0")?, bed.mac("s2", "eth0")?];
         // Receive processing: the DUT's on its core, the sinks' on the generator's.
         let dut_mask = format!("{:x}", 1u32 << DUT_CPU);
         let gen_mask = format!("{:x}", 1u32 << GEN_CPU);
         for (ns, ifs, mask) in [
-            ("dut", &["eth0", "eth1", "eth2"][..], &dut_mask),
+            ("dut", &["eth0", "eth1", "eth2", "eth3"][..], &dut_mask),
             ("s1", &["eth0"][..], &gen_mask),
             ("s2", &["eth0"][..], &gen_mask),
-            ("gen", &["eth0"][..], &gen_mask),
+            ("gen", &["eth0", "eth1"][..], &gen_mask),
         ] {
             for i in ifs {
                 bed.exec(
@@ -248,6 +429,7 @@ impl Harness {
             flow_offset: 0,
             dut_pid: None,
             log,
+            machine: Vec::new(),
         })
     }
 
@@ -292,9 +474,9 @@ impl Harness {
             UVS,
             "blast",
             "--iface",
-            "eth0",
+            ["eth0", "eth1"][load.link],
             "--dst-mac",
-            &self.dut_mac,
+            &self.dut_mac[load.link],
             "--src",
             "10.90.1.1",
             "--dst",
@@ -321,7 +503,7 @@ impl Harness {
     fn trial(&mut self, load: &Load, pps: f64, secs: f64) -> Trial {
         let before = self.sink_rx();
         let (c0, t0) = (
-            cpu_sys(DUT_CPU) + dut_user(self.dut_pid),
+            CoreClock::read(DUT_CPU),
             load.extra_thread.map(|p| thread_time(p, "uvs-worker-1")),
         );
         let max = if pps > 0.0 {
@@ -331,9 +513,11 @@ impl Harness {
         };
         let (sent, took) = self.blast(load, pps, secs, max);
         let got = self.settled_rx().saturating_sub(before);
-        let mut busy = (cpu_sys(DUT_CPU) + dut_user(self.dut_pid)).saturating_sub(c0);
+        let mut busy = CoreClock::read(DUT_CPU).busy_since(&c0);
+        // The second worker of the 2-worker rows runs on the generator's core: its own
+        // (tick-sampled) time.
         if let (Some(p), Some(t0)) = (load.extra_thread, t0) {
-            busy += thread_time(p, "uvs-worker-1").saturating_sub(t0);
+            busy += thread_time(p, "uvs-worker-1").saturating_sub(t0) as f64 * jiffy_ns();
         }
         let t = Trial {
             offered: sent as f64 / took,
@@ -343,57 +527,87 @@ impl Harness {
             } else {
                 1.0 - got.min(sent) as f64 / sent as f64
             },
-            cpu_ns: busy as f64 * jiffy_ns() / got.max(1) as f64,
+            cpu_ns: busy / got.max(1) as f64,
         };
         std::thread::sleep(Duration::from_millis(if self.cfg.quick { 50 } else { 150 }));
         t
     }
 
-    /// The max loss-free rate: first an unpaced trial (if even that is loss-free, the
-    /// generator is the bottleneck), then bisection below what it offered, starting
-    /// just under the rate the DUT delivered.
+    /// The max loss-free rate of one DUT (see [`Bisect`]).
     fn mlr(&mut self, name: &str, group: &'static str, load: &Load) -> Row {
-        let secs = self.cfg.trial_s;
-        let mut best: Option<Trial> = None;
-        let mut trace = String::new();
-        let first = self.trial(load, 0.0, secs);
-        let _ = write!(trace, " max {:.0}k->{:.0}k", first.offered / 1e3, first.delivered / 1e3);
-        let mut n = 1;
-        let gen_bound = first.loss <= MAX_LOSS;
-        if gen_bound {
-            best = Some(first);
-        } else {
-            let (mut lo, mut hi) = (0.0f64, first.offered);
-            let mut probe = first.delivered * 0.98;
-            for _ in 1..self.cfg.steps {
-                let t = self.trial(load, probe, secs);
-                n += 1;
-                let pass = t.loss <= MAX_LOSS;
-                let _ = write!(trace, " {:.0}k{}", t.offered / 1e3, if pass { "+" } else { "-" });
-                if pass {
-                    lo = probe;
-                    if best.is_none_or(|b| t.delivered > b.delivered) {
-                        best = Some(t);
+        let mut b = Bisect::new(self.cfg.steps);
+        while let Some(pps) = b.next() {
+            let t = self.trial(load, pps, self.cfg.trial_s);
+            b.record(t);
+        }
+        b.row(name, group)
+    }
+
+    /// uvs (input dut eth0, `uvs_pid`) and the ceiling (input dut eth3, `ceiling_pid`)
+    /// run at the same time, same sinks, and their bisections take turns trial by
+    /// trial (who goes first alternates), `reps` times; then `reps` pairs of trials at
+    /// one common rate below both MLRs compare CPU per packet. So each ratio comes
+    /// from trials seconds apart, which matters on a VM whose speed drifts (see
+    /// [`machine_sample`]). The idle one of the two sleeps in poll(2) and has its own
+    /// input interface, so it costs the other nothing but a wake-up every 100 ms.
+    fn paired(&mut self, name: &str, reps: usize) -> Paired {
+        let uvs_load = Load {
+            link: 0,
+            dst: format!("{VIP}:9"),
+            new_flows: false,
+            extra_thread: None,
+        };
+        let ceiling_load = Load {
+            link: 1,
+            ..uvs_load.clone()
+        };
+        let sides = [&uvs_load, &ceiling_load];
+        let mut p = Paired {
+            name: name.to_string(),
+            ..Default::default()
+        };
+        for rep in 0..reps {
+            let mut b = [Bisect::new(self.cfg.steps), Bisect::new(self.cfg.steps)];
+            self.machine.push(machine_sample());
+            loop {
+                let mut any = false;
+                for k in [rep % 2, 1 - rep % 2] {
+                    if let Some(pps) = b[k].next() {
+                        let t = self.trial(sides[k], pps, self.cfg.trial_s);
+                        b[k].record(t);
+                        any = true;
                     }
-                } else {
-                    hi = probe.min(hi);
                 }
-                if hi - lo < 0.01 * first.offered {
+                if !any {
                     break;
                 }
-                probe = (lo + hi) / 2.0;
+            }
+            p.mlr[0].push(b[0].best.unwrap_or_default().delivered);
+            p.mlr[1].push(b[1].best.unwrap_or_default().delivered);
+        }
+        let common = 0.7 * median(&p.mlr[0]).min(median(&p.mlr[1]));
+        for rep in 0..reps {
+            for k in [rep % 2, 1 - rep % 2] {
+                let t = self.trial(sides[k], common, self.cfg.trial_s);
+                p.cpu[k].push(t.cpu_ns);
             }
         }
-        let b = best.unwrap_or_default();
-        println!("  {name:<28} {:>7.0} kpps  ({n} trials:{trace})", b.delivered / 1e3);
-        Row {
-            name: name.to_string(),
-            group,
-            mlr: b.delivered,
-            cpu_ns: b.cpu_ns,
-            trials: n,
-            gen_bound,
-        }
+        p.common_pps = common;
+        let list = |v: &[f64]| {
+            v.iter()
+                .map(|x| format!("{:.0}k", x / 1e3))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        println!(
+            "  paired {name:<21} MLR uvs {} / ceiling {}; at {:.0}k CPU ns/pkt uvs {} / ceiling {}",
+            list(&p.mlr[0]),
+            list(&p.mlr[1]),
+            common / 1e3,
+            p.cpu[0].iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join(" "),
+            p.cpu[1].iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join(" "),
+        );
+        p
     }
 
     fn overload(&mut self, name: &str, load: &Load, mlr: f64) -> Overload {
@@ -403,6 +617,7 @@ impl Harness {
             mlr,
         };
         for _ in 0..self.cfg.overload_runs {
+            self.machine.push(machine_sample());
             let t = self.trial(load, 0.0, self.cfg.trial_s);
             o.runs.push(t.delivered);
         }
@@ -425,12 +640,19 @@ impl Harness {
     }
 
     fn spawn_dut(&mut self, args: &[&str], ready: &str) -> Result<u32, String> {
-        let f = std::fs::File::create(&self.log).map_err(|e| e.to_string())?;
-        let pid = self.bed.spawn("dut", args, Some(f))?;
+        let log = self.log.clone();
+        let pid = self.spawn_logged(args, ready, &log)?;
         self.dut_pid = Some(pid);
+        Ok(pid)
+    }
+
+    /// Start a process in the DUT with stderr to `log` and wait for `ready` there.
+    fn spawn_logged(&mut self, args: &[&str], ready: &str, log: &std::path::Path) -> Result<u32, String> {
+        let f = std::fs::File::create(log).map_err(|e| e.to_string())?;
+        let pid = self.bed.spawn("dut", args, Some(f))?;
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let text = std::fs::read_to_string(log).unwrap_or_default();
             if text.contains(ready) {
                 return Ok(pid);
             }
@@ -546,17 +768,29 @@ fn ensure_nft() -> bool {
     have()
 }
 
-/// Per-packet cost of the pipeline alone (no sockets), ns: warmed loop, best of 5.
-fn pipeline_costs() -> Vec<(&'static str, f64)> {
+/// The pipeline's test director (UDP services: port 53 DR, 54 NAT, 55 TUN) and the
+/// receive metadata of a frame from the client.
+fn pipeline_fixture() -> (
+    std::sync::Arc<uvs::pipeline::Shared>,
+    uvs::ctl::Ctl,
+    uvs::pipeline::RxMeta,
+) {
     use uvs::pipeline::fixture::*;
-    use uvs::pipeline::{RxMeta, Worker, pkttype};
-    let rx = RxMeta {
+    let rx = uvs::pipeline::RxMeta {
         ifindex: IFINDEX,
-        pkttype: pkttype::HOST,
+        pkttype: uvs::pipeline::pkttype::HOST,
         csum_partial: false,
     };
     let rules = format!("{RULES_ALL}-A -u 10.0.0.100:55 -s rr\n-a -u 10.0.0.100:55 -r 10.0.0.12:55 -i -w 1\n");
-    let (sh, _ctl) = director_with(&rules);
+    let (sh, ctl) = director_with(&rules);
+    (sh, ctl, rx)
+}
+
+/// Per-packet cost of the pipeline alone (no sockets), ns: warmed loop, best of 5.
+fn pipeline_costs() -> Vec<(&'static str, f64)> {
+    use uvs::pipeline::Worker;
+    use uvs::pipeline::fixture::*;
+    let (sh, _ctl, rx) = pipeline_fixture();
     let svcs = sh.services.load();
     let mut out = VecEmit::counting();
     let mut res = Vec::new();
@@ -613,7 +847,7 @@ fn main() {
         return;
     }
     let quick = std::env::var("PPS_QUICK").is_ok_and(|v| v != "0" && !v.is_empty());
-    // PPS_ONLY=ceiling,kernel,dr,nat,tun,shed,copy: run only those groups (for iterating on
+    // PPS_ONLY=ceiling,kernel,dr,nat,tun,shed,copy,paired: run only those groups (for iterating on
     // one number; the goals then compare with whatever ran).
     let only = std::env::var("PPS_ONLY").unwrap_or_default();
     let want = |g: &str| only.is_empty() || only.split(',').any(|x| x.trim().eq_ignore_ascii_case(g));
@@ -623,6 +857,7 @@ fn main() {
             trial_s: 0.25,
             steps: 5,
             overload_runs: 3,
+            paired_reps: 3,
         }
     } else {
         Cfg {
@@ -630,6 +865,7 @@ fn main() {
             trial_s: 1.0,
             steps: 8,
             overload_runs: 5,
+            paired_reps: 3,
         }
     };
     if let Some(s) = std::env::var("PPS_TRIAL_S").ok().and_then(|v| v.parse::<f64>().ok()) {
@@ -652,6 +888,7 @@ fn main() {
         MAX_LOSS * 100.0
     );
     let vip = Load {
+        link: 0,
         dst: format!("{VIP}:9"),
         new_flows: false,
         extra_thread: None,
@@ -781,10 +1018,50 @@ fn main() {
             }
         }
     }
+    // uvs beside the ceiling, in turns (see `Harness::paired`).
+    let mut paired = Vec::new();
+    if want("paired") {
+        h.reset_dut();
+        let to1 = format!("eth1={}", h.sink_mac[0]);
+        let to2 = format!("eth2={}", h.sink_mac[1]);
+        let log = std::env::temp_dir().join(format!("{}-ceiling.log", h.bed.prefix));
+        let ceiling = h
+            .spawn_logged(
+                &[
+                    UVS, "ceiling", "--iface", "eth3", "--to", &to1, "--to", &to2, "--cpu", "1",
+                ],
+                "ceiling ready",
+                &log,
+            )
+            .expect("start ceiling on eth3");
+        let copy_rule = uvs::director::kernelcopy::ruleset("uvs_ceiling", &["eth3".to_string()], &[[10, 90, 0, 100]]);
+        let ceiling_load = Load { link: 1, ..vip.clone() };
+        for (method, flag) in [("DR", "-g"), ("NAT", "-m"), ("TUN", "-i")] {
+            // uvs_setup flushes the DUT's ruleset: the ceiling's rule goes back after.
+            h.uvs_setup(flag, 1, &[])
+                .unwrap_or_else(|e| panic!("uvs {method}: {e}"));
+            nft(&h.bed, "dut", &copy_rule).expect("ceiling: drop-copy rule");
+            h.warm(&vip);
+            h.warm(&ceiling_load);
+            paired.push(h.paired(&format!("uvs {method}"), cfg.paired_reps));
+        }
+        h.reset_dut();
+        h.bed.stop(ceiling);
+    }
     h.reset_dut();
+    let machine = std::mem::take(&mut h.machine);
     drop(h);
 
-    report(&rows, &overloads, &costs, gen_pps, cfg, started.elapsed());
+    report(
+        &rows,
+        &overloads,
+        &paired,
+        &machine,
+        &costs,
+        gen_pps,
+        cfg,
+        started.elapsed(),
+    );
     // Other work on the machine skews everything: say how busy it was.
     let load_at_end = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
@@ -801,7 +1078,17 @@ fn find<'a>(rows: &'a [Row], name: &str) -> Option<&'a Row> {
     rows.iter().find(|r| r.name == name)
 }
 
-fn report(rows: &[Row], overloads: &[Overload], costs: &[(&str, f64)], gen_pps: f64, cfg: Cfg, took: Duration) {
+#[allow(clippy::too_many_arguments)]
+fn report(
+    rows: &[Row],
+    overloads: &[Overload],
+    paired: &[Paired],
+    machine: &[f64],
+    costs: &[(&str, f64)],
+    gen_pps: f64,
+    cfg: Cfg,
+    took: Duration,
+) {
     let ceiling = find(rows, CEILING).map_or(0.0, |r| r.mlr);
     let ceiling_kept = find(rows, CEILING_KEPT).map_or(0.0, |r| r.mlr);
     // Each row against the ceiling that treats the kernel's copy the same way.
@@ -882,7 +1169,69 @@ fn report(rows: &[Row], overloads: &[Overload], costs: &[(&str, f64)], gen_pps: 
             if i + 1 < overloads.len() { "," } else { "" }
         );
     }
-    json += "  ],\n  \"pipeline_ns_per_pkt\": {";
+    json += "  ],\n  \"paired\": [\n";
+    if !paired.is_empty() {
+        println!();
+        println!(
+            "{:<22} {:>12} {:>12} {:>10} {:>12} {:>10}",
+            "paired, in turns", "uvs MLR", "ceiling MLR", "/ceiling", "CPU at kpps", "ceil/uvs"
+        );
+    }
+    for (i, p) in paired.iter().enumerate() {
+        println!(
+            "{:<22} {:>12.0} {:>12.0} {:>10.2} {:>12.0} {:>10.2}",
+            p.name,
+            median(&p.mlr[0]) / 1e3,
+            median(&p.mlr[1]) / 1e3,
+            p.mlr_ratio(),
+            p.common_pps / 1e3,
+            p.cpu_ratio()
+        );
+        let list = |v: &[f64]| v.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join(", ");
+        let _ = writeln!(
+            json,
+            "    {{\"name\": \"{}\", \"mlr_uvs_pps\": [{}], \"mlr_ceiling_pps\": [{}], \"ratio_ceiling\": {:.4}, \"common_pps\": {:.0}, \"cpu_ns_uvs\": [{}], \"cpu_ns_ceiling\": [{}], \"cpu_ratio_ceiling_over_uvs\": {:.4}}}{}",
+            p.name,
+            list(&p.mlr[0]),
+            list(&p.mlr[1]),
+            p.mlr_ratio(),
+            p.common_pps,
+            list(&p.cpu[0]),
+            list(&p.cpu[1]),
+            p.cpu_ratio(),
+            if i + 1 < paired.len() { "," } else { "" }
+        );
+    }
+    if !paired.is_empty() {
+        println!("(/ceiling: median over repetitions of uvs's MLR / the ceiling's, taken in turns; ceil/uvs: the");
+        println!(
+            " ceiling's CPU per packet / uvs's at the common rate, median over pairs; 1.0 = uvs costs nothing extra)"
+        );
+    }
+    let machine_var = if machine.is_empty() {
+        0.0
+    } else {
+        let max = machine.iter().cloned().fold(0.0, f64::max);
+        let min = machine.iter().cloned().fold(f64::INFINITY, f64::min);
+        (max - min) / (machine.iter().sum::<f64>() / machine.len() as f64)
+    };
+    if !machine.is_empty() {
+        println!();
+        println!(
+            "machine reference (the DR pipeline loop, 100 000 frames on the DUT's idle core, {} samples): \
+             median {:.1} ms, min {:.1}, max {:.1}, variation {:.1} %",
+            machine.len(),
+            median(machine),
+            machine.iter().cloned().fold(f64::INFINITY, f64::min),
+            machine.iter().cloned().fold(0.0, f64::max),
+            machine_var * 100.0
+        );
+    }
+    let _ = write!(
+        json,
+        "  ],\n  \"machine_reference_ms\": [{}],\n  \"pipeline_ns_per_pkt\": {{",
+        machine.iter().map(|x| format!("{x:.2}")).collect::<Vec<_>>().join(", ")
+    );
     println!();
     println!("pipeline alone (no sockets, ns/pkt): {}", {
         let v: Vec<String> = costs.iter().map(|(n, c)| format!("{n} {c:.0}")).collect();
@@ -929,13 +1278,18 @@ fn report(rows: &[Row], overloads: &[Overload], costs: &[(&str, f64)], gen_pps: 
         ratio(get("uvs NAT 1w new flow/pkt, copy kept"), knat_new),
         1.5,
     );
+    for p in paired {
+        let want = if p.name.ends_with("DR") { 0.95 } else { 0.85 };
+        goal(&format!("{} / ceiling, paired", p.name), p.mlr_ratio(), want);
+    }
     for o in overloads.iter().filter(|o| o.name.starts_with("uvs")) {
         goal(&format!("overload {} / own MLR", o.name), ratio(o.mean(), o.mlr), 0.9);
         println!(
-            "goal {:<44} {:>5.1}% (want < 10 %) {}",
+            "goal {:<44} {:>5.1}% (want < 10 %) {}; machine reference: {:.1} %",
             format!("overload {} run-to-run variation", o.name),
             o.variation() * 100.0,
-            if o.variation() < 0.1 { "met" } else { "NOT met" }
+            if o.variation() < 0.1 { "met" } else { "NOT met" },
+            machine_var * 100.0
         );
     }
     for m in ["DR", "NAT", "TUN"] {
