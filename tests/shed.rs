@@ -6,24 +6,9 @@ mod common;
 use common::*;
 
 use std::net::UdpSocket;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use uvs::ring::shed::{Shed, XdpMode};
-
-/// Run `f` on a thread that has entered network namespace `ns`.
-fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(&path).unwrap();
-        use std::os::fd::AsRawFd;
-        // SAFETY: setns(2) on this thread only, with a namespace file we hold open.
-        let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(r, 0, "setns {path}: {}", std::io::Error::last_os_error());
-        f()
-    })
-    .join()
-    .unwrap()
-}
 
 /// `n` datagrams from the calling thread's namespace.
 fn send_to(to: &str, n: usize) {
@@ -37,17 +22,6 @@ fn send_to(to: &str, n: usize) {
 fn link_line(bed: &Testbed, host: &str, iface: &str) -> String {
     let out = bed.exec(host, &["ip", "link", "show", iface]).unwrap();
     String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-fn wait_until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    f()
 }
 
 #[test]

@@ -1,0 +1,100 @@
+//! The TX ring (issue 8): a frame the kernel could not send stays queued in the ring,
+//! and the next flush sends it, even when nothing new was queued since.
+//!
+//! On veth, a frame the other side refuses makes the kick's `sendto` fail (ENOBUFS)
+//! and the kernel puts the frame back as "send request". A ring that kicked only after
+//! new frames would leave it there for good once the ring had filled (nothing new can
+//! be queued into a full ring), and the interface would stay silent after its peer came
+//! back. Here the peer is taken down, one frame is refused, the peer comes back, and
+//! one flush with nothing new must deliver it.
+
+mod common;
+use common::*;
+
+use uvs::ring::TxRing;
+
+/// An Ethernet frame of a private test ethertype (IEEE 802 local experimental), so
+/// nothing else on the link is counted.
+fn frame(dst: [u8; 6], n: u8) -> Vec<u8> {
+    let mut f = vec![0u8; 60];
+    f[0..6].copy_from_slice(&dst);
+    f[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0x79, 0x01]);
+    f[12..14].copy_from_slice(&[0x88, 0xb5]);
+    f[14] = n;
+    f
+}
+
+fn rx_packets(bed: &Testbed, host: &str) -> u64 {
+    let out = bed
+        .exec(host, &["cat", "/sys/class/net/eth0/statistics/rx_packets"])
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+#[test]
+fn a_frame_refused_while_the_peer_was_down_goes_out_at_the_next_flush() {
+    require_root!();
+    let mut bed = Testbed::new("txr");
+    bed.add_host("a").unwrap();
+    bed.add_host("b").unwrap();
+    // No IPv6 (router solicitations, DAD) on the link: b's counter counts our frames.
+    for h in ["a", "b"] {
+        for k in ["all", "default"] {
+            bed.sysctl(h, &format!("net.ipv6.conf.{k}.disable_ipv6"), "1").unwrap();
+        }
+    }
+    bed.link("a", "eth0", "10.79.0.1/24", "b", "eth0", "10.79.0.2/24")
+        .unwrap();
+    let b_mac = bed.mac("b", "eth0").unwrap();
+    let dst: Vec<u8> = b_mac.split(':').map(|x| u8::from_str_radix(x, 16).unwrap()).collect();
+    let dst: [u8; 6] = dst.try_into().unwrap();
+    let (a_ns, b_ns) = (bed.ns("a"), bed.ns("b"));
+    let b_ifc = format!("ip -n {b_ns} link set eth0");
+
+    let base = rx_packets(&bed, "b");
+    let bed = std::sync::Arc::new(std::sync::Mutex::new(bed));
+    let bed2 = bed.clone();
+    let (first, refused_then_sent) = in_ns(&a_ns, move || {
+        let shell = |cmd: &str| {
+            let ok = std::process::Command::new("sh").args(["-c", cmd]).status().unwrap();
+            assert!(ok.success(), "{cmd}");
+        };
+        let got = || rx_packets(&bed2.lock().unwrap(), "b") - base;
+        // SAFETY: a NUL-terminated name.
+        let ifindex = unsafe { libc::if_nametoindex(c"eth0".as_ptr()) };
+        assert_ne!(ifindex, 0);
+        let mut ring = TxRing::open(ifindex, 1600, 64).expect("TX ring");
+        let send = |ring: &mut TxRing, n: u8| {
+            let f = frame(dst, n);
+            let buf = ring.buffer().expect("a free slot");
+            buf[..f.len()].copy_from_slice(&f);
+            ring.commit(f.len());
+            ring.flush();
+        };
+
+        // The link works: one frame arrives.
+        send(&mut ring, 1);
+        let first = wait_until(5, || got() == 1);
+
+        // The peer goes down: the next frame is refused and stays queued.
+        shell(&format!("{b_ifc} down"));
+        send(&mut ring, 2);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert_eq!(got(), 1, "nothing can arrive while b is down");
+        shell(&format!("{b_ifc} up"));
+        let carrier = wait_until(5, || {
+            std::fs::read_to_string("/sys/class/net/eth0/carrier").is_ok_and(|c| c.trim() == "1")
+        });
+        assert!(carrier, "a's carrier did not come back");
+
+        // Nothing new queued: this flush alone must send the refused frame.
+        ring.flush();
+        (first, wait_until(5, || got() == 2))
+    });
+    assert!(first, "the first frame never arrived");
+    assert!(
+        refused_then_sent,
+        "the frame refused while the peer was down was not sent by the next flush"
+    );
+    drop(bed);
+}
