@@ -11,10 +11,11 @@
 //! as it holds. Otherwise it stays in the RX ring (8 MiB deep, ~50 000 small frames)
 //! and the worker sleeps [`HOLD_SLEEP`] and tries again, so a short stall of whoever
 //! frees the TX slots (on veth: the receiving side's backlog) costs nothing instead of
-//! every frame forwarded meanwhile (`tx_queue_full`). A hold lasts at most
-//! [`HOLD_MAX`]: a TX ring that stays full (a congested link) must not stop the
-//! traffic of the others, so the worker then reads on and drops what does not fit,
-//! until that ring has room again.
+//! every frame forwarded meanwhile (`tx_queue_full`). A hold ends when the RX ring
+//! is three quarters full, and lasts at most [`HOLD_MAX`]; after one ran out the loop
+//! does not hold for [`HOLD_COOLDOWN`]: a TX ring that stays full (a congested link)
+//! must not stop the traffic of the others, so the worker then reads on and drops
+//! what does not fit.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -35,6 +36,11 @@ pub const HOLD_MAX: Duration = Duration::from_millis(50);
 /// Sleep between looks at a full TX ring while holding.
 pub const HOLD_SLEEP: Duration = Duration::from_micros(200);
 
+/// After a hold ran out, how long the loop reads on without holding: a link that
+/// stays congested then delays the other links' traffic by at most [`HOLD_MAX`] per
+/// [`HOLD_COOLDOWN`].
+pub const HOLD_COOLDOWN: Duration = Duration::from_secs(1);
+
 /// What a loop does with its frames.
 pub trait Handler {
     /// One received frame; write what to send into `tx`.
@@ -44,33 +50,36 @@ pub trait Handler {
     fn round(&mut self, got: usize, tx: &mut Tx) -> i32;
 }
 
-/// The backpressure state: when the current hold began, and whether holding is
-/// suspended because the last one ran out.
+/// The backpressure state: when the current hold began, and until when holding is
+/// suspended because the last hold ran out.
 #[derive(Default)]
 struct Hold {
     since: Option<Instant>,
-    gave_up: bool,
+    suspended_until: Option<Instant>,
 }
 
 impl Hold {
-    /// May the next block be read, the TX rings having `room` for it or not?
-    fn admit(&mut self, room: bool) -> bool {
-        if room {
-            self.gave_up = false;
-        }
-        room || self.gave_up
+    /// May the next block be read? Yes if the TX rings have `room` for it, while
+    /// holding is suspended, or once the RX ring itself is `filling` up (waiting
+    /// longer would only move the loss from the TX ring to the RX ring, and to every
+    /// link's traffic).
+    fn admit(&self, room: bool, filling: impl FnOnce() -> bool) -> bool {
+        room || self.suspended_until.is_some() || filling()
     }
 
     /// After a round at `now`: `held` = a block was left unread for lack of TX room.
     /// Returns whether to sleep before the next round.
     fn after_round(&mut self, held: bool, now: Instant) -> bool {
+        if self.suspended_until.is_some_and(|t| now >= t) {
+            self.suspended_until = None;
+        }
         if !held {
             self.since = None;
             return false;
         }
         let since = *self.since.get_or_insert(now);
         if now.duration_since(since) >= HOLD_MAX {
-            self.gave_up = true;
+            self.suspended_until = Some(now + HOLD_COOLDOWN);
             self.since = None;
             return false;
         }
@@ -90,7 +99,7 @@ pub fn drive<H: Handler>(rx: &mut [RxRing], tx: &mut Tx, stop: &AtomicBool, h: &
                 let Some(ready) = ring.ready() else {
                     break;
                 };
-                if !hold.admit(tx.room(ready)) {
+                if !hold.admit(tx.room(ready), || ring.filling()) {
                     held = true;
                     break;
                 }
@@ -113,31 +122,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hold_waits_for_room_then_gives_up_until_room_returns() {
+    fn hold_waits_for_room_then_gives_up_for_a_while() {
         let t0 = Instant::now();
         let ms = |m: u64| t0 + Duration::from_millis(m);
+        let max = HOLD_MAX.as_millis() as u64;
+        let cool = HOLD_COOLDOWN.as_millis() as u64;
         let mut h = Hold::default();
+        let never = || false;
         // Room: read, no sleep.
-        assert!(h.admit(true));
+        assert!(h.admit(true, never));
         assert!(!h.after_round(false, ms(0)));
         // No room: hold (leave the block, sleep) for up to HOLD_MAX.
-        assert!(!h.admit(false));
+        assert!(!h.admit(false, never));
         assert!(h.after_round(true, ms(1)));
-        assert!(!h.admit(false));
-        assert!(h.after_round(true, ms(1 + HOLD_MAX.as_millis() as u64 - 1)));
-        // The hold ran out: read on (and drop at TX) without sleeping...
-        assert!(!h.admit(false));
-        assert!(!h.after_round(true, ms(1 + HOLD_MAX.as_millis() as u64)));
-        assert!(h.admit(false));
-        assert!(h.admit(false));
-        assert!(!h.after_round(false, ms(60)));
-        // ...until the rings have room again; the next full ring is held anew.
-        assert!(h.admit(true));
-        assert!(!h.admit(false));
-        assert!(h.after_round(true, ms(70)));
-        // A round with room in between starts the clock again.
-        assert!(!h.after_round(false, ms(71)));
-        assert!(!h.admit(false));
-        assert!(h.after_round(true, ms(71 + HOLD_MAX.as_millis() as u64 - 1)));
+        assert!(!h.admit(false, never));
+        assert!(h.after_round(true, ms(max)));
+        // ...unless the RX ring is filling up.
+        assert!(h.admit(false, || true));
+        // The hold ran out: read on (and drop at TX) without sleeping, even when the
+        // rings have room now and then, for HOLD_COOLDOWN.
+        assert!(!h.admit(false, never));
+        assert!(!h.after_round(true, ms(1 + max)));
+        assert!(h.admit(false, never));
+        assert!(!h.after_round(false, ms(2 + max)));
+        assert!(h.admit(true, never));
+        assert!(h.admit(false, never));
+        assert!(!h.after_round(false, ms(max + cool)));
+        assert!(h.admit(false, never));
+        // Then holding resumes.
+        assert!(!h.after_round(false, ms(1 + max + cool)));
+        assert!(!h.admit(false, never));
+        assert!(h.after_round(true, ms(2 + max + cool)));
+        // A round with room in between starts the hold's clock again.
+        assert!(!h.after_round(false, ms(3 + max + cool)));
+        assert!(h.after_round(true, ms(3 + 2 * max + cool - 1)));
     }
 }

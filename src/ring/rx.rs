@@ -184,6 +184,11 @@ impl RxRing {
         status & libc::TP_STATUS_USER != 0
     }
 
+    /// Are three quarters of the blocks handed over and unread?
+    pub fn filling(&self) -> bool {
+        self.waiting(self.cfg.block_nr * 3 / 4)
+    }
+
     /// After a round: tell the shedding program whether this ring is backed up.
     #[inline]
     pub fn update_shed(&mut self) {
