@@ -181,12 +181,12 @@ pub struct ConnTable {
 }
 
 impl ConnTable {
-    /// `cap` entries at most; memory is reserved up front (up to 64 Ki entries) so the
-    /// common case does not reallocate on the packet path.
+    /// `cap` entries at most; memory is reserved up front (up to 64 Ki entries, in
+    /// both indexes) so the common case does not reallocate on the packet path.
     pub fn with_cap(cap: usize) -> ConnTable {
         ConnTable {
             map: AHashMap::with_capacity(cap.min(1 << 16)),
-            out: AHashMap::new(),
+            out: AHashMap::with_capacity(cap.min(1 << 16)),
             cap,
             one_packet: None,
         }
@@ -221,21 +221,30 @@ impl ConnTable {
         if self.one_packet.as_ref().is_some_and(|(ok, _)| *ok == k) {
             self.one_packet = None;
         }
+        // Below the cap, one probe of the (large, mostly cold) table finds an old entry
+        // and places the new one. At the cap, `entry` is not even called: it reserves
+        // room first, which could grow the table past what the cap bounds.
         if self.map.len() >= self.cap && !self.map.contains_key(&k) {
             return Err(TableFull);
         }
-        if let Some(old) = self.map.get(&k) {
-            self.out.remove(&k.out_key(old.daddr, old.dport));
-        }
-        if c.flags & conn_flags::NO_OUTPUT == 0 {
-            self.out.insert(k.out_key(c.daddr, c.dport), k);
-        }
+        let nat = c.flags & conn_flags::NO_OUTPUT == 0;
+        let out_key = k.out_key(c.daddr, c.dport);
         Ok(match self.map.entry(k) {
             std::collections::hash_map::Entry::Occupied(mut o) => {
+                let old = o.get();
+                self.out.remove(&k.out_key(old.daddr, old.dport));
+                if nat {
+                    self.out.insert(out_key, k);
+                }
                 o.insert(c);
                 o.into_mut()
             }
-            std::collections::hash_map::Entry::Vacant(v) => v.insert(c),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                if nat {
+                    self.out.insert(out_key, k);
+                }
+                v.insert(c)
+            }
         })
     }
     pub fn remove(&mut self, k: &ConnKey) -> Option<Conn> {
