@@ -165,6 +165,12 @@ enum Cmd {
         vip: std::net::Ipv4Addr,
         #[arg(long, default_value = "tunl0")]
         dev: String,
+        /// What the director sends (ipvsadm's `--tun-type`): ipip, gue or gre.
+        #[arg(long, default_value = "ipip", value_parser = ["ipip", "gue", "gre"])]
+        tun_type: String,
+        /// GUE's UDP port (ipvsadm's `--tun-port`); required with `--tun-type gue`.
+        #[arg(long, default_value_t = 0)]
+        tun_port: u16,
     },
     /// Stream one line per forwarded packet from a running director: service, real
     /// server, mode, headers before => after.
@@ -294,7 +300,23 @@ fn main() -> ExitCode {
             uvs::director::trace::client(control.as_deref(), &words, pcap.as_deref())
         }
         Cmd::Adm { args } => return adm_exit(uvs::control::client::main("ipvsadm", &args)),
-        Cmd::Tunnel { iface, vip, dev } => uvs::tunnel::main(&uvs::tunnel::TunnelOptions { iface, vip, dev }),
+        Cmd::Tunnel {
+            iface,
+            vip,
+            dev,
+            tun_type,
+            tun_port,
+        } => uvs::tunnel::main(&uvs::tunnel::TunnelOptions {
+            iface,
+            vip,
+            dev,
+            kind: match tun_type.as_str() {
+                "gue" => uvs::service::TunnelType::Gue,
+                "gre" => uvs::service::TunnelType::Gre,
+                _ => uvs::service::TunnelType::Ipip,
+            },
+            port: tun_port,
+        }),
         Cmd::Simulate { file } => uvs::simulate::main(file.as_deref()),
         Cmd::Blast {
             iface,

@@ -74,3 +74,45 @@ fn large_requests_pass_a_smaller_tunnel_mtu_via_frag_needed() {
     let big = lvs.curl(&format!("http://{}/size/100000", lvs.addrs.vip)).unwrap();
     assert_eq!(big.len(), 100000);
 }
+
+/// `--tun-type gue` and `gre` (IPVS's other tunnel types): the real servers decapsulate
+/// only that type (`uvs tunnel --tun-type …`), so a reply proves the encapsulation,
+/// and tcpdump on rs1's link shows the outer protocol.
+#[test]
+fn rr_alternates_through_gue_and_gre() {
+    require_root!();
+    for (tag, director, rs, filter, shown) in [
+        (
+            "tungue",
+            "--tun-type gue --tun-port 6080 --tun-csum",
+            &["--tun-type", "gue", "--tun-port", "6080"][..],
+            "udp dst port 6080",
+            "UDP",
+        ),
+        (
+            "tungre",
+            "--tun-type gre --tun-csum",
+            &["--tun-type", "gre"][..],
+            "ip proto 47",
+            "GREv0",
+        ),
+    ] {
+        let mut lvs = Lvs::tun_with(tag, UVS, 1500, false, false, rs).unwrap();
+        let rules = RULES.replace("-i -w 1", &format!("-i -w 1 {director}"));
+        let (tpid, tpath) = tcpdump(&mut lvs.bed, "rs1", "eth0", filter, 2);
+        lvs.start_director(&rules, &["--workers", "2"]).unwrap();
+        let names = lvs.http_names(4);
+        assert_eq!(names, ["rs2", "rs1", "rs2", "rs1"], "{tag}: {}", lvs.director_log());
+        let lines = wait_for_lines(&tpath, 5, |l| l.iter().filter(|x| x.contains("IP ")).count() >= 2);
+        lvs.bed.stop(tpid);
+        let outer: Vec<_> = lines
+            .iter()
+            .filter(|l| l.contains("10.79.0.2") && l.contains("10.79.0.11"))
+            .collect();
+        assert!(!outer.is_empty(), "{tag}: {lines:?}");
+        assert!(
+            outer.iter().all(|l| l.contains(shown)),
+            "{tag}: outer packets director -> rs1 are {shown}: {outer:?}"
+        );
+    }
+}

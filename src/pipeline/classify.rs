@@ -163,8 +163,13 @@ pub struct TunnelIcmp<'a> {
     pub code: u8,
     /// The ICMP header's second word (the next-hop MTU for fragmentation-needed).
     pub rest: u32,
-    /// The real server the quoted IPIP packet was addressed to.
+    /// The real server the quoted tunnel packet was addressed to.
     pub rip: [u8; 4],
+    /// How it was encapsulated (GUE: to UDP port `port`), and the bytes between its
+    /// outer IPv4 header and the client's packet.
+    pub kind: crate::service::TunnelType,
+    pub port: u16,
+    pub encap_len: usize,
     /// The quoted inner packet (the client's), possibly truncated.
     pub inner: &'a [u8],
 }
@@ -182,9 +187,12 @@ fn classify_tunnel_icmp(_eth_src: MacAddr, b: &[u8]) -> Class<'_> {
     }
     let q = &icmp[8..];
     let qhl = ((q[0] & 0x0f) as usize) * 4;
-    if q[0] >> 4 != 4 || q[9] != ipv4::proto::IPIP || qhl < ipv4::MIN_HEADER_LEN || q.len() < qhl {
+    if q[0] >> 4 != 4 || qhl < ipv4::MIN_HEADER_LEN || q.len() < qhl {
         return Class::Pass;
     }
+    let Some((kind, port, off)) = tunnel_quote(q[9], &q[qhl..]) else {
+        return Class::Pass;
+    };
     if crate::wire::checksum::checksum(icmp) != 0 {
         return Class::Drop(DropReason::IcmpChecksum);
     }
@@ -193,8 +201,38 @@ fn classify_tunnel_icmp(_eth_src: MacAddr, b: &[u8]) -> Class<'_> {
         code: icmp[1],
         rest: u32::from_be_bytes([icmp[4], icmp[5], icmp[6], icmp[7]]),
         rip: [q[16], q[17], q[18], q[19]],
-        inner: &q[qhl..],
+        kind,
+        port,
+        encap_len: off,
+        inner: &q[qhl + off..],
     })
+}
+
+/// The payload of a quoted packet of IP protocol `proto` as one of the director's
+/// tunnel packets: (type, GUE port, where the client's packet starts), or `None` if it
+/// cannot be one (a quote too short to show the encapsulation cannot either).
+fn tunnel_quote(proto: u8, p: &[u8]) -> Option<(crate::service::TunnelType, u16, usize)> {
+    use crate::service::TunnelType;
+    match proto {
+        ipv4::proto::IPIP => Some((TunnelType::Ipip, 0, 0)),
+        ipv4::proto::GRE => {
+            let flags = u16::from_be_bytes([*p.first()?, *p.get(1)?]);
+            if flags & 0x4007 != 0 || u16::from_be_bytes([*p.get(2)?, *p.get(3)?]) != 0x0800 {
+                return None;
+            }
+            let hl = 4 + [0x8000u16, 0x2000, 0x1000].iter().filter(|&&b| flags & b != 0).count() * 4;
+            Some((TunnelType::Gre, 0, hl.min(p.len())))
+        }
+        ipv4::proto::UDP => {
+            let port = u16::from_be_bytes([*p.get(2)?, *p.get(3)?]);
+            let (b0, inner_proto) = (*p.get(8)?, *p.get(9)?);
+            if b0 >> 6 != 0 || b0 & 0x20 != 0 || inner_proto != ipv4::proto::IPIP {
+                return None;
+            }
+            Some((TunnelType::Gue, port, (8 + 4 + (b0 & 0x1f) as usize * 4).min(p.len())))
+        }
+        _ => None,
+    }
 }
 
 /// An ICMP error that quotes a TCP/UDP packet (IPVS's "related" ICMP).

@@ -111,10 +111,12 @@ impl Worker {
 }
 
 impl Worker {
-    /// An ICMP error about one of our IPIP packets (spec §6.6, "errors about the
-    /// director's own tunnel packets"): fragmentation-needed updates the path MTU to
-    /// the real server and, if the client's packet had DF, tells the client with
-    /// MTU − 20; other errors are relayed to the client about its own packet.
+    /// An ICMP error about one of our tunnel packets (spec §6.6, "errors about the
+    /// director's own tunnel packets"; IPIP, GUE or GRE to a real server with that
+    /// tunnel type): fragmentation-needed updates the path MTU to the real server and,
+    /// if the client's packet had DF, tells the client with the MTU less the outer
+    /// headers (20 for IPIP); other errors are relayed to the client about its own
+    /// packet.
     pub(super) fn tunnel_icmp<E: Emit>(
         &mut self,
         sh: &Shared,
@@ -128,13 +130,15 @@ impl Worker {
         let mut known = false;
         let frag_needed = e.icmp_type == icmp::TYPE_DEST_UNREACH && e.code == icmp::CODE_FRAG_NEEDED;
         let mut mtu = (e.rest & 0xffff).max(68);
+        let overhead = (ipv4::MIN_HEADER_LEN + e.encap_len) as u32;
         for s in svcs.services() {
-            for d in s
-                .lock()
-                .dests
-                .iter()
-                .filter(|d| d.addr == rip && d.method() == crate::service::ForwardMethod::Tunnel)
-            {
+            for d in s.lock().dests.iter().filter(|d| {
+                let c = d.config();
+                d.addr == rip
+                    && c.method == crate::service::ForwardMethod::Tunnel
+                    && c.tun_type == e.kind
+                    && (e.kind != crate::service::TunnelType::Gue || c.tun_port == e.port)
+            }) {
                 known = true;
                 if frag_needed {
                     d.learn_pmtu(mtu, now_ms);
@@ -160,7 +164,8 @@ impl Worker {
             if !df {
                 return Verdict::Answered;
             }
-            let m = if mtu > 88 { mtu - 20 } else { mtu };
+            // MTU less the outer headers (IPIP: 20, only above 88, as IPVS does).
+            let m = if mtu > 68 + overhead { mtu - overhead } else { mtu };
             (icmp::TYPE_DEST_UNREACH, icmp::CODE_FRAG_NEEDED, m)
         } else {
             (e.icmp_type, e.code, e.rest)

@@ -663,3 +663,153 @@ fn tun_pmtu_from_a_router_reaches_the_client_and_is_remembered() {
     );
     assert_eq!(v, Verdict::Pass);
 }
+
+/// RULES_ALL plus TUN services with GUE (port 444, `--tun-port 6080`, outer UDP
+/// checksum) and GRE (port 445, with and without the GRE checksum: 445, 446).
+fn director_encap() -> (Arc<Shared>, crate::ctl::Ctl) {
+    director_with(&format!(
+        "{RULES_ALL}-A -t 10.0.0.100:444 -s rr\n-a -t 10.0.0.100:444 -r 10.0.0.12:444 -i --tun-type gue --tun-port 6080 --tun-csum\n\
+         -A -t 10.0.0.100:445 -s rr\n-a -t 10.0.0.100:445 -r 10.0.0.12:445 -i --tun-type gre --tun-csum\n\
+         -A -t 10.0.0.100:446 -s rr\n-a -t 10.0.0.100:446 -r 10.0.0.12:446 -i --tun-type gre\n"
+    ))
+}
+
+/// The client's IP packet as the real server must get it: TTL decremented.
+fn decremented(frame: &[u8]) -> Vec<u8> {
+    let mut v = frame[14..].to_vec();
+    ipv4::Packet::new_checked(&mut v[..]).unwrap().decrement_ttl();
+    v
+}
+
+#[test]
+fn tun_gue_puts_udp_and_gue_headers_before_the_inner_packet() {
+    use crate::wire::checksum;
+    let (sh, _ctl) = director_encap();
+    let mut w = Worker::new(0, 100);
+    let syn = tcp_frame(40000, 444, true, false, b"hello");
+    let (v, out) = run(&mut w, &sh, &syn, 0);
+    assert_eq!(v, Verdict::Forwarded);
+    let f = &out.frames[0].1;
+    let outer = ip_of(f);
+    assert!(outer.verify_checksum());
+    assert_eq!((outer.src(), outer.dst(), outer.protocol()), (DIP, RS2, 17));
+    assert_eq!(outer.total_len(), syn.len() - 14 + 20 + 8 + 4);
+    let udp = &f[34..];
+    let sport = u16::from_be_bytes([udp[0], udp[1]]);
+    assert!(
+        (32768..61000).contains(&sport),
+        "source port {sport} in the ephemeral range"
+    );
+    assert_eq!(u16::from_be_bytes([udp[2], udp[3]]), 6080);
+    assert_eq!(u16::from_be_bytes([udp[4], udp[5]]) as usize, udp.len());
+    // --tun-csum: a valid UDP checksum over the pseudo header and the segment.
+    assert_ne!(&udp[6..8], &[0, 0]);
+    let acc = checksum::pseudo_header(DIP, RS2, 17, udp.len() as u16);
+    assert_eq!(checksum::finish(checksum::sum(acc, udp)), 0);
+    // GUE variant 0, no options, inner protocol IPIP.
+    assert_eq!(&udp[8..12], &[0, 4, 0, 0]);
+    assert_eq!(&udp[12..], &decremented(&syn)[..]);
+    // The same flow keeps its source port; another flow may not.
+    let (_, again) = run(&mut w, &sh, &tcp_frame(40000, 444, false, true, b"x"), 1);
+    assert_eq!(&again.frames[0].1[34..36], &udp[0..2]);
+}
+
+#[test]
+fn tun_gre_with_and_without_its_checksum() {
+    use crate::wire::checksum;
+    let (sh, _ctl) = director_encap();
+    let mut w = Worker::new(0, 100);
+    for (port, csum) in [(445u16, true), (446, false)] {
+        let syn = tcp_frame(40000, port, true, false, b"hello");
+        let (v, out) = run(&mut w, &sh, &syn, 0);
+        assert_eq!(v, Verdict::Forwarded);
+        let f = &out.frames[0].1;
+        let outer = ip_of(f);
+        assert!(outer.verify_checksum());
+        assert_eq!((outer.dst(), outer.protocol()), (RS2, 47));
+        let gre = &f[34..];
+        let hl = if csum { 8 } else { 4 };
+        assert_eq!(outer.total_len(), syn.len() - 14 + 20 + hl);
+        assert_eq!(&gre[0..4], &[if csum { 0x80 } else { 0 }, 0, 0x08, 0x00]);
+        if csum {
+            assert_eq!(checksum::checksum(gre), 0, "GRE checksum over header and payload");
+            assert_eq!(&gre[6..8], &[0, 0], "reserved");
+        }
+        assert_eq!(&gre[hl..], &decremented(&syn)[..]);
+    }
+}
+
+#[test]
+fn tun_gue_mtu_counts_the_outer_headers_and_fragments_carry_them_once() {
+    use crate::wire::checksum;
+    let (sh, _ctl) = director_encap();
+    let mut w = Worker::new(0, 100);
+    // Outer headers 20 + 8 + 4: an inner packet of 1468 bytes fills a 1500 MTU.
+    let fits = tcp_frame(1, 444, true, false, &[7u8; 1428]);
+    assert_eq!(fits.len() - 14, 1468);
+    let (v, out) = run(&mut w, &sh, &fits, 0);
+    assert_eq!(v, Verdict::Forwarded);
+    assert_eq!(ip_of(&out.frames[0].1).total_len(), 1500);
+    // One byte more with DF: frag-needed to the client with MTU 1468.
+    let big = tcp_frame(2, 444, true, false, &[7u8; 1429]);
+    let (v, out) = run(&mut w, &sh, &big, 0);
+    assert_eq!(v, Verdict::Drop(DropReason::FragNeeded));
+    let f = &out.frames[0].1;
+    assert_eq!((f[34], f[35], u16::from_be_bytes([f[40], f[41]])), (3, 4, 1468));
+    // Without DF: the outer packet is fragmented; reassembled, it is one UDP datagram
+    // with a valid checksum and the GUE header once, in front.
+    let mut nodf = big.clone();
+    nodf[14 + 6] = 0;
+    nodf[24..26].copy_from_slice(&[0, 0]);
+    let c = checksum::checksum(&nodf[14..34]);
+    nodf[24..26].copy_from_slice(&c.to_be_bytes());
+    let (v, out) = run(&mut w, &sh, &nodf, 0);
+    assert_eq!(v, Verdict::Forwarded);
+    assert_eq!(out.frames.len(), 2);
+    let mut whole = Vec::new();
+    for (_, fr) in &out.frames {
+        let p = ip_of(fr);
+        assert!(p.verify_checksum());
+        assert_eq!(p.frag_offset() as usize * 8, whole.len());
+        whole.extend_from_slice(&fr[34..14 + p.total_len()]);
+    }
+    let acc = checksum::pseudo_header(DIP, RS2, 17, whole.len() as u16);
+    assert_eq!(checksum::finish(checksum::sum(acc, &whole)), 0);
+    assert_eq!(&whole[8..12], &[0, 4, 0, 0]);
+    assert_eq!(&whole[12..], &decremented(&nodf)[..]);
+}
+
+#[test]
+fn tun_gue_pmtu_from_a_router_counts_the_gue_headers_and_gre_too() {
+    let (sh, _ctl) = director_encap();
+    let mut w = Worker::new(0, 100);
+    for (port, overhead, t) in [(444u16, 32u16, 0u64), (445, 28, 10)] {
+        let syn = tcp_frame(40000, port, true, false, &[1u8; 1300]);
+        let (_, out) = run(&mut w, &sh, &syn, t);
+        let sent = out.frames[0].1[14..].to_vec();
+        // The router quotes the outer header, the encapsulation and the client's header.
+        let quote = &sent[..20 + overhead as usize - 20 + 28];
+        let need = icmp_frame([10, 0, 0, 1], DIP, CLIENT_MAC, 3, 4, 1200, quote);
+        let (v, out) = run(&mut w, &sh, &need, t + 1);
+        assert_eq!(v, Verdict::Answered, "port {port}");
+        let f = &out.frames[0].1;
+        assert_eq!((ip_of(f).src(), ip_of(f).dst()), (VIP, CLIENT));
+        assert_eq!(
+            (f[34], f[35], u16::from_be_bytes([f[40], f[41]])),
+            (3, 4, 1200 - overhead),
+            "port {port}: MTU less the outer headers to the client"
+        );
+        // The quote it sends back is the client's packet as it went into the tunnel.
+        assert_eq!(&f[42..62], &decremented(&syn)[..20]);
+        let (v, out) = run(&mut w, &sh, &tcp_frame(40000, port, false, true, &[1u8; 1200]), t + 2);
+        assert_eq!(v, Verdict::Drop(DropReason::FragNeeded));
+        assert_eq!(u16::from_be_bytes([out.frames[0].1[40], out.frames[0].1[41]]), 1200 - overhead);
+    }
+    // A GUE quote to a port no real server tunnels to is not ours.
+    let syn = tcp_frame(40001, 444, true, false, &[1u8; 100]);
+    let (_, out) = run(&mut w, &sh, &syn, 20);
+    let mut q = out.frames[0].1[14..14 + 60].to_vec();
+    q[22..24].copy_from_slice(&6081u16.to_be_bytes());
+    let (v, _) = run(&mut w, &sh, &icmp_frame([10, 0, 0, 1], DIP, CLIENT_MAC, 3, 4, 1200, &q), 21);
+    assert_eq!(v, Verdict::Pass);
+}

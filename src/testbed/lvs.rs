@@ -195,6 +195,19 @@ impl Lvs {
     /// needed) with the VIP on tunl0, rp_filter off, arp_ignore=1/arp_announce=2.
     /// `keep_rp_filter` leaves rp_filter at 1 (to show what breaks).
     pub fn tun(tag: &str, exe: &str, rs_mtu: u32, keep_rp_filter: bool, narrate: bool) -> Result<Lvs, String> {
+        Lvs::tun_with(tag, exe, rs_mtu, keep_rp_filter, narrate, &[])
+    }
+
+    /// [`Lvs::tun`] with extra `uvs tunnel` arguments on the real servers, e.g.
+    /// `["--tun-type", "gue", "--tun-port", "6080"]`.
+    pub fn tun_with(
+        tag: &str,
+        exe: &str,
+        rs_mtu: u32,
+        keep_rp_filter: bool,
+        narrate: bool,
+        tunnel_args: &[&str],
+    ) -> Result<Lvs, String> {
         let addrs = Addrs {
             vip: "10.77.0.100".into(),
             client: "10.77.0.10".into(),
@@ -231,8 +244,10 @@ impl Lvs {
             // The reply path to the client's segment.
             bed.plug(&h, "eth1", &format!("10.77.0.{}/24", 21 + i))?;
             let log = std::fs::File::create(std::env::temp_dir().join(format!("{}-{h}-tunnel.log", bed.prefix))).ok();
-            bed.say(&h, "uvs tunnel --iface eth0 --vip 10.77.0.100 &  # VIP on tunl0");
-            bed.spawn(&h, &[exe, "tunnel", "--iface", "eth0", "--vip", "10.77.0.100"], log)?;
+            let mut args = vec![exe, "tunnel", "--iface", "eth0", "--vip", "10.77.0.100"];
+            args.extend_from_slice(tunnel_args);
+            bed.say(&h, &format!("uvs {} &  # VIP on tunl0", args[1..].join(" ")));
+            bed.spawn(&h, &args, log)?;
             bed.spawn(
                 &h,
                 &[exe, "serve", "--name", &h, "--tcp", "0.0.0.0:80", "--udp", "0.0.0.0:53"],

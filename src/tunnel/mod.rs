@@ -4,7 +4,9 @@
 //! IPPROTO_IPIP socket receives the IPIP packets addressed to this host (because a
 //! raw socket takes them, the kernel sends no protocol-unreachable back), the outer
 //! header is stripped, and the inner packet is written to a TUN device (default
-//! `tunl0`) that holds the VIP. The host's own stack then answers the client
+//! `tunl0`) that holds the VIP. With `--tun-type gre` a raw IPPROTO_GRE socket takes
+//! GRE instead (what `ip link add … type gre` would), with `--tun-type gue --tun-port
+//! N` a UDP socket on port N takes GUE (what `ip fou add port N gue` would). The host's own stack then answers the client
 //! directly from the VIP. With strict reverse-path filtering the kernel would drop
 //! those packets (they arrive on tunl0 from a client routed via another interface),
 //! so the command checks `rp_filter` and says how to turn it off.
@@ -22,6 +24,9 @@ pub struct TunnelOptions {
     pub iface: String,
     pub vip: std::net::Ipv4Addr,
     pub dev: String,
+    pub kind: crate::service::TunnelType,
+    /// GUE's UDP port.
+    pub port: u16,
 }
 
 /// Open (or create) TUN device `name` without packet information headers.
@@ -51,15 +56,56 @@ pub fn open_tun(name: &str) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
-/// A raw socket receiving every IPIP (protocol 4) packet addressed to this host.
-pub fn ipip_socket() -> io::Result<OwnedFd> {
+/// A raw socket receiving every packet of IP protocol `proto` (4 IPIP, 47 GRE)
+/// addressed to this host.
+pub fn raw_socket(proto: libc::c_int) -> io::Result<OwnedFd> {
     // SAFETY: socket(2) with constant arguments; checked.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::IPPROTO_IPIP) };
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, proto) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: fresh descriptor we own.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The inner packet of a GRE packet (outer IPv4 header included, as a raw socket
+/// delivers it): version 0, no routing, payload type IPv4; a present checksum must
+/// verify; key and sequence number are skipped.
+pub fn decapsulate_gre(pkt: &[u8]) -> Option<&[u8]> {
+    let outer = ipv4::Packet::new_checked(pkt).ok()?;
+    if outer.protocol() != ipv4::proto::GRE || outer.is_fragment() {
+        return None;
+    }
+    let gre = &pkt[outer.header_len()..outer.total_len()];
+    let flags = u16::from_be_bytes([*gre.first()?, *gre.get(1)?]);
+    let proto = u16::from_be_bytes([*gre.get(2)?, *gre.get(3)?]);
+    // C=0x8000, R=0x4000, K=0x2000, S=0x1000; version in the low 3 bits.
+    if flags & 0x4007 != 0 || proto != 0x0800 {
+        return None;
+    }
+    if flags & 0x8000 != 0 && crate::wire::checksum::checksum(gre) != 0 {
+        return None;
+    }
+    let hl = 4 + [0x8000u16, 0x2000, 0x1000].iter().filter(|&&b| flags & b != 0).count() * 4;
+    inner_packet(gre.get(hl..)?)
+}
+
+/// The inner packet of a GUE datagram's payload (UDP header already removed by the
+/// socket): variant 0, a data message (no control bit), inner protocol IPIP; optional
+/// fields are skipped.
+pub fn decapsulate_gue(payload: &[u8]) -> Option<&[u8]> {
+    let (b0, proto) = (*payload.first()?, *payload.get(1)?);
+    if b0 >> 6 != 0 || b0 & 0x20 != 0 || proto != ipv4::proto::IPIP {
+        return None;
+    }
+    let hl = 4 + (b0 & 0x1f) as usize * 4;
+    inner_packet(payload.get(hl..)?)
+}
+
+/// A well-formed inner IPv4 packet at the front of `b`, cut to its total length.
+fn inner_packet(b: &[u8]) -> Option<&[u8]> {
+    let p = ipv4::Packet::new_checked(b).ok()?;
+    Some(&b[..p.total_len()])
 }
 
 /// The inner packet of an IPIP packet, if it is well formed (outer header checked,
@@ -69,10 +115,7 @@ pub fn decapsulate(pkt: &[u8]) -> Option<&[u8]> {
     if outer.protocol() != ipv4::proto::IPIP || outer.is_fragment() {
         return None;
     }
-    let (hl, tl) = (outer.header_len(), outer.total_len());
-    let inner = &pkt[hl..tl];
-    let p = ipv4::Packet::new_checked(inner).ok()?;
-    Some(&inner[..p.total_len()])
+    inner_packet(&pkt[outer.header_len()..outer.total_len()])
 }
 
 fn sysctl(path: &str) -> Option<String> {
@@ -108,7 +151,23 @@ pub fn main(o: &TunnelOptions) -> Result<(), String> {
             );
         }
     }
-    let sock = ipip_socket().map_err(|e| format!("raw IPIP socket: {e}"))?;
+    use crate::service::TunnelType;
+    let sock = match o.kind {
+        TunnelType::Ipip => raw_socket(libc::IPPROTO_IPIP).map_err(|e| format!("raw IPIP socket: {e}"))?,
+        TunnelType::Gre => raw_socket(libc::IPPROTO_GRE).map_err(|e| format!("raw GRE socket: {e}"))?,
+        TunnelType::Gue => {
+            if o.port == 0 {
+                return Err("--tun-type gue needs --tun-port".into());
+            }
+            let s = std::net::UdpSocket::bind(("0.0.0.0", o.port)).map_err(|e| format!("UDP port {}: {e}", o.port))?;
+            OwnedFd::from(s)
+        }
+    };
+    let decap: fn(&[u8]) -> Option<&[u8]> = match o.kind {
+        TunnelType::Ipip => decapsulate,
+        TunnelType::Gre => decapsulate_gre,
+        TunnelType::Gue => decapsulate_gue,
+    };
     // Wake up now and then to notice a stop request.
     let tv = libc::timeval {
         tv_sec: 0,
@@ -128,8 +187,13 @@ pub fn main(o: &TunnelOptions) -> Result<(), String> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).map_err(|e| e.to_string())?;
     }
+    let what = match o.kind {
+        TunnelType::Ipip => "IPIP".to_string(),
+        TunnelType::Gre => "GRE".to_string(),
+        TunnelType::Gue => format!("GUE (UDP port {})", o.port),
+    };
     eprintln!(
-        "uvs tunnel: decapsulating IPIP on {} into {} (VIP {})",
+        "uvs tunnel: decapsulating {what} on {} into {} (VIP {})",
         o.iface, o.dev, o.vip
     );
     let mut buf = vec![0u8; 65536];
@@ -140,7 +204,7 @@ pub fn main(o: &TunnelOptions) -> Result<(), String> {
         if n <= 0 {
             continue;
         }
-        match decapsulate(&buf[..n as usize]) {
+        match decap(&buf[..n as usize]) {
             Some(inner) => {
                 // SAFETY: write(2) of a valid slice to our TUN descriptor.
                 unsafe { libc::write(tun.as_raw_fd(), inner.as_ptr() as *const libc::c_void, inner.len()) };
@@ -192,5 +256,67 @@ mod tests {
         let mut udp = pkt.clone();
         udp[9] = 17;
         assert_eq!(decapsulate(&udp), None, "not IPIP");
+    }
+
+    /// An outer packet built by the director's own encapsulation.
+    fn encapsulated(kind: crate::service::TunnelType, csum: crate::service::TunnelCsum, inner: &[u8]) -> Vec<u8> {
+        let e = crate::forward::tun::Encap { kind, csum, port: 6080 };
+        let total = e.overhead() + inner.len();
+        let mut pkt = vec![0u8; total];
+        ipv4::Repr {
+            tos: 0,
+            total_len: total as u16,
+            ident: 0,
+            dont_frag: true,
+            ttl: 63,
+            protocol: e.protocol(),
+            src: [10, 0, 0, 2],
+            dst: [10, 0, 0, 11],
+        }
+        .emit(&mut pkt);
+        pkt[20 + e.header_len()..].copy_from_slice(inner);
+        e.write(&mut pkt[20..], [10, 0, 0, 2], [10, 0, 0, 11]);
+        pkt
+    }
+
+    #[test]
+    fn decapsulates_what_the_director_sends_as_gre_and_gue() {
+        use crate::service::{TunnelCsum, TunnelType};
+        let mut inner = vec![0u8; 28];
+        ipv4::Repr {
+            tos: 0,
+            total_len: 28,
+            ident: 1,
+            dont_frag: true,
+            ttl: 63,
+            protocol: 17,
+            src: [192, 0, 2, 1],
+            dst: [10, 0, 0, 100],
+        }
+        .emit(&mut inner);
+        for csum in [TunnelCsum::NoCsum, TunnelCsum::Csum] {
+            let gre = encapsulated(TunnelType::Gre, csum, &inner);
+            assert_eq!(decapsulate_gre(&gre), Some(&inner[..]), "{csum:?}");
+            assert_eq!(decapsulate(&gre), None, "GRE is not IPIP");
+            let mut v1 = gre.clone();
+            v1[21] |= 1;
+            assert_eq!(decapsulate_gre(&v1), None, "GRE version 1");
+        }
+        let mut bad = encapsulated(TunnelType::Gre, TunnelCsum::Csum, &inner);
+        *bad.last_mut().unwrap() ^= 1;
+        assert_eq!(decapsulate_gre(&bad), None, "GRE checksum must verify");
+        let mut eth = encapsulated(TunnelType::Gre, TunnelCsum::NoCsum, &inner);
+        eth[22..24].copy_from_slice(&[0x65, 0x58]);
+        assert_eq!(decapsulate_gre(&eth), None, "not an IPv4 payload");
+        // GUE: the socket hands over the UDP payload.
+        let gue = encapsulated(TunnelType::Gue, TunnelCsum::Csum, &inner);
+        assert_eq!(decapsulate_gue(&gue[28..]), Some(&inner[..]));
+        let mut ctl = gue[28..].to_vec();
+        ctl[0] |= 0x20;
+        assert_eq!(decapsulate_gue(&ctl), None, "GUE control message");
+        let mut v6 = gue[28..].to_vec();
+        v6[1] = 41;
+        assert_eq!(decapsulate_gue(&v6), None, "inner not IPv4");
+        assert_eq!(decapsulate_gue(&gue[28..30]), None, "truncated");
     }
 }

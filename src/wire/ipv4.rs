@@ -9,6 +9,7 @@ pub mod proto {
     pub const IPIP: u8 = 4;
     pub const TCP: u8 = 6;
     pub const UDP: u8 = 17;
+    pub const GRE: u8 = 47;
 }
 
 mod field {
