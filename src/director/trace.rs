@@ -77,7 +77,7 @@ fn mac(m: &[u8; 6]) -> String {
 fn headers(s: &Seen) -> String {
     let outer = s
         .outer
-        .map(|(a, b, _)| format!("[IPIP {} > {}] ", Ipv4Addr::from(a), Ipv4Addr::from(b)))
+        .map(|(a, b, _)| format!("[{} {} > {}] ", s.encap, Ipv4Addr::from(a), Ipv4Addr::from(b)))
         .unwrap_or_default();
     format!(
         "{} > {} {outer}{} > {}",

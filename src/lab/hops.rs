@@ -10,8 +10,10 @@ use std::collections::HashMap;
 pub struct Seen {
     pub eth_src: [u8; 6],
     pub eth_dst: [u8; 6],
-    /// The outer header of an IPIP packet: (src, dst, ttl).
+    /// The outer header of a tunnelled packet: (src, dst, ttl).
     pub outer: Option<([u8; 4], [u8; 4], u8)>,
+    /// The tunnel: "IPIP", "GUE" or "GRE" ("" when not tunnelled).
+    pub encap: &'static str,
     pub src: [u8; 4],
     pub dst: [u8; 4],
     pub ttl: u8,
@@ -23,7 +25,21 @@ pub struct Seen {
     pub proto: u8,
 }
 
-/// Decode an Ethernet frame carrying TCP over IPv4 (possibly inside IPIP).
+/// The packet inside an IPv4 packet `ip` (header included) if it is one of LVS-TUN's
+/// encapsulations: IPIP, GRE, or GUE (a UDP payload that parses as GUE carrying IPv4).
+pub fn tunnelled(ip: &[u8]) -> Option<(&'static str, &[u8])> {
+    use crate::wire::ipv4;
+    let p = ipv4::Packet::new_checked(ip).ok()?;
+    let payload = &ip[p.header_len()..p.total_len()];
+    match p.protocol() {
+        ipv4::proto::IPIP => Some(("IPIP", payload)),
+        ipv4::proto::GRE => crate::tunnel::decapsulate_gre(ip).map(|i| ("GRE", i)),
+        ipv4::proto::UDP => crate::tunnel::decapsulate_gue(payload.get(8..)?).map(|i| ("GUE", i)),
+        _ => None,
+    }
+}
+
+/// Decode an Ethernet frame carrying TCP or UDP over IPv4 (possibly tunnelled).
 pub fn decode(frame: &[u8]) -> Option<Seen> {
     use etherparse::{NetSlice, SlicedPacket, TransportSlice};
     let p = SlicedPacket::from_ethernet(frame).ok()?;
@@ -33,9 +49,11 @@ pub fn decode(frame: &[u8]) -> Option<Seen> {
     };
     let Some(NetSlice::Ipv4(ip)) = &p.net else { return None };
     let mut outer = None;
-    let (ip_src, ip_dst, ttl, transport) = if ip.header().protocol() == etherparse::IpNumber::IPV4 {
+    let tunnel = tunnelled(frame.get(14..)?).filter(|(_, i)| SlicedPacket::from_ip(i).is_ok());
+    let encap = tunnel.map_or("", |t| t.0);
+    let (ip_src, ip_dst, ttl, transport) = if let Some((_, inner)) = tunnel {
         outer = Some((ip.header().source(), ip.header().destination(), ip.header().ttl()));
-        let inner = SlicedPacket::from_ip(ip.payload().payload).ok()?;
+        let inner = SlicedPacket::from_ip(inner).ok()?;
         let Some(NetSlice::Ipv4(iip)) = &inner.net else {
             return None;
         };
@@ -62,6 +80,7 @@ pub fn decode(frame: &[u8]) -> Option<Seen> {
         eth_src: eth.source(),
         eth_dst: eth.destination(),
         outer,
+        encap,
         src: ip_src,
         dst: ip_dst,
         ttl,
@@ -117,7 +136,12 @@ fn ip(a: &[u8; 4]) -> String {
 pub fn diff(inp: &Seen, out: &Seen, names: &MacNames) -> String {
     let mut parts = Vec::new();
     if let (None, Some((s, d, _))) = (inp.outer, out.outer) {
-        parts.push(format!("added an outer IP header {} -> {} (IPIP)", ip(&s), ip(&d)));
+        parts.push(format!(
+            "added an outer IP header {} -> {} ({})",
+            ip(&s),
+            ip(&d),
+            out.encap
+        ));
     }
     if inp.eth_dst != out.eth_dst {
         let n = names.get(&out.eth_dst).map(|n| format!(" ({n})")).unwrap_or_default();
@@ -169,9 +193,14 @@ pub fn render(hops: &[Hop], names: &MacNames, color: bool) -> String {
         s.push_str(&format!("     MAC  {} -> {}\n", named(&x.eth_src), named(&x.eth_dst)));
         if let Some((os, od, _)) = x.outer {
             s.push_str(&format!(
-                "     outer IP  {} -> {}   (protocol 4, IPIP)\n",
+                "     outer IP  {} -> {}   ({})\n",
                 ip(&os),
-                ip(&od)
+                ip(&od),
+                match x.encap {
+                    "GUE" => "protocol 17, UDP + GUE",
+                    "GRE" => "protocol 47, GRE",
+                    _ => "protocol 4, IPIP",
+                }
             ));
             s.push_str(&format!(
                 "     inner IP  {}:{} -> {}:{}\n",
@@ -283,5 +312,58 @@ mod tests {
         );
         assert!(out.contains("outer IP") && out.contains("inner IP"));
         assert!(out.lines().all(|l| l.chars().count() <= 80), "{out}");
+        assert!(out.contains("(protocol 4, IPIP)"), "{out}");
+
+        // GUE and GRE, built by the director's own encapsulation.
+        use crate::forward::tun::Encap;
+        use crate::service::{TunnelCsum, TunnelType};
+        for (kind, name, shown) in [
+            (TunnelType::Gue, "GUE", "(protocol 17, UDP + GUE)"),
+            (TunnelType::Gre, "GRE", "(protocol 47, GRE)"),
+        ] {
+            let e = Encap {
+                kind,
+                csum: TunnelCsum::Csum,
+                port: 6080,
+            };
+            let total = e.overhead() + inner.len() - 14;
+            let mut f = vec![0u8; 14 + total];
+            f[..14].copy_from_slice(&inner[..14]);
+            crate::wire::ipv4::Repr {
+                tos: 0,
+                total_len: total as u16,
+                ident: 0,
+                dont_frag: true,
+                ttl: 63,
+                protocol: e.protocol(),
+                src: [10, 0, 0, 2],
+                dst: [10, 0, 0, 11],
+            }
+            .emit(&mut f[14..]);
+            f[34 + e.header_len()..].copy_from_slice(&inner[14..]);
+            e.write(&mut f[34..], [10, 0, 0, 2], [10, 0, 0, 11]);
+            let t = decode(&f).unwrap();
+            assert_eq!(t.encap, name);
+            assert_eq!((t.src, t.dst, t.dport), ([10, 0, 0, 10], [10, 0, 0, 100], 80));
+            let d = diff(&a, &t, &names);
+            assert!(d.contains(&format!("10.0.0.2 -> 10.0.0.11 ({name})")), "{d}");
+            let out = render(
+                &[Hop {
+                    title: "x".into(),
+                    seen: t,
+                    changed: Some(d),
+                }],
+                &names,
+                false,
+            );
+            assert!(out.contains(shown), "{out}");
+        }
+        // An unencapsulated packet has no tunnel.
+        assert_eq!(
+            decode(&syn([10, 0, 0, 10], [10, 0, 0, 100], 4000, 80, 63))
+                .unwrap()
+                .encap,
+            ""
+        );
     }
 }

@@ -803,13 +803,21 @@ fn tun_gue_pmtu_from_a_router_counts_the_gue_headers_and_gre_too() {
         assert_eq!(&f[42..62], &decremented(&syn)[..20]);
         let (v, out) = run(&mut w, &sh, &tcp_frame(40000, port, false, true, &[1u8; 1200]), t + 2);
         assert_eq!(v, Verdict::Drop(DropReason::FragNeeded));
-        assert_eq!(u16::from_be_bytes([out.frames[0].1[40], out.frames[0].1[41]]), 1200 - overhead);
+        assert_eq!(
+            u16::from_be_bytes([out.frames[0].1[40], out.frames[0].1[41]]),
+            1200 - overhead
+        );
     }
     // A GUE quote to a port no real server tunnels to is not ours.
     let syn = tcp_frame(40001, 444, true, false, &[1u8; 100]);
     let (_, out) = run(&mut w, &sh, &syn, 20);
     let mut q = out.frames[0].1[14..14 + 60].to_vec();
     q[22..24].copy_from_slice(&6081u16.to_be_bytes());
-    let (v, _) = run(&mut w, &sh, &icmp_frame([10, 0, 0, 1], DIP, CLIENT_MAC, 3, 4, 1200, &q), 21);
+    let (v, _) = run(
+        &mut w,
+        &sh,
+        &icmp_frame([10, 0, 0, 1], DIP, CLIENT_MAC, 3, 4, 1200, &q),
+        21,
+    );
     assert_eq!(v, Verdict::Pass);
 }
