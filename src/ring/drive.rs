@@ -109,7 +109,9 @@ pub fn drive<H: Handler>(rx: &mut [RxRing], tx: &mut Tx, stop: &AtomicBool, h: &
         }
         tx.flush();
         let wait = h.round(got, tx);
-        if hold.after_round(held, Instant::now()) {
+        // The clock is read only while a hold or its cool-down is on.
+        let engaged = held || hold.since.is_some() || hold.suspended_until.is_some();
+        if engaged && hold.after_round(held, Instant::now()) {
             std::thread::sleep(HOLD_SLEEP);
         } else if got == 0 && !held {
             poll_readable(&fds, wait);
