@@ -263,6 +263,11 @@ impl Dest {
         self.load_changed();
     }
 
+    /// The tunnel settings (`-i`): type, checksum option, GUE port. One load.
+    pub fn tunnel(&self) -> (TunnelType, TunnelCsum, u16) {
+        unpack_tun(self.tun.load(Relaxed))
+    }
+
     pub fn config(&self) -> DestConfig {
         let (tun_type, tun_csum, tun_port) = unpack_tun(self.tun.load(Relaxed));
         DestConfig {

@@ -37,12 +37,8 @@ pub struct Encap {
 
 impl Encap {
     pub fn of(dest: &Dest) -> Encap {
-        let c = dest.config();
-        Encap {
-            kind: c.tun_type,
-            csum: c.tun_csum,
-            port: c.tun_port,
-        }
+        let (kind, csum, port) = dest.tunnel();
+        Encap { kind, csum, port }
     }
 
     /// The outer IPv4 header's protocol.
