@@ -236,12 +236,21 @@ fn syn_flood_spares_established_transfers_and_respects_the_cap() {
     );
     let (max_conns, max_rss) = (max.conns, max.rss);
     assert!(max_conns <= CAP, "table {max_conns} over its cap {CAP}");
-    assert!(max_conns >= CAP / 2, "the flood did fill the table ({max_conns})");
+    // With UVS_FLOOD_CAP (measuring the creation rate) the table is meant not to fill,
+    // and a million entries need more memory than the bound for 20 000.
+    let measuring = std::env::var("UVS_FLOOD_CAP").is_ok();
+    assert!(
+        measuring || max_conns >= CAP / 2,
+        "the flood did fill the table ({max_conns})"
+    );
     assert!(
         sizes.iter().all(|s| *s == SIZE),
         "every byte of every transfer: {sizes:?}\n{log}"
     );
-    assert!(max_rss < RSS_BOUND_KB, "RSS {max_rss} kB over {RSS_BOUND_KB} kB");
+    assert!(
+        measuring || max_rss < RSS_BOUND_KB,
+        "RSS {max_rss} kB over {RSS_BOUND_KB} kB"
+    );
     assert!(
         left <= TRANSFERS as u64 && drain <= limit,
         "drained to {left} in {drain:?}"
