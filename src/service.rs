@@ -416,9 +416,12 @@ impl Dest {
             iface_mtu
         }
     }
-    /// Remember a path MTU for 10 minutes (as the kernel's PMTU cache does).
+    /// Remember a path MTU from an ICMP fragmentation-needed for 10 minutes (as the
+    /// kernel's PMTU cache does); like Linux (`min_pmtu`), never below 552, so a forged or broken report cannot make
+    /// every packet to the real server too big.
     pub fn learn_pmtu(&self, mtu: u32, now_ms: u64) {
-        self.pmtu.store(mtu, Relaxed);
+        const MIN_PMTU: u32 = 552;
+        self.pmtu.store(mtu.max(MIN_PMTU), Relaxed);
         self.pmtu_expires_ms.store(now_ms + 600_000, Relaxed);
     }
 

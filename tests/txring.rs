@@ -32,7 +32,7 @@ fn rx_packets(bed: &Testbed, host: &str) -> u64 {
 }
 
 #[test]
-fn a_frame_refused_while_the_peer_was_down_goes_out_at_the_next_flush() {
+fn frames_refused_while_a_link_was_down_go_out_at_the_next_flushes() {
     require_root!();
     let mut bed = Testbed::new("txr");
     bed.add_host("a").unwrap();
@@ -54,7 +54,7 @@ fn a_frame_refused_while_the_peer_was_down_goes_out_at_the_next_flush() {
     let base = rx_packets(&bed, "b");
     let bed = std::sync::Arc::new(std::sync::Mutex::new(bed));
     let bed2 = bed.clone();
-    let (first, refused_then_sent) = in_ns(&a_ns, move || {
+    let (first, refused_then_sent, own_down_then_sent) = in_ns(&a_ns, move || {
         let shell = |cmd: &str| {
             let ok = std::process::Command::new("sh").args(["-c", cmd]).status().unwrap();
             assert!(ok.success(), "{cmd}");
@@ -89,12 +89,32 @@ fn a_frame_refused_while_the_peer_was_down_goes_out_at_the_next_flush() {
 
         // Nothing new queued: this flush alone must send the refused frame.
         ring.flush();
-        (first, wait_until(5, || got() == 2))
+        let refused_then_sent = wait_until(5, || got() == 2);
+
+        // Our own interface goes down (ENETDOWN; the socket also keeps that error for
+        // its next send): the frame stays queued, and flushes alone send it once the
+        // interface is up again.
+        shell("ip link set eth0 down");
+        send(&mut ring, 3);
+        shell("ip link set eth0 up");
+        let up = wait_until(5, || {
+            std::fs::read_to_string("/sys/class/net/eth0/carrier").is_ok_and(|c| c.trim() == "1")
+        });
+        assert!(up, "a's carrier did not come back");
+        let own_down_then_sent = wait_until(5, || {
+            ring.flush();
+            got() == 3
+        });
+        (first, refused_then_sent, own_down_then_sent)
     });
     assert!(first, "the first frame never arrived");
     assert!(
         refused_then_sent,
         "the frame refused while the peer was down was not sent by the next flush"
+    );
+    assert!(
+        own_down_then_sent,
+        "the frame queued while our interface was down was not sent by later flushes"
     );
     drop(bed);
 }

@@ -168,6 +168,10 @@ pub fn transmit<E: Emit>(
     }
     let df = inner.dont_frag();
     let outer_len = ip.len() + overhead;
+    if outer_len > 65535 {
+        // No IPv4 packet can carry it (a reassembled datagram near 64 KiB).
+        return Verdict::Drop(DropReason::FragNeeded);
+    }
     if outer_len > mtu && df {
         let next_hop = (mtu - overhead) as u32;
         send_icmp(rx, ip, icmp::TYPE_DEST_UNREACH, icmp::CODE_FRAG_NEEDED, next_hop, out);

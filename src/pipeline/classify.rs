@@ -187,7 +187,9 @@ fn classify_tunnel_icmp(_eth_src: MacAddr, b: &[u8]) -> Class<'_> {
     }
     let q = &icmp[8..];
     let qhl = ((q[0] & 0x0f) as usize) * 4;
-    if q[0] >> 4 != 4 || qhl < ipv4::MIN_HEADER_LEN || q.len() < qhl {
+    // A quoted non-first fragment does not start with the encapsulation (IPVS skips
+    // those too).
+    if q[0] >> 4 != 4 || qhl < ipv4::MIN_HEADER_LEN || q.len() < qhl || u16::from_be_bytes([q[6], q[7]]) & 0x1fff != 0 {
         return Class::Pass;
     }
     let Some((kind, port, off)) = tunnel_quote(q[9], &q[qhl..]) else {

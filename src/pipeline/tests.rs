@@ -821,3 +821,28 @@ fn tun_gue_pmtu_from_a_router_counts_the_gue_headers_and_gre_too() {
     );
     assert_eq!(v, Verdict::Pass);
 }
+
+#[test]
+fn tun_pmtu_is_never_learnt_below_552_and_fragment_quotes_are_not_ours() {
+    let (sh, _ctl) = director_all();
+    let mut w = Worker::new(0, 100);
+    let syn = tcp_frame(40000, 443, true, false, &[1u8; 1300]);
+    let (_, out) = run(&mut w, &sh, &syn, 0);
+    let sent = out.frames[0].1[14..].to_vec();
+    // A (forged) report of a 100-byte path: uvs keeps 552, as Linux's min_pmtu.
+    let need = icmp_frame([10, 0, 0, 1], DIP, CLIENT_MAC, 3, 4, 100, &sent[..48]);
+    assert_eq!(run(&mut w, &sh, &need, 1).0, Verdict::Answered);
+    let (v, _) = run(&mut w, &sh, &tcp_frame(40000, 443, false, true, &[1u8; 400]), 2);
+    assert_eq!(v, Verdict::Forwarded, "a 460-byte packet still fits");
+    let (v, out) = run(&mut w, &sh, &tcp_frame(40000, 443, false, true, &[1u8; 600]), 3);
+    assert_eq!(v, Verdict::Drop(DropReason::FragNeeded));
+    assert_eq!(u16::from_be_bytes([out.frames[0].1[40], out.frames[0].1[41]]), 532);
+    // An error quoting a non-first fragment of a tunnel packet is passed on.
+    let mut frag = sent[..48].to_vec();
+    frag[6..8].copy_from_slice(&[0, 0x10]);
+    frag[10..12].copy_from_slice(&[0, 0]);
+    let c = crate::wire::checksum::checksum(&frag[..20]);
+    frag[10..12].copy_from_slice(&c.to_be_bytes());
+    let e = icmp_frame([10, 0, 0, 1], DIP, CLIENT_MAC, 3, 4, 1200, &frag);
+    assert_eq!(run(&mut w, &sh, &e, 4).0, Verdict::Pass);
+}

@@ -36,10 +36,13 @@ pub const HOLD_MAX: Duration = Duration::from_millis(50);
 /// Sleep between looks at a full TX ring while holding.
 pub const HOLD_SLEEP: Duration = Duration::from_micros(200);
 
-/// After a hold ran out, how long the loop reads on without holding: a link that
-/// stays congested then delays the other links' traffic by at most [`HOLD_MAX`] per
-/// [`HOLD_COOLDOWN`].
+/// After a hold ran out, how long the loop reads on without holding; doubled after
+/// each further hold that runs out, up to [`HOLD_COOLDOWN_MAX`], and back to this
+/// after a hold that ends in room. A link that stays congested (or down) then delays
+/// the other links' traffic by [`HOLD_MAX`] per second at first, and per minute
+/// soon after.
 pub const HOLD_COOLDOWN: Duration = Duration::from_secs(1);
+pub const HOLD_COOLDOWN_MAX: Duration = Duration::from_secs(64);
 
 /// What a loop does with its frames.
 pub trait Handler {
@@ -50,12 +53,22 @@ pub trait Handler {
     fn round(&mut self, got: usize, tx: &mut Tx) -> i32;
 }
 
-/// The backpressure state: when the current hold began, and until when holding is
-/// suspended because the last hold ran out.
-#[derive(Default)]
+/// The backpressure state: when the current hold began, until when holding is
+/// suspended because the last hold ran out, and how long the next suspension lasts.
 struct Hold {
     since: Option<Instant>,
     suspended_until: Option<Instant>,
+    cooldown: Duration,
+}
+
+impl Default for Hold {
+    fn default() -> Hold {
+        Hold {
+            since: None,
+            suspended_until: None,
+            cooldown: HOLD_COOLDOWN,
+        }
+    }
 }
 
 impl Hold {
@@ -74,12 +87,16 @@ impl Hold {
             self.suspended_until = None;
         }
         if !held {
-            self.since = None;
+            if self.since.take().is_some() {
+                // The hold ended in room: the link drains.
+                self.cooldown = HOLD_COOLDOWN;
+            }
             return false;
         }
         let since = *self.since.get_or_insert(now);
         if now.duration_since(since) >= HOLD_MAX {
-            self.suspended_until = Some(now + HOLD_COOLDOWN);
+            self.suspended_until = Some(now + self.cooldown);
+            self.cooldown = (self.cooldown * 2).min(HOLD_COOLDOWN_MAX);
             self.since = None;
             return false;
         }
@@ -91,10 +108,15 @@ impl Hold {
 pub fn drive<H: Handler>(rx: &mut [RxRing], tx: &mut Tx, stop: &AtomicBool, h: &mut H) {
     let fds: Vec<_> = rx.iter().map(|r| r.raw_fd()).collect();
     let mut hold = Hold::default();
+    let mut first = 0;
     while !stop.load(Ordering::Relaxed) {
         let mut got = 0;
         let mut held = false;
-        for ring in rx.iter_mut() {
+        // The ring read first takes the TX room that frees up: take turns.
+        let n = rx.len();
+        first = if first + 1 >= n { 0 } else { first + 1 };
+        for k in 0..n {
+            let ring = &mut rx[(first + k) % n];
             for _ in 0..MAX_BLOCKS_PER_ROUND {
                 let Some(ready) = ring.ready() else {
                     break;
@@ -114,7 +136,8 @@ pub fn drive<H: Handler>(rx: &mut [RxRing], tx: &mut Tx, stop: &AtomicBool, h: &
         if engaged && hold.after_round(held, Instant::now()) {
             std::thread::sleep(HOLD_SLEEP);
         } else if got == 0 && !held {
-            poll_readable(&fds, wait);
+            // Frames a kick left queued go out at the next flush: come back soon.
+            poll_readable(&fds, if tx.has_unsent() { wait.min(1) } else { wait });
         }
     }
 }
@@ -152,11 +175,42 @@ mod tests {
         assert!(!h.after_round(false, ms(max + cool)));
         assert!(h.admit(false, never));
         // Then holding resumes.
-        assert!(!h.after_round(false, ms(1 + max + cool)));
+        let t = 1 + max + cool;
+        assert!(!h.after_round(false, ms(t)));
         assert!(!h.admit(false, never));
-        assert!(h.after_round(true, ms(2 + max + cool)));
-        // A round with room in between starts the hold's clock again.
-        assert!(!h.after_round(false, ms(3 + max + cool)));
-        assert!(h.after_round(true, ms(3 + 2 * max + cool - 1)));
+        assert!(h.after_round(true, ms(t + 1)));
+        // A second hold that runs out suspends holding twice as long.
+        assert!(!h.after_round(true, ms(t + 1 + max)));
+        let t = t + 1 + max;
+        assert!(!h.after_round(false, ms(t + cool)));
+        assert!(h.admit(false, never), "still suspended after one cool-down");
+        assert!(!h.after_round(false, ms(t + 2 * cool)));
+        assert!(!h.admit(false, never), "holding again after two");
+        // A hold that ends in room resets the cool-down and the hold's clock.
+        let t = t + 2 * cool;
+        assert!(h.after_round(true, ms(t + 1)));
+        assert!(!h.after_round(false, ms(t + 2)));
+        assert_eq!(h.cooldown, HOLD_COOLDOWN);
+        assert!(h.after_round(true, ms(t + 2 + max - 1)));
+    }
+
+    #[test]
+    fn a_link_that_stays_full_costs_less_and_less() {
+        let t0 = Instant::now();
+        let mut h = Hold::default();
+        let mut now = t0;
+        let mut held_ms = 0u64;
+        // Ten minutes of a TX ring that never has room, one round per millisecond.
+        while now < t0 + Duration::from_secs(600) {
+            let admit = h.admit(false, || false);
+            if h.after_round(!admit, now) {
+                held_ms += 1;
+            }
+            now += Duration::from_millis(1);
+        }
+        // 50 ms holds at 0, then after 1, 2, 4, ... 32 s, then every 64 s: 15 holds in
+        // ten minutes (a fixed 1 s cool-down would have held ~570 times).
+        assert!(held_ms <= 15 * HOLD_MAX.as_millis() as u64, "held {held_ms} ms");
+        assert_eq!(h.cooldown, HOLD_COOLDOWN_MAX);
     }
 }

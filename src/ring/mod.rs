@@ -29,6 +29,14 @@ pub enum Tx {
 }
 
 impl Tx {
+    /// Frames a kick left queued (TX ring only), to be sent by the next flush.
+    pub fn has_unsent(&self) -> bool {
+        match self {
+            Tx::Ring(t) => t.has_unsent(),
+            Tx::Mmsg(_) => false,
+        }
+    }
+
     /// Room for `n` more frames on every interface (sendmmsg has no ring: always).
     pub fn room(&self, n: usize) -> bool {
         match self {

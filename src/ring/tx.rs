@@ -19,9 +19,12 @@ pub struct TxRing {
     head: usize,
     /// Frames committed since the last kick.
     pending: usize,
-    /// The last kick stopped early: the peer dropped a frame (`ENOBUFS`), or the send
-    /// buffer was full (`EAGAIN`). The kernel puts that frame back as
-    /// TP_STATUS_SEND_REQUEST, and it and every frame behind it wait for another kick.
+    /// The last kick left frames queued: the peer dropped one (`ENOBUFS`), the send
+    /// buffer was full, the interface was down (`ENETDOWN`)... The kernel puts the
+    /// frame it could not send back as TP_STATUS_SEND_REQUEST, and it and every frame
+    /// behind it wait for another kick. Read off the ring, not the error: the kernel
+    /// sends in order, so frames are left exactly when the last one committed is still
+    /// a send request.
     unsent: bool,
     /// The ring was found full and kicked since the last flush: until the next flush,
     /// a refused frame only looks at the slot (no system call per refused frame).
@@ -93,7 +96,7 @@ impl TxRing {
     /// in the order it sent them, so the `n`-th from the head being free means the
     /// ones before it are)? At most half the ring is asked for.
     pub fn room(&self, n: usize) -> bool {
-        let n = n.clamp(1, self.frame_nr / 2);
+        let n = n.clamp(1, (self.frame_nr / 2).max(1));
         self.slot_free((self.head + n - 1) % self.frame_nr)
     }
 
@@ -140,8 +143,8 @@ impl TxRing {
     /// kick left queued.
     ///
     /// Why `unsent` matters: on veth a frame the peer cannot take (its backlog is
-    /// full) makes `sendto` fail with `ENOBUFS` and leave that frame and all behind it
-    /// in the ring. Without another kick they would sit there until frames already in
+    /// full, or it is down) makes `sendto` fail with `ENOBUFS` and leave that frame and
+    /// all behind it in the ring; so does an interface that is down (`ENETDOWN`). Without another kick they would sit there until frames already in
     /// flight complete and new ones are committed; meanwhile the ring stays full and
     /// every frame the worker forwards is refused (`tx_queue_full`). Measured: after
     /// one such drop, 3 000 of 4 096 slots waiting to be sent while the worker
@@ -152,7 +155,8 @@ impl TxRing {
             return;
         }
         // SAFETY: a zero-length sendto on a TX-ring socket only kicks transmission.
-        let r = unsafe {
+        // Its result is not needed: the ring's slots say what was sent.
+        unsafe {
             libc::sendto(
                 self.fd.as_raw_fd(),
                 std::ptr::null(),
@@ -160,14 +164,19 @@ impl TxRing {
                 libc::MSG_DONTWAIT,
                 std::ptr::null(),
                 0,
-            )
-        };
-        self.unsent = r < 0
-            && matches!(
-                io::Error::last_os_error().raw_os_error(),
-                Some(libc::ENOBUFS | libc::EAGAIN)
             );
+        }
+        let last = (self.head + self.frame_nr - 1) % self.frame_nr;
+        // SAFETY: reading the status word of a slot inside our mapping (volatile: the
+        // kernel writes it).
+        let st = unsafe { std::ptr::read_volatile(&(*self.slot(last)).tp_status) };
+        self.unsent = st == libc::TP_STATUS_SEND_REQUEST;
         self.pending = 0;
+    }
+
+    /// Frames a kick left queued (see `unsent`): the next flush sends them.
+    pub fn has_unsent(&self) -> bool {
+        self.unsent
     }
 }
 
@@ -203,6 +212,11 @@ pub struct TxSet {
 }
 
 impl TxSet {
+    /// Frames left queued by a kick on some interface.
+    pub fn has_unsent(&self) -> bool {
+        self.rings.iter().any(|r| r.has_unsent())
+    }
+
     /// Room for `n` more frames on every interface.
     pub fn room(&self, n: usize) -> bool {
         self.rings.iter().all(|r| r.room(n))
