@@ -488,6 +488,27 @@ impl std::fmt::Debug for VirtualService {
 mod tests {
     use super::*;
 
+    #[test]
+    fn not_forwarded_names_fwmark_ipv6_and_sctp_services_and_ipv6_real_servers() {
+        let (sh, ctl) = crate::pipeline::fixture::director_with(
+            "-A -f 7 -s rr\n-A -t [2001:db8::1]:80 -s rr\n--add-service --sctp-service 10.0.0.1:9 -s rr\n\
+             -A -t 10.0.0.1:80 -s rr\n-a -t 10.0.0.1:80 -r 10.0.0.11:80 -g\n-a -t 10.0.0.1:80 -r [2001:db8::2]:80 -i\n",
+        );
+        let _ = ctl;
+        let w = sh.services.load().not_forwarded();
+        assert_eq!(w.len(), 4, "{w:#?}");
+        assert!(w[0].starts_with("FWM 7 is not forwarded"), "{}", w[0]);
+        assert!(w[1].starts_with("TCP [2001:db8::1]:80 is not forwarded"), "{}", w[1]);
+        assert!(w[2].starts_with("SCTP 10.0.0.1:9 is not forwarded"), "{}", w[2]);
+        assert!(
+            w[3].starts_with("real server [2001:db8::2]:80 of TCP 10.0.0.1:80"),
+            "{}",
+            w[3]
+        );
+        let (sh, _ctl) = crate::pipeline::fixture::director_all();
+        assert!(sh.services.load().not_forwarded().is_empty());
+    }
+
     pub(crate) fn cfg(weight: i32, u: u32, l: u32) -> DestConfig {
         DestConfig {
             addr: "10.0.0.1".parse().unwrap(),
@@ -578,6 +599,41 @@ impl ServiceTable {
     }
     pub fn services(&self) -> &[Arc<VirtualService>] {
         &self.order
+    }
+    /// What the table holds but uvs does not forward, one line each: firewall-mark
+    /// services (AF_PACKET frames carry no netfilter mark), IPv6 and SCTP services,
+    /// and IPv6 real servers (uvs forwards IPv4 TCP and UDP). ipvsadm accepts and
+    /// lists them all, so the director says so in its log rather than stay silent.
+    pub fn not_forwarded(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for s in &self.order {
+            let label = match s.addr {
+                ServiceAddr::Fwmark { mark, ipv6 } => {
+                    let v6 = if ipv6 { " IPv6" } else { "" };
+                    out.push(format!(
+                        "FWM {mark}{v6} is not forwarded: AF_PACKET frames carry no firewall mark \
+                         (use an address-based service)"
+                    ));
+                    continue;
+                }
+                ServiceAddr::Inet { proto, addr, port } => {
+                    let label = format!("{} {}", proto.name(), std::net::SocketAddr::new(addr, port));
+                    if addr.is_ipv6() || proto == Protocol::Sctp {
+                        out.push(format!("{label} is not forwarded: uvs forwards IPv4 TCP and UDP only"));
+                        continue;
+                    }
+                    label
+                }
+            };
+            for d in s.lock().dests.iter().filter(|d| d.addr.is_ipv6()) {
+                out.push(format!(
+                    "real server {} of {label}: connections scheduled to it are dropped \
+                     (method_unsupported): uvs forwards IPv4 only",
+                    std::net::SocketAddr::new(d.addr, d.port)
+                ));
+            }
+        }
+        out
     }
     /// An empty table that keeps the shared templates and sysctls (`ipvsadm -C`
     /// clears services, not settings).

@@ -395,6 +395,8 @@ struct Control {
     /// The VIPs the installed fanout program knows.
     steered: Option<Vec<[u8; 4]>>,
     garp_rounds: Vec<([u8; 4], u64, u32)>,
+    /// What the log has already said is not forwarded (said once each).
+    warned: std::collections::HashSet<String>,
 }
 
 impl Control {
@@ -414,6 +416,7 @@ impl Control {
             garp_rounds: Vec::new(),
             fanout_fds,
             steered: None,
+            warned: Default::default(),
         })
     }
 
@@ -432,6 +435,13 @@ impl Control {
             // Persistence templates are shared by all workers: one thread reaps them.
             self.ctl.shared().services.load().conn_shared().templates.expire(now_ms);
             self.gratuitous_for_new_vips(now_ms);
+            // Services and real servers ipvsadm accepts but uvs cannot forward: say so
+            // once, at start or when a command adds them.
+            for w in self.ctl.shared().services.load().not_forwarded() {
+                if self.warned.insert(w.clone()) {
+                    eprintln!("uvs: warning: {w}");
+                }
+            }
         }
         self.solicit_now(now_ms);
         // keepalived-style gratuitous ARP: 5 at once, and 5 more 5 s later.
