@@ -104,6 +104,30 @@ impl Encap {
     }
 }
 
+/// The length of a GRE header this side understands (version 0, no routing, payload
+/// IPv4; checksum, key and sequence number skipped), read from its first bytes, and
+/// whether it carries a checksum. Shared by ICMP-quote parsing and `uvs tunnel`.
+pub fn gre_header_len(gre: &[u8]) -> Option<(usize, bool)> {
+    let flags = u16::from_be_bytes([*gre.first()?, *gre.get(1)?]);
+    let proto = u16::from_be_bytes([*gre.get(2)?, *gre.get(3)?]);
+    // C=0x8000, R=0x4000, K=0x2000, S=0x1000; version in the low 3 bits.
+    if flags & 0x4007 != 0 || proto != GRE_PROTO_IPV4 {
+        return None;
+    }
+    let words = [GRE_CSUM, 0x2000, 0x1000].iter().filter(|&&b| flags & b != 0).count();
+    Some((4 + words * 4, flags & GRE_CSUM != 0))
+}
+
+/// The length of a GUE header (variant 0, a data message, inner protocol IPIP;
+/// optional fields included) at the front of a UDP payload.
+pub fn gue_header_len(gue: &[u8]) -> Option<usize> {
+    let (b0, proto) = (*gue.first()?, *gue.get(1)?);
+    if b0 >> 6 != 0 || b0 & 0x20 != 0 || proto != ipv4::proto::IPIP {
+        return None;
+    }
+    Some(GUE_HEADER + (b0 & 0x1f) as usize * 4)
+}
+
 /// GUE's UDP source port: a hash of the inner flow (addresses, protocol, ports) in
 /// 32768..61000, Linux's default ephemeral range, as `udp_flow_src_port` does, so that
 /// ECMP on the way keeps a flow on one path and spreads flows.
@@ -274,4 +298,27 @@ fn fix_inner(ip: &mut [u8], csum_partial: bool) {
     if csum_partial {
         complete_l4_checksum(ip);
     }
+}
+
+/// Tests elsewhere (decapsulation, the lab's decoder) check against what the director
+/// builds: `inner` (an IPv4 packet) encapsulated by `e` from `src` to `dst` (TTL 63,
+/// DF), outer IPv4 header included.
+#[cfg(test)]
+pub fn encapsulated(e: &Encap, src: [u8; 4], dst: [u8; 4], inner: &[u8]) -> Vec<u8> {
+    let total = e.overhead() + inner.len();
+    let mut pkt = vec![0u8; total];
+    ipv4::Repr {
+        tos: 0,
+        total_len: total as u16,
+        ident: 0,
+        dont_frag: true,
+        ttl: 63,
+        protocol: e.protocol(),
+        src,
+        dst,
+    }
+    .emit(&mut pkt);
+    pkt[OUTER_IP + e.header_len()..].copy_from_slice(inner);
+    e.write(&mut pkt[OUTER_IP..], src, dst);
+    pkt
 }

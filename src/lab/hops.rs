@@ -277,23 +277,26 @@ mod tests {
             d.contains("dst MAC -> 02:00:00:00:00:11 (rs1)") && d.contains("IP addresses and ports untouched"),
             "{d}"
         );
-        // IPIP: outer header around the original.
+        // IPIP: outer header around the original, as the director builds it.
+        use crate::forward::tun::Encap;
+        use crate::service::{TunnelCsum, TunnelType};
         let inner = syn([10, 0, 0, 10], [10, 0, 0, 100], 4000, 80, 63);
-        let mut f = vec![0u8; 14 + 20];
-        f[..14].copy_from_slice(&inner[..14]);
-        crate::wire::ipv4::Repr {
-            tos: 0,
-            total_len: (20 + inner.len() - 14) as u16,
-            ident: 0,
-            dont_frag: true,
-            ttl: 63,
-            protocol: 4,
-            src: [10, 0, 0, 2],
-            dst: [10, 0, 0, 11],
-        }
-        .emit(&mut f[14..]);
-        f.extend_from_slice(&inner[14..]);
-        let t = decode(&f).unwrap();
+        let tunnelled = |kind| {
+            let e = Encap {
+                kind,
+                csum: TunnelCsum::Csum,
+                port: 6080,
+            };
+            let mut f = inner[..14].to_vec();
+            f.extend(crate::forward::tun::encapsulated(
+                &e,
+                [10, 0, 0, 2],
+                [10, 0, 0, 11],
+                &inner[14..],
+            ));
+            f
+        };
+        let t = decode(&tunnelled(TunnelType::Ipip)).unwrap();
         assert_eq!(t.outer.map(|o| (o.0, o.1)), Some(([10, 0, 0, 2], [10, 0, 0, 11])));
         assert_eq!((t.src, t.dst, t.dport), ([10, 0, 0, 10], [10, 0, 0, 100], 80));
         let d = diff(&a, &t, &names);
@@ -314,35 +317,12 @@ mod tests {
         assert!(out.lines().all(|l| l.chars().count() <= 80), "{out}");
         assert!(out.contains("(protocol 4, IPIP)"), "{out}");
 
-        // GUE and GRE, built by the director's own encapsulation.
-        use crate::forward::tun::Encap;
-        use crate::service::{TunnelCsum, TunnelType};
+        // GUE and GRE.
         for (kind, name, shown) in [
             (TunnelType::Gue, "GUE", "(protocol 17, UDP + GUE)"),
             (TunnelType::Gre, "GRE", "(protocol 47, GRE)"),
         ] {
-            let e = Encap {
-                kind,
-                csum: TunnelCsum::Csum,
-                port: 6080,
-            };
-            let total = e.overhead() + inner.len() - 14;
-            let mut f = vec![0u8; 14 + total];
-            f[..14].copy_from_slice(&inner[..14]);
-            crate::wire::ipv4::Repr {
-                tos: 0,
-                total_len: total as u16,
-                ident: 0,
-                dont_frag: true,
-                ttl: 63,
-                protocol: e.protocol(),
-                src: [10, 0, 0, 2],
-                dst: [10, 0, 0, 11],
-            }
-            .emit(&mut f[14..]);
-            f[34 + e.header_len()..].copy_from_slice(&inner[14..]);
-            e.write(&mut f[34..], [10, 0, 0, 2], [10, 0, 0, 11]);
-            let t = decode(&f).unwrap();
+            let t = decode(&tunnelled(kind)).unwrap();
             assert_eq!(t.encap, name);
             assert_eq!((t.src, t.dst, t.dport), ([10, 0, 0, 10], [10, 0, 0, 100], 80));
             let d = diff(&a, &t, &names);

@@ -218,20 +218,13 @@ fn tunnel_quote(proto: u8, p: &[u8]) -> Option<(crate::service::TunnelType, u16,
     match proto {
         ipv4::proto::IPIP => Some((TunnelType::Ipip, 0, 0)),
         ipv4::proto::GRE => {
-            let flags = u16::from_be_bytes([*p.first()?, *p.get(1)?]);
-            if flags & 0x4007 != 0 || u16::from_be_bytes([*p.get(2)?, *p.get(3)?]) != 0x0800 {
-                return None;
-            }
-            let hl = 4 + [0x8000u16, 0x2000, 0x1000].iter().filter(|&&b| flags & b != 0).count() * 4;
+            let (hl, _) = crate::forward::tun::gre_header_len(p)?;
             Some((TunnelType::Gre, 0, hl.min(p.len())))
         }
         ipv4::proto::UDP => {
             let port = u16::from_be_bytes([*p.get(2)?, *p.get(3)?]);
-            let (b0, inner_proto) = (*p.get(8)?, *p.get(9)?);
-            if b0 >> 6 != 0 || b0 & 0x20 != 0 || inner_proto != ipv4::proto::IPIP {
-                return None;
-            }
-            Some((TunnelType::Gue, port, (8 + 4 + (b0 & 0x1f) as usize * 4).min(p.len())))
+            let hl = 8 + crate::forward::tun::gue_header_len(p.get(8..)?)?;
+            Some((TunnelType::Gue, port, hl.min(p.len())))
         }
         _ => None,
     }

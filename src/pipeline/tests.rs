@@ -314,14 +314,8 @@ fn malformed_frames_are_dropped_by_reason() {
     let mut frag = udp_frame(9, 53, b"abcdefgh");
     let mut ip = ipv4::Packet::new_checked(&mut frag[14..]).unwrap();
     let _ = &mut ip;
-    frag[14 + 6] = 0x20; // MF
-    let c = {
-        let mut h = frag[14..34].to_vec();
-        h[10] = 0;
-        h[11] = 0;
-        crate::wire::checksum::checksum(&h)
-    };
-    frag[24..26].copy_from_slice(&c.to_be_bytes());
+    assert_eq!(frag[14 + 7], 0);
+    set_frag_word(&mut frag[14..], 0x2000); // MF
     assert_eq!(run(&mut w, &sh, &frag, 0).0, Verdict::Drop(DropReason::Fragment));
     let mut own = good.clone();
     own[6..12].copy_from_slice(&DIRECTOR_MAC);
@@ -361,6 +355,15 @@ fn expiry_releases_entries() {
 }
 
 // ---- NAT and TUN ----
+
+/// Set an IPv4 header's flags and fragment offset word (DF 0x4000, MF 0x2000, offset
+/// in 8-byte units) and fix its checksum (20-byte header).
+fn set_frag_word(ip: &mut [u8], word: u16) {
+    ip[6..8].copy_from_slice(&word.to_be_bytes());
+    ip[10..12].copy_from_slice(&[0, 0]);
+    let c = crate::wire::checksum::checksum(&ip[..20]);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+}
 
 fn ip_of(f: &[u8]) -> ipv4::Packet<&[u8]> {
     ipv4::Packet::new_checked(&f[14..]).unwrap()
@@ -605,11 +608,7 @@ fn tun_mtu_df_sends_frag_needed_and_no_df_fragments() {
     assert_eq!(ip_of(f).dst(), CLIENT);
     // Without DF: the outer packet is fragmented (offsets in 8-byte units, MF).
     let mut nodf = big.clone();
-    nodf[14 + 6] = 0;
-    nodf[14 + 10] = 0;
-    nodf[14 + 11] = 0;
-    let c = crate::wire::checksum::checksum(&nodf[14..34]);
-    nodf[24..26].copy_from_slice(&c.to_be_bytes());
+    set_frag_word(&mut nodf[14..], 0);
     let (v, out) = run(&mut w, &sh, &nodf, 0);
     assert_eq!(v, Verdict::Forwarded);
     assert_eq!(out.frames.len(), 2);
@@ -759,10 +758,7 @@ fn tun_gue_mtu_counts_the_outer_headers_and_fragments_carry_them_once() {
     // Without DF: the outer packet is fragmented; reassembled, it is one UDP datagram
     // with a valid checksum and the GUE header once, in front.
     let mut nodf = big.clone();
-    nodf[14 + 6] = 0;
-    nodf[24..26].copy_from_slice(&[0, 0]);
-    let c = checksum::checksum(&nodf[14..34]);
-    nodf[24..26].copy_from_slice(&c.to_be_bytes());
+    set_frag_word(&mut nodf[14..], 0);
     let (v, out) = run(&mut w, &sh, &nodf, 0);
     assert_eq!(v, Verdict::Forwarded);
     assert_eq!(out.frames.len(), 2);
@@ -839,10 +835,7 @@ fn tun_pmtu_is_never_learnt_below_552_and_fragment_quotes_are_not_ours() {
     assert_eq!(u16::from_be_bytes([out.frames[0].1[40], out.frames[0].1[41]]), 532);
     // An error quoting a non-first fragment of a tunnel packet is passed on.
     let mut frag = sent[..48].to_vec();
-    frag[6..8].copy_from_slice(&[0, 0x10]);
-    frag[10..12].copy_from_slice(&[0, 0]);
-    let c = crate::wire::checksum::checksum(&frag[..20]);
-    frag[10..12].copy_from_slice(&c.to_be_bytes());
+    set_frag_word(&mut frag, 0x0010);
     let e = icmp_frame([10, 0, 0, 1], DIP, CLIENT_MAC, 3, 4, 1200, &frag);
     assert_eq!(run(&mut w, &sh, &e, 4).0, Verdict::Pass);
 }

@@ -77,16 +77,10 @@ pub fn decapsulate_gre(pkt: &[u8]) -> Option<&[u8]> {
         return None;
     }
     let gre = &pkt[outer.header_len()..outer.total_len()];
-    let flags = u16::from_be_bytes([*gre.first()?, *gre.get(1)?]);
-    let proto = u16::from_be_bytes([*gre.get(2)?, *gre.get(3)?]);
-    // C=0x8000, R=0x4000, K=0x2000, S=0x1000; version in the low 3 bits.
-    if flags & 0x4007 != 0 || proto != 0x0800 {
+    let (hl, csum) = crate::forward::tun::gre_header_len(gre)?;
+    if csum && crate::wire::checksum::checksum(gre) != 0 {
         return None;
     }
-    if flags & 0x8000 != 0 && crate::wire::checksum::checksum(gre) != 0 {
-        return None;
-    }
-    let hl = 4 + [0x8000u16, 0x2000, 0x1000].iter().filter(|&&b| flags & b != 0).count() * 4;
     inner_packet(gre.get(hl..)?)
 }
 
@@ -94,12 +88,7 @@ pub fn decapsulate_gre(pkt: &[u8]) -> Option<&[u8]> {
 /// socket): variant 0, a data message (no control bit), inner protocol IPIP; optional
 /// fields are skipped.
 pub fn decapsulate_gue(payload: &[u8]) -> Option<&[u8]> {
-    let (b0, proto) = (*payload.first()?, *payload.get(1)?);
-    if b0 >> 6 != 0 || b0 & 0x20 != 0 || proto != ipv4::proto::IPIP {
-        return None;
-    }
-    let hl = 4 + (b0 & 0x1f) as usize * 4;
-    inner_packet(payload.get(hl..)?)
+    inner_packet(payload.get(crate::forward::tun::gue_header_len(payload)?..)?)
 }
 
 /// A well-formed inner IPv4 packet at the front of `b`, cut to its total length.
@@ -221,8 +210,10 @@ pub fn main(o: &TunnelOptions) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn decapsulates_only_well_formed_ipip() {
+    use crate::service::{TunnelCsum, TunnelType};
+
+    /// A client's UDP packet, as it goes into the tunnel.
+    fn inner() -> Vec<u8> {
         let mut inner = vec![0u8; 28];
         ipv4::Repr {
             tos: 0,
@@ -235,19 +226,20 @@ mod tests {
             dst: [10, 0, 0, 100],
         }
         .emit(&mut inner);
-        let mut pkt = vec![0u8; 48];
-        ipv4::Repr {
-            tos: 0,
-            total_len: 48,
-            ident: 0,
-            dont_frag: true,
-            ttl: 63,
-            protocol: 4,
-            src: [10, 0, 0, 2],
-            dst: [10, 0, 0, 11],
-        }
-        .emit(&mut pkt);
-        pkt[20..].copy_from_slice(&inner);
+        inner
+    }
+
+    /// An outer packet built by the director's own encapsulation.
+    fn encapsulated(kind: TunnelType, csum: TunnelCsum, inner: &[u8]) -> Vec<u8> {
+        let e = crate::forward::tun::Encap { kind, csum, port: 6080 };
+        crate::forward::tun::encapsulated(&e, [10, 0, 0, 2], [10, 0, 0, 11], inner)
+    }
+
+    #[test]
+    fn decapsulates_only_well_formed_ipip() {
+        let inner = inner();
+        let pkt = encapsulated(TunnelType::Ipip, TunnelCsum::NoCsum, &inner);
+        assert_eq!(pkt.len(), 48);
         assert_eq!(decapsulate(&pkt), Some(&inner[..]));
         assert_eq!(decapsulate(&pkt[..40]), None, "truncated outer");
         let mut bad = pkt.clone();
@@ -258,42 +250,9 @@ mod tests {
         assert_eq!(decapsulate(&udp), None, "not IPIP");
     }
 
-    /// An outer packet built by the director's own encapsulation.
-    fn encapsulated(kind: crate::service::TunnelType, csum: crate::service::TunnelCsum, inner: &[u8]) -> Vec<u8> {
-        let e = crate::forward::tun::Encap { kind, csum, port: 6080 };
-        let total = e.overhead() + inner.len();
-        let mut pkt = vec![0u8; total];
-        ipv4::Repr {
-            tos: 0,
-            total_len: total as u16,
-            ident: 0,
-            dont_frag: true,
-            ttl: 63,
-            protocol: e.protocol(),
-            src: [10, 0, 0, 2],
-            dst: [10, 0, 0, 11],
-        }
-        .emit(&mut pkt);
-        pkt[20 + e.header_len()..].copy_from_slice(inner);
-        e.write(&mut pkt[20..], [10, 0, 0, 2], [10, 0, 0, 11]);
-        pkt
-    }
-
     #[test]
     fn decapsulates_what_the_director_sends_as_gre_and_gue() {
-        use crate::service::{TunnelCsum, TunnelType};
-        let mut inner = vec![0u8; 28];
-        ipv4::Repr {
-            tos: 0,
-            total_len: 28,
-            ident: 1,
-            dont_frag: true,
-            ttl: 63,
-            protocol: 17,
-            src: [192, 0, 2, 1],
-            dst: [10, 0, 0, 100],
-        }
-        .emit(&mut inner);
+        let inner = inner();
         for csum in [TunnelCsum::NoCsum, TunnelCsum::Csum] {
             let gre = encapsulated(TunnelType::Gre, csum, &inner);
             assert_eq!(decapsulate_gre(&gre), Some(&inner[..]), "{csum:?}");
