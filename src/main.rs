@@ -77,8 +77,10 @@ enum Cmd {
         /// nat, dr, tun or all.
         #[arg(long, default_value = "all")]
         mode: String,
+        /// Scheduler of the lab's virtual service (ipvsadm's `-s`: rr, wrr, lc, wlc, sh, mh, …).
         #[arg(long, default_value = "rr")]
         scheduler: String,
+        /// HTTP requests the lab's client sends through the director in each mode.
         #[arg(long, default_value_t = 6)]
         requests: usize,
         /// Skip one tutorial step and explain what breaks: arp_ignore (DR),
@@ -91,6 +93,7 @@ enum Cmd {
     },
     /// Real-server side test application: HTTP answering with NAME, UDP echo.
     Serve {
+        /// The server's name, sent as the HTTP body and prefixed to UDP echoes.
         #[arg(long)]
         name: String,
         /// TCP address to serve HTTP on, e.g. 0.0.0.0:80.
@@ -102,8 +105,11 @@ enum Cmd {
     },
     /// Test client: `probe udp ADDR:PORT MESSAGE` sends one datagram and prints the reply.
     Probe {
+        /// Protocol: `udp`.
         proto: String,
+        /// Where to send it, ADDR:PORT (the VIP).
         to: String,
+        /// The datagram's text.
         message: String,
         /// Repeat MESSAGE to this many bytes (e.g. more than the MTU, to test
         /// fragments); prints `NAME: N bytes intact` when the echo matches.
@@ -112,16 +118,19 @@ enum Cmd {
     },
     /// Measurement traffic generator (test beds only): UDP frames through a TX ring.
     Blast {
+        /// Interface to send on (its TX ring).
         #[arg(long)]
         iface: String,
         /// Destination MAC (the director's), aa:bb:cc:dd:ee:ff.
         #[arg(long)]
         dst_mac: String,
+        /// Source IPv4 address (with --new-flows, later flows step it too).
         #[arg(long)]
         src: std::net::Ipv4Addr,
         /// Destination IP:port (the VIP).
         #[arg(long)]
         dst: std::net::SocketAddrV4,
+        /// Flows to cycle over: source ports 1024, 1025, … of --src.
         #[arg(long, default_value_t = 1)]
         flows: u16,
         /// A new flow (source address and port) for every frame.
@@ -133,12 +142,16 @@ enum Cmd {
         /// Frames per kick of the kernel (and per pacing step).
         #[arg(long, default_value_t = 32)]
         burst: usize,
+        /// Stop after this many seconds.
         #[arg(long, default_value_t = 2.0)]
         seconds: f64,
+        /// Stop after this many frames.
         #[arg(long, default_value_t = 100_000_000)]
         max_packets: u64,
+        /// Frames per second to pace to (0: as fast as the ring takes them).
         #[arg(long, default_value_t = 0)]
         pps: u64,
+        /// UDP payload bytes per frame.
         #[arg(long, default_value_t = 18)]
         payload: usize,
         /// TCP SYNs from random spoofed sources instead of UDP (a SYN flood).
@@ -148,21 +161,26 @@ enum Cmd {
     /// The packet-rate harness's minimal AF_PACKET forwarder (MAC rewrite only).
     #[command(hide = true)]
     Ceiling {
+        /// Interface to receive on.
         #[arg(long)]
         iface: String,
         /// Output as IFACE=MAC (repeat: round robin).
         #[arg(long = "to", required = true)]
         to: Vec<String>,
+        /// Core to pin the forwarder to.
         #[arg(long)]
         cpu: Option<usize>,
     },
     /// Real-server side of LVS-TUN without the ipip module: decapsulate IPIP into a
     /// TUN device holding the VIP.
     Tunnel {
+        /// Interface the director's encapsulated packets arrive on.
         #[arg(long)]
         iface: String,
+        /// The VIP, added to the TUN device so that this host accepts the decapsulated packets.
         #[arg(long)]
         vip: std::net::Ipv4Addr,
+        /// Name of the TUN device to create.
         #[arg(long, default_value = "tunl0")]
         dev: String,
         /// What the director sends (ipvsadm's `--tun-type`): ipip, gue or gre.
@@ -192,17 +210,24 @@ enum Cmd {
         pcap: Option<PathBuf>,
     },
     /// Check a rules file and print the table it describes, without starting anything.
-    Check { rules: PathBuf },
+    Check {
+        /// The rules file (one ipvsadm command per line, as `ipvsadm -S -n` prints them).
+        rules: PathBuf,
+    },
     /// ipvsadm against the running director: `uvs adm -L -n`, `uvs adm -A -t VIP:80 -s rr`, …
     /// (exactly ipvsadm's arguments; also what runs when uvs is invoked as `ipvsadm`).
     #[command(disable_help_flag = true)]
     Adm {
+        /// ipvsadm's arguments (`uvs adm -h` prints ipvsadm's own help).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
         args: Vec<String>,
     },
     /// Run a scenario (table commands, connect/packet/close, advance, list) through the
     /// real pipeline in virtual time; reads stdin when no FILE is given.
-    Simulate { file: Option<PathBuf> },
+    Simulate {
+        /// The scenario file (default: standard input).
+        file: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -400,4 +425,37 @@ fn check(path: &std::path::Path) -> Result<(), String> {
 fn parse_mac(s: &str) -> Result<[u8; 6], String> {
     let v: Vec<u8> = s.split(':').filter_map(|p| u8::from_str_radix(p, 16).ok()).collect();
     v.try_into().map_err(|_| format!("bad MAC address '{s}'"))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every subcommand says what it does and every argument of every subcommand has a
+    /// description in `--help` (hidden ones included: the harness reads them too).
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{path} {}", a.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                let p = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() && sub.get_name() != "help" {
+                    missing.push(format!("{p} (no description)"));
+                }
+                walk(sub, &p, missing);
+            }
+        }
+        let cmd = super::Cli::command();
+        let mut missing = Vec::new();
+        walk(&cmd, "uvs", &mut missing);
+        assert!(missing.is_empty(), "arguments without help: {missing:#?}");
+        // The walk does see the arguments (a tree without any would pass vacuously).
+        let run = cmd.find_subcommand("run").expect("run");
+        assert!(run.get_arguments().any(|a| a.get_id() == "ifaces"));
+        assert!(cmd.get_subcommands().count() >= 10);
+    }
 }
