@@ -5,6 +5,20 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
+# What dev.sh is doing, on stderr (cargo's own progress follows it).
+say() { echo "dev.sh: $*" >&2; }
+
+# A first build compiles every dependency (several minutes on 2 cores); later builds
+# recompile uvs and what changed. Cargo prints each crate it compiles, and a progress
+# bar on a terminal.
+build_note() {
+    if [ -d target/release/deps ]; then
+        say "$1: recompiling what changed (a change to uvs: 1-3 minutes on 2 cores)"
+    else
+        say "$1: first build, every dependency too (5-10 minutes on 2 cores)"
+    fi
+}
+
 deps() {
     local need=()
     command -v ip >/dev/null 2>&1 || need+=(iproute2)
@@ -17,6 +31,7 @@ deps() {
             echo "dev.sh: missing ${need[*]}; run as root (sudo) so they can be installed" >&2
             exit 1
         fi
+        say "installing ${need[*]} (apt-get)"
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq
         apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
@@ -27,7 +42,9 @@ case "${1:-}" in
     lab)
         shift
         deps
-        cargo build --release --quiet
+        build_note "building uvs (cargo build --release)"
+        cargo build --release
+        say "starting the lab: ./target/release/uvs lab $*"
         exec ./target/release/uvs lab "$@"
         ;;
     test)
@@ -36,6 +53,7 @@ case "${1:-}" in
         if [ "$(id -u)" -ne 0 ]; then
             echo "dev.sh: WARNING: not root: the namespace end-to-end tests will be SKIPPED" >&2
         fi
+        build_note "building the tests (cargo test --release), then running them"
         cargo test --release "$@"
         ;;
     *)
