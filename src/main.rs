@@ -209,7 +209,9 @@ enum Cmd {
         #[arg(long)]
         pcap: Option<PathBuf>,
     },
-    /// Check a rules file and print the table it describes, without starting anything.
+    /// Check a rules file without starting anything: print the table it describes as
+    /// `ipvsadm -L -n` would list it, then `FILE: N rules OK (…)` on stderr; on any error
+    /// print it (naming the line) and exit 1.
     Check {
         /// The rules file (one ipvsadm command per line, as `ipvsadm -S -n` prints them).
         rules: PathBuf,
@@ -415,10 +417,34 @@ fn adm_exit(code: i32) -> ExitCode {
     ExitCode::from((code & 0xff) as u8)
 }
 
+/// `uvs check FILE`: load the rules into a table of its own (the whole file is checked
+/// as `uvs run --rules` checks it: grammar, then every command against the table), print
+/// that table as `ipvsadm -L -n` lists it, warn about what is accepted but not
+/// forwarded, and end with a count on stderr. Any error: its message (naming the
+/// line) and exit status 1.
 fn check(path: &std::path::Path) -> Result<(), String> {
+    use uvs::ipvsadm::{ListOptions, list, snapshot};
     let ctl = uvs::ctl::Ctl::new(std::sync::Arc::new(uvs::pipeline::Shared::new(Vec::new())));
     let n = uvs::director::load_rules(&ctl, path)?;
-    println!("{}: {n} rules OK", path.display());
+    let sh = ctl.shared();
+    let table = sh.services.load();
+    let snap = snapshot::capture(&table, &sh.timeouts, &|_| snapshot::Rates::default());
+    let opts = ListOptions {
+        numeric: true,
+        ..Default::default()
+    };
+    let listing = list::render_list(&opts, &snap, &[], &list::NumericNames).map_err(|e| e.message)?;
+    print!("{listing}");
+    for w in table.not_forwarded() {
+        eprintln!("uvs check: warning: {w}");
+    }
+    let (tcp, fin, udp) = snap.timeouts;
+    let svcs = snap.services.len();
+    let plural = if svcs == 1 { "" } else { "s" };
+    eprintln!(
+        "{}: {n} rules OK ({svcs} service{plural}; timeouts tcp {tcp} tcpfin {fin} udp {udp})",
+        path.display()
+    );
     Ok(())
 }
 

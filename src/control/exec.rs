@@ -8,13 +8,14 @@
 //!   `No such service` and exits 1;
 //! * `-R`: every stdin line is an invocation; kernel errors are printed and the restore
 //!   goes on, anything that makes ipvsadm `exit()` (parse errors, `-R` again, `-h`,
-//!   a failed `-L`) ends it; the status is the last line's. As in rules files, blank
-//!   lines and lines starting with `#` are skipped (an extension: ipvsadm itself
-//!   rejects `#` lines, which is why `ipvsadm-restore` strips them).
+//!   a failed `-L`) ends it; the status is the last line's. Lines are read with the
+//!   rules files' grammar ([`crate::ipvsadm::rules::line_tokens`]): blank lines and
+//!   `#` comments, whole-line or trailing, are skipped (an extension: ipvsadm itself
+//!   rejects them, which is why `ipvsadm-restore` strips them).
 
 use super::Hub;
 use crate::ipvsadm::list::{self, NumericNames, SystemNames};
-use crate::ipvsadm::{Command, TRY_HELP, VERSION_LINE, parse_args, tokenize_line, usage::usage};
+use crate::ipvsadm::{Command, TRY_HELP, VERSION_LINE, parse_args, rules::line_tokens, usage::usage};
 
 /// What the client prints and its exit status.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -146,8 +147,8 @@ fn kernel_error(r: &mut Reply, e: crate::ctl::CtlError) -> End {
 fn restore(hub: &Hub, text: &str, r: &mut Reply) -> End {
     let mut status = 0;
     for line in text.split('\n') {
-        let toks = tokenize_line(line);
-        if toks.first().is_none_or(|t| t.starts_with('#')) {
+        let toks = line_tokens(line);
+        if toks.is_empty() {
             continue;
         }
         match run(hub, &toks, None, r) {

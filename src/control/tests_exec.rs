@@ -357,3 +357,42 @@ fn stats_rates_and_zero() {
     assert!(r.ends_with("       0        0        0        0        0\n"), "{r}");
     ok(&h, "-Z -u 10.0.0.1:53");
 }
+
+/// One grammar for rules files (`--rules`, `uvs check`) and `-R`: whatever the rules
+/// parser accepts restores to the same table, trailing comments included.
+#[test]
+fn restore_reads_the_rules_file_grammar() {
+    let text = "# saved by hand\n\
+                ipvsadm -A -t 10.0.0.1:80 -s wlc   # the web VIP\r\n\
+                \t# indented comment\n\
+                -a -t 10.0.0.1:80 -r 10.0.1.1:80 -g -w 2 #no space needed after #\n\
+                -a -t 10.0.0.1:80 -r 10.0.1.2:80 -g\t#tab before\n\
+                \n\
+                --set 900 60 300 # timeouts\n";
+    let loaded = hub();
+    let rules = crate::ipvsadm::parse_rules(text).expect("rules grammar");
+    assert_eq!(rules.len(), 4);
+    for (_, cmd) in &rules {
+        loaded.ctl.apply(cmd).unwrap();
+    }
+    let restored = hub();
+    let r = restore(&restored, text);
+    assert_eq!((r.code, r.err.as_str(), r.out.as_str()), (0, "", ""));
+    assert_eq!(ok(&restored, "-S -n"), ok(&loaded, "-S -n"));
+    assert_eq!(
+        ok(&restored, "-S -n"),
+        "-A -t 10.0.0.1:80 -s wlc\n-a -t 10.0.0.1:80 -r 10.0.1.1:80 -g -w 2\n\
+         -a -t 10.0.0.1:80 -r 10.0.1.2:80 -g -w 1\n"
+    );
+    assert_eq!(
+        ok(&restored, "-L -n --timeout"),
+        "Timeout (tcp tcpfin udp): 900 60 300\n"
+    );
+    // `#` inside a token is not a comment, for either reader.
+    let r = restore(&hub(), "-C foo#bar\n");
+    assert_eq!((r.code, r.err.as_str()), (2, "unexpected argument foo#bar\n"));
+    assert_eq!(
+        crate::ipvsadm::parse_rules("-C foo#bar").unwrap_err().message,
+        "unexpected argument foo#bar"
+    );
+}

@@ -1,11 +1,15 @@
-//! Rules files for `uvs run --rules FILE`: one ipvsadm invocation per line, in the
-//! form `ipvsadm -S -n` prints and `ipvsadm -R` reads (tokens split on space, tab and
-//! CR; tokens equal to `ipvsadm` dropped, so lines may start with `ipvsadm`).
+//! Rules files for `uvs run --rules FILE` and `uvs check FILE`: one ipvsadm invocation
+//! per line, in the form `ipvsadm -S -n` prints and `ipvsadm -R` reads (tokens split on
+//! space, tab and CR; tokens equal to `ipvsadm` dropped, so lines may start with
+//! `ipvsadm`).
 //!
-//! Extensions over `ipvsadm -R`: blank lines and lines whose first non-blank character
-//! is `#` are skipped, and a token starting with `#` starts a trailing comment. Only
-//! table-changing commands are allowed (`-A -E -D -C -a -e -d --set`). Parsing stops
-//! at the first bad line, as `ipvsadm -R` stops at the first parse error.
+//! Extensions over ipvsadm's own `-R`: blank lines and lines whose first non-blank
+//! character is `#` are skipped, and a token starting with `#` starts a trailing
+//! comment. [`line_tokens`] is that grammar, and uvs's `ipvsadm -R` reads its input
+//! with it too, so a file that `--rules` and `uvs check` accept restores as well. Only
+//! table-changing commands are allowed in a rules file (`-A -E -D -C -a -e -d
+//! --set`; `-R` input may also hold `-L`, `-S`, `-Z`, as ipvsadm's does). Parsing
+//! stops at the first bad line, as `ipvsadm -R` stops at the first parse error.
 
 use std::fmt;
 
@@ -53,8 +57,10 @@ fn forbidden_name(cmd: &Command) -> Option<&'static str> {
     }
 }
 
-/// The tokens of one rules-file line: `-R` splitting plus `#` comments.
-fn line_tokens(line: &str) -> Vec<&str> {
+/// The tokens of one line of a rules file or of `ipvsadm -R` input: `-R` splitting
+/// ([`tokenize_line`]) up to the first token that starts with `#`. Empty for blank and
+/// comment lines.
+pub fn line_tokens(line: &str) -> Vec<&str> {
     let mut toks = tokenize_line(line);
     if let Some(i) = toks.iter().position(|t| t.starts_with('#')) {
         toks.truncate(i);
