@@ -216,6 +216,26 @@ enum Cmd {
         /// The rules file (one ipvsadm command per line, as `ipvsadm -S -n` prints them).
         rules: PathBuf,
     },
+    /// Read or set the `net.ipv4.vs.*` sysctls of the running director, as `sysctl`
+    /// does: `uvs sysctl -a`, `uvs sysctl expire_nodest_conn`,
+    /// `uvs sysctl net.ipv4.vs.expire_nodest_conn=1`.
+    Sysctl {
+        /// Control socket of the director.
+        #[arg(long, env = "UVS_CONTROL")]
+        control: Option<PathBuf>,
+        /// List every key uvs implements.
+        #[arg(short = 'a', long = "all")]
+        all: bool,
+        /// Print values only.
+        #[arg(short = 'n', long = "values")]
+        values: bool,
+        /// Accepted for sysctl's sake (NAME=VALUE writes anyway).
+        #[arg(short = 'w', long = "write")]
+        write: bool,
+        /// `[net.ipv4.vs.]NAME` to read, `[net.ipv4.vs.]NAME=VALUE` to write (all
+        /// writes are checked before any is made).
+        keys: Vec<String>,
+    },
     /// ipvsadm against the running director: `uvs adm -L -n`, `uvs adm -A -t VIP:80 -s rr`, …
     /// (exactly ipvsadm's arguments; also what runs when uvs is invoked as `ipvsadm`).
     #[command(disable_help_flag = true)]
@@ -327,6 +347,18 @@ fn main() -> ExitCode {
             uvs::director::trace::client(control.as_deref(), &words, pcap.as_deref())
         }
         Cmd::Adm { args } => return adm_exit(uvs::control::client::main("ipvsadm", &args)),
+        Cmd::Sysctl {
+            control,
+            all,
+            values,
+            write: _,
+            keys,
+        } => {
+            let flags = [(all, "-a"), (values, "-n")];
+            let mut words: Vec<String> = flags.iter().filter(|f| f.0).map(|f| f.1.to_string()).collect();
+            words.extend(keys);
+            return adm_exit(uvs::control::client::sysctl(control.as_deref(), &words));
+        }
         Cmd::Tunnel {
             iface,
             vip,

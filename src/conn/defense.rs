@@ -83,10 +83,17 @@ impl Defense {
     pub fn set_amemthresh_pct(&self, pct: u8) {
         self.amemthresh_pct.store(pct.clamp(1, 99), Relaxed);
     }
-    /// A rate of 0 is taken as 1 (drop every new-connection packet), as IPVS would
-    /// divide by it.
+    /// A rate of 0 drops nothing, as in IPVS (`ip_vs_ctl.c: ip_vs_todrop` with a
+    /// drop_rate of 0).
     pub fn set_am_droprate(&self, rate: u32) {
-        self.am_droprate.store(rate.max(1), Relaxed);
+        self.am_droprate.store(rate, Relaxed);
+    }
+    /// Percent of a worker's table that must stay free.
+    pub fn amemthresh_pct(&self) -> u8 {
+        self.amemthresh_pct.load(Relaxed)
+    }
+    pub fn am_droprate(&self) -> u32 {
+        self.am_droprate.load(Relaxed)
     }
     pub fn set_max_new_per_sec(&self, n: u32) {
         self.max_new_per_sec.store(n, Relaxed);
@@ -153,7 +160,7 @@ impl DefenseState {
             _ => nomem,
         };
         let rate = match dp {
-            3 => d.am_droprate.load(Relaxed).max(1),
+            3 => d.am_droprate.load(Relaxed),
             1 | 2 if nomem => (thr / (thr - free).max(1)).clamp(1, u64::from(u32::MAX)) as u32,
             _ => 0,
         };
@@ -265,6 +272,12 @@ mod tests {
         s.update(&d, 0, 10240);
         assert_eq!(s.drop_rate, 0, "off again when the table has room");
         assert_eq!(d.set_drop_packet(4), Err(BadMode));
+        // am_droprate 0 drops nothing in mode 3 (IPVS: drop_rate 0 is off).
+        d.set_drop_packet(3).unwrap();
+        d.set_am_droprate(0);
+        s.update(&d, 0, 1000);
+        assert_eq!(s.drop_rate, 0);
+        assert!((0..100).all(|_| s.admit(&d, 0).is_ok()));
     }
 
     #[test]

@@ -74,6 +74,32 @@ pub fn main(program: &str, args: &[String]) -> i32 {
     reply.code & 0xff
 }
 
+/// `uvs sysctl WORDS…` against the director on `control` (else `$UVS_CONTROL` or the
+/// default socket): prints its answer; returns the exit status ([`crate::sysctl`]).
+pub fn sysctl(control: Option<&Path>, words: &[String]) -> i32 {
+    let path = socket_path(control);
+    let mut args = vec![crate::sysctl::REQUEST.to_string()];
+    args.extend_from_slice(words);
+    match exchange(&path, &args, &[]) {
+        Ok(reply) => {
+            print!("{}", reply.out);
+            eprint!("{}", reply.err);
+            reply.code & 0xff
+        }
+        Err(Failure::Connect(e)) => {
+            eprintln!(
+                "uvs sysctl: {}",
+                not_running(&path, &e).replace("Can't initialize ipvs: ", "")
+            );
+            255
+        }
+        Err(Failure::Talk(e)) => {
+            eprintln!("uvs sysctl: control socket {}: {e}", path.display());
+            255
+        }
+    }
+}
+
 enum Failure {
     Connect(std::io::Error),
     Talk(std::io::Error),

@@ -46,6 +46,15 @@ enum End {
 /// Run `args` (without argv[0]). `stdin` is the input of `-R`; `None` means the command
 /// comes from a `-R` line itself (a nested `-R` is refused as ipvsadm refuses it).
 pub fn execute(hub: &Hub, args: &[&str], stdin: Option<&str>) -> Reply {
+    if let Some((&crate::sysctl::REQUEST, words)) = args.split_first() {
+        // `uvs sysctl`: not an ipvsadm command line (see crate::sysctl).
+        let a = crate::sysctl::serve(hub.ctl.shared(), words);
+        return Reply {
+            code: a.code,
+            out: a.out,
+            err: a.err,
+        };
+    }
     let mut r = Reply::default();
     r.code = match run(hub, args, stdin, &mut r) {
         End::Done(c) | End::Exit(c) => c,

@@ -56,6 +56,10 @@ pub struct Hardening {
     /// `ipvsadm -L -c` names them, plus `udp`).
     #[arg(long = "timeout", value_name = "STATE=SECS")]
     pub timeouts: Vec<String>,
+    /// Set a `net.ipv4.vs.*` sysctl that uvs implements, e.g. `expire_nodest_conn=1`
+    /// (repeatable; applied after the other options; `uvs sysctl -a` lists them).
+    #[arg(long = "sysctl", value_name = "NAME=VALUE")]
+    pub sysctls: Vec<String>,
     /// After opening its sockets, run as this user (keeping only CAP_NET_RAW).
     #[arg(long, value_name = "NAME")]
     pub user: Option<String>,
@@ -74,6 +78,7 @@ impl Default for Hardening {
             am_droprate: 10,
             max_new_conns_per_sec: 0,
             timeouts: Vec::new(),
+            sysctls: Vec::new(),
             user: None,
             keep_caps: false,
         }
@@ -105,6 +110,7 @@ pub fn apply_settings(h: &Hardening, sh: &crate::pipeline::Shared) -> Result<(),
         let state = crate::conn::tcp::Timeouts::state_by_name(name).ok_or_else(err)?;
         sh.timeouts.set_state(state, secs);
     }
+    crate::sysctl::apply(sh, &h.sysctls).map_err(|e| format!("--sysctl {e}"))?;
     Ok(())
 }
 

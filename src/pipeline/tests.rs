@@ -295,6 +295,96 @@ fn unresolved_neighbour_and_deleted_destination_drop() {
     );
 }
 
+/// `expire_nodest_conn` (`ip_vs_core.c: ip_vs_in`, "Check the server status"): a
+/// packet for a connection whose real server was deleted expires the entry at once
+/// (`ip_vs_conn_expire_now`) and is not forwarded; one that may start a connection (a
+/// SYN, a UDP datagram) is then scheduled afresh to a live server. Without the sysctl
+/// the entry stays and its packets are dropped until it times out.
+#[test]
+fn expire_nodest_conn_expires_the_entry_of_a_deleted_server() {
+    let svc = |proto, port| crate::service::ServiceAddr::Inet {
+        proto,
+        addr: std::net::IpAddr::from(VIP),
+        port,
+    };
+    let key = |proto, cport, vport| crate::conn::ConnKey {
+        proto,
+        caddr: CLIENT,
+        cport,
+        vaddr: VIP,
+        vport,
+    };
+    let dst_mac = |out: &VecEmit| ethernet::Frame::new_checked(&out.frames[0].1[..]).unwrap().dst();
+    for expire in [false, true] {
+        let (sh, ctl) = director();
+        crate::sysctl::apply(&sh, &[format!("expire_nodest_conn={}", u8::from(expire))]).unwrap();
+        let mut w = Worker::new(0, 10);
+        // rr picks RS2 first for TCP and for UDP.
+        let (v, out) = run(&mut w, &sh, &tcp_frame(7, 80, true, false, b""), 0);
+        assert_eq!((v, dst_mac(&out)), (Verdict::Forwarded, RS2_MAC));
+        let (v, out) = run(&mut w, &sh, &udp_frame(7, 53, b"q1"), 0);
+        assert_eq!((v, dst_mac(&out)), (Verdict::Forwarded, RS2_MAC));
+        ctl.delete_dest(&svc(crate::service::Protocol::Tcp, 80), std::net::IpAddr::from(RS2), 80)
+            .unwrap();
+        ctl.delete_dest(&svc(crate::service::Protocol::Udp, 53), std::net::IpAddr::from(RS2), 53)
+            .unwrap();
+        let tcp_key = key(ipv4::proto::TCP, 7, 80);
+        let udp_key = key(ipv4::proto::UDP, 7, 53);
+
+        // Data of the established connection: never forwarded to the deleted server.
+        let (v, out) = run(&mut w, &sh, &tcp_frame(7, 80, false, true, b"x"), 1_000);
+        assert!(out.frames.is_empty(), "expire_nodest_conn={expire}");
+        if expire {
+            assert_eq!(
+                v,
+                Verdict::Drop(DropReason::NotSyn),
+                "expired, and an ACK starts nothing"
+            );
+            assert!(w.conns.get(&tcp_key).is_none(), "entry expired at once");
+        } else {
+            assert_eq!(v, Verdict::Drop(DropReason::DestDeleted));
+            assert!(w.conns.get(&tcp_key).is_some(), "entry kept until it times out");
+        }
+        // The client's next SYN on the same port: rescheduled to RS1 at once with the
+        // sysctl; without it, dropped for as long as the stale entry lives.
+        let (v, out) = run(&mut w, &sh, &tcp_frame(7, 80, true, false, b""), 2_000);
+        if expire {
+            assert_eq!((v, dst_mac(&out)), (Verdict::Forwarded, RS1_MAC));
+            assert!(w.conns.get(&tcp_key).is_some_and(|c| c.dest.is_available()));
+        } else {
+            assert_eq!(v, Verdict::Drop(DropReason::DestDeleted));
+        }
+        // UDP: the next datagram of the flow goes to RS1 with the sysctl.
+        let (v, out) = run(&mut w, &sh, &udp_frame(7, 53, b"q2"), 2_000);
+        if expire {
+            assert_eq!((v, dst_mac(&out)), (Verdict::Forwarded, RS1_MAC));
+            assert!(w.conns.get(&udp_key).is_some_and(|c| c.dest.is_available()));
+        } else {
+            assert_eq!(v, Verdict::Drop(DropReason::DestDeleted));
+            assert!(w.conns.get(&udp_key).is_some_and(|c| !c.dest.is_available()));
+        }
+    }
+}
+
+/// A sysctl written while the worker runs applies to its next packet: no restart, no
+/// new table.
+#[test]
+fn sysctl_changes_reach_a_running_worker() {
+    let (sh, _ctl) = director();
+    let mut w = Worker::new(0, 10);
+    // sloppy_tcp=0: an ACK without an entry is not scheduled.
+    assert_eq!(
+        run(&mut w, &sh, &tcp_frame(9, 80, false, true, b"x"), 0).0,
+        Verdict::Drop(DropReason::NotSyn)
+    );
+    let a = crate::sysctl::serve(&sh, &["net.ipv4.vs.sloppy_tcp=1"]);
+    assert_eq!((a.code, a.out.as_str()), (0, "net.ipv4.vs.sloppy_tcp = 1\n"));
+    assert_eq!(
+        run(&mut w, &sh, &tcp_frame(9, 80, false, true, b"x"), 1).0,
+        Verdict::Forwarded
+    );
+}
+
 #[test]
 fn malformed_frames_are_dropped_by_reason() {
     let (sh, _ctl) = director();
