@@ -13,7 +13,7 @@ say() { echo "dev.sh: $*" >&2; }
 # bar on a terminal.
 build_note() {
     if [ -d target/release/deps ]; then
-        say "$1: recompiling what changed (a change to uvs: 1-3 minutes on 2 cores)"
+        say "$1: recompiling what changed (a change to uvs: about 1.5 minutes of CPU; 5 on a busy 2-core VM)"
     else
         say "$1: first build, every dependency too (5-10 minutes on 2 cores)"
     fi
