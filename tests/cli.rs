@@ -218,6 +218,13 @@ net.ipv4.vs.sloppy_tcp = 0
         "rs2" => ("10.77.0.12:80", "rs1"),
         x => panic!("answered by {x:?}"),
     };
+    let (_, conns, _) = uvs(&tmp, Some(&ctl), &["adm", "-L", "-n", "-c"], "");
+    assert!(
+        conns
+            .lines()
+            .any(|l| l.contains("FIN_WAIT") && l.contains(":40123") && l.contains(served)),
+        "{conns}"
+    );
     let (code, _, err) = uvs(
         &tmp,
         Some(&ctl),
