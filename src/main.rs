@@ -489,10 +489,8 @@ fn parse_mac(s: &str) -> Result<[u8; 6], String> {
 mod tests {
     use clap::CommandFactory;
 
-    /// Every subcommand says what it does and every argument of every subcommand has a
-    /// description in `--help` (hidden ones included: the harness reads them too).
-    #[test]
-    fn every_argument_has_help() {
+    /// Arguments and subcommands of `cmd` (recursively) without a description.
+    fn missing_help(cmd: &clap::Command) -> Vec<String> {
         fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
             for a in cmd.get_arguments() {
                 if a.get_help().is_none() && a.get_long_help().is_none() {
@@ -507,13 +505,32 @@ mod tests {
                 walk(sub, &p, missing);
             }
         }
-        let cmd = super::Cli::command();
         let mut missing = Vec::new();
-        walk(&cmd, "uvs", &mut missing);
+        walk(cmd, cmd.get_name(), &mut missing);
+        missing
+    }
+
+    /// Every subcommand says what it does and every argument of every subcommand has a
+    /// description in `--help` (hidden ones included: the harness reads them too).
+    #[test]
+    fn every_argument_has_help() {
+        let cmd = super::Cli::command();
+        let missing = missing_help(&cmd);
         assert!(missing.is_empty(), "arguments without help: {missing:#?}");
-        // The walk does see the arguments (a tree without any would pass vacuously).
+        // The walk does see the arguments (a tree without any would pass vacuously)…
         let run = cmd.find_subcommand("run").expect("run");
         assert!(run.get_arguments().any(|a| a.get_id() == "ifaces"));
         assert!(cmd.get_subcommands().count() >= 10);
+        // …and would name an undocumented one, however deep.
+        let bad = clap::Command::new("uvs").subcommand(
+            clap::Command::new("lab")
+                .about("x")
+                .arg(clap::Arg::new("scheduler").long("scheduler"))
+                .subcommand(clap::Command::new("deeper").arg(clap::Arg::new("n").help("documented"))),
+        );
+        assert_eq!(
+            missing_help(&bad),
+            ["uvs lab scheduler", "uvs lab deeper (no description)"]
+        );
     }
 }
