@@ -40,9 +40,12 @@ impl Worker {
         let replace = match self.conns.get_mut(&key) {
             None => false,
             Some(c) => {
+                // ip_vs_in: a quiesced (weight 0) server's entry gives way to a SYN only
+                // inside the conn_reuse_mode block; a deleted server's always.
+                let reuse_mode = settings.conn_reuse_mode();
                 let nodest = settings.expire_nodest_conn()
-                    && (!c.dest.is_available() || (syn && c.dest.weight() == 0 && c.tpl.is_none()));
-                let replace = (syn && reuse_expected(c, settings.conn_reuse_mode())) || nodest;
+                    && (!c.dest.is_available() || (syn && reuse_mode != 0 && c.dest.weight() == 0 && c.tpl.is_none()));
+                let replace = (syn && reuse_expected(c, reuse_mode)) || nodest;
                 if !replace {
                     let (v, _) = send(self.id, &mut self.ip_ident, sh, secure, now_ms, rx, iface, pkt, c, out);
                     return v;

@@ -366,6 +366,37 @@ fn expire_nodest_conn_expires_the_entry_of_a_deleted_server() {
     }
 }
 
+/// `ip_vs_in`: with expire_nodest_conn, a SYN on the live entry of a quiesced (weight
+/// 0) server is scheduled afresh, but only while conn_reuse_mode is non-zero (the
+/// check sits inside the kernel's conn_reuse_mode block).
+#[test]
+fn quiesced_server_gives_way_to_a_syn_only_with_conn_reuse_mode() {
+    for (reuse, want) in [(1, RS1_MAC), (0, RS2_MAC)] {
+        let (sh, ctl) = director();
+        crate::sysctl::apply(
+            &sh,
+            &["expire_nodest_conn=1".into(), format!("conn_reuse_mode={reuse}")],
+        )
+        .unwrap();
+        let mut w = Worker::new(0, 10);
+        let (_, out) = run(&mut w, &sh, &tcp_frame(8, 80, true, false, b""), 0);
+        assert_eq!(
+            ethernet::Frame::new_checked(&out.frames[0].1[..]).unwrap().dst(),
+            RS2_MAC
+        );
+        let quiesce =
+            crate::ipvsadm::parse_args(&["-e", "-t", "10.0.0.100:80", "-r", "10.0.0.12:80", "-g", "-w", "0"]).unwrap();
+        ctl.apply(&quiesce).unwrap();
+        let (v, out) = run(&mut w, &sh, &tcp_frame(8, 80, true, false, b""), 1_000);
+        assert_eq!(v, Verdict::Forwarded);
+        assert_eq!(
+            ethernet::Frame::new_checked(&out.frames[0].1[..]).unwrap().dst(),
+            want,
+            "conn_reuse_mode={reuse}"
+        );
+    }
+}
+
 /// A sysctl written while the worker runs applies to its next packet: no restart, no
 /// new table.
 #[test]
