@@ -269,8 +269,8 @@ net.ipv4.vs.sloppy_tcp = 0
 
 #[test]
 fn run_refuses_a_bad_sysctl_before_starting() {
-    // Checked before any socket is opened: no root needed to see the refusal... but
-    // `uvs run` first looks its interface up, so use loopback.
+    // --sysctl is checked with the other options, before any socket is opened, so no
+    // root is needed; `uvs run` does look its interface up first, hence loopback.
     let (code, out, err) = uvs(
         &std::env::temp_dir(),
         None,
