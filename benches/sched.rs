@@ -125,7 +125,10 @@ fn churn(c: &mut Criterion) {
 
 fn main() {
     let quick = std::env::var_os("SCHED_QUICK").is_some();
-    let base = Criterion::default();
+    // 294 benchmarks: no per-benchmark HTML plots (examples/sched_plot draws the
+    // one that matters) and fewer bootstrap resamples, or the analysis outlasts the
+    // measurement.
+    let base = Criterion::default().without_plots().nresamples(10_000);
     let base = if quick {
         base.sample_size(10)
             .warm_up_time(Duration::from_millis(100))

@@ -84,6 +84,7 @@ fn ns_chart(area: &Area, r: &Results, series: &str, title: &str, sizes: (u32, u3
         .configure_mesh()
         .x_desc("real servers")
         .y_desc("ns per pick")
+        .y_label_formatter(&|v| format!("{v}"))
         .label_style(("sans-serif", 12))
         .draw()
         .map_err(|e| e.to_string())?;
@@ -139,6 +140,7 @@ fn ratio_chart(area: &Area, r: &Results, series: &str, title: &str, sizes: (u32,
         .configure_mesh()
         .x_desc("real servers")
         .y_desc("tree ns / scan ns")
+        .y_label_formatter(&|v| format!("{v}"))
         .label_style(("sans-serif", 12))
         .draw()
         .map_err(|e| e.to_string())?;
