@@ -42,7 +42,7 @@ svg.lab .lifeline{stroke:#94a3b8;stroke-dasharray:4 4}
 svg.lab .guide{stroke:#cbd5e1;stroke-dasharray:2 4}
 svg.lab rect.cell{stroke:#fff}svg.lab rect.rs1{fill:#bfdbfe}svg.lab rect.rs2{fill:#fed7aa}
 svg.lab rect.none{fill:#e5e7eb}svg.lab rect.other{fill:#ddd6fe}
-@media print{body{max-width:none;padding:0}section+section{break-before:page}svg.lab,pre{break-inside:avoid}svg.lab{width:100%}}
+@media print{body{max-width:none;padding:0}section+section{break-before:page}h3{break-after:avoid}svg.lab,pre{break-inside:avoid}svg.lab{width:100%}}
 ";
 
 /// The whole page for the modes run.
