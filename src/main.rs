@@ -90,6 +90,10 @@ enum Cmd {
         /// Leave the namespaces in place afterwards.
         #[arg(long)]
         keep: bool,
+        /// Also write the run as one self-contained HTML page (inline SVG drawings
+        /// of the topology, each hop and who answered).
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
     },
     /// Real-server side test application: HTTP answering with NAME, UDP echo.
     Serve {
@@ -249,6 +253,10 @@ enum Cmd {
     Simulate {
         /// The scenario file (default: standard input).
         file: Option<PathBuf>,
+        /// Also draw the picks and each real server's connections over virtual time
+        /// on a self-contained HTML page.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
     },
 }
 
@@ -376,7 +384,7 @@ fn main() -> ExitCode {
             },
             port: tun_port,
         }),
-        Cmd::Simulate { file } => uvs::simulate::main(file.as_deref()),
+        Cmd::Simulate { file, html } => uvs::simulate::main(file.as_deref(), html.as_deref()),
         Cmd::Blast {
             iface,
             dst_mac,
@@ -416,12 +424,14 @@ fn main() -> ExitCode {
             requests,
             brk,
             keep,
+            html,
         } => uvs::lab::run(&uvs::lab::LabOptions {
             mode,
             scheduler,
             requests,
             brk,
             keep,
+            html,
         }),
         Cmd::Probe {
             proto,

@@ -114,6 +114,100 @@ pub struct Hop {
     pub seen: Seen,
     /// What the director changed relative to the previous row (director rows only).
     pub changed: Option<String>,
+    /// The frame the director received, for the rows of frames it sent (what
+    /// `changed` compares against).
+    pub input: Option<Seen>,
+}
+
+/// A header field of a captured frame (what a drawing highlights).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    SrcMac,
+    DstMac,
+    /// The outer IP header of a tunnelled packet (added by the director).
+    Outer,
+    Src,
+    Dst,
+    Ttl,
+}
+
+/// One field the director changed, before and after, as text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub field: Field,
+    pub before: String,
+    pub after: String,
+}
+
+impl Change {
+    /// "dst MAC: A -> B" (the text marker beside the highlight).
+    pub fn describe(&self) -> String {
+        let what = match self.field {
+            Field::SrcMac => "src MAC",
+            Field::DstMac => "dst MAC",
+            Field::Outer => "outer IP header",
+            Field::Src => "src IP:port",
+            Field::Dst => "dst IP:port",
+            Field::Ttl => "TTL",
+        };
+        format!("{what}: {} -> {}", self.before, self.after)
+    }
+}
+
+/// `mac` with its name, e.g. `02:00:00:00:00:11 (rs1)`.
+pub fn named_mac(m: &[u8; 6], names: &MacNames) -> String {
+    match names.get(m) {
+        Some(n) => format!("{} ({n})", mac(m)),
+        None => mac(m),
+    }
+}
+
+/// The fields in which `out` differs from `inp`, field by field (the structured
+/// form of [`diff`], for drawings).
+pub fn changes(inp: &Seen, out: &Seen, names: &MacNames) -> Vec<Change> {
+    let mut v = Vec::new();
+    let mut push = |field, before: String, after: String| v.push(Change { field, before, after });
+    if inp.eth_src != out.eth_src {
+        push(
+            Field::SrcMac,
+            named_mac(&inp.eth_src, names),
+            named_mac(&out.eth_src, names),
+        );
+    }
+    if inp.eth_dst != out.eth_dst {
+        push(
+            Field::DstMac,
+            named_mac(&inp.eth_dst, names),
+            named_mac(&out.eth_dst, names),
+        );
+    }
+    match (inp.outer, out.outer) {
+        (None, Some((s, d, _))) => push(
+            Field::Outer,
+            "none".into(),
+            format!("{} -> {} ({})", ip(&s), ip(&d), out.encap),
+        ),
+        (Some((s, d, _)), None) => push(Field::Outer, format!("{} -> {}", ip(&s), ip(&d)), "none".into()),
+        _ => {}
+    }
+    if inp.src != out.src || inp.sport != out.sport {
+        push(
+            Field::Src,
+            format!("{}:{}", ip(&inp.src), inp.sport),
+            format!("{}:{}", ip(&out.src), out.sport),
+        );
+    }
+    if inp.dst != out.dst || inp.dport != out.dport {
+        push(
+            Field::Dst,
+            format!("{}:{}", ip(&inp.dst), inp.dport),
+            format!("{}:{}", ip(&out.dst), out.dport),
+        );
+    }
+    if inp.ttl != out.ttl {
+        push(Field::Ttl, inp.ttl.to_string(), out.ttl.to_string());
+    }
+    v
 }
 
 /// Names for MAC addresses (host and interface) to print beside them.
@@ -124,11 +218,13 @@ pub fn fmt_mac_eq(m: &[u8; 6], text: &str) -> bool {
     mac(m) == text
 }
 
-fn mac(m: &[u8; 6]) -> String {
+/// `aa:bb:cc:dd:ee:ff` text of a MAC address.
+pub fn mac(m: &[u8; 6]) -> String {
     crate::wire::ethernet::fmt_mac(m)
 }
 
-fn ip(a: &[u8; 4]) -> String {
+/// Dotted-quad text of an IPv4 address.
+pub fn ip(a: &[u8; 4]) -> String {
     std::net::Ipv4Addr::from(*a).to_string()
 }
 
@@ -309,6 +405,7 @@ mod tests {
                 title: "x".into(),
                 seen: t,
                 changed: Some(d),
+                input: None,
             }],
             &names,
             false,
@@ -332,6 +429,7 @@ mod tests {
                     title: "x".into(),
                     seen: t,
                     changed: Some(d),
+                    input: None,
                 }],
                 &names,
                 false,

@@ -10,6 +10,9 @@
 //! Everything is torn down afterwards (also on error or Ctrl-C) unless `--keep`.
 
 pub mod hops;
+pub mod html;
+pub mod report;
+pub mod svg;
 pub mod term;
 
 use std::sync::Arc;
@@ -18,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use crate::testbed::lvs::{Addrs, Lvs, Mode};
 use hops::{Hop, MacNames, Seen};
+use report::{Evidence, HostInfo, IfaceInfo, ModeReport};
 use term::Term;
 
 /// Options of `uvs lab`.
@@ -28,6 +32,8 @@ pub struct LabOptions {
     pub requests: usize,
     pub brk: Option<String>,
     pub keep: bool,
+    /// Also write the run as one self-contained HTML page here.
+    pub html: Option<std::path::PathBuf>,
 }
 
 /// The tutorial steps `--break` can skip, and the mode each belongs to.
@@ -65,8 +71,16 @@ pub fn run(opts: &LabOptions) -> Result<(), String> {
         .to_string();
     let t = Term::detect();
     let started = Instant::now();
+    let mut reports = Vec::new();
     for m in modes {
-        run_mode(m, opts, &exe, &t, &stop)?;
+        reports.push(run_mode(m, opts, &exe, &t, &stop)?);
+    }
+    if let Some(path) = &opts.html {
+        let command: Vec<String> = std::env::args().collect();
+        let command = format!("uvs {}", command.get(1..).unwrap_or_default().join(" "));
+        std::fs::write(path, html::page(&reports, &command))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        println!("\n{}", t.dim(&format!("(page written to {})", path.display())));
     }
     println!(
         "\n{}",
@@ -99,7 +113,7 @@ fn capture_points(mode: Mode) -> Vec<(&'static str, &'static str)> {
     }
 }
 
-fn run_mode(mode: &str, o: &LabOptions, exe: &str, t: &Term, stop: &AtomicBool) -> Result<(), String> {
+fn run_mode(mode: &str, o: &LabOptions, exe: &str, t: &Term, stop: &AtomicBool) -> Result<ModeReport, String> {
     let brk = o.brk.as_deref();
     let (title, blurb) = match mode {
         "dr" => (
@@ -263,12 +277,27 @@ fn run_mode(mode: &str, o: &LabOptions, exe: &str, t: &Term, stop: &AtomicBool) 
     t.step("dir$ ipvsadm -L -n --stats");
     print!("{stats}");
 
-    if let Some(b) = brk {
-        t.step(&format!("what went wrong without the {b} step"));
-        for para in explain(b, &lvs, &names, &frames).lines() {
+    let ev = brk.map(|b| evidence(b, &lvs, &names, &frames));
+    if let Some(ev) = &ev {
+        t.step(&format!("what went wrong without the {} step", ev.step()));
+        for para in ev.text().lines() {
             print!("{}", hops::wrap(para.trim(), 2, 80));
         }
     }
+    let report = ModeReport {
+        mode: lvs.mode,
+        title: title.to_string(),
+        blurb: blurb.to_string(),
+        vip: a.vip.clone(),
+        scheduler: o.scheduler.clone(),
+        rules: rules.clone(),
+        hosts: hosts(&lvs),
+        names: mac_names,
+        hops: table,
+        answers: names,
+        stats,
+        evidence: ev,
+    };
     if o.keep {
         t.step("kept: the namespaces stay");
         for h in ["client", "dir", "rs1", "rs2", "sw"] {
@@ -284,7 +313,49 @@ fn run_mode(mode: &str, o: &LabOptions, exe: &str, t: &Term, stop: &AtomicBool) 
         drop(lvs);
         println!("{}", t.dim(&format!("-- torn down (namespaces {prefix}-*)")));
     }
-    Ok(())
+    Ok(report)
+}
+
+/// The lab's hosts with their interfaces as the namespaces have them (`ip -o -4 addr`,
+/// `ip -o link`): only interfaces with an address other than loopback's.
+fn hosts(lvs: &Lvs) -> Vec<HostInfo> {
+    [
+        ("client", "client"),
+        ("director", "dir"),
+        ("rs1", "rs1"),
+        ("rs2", "rs2"),
+    ]
+    .iter()
+    .map(|(name, short)| {
+        let out = lvs
+            .bed
+            .exec_any(short, &["ip", "-o", "-4", "addr", "show"])
+            .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+            .unwrap_or_default();
+        let mut ifaces: Vec<IfaceInfo> = Vec::new();
+        for l in out.lines() {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let (Some(ifname), Some(addr)) = (w.get(1), w.iter().skip_while(|x| **x != "inet").nth(1)) else {
+                continue;
+            };
+            if addr.starts_with("127.") {
+                continue;
+            }
+            match ifaces.iter_mut().find(|i| i.name == *ifname) {
+                Some(i) => i.addrs.push(addr.to_string()),
+                None => ifaces.push(IfaceInfo {
+                    name: ifname.to_string(),
+                    addrs: vec![addr.to_string()],
+                    mac: lvs.bed.mac(short, ifname).unwrap_or_default(),
+                }),
+            }
+        }
+        HostInfo {
+            name: name.to_string(),
+            ifaces,
+        }
+    })
+    .collect()
 }
 
 /// `ipvsadm -L -n --stats` from the running director, through its control socket.
@@ -344,11 +415,12 @@ fn hop_table(lvs: &Lvs, frames: &[(String, Vec<Seen>)], names: &MacNames) -> Vec
     let req = |s: &Seen| s.syn && !s.ack && s.sport == cport;
     let rep = |s: &Seen| s.syn && s.ack && s.dport == cport;
     let mut rows = Vec::new();
-    let mut push = |title: String, s: &Seen, changed: Option<String>| {
+    let mut push = |title: String, s: &Seen, changed: Option<(&Seen, String)>| {
         rows.push(Hop {
             title,
             seen: s.clone(),
-            changed,
+            input: changed.as_ref().map(|c| c.0.clone()),
+            changed: changed.map(|c| c.1),
         })
     };
     push("the client sends the SYN (captured on client eth0)".into(), first, None);
@@ -361,7 +433,7 @@ fn hop_table(lvs: &Lvs, frames: &[(String, Vec<Seen>)], names: &MacNames) -> Vec
         push(
             format!("the director sends it on ({n})"),
             s,
-            Some(hops::diff(i, s, names)),
+            Some((i, hops::diff(i, s, names))),
         );
     }
     if let Some((n, s)) = at("rs").find(|(_, s)| req(s)) {
@@ -377,7 +449,7 @@ fn hop_table(lvs: &Lvs, frames: &[(String, Vec<Seen>)], names: &MacNames) -> Vec
             push(
                 format!("the director sends the reply on ({n})"),
                 s,
-                Some(hops::diff(i, s, names)),
+                Some((i, hops::diff(i, s, names))),
             );
         }
     }
@@ -387,8 +459,8 @@ fn hop_table(lvs: &Lvs, frames: &[(String, Vec<Seen>)], names: &MacNames) -> Vec
     rows
 }
 
-/// Two or three sentences on what broke, with the evidence seen.
-fn explain(b: &str, lvs: &Lvs, names: &[String], frames: &[(String, Vec<Seen>)]) -> String {
+/// The evidence of what broke without step `b`.
+fn evidence(b: &str, lvs: &Lvs, names: &[String], frames: &[(String, Vec<Seen>)]) -> Evidence {
     let answered = names.iter().filter(|n| !n.is_empty()).count();
     let total = names.len();
     let vip = parse_ip(&lvs.addrs.vip);
@@ -417,25 +489,19 @@ fn explain(b: &str, lvs: &Lvs, names: &[String], frames: &[(String, Vec<Seen>)])
             } else {
                 "nobody".to_string()
             };
-            let via_dir = frames
-                .iter()
-                .filter(|(n, _)| n.starts_with("director"))
-                .flat_map(|(_, v)| v.iter())
-                .filter(|s| s.syn && !s.ack && s.dst == vip && hops::fmt_mac_eq(&s.eth_dst, &lvs.director_mac))
-                .count();
-            let mut servers: Vec<&str> = names.iter().filter(|n| !n.is_empty()).map(|s| s.as_str()).collect();
+            let mut servers: Vec<String> = names.iter().filter(|n| !n.is_empty()).cloned().collect();
             servers.sort();
             servers.dedup();
-            format!(
-                "  Without arp_ignore=1 the real servers answer ARP for the VIP on eth0, racing the director: \
-                 the client's neighbour table now says `{neigh}` ({owner}).\n  So the client's SYNs go straight to \
-                 that server instead of the director: the director forwarded only {via_dir} of {total} connections, \
-                 and the answers came from {} with no load balancing.",
-                servers.join(", ")
-            )
+            Evidence::ArpIgnore {
+                neigh,
+                owner,
+                via_director: syns_at_director(),
+                total,
+                servers,
+            }
         }
         "rp_filter" => {
-            let to_rs = frames
+            let tunnelled = frames
                 .iter()
                 .filter(|(n, _)| n.starts_with("director"))
                 .flat_map(|(_, v)| v.iter())
@@ -457,13 +523,13 @@ fn explain(b: &str, lvs: &Lvs, names: &[String], frames: &[(String, Vec<Seen>)])
                         .unwrap_or(0)
                 })
                 .sum();
-            format!(
-                "  The director tunnelled the requests ({to_rs} IPIP packets left it), and uvs tunnel handed them to \
-                 tunl0, but with rp_filter=1 the real servers' kernels dropped them: a packet from {} arriving on \
-                 tunl0 fails the reverse-path check, because the route back to that client is via eth1 \
-                 (TcpExtIPReversePathFilter = {rpf}).\n  No SYN-ACK was ever sent: {answered} of {total} requests answered.",
-                lvs.addrs.client
-            )
+            Evidence::RpFilter {
+                tunnelled,
+                rpf,
+                client: lvs.addrs.client.clone(),
+                answered,
+                total,
+            }
         }
         _ => {
             let rip_replies = frames
@@ -472,15 +538,13 @@ fn explain(b: &str, lvs: &Lvs, names: &[String], frames: &[(String, Vec<Seen>)])
                 .flat_map(|(_, v)| v.iter())
                 .filter(|s| s.syn && s.ack && s.src != vip)
                 .count();
-            format!(
-                "  Without the director as their default gateway the real servers send their replies straight to \
-                 the client, from their own address and port ({} SYN-ACKs from 10.78.1.x:8080 reached the client), \
-                 never translated back to {}:80.\n  The client never opened a connection to that address, so it \
-                 answers them with a reset: {answered} of {total} requests answered (the director saw {} SYNs).",
+            Evidence::Gateway {
                 rip_replies,
-                lvs.addrs.vip,
-                syns_at_director()
-            )
+                vip: lvs.addrs.vip.clone(),
+                answered,
+                total,
+                syns_at_director: syns_at_director(),
+            }
         }
     }
 }

@@ -91,9 +91,9 @@ impl LocalityLeastConnectionReplicated {
         self.table.expiration_ms = ms;
     }
 
-    /// A scheduler using the kernel's linear scans (reference for tests).
-    #[cfg(test)]
-    pub(crate) fn reference() -> Self {
+    /// A scheduler using the kernel's linear scans (the reference for tests and
+    /// benchmarks, see `reference.rs`).
+    pub fn reference() -> Self {
         Self {
             reference: true,
             ..Self::default()

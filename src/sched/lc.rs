@@ -45,7 +45,6 @@ impl Key for LcKey {
     }
 }
 
-#[cfg_attr(not(test), allow(dead_code))]
 /// The kernel's scan (reference implementation).
 pub(crate) fn scan(dests: &[Arc<Dest>]) -> Option<usize> {
     let mut least: Option<usize> = None;

@@ -22,6 +22,7 @@ mod locality;
 mod mh;
 mod nq;
 mod ovf;
+pub mod reference;
 mod rr;
 mod sed;
 mod sh;

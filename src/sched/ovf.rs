@@ -43,7 +43,6 @@ impl Key for OvfKey {
     }
 }
 
-#[cfg_attr(not(test), allow(dead_code))]
 /// The kernel's scan (reference implementation).
 pub(crate) fn scan(dests: &[Arc<Dest>]) -> Option<usize> {
     let mut best = None;

@@ -18,7 +18,6 @@ pub struct ShortestExpectedDelay {
     index: LoadIndex<ArgTree<SedKey>>,
 }
 
-#[cfg_attr(not(test), allow(dead_code))]
 #[inline]
 fn cost(d: &Dest) -> i64 {
     i64::from(d.active()) + 1
@@ -55,7 +54,6 @@ impl Key for SedKey {
     }
 }
 
-#[cfg_attr(not(test), allow(dead_code))]
 /// The kernel's scan (reference implementation).
 pub(crate) fn scan(dests: &[Arc<Dest>]) -> Option<usize> {
     super::common::weighted_least_by(dests, cost)

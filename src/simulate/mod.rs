@@ -22,6 +22,7 @@
 //! persistence, the TCP state machine, counters and timers are all the real code.
 //! Output is deterministic (the connection listing is sorted).
 
+pub mod chart;
 mod frames;
 #[cfg(test)]
 mod tests;
@@ -63,6 +64,8 @@ pub struct Simulator {
     ctl: Ctl,
     worker: Worker,
     now_ms: u64,
+    /// What `--html` draws, when recording.
+    record: Option<chart::Timeline>,
 }
 
 impl Default for Simulator {
@@ -109,6 +112,7 @@ impl Simulator {
             ctl,
             worker: Worker::new(0, CONN_CAP),
             now_ms: 0,
+            record: None,
         }
     }
 
@@ -123,6 +127,51 @@ impl Simulator {
     }
     pub fn now_ms(&self) -> u64 {
         self.now_ms
+    }
+
+    /// Record every real server's load at each virtual-time step and every pick
+    /// (for [`chart`]).
+    pub fn record(&mut self) {
+        self.record = Some(chart::Timeline::default());
+        self.sample();
+    }
+
+    /// What was recorded since [`Simulator::record`].
+    pub fn timeline(&self) -> Option<&chart::Timeline> {
+        self.record.as_ref()
+    }
+
+    fn sample(&mut self) {
+        let Some(t) = &mut self.record else { return };
+        let loads = self
+            .ctl
+            .all_dests()
+            .iter()
+            .map(|d| {
+                (
+                    std::net::SocketAddr::new(d.addr, d.port).to_string(),
+                    chart::Load {
+                        active: d.active(),
+                        inactive: d.inactive(),
+                    },
+                )
+            })
+            .collect();
+        t.sample(self.now_ms, loads);
+    }
+
+    /// Note the pick a `connect`/`packet` line printed (`PROTO CIP:CPORT -> RIP:RPORT`).
+    fn note_pick(&mut self, printed: &str) {
+        let Some(t) = &mut self.record else { return };
+        let mut w = printed.split_whitespace();
+        if let (Some(_), Some(client), Some("->"), Some(to)) = (w.next(), w.next(), w.next(), w.next()) {
+            let server = (to != "none").then(|| t.server(to));
+            t.picks.push(chart::Pick {
+                t_ms: self.now_ms,
+                client: client.to_string(),
+                server,
+            });
+        }
     }
 
     /// Run one scenario line; returns what it prints (possibly nothing).
@@ -153,6 +202,9 @@ impl Simulator {
                 _ => return Err(format!("unknown command '{first}'")),
             }
         };
+        if matches!(first, "connect" | "packet") && !out.is_empty() {
+            self.note_pick(&out);
+        }
         // One-packet entries die at once; the rest only when due.
         self.reap();
         Ok(out)
@@ -264,6 +316,7 @@ impl Simulator {
     fn reap(&mut self) {
         self.worker.expire(self.now_ms);
         self.sh.services.load().conn_shared().templates.expire(self.now_ms);
+        self.sample();
     }
 
     fn list(&mut self, rest: &[&str]) -> Result<String, String> {
@@ -359,7 +412,11 @@ fn parse_seconds(s: &str) -> Result<u64, String> {
 /// Run a whole scenario; stops at the first bad line. The output printed up to that
 /// line is in `out` either way.
 pub fn run(text: &str, out: &mut String) -> Result<(), SimError> {
-    let mut sim = Simulator::new();
+    run_on(&mut Simulator::new(), text, out)
+}
+
+/// [`run`] on a given simulator (e.g. one that records).
+pub fn run_on(sim: &mut Simulator, text: &str, out: &mut String) -> Result<(), SimError> {
     for (idx, raw) in text.split('\n').enumerate() {
         let line = raw.strip_suffix('\r').unwrap_or(raw);
         match sim.exec(line) {
@@ -376,8 +433,9 @@ pub fn run(text: &str, out: &mut String) -> Result<(), SimError> {
     Ok(())
 }
 
-/// `uvs simulate [FILE]`: the scenario from FILE or stdin, the output on stdout.
-pub fn main(path: Option<&std::path::Path>) -> Result<(), String> {
+/// `uvs simulate [FILE] [--html PAGE]`: the scenario from FILE or stdin, the output
+/// on stdout; with `html`, also the picks and loads drawn on a page.
+pub fn main(path: Option<&std::path::Path>, html: Option<&std::path::Path>) -> Result<(), String> {
     use std::io::{Read, Write};
     let (text, name) = match path {
         Some(p) => (
@@ -393,9 +451,17 @@ pub fn main(path: Option<&std::path::Path>) -> Result<(), String> {
         }
     };
     let mut out = String::new();
-    let r = run(&text, &mut out);
+    let mut sim = Simulator::new();
+    if html.is_some() {
+        sim.record();
+    }
+    let r = run_on(&mut sim, &text, &mut out);
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(out.as_bytes());
     let _ = stdout.flush();
+    if let (Some(page), Some(t)) = (html, sim.timeline()) {
+        std::fs::write(page, chart::page(t, &name, &text, &out))
+            .map_err(|e| format!("cannot write {}: {e}", page.display()))?;
+    }
     r.map_err(|e| format!("{name}: {e}"))
 }
