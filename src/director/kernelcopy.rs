@@ -37,7 +37,8 @@ pub enum KernelCopy {
 pub struct KernelCopyDrop {
     table: String,
     ifaces: Vec<String>,
-    vips: Vec<[u8; 4]>,
+    /// The VIPs of the installed ruleset; `None` before the first install.
+    vips: Option<Vec<[u8; 4]>>,
 }
 
 fn nft(script: &str) -> Result<(), String> {
@@ -79,7 +80,7 @@ impl KernelCopyDrop {
         let mut k = KernelCopyDrop {
             table: format!("uvs_{}", std::process::id()),
             ifaces: ifaces.to_vec(),
-            vips: Vec::new(),
+            vips: None,
         };
         k.update(vips)?;
         Ok(k)
@@ -87,13 +88,13 @@ impl KernelCopyDrop {
 
     /// Replace the VIP list (atomically: one nft transaction).
     pub fn update(&mut self, vips: &[[u8; 4]]) -> Result<(), String> {
-        if self.vips == vips && !self.vips.is_empty() {
+        if self.vips.as_deref() == Some(vips) {
             return Ok(());
         }
         let mut script = format!("table netdev {t}\ndelete table netdev {t}\n", t = self.table);
         script += &ruleset(&self.table, &self.ifaces, vips);
         nft(&script)?;
-        self.vips = vips.to_vec();
+        self.vips = Some(vips.to_vec());
         Ok(())
     }
 }

@@ -1,0 +1,139 @@
+//! An ipvsadm change is effective when the command returns (issue 15.1): a client
+//! connecting right after `ipvsadm -A`/`-a` gets its first SYN answered (no
+//! retransmission, one connection counted), in DR, NAT and TUN, with 1 and 2 workers;
+//! a server never resolved before and a deleted server added back work at once too.
+
+mod common;
+use common::*;
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn adm(lvs: &Lvs, line: &str) -> Output {
+    Command::new(UVS)
+        .arg("adm")
+        .args(line.split_whitespace())
+        .env("UVS_CONTROL", lvs.control_path())
+        .output()
+        .expect("run uvs adm")
+}
+
+fn adm_ok(lvs: &Lvs, line: &str) -> String {
+    let t = Instant::now();
+    let o = adm(lvs, line);
+    assert_eq!(
+        (o.status.code(), String::from_utf8_lossy(&o.stderr).to_string()),
+        (Some(0), String::new()),
+        "uvs adm {line}\n{}",
+        lvs.director_log()
+    );
+    // Loose: installing never waits for ARP (a dead server's -a returns at once).
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "uvs adm {line} took {:?}",
+        t.elapsed()
+    );
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+/// The client's count of retransmitted SYNs (its namespace's TCP MIB).
+fn syn_retrans(lvs: &Lvs) -> u64 {
+    let o = lvs
+        .bed
+        .exec_any("client", &["nstat", "-asz", "TcpExtTCPSynRetrans"])
+        .expect("nstat");
+    let text = String::from_utf8_lossy(&o.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("TcpExtTCPSynRetrans"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("nstat said: {text}"))
+}
+
+/// Conns of the service `vip` in `ipvsadm -L -n --stats`.
+fn service_conns(lvs: &Lvs, vip: &str) -> u64 {
+    let out = adm_ok(lvs, "-L -n --stats");
+    out.lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.first() == Some(&"TCP") && f.get(1) == Some(&vip)).then(|| f[2].parse().unwrap())
+        })
+        .unwrap_or_else(|| panic!("no {vip} in\n{out}"))
+}
+
+/// One GET right after the change; returns the answering server's name.
+fn get_now(lvs: &Lvs, what: &str) -> String {
+    let url = format!("http://{}/", lvs.addrs.vip);
+    let t = Instant::now();
+    let body = lvs
+        .curl(&url)
+        .unwrap_or_else(|e| panic!("{what}: {e}\n{}", lvs.director_log()));
+    // A lost first SYN costs the client a 1 s retransmission timeout.
+    assert!(
+        t.elapsed() < Duration::from_millis(900),
+        "{what}: took {:?} (SYN retransmissions so far: {})\n{}\n{}",
+        t.elapsed(),
+        syn_retrans(lvs),
+        lvs.director_log(),
+        String::from_utf8_lossy(&adm(lvs, "-L -n -c").stdout)
+    );
+    body
+}
+
+/// `rs`: the two real servers as ipvsadm `-r` arguments; `flag`: -g, -m or -i.
+fn changes_apply_at_once(mut lvs: Lvs, rs: [&str; 2], flag: &str) {
+    let vip = format!("{}:80", lvs.addrs.vip);
+    for workers in ["1", "2"] {
+        lvs.start_director("", &["--workers", workers]).unwrap();
+        let syn0 = syn_retrans(&lvs);
+        let ctx = format!("{workers} worker(s)");
+
+        adm_ok(&lvs, &format!("-A -t {vip} -s rr"));
+        adm_ok(&lvs, &format!("-a -t {vip} -r {} {flag}", rs[0]));
+        assert_eq!(get_now(&lvs, &format!("{ctx}: after -A, -a")), "rs1");
+        assert_eq!(syn_retrans(&lvs), syn0, "{ctx}: SYN retransmitted after -A/-a");
+        assert_eq!(service_conns(&lvs, &vip), 1, "{ctx}: one connection counted once");
+        let listed = adm_ok(&lvs, "-L -n -c");
+        assert_eq!(
+            listed.lines().filter(|l| l.starts_with("TCP")).count(),
+            1,
+            "{ctx}: one entry\n{listed}"
+        );
+
+        // A server whose MAC was never resolved: its first frames wait for ARP.
+        adm_ok(&lvs, &format!("-d -t {vip} -r {}", rs[0]));
+        adm_ok(&lvs, &format!("-a -t {vip} -r {} {flag}", rs[1]));
+        assert_eq!(get_now(&lvs, &format!("{ctx}: new server")), "rs2");
+        // A deleted server added back.
+        adm_ok(&lvs, &format!("-d -t {vip} -r {}", rs[1]));
+        adm_ok(&lvs, &format!("-a -t {vip} -r {} {flag}", rs[0]));
+        assert_eq!(get_now(&lvs, &format!("{ctx}: re-added server")), "rs1");
+        assert_eq!(syn_retrans(&lvs), syn0, "{ctx}: SYN retransmitted");
+        assert_eq!(service_conns(&lvs, &vip), 3, "{ctx}: three connections");
+
+        // A dead server: -a returns at once (adm_ok bounds it) even though ARP for it
+        // is never answered.
+        adm_ok(&lvs, &format!("-a -t {vip} -r 10.77.0.99:80 {flag} -w 0"));
+        lvs.stop_director();
+    }
+}
+
+#[test]
+fn dr_changes_apply_at_once() {
+    require_root!();
+    let lvs = dr("apdr");
+    changes_apply_at_once(lvs, ["10.77.0.11:80", "10.77.0.12:80"], "-g");
+}
+
+#[test]
+fn nat_changes_apply_at_once() {
+    require_root!();
+    let lvs = Lvs::nat("apnat", UVS, false, false, false).unwrap();
+    changes_apply_at_once(lvs, ["10.78.1.11:8080", "10.78.1.12:8080"], "-m");
+}
+
+#[test]
+fn tun_changes_apply_at_once() {
+    require_root!();
+    let lvs = Lvs::tun("aptun", UVS, 1500, false, false).unwrap();
+    changes_apply_at_once(lvs, ["10.79.0.11", "10.79.0.12"], "-i");
+}
