@@ -101,7 +101,7 @@ pub fn serve(hub: &Hub, listener: TcpListener, stop: &AtomicBool) {
                     revents: 0,
                 };
                 // SAFETY: one valid pollfd for the duration of the call.
-                unsafe { libc::poll(&mut p, 1, 200) };
+                unsafe { libc::poll(&mut p, 1, 20) };
             }
             Err(e) => {
                 tracing::warn!("metrics accept: {e}");

@@ -390,7 +390,7 @@ fn sample_loop(hub: &Hub, stop: &AtomicBool) {
                 next = now + period;
             }
         }
-        std::thread::sleep((next - Instant::now().min(next)).min(Duration::from_millis(100)));
+        std::thread::sleep((next - Instant::now().min(next)).min(Duration::from_millis(20)));
     }
 }
 
@@ -411,7 +411,7 @@ fn serve(hub: Arc<Hub>, server: Server, stop: &AtomicBool) {
         let stream = match server.listener.accept() {
             Ok((s, _)) => s,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                wait_readable(server.listener.as_raw_fd(), 200);
+                wait_readable(server.listener.as_raw_fd(), 20);
                 continue;
             }
             Err(e) => {

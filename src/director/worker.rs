@@ -115,7 +115,7 @@ impl Handler for State {
         self.probe.poll(&self.w, self.now_ms);
         self.refresh();
         self.stale = true;
-        if self.pending.is_empty() { 100 } else { 1 }
+        if self.pending.is_empty() { 20 } else { 1 }
     }
 }
 
