@@ -328,6 +328,18 @@ pub fn render(hub: &Hub) -> String {
     let _ = writeln!(out, "uvs_arp_learned_total {learned}");
     family(
         &mut out,
+        "uvs_arp_conflict_total",
+        "counter",
+        "ARP packets that claimed a resolved next hop for another MAC while the known one \
+         still answered (ignored).",
+    );
+    let _ = writeln!(
+        out,
+        "uvs_arp_conflict_total {}",
+        hub.arp_conflicts.load(Ordering::Relaxed)
+    );
+    family(
+        &mut out,
         "uvs_arp_neighbours",
         "gauge",
         "Next hops (real servers, gateways) the director needs, by resolution state.",

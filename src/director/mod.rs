@@ -252,6 +252,7 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     // The last sockets (ARP); then privileges go, while this is still the only
     // thread (capabilities are per thread).
     let mut control = Control::new(ctl.clone(), &ifaces, fanout_fds, epoch)?;
+    control.neigh.refresh_ms = opts.hardening.arp_refresh_ms.max(RETRY_FLOOR_MS);
     harden::drop_privileges(&opts.hardening, kernel_copy.is_some(), Some(control_sock.path()))?;
     // Started after the drop, so the writer thread holds no capabilities either (the
     // file is created as the user uvs runs as).
@@ -339,6 +340,7 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         }
         control.publish_neigh();
         hub.set_neighbours(control.neigh.len(), control.neigh.resolved());
+        hub.arp_conflicts.store(control.neigh.conflicts, Ordering::Relaxed);
         if !announced_ready && (control.neigh.all_resolved() || now_ms > 3000) {
             announced_ready = true;
             eprintln!(
@@ -413,6 +415,9 @@ fn keep_off_cores(busy: &[usize]) {
         libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
     }
 }
+
+/// The shortest ARP refresh interval accepted (`--arp-refresh-ms`).
+const RETRY_FLOOR_MS: u64 = 2 * neigh::RETRY_MS;
 
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -535,12 +540,14 @@ impl Control {
     /// Send ARP requests for every neighbour that is due.
     fn solicit_now(&mut self, now_ms: u64) {
         let mut buf = [0u8; 64];
-        for (ifindex, ip) in self.neigh.due(now_ms) {
+        for ((ifindex, ip), known) in self.neigh.due(now_ms) {
             let Some((i, _)) = self.arp_socks.iter().find(|(i, _)| i.ifindex == ifindex) else {
                 continue;
             };
             let src = i.addrs.first().copied().unwrap_or([0; 4]);
-            let n = arp::Repr::request(i.mac, src, ip).emit_frame(&mut buf, ethernet::BROADCAST);
+            // A resolved neighbour is probed at its known MAC (see neigh.rs).
+            let dst = known.unwrap_or(ethernet::BROADCAST);
+            let n = arp::Repr::request(i.mac, src, ip).emit_frame(&mut buf, dst);
             self.send(ifindex, &buf[..n]);
         }
     }
