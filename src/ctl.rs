@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::ipvsadm::Command;
 use crate::pipeline::Shared;
@@ -35,7 +36,15 @@ pub struct Ctl {
     shared: Arc<Shared>,
     /// Serialises writers; readers (workers) never take it.
     write: Mutex<Trash>,
+    /// Bumped by every accepted table change (see [`Ctl::settle`]).
+    generation: AtomicU64,
+    /// Makes a change effective outside the table (routes, next hops, steering, the
+    /// kernel-copy rule): the director's control thread installs it.
+    on_change: Mutex<Option<ChangeHook>>,
 }
+
+/// See [`Ctl::set_on_change`].
+pub type ChangeHook = Arc<dyn Fn() + Send + Sync>;
 
 /// Deleted destinations kept while connections may still reference them; re-adding
 /// the same server revives the same object (counters preserved), as IPVS does.
@@ -52,6 +61,32 @@ impl Ctl {
         Ctl {
             shared,
             write: Mutex::new(Trash::default()),
+            generation: AtomicU64::new(0),
+            on_change: Mutex::new(None),
+        }
+    }
+
+    /// Install (or remove) what makes a table change take effect beyond the table.
+    pub fn set_on_change(&self, hook: Option<ChangeHook>) {
+        *self.on_change.lock().unwrap_or_else(|e| e.into_inner()) = hook;
+    }
+
+    /// Counts accepted table changes.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// If the table changed since `since` (a [`Ctl::generation`]), run the change
+    /// hook now: an ipvsadm command is effective when it returns, as with the kernel
+    /// (ip_vs_ctl.c applies a change inside the setsockopt call). Called once per
+    /// command, so that a `-R` of many lines installs once.
+    pub fn settle(&self, since: u64) {
+        if self.generation() == since {
+            return;
+        }
+        let hook = self.on_change.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(h) = hook {
+            h();
         }
     }
 
@@ -219,6 +254,14 @@ impl Ctl {
     /// Apply one table-changing ipvsadm command. Other commands (listing, saving,
     /// daemons) are not table changes and are refused here.
     pub fn apply(&self, cmd: &Command) -> Result<(), CtlError> {
+        let r = self.apply_one(cmd);
+        if r.is_ok() {
+            self.generation.fetch_add(1, Ordering::AcqRel);
+        }
+        r
+    }
+
+    fn apply_one(&self, cmd: &Command) -> Result<(), CtlError> {
         match cmd {
             Command::AddService(c) => self.add_service(c),
             Command::EditService(c) => self.edit_service(c),

@@ -363,7 +363,7 @@ pub fn arp(data: &[u8]) {
             let ctl = rec[0];
             now += [0, 500, 5_000, 40_000][usize::from((ctl >> 1) & 3)];
             if ctl & 1 != 0 {
-                for (_, ip) in neigh.due(now) {
+                for ((_, ip), _) in neigh.due(now) {
                     solicited.push((ip, now));
                 }
             }
@@ -406,6 +406,12 @@ pub fn arp(data: &[u8]) {
             }
             for ((d, was), (ip, _)) in dests.iter().zip(before).zip(users) {
                 let now_mac = d.mac();
+                // A known MAC is never replaced by an ARP packet: it is given up
+                // first (after unanswered probes) and resolved again.
+                assert!(
+                    was.is_none() || now_mac.is_none() || now_mac == was,
+                    "real server {ip:?}: known MAC replaced by an ARP packet"
+                );
                 if now_mac.is_some() && now_mac != was {
                     let asked = solicited
                         .iter()

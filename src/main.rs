@@ -63,10 +63,11 @@ enum Cmd {
         /// native hook copies every frame on the sender's CPU).
         #[arg(long, default_value = "auto", value_parser = ["auto", "native", "generic"])]
         xdp_mode: String,
-        /// Write the frames the director sends to this pcap file (Wireshark opens it).
+        /// Write the frames the director sends to this pcapng file (Wireshark and
+        /// tcpdump -r open it); each frame's direction is in its flags.
         #[arg(long)]
         pcap: Option<PathBuf>,
-        /// With --pcap: also the frames it receives.
+        /// With --pcap: also the frames it receives (each once, marked inbound).
         #[arg(long)]
         pcap_rx: bool,
         #[command(flatten)]
@@ -209,7 +210,7 @@ enum Cmd {
         /// Stop after N packets.
         #[arg(long)]
         count: Option<u64>,
-        /// Also write the traced frames (received and sent) to this pcap file.
+        /// Also write the traced frames (received and sent) to this pcapng file.
         #[arg(long)]
         pcap: Option<PathBuf>,
     },

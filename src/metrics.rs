@@ -101,7 +101,7 @@ pub fn serve(hub: &Hub, listener: TcpListener, stop: &AtomicBool) {
                     revents: 0,
                 };
                 // SAFETY: one valid pollfd for the duration of the call.
-                unsafe { libc::poll(&mut p, 1, 200) };
+                unsafe { libc::poll(&mut p, 1, 20) };
             }
             Err(e) => {
                 tracing::warn!("metrics accept: {e}");
@@ -326,6 +326,18 @@ pub fn render(hub: &Hub) -> String {
         .map(|w| w.counters.neigh.load(Ordering::Relaxed))
         .sum();
     let _ = writeln!(out, "uvs_arp_learned_total {learned}");
+    family(
+        &mut out,
+        "uvs_arp_conflict_total",
+        "counter",
+        "ARP packets that claimed a resolved next hop for another MAC while the known one \
+         still answered (ignored).",
+    );
+    let _ = writeln!(
+        out,
+        "uvs_arp_conflict_total {}",
+        hub.arp_conflicts.load(Ordering::Relaxed)
+    );
     family(
         &mut out,
         "uvs_arp_neighbours",

@@ -1,5 +1,6 @@
-//! `uvs run --pcap`: a capture written under traffic parses (pcap-file crate) and
-//! its frames are exactly what the director received and sent.
+//! `uvs run --pcap`: a capture written under traffic parses (pcap-file crate, pcapng)
+//! and its frames are exactly what the director received (each once, marked inbound,
+//! also while it waits for a new server's ARP answer) and sent (marked outbound).
 
 mod common;
 use common::*;
@@ -16,8 +17,23 @@ fn pcap_under_traffic_matches_what_was_sent() {
         &["--workers", "2", "--pcap", &p, "--pcap-rx"],
     )
     .unwrap();
-    let names = lvs.http_names(5);
+    let names = lvs.http_names(3);
     assert!(names.iter().all(|n| n == "rs1"), "{names:?}");
+    // A server added now: the first frames to it wait in the worker for its ARP
+    // answer, and are retried; each is still recorded once.
+    let adm = |line: &str| {
+        let o = std::process::Command::new(UVS)
+            .arg("adm")
+            .args(line.split_whitespace())
+            .env("UVS_CONTROL", lvs.control_path())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{line}: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    adm("-a -t 10.77.0.100:80 -r 10.77.0.12:80 -g");
+    adm("-e -t 10.77.0.100:80 -r 10.77.0.11:80 -g -w 0");
+    let names = lvs.http_names(2);
+    assert!(names.iter().all(|n| n == "rs2"), "{names:?}");
     std::thread::sleep(std::time::Duration::from_millis(200));
     let log = lvs.stop_director();
     let seen_at_rs1 = wait_for_lines(&tpath, 2, |_| true)
@@ -26,26 +42,45 @@ fn pcap_under_traffic_matches_what_was_sent() {
         .count();
     lvs.bed.stop(tpid);
 
-    let frames = uvs::lab::hops::read_pcap(&path);
+    use uvs::lab::hops::Direction;
+    let all = uvs::lab::hops::read_capture(&path);
     let _ = std::fs::remove_file(&path);
+    assert!(
+        all.iter().all(|(d, _)| d.is_some()),
+        "every frame carries its direction"
+    );
     let rs1_mac = &lvs.rs_mac[0];
-    let tx: Vec<_> = frames
-        .iter()
-        .filter_map(|f| uvs::lab::hops::decode(f).map(|s| (f, s)))
-        .filter(|(_, s)| uvs::lab::hops::fmt_mac_eq(&s.eth_dst, rs1_mac))
+    let rs_macs = [&lvs.rs_mac[0], &lvs.rs_mac[1]];
+    let dir = |want: Direction| {
+        all.iter()
+            .filter(move |(d, _)| *d == Some(want))
+            .filter_map(|(_, f)| uvs::lab::hops::decode(f).map(|s| (f, s)))
+    };
+    let tx: Vec<_> = dir(Direction::Out)
+        .filter(|(_, s)| rs_macs.iter().any(|m| uvs::lab::hops::fmt_mac_eq(&s.eth_dst, m)))
         .collect();
-    let rx: Vec<_> = frames
-        .iter()
-        .filter_map(|f| uvs::lab::hops::decode(f).map(|s| (f, s)))
+    let rx: Vec<_> = dir(Direction::In)
         .filter(|(_, s)| uvs::lab::hops::fmt_mac_eq(&s.eth_dst, &lvs.director_mac) && s.dport == 80)
         .collect();
+    // Each received frame once: no two inbound records are the same bytes.
+    let mut seen = std::collections::HashSet::new();
+    for (f, _) in &rx {
+        assert!(seen.insert(f.to_vec()), "a received frame recorded twice ({log})");
+    }
     assert!(
         tx.len() >= 5 * 3,
         "at least SYN, ACK and data per request were sent: {} ({log})",
         tx.len()
     );
     assert_eq!(tx.len(), rx.len(), "every received client segment was sent on");
-    assert_eq!(tx.len(), seen_at_rs1, "the pcap's sent frames are what rs1 received");
+    let to_rs1 = tx
+        .iter()
+        .filter(|(_, s)| uvs::lab::hops::fmt_mac_eq(&s.eth_dst, rs1_mac))
+        .count();
+    assert_eq!(
+        to_rs1, seen_at_rs1,
+        "the pcap's frames sent to rs1 are what rs1 received"
+    );
     for ((txf, t), (rxf, r)) in tx.iter().zip(rx.iter()) {
         assert_eq!((t.src, t.dst, t.sport, t.dport), (r.src, r.dst, r.sport, r.dport));
         assert_eq!(t.ttl + 1, r.ttl);

@@ -56,9 +56,12 @@ pub fn execute(hub: &Hub, args: &[&str], stdin: Option<&str>) -> Reply {
         };
     }
     let mut r = Reply::default();
+    let generation = hub.ctl.generation();
     r.code = match run(hub, args, stdin, &mut r) {
         End::Done(c) | End::Exit(c) => c,
     };
+    // Routes, steering and the kernel-copy rule are in place before the reply goes.
+    hub.ctl.settle(generation);
     r
 }
 

@@ -91,6 +91,8 @@ pub struct Hub {
     /// Neighbours (real servers, gateways) the director wants resolved / has resolved.
     pub neigh_wanted: AtomicUsize,
     pub neigh_resolved: AtomicUsize,
+    /// ARP packets that claimed a resolved next hop for another MAC (ignored).
+    pub arp_conflicts: std::sync::atomic::AtomicU64,
     /// Serialises `-L -c` requests (one outstanding request per probe).
     list_lock: Mutex<()>,
     /// The frame tap's consumers (`uvs trace` attaches here).
@@ -110,6 +112,7 @@ impl Hub {
             conn_cap_per_worker: 0,
             neigh_wanted: AtomicUsize::new(0),
             neigh_resolved: AtomicUsize::new(0),
+            arp_conflicts: Default::default(),
             list_lock: Mutex::new(()),
             taps: None,
             shed: None,
@@ -390,7 +393,7 @@ fn sample_loop(hub: &Hub, stop: &AtomicBool) {
                 next = now + period;
             }
         }
-        std::thread::sleep((next - Instant::now().min(next)).min(Duration::from_millis(100)));
+        std::thread::sleep((next - Instant::now().min(next)).min(Duration::from_millis(20)));
     }
 }
 
@@ -411,7 +414,7 @@ fn serve(hub: Arc<Hub>, server: Server, stop: &AtomicBool) {
         let stream = match server.listener.accept() {
             Ok((s, _)) => s,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                wait_readable(server.listener.as_raw_fd(), 200);
+                wait_readable(server.listener.as_raw_fd(), 20);
                 continue;
             }
             Err(e) => {

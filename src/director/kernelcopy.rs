@@ -10,7 +10,8 @@
 //! touched. Trade-off: while the rule is in place the host kernel never sees VIP
 //! traffic (tcpdump still does: it is a tap), uvs keeps CAP_NET_ADMIN (to update the
 //! VIP set and remove the table), and if uvs is killed with SIGKILL the table stays
-//! until `nft delete table netdev uvs_<pid>`.
+//! until the next director starts in that namespace ([`remove_stale`]) or
+//! `nft delete table netdev uvs_<pid>`.
 //!
 //! It is the default ([`KernelCopy::Auto`]) because the copy is not merely wasted work:
 //! measured with the pps harness, the kernel routing (and dropping) its copy of every
@@ -37,7 +38,8 @@ pub enum KernelCopy {
 pub struct KernelCopyDrop {
     table: String,
     ifaces: Vec<String>,
-    vips: Vec<[u8; 4]>,
+    /// The VIPs of the installed ruleset; `None` before the first install.
+    vips: Option<Vec<[u8; 4]>>,
 }
 
 fn nft(script: &str) -> Result<(), String> {
@@ -74,12 +76,62 @@ pub fn ruleset(table: &str, ifaces: &[String], vips: &[[u8; 4]]) -> String {
     s + "}\n"
 }
 
+/// The pid in a table name of ours (`uvs_<pid>`).
+pub fn table_pid(name: &str) -> Option<u32> {
+    let digits = name.strip_prefix("uvs_")?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Is `pid` a live process in this network namespace? (A pid in another namespace is
+/// a reused number: a director makes its table in its own namespace.)
+/// Limit: a director in another PID namespace sharing this network namespace names
+/// its table with a pid this one cannot see; run one director per network namespace.
+fn alive_here(pid: u32) -> bool {
+    // Gone, or a zombie (its namespaces are already released).
+    let Ok(theirs) = std::fs::read_link(format!("/proc/{pid}/ns/net")) else {
+        return false;
+    };
+    std::fs::read_link("/proc/self/ns/net").is_ok_and(|ours| ours == theirs)
+}
+
+/// Remove the `uvs_<pid>` tables of directors that are gone (killed with SIGKILL, so
+/// their own cleanup never ran) from this network namespace. Tables of live
+/// processes and tables of any other name are left alone. Returns what was removed.
+pub fn remove_stale() -> Vec<String> {
+    let Ok(out) = Command::new("nft").args(["list", "tables", "netdev"]).output() else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some(name) = line.trim().strip_prefix("table netdev ") else {
+            continue;
+        };
+        let Some(pid) = table_pid(name) else {
+            continue;
+        };
+        if pid == std::process::id() || alive_here(pid) {
+            continue;
+        }
+        match nft(&format!("delete table netdev {name}\n")) {
+            Ok(()) => {
+                tracing::warn!("removed stale nftables table netdev {name}: process {pid} is gone");
+                removed.push(name.to_string());
+            }
+            Err(e) => tracing::warn!("stale nftables table netdev {name} (process {pid} is gone): {e}"),
+        }
+    }
+    removed
+}
+
 impl KernelCopyDrop {
     pub fn install(ifaces: &[String], vips: &[[u8; 4]]) -> Result<KernelCopyDrop, String> {
         let mut k = KernelCopyDrop {
             table: format!("uvs_{}", std::process::id()),
             ifaces: ifaces.to_vec(),
-            vips: Vec::new(),
+            vips: None,
         };
         k.update(vips)?;
         Ok(k)
@@ -87,13 +139,13 @@ impl KernelCopyDrop {
 
     /// Replace the VIP list (atomically: one nft transaction).
     pub fn update(&mut self, vips: &[[u8; 4]]) -> Result<(), String> {
-        if self.vips == vips && !self.vips.is_empty() {
+        if self.vips.as_deref() == Some(vips) {
             return Ok(());
         }
         let mut script = format!("table netdev {t}\ndelete table netdev {t}\n", t = self.table);
         script += &ruleset(&self.table, &self.ifaces, vips);
         nft(&script)?;
-        self.vips = vips.to_vec();
+        self.vips = Some(vips.to_vec());
         Ok(())
     }
 }
@@ -117,5 +169,21 @@ mod tests {
         assert!(s.contains("hook ingress device \"eth1\""));
         assert_eq!(s.matches("ip daddr { 10.0.0.100, 10.0.0.101 } drop").count(), 2);
         assert!(!super::ruleset("uvs_1", &["eth0".into()], &[]).contains("drop"));
+    }
+
+    #[test]
+    fn only_uvs_pid_tables_are_ours() {
+        assert_eq!(super::table_pid("uvs_1234"), Some(1234));
+        for other in [
+            "uvs_",
+            "uvs_12a",
+            "uvs_-1",
+            "uvsx_1",
+            "filter",
+            "uvs_1_2",
+            "uvs_99999999999",
+        ] {
+            assert_eq!(super::table_pid(other), None, "{other}");
+        }
     }
 }

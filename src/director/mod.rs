@@ -154,7 +154,10 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     }
     let mut sorted = vips.clone();
     sorted.sort();
-    let mut kernel_copy = match opts.kernel_copy {
+    // A director killed with SIGKILL left its table behind: its VIPs' frames would
+    // still be dropped before the host's stack. Still root here, whatever the options.
+    kernelcopy::remove_stale();
+    let kernel_copy = match opts.kernel_copy {
         kernelcopy::KernelCopy::Drop => Some(kernelcopy::KernelCopyDrop::install(&opts.ifaces, &sorted)?),
         // Not when uvs becomes another user: nft would then run without the rights to
         // update or remove the table.
@@ -219,7 +222,7 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         });
     }
     // Overload shedding: the XDP program, and each ring's say in it.
-    let mut shed = match opts.shed {
+    let shed = match opts.shed {
         Shedding::Off => None,
         Shedding::On => {
             let list: Vec<_> = ifaces.iter().map(|i| (i.ifindex, i.name.clone())).collect();
@@ -248,7 +251,8 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     };
     // The last sockets (ARP); then privileges go, while this is still the only
     // thread (capabilities are per thread).
-    let mut control = Control::new(ctl.clone(), &ifaces, fanout_fds)?;
+    let mut control = Control::new(ctl.clone(), &ifaces, fanout_fds, epoch)?;
+    control.neigh.refresh_ms = opts.hardening.arp_refresh_ms.max(RETRY_FLOOR_MS);
     harden::drop_privileges(&opts.hardening, kernel_copy.is_some(), Some(control_sock.path()))?;
     // Started after the drop, so the writer thread holds no capabilities either (the
     // file is created as the user uvs runs as).
@@ -265,6 +269,20 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     hub.conn_cap_per_worker = per_worker_cap;
     hub.taps = Some(taps.clone());
     hub.shed = shed.as_ref().map(|s| (s.state(), opts.ifaces.clone()));
+    control.kernel_copy = kernel_copy;
+    control.shed = shed;
+    // The table as loaded (routes, next hops, steering, rules) is in place before the
+    // first frame is read; later changes are installed by the command that makes them.
+    control.sync_table(0);
+    let control = Arc::new(std::sync::Mutex::new(control));
+    let weak = Arc::downgrade(&control);
+    ctl.set_on_change(Some(Arc::new(move || {
+        if let Some(c) = weak.upgrade() {
+            let mut c = lock(&c);
+            let now_ms = c.epoch.elapsed().as_millis() as u64;
+            c.sync_table(now_ms);
+        }
+    })));
     for (id, io) in ios.into_iter().enumerate() {
         let (sh, stop, ntx) = (shared.clone(), stop.clone(), neigh_tx.clone());
         let core = cores.get(id % cores.len().max(1)).copied();
@@ -301,22 +319,14 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     let mut announced_ready = false;
     while !stop.load(Ordering::Relaxed) {
         let now_ms = epoch.elapsed().as_millis() as u64;
-        control.tick(now_ms);
-        if let (Some(k), Some(v)) = (kernel_copy.as_mut(), control.steered.as_ref())
-            && let Err(e) = k.update(v)
-        {
-            eprintln!("uvs: warning: --drop-kernel-copy: {e}");
-        }
-        if let (Some(s), Some(v)) = (shed.as_mut(), control.steered.as_ref())
-            && let Err(e) = s.set_vips(v)
-        {
-            eprintln!("uvs: warning: overload shedding: VIP set: {e}");
-        }
+        lock(&control).tick(now_ms);
         // Wait for worker events (or the next tick). Solicitations are handled before
         // ARP answers so that an answer racing its own request is still accepted.
         let mut events: Vec<_> = neigh_rx.recv_timeout(Duration::from_millis(20)).into_iter().collect();
         events.extend(neigh_rx.try_iter());
         events.sort_by_key(|e| !matches!(e, worker::ControlEvent::Solicit { .. }));
+        let now_ms = epoch.elapsed().as_millis() as u64;
+        let mut control = lock(&control);
         for ev in events {
             match ev {
                 worker::ControlEvent::Solicit { ifindex, ip } => {
@@ -328,11 +338,9 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
                 }
             }
         }
-        if control.neigh.dirty {
-            control.neigh.dirty = false;
-            shared.publish_neigh(control.neigh.resolved_map());
-        }
+        control.publish_neigh();
         hub.set_neighbours(control.neigh.len(), control.neigh.resolved());
+        hub.arp_conflicts.store(control.neigh.conflicts, Ordering::Relaxed);
         if !announced_ready && (control.neigh.all_resolved() || now_ms > 3000) {
             announced_ready = true;
             eprintln!(
@@ -344,8 +352,30 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
             );
         }
     }
+    // Shutdown. Steps run side by side where the kernel makes each wait: closing a
+    // packet socket waits for an RCU grace period (af_packet.c: packet_release,
+    // synchronize_net), so closing the ARP, RX and TX sockets one after the other took
+    // most of the 150-250 ms an idle director needed to exit.
+    let stopping = Instant::now();
+    // No more changes to install. The kernel-copy table and the ARP sockets go.
+    ctl.set_on_change(None);
+    let table = lock(&control).kernel_copy.take();
+    let cleanup = [
+        std::thread::spawn(move || drop(table)),
+        std::thread::spawn(move || drop(control)),
+    ];
     // Stop serving ipvsadm and /metrics (and remove the socket) before the workers go.
     drop(control_plane);
+    // The hub is the last holder of the RX rings (their descriptors duplicated for
+    // /metrics): one closer per worker.
+    let rings: Vec<_> = match Arc::try_unwrap(hub) {
+        Ok(hub) => hub
+            .workers
+            .into_iter()
+            .map(|w| std::thread::spawn(move || drop(w)))
+            .collect(),
+        Err(hub) => vec![std::thread::spawn(move || drop(hub))],
+    };
     for h in handles {
         let _ = h.join();
     }
@@ -354,6 +384,10 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     if let Some(h) = pcap_thread {
         let _ = h.join();
     }
+    for t in cleanup.into_iter().chain(rings) {
+        let _ = t.join();
+    }
+    tracing::info!("stopped in {} ms", stopping.elapsed().as_millis());
     eprintln!("uvs: stopped");
     Ok(())
 }
@@ -382,7 +416,16 @@ fn keep_off_cores(busy: &[usize]) {
     }
 }
 
-/// The control thread's periodic work.
+/// The shortest ARP refresh interval accepted (`--arp-refresh-ms`).
+const RETRY_FLOOR_MS: u64 = 2 * neigh::RETRY_MS;
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The control thread's periodic work, and what makes a table change effective (run
+/// by the control thread's tick and, through [`Ctl::set_on_change`], by the ipvsadm
+/// command that changes the table).
 struct Control {
     ctl: Arc<Ctl>,
     neigh: neigh::Neighbours,
@@ -397,10 +440,20 @@ struct Control {
     garp_rounds: Vec<([u8; 4], u64, u32)>,
     /// What the log has already said is not forwarded (said once each).
     warned: std::collections::HashSet<String>,
+    /// The nft rule that drops the kernel's copy of VIP traffic, if installed.
+    kernel_copy: Option<kernelcopy::KernelCopyDrop>,
+    /// Overload shedding (its VIP set follows the table).
+    shed: Option<crate::ring::shed::Shed>,
+    epoch: Instant,
 }
 
 impl Control {
-    fn new(ctl: Arc<Ctl>, ifaces: &[Iface], fanout_fds: Vec<std::os::fd::RawFd>) -> Result<Control, String> {
+    fn new(
+        ctl: Arc<Ctl>,
+        ifaces: &[Iface],
+        fanout_fds: Vec<std::os::fd::RawFd>,
+        epoch: Instant,
+    ) -> Result<Control, String> {
         let mut arp_socks = Vec::new();
         for i in ifaces {
             let fd = crate::ring::packet_socket(0).map_err(|e| format!("ARP socket: {e}"))?;
@@ -417,6 +470,9 @@ impl Control {
             fanout_fds,
             steered: None,
             warned: Default::default(),
+            kernel_copy: None,
+            shed: None,
+            epoch,
         })
     }
 
@@ -426,15 +482,35 @@ impl Control {
         }
     }
 
+    /// Make the table effective now: routes and next hops of its real servers (an ARP
+    /// request goes out at once for a new one; frames to it wait in the worker until
+    /// the answer, see `worker.rs`), the fanout steering, the kernel-copy rule and
+    /// shedding's VIP set for its VIPs. Never waits for an answer.
+    fn sync_table(&mut self, now_ms: u64) {
+        self.sync_routes();
+        self.sync_vips(now_ms);
+        self.solicit_now(now_ms);
+        self.publish_neigh();
+    }
+
+    /// Publish resolved neighbours to the workers if anything changed.
+    fn publish_neigh(&mut self) {
+        if self.neigh.dirty {
+            self.neigh.dirty = false;
+            self.ctl.shared().publish_neigh(self.neigh.resolved_map());
+        }
+    }
+
     fn tick(&mut self, now_ms: u64) {
-        // Routes and next hops: once a second (and at start).
+        // Routes and next hops: once a second (and at start), for what changes outside
+        // uvs (the host's routes); table changes are installed by the command itself.
         if self.last_sync_ms.is_none_or(|t| now_ms >= t + 1000) {
             self.last_sync_ms = Some(now_ms);
             self.sync_routes();
             self.ctl.purge_trash();
             // Persistence templates are shared by all workers: one thread reaps them.
             self.ctl.shared().services.load().conn_shared().templates.expire(now_ms);
-            self.gratuitous_for_new_vips(now_ms);
+            self.sync_vips(now_ms);
             // Services and real servers ipvsadm accepts but uvs cannot forward: say so
             // once, at start or when a command adds them.
             for w in self.ctl.shared().services.load().not_forwarded() {
@@ -464,12 +540,14 @@ impl Control {
     /// Send ARP requests for every neighbour that is due.
     fn solicit_now(&mut self, now_ms: u64) {
         let mut buf = [0u8; 64];
-        for (ifindex, ip) in self.neigh.due(now_ms) {
+        for ((ifindex, ip), known) in self.neigh.due(now_ms) {
             let Some((i, _)) = self.arp_socks.iter().find(|(i, _)| i.ifindex == ifindex) else {
                 continue;
             };
             let src = i.addrs.first().copied().unwrap_or([0; 4]);
-            let n = arp::Repr::request(i.mac, src, ip).emit_frame(&mut buf, ethernet::BROADCAST);
+            // A resolved neighbour is probed at its known MAC (see neigh.rs).
+            let dst = known.unwrap_or(ethernet::BROADCAST);
+            let n = arp::Repr::request(i.mac, src, ip).emit_frame(&mut buf, dst);
             self.send(ifindex, &buf[..n]);
         }
     }
@@ -486,7 +564,9 @@ impl Control {
         }
     }
 
-    fn gratuitous_for_new_vips(&mut self, now_ms: u64) {
+    /// Steering, the kernel-copy rule and shedding for the table's VIPs; gratuitous
+    /// ARP for new ones.
+    fn sync_vips(&mut self, now_ms: u64) {
         let mut vips: Vec<_> = self.ctl.shared().services.load().vips().collect();
         vips.sort();
         if self.steered.as_ref() != Some(&vips) {
@@ -496,6 +576,16 @@ impl Control {
                 }
             }
             self.steered = Some(vips.clone());
+        }
+        if let Some(k) = self.kernel_copy.as_mut()
+            && let Err(e) = k.update(&vips)
+        {
+            eprintln!("uvs: warning: --drop-kernel-copy: {e}");
+        }
+        if let Some(s) = self.shed.as_mut()
+            && let Err(e) = s.set_vips(&vips)
+        {
+            eprintln!("uvs: warning: overload shedding: VIP set: {e}");
         }
         for v in &vips {
             if !self.announced.contains(v) {

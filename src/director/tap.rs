@@ -206,25 +206,65 @@ impl TapHub {
     }
 }
 
-/// Write every tapped frame to a pcap file (Ethernet link type) until the channel
-/// closes. Flushes after each burst so the file is readable while running.
+/// Write every tapped frame to a pcapng file until the channel closes: one interface
+/// block per interface (its name, nanosecond timestamps), and each frame once, with
+/// its direction in the packet's flags word (received: inbound, sent: outbound), as
+/// tshark shows it (`frame.packet_flags_direction`). Flushes after each burst so
+/// the file is readable while running.
 pub fn pcap_writer(path: &std::path::Path, rx: Receiver<TapRecord>) -> Result<std::thread::JoinHandle<()>, String> {
+    use pcap_file::pcapng::blocks::enhanced_packet::{EnhancedPacketBlock, EnhancedPacketOption};
+    use pcap_file::pcapng::blocks::interface_description::{InterfaceDescriptionBlock, InterfaceDescriptionOption};
     let f = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let header = pcap_file::pcap::PcapHeader {
-        datalink: pcap_file::DataLink::ETHERNET,
-        ..Default::default()
-    };
     let path = path.to_path_buf();
     Ok(std::thread::spawn(move || {
         let file = Flushable(std::rc::Rc::new(std::cell::RefCell::new(std::io::BufWriter::new(f))));
         let handle = file.clone();
-        let Ok(mut w) = pcap_file::pcap::PcapWriter::with_header(file, header) else {
-            eprintln!("uvs: cannot write {}", path.display());
+        let Ok(mut w) = pcap_file::pcapng::PcapNgWriter::new(file) else {
+            tracing::error!("cannot write {}", path.display());
             return;
         };
+        // ifindex -> interface id in the file, in order of first appearance.
+        let mut ids: Vec<u32> = Vec::new();
+        let names: std::collections::HashMap<u32, String> = pnet::datalink::interfaces()
+            .into_iter()
+            .map(|i| (i.index, i.name))
+            .collect();
         while let Ok(r) = rx.recv() {
-            let p = pcap_file::pcap::PcapPacket::new(r.ts, r.frame.len() as u32, &r.frame);
-            if w.write_packet(&p).is_err() {
+            let id = match ids.iter().position(|&i| i == r.ifindex) {
+                Some(id) => id,
+                None => {
+                    let name = names
+                        .get(&r.ifindex)
+                        .cloned()
+                        .unwrap_or_else(|| format!("if{}", r.ifindex));
+                    let idb = InterfaceDescriptionBlock {
+                        linktype: pcap_file::DataLink::ETHERNET,
+                        snaplen: 0,
+                        options: vec![
+                            InterfaceDescriptionOption::IfName(name.into()),
+                            // pcap-file writes timestamps in nanoseconds.
+                            InterfaceDescriptionOption::IfTsResol(9),
+                        ],
+                    };
+                    if w.write_pcapng_block(idb).is_err() {
+                        return;
+                    }
+                    ids.push(r.ifindex);
+                    ids.len() - 1
+                }
+            };
+            let dir = match r.dir {
+                TapDir::Rx => crate::lab::hops::Direction::In,
+                TapDir::Tx => crate::lab::hops::Direction::Out,
+            };
+            let epb = EnhancedPacketBlock {
+                interface_id: id as u32,
+                timestamp: r.ts,
+                original_len: r.frame.len() as u32,
+                data: std::borrow::Cow::Borrowed(&r.frame),
+                options: vec![EnhancedPacketOption::Flags(crate::lab::hops::epb_flags(dir))],
+            };
+            if w.write_pcapng_block(epb).is_err() {
                 return;
             }
             if rx.is_empty() {
@@ -281,8 +321,15 @@ mod tests {
         tap.record(TapDir::Tx, 1, 0, &[2u8; 64]);
         drop(tap);
         h.join().unwrap();
-        let frames = crate::lab::hops::read_pcap(&path);
-        assert_eq!(frames, vec![vec![1u8; 60], vec![2u8; 64]]);
+        use crate::lab::hops::Direction;
+        let frames = crate::lab::hops::read_capture(&path);
+        assert_eq!(
+            frames,
+            vec![
+                (Some(Direction::In), vec![1u8; 60]),
+                (Some(Direction::Out), vec![2u8; 64])
+            ]
+        );
         let _ = std::fs::remove_file(path);
     }
 }

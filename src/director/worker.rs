@@ -35,6 +35,9 @@ struct Pending {
     meta: RxMeta,
     at_ms: u64,
     len: usize,
+    /// The tap's sequence number of the frame (its RX copy was recorded once, when it
+    /// arrived; what it causes when retried is recorded under the same number).
+    seq: Option<u64>,
     /// A PENDING_FRAME-byte buffer from the free list.
     buf: Vec<u8>,
 }
@@ -61,13 +64,24 @@ struct State {
     /// The frame tap (`--pcap`, `uvs trace`), reloaded each round; none = off.
     tap: Option<Arc<super::tap::Tap>>,
     tap_scratch: Vec<u8>,
+    /// The tap sequence number of the frame just processed.
+    last_seq: Option<u64>,
+    /// Clock and table snapshot are from the previous round: reload them before the
+    /// next frame. A round may end in a wait of up to 100 ms, and a frame read after
+    /// it must see every table change made before it arrived (an ipvsadm command is
+    /// effective when it returns).
+    stale: bool,
     probe: Arc<crate::control::WorkerProbe>,
 }
 
 impl Handler for State {
     #[inline]
     fn frame(&mut self, meta: RxMeta, frame: &[u8], tx: &mut Tx) {
-        let v = self.process(meta, frame, tx);
+        if self.stale {
+            self.stale = false;
+            self.refresh();
+        }
+        let v = self.process(meta, frame, tx, None);
         self.after(meta, frame, v);
     }
 
@@ -81,7 +95,7 @@ impl Handler for State {
         let generation = self.sh.neigh_gen.load(Ordering::Acquire);
         if !self.pending.is_empty() && (generation != self.seen_gen || got == 0) {
             for p in std::mem::take(&mut self.pending) {
-                let v = self.process(p.meta, &p.buf[..p.len], tx);
+                let v = self.process(p.meta, &p.buf[..p.len], tx, p.seq);
                 if v == Verdict::Drop(DropReason::NeighUnresolved) && self.now_ms < p.at_ms + PENDING_MS {
                     self.pending.push(p);
                 } else {
@@ -99,24 +113,41 @@ impl Handler for State {
         }
         // One relaxed store and load; copies the table only when `-L -c` asks.
         self.probe.poll(&self.w, self.now_ms);
-        // Fresh clock and table snapshot for the next round.
-        self.now_ms = self.epoch.elapsed().as_millis() as u64;
-        self.svcs = self.sh.services.load();
-        self.tap = self.sh.tap.load_full();
-        if self.pending.is_empty() { 100 } else { 1 }
+        self.refresh();
+        self.stale = true;
+        if self.pending.is_empty() { 20 } else { 1 }
     }
 }
 
 impl State {
-    /// Run the pipeline on one frame, through the tap when one is attached.
-    fn process(&mut self, meta: RxMeta, frame: &[u8], tx: &mut Tx) -> Verdict {
+    /// Fresh clock, table snapshot and tap.
+    fn refresh(&mut self) {
+        self.now_ms = self.epoch.elapsed().as_millis() as u64;
+        self.svcs = self.sh.services.load();
+        self.tap = self.sh.tap.load_full();
+    }
+
+    /// Run the pipeline on one frame, through the tap when one is attached. `held` is
+    /// the tap sequence number of a held frame being retried: its RX copy is not
+    /// recorded again.
+    fn process(&mut self, meta: RxMeta, frame: &[u8], tx: &mut Tx, held: Option<u64>) -> Verdict {
         match &self.tap {
-            None => self.w.process(&self.sh, &self.svcs, self.now_ms, meta, frame, tx),
+            None => {
+                self.last_seq = None;
+                self.w.process(&self.sh, &self.svcs, self.now_ms, meta, frame, tx)
+            }
             Some(tap) => {
-                let seq = tap.next_seq();
-                if tap.rx_too {
-                    tap.record(super::tap::TapDir::Rx, meta.ifindex, seq, frame);
-                }
+                let seq = match held {
+                    Some(s) => s,
+                    None => {
+                        let s = tap.next_seq();
+                        if tap.rx_too {
+                            tap.record(super::tap::TapDir::Rx, meta.ifindex, s, frame);
+                        }
+                        s
+                    }
+                };
+                self.last_seq = Some(seq);
                 if self.tap_scratch.is_empty() {
                     self.tap_scratch = vec![0; 65536];
                 }
@@ -144,6 +175,7 @@ impl State {
                         meta,
                         at_ms: self.now_ms,
                         len: frame.len(),
+                        seq: self.last_seq,
                         buf,
                     });
                 }
@@ -175,6 +207,8 @@ pub fn run(
         free: (0..PENDING_MAX).map(|_| vec![0u8; PENDING_FRAME]).collect(),
         tap: None,
         tap_scratch: Vec::new(),
+        last_seq: None,
+        stale: false,
         probe: io.probe.clone(),
     };
     drive(&mut io.rx, &mut io.tx, &stop, &mut st);

@@ -92,17 +92,58 @@ pub fn decode(frame: &[u8]) -> Option<Seen> {
     })
 }
 
-/// Read every frame of a pcap file.
+/// Read every frame of a capture file (pcap or pcapng).
 pub fn read_pcap(path: &std::path::Path) -> Vec<Vec<u8>> {
-    let Ok(f) = std::fs::File::open(path) else {
-        return Vec::new();
-    };
-    let Ok(mut r) = pcap_file::pcap::PcapReader::new(f) else {
+    read_capture(path).into_iter().map(|(_, f)| f).collect()
+}
+
+/// Which way a captured frame went, as a pcapng file records it (epb_flags).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    In,
+    Out,
+}
+
+/// The pcapng Enhanced Packet Block flags word for a direction (pcapng spec,
+/// section "Enhanced Packet Block Flags Word": bits 0-1, 01 inbound, 10 outbound).
+pub fn epb_flags(d: Direction) -> u32 {
+    match d {
+        Direction::In => 0b01,
+        Direction::Out => 0b10,
+    }
+}
+
+/// Read every frame of a capture file with its direction when recorded: pcapng
+/// (uvs run --pcap) or classic pcap (tcpdump -w; no direction).
+pub fn read_capture(path: &std::path::Path) -> Vec<(Option<Direction>, Vec<u8>)> {
+    let Ok(bytes) = std::fs::read(path) else {
         return Vec::new();
     };
     let mut out = Vec::new();
+    if bytes.starts_with(&[0x0a, 0x0d, 0x0d, 0x0a]) {
+        let Ok(mut r) = pcap_file::pcapng::PcapNgReader::new(&bytes[..]) else {
+            return out;
+        };
+        while let Some(Ok(block)) = r.next_block() {
+            if let pcap_file::pcapng::Block::EnhancedPacket(p) = block {
+                let dir = p.options.iter().find_map(|o| match o {
+                    pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketOption::Flags(f) => match f & 0b11 {
+                        0b01 => Some(Direction::In),
+                        0b10 => Some(Direction::Out),
+                        _ => None,
+                    },
+                    _ => None,
+                });
+                out.push((dir, p.data.into_owned()));
+            }
+        }
+        return out;
+    }
+    let Ok(mut r) = pcap_file::pcap::PcapReader::new(&bytes[..]) else {
+        return out;
+    };
     while let Some(Ok(p)) = r.next_packet() {
-        out.push(p.data.into_owned());
+        out.push((None, p.data.into_owned()));
     }
     out
 }
