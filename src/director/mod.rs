@@ -187,6 +187,12 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     let epoch = Instant::now();
     let (neigh_tx, neigh_rx) = crossbeam_channel::bounded(4096);
     let group_base = (std::process::id() as u16).wrapping_mul(31);
+    // The steering program decides the fanout groups' mode, so it comes first.
+    let mut steering = crate::ring::fanout::Steering::load(nworkers);
+    let rx_config = RxConfig {
+        fanout_mode: steering.fanout_mode(),
+        ..RxConfig::default()
+    };
 
     // Open every ring before starting any thread, so a failure starts nothing.
     let mut ios = Vec::new();
@@ -196,7 +202,7 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         let mut mmsg = MmsgSet::default();
         for i in &ifaces {
             let group = group_base.wrapping_add(i.ifindex as u16);
-            let r = RxRing::open(i.ifindex, group, RxConfig::default());
+            let r = RxRing::open(i.ifindex, group, rx_config);
             rx.push(r.map_err(|e| format!("RX ring on {}: {e}", i.name))?);
             let max_frame = (i.mtu as usize + ethernet::HEADER_LEN + 20).max(1600);
             if opts.tx_sendmmsg {
@@ -239,17 +245,30 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
             }
         }
     }
-    // One member socket per interface, to (re)install the fanout program through. A
+    // One member socket per interface, to attach the steering program through. A
     // lone worker gets every frame anyway (a group without a program delivers to its
     // first member), so it is spared running the program on each one.
     let fanout_fds: Vec<_> = match ios.first() {
         Some(io) if nworkers > 1 => io.rx.iter().map(|r| r.raw_fd()).collect(),
         _ => Vec::new(),
     };
+    steering
+        .attach(fanout_fds)
+        .map_err(|e| format!("attaching the steering program: {e}"))?;
+    if let Err(e) = steering.set_vips(&sorted) {
+        eprintln!("uvs: warning: steering: {e}");
+    }
+    tracing::info!("steering: {}", steering.describe());
+    let steering = Arc::new(steering);
     // The last sockets (ARP); then privileges go, while this is still the only
     // thread (capabilities are per thread).
-    let mut control = Control::new(ctl.clone(), &ifaces, fanout_fds)?;
-    harden::drop_privileges(&opts.hardening, kernel_copy.is_some(), Some(control_sock.path()))?;
+    let mut control = Control::new(ctl.clone(), &ifaces, steering.clone())?;
+    harden::drop_privileges(
+        &opts.hardening,
+        kernel_copy.is_some(),
+        steering.needs_cap_bpf(),
+        Some(control_sock.path()),
+    )?;
     // Started after the drop, so the writer thread holds no capabilities either (the
     // file is created as the user uvs runs as).
     let taps = tap::TapHub::new(shared.clone());
@@ -390,9 +409,9 @@ struct Control {
     arp_socks: Vec<(Iface, std::os::fd::OwnedFd)>,
     last_sync_ms: Option<u64>,
     announced: Vec<[u8; 4]>,
-    /// One RX socket per interface: the fanout program is installed through it.
-    fanout_fds: Vec<std::os::fd::RawFd>,
-    /// The VIPs the installed fanout program knows.
+    /// The workers' fanout steering ([`crate::ring::fanout`]).
+    steering: Arc<crate::ring::fanout::Steering>,
+    /// The VIPs the steering program knows.
     steered: Option<Vec<[u8; 4]>>,
     garp_rounds: Vec<([u8; 4], u64, u32)>,
     /// What the log has already said is not forwarded (said once each).
@@ -400,7 +419,7 @@ struct Control {
 }
 
 impl Control {
-    fn new(ctl: Arc<Ctl>, ifaces: &[Iface], fanout_fds: Vec<std::os::fd::RawFd>) -> Result<Control, String> {
+    fn new(ctl: Arc<Ctl>, ifaces: &[Iface], steering: Arc<crate::ring::fanout::Steering>) -> Result<Control, String> {
         let mut arp_socks = Vec::new();
         for i in ifaces {
             let fd = crate::ring::packet_socket(0).map_err(|e| format!("ARP socket: {e}"))?;
@@ -414,7 +433,7 @@ impl Control {
             last_sync_ms: None,
             announced: Vec::new(),
             garp_rounds: Vec::new(),
-            fanout_fds,
+            steering,
             steered: None,
             warned: Default::default(),
         })
@@ -490,15 +509,16 @@ impl Control {
         let mut vips: Vec<_> = self.ctl.shared().services.load().vips().collect();
         vips.sort();
         if self.steered.as_ref() != Some(&vips) {
-            for fd in &self.fanout_fds {
-                if let Err(e) = crate::ring::fanout::install(*fd, &vips) {
-                    eprintln!("uvs: warning: cannot install the fanout program: {e}");
-                }
+            if let Err(e) = self.steering.set_vips(&vips) {
+                eprintln!("uvs: warning: steering: {e}");
             }
             self.steered = Some(vips.clone());
         }
+        // Both lists sorted: a merge, not a search per VIP (tens of thousands of VIPs).
+        let mut old = self.announced.iter().peekable();
         for v in &vips {
-            if !self.announced.contains(v) {
+            while old.next_if(|o| *o < v).is_some() {}
+            if old.next_if(|o| *o == v).is_none() {
                 self.garp_rounds.push((*v, now_ms, 2));
             }
         }
