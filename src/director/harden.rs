@@ -11,7 +11,7 @@
 //!
 //! 1. empties the capability bounding set except CAP_NET_RAW (+ CAP_NET_ADMIN with
 //!    `--drop-kernel-copy`, whose nftables updates run `nft` when the VIPs change;
-//!    + CAP_BPF on kernels before 6.5 with unprivileged BPF disabled, where updating
+//!    and CAP_BPF on kernels before 6.5 with unprivileged BPF disabled, where updating
 //!    the steering program's VIP map needs it: [`crate::ring::fanout`]);
 //! 2. with `--user NAME`, switches to that user's uid, gid and no supplementary
 //!    groups (keeping capabilities across the switch), and hands the control socket

@@ -473,9 +473,13 @@ impl Control {
             }
             *left > 0
         });
-        for vip in sends {
-            for _ in 0..5 {
-                self.send_garp(vip);
+        if !sends.is_empty() {
+            // One read of the routing table for the batch (thousands of VIPs at start).
+            let routes = route::Routes::read().unwrap_or_default();
+            for vip in sends {
+                for _ in 0..5 {
+                    self.send_garp(&routes, vip);
+                }
             }
         }
     }
@@ -493,8 +497,7 @@ impl Control {
         }
     }
 
-    fn send_garp(&self, vip: [u8; 4]) {
-        let routes = route::Routes::read().unwrap_or_default();
+    fn send_garp(&self, routes: &route::Routes, vip: [u8; 4]) {
         let via = routes.lookup(vip).map(|(name, _)| name.to_string());
         let mut buf = [0u8; 64];
         for (i, _) in &self.arp_socks {

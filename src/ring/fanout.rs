@@ -665,7 +665,13 @@ mod tests {
     fn one_clients_even_ports_spread_evenly() {
         // Linux picks even source ports for connect() (net/ipv4/inet_hashtables.c:
         // __inet_hash_connect), from the default range 32768-60999.
-        for client in [[192, 0, 2, 7], [10, 0, 0, 1], [172, 16, 200, 33], [0, 0, 0, 0]] {
+        for client in [
+            [192, 0, 2, 7],
+            [10, 0, 0, 1],
+            [172, 16, 200, 33],
+            [0, 0, 0, 0],
+            [192, 168, 77, 10],
+        ] {
             for n in [2usize, 4] {
                 let mut count = vec![0usize; n];
                 let ports: Vec<u16> = (32768..=60998).step_by(2).collect();
