@@ -225,11 +225,6 @@ const NEXT: &str = "__next";
 const SKIP: &str = "__skip";
 
 /// Install a classic program on a fanout group (through any member socket).
-pub fn install(fd: RawFd, vips: &[[u8; 4]]) -> io::Result<()> {
-    let prog = program(vips).map_err(io::Error::other)?;
-    install_cbpf(fd, prog)
-}
-
 fn install_cbpf(fd: RawFd, mut prog: Vec<libc::sock_filter>) -> io::Result<()> {
     let fprog = libc::sock_fprog {
         len: prog.len() as u16,
@@ -698,6 +693,27 @@ mod tests {
         assert!(program(&vips).is_err());
         let prog = program(&vips[..CBPF_MAX_VIPS]).unwrap();
         assert!(prog.len() <= 4096, "{}", prog.len());
+    }
+
+    #[test]
+    fn classic_fallback_degrades_to_one_worker_past_its_limit_and_recovers() {
+        let s = Steering {
+            kind: Kind::Cbpf { why: "test".into() },
+            fds: Vec::new(),
+            state: Mutex::default(),
+        };
+        assert_eq!(s.fanout_mode() & 0xff, libc::PACKET_FANOUT_CBPF);
+        assert!(!s.uses_bpf_maps() && !s.needs_cap_bpf());
+        let vips: Vec<[u8; 4]> = (0..CBPF_MAX_VIPS as u32 + 1)
+            .map(|i| (0x0a00_0000 + i).to_be_bytes())
+            .collect();
+        s.set_vips(&vips[..10]).unwrap();
+        assert!(s.state.lock().unwrap().listed);
+        let e = s.set_vips(&vips).unwrap_err().to_string();
+        assert!(e.contains("worker 0"), "{e}");
+        assert!(!s.state.lock().unwrap().listed);
+        s.set_vips(&vips[..CBPF_MAX_VIPS]).unwrap();
+        assert!(s.state.lock().unwrap().listed);
     }
 
     #[test]
