@@ -188,7 +188,7 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     let (neigh_tx, neigh_rx) = crossbeam_channel::bounded(4096);
     let group_base = (std::process::id() as u16).wrapping_mul(31);
     // The steering program decides the fanout groups' mode, so it comes first.
-    let mut steering = crate::ring::fanout::Steering::load(nworkers);
+    let steering = crate::ring::fanout::Steering::load(nworkers);
     let rx_config = RxConfig {
         fanout_mode: steering.fanout_mode(),
         ..RxConfig::default()

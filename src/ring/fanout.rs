@@ -341,7 +341,7 @@ fn kernel_before(release: &str, (major, minor): (u32, u32)) -> bool {
 pub struct Steering {
     kind: Kind,
     /// One member socket per interface (classic programs are reinstalled through it).
-    fds: Vec<RawFd>,
+    fds: Mutex<Vec<RawFd>>,
     /// The VIPs the program knows (eBPF: the map's keys; classic: the list).
     state: Mutex<Applied>,
 }
@@ -388,7 +388,7 @@ impl Steering {
         };
         Steering {
             kind,
-            fds: Vec::new(),
+            fds: Mutex::default(),
             state: Mutex::default(),
         }
     }
@@ -419,13 +419,30 @@ impl Steering {
 
     /// Attach the program to the groups, through one member socket of each; the
     /// classic program is installed by [`Steering::set_vips`] (it lists the VIPs).
-    pub fn attach(&mut self, fds: Vec<RawFd>) -> io::Result<()> {
+    /// Again after a group was rebuilt (its last member closed): a group's program
+    /// lives as long as the group.
+    pub fn attach(&self, fds: Vec<RawFd>) -> io::Result<()> {
         if let Kind::Ebpf { prog, .. } = &self.kind {
             for fd in &fds {
                 set_packet_opt(*fd, libc::PACKET_FANOUT_DATA, &(prog.as_raw_fd() as u32))?;
             }
         }
-        self.fds = fds;
+        *self.fds.lock().unwrap_or_else(|e| e.into_inner()) = fds;
+        if let Kind::Cbpf { .. } = self.kind {
+            // Reinstall the classic program through the new sockets.
+            self.state.lock().unwrap_or_else(|e| e.into_inner()).listed = false;
+            let vips: Vec<[u8; 4]> = self
+                .state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .vips
+                .iter()
+                .copied()
+                .collect();
+            if !vips.is_empty() {
+                let _ = self.set_vips(&vips);
+            }
+        }
         Ok(())
     }
 
@@ -527,7 +544,7 @@ impl Steering {
                         Some(e),
                     ),
                 };
-                for fd in &self.fds {
+                for fd in self.fds.lock().unwrap_or_else(|e| e.into_inner()).iter() {
                     install_cbpf(*fd, prog.clone())?;
                 }
                 st.vips = want;
@@ -699,7 +716,7 @@ mod tests {
     fn classic_fallback_degrades_to_one_worker_past_its_limit_and_recovers() {
         let s = Steering {
             kind: Kind::Cbpf { why: "test".into() },
-            fds: Vec::new(),
+            fds: Mutex::default(),
             state: Mutex::default(),
         };
         assert_eq!(s.fanout_mode() & 0xff, libc::PACKET_FANOUT_CBPF);
@@ -758,7 +775,7 @@ mod tests {
             eprintln!("*** SKIPPED kernel_runs_the_ebpf_program_as_steer_hash_says: needs root (bpf) ***");
             return;
         }
-        let mut s = Steering::load(2);
+        let s = Steering::load(2);
         assert!(s.uses_bpf_maps(), "eBPF steering loads as root: {}", s.describe());
         s.attach(Vec::new()).unwrap();
         let vips: Vec<[u8; 4]> = (0..50_000u32).map(|i| (0x0a40_0000 + i).to_be_bytes()).collect();
