@@ -10,7 +10,9 @@
 //! /proc/net/route. So, before any worker or control thread starts, [`drop_privileges`]
 //!
 //! 1. empties the capability bounding set except CAP_NET_RAW (+ CAP_NET_ADMIN with
-//!    `--drop-kernel-copy`, whose nftables updates run `nft` when the VIPs change);
+//!    `--drop-kernel-copy`, whose nftables updates run `nft` when the VIPs change;
+//!    and CAP_BPF on kernels before 6.5 with unprivileged BPF disabled, where updating
+//!    the steering program's VIP map needs it: [`crate::ring::fanout`]);
 //! 2. with `--user NAME`, switches to that user's uid, gid and no supplementary
 //!    groups (keeping capabilities across the switch), and hands the control socket
 //!    to that user (still mode 0600);
@@ -122,6 +124,7 @@ pub fn apply_settings(h: &Hardening, sh: &crate::pipeline::Shared) -> Result<(),
 pub const CAP_SETPCAP: u32 = 8;
 pub const CAP_NET_ADMIN: u32 = 12;
 pub const CAP_NET_RAW: u32 = 13;
+pub const CAP_BPF: u32 = 39;
 
 #[repr(C)]
 struct CapHeader {
@@ -199,8 +202,15 @@ fn lookup_user(name: &str) -> Result<(libc::uid_t, libc::gid_t), String> {
 }
 
 /// Drop privileges as described in the module documentation. `net_admin`: keep
-/// CAP_NET_ADMIN too. `socket`: the control socket to hand to `--user`.
-pub fn drop_privileges(h: &Hardening, net_admin: bool, socket: Option<&std::path::Path>) -> Result<(), String> {
+/// CAP_NET_ADMIN too. `bpf`: keep CAP_BPF too (the steering program's VIP map is
+/// updated when the VIPs change; see [`crate::ring::fanout::Steering::needs_cap_bpf`]).
+/// `socket`: the control socket to hand to `--user`.
+pub fn drop_privileges(
+    h: &Hardening,
+    net_admin: bool,
+    bpf: bool,
+    socket: Option<&std::path::Path>,
+) -> Result<(), String> {
     if h.keep_caps {
         return Ok(());
     }
@@ -208,7 +218,8 @@ pub fn drop_privileges(h: &Hardening, net_admin: bool, socket: Option<&std::path
     if unsafe { libc::geteuid() } != 0 && h.user.is_none() && thread_caps("CapEff:").unwrap_or(0) == 0 {
         return Ok(()); // nothing to drop
     }
-    let wanted: u64 = (1 << CAP_NET_RAW) | if net_admin { 1 << CAP_NET_ADMIN } else { 0 };
+    let wanted: u64 =
+        (1 << CAP_NET_RAW) | if net_admin { 1 << CAP_NET_ADMIN } else { 0 } | if bpf { 1 << CAP_BPF } else { 0 };
     // Never ask for more than is permitted now (capset would refuse).
     let keep = wanted & thread_caps("CapPrm:").unwrap_or(wanted);
     let user = h.user.as_deref().map(lookup_user).transpose()?;
@@ -326,7 +337,7 @@ mod tests {
         // A thread of its own: capabilities are per thread, so the test runner's
         // other threads keep theirs.
         let r = std::thread::spawn(|| {
-            drop_privileges(&Hardening::default(), false, None)?;
+            drop_privileges(&Hardening::default(), false, false, None)?;
             let eff = thread_caps("CapEff:").unwrap();
             // A raw packet socket still opens; binding a port < 1024 does not.
             let raw = crate::ring::packet_socket(0).is_ok();

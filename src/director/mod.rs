@@ -190,6 +190,12 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     let epoch = Instant::now();
     let (neigh_tx, neigh_rx) = crossbeam_channel::bounded(4096);
     let group_base = (std::process::id() as u16).wrapping_mul(31);
+    // The steering program decides the fanout groups' mode, so it comes first.
+    let steering = crate::ring::fanout::Steering::load(nworkers);
+    let rx_config = RxConfig {
+        fanout_mode: steering.fanout_mode(),
+        ..RxConfig::default()
+    };
 
     // Open every ring before starting any thread, so a failure starts nothing.
     let mut ios = Vec::new();
@@ -199,7 +205,7 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         let mut mmsg = MmsgSet::default();
         for i in &ifaces {
             let group = group_base.wrapping_add(i.ifindex as u16);
-            let r = RxRing::open(i.ifindex, group, RxConfig::default());
+            let r = RxRing::open(i.ifindex, group, rx_config);
             rx.push(r.map_err(|e| format!("RX ring on {}: {e}", i.name))?);
             let max_frame = (i.mtu as usize + ethernet::HEADER_LEN + 20).max(1600);
             if opts.tx_sendmmsg {
@@ -242,18 +248,31 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
             }
         }
     }
-    // One member socket per interface, to (re)install the fanout program through. A
+    // One member socket per interface, to attach the steering program through. A
     // lone worker gets every frame anyway (a group without a program delivers to its
     // first member), so it is spared running the program on each one.
     let fanout_fds: Vec<_> = match ios.first() {
         Some(io) if nworkers > 1 => io.rx.iter().map(|r| r.raw_fd()).collect(),
         _ => Vec::new(),
     };
+    steering
+        .attach(fanout_fds)
+        .map_err(|e| format!("attaching the steering program: {e}"))?;
+    if let Err(e) = steering.set_vips(&sorted) {
+        eprintln!("uvs: warning: steering: {e}");
+    }
+    tracing::info!("steering: {}", steering.describe());
+    let steering = Arc::new(steering);
     // The last sockets (ARP); then privileges go, while this is still the only
     // thread (capabilities are per thread).
-    let mut control = Control::new(ctl.clone(), &ifaces, fanout_fds, epoch)?;
+    let mut control = Control::new(ctl.clone(), &ifaces, steering.clone(), epoch)?;
     control.neigh.refresh_ms = opts.hardening.arp_refresh_ms.max(RETRY_FLOOR_MS);
-    harden::drop_privileges(&opts.hardening, kernel_copy.is_some(), Some(control_sock.path()))?;
+    harden::drop_privileges(
+        &opts.hardening,
+        kernel_copy.is_some(),
+        steering.needs_cap_bpf(),
+        Some(control_sock.path()),
+    )?;
     // Started after the drop, so the writer thread holds no capabilities either (the
     // file is created as the user uvs runs as).
     let taps = tap::TapHub::new(shared.clone());
@@ -433,9 +452,9 @@ struct Control {
     arp_socks: Vec<(Iface, std::os::fd::OwnedFd)>,
     last_sync_ms: Option<u64>,
     announced: Vec<[u8; 4]>,
-    /// One RX socket per interface: the fanout program is installed through it.
-    fanout_fds: Vec<std::os::fd::RawFd>,
-    /// The VIPs the installed fanout program knows.
+    /// The workers' fanout steering ([`crate::ring::fanout`]).
+    steering: Arc<crate::ring::fanout::Steering>,
+    /// The VIPs the steering program knows.
     steered: Option<Vec<[u8; 4]>>,
     garp_rounds: Vec<([u8; 4], u64, u32)>,
     /// What the log has already said is not forwarded (said once each).
@@ -451,7 +470,7 @@ impl Control {
     fn new(
         ctl: Arc<Ctl>,
         ifaces: &[Iface],
-        fanout_fds: Vec<std::os::fd::RawFd>,
+        steering: Arc<crate::ring::fanout::Steering>,
         epoch: Instant,
     ) -> Result<Control, String> {
         let mut arp_socks = Vec::new();
@@ -467,7 +486,7 @@ impl Control {
             last_sync_ms: None,
             announced: Vec::new(),
             garp_rounds: Vec::new(),
-            fanout_fds,
+            steering,
             steered: None,
             warned: Default::default(),
             kernel_copy: None,
@@ -530,9 +549,13 @@ impl Control {
             }
             *left > 0
         });
-        for vip in sends {
-            for _ in 0..5 {
-                self.send_garp(vip);
+        if !sends.is_empty() {
+            // One read of the routing table for the batch (thousands of VIPs at start).
+            let routes = route::Routes::read().unwrap_or_default();
+            for vip in sends {
+                for _ in 0..5 {
+                    self.send_garp(&routes, vip);
+                }
             }
         }
     }
@@ -552,8 +575,7 @@ impl Control {
         }
     }
 
-    fn send_garp(&self, vip: [u8; 4]) {
-        let routes = route::Routes::read().unwrap_or_default();
+    fn send_garp(&self, routes: &route::Routes, vip: [u8; 4]) {
         let via = routes.lookup(vip).map(|(name, _)| name.to_string());
         let mut buf = [0u8; 64];
         for (i, _) in &self.arp_socks {
@@ -570,10 +592,8 @@ impl Control {
         let mut vips: Vec<_> = self.ctl.shared().services.load().vips().collect();
         vips.sort();
         if self.steered.as_ref() != Some(&vips) {
-            for fd in &self.fanout_fds {
-                if let Err(e) = crate::ring::fanout::install(*fd, &vips) {
-                    eprintln!("uvs: warning: cannot install the fanout program: {e}");
-                }
+            if let Err(e) = self.steering.set_vips(&vips) {
+                eprintln!("uvs: warning: steering: {e}");
             }
             self.steered = Some(vips.clone());
         }
@@ -587,8 +607,11 @@ impl Control {
         {
             eprintln!("uvs: warning: overload shedding: VIP set: {e}");
         }
+        // Both lists sorted: a merge, not a search per VIP (tens of thousands of VIPs).
+        let mut old = self.announced.iter().peekable();
         for v in &vips {
-            if !self.announced.contains(v) {
+            while old.next_if(|o| *o < v).is_some() {}
+            if old.next_if(|o| *o == v).is_none() {
                 self.garp_rounds.push((*v, now_ms, 2));
             }
         }

@@ -1,11 +1,13 @@
 //! The few bpf(2) calls uvs needs: create a map, load a program, attach it to an
-//! interface's XDP hook through a BPF link, update map entries; and an eBPF
-//! instruction encoder for the one small program uvs loads ([`super::shed`]).
+//! interface's XDP hook through a BPF link, update map entries, run a program on a
+//! test frame; and an eBPF instruction encoder for the two small programs uvs loads
+//! (the XDP shedding program, [`super::shed`], and the fanout steering program,
+//! [`super::fanout`]).
 //!
 //! Hand-written because the crates that load eBPF want the program as an ELF object
 //! built by a separate toolchain (aya: nightly + bpf-linker; libbpf-rs: clang and
-//! libelf at build time); uvs's program is 26 instructions, assembled at run time
-//! with its map descriptors and thresholds as immediates.
+//! libelf at build time); uvs's programs are 26 and ~50 instructions, assembled at
+//! run time with their map descriptors and thresholds as immediates.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -14,12 +16,16 @@ const BPF_MAP_CREATE: libc::c_long = 0;
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
 const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_PROG_TEST_RUN: libc::c_long = 10;
 const BPF_LINK_CREATE: libc::c_long = 28;
 
 pub const BPF_MAP_TYPE_HASH: u32 = 1;
 pub const BPF_MAP_TYPE_ARRAY: u32 = 2;
 /// Array maps whose values userspace may mmap.
 pub const BPF_F_MMAPABLE: u32 = 1 << 10;
+/// Hash maps that allocate an element when it is added (not all `max_entries` up front).
+pub const BPF_F_NO_PREALLOC: u32 = 1;
+pub const BPF_PROG_TYPE_SOCKET_FILTER: u32 = 1;
 const BPF_PROG_TYPE_XDP: u32 = 6;
 const BPF_XDP: u32 = 37;
 /// XDP attach modes: generic (after the skb is built) or the driver's own hook.
@@ -133,10 +139,19 @@ struct ProgLoad {
 
 /// Load an XDP program; a verifier rejection comes back with the verifier's log.
 pub fn prog_load_xdp(insns: &[Insn], name: &str) -> io::Result<OwnedFd> {
+    prog_load(BPF_PROG_TYPE_XDP, BPF_XDP, insns, name)
+}
+
+/// Load a socket filter program (also the type PACKET_FANOUT_EBPF takes).
+pub fn prog_load_socket_filter(insns: &[Insn], name: &str) -> io::Result<OwnedFd> {
+    prog_load(BPF_PROG_TYPE_SOCKET_FILTER, 0, insns, name)
+}
+
+fn prog_load(prog_type: u32, expected_attach_type: u32, insns: &[Insn], name: &str) -> io::Result<OwnedFd> {
     let license = c"GPL";
     let mut log = vec![0u8; 1 << 16];
     let mut a = ProgLoad {
-        prog_type: BPF_PROG_TYPE_XDP,
+        prog_type,
         insn_cnt: insns.len() as u32,
         insns: insns.as_ptr() as u64,
         license: license.as_ptr() as u64,
@@ -147,7 +162,7 @@ pub fn prog_load_xdp(insns: &[Insn], name: &str) -> io::Result<OwnedFd> {
         prog_flags: 0,
         prog_name: name16(name),
         prog_ifindex: 0,
-        expected_attach_type: BPF_XDP,
+        expected_attach_type,
     };
     sys_bpf(BPF_PROG_LOAD, &mut a).map(owned).map_err(|e| {
         let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
@@ -161,6 +176,48 @@ pub fn prog_load_xdp(insns: &[Insn], name: &str) -> io::Result<OwnedFd> {
             ),
         )
     })
+}
+
+#[repr(C)]
+struct TestRun {
+    prog_fd: u32,
+    retval: u32,
+    data_size_in: u32,
+    data_size_out: u32,
+    data_in: u64,
+    data_out: u64,
+    repeat: u32,
+    duration: u32,
+    ctx_size_in: u32,
+    ctx_size_out: u32,
+    ctx_in: u64,
+    ctx_out: u64,
+    flags: u32,
+    cpu: u32,
+}
+
+/// Run `prog` once on `frame` (an Ethernet frame; a socket filter sees it from the
+/// network header on, as on receive) and return the program's result
+/// (BPF_PROG_TEST_RUN, `net/bpf/test_run.c: bpf_prog_test_run_skb`).
+pub fn prog_test_run(prog: &OwnedFd, frame: &[u8]) -> io::Result<u32> {
+    let mut a = TestRun {
+        prog_fd: prog.as_raw_fd() as u32,
+        retval: 0,
+        data_size_in: frame.len() as u32,
+        data_size_out: 0,
+        data_in: frame.as_ptr() as u64,
+        data_out: 0,
+        repeat: 1,
+        duration: 0,
+        ctx_size_in: 0,
+        ctx_size_out: 0,
+        ctx_in: 0,
+        ctx_out: 0,
+        flags: 0,
+        cpu: 0,
+    };
+    sys_bpf(BPF_PROG_TEST_RUN, &mut a)?;
+    Ok(a.retval)
 }
 
 #[repr(C)]
@@ -208,18 +265,28 @@ pub mod asm {
     const BPF_LDX: u8 = 0x01;
     const BPF_ST: u8 = 0x02;
     const BPF_STX: u8 = 0x03;
+    const BPF_ALU: u8 = 0x04;
     const BPF_JMP: u8 = 0x05;
     const BPF_ALU64: u8 = 0x07;
     const BPF_W: u8 = 0x00;
     const BPF_H: u8 = 0x08;
+    const BPF_B: u8 = 0x10;
     const BPF_DW: u8 = 0x18;
     const BPF_IMM: u8 = 0x00;
+    const BPF_ABS: u8 = 0x20;
+    const BPF_IND: u8 = 0x40;
     const BPF_MEM: u8 = 0x60;
     const BPF_ATOMIC: u8 = 0xc0;
     const BPF_K: u8 = 0x00;
     const BPF_X: u8 = 0x08;
     const BPF_ADD: u8 = 0x00;
+    const BPF_MUL: u8 = 0x20;
+    const BPF_AND: u8 = 0x50;
+    const BPF_LSH: u8 = 0x60;
+    const BPF_RSH: u8 = 0x70;
+    const BPF_XOR: u8 = 0xa0;
     const BPF_MOV: u8 = 0xb0;
+    const BPF_JA: u8 = 0x00;
     const BPF_JEQ: u8 = 0x10;
     const BPF_JGT: u8 = 0x20;
     const BPF_JNE: u8 = 0x50;
@@ -231,12 +298,14 @@ pub mod asm {
     /// Sizes for loads and stores.
     #[derive(Clone, Copy)]
     pub enum Size {
+        B,
         W,
         H,
         DW,
     }
     fn size(s: Size) -> u8 {
         match s {
+            Size::B => BPF_B,
             Size::W => BPF_W,
             Size::H => BPF_H,
             Size::DW => BPF_DW,
@@ -259,6 +328,41 @@ pub mod asm {
     }
     pub fn add_imm(dst: Reg, imm: i32) -> Insn {
         insn(BPF_ALU64 | BPF_ADD | BPF_K, dst, 0, 0, imm)
+    }
+    pub fn and_imm(dst: Reg, imm: i32) -> Insn {
+        insn(BPF_ALU64 | BPF_AND | BPF_K, dst, 0, 0, imm)
+    }
+    pub fn lsh_imm(dst: Reg, imm: i32) -> Insn {
+        insn(BPF_ALU64 | BPF_LSH | BPF_K, dst, 0, 0, imm)
+    }
+    /// 32-bit ALU (the upper half of `dst` is zeroed): dst = src.
+    pub fn mov32(dst: Reg, src: Reg) -> Insn {
+        insn(BPF_ALU | BPF_MOV | BPF_X, dst, src, 0, 0)
+    }
+    /// 32-bit: dst *= imm (the immediate's 32 bits, wrapping).
+    pub fn mul32_imm(dst: Reg, imm: u32) -> Insn {
+        insn(BPF_ALU | BPF_MUL | BPF_K, dst, 0, 0, imm as i32)
+    }
+    /// 32-bit: dst ^= src.
+    pub fn xor32(dst: Reg, src: Reg) -> Insn {
+        insn(BPF_ALU | BPF_XOR | BPF_X, dst, src, 0, 0)
+    }
+    /// 32-bit: dst >>= imm (logical).
+    pub fn rsh32_imm(dst: Reg, imm: i32) -> Insn {
+        insn(BPF_ALU | BPF_RSH | BPF_K, dst, 0, 0, imm)
+    }
+    /// Socket programs' packet loads (r6 holds the skb): r0 = the `s`-sized value at
+    /// network-header offset `off`, in host order; past the end the program returns 0
+    /// (`kernel/bpf/verifier.c: check_ld_abs`). Clobbers r1-r5.
+    pub fn ld_abs(s: Size, off: i32) -> Insn {
+        insn(BPF_LD | BPF_ABS | size(s), 0, 0, 0, off)
+    }
+    /// As [`ld_abs`], at offset `src + off`.
+    pub fn ld_ind(s: Size, src: Reg, off: i32) -> Insn {
+        insn(BPF_LD | BPF_IND | size(s), 0, src, 0, off)
+    }
+    pub fn ja(off: i16) -> Insn {
+        insn(BPF_JMP | BPF_JA, 0, 0, off, 0)
     }
     /// dst = *(size *)(src + off)
     pub fn load(s: Size, dst: Reg, src: Reg, off: i16) -> Insn {
@@ -337,5 +441,19 @@ mod tests {
         assert_eq!(jlt_imm(1, 2, 3).code, 0xa5);
         assert_eq!(exit().code, 0x95);
         assert_eq!(call(1).code, 0x85);
+        // BPF_LD|BPF_ABS|BPF_H, BPF_LD|BPF_IND|BPF_W with src r7.
+        assert_eq!(ld_abs(Size::H, 12).code, 0x28);
+        let i = ld_ind(Size::W, 7, 20);
+        assert_eq!((i.code, i.regs, i.imm), (0x40, 0x70, 20));
+        assert_eq!(ld_abs(Size::B, 9).code, 0x30);
+        // 32-bit ALU: mul imm 0x24, xor reg 0xac, rsh imm 0x74, mov reg 0xbc.
+        assert_eq!(mul32_imm(0, 0x9e37_79b1).code, 0x24);
+        assert_eq!(mul32_imm(0, 0x9e37_79b1).imm as u32, 0x9e37_79b1);
+        assert_eq!(xor32(0, 1).code, 0xac);
+        assert_eq!(rsh32_imm(1, 16).code, 0x74);
+        assert_eq!(mov32(1, 0).code, 0xbc);
+        assert_eq!(ja(3).code, 0x05);
+        assert_eq!(and_imm(0, 0xf).code, 0x57);
+        assert_eq!(lsh_imm(0, 2).code, 0x67);
     }
 }

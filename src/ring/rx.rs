@@ -19,6 +19,8 @@ pub struct RxConfig {
     pub frame_size: u32,
     /// Milliseconds before a partly filled block is handed over.
     pub retire_tov_ms: u32,
+    /// PACKET_FANOUT mode and flags (see [`crate::ring::fanout::Steering::fanout_mode`]).
+    pub fanout_mode: u32,
 }
 
 impl Default for RxConfig {
@@ -32,12 +34,13 @@ impl Default for RxConfig {
             block_nr: 128,
             frame_size: 1 << 11,
             retire_tov_ms: 1,
+            fanout_mode: FANOUT_MODE,
         }
     }
 }
 
-/// Fanout mode: our steering program (see `ring::fanout`), reassembling fragments
-/// first.
+/// Default fanout mode: a classic steering program (see `ring::fanout`; the director
+/// uses eBPF where it can), reassembling fragments first.
 pub const FANOUT_MODE: u32 = libc::PACKET_FANOUT_CBPF | libc::PACKET_FANOUT_FLAG_DEFRAG;
 
 #[derive(Debug)]
@@ -76,7 +79,7 @@ impl RxRing {
         bind(&fd, ifindex, ETH_P_ALL)?;
         // Frames the host itself sends (including our own TX) are not ours to handle.
         set_packet_opt(raw, libc::PACKET_IGNORE_OUTGOING, &(1 as libc::c_int))?;
-        let fanout: u32 = group as u32 | (FANOUT_MODE << 16);
+        let fanout: u32 = group as u32 | (cfg.fanout_mode << 16);
         set_packet_opt(raw, libc::PACKET_FANOUT, &fanout)?;
         Ok(RxRing {
             fd,

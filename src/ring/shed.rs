@@ -317,16 +317,19 @@ impl Shed {
         }
         // Every change is tried; the first failure is reported once (the set is taken
         // as applied, so a full map does not warn again on every tick).
+        // Sets, not list searches: tens of thousands of VIPs would make this quadratic.
         let mut first_err = Ok(());
+        let (old, new): (std::collections::HashSet<_>, std::collections::HashSet<_>) =
+            (self.vips.iter().collect(), vips.iter().collect());
         for v in &self.vips {
-            if !vips.contains(v)
+            if !new.contains(v)
                 && let Err(e) = bpf::map_delete(&self.vips_map, v)
             {
                 first_err = first_err.and(Err(e));
             }
         }
         for v in vips {
-            if !self.vips.contains(v)
+            if !old.contains(v)
                 && let Err(e) = bpf::map_update(&self.vips_map, v, &1u32.to_ne_bytes())
             {
                 first_err = first_err.and(Err(e));
