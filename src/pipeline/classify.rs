@@ -48,6 +48,13 @@ pub fn classify<'a>(iface: &Iface, svcs: &ServiceTable, rx: RxMeta, frame: &'a [
     if rx.pkttype == pkttype::OUTGOING {
         return Class::Pass;
     }
+    // A tag stripped into the metadata: VLAN traffic is not the director's
+    // (`8021q/vlan_core.c: vlan_do_receive` finds no VLAN device for it and marks it
+    // PACKET_OTHERHOST, so IPVS never sees it). VID 0 is a priority tag: the frame
+    // goes on as untagged traffic, as in Linux, where only a nonzero VID is marked.
+    if rx.vlan_tci.is_some_and(|tci| tci & 0x0fff != 0) {
+        return Class::Drop(DropReason::Vlan);
+    }
     let Some(eth) = ethernet::Frame::new_checked(frame) else {
         return Class::Drop(DropReason::TruncatedEthernet);
     };

@@ -198,6 +198,7 @@ pub fn fuzz_one(data: &[u8]) {
             ifindex: IFINDEX,
             pkttype: meta & 0x7,
             csum_partial: meta & 0x8 != 0,
+            vlan_tci: None,
         };
         let svcs = sh.services.load();
         let mut out = VecEmit::counting();

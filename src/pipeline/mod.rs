@@ -155,6 +155,10 @@ pub struct RxMeta {
     /// with checksum offload, TP_STATUS_CSUMNOTREADY): the sender's NIC was to finish
     /// it, so whoever transmits the frame on must.
     pub csum_partial: bool,
+    /// The 802.1Q tag control word the NIC (or veth) stripped from the frame and
+    /// reported in the ring's metadata (TP_STATUS_VLAN_VALID, `tp_vlan_tci`); none
+    /// for a frame received without a tag.
+    pub vlan_tci: Option<u16>,
 }
 
 /// What became of a frame.

@@ -147,11 +147,15 @@ impl RxRing {
                 // SAFETY: the frame bytes [start, start+len) are inside the block.
                 let frame = unsafe { std::slice::from_raw_parts(base.add(start), len) };
                 let csum_partial = hdr.tp_status & libc::TP_STATUS_CSUMNOTREADY != 0;
+                // The tag the driver (or veth) took off the frame: af_packet.c's
+                // prb_fill_vlan_info reports it in the V3 header.
+                let vlan_tci = (hdr.tp_status & libc::TP_STATUS_VLAN_VALID != 0).then_some(hdr.hv1.tp_vlan_tci as u16);
                 f(
                     RxMeta {
                         ifindex: self.ifindex,
                         pkttype: sll.sll_pkttype,
                         csum_partial,
+                        vlan_tci,
                     },
                     frame,
                 );

@@ -181,6 +181,7 @@ impl Simulator {
             ifindex: IFINDEX,
             pkttype: pkttype::HOST,
             csum_partial: false,
+            vlan_tci: None,
         };
         let svcs = self.sh.services.load();
         let mut out = VecEmit::counting();
