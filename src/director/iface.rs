@@ -31,6 +31,6 @@ pub fn discover(name: &str) -> Result<Iface, String> {
         name: name.to_string(),
         mac,
         addrs,
-        mtu,
+        mtu: mtu.into(),
     })
 }

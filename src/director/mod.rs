@@ -198,12 +198,12 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
             let group = group_base.wrapping_add(i.ifindex as u16);
             let r = RxRing::open(i.ifindex, group, RxConfig::default());
             rx.push(r.map_err(|e| format!("RX ring on {}: {e}", i.name))?);
-            let max_frame = (i.mtu as usize + ethernet::HEADER_LEN + 20).max(1600);
+            let max_frame = (i.mtu.get() as usize + ethernet::HEADER_LEN + 20).max(1600);
             if opts.tx_sendmmsg {
-                let t = MmsgTx::open(i.ifindex, max_frame);
+                let t = MmsgTx::open(i.ifindex, max_frame, i.mtu.clone());
                 mmsg.txs.push(t.map_err(|e| format!("TX socket on {}: {e}", i.name))?);
             } else {
-                let t = TxRing::open(i.ifindex, max_frame, crate::ring::drive::TX_FRAMES);
+                let t = TxRing::open(i.ifindex, max_frame, crate::ring::drive::TX_FRAMES, i.mtu.clone());
                 ring.rings.push(t.map_err(|e| format!("TX ring on {}: {e}", i.name))?);
             }
         }

@@ -81,7 +81,7 @@ pub fn segment_tcp<E: Emit>(out: &mut E, oif: &Iface, dst_mac: MacAddr, ip: &[u8
     if thl < l4::TCP_MIN_LEN || thl > tcp.len() {
         return Verdict::Drop(DropReason::TruncatedL4);
     }
-    let mtu = oif.mtu as usize;
+    let mtu = oif.mtu.get() as usize;
     if mtu < hl + thl + 8 {
         return Verdict::Drop(DropReason::FragNeeded);
     }
@@ -135,7 +135,7 @@ pub fn fragment<E: Emit>(out: &mut E, oif: &Iface, dst_mac: MacAddr, ip: &[u8]) 
         return Verdict::Drop(DropReason::TruncatedIpv4);
     };
     let (hl, tl) = (p.header_len(), p.total_len());
-    let mtu = oif.mtu as usize;
+    let mtu = oif.mtu.get() as usize;
     // Room for the header and at least 8 bytes of data per fragment.
     if mtu < hl + 8 || p.dont_frag() {
         return Verdict::Drop(DropReason::FragNeeded);
@@ -334,7 +334,7 @@ mod tests {
             name: "eth0".into(),
             mac: [2, 0, 0, 0, 0, 2],
             addrs: vec![[10, 0, 0, 2]],
-            mtu,
+            mtu: mtu.into(),
         }
     }
 

@@ -78,7 +78,7 @@ pub fn director_with(rules: &str) -> (Arc<Shared>, Ctl) {
         name: "eth0".into(),
         mac: DIRECTOR_MAC,
         addrs: vec![DIP],
-        mtu: 1500,
+        mtu: 1500.into(),
     };
     let sh = Arc::new(Shared::new(vec![iface]));
     let ctl = Ctl::new(sh.clone());

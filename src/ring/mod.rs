@@ -51,6 +51,15 @@ impl Tx {
             Tx::Mmsg(t) => t.flush(),
         }
     }
+
+    /// Frames dropped because they were bigger than their interface's MTU, since the
+    /// last call.
+    pub fn take_too_big(&mut self) -> u64 {
+        match self {
+            Tx::Ring(t) => t.take_too_big(),
+            Tx::Mmsg(t) => t.take_too_big(),
+        }
+    }
 }
 
 impl crate::pipeline::Emit for Tx {

@@ -81,7 +81,7 @@ impl Simulator {
             name: "eth0".into(),
             mac: DIRECTOR_MAC,
             addrs: vec![DIP],
-            mtu: 1500,
+            mtu: 1500.into(),
         };
         let sh = Arc::new(Shared::new(vec![iface]));
         // As the fixture: the interface's /24 on-link, everything else (the clients)
