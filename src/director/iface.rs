@@ -1,7 +1,7 @@
 //! Interface facts for the director: index, MAC, IPv4 addresses, MTU
 //! (discovery through pnet; the MTU through an ioctl).
 
-use crate::pipeline::Iface;
+use crate::pipeline::{Iface, Mtu};
 
 /// Look up `name` in the current network namespace.
 pub fn discover(name: &str) -> Result<Iface, String> {
@@ -33,4 +33,44 @@ pub fn discover(name: &str) -> Result<Iface, String> {
         addrs,
         mtu: mtu.into(),
     })
+}
+
+/// How often the control thread re-reads the served interfaces' MTUs.
+pub const MTU_POLL_MS: u64 = 200;
+
+/// Follows the MTU of the served interfaces at run time, so forwarding (fragmentation,
+/// ICMP fragmentation-needed) uses the current one. Polled from the control loop with
+/// SIOCGIFMTU; the TX sockets also re-read it at once when the kernel refuses a frame
+/// for size (`ring::TxRing`, `ring::MmsgTx`), so a lowered MTU costs at most the
+/// frames of one kick before the pipeline knows it.
+#[derive(Debug)]
+pub struct MtuWatch {
+    ifaces: Vec<(String, Mtu)>,
+    next_ms: u64,
+}
+
+impl MtuWatch {
+    pub fn new(ifaces: &[Iface]) -> MtuWatch {
+        MtuWatch {
+            ifaces: ifaces.iter().map(|i| (i.name.clone(), i.mtu.clone())).collect(),
+            next_ms: 0,
+        }
+    }
+
+    /// Re-read every interface's MTU if [`MTU_POLL_MS`] have passed.
+    pub fn poll(&mut self, now_ms: u64) {
+        if now_ms < self.next_ms {
+            return;
+        }
+        self.next_ms = now_ms + MTU_POLL_MS;
+        for (name, mtu) in &self.ifaces {
+            // An interface that cannot be read (gone, renamed) keeps its last MTU.
+            if let Ok(now) = crate::ring::iface_mtu(name) {
+                let old = mtu.set(now);
+                if old != now {
+                    tracing::info!(iface = %name, old, mtu = now, "interface MTU changed");
+                }
+            }
+        }
+    }
 }

@@ -299,9 +299,11 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
 
     let names: Vec<_> = ifaces.iter().map(|i| i.name.as_str()).collect();
     let mut announced_ready = false;
+    let mut mtu_watch = iface::MtuWatch::new(&ifaces);
     while !stop.load(Ordering::Relaxed) {
         let now_ms = epoch.elapsed().as_millis() as u64;
         control.tick(now_ms);
+        mtu_watch.poll(now_ms);
         if let (Some(k), Some(v)) = (kernel_copy.as_mut(), control.steered.as_ref())
             && let Err(e) = k.update(v)
         {

@@ -92,6 +92,21 @@ impl RxRing {
         self.fd.as_raw_fd()
     }
 
+    /// Read (and so clear) the socket's pending error. When its interface goes down,
+    /// af_packet.c: packet_notifier sets `sk_err = ENETDOWN` on every socket bound to
+    /// it, and poll(2) reports POLLERR at once, every time, until SO_ERROR is read: a
+    /// worker that did not read it would spin at 100 % CPU from the first link flap
+    /// on. The socket itself stays as it is: on link-up the kernel re-registers it,
+    /// in its fanout group, by itself (the group's order is the sockets' creation
+    /// order, unchanged because no socket is recreated).
+    pub fn take_error(&self) -> Option<i32> {
+        match nix::sys::socket::getsockopt(&self.fd, nix::sys::socket::sockopt::SocketError) {
+            Ok(0) => None,
+            Ok(e) => Some(e),
+            Err(e) => Some(e as i32),
+        }
+    }
+
     fn block_ptr(&self, i: u32) -> *mut libc::tpacket_block_desc {
         // SAFETY: i < block_nr, so the offset stays inside the mapping.
         unsafe { self.map.ptr().add((i * self.cfg.block_size) as usize) as *mut libc::tpacket_block_desc }
