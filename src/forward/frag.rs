@@ -310,11 +310,7 @@ pub fn check_options(opts: &[u8]) -> Result<(), OptionsError> {
                 }
                 ts = true;
             }
-            opt::RA => {
-                if optlen < 4 {
-                    return bad;
-                }
-            }
+            opt::RA if optlen < 4 => return bad,
             opt::CIPSO => return bad,
             _ => {}
         }
