@@ -104,7 +104,22 @@ fn cpu_use(pid: u32, secs: u64) -> f64 {
 #[test]
 fn lowering_the_mtu_mid_download_does_not_jam_and_the_download_completes() {
     require_root!();
-    let lvs = nat("ftmtu");
+    mtu_lowered_mid_download("ftmtu", &[]);
+}
+
+/// The same with `--tx sendmmsg`: refused frames (EMSGSIZE) are counted too, and the
+/// rest of their batch is sent.
+#[test]
+fn lowering_the_mtu_mid_download_with_sendmmsg() {
+    require_root!();
+    mtu_lowered_mid_download("ftmtum", &["--tx", "sendmmsg"]);
+}
+
+fn mtu_lowered_mid_download(tag: &str, extra: &[&str]) {
+    let mut lvs = Lvs::nat(tag, UVS, false, false, false).expect("build NAT test bed");
+    let mut args = vec!["--workers", "2", "--metrics", METRICS];
+    args.extend_from_slice(extra);
+    lvs.start_director(RULES, &args).unwrap();
     // The real servers put wire-size segments on the link, as a NIC's segmentation
     // offload would (veth would otherwise hand the director 64 KiB aggregates, which
     // it re-segments to the current MTU itself).
@@ -118,7 +133,7 @@ fn lowering_the_mtu_mid_download_does_not_jam_and_the_download_completes() {
     let (code, got) = finish(c);
     let frag_needed = dropped(&lvs, "fragmentation_needed");
     let too_big = dropped(&lvs, "tx_frame_too_big");
-    println!("MTU 1500 -> 1400 mid-download: fragmentation_needed {frag_needed}, tx_frame_too_big {too_big}");
+    println!("MTU 1500 -> 1400 mid-download {extra:?}: fragmentation_needed {frag_needed}, tx_frame_too_big {too_big}");
     assert_eq!(
         (code, got),
         (Some(0), SIZE),
