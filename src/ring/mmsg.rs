@@ -122,6 +122,7 @@ impl MmsgTx {
         if let Ok(name) = nix::net::if_::if_indextoname(self.ifindex)
             && let Ok(mtu) = super::iface_mtu(&name.to_string_lossy())
         {
+            let mtu = mtu.min((self.slot - ETH_HLEN) as u32);
             let old = self.mtu.set(mtu);
             if old != mtu {
                 tracing::warn!(

@@ -230,6 +230,8 @@ impl TxRing {
         if let Ok(name) = nix::net::if_::if_indextoname(self.ifindex)
             && let Ok(mtu) = super::iface_mtu(&name.to_string_lossy())
         {
+            // Never more than a slot carries.
+            let mtu = mtu.min((self.frame_size - data_offset() - ETH_HLEN) as u32);
             let old = self.mtu.set(mtu);
             if old != mtu {
                 tracing::warn!(
