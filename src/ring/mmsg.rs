@@ -24,8 +24,6 @@ pub struct MmsgTx {
     /// Frames refused because they are bigger than the interface's MTU, by `commit`
     /// or by the kernel (`EMSGSIZE`).
     pub too_big: u64,
-    /// Frames a sendmmsg failed on for another reason (`ENOBUFS`, `ENETDOWN`...).
-    pub errors: u64,
 }
 
 impl MmsgTx {
@@ -41,7 +39,6 @@ impl MmsgTx {
             slot,
             mtu,
             too_big: 0,
-            errors: 0,
         })
     }
 
@@ -99,7 +96,7 @@ impl MmsgTx {
             }
             // The message at `sent` failed: a frame too big for the interface (its MTU
             // was lowered) is dropped and the batch goes on after it; any other error
-            // (a full peer, a link down) drops the rest of the batch.
+            // (a full peer, a link down) drops the rest of the batch, as before.
             match nix::errno::Errno::last() {
                 nix::errno::Errno::EMSGSIZE => {
                     self.too_big += 1;
@@ -107,10 +104,7 @@ impl MmsgTx {
                     sent += 1;
                 }
                 nix::errno::Errno::EINTR => {}
-                _ => {
-                    self.errors += (n - sent) as u64;
-                    break;
-                }
+                _ => break,
             }
         }
         self.lens.clear();
