@@ -15,6 +15,7 @@ const RX: RxMeta = RxMeta {
     ifindex: IFINDEX,
     pkttype: pkttype::HOST,
     csum_partial: false,
+    vlan_tci: None,
 };
 
 fn pipeline(c: &mut Criterion) {

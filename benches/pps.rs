@@ -792,6 +792,7 @@ fn pipeline_fixture() -> (
         ifindex: IFINDEX,
         pkttype: uvs::pipeline::pkttype::HOST,
         csum_partial: false,
+        vlan_tci: None,
     };
     let rules = format!("{RULES_ALL}-A -u 10.0.0.100:55 -s rr\n-a -u 10.0.0.100:55 -r 10.0.0.12:55 -i -w 1\n");
     let (sh, ctl) = director_with(&rules);

@@ -247,6 +247,7 @@ fn rx_meta(ctl: u8) -> RxMeta {
         ifindex: IFINDEX,
         pkttype,
         csum_partial: ctl & 0x04 != 0,
+        vlan_tci: None,
     }
 }
 
@@ -387,6 +388,7 @@ pub fn arp(data: &[u8]) {
                     pkttype::HOST
                 },
                 csum_partial: false,
+                vlan_tci: None,
             };
             let before: Vec<_> = dests.iter().map(|d| d.mac()).collect();
             let v = w.process(sh, &svcs, now, meta, &frame[..len], &mut out);

@@ -22,6 +22,7 @@ fn rx(csum_partial: bool) -> RxMeta {
         ifindex: IFINDEX,
         pkttype: pkttype::HOST,
         csum_partial,
+        vlan_tci: None,
     }
 }
 
@@ -206,6 +207,36 @@ fn ip_options_are_forwarded_and_bad_ones_dropped() {
         &tcp_with_options(41210, 80, true, &[7, 9, 4, 0]),
         DropReason::BadIpOptions,
     );
+    // What ip_options.c: __ip_options_compile rejects beyond the framing.
+    for (i, (what, opts)) in [
+        ("timestamp pointer below 5", &[68u8, 8, 4, 0, 0, 0, 0, 0][..]),
+        ("timestamp with no room at its pointer", &[68, 8, 6, 0, 0, 0, 0, 0]),
+        ("timestamp+address with room for 4 bytes", &[68, 8, 5, 1, 0, 0, 0, 0]),
+        ("full timestamp whose overflow is 15", &[68, 8, 9, 0xf0, 0, 0, 0, 0]),
+        ("two record routes", &[7, 3, 4, 7, 3, 4, 0, 0]),
+        ("record route pointer 3", &[7, 7, 3, 0, 0, 0, 0, 0]),
+        ("router alert of length 2", &[148, 2, 1, 1]),
+        ("CIPSO (no DOI configured)", &[134, 8, 0, 0, 0, 1, 1, 2]),
+        ("two source routes", &[131, 3, 4, 137, 3, 4, 0, 0]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        b.drops(
+            what,
+            &tcp_with_options(41220 + i as u16, 80, true, opts),
+            DropReason::BadIpOptions,
+        );
+    }
+    // Valid timestamp and router alert options go through as today.
+    for (i, opts) in [&[68u8, 12, 5, 1, 0, 0, 0, 0, 0, 0, 0, 0][..], &[148, 4, 0, 0]]
+        .into_iter()
+        .enumerate()
+    {
+        let (v, out) = b.send(&tcp_with_options(41240 + i as u16, 80, true, opts));
+        assert_eq!(v, Verdict::Forwarded, "{opts:?}");
+        assert_eq!(&out[0][34..34 + opts.len()], opts, "options kept");
+    }
     b.drops(
         "loose source route",
         &tcp_with_options(41211, 80, true, &[131, 7, 4, 10, 0, 0, 1, 0]),

@@ -1,7 +1,7 @@
 //! Interface facts for the director: index, MAC, IPv4 addresses, MTU
 //! (discovery through pnet; the MTU through an ioctl).
 
-use crate::pipeline::Iface;
+use crate::pipeline::{Iface, Mtu};
 
 /// Look up `name` in the current network namespace.
 pub fn discover(name: &str) -> Result<Iface, String> {
@@ -31,6 +31,91 @@ pub fn discover(name: &str) -> Result<Iface, String> {
         name: name.to_string(),
         mac,
         addrs,
-        mtu,
+        mtu: mtu.into(),
     })
+}
+
+/// How often the control thread re-reads the served interfaces' MTUs.
+pub const MTU_POLL_MS: u64 = 200;
+
+/// Follows the MTU of the served interfaces at run time, so forwarding (fragmentation,
+/// ICMP fragmentation-needed) uses the current one. Polled from the control loop with
+/// SIOCGIFMTU; the TX sockets also re-read it at once when the kernel refuses a frame
+/// for size (`ring::TxRing`, `ring::MmsgTx`), so a lowered MTU costs at most the
+/// frames of one kick before the pipeline knows it.
+///
+/// An MTU raised above the one at start is followed only up to that one: the TX
+/// sockets' slots were sized for it (restart uvs to use a bigger one).
+#[derive(Debug)]
+pub struct MtuWatch {
+    /// (name, the shared MTU, the MTU at start).
+    ifaces: Vec<(String, Mtu, u32)>,
+    next_ms: u64,
+}
+
+impl MtuWatch {
+    pub fn new(ifaces: &[Iface]) -> MtuWatch {
+        MtuWatch {
+            ifaces: ifaces
+                .iter()
+                .map(|i| (i.name.clone(), i.mtu.clone(), i.mtu.get()))
+                .collect(),
+            next_ms: 0,
+        }
+    }
+
+    /// Re-read every interface's MTU if [`MTU_POLL_MS`] have passed.
+    pub fn poll(&mut self, now_ms: u64) {
+        if now_ms < self.next_ms {
+            return;
+        }
+        self.next_ms = now_ms + MTU_POLL_MS;
+        for (name, mtu, at_start) in &self.ifaces {
+            // An interface that cannot be read (gone, renamed) keeps its last MTU.
+            if let Ok(now) = crate::ring::iface_mtu(name) {
+                let used = now.min(*at_start);
+                let old = mtu.set(used);
+                if old != used {
+                    tracing::info!(iface = %name, old, mtu = now, used, "interface MTU changed");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lo(mtu: u32) -> Iface {
+        Iface {
+            ifindex: 1,
+            name: "lo".into(),
+            mac: [0; 6],
+            addrs: vec![],
+            mtu: mtu.into(),
+        }
+    }
+
+    /// Reads the loopback interface's MTU (read-only): followed up to the MTU at
+    /// start, and not re-read before MTU_POLL_MS.
+    #[test]
+    fn mtu_watch_follows_up_to_the_mtu_at_start() {
+        let Ok(real) = crate::ring::iface_mtu("lo") else {
+            return;
+        };
+        let (small, big) = (lo(real - 100), lo(real + 100));
+        // Pretend the MTU changed since start.
+        let mut w = MtuWatch::new(&[small.clone(), big.clone()]);
+        small.mtu.set(576);
+        big.mtu.set(576);
+        w.poll(1000);
+        assert_eq!(small.mtu.get(), real - 100, "capped at the MTU at start");
+        assert_eq!(big.mtu.get(), real, "followed");
+        big.mtu.set(576);
+        w.poll(1000 + MTU_POLL_MS - 1);
+        assert_eq!(big.mtu.get(), 576, "not re-read before MTU_POLL_MS");
+        w.poll(1000 + MTU_POLL_MS);
+        assert_eq!(big.mtu.get(), real);
+    }
 }

@@ -207,12 +207,12 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
             let group = group_base.wrapping_add(i.ifindex as u16);
             let r = RxRing::open(i.ifindex, group, rx_config);
             rx.push(r.map_err(|e| format!("RX ring on {}: {e}", i.name))?);
-            let max_frame = (i.mtu as usize + ethernet::HEADER_LEN + 20).max(1600);
+            let max_frame = (i.mtu.get() as usize + ethernet::HEADER_LEN + 20).max(1600);
             if opts.tx_sendmmsg {
-                let t = MmsgTx::open(i.ifindex, max_frame);
+                let t = MmsgTx::open(i.ifindex, max_frame, i.mtu.clone());
                 mmsg.txs.push(t.map_err(|e| format!("TX socket on {}: {e}", i.name))?);
             } else {
-                let t = TxRing::open(i.ifindex, max_frame, crate::ring::drive::TX_FRAMES);
+                let t = TxRing::open(i.ifindex, max_frame, crate::ring::drive::TX_FRAMES, i.mtu.clone());
                 ring.rings.push(t.map_err(|e| format!("TX ring on {}: {e}", i.name))?);
             }
         }
@@ -336,9 +336,11 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
 
     let names: Vec<_> = ifaces.iter().map(|i| i.name.as_str()).collect();
     let mut announced_ready = false;
+    let mut mtu_watch = iface::MtuWatch::new(&ifaces);
     while !stop.load(Ordering::Relaxed) {
         let now_ms = epoch.elapsed().as_millis() as u64;
         lock(&control).tick(now_ms);
+        mtu_watch.poll(now_ms);
         // Wait for worker events (or the next tick). Solicitations are handled before
         // ARP answers so that an answer racing its own request is still accepted.
         let mut events: Vec<_> = neigh_rx.recv_timeout(Duration::from_millis(20)).into_iter().collect();

@@ -274,6 +274,7 @@ mod tests {
             ifindex: IFINDEX,
             pkttype: pkttype::HOST,
             csum_partial: false,
+            vlan_tci: None,
         };
         let f = TraceFilter::default();
         let mut run = |frame: Vec<u8>| {

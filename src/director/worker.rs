@@ -106,6 +106,10 @@ impl Handler for State {
             tx.flush();
         }
         self.seen_gen = generation;
+        let too_big = tx.take_too_big();
+        if too_big != 0 {
+            self.w.counters.add_drops(DropReason::TxTooBig, too_big);
+        }
         if self.now_ms >= self.last_expire + 1000 {
             self.w.expire(self.now_ms);
             self.w.defend(&self.sh, self.now_ms);

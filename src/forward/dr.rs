@@ -17,15 +17,15 @@ pub fn transmit<E: Emit>(sh: &Shared, rx: &RxCtx<'_>, dest: &Dest, ip: &[u8], ou
         return Verdict::Drop(DropReason::NeighUnresolved);
     };
     // A GRO/TSO aggregate skips the MTU check and is segmented on output.
-    let mtu = if super::frag::is_aggregate(rx.iface.mtu, rx.csum_partial, ip) {
+    let mtu = if super::frag::is_aggregate(rx.iface.mtu.get(), rx.csum_partial, ip) {
         u32::MAX
     } else {
-        oif.mtu
+        oif.mtu.get()
     };
-    if let Err(v) = pre_xmit_checks(rx, ip, mtu, oif.mtu, out) {
+    if let Err(v) = pre_xmit_checks(rx, ip, mtu, oif.mtu.get(), out) {
         return v;
     }
-    if ip.len() > oif.mtu as usize {
+    if ip.len() > oif.mtu.get() as usize {
         // A reassembled datagram bigger than the MTU (no DF): fragment on output.
         let partial = rx.csum_partial;
         return super::frag::emit_fragmented(out, oif, mac, ip, |b| {

@@ -92,7 +92,7 @@ pub fn emit_ip<E: Emit>(
     ip: &[u8],
     edit: impl FnOnce(&mut [u8]),
 ) -> Verdict {
-    if ip.len() > oif.mtu as usize {
+    if ip.len() > oif.mtu.get() as usize {
         // Bigger than the MTU without DF (callers checked): fragment on output.
         return super::frag::emit_fragmented(out, oif, dst_mac, ip, edit);
     }
@@ -122,12 +122,12 @@ pub fn transmit_in<E: Emit>(
     out: &mut E,
 ) -> Verdict {
     // A GRO/TSO aggregate skips the MTU check and is segmented on output.
-    let mtu = if super::frag::is_aggregate(rx.iface.mtu, rx.csum_partial, ip) {
+    let mtu = if super::frag::is_aggregate(rx.iface.mtu.get(), rx.csum_partial, ip) {
         u32::MAX
     } else {
-        oif.mtu
+        oif.mtu.get()
     };
-    if let Err(v) = pre_xmit_checks(rx, ip, mtu, oif.mtu, out) {
+    if let Err(v) = pre_xmit_checks(rx, ip, mtu, oif.mtu.get(), out) {
         return v;
     }
     let partial = rx.csum_partial;
@@ -146,12 +146,12 @@ pub fn transmit_out<E: Emit>(
     out: &mut E,
 ) -> Verdict {
     // A GRO/TSO aggregate skips the MTU check and is segmented on output.
-    let mtu = if super::frag::is_aggregate(rx.iface.mtu, rx.csum_partial, ip) {
+    let mtu = if super::frag::is_aggregate(rx.iface.mtu.get(), rx.csum_partial, ip) {
         u32::MAX
     } else {
-        oif.mtu
+        oif.mtu.get()
     };
-    if let Err(v) = pre_xmit_checks(rx, ip, mtu, oif.mtu, out) {
+    if let Err(v) = pre_xmit_checks(rx, ip, mtu, oif.mtu.get(), out) {
         return v;
     }
     let partial = rx.csum_partial;

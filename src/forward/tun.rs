@@ -186,7 +186,7 @@ pub fn transmit<E: Emit>(
     }
     let encap = Encap::of(dest);
     let overhead = encap.overhead();
-    let mtu = dest.path_mtu(oif.mtu, now_ms) as usize;
+    let mtu = dest.path_mtu(oif.mtu.get(), now_ms) as usize;
     if mtu < 68 + overhead {
         return Verdict::Drop(DropReason::FragNeeded);
     }

@@ -48,6 +48,14 @@ pub fn classify<'a>(iface: &Iface, svcs: &ServiceTable, rx: RxMeta, frame: &'a [
     if rx.pkttype == pkttype::OUTGOING {
         return Class::Pass;
     }
+    // A tag stripped into the metadata: VLAN traffic is not the director's. In
+    // `dev.c: __netif_receive_skb_core`, a tagged frame no VLAN device takes
+    // (`vlan_core.c: vlan_do_receive`) is marked PACKET_OTHERHOST when its VLAN ID is
+    // not 0, so IPVS never sees it; with VID 0 (a priority tag) the tag is cleared and
+    // the frame goes on as untagged. uvs does the same.
+    if rx.vlan_tci.is_some_and(|tci| tci & 0x0fff != 0) {
+        return Class::Drop(DropReason::Vlan);
+    }
     let Some(eth) = ethernet::Frame::new_checked(frame) else {
         return Class::Drop(DropReason::TruncatedEthernet);
     };

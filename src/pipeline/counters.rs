@@ -48,6 +48,7 @@ drop_reasons! {
     TtlExceeded => "ttl_exceeded",
     FragNeeded => "fragmentation_needed",
     TxFull => "tx_queue_full",
+    TxTooBig => "tx_frame_too_big",
     MethodUnsupported => "method_unsupported",
     BadIpOptions => "bad_ip_options",
     SourceRoute => "ip_source_route",
@@ -94,6 +95,11 @@ impl WorkerCounters {
             Verdict::Neigh { .. } => bump(&self.neigh),
             Verdict::Drop(r) => bump(&self.drops[r as usize]),
         }
+    }
+    /// Count `n` drops for `r` found outside the pipeline (the worker's TX sockets).
+    pub fn add_drops(&self, r: DropReason, n: u64) {
+        let c = &self.drops[r as usize];
+        c.store(c.load(Relaxed).wrapping_add(n), Relaxed);
     }
     pub fn drops(&self, r: DropReason) -> u64 {
         self.drops[r as usize].load(Relaxed)

@@ -78,7 +78,7 @@ pub fn director_with(rules: &str) -> (Arc<Shared>, Ctl) {
         name: "eth0".into(),
         mac: DIRECTOR_MAC,
         addrs: vec![DIP],
-        mtu: 1500,
+        mtu: 1500.into(),
     };
     let sh = Arc::new(Shared::new(vec![iface]));
     let ctl = Ctl::new(sh.clone());
@@ -198,6 +198,7 @@ pub fn fuzz_one(data: &[u8]) {
             ifindex: IFINDEX,
             pkttype: meta & 0x7,
             csum_partial: meta & 0x8 != 0,
+            vlan_tci: None,
         };
         let svcs = sh.services.load();
         let mut out = VecEmit::counting();

@@ -132,7 +132,7 @@ impl Worker {
                 forward::tun::transmit(sh, &rx_ctx, &dest, e.ip, &mut self.ip_ident, now_ms, out)
             }
             ForwardMethod::Masq => {
-                if let Err(v) = forward::pre_xmit_checks(&rx_ctx, e.ip, oif.mtu, oif.mtu, out) {
+                if let Err(v) = forward::pre_xmit_checks(&rx_ctx, e.ip, oif.mtu.get(), oif.mtu.get(), out) {
                     return v;
                 }
                 let (rip, rport) = (conn.daddr, conn.dport);

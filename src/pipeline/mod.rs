@@ -50,7 +50,34 @@ pub struct Iface {
     pub mac: MacAddr,
     /// IPv4 addresses of the interface (the first one is the director's DIP).
     pub addrs: Vec<[u8; 4]>,
-    pub mtu: u32,
+    /// The interface's MTU as last read; the director follows changes at run time.
+    pub mtu: Mtu,
+}
+
+/// An interface's current MTU, shared by the pipeline (fragmentation, ICMP
+/// fragmentation-needed), the TX sockets (which refuse a frame too big for it) and the
+/// control thread (which follows the interface). Clones share the value.
+#[derive(Debug, Clone)]
+pub struct Mtu(Arc<AtomicU32>);
+
+impl Mtu {
+    pub fn new(mtu: u32) -> Mtu {
+        Mtu(Arc::new(AtomicU32::new(mtu)))
+    }
+    #[inline]
+    pub fn get(&self) -> u32 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+    /// Set a new value; returns the old one.
+    pub fn set(&self, mtu: u32) -> u32 {
+        self.0.swap(mtu, std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl From<u32> for Mtu {
+    fn from(mtu: u32) -> Mtu {
+        Mtu::new(mtu)
+    }
 }
 
 /// State every worker reads; changes arrive as atomics or a new table snapshot.
@@ -155,6 +182,10 @@ pub struct RxMeta {
     /// with checksum offload, TP_STATUS_CSUMNOTREADY): the sender's NIC was to finish
     /// it, so whoever transmits the frame on must.
     pub csum_partial: bool,
+    /// The 802.1Q tag control word the NIC (or veth) stripped from the frame and
+    /// reported in the ring's metadata (TP_STATUS_VLAN_VALID, `tp_vlan_tci`); none
+    /// for a frame received without a tag.
+    pub vlan_tci: Option<u16>,
 }
 
 /// What became of a frame.

@@ -100,7 +100,7 @@ impl Worker {
             eth_src: e.eth_src,
             csum_partial: false,
         };
-        if let Err(v) = crate::forward::pre_xmit_checks(&rx_ctx, e.ip, oif.mtu, oif.mtu, out) {
+        if let Err(v) = crate::forward::pre_xmit_checks(&rx_ctx, e.ip, oif.mtu.get(), oif.mtu.get(), out) {
             return v;
         }
         let (vip, vport) = (ik.vaddr, ik.vport);
@@ -143,7 +143,7 @@ impl Worker {
                 if frag_needed {
                     d.learn_pmtu(mtu, now_ms);
                 } else if let Some(i) = sh.iface(d.out_ifindex()) {
-                    mtu = d.path_mtu(i.mtu, now_ms);
+                    mtu = d.path_mtu(i.mtu.get(), now_ms);
                 }
             }
         }

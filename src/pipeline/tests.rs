@@ -10,6 +10,7 @@ const RX: RxMeta = RxMeta {
     ifindex: IFINDEX,
     pkttype: pkttype::HOST,
     csum_partial: false,
+    vlan_tci: None,
 };
 
 fn run(w: &mut Worker, sh: &Shared, frame: &[u8], now: u64) -> (Verdict, VecEmit) {
@@ -105,6 +106,58 @@ fn udp_is_forwarded_and_counted_inactive() {
     check_ip_frame(&out.frames[0].1);
     let inact: u32 = ctl.all_dests().iter().map(|d| d.inactive()).sum();
     assert_eq!(inact, 1, "UDP entries are never active");
+}
+
+/// A tag the NIC stripped into the ring metadata: VID != 0 is dropped as
+/// `vlan_tagged` (ARP included: it is not the director's VLAN); VID 0 (priority
+/// tagged) is handled as untagged, whatever its priority bits.
+#[test]
+fn vlan_metadata_drops_tagged_frames_but_not_priority_tags() {
+    let (sh, _ctl) = director();
+    let mut w = Worker::new(0, 100);
+    let svcs = sh.services.load();
+    let mut arp_req = [0u8; 60];
+    arp::Repr::request(CLIENT_MAC, CLIENT, VIP).emit_frame(&mut arp_req, ethernet::BROADCAST);
+    for (i, (tci, tagged)) in [
+        (5u16, true),
+        (0x6005, true),
+        (0x0fff, true),
+        (0, false),
+        (0x6000, false),
+        (0x1000, false),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let rx = RxMeta {
+            vlan_tci: Some(tci),
+            ..RX
+        };
+        let syn = tcp_frame(42000 + i as u16, 80, true, false, b"");
+        let mut out = VecEmit::keeping();
+        let v = w.process(&sh, &svcs, 0, rx, &syn, &mut out);
+        let before = w.counters.drops(DropReason::Vlan);
+        let a = w.process(
+            &sh,
+            &svcs,
+            0,
+            RxMeta {
+                pkttype: pkttype::BROADCAST,
+                ..rx
+            },
+            &arp_req,
+            &mut out,
+        );
+        if tagged {
+            assert_eq!(v, Verdict::Drop(DropReason::Vlan), "TCI {tci:#06x}");
+            assert_eq!(a, Verdict::Drop(DropReason::Vlan), "ARP, TCI {tci:#06x}");
+            assert_eq!(w.counters.drops(DropReason::Vlan), before + 1);
+            assert!(out.frames.is_empty(), "TCI {tci:#06x}: nothing sent");
+        } else {
+            assert_eq!(v, Verdict::Forwarded, "TCI {tci:#06x} is a priority tag");
+            assert_eq!(a, Verdict::Answered, "ARP, TCI {tci:#06x}");
+        }
+    }
 }
 
 #[test]

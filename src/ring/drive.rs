@@ -104,6 +104,21 @@ impl Hold {
     }
 }
 
+/// Read the pending error of every ring in the mask `errs` (see
+/// [`RxRing::take_error`]), so poll(2) waits again.
+#[cold]
+fn clear_errors(rx: &[RxRing], errs: u32) {
+    for (_, r) in rx.iter().enumerate().filter(|(k, _)| errs & 1 << k != 0) {
+        if let Some(e) = r.take_error() {
+            tracing::info!(
+                ifindex = r.ifindex,
+                error = %std::io::Error::from_raw_os_error(e),
+                "RX socket error cleared (interface went down?)"
+            );
+        }
+    }
+}
+
 /// Run rounds until `stop` is set.
 pub fn drive<H: Handler>(rx: &mut [RxRing], tx: &mut Tx, stop: &AtomicBool, h: &mut H) {
     let fds: Vec<_> = rx.iter().map(|r| r.raw_fd()).collect();
@@ -137,7 +152,10 @@ pub fn drive<H: Handler>(rx: &mut [RxRing], tx: &mut Tx, stop: &AtomicBool, h: &
             std::thread::sleep(HOLD_SLEEP);
         } else if got == 0 && !held {
             // Frames a kick left queued go out at the next flush: come back soon.
-            poll_readable(&fds, if tx.has_unsent() { wait.min(1) } else { wait });
+            let errs = poll_readable(&fds, if tx.has_unsent() { wait.min(1) } else { wait });
+            if errs != 0 {
+                clear_errors(rx, errs);
+            }
         }
     }
 }

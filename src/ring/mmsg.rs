@@ -5,9 +5,11 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use super::{bind, packet_socket};
-use crate::pipeline::Emit;
+use crate::pipeline::{Emit, Mtu};
 
 const SLOT: usize = 2048;
+/// Ethernet header bytes the kernel allows beyond the MTU.
+const ETH_HLEN: usize = 14;
 const BATCH: usize = 64;
 
 #[derive(Debug)]
@@ -17,10 +19,15 @@ pub struct MmsgTx {
     bufs: Vec<u8>,
     lens: Vec<usize>,
     slot: usize,
+    /// The interface's MTU (see [`crate::ring::TxRing`]).
+    mtu: Mtu,
+    /// Frames refused because they are bigger than the interface's MTU, by `commit`
+    /// or by the kernel (`EMSGSIZE`).
+    pub too_big: u64,
 }
 
 impl MmsgTx {
-    pub fn open(ifindex: u32, max_frame: usize) -> io::Result<MmsgTx> {
+    pub fn open(ifindex: u32, max_frame: usize, mtu: Mtu) -> io::Result<MmsgTx> {
         let fd = packet_socket(0)?;
         bind(&fd, ifindex, 0)?;
         let slot = max_frame.max(SLOT);
@@ -30,6 +37,8 @@ impl MmsgTx {
             bufs: vec![0; slot * BATCH],
             lens: Vec::with_capacity(BATCH),
             slot,
+            mtu,
+            too_big: 0,
         })
     }
 
@@ -41,7 +50,14 @@ impl MmsgTx {
         Some(&mut self.bufs[i * self.slot..(i + 1) * self.slot])
     }
 
+    /// Queue the frame written into the last buffer; one bigger than the interface's
+    /// MTU (plus the Ethernet header, as af_packet.c: packet_snd allows) is dropped
+    /// and counted.
     pub fn commit(&mut self, len: usize) {
+        if len > self.mtu.get() as usize + ETH_HLEN {
+            self.too_big += 1;
+            return;
+        }
         self.lens.push(len.min(self.slot));
     }
 
@@ -74,12 +90,43 @@ impl MmsgTx {
                     libc::MSG_DONTWAIT,
                 )
             };
-            if r <= 0 {
-                break;
+            if r > 0 {
+                sent += r as usize;
+                continue;
             }
-            sent += r as usize;
+            // The message at `sent` failed: a frame too big for the interface (its MTU
+            // was lowered) is dropped and the batch goes on after it; any other error
+            // (a full peer, a link down) drops the rest of the batch, as before.
+            match nix::errno::Errno::last() {
+                nix::errno::Errno::EMSGSIZE => {
+                    self.too_big += 1;
+                    self.refused();
+                    sent += 1;
+                }
+                nix::errno::Errno::EINTR => {}
+                _ => break,
+            }
         }
         self.lens.clear();
+    }
+
+    /// The kernel refused a frame for size: learn the interface's MTU.
+    #[cold]
+    fn refused(&mut self) {
+        if let Ok(name) = nix::net::if_::if_indextoname(self.ifindex)
+            && let Ok(mtu) = super::iface_mtu(&name.to_string_lossy())
+        {
+            let mtu = mtu.min((self.slot - ETH_HLEN) as u32);
+            let old = self.mtu.set(mtu);
+            if old != mtu {
+                tracing::warn!(
+                    ifindex = self.ifindex,
+                    old,
+                    mtu,
+                    "interface MTU changed (a frame was refused)"
+                );
+            }
+        }
     }
 }
 
@@ -94,6 +141,11 @@ impl MmsgSet {
         for t in &mut self.txs {
             t.flush();
         }
+    }
+
+    /// Frames refused for size since the last call.
+    pub fn take_too_big(&mut self) -> u64 {
+        self.txs.iter_mut().map(|t| std::mem::take(&mut t.too_big)).sum()
     }
 }
 

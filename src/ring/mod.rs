@@ -51,6 +51,15 @@ impl Tx {
             Tx::Mmsg(t) => t.flush(),
         }
     }
+
+    /// Frames dropped because they were bigger than their interface's MTU, since the
+    /// last call.
+    pub fn take_too_big(&mut self) -> u64 {
+        match self {
+            Tx::Ring(t) => t.take_too_big(),
+            Tx::Mmsg(t) => t.take_too_big(),
+        }
+    }
 }
 
 impl crate::pipeline::Emit for Tx {
@@ -239,8 +248,11 @@ pub fn iface_mtu(name: &str) -> io::Result<u32> {
     Ok(unsafe { ifr.ifr_ifru.ifru_mtu } as u32)
 }
 
-/// Wait until one of `fds` is readable or `timeout_ms` passes.
-pub fn poll_readable(fds: &[RawFd], timeout_ms: i32) {
+/// Wait until one of `fds` is readable or `timeout_ms` passes. Returns a bit mask of
+/// the descriptors (by position, the first 8) that reported an error (POLLERR): a
+/// socket keeps reporting it, so poll(2) no longer waits, until its error is read
+/// ([`RxRing::take_error`]).
+pub fn poll_readable(fds: &[RawFd], timeout_ms: i32) -> u32 {
     let mut pfds = [libc::pollfd {
         fd: -1,
         events: 0,
@@ -252,9 +264,15 @@ pub fn poll_readable(fds: &[RawFd], timeout_ms: i32) {
         p.events = libc::POLLIN | libc::POLLERR;
     }
     // SAFETY: `pfds[..n]` is a valid array of pollfd for the duration of the call.
-    unsafe {
-        libc::poll(pfds.as_mut_ptr(), n as libc::nfds_t, timeout_ms);
+    let r = unsafe { libc::poll(pfds.as_mut_ptr(), n as libc::nfds_t, timeout_ms) };
+    if r <= 0 {
+        return 0;
     }
+    pfds[..n]
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.revents & libc::POLLERR != 0)
+        .fold(0, |m, (k, _)| m | 1 << k)
 }
 
 /// Send one frame on a bound packet socket (control-plane use: ARP).

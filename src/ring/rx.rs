@@ -95,6 +95,21 @@ impl RxRing {
         self.fd.as_raw_fd()
     }
 
+    /// Read (and so clear) the socket's pending error. When its interface goes down,
+    /// af_packet.c: packet_notifier sets `sk_err = ENETDOWN` on every socket bound to
+    /// it, and poll(2) reports POLLERR at once, every time, until SO_ERROR is read: a
+    /// worker that did not read it would spin at 100 % CPU from the first link flap
+    /// on. The socket itself stays as it is: on link-up the kernel re-registers it,
+    /// in its fanout group, by itself (the group's order is the sockets' creation
+    /// order, unchanged because no socket is recreated).
+    pub fn take_error(&self) -> Option<i32> {
+        match nix::sys::socket::getsockopt(&self.fd, nix::sys::socket::sockopt::SocketError) {
+            Ok(0) => None,
+            Ok(e) => Some(e),
+            Err(e) => Some(e as i32),
+        }
+    }
+
     fn block_ptr(&self, i: u32) -> *mut libc::tpacket_block_desc {
         // SAFETY: i < block_nr, so the offset stays inside the mapping.
         unsafe { self.map.ptr().add((i * self.cfg.block_size) as usize) as *mut libc::tpacket_block_desc }
@@ -150,11 +165,15 @@ impl RxRing {
                 // SAFETY: the frame bytes [start, start+len) are inside the block.
                 let frame = unsafe { std::slice::from_raw_parts(base.add(start), len) };
                 let csum_partial = hdr.tp_status & libc::TP_STATUS_CSUMNOTREADY != 0;
+                // The tag the driver (or veth) took off the frame: af_packet.c's
+                // prb_fill_vlan_info reports it in the V3 header.
+                let vlan_tci = (hdr.tp_status & libc::TP_STATUS_VLAN_VALID != 0).then_some(hdr.hv1.tp_vlan_tci as u16);
                 f(
                     RxMeta {
                         ifindex: self.ifindex,
                         pkttype: sll.sll_pkttype,
                         csum_partial,
+                        vlan_tci,
                     },
                     frame,
                 );

@@ -8,7 +8,7 @@ use std::sync::atomic::{Ordering, fence};
 
 use super::rx::tpacket_align;
 use super::{Mmap, bind, packet_socket, set_packet_opt};
-use crate::pipeline::Emit;
+use crate::pipeline::{Emit, Mtu};
 
 #[derive(Debug)]
 pub struct TxRing {
@@ -32,7 +32,18 @@ pub struct TxRing {
     pub ifindex: u32,
     /// Frames that could not be queued because the ring was full.
     pub full: u64,
+    /// The interface's MTU (followed by the control thread, and re-read here when the
+    /// kernel refuses a frame for size).
+    mtu: Mtu,
+    /// Bytes committed since the last kick (what the kick should report sent).
+    pending_bytes: usize,
+    /// Frames refused because they are bigger than the interface's MTU: by
+    /// [`TxRing::commit`] against the known MTU, or by the kernel (see `flush`).
+    pub too_big: u64,
 }
+
+/// Ethernet header bytes the kernel allows beyond the MTU (`dev->hard_header_len`).
+const ETH_HLEN: usize = 14;
 
 /// Where the frame data starts inside a V2 TX slot.
 fn data_offset() -> usize {
@@ -40,8 +51,9 @@ fn data_offset() -> usize {
 }
 
 impl TxRing {
-    /// A TX ring on `ifindex` able to carry frames up to `max_frame` bytes.
-    pub fn open(ifindex: u32, max_frame: usize, frame_nr: usize) -> io::Result<TxRing> {
+    /// A TX ring on `ifindex` able to carry frames up to `max_frame` bytes, for an
+    /// interface whose MTU is `mtu`.
+    pub fn open(ifindex: u32, max_frame: usize, frame_nr: usize, mtu: Mtu) -> io::Result<TxRing> {
         let fd = packet_socket(0)?;
         let raw = fd.as_raw_fd();
         set_packet_opt(
@@ -49,6 +61,12 @@ impl TxRing {
             libc::PACKET_VERSION,
             &(libc::tpacket_versions::TPACKET_V2 as libc::c_int),
         )?;
+        // A frame the kernel refuses (af_packet.c: tpacket_snd, `packet size is too
+        // long` after the MTU was lowered) is otherwise marked TP_STATUS_WRONG_FORMAT
+        // and the kernel's ring head stays on it: it never sends another frame from
+        // this ring. With PACKET_LOSS it frees the slot and goes on. (Settable only
+        // before the ring exists.) The frame is counted in `flush`.
+        set_packet_opt(raw, libc::PACKET_LOSS, &(1 as libc::c_int))?;
         let frame_size = tpacket_align(max_frame + data_offset()).next_power_of_two().max(2048);
         let block_size = frame_size.max(4096);
         let frames_per_block = block_size / frame_size;
@@ -76,7 +94,22 @@ impl TxRing {
             refusing: false,
             ifindex,
             full: 0,
+            mtu,
+            pending_bytes: 0,
+            too_big: 0,
         })
+    }
+
+    /// The largest frame the kernel sends on the interface now: af_packet.c:
+    /// tpacket_snd refuses `tp_len > dev->mtu + reserve` (the Ethernet header).
+    fn max_len(&self) -> usize {
+        self.mtu.get() as usize + ETH_HLEN
+    }
+
+    fn slot_len(&self, i: usize) -> usize {
+        // SAFETY: reading tp_len of a slot inside our mapping; the kernel leaves it as
+        // we wrote it.
+        unsafe { std::ptr::read_volatile(&(*self.slot(i)).tp_len) as usize }
     }
 
     fn slot(&self, i: usize) -> *mut libc::tpacket2_hdr {
@@ -122,8 +155,13 @@ impl TxRing {
         })
     }
 
-    /// Hand the slot filled through [`TxRing::buffer`] to the kernel.
+    /// Hand the slot filled through [`TxRing::buffer`] to the kernel. A frame bigger
+    /// than the interface's MTU is dropped (counted in `too_big`) and its slot reused.
     pub fn commit(&mut self, len: usize) {
+        if len > self.max_len() {
+            self.too_big += 1;
+            return;
+        }
         let s = self.slot(self.head);
         // SAFETY: `s` is the slot returned by `buffer`; tp_len is written before the
         // status (release fence) so the kernel never sees a half-written frame.
@@ -134,6 +172,7 @@ impl TxRing {
         }
         self.head = (self.head + 1) % self.frame_nr;
         self.pending += 1;
+        self.pending_bytes += len;
         if self.pending >= self.frame_nr / 2 {
             self.flush();
         }
@@ -155,8 +194,9 @@ impl TxRing {
             return;
         }
         // SAFETY: a zero-length sendto on a TX-ring socket only kicks transmission.
-        // Its result is not needed: the ring's slots say what was sent.
-        unsafe {
+        // It returns the bytes of the frames it queued; otherwise the ring's slots say
+        // what was sent.
+        let sent = unsafe {
             libc::sendto(
                 self.fd.as_raw_fd(),
                 std::ptr::null(),
@@ -164,14 +204,50 @@ impl TxRing {
                 libc::MSG_DONTWAIT,
                 std::ptr::null(),
                 0,
-            );
-        }
+            )
+        };
         let last = (self.head + self.frame_nr - 1) % self.frame_nr;
         // SAFETY: reading the status word of a slot inside our mapping (volatile: the
         // kernel writes it).
         let st = unsafe { std::ptr::read_volatile(&(*self.slot(last)).tp_status) };
+        let was_unsent = self.unsent;
         self.unsent = st == libc::TP_STATUS_SEND_REQUEST;
+        // Every frame of this kick left the ring but fewer bytes were queued: the
+        // kernel skipped frames it refused (PACKET_LOSS), which after an MTU change
+        // are the ones too big for it. Re-read the MTU (the pipeline then fragments or
+        // answers fragmentation-needed at once) and count the frames over it.
+        if !was_unsent && !self.unsent && sent >= 0 && (sent as usize) < self.pending_bytes {
+            self.refused(self.pending);
+        }
         self.pending = 0;
+        self.pending_bytes = 0;
+    }
+
+    /// The kernel refused some of the last `n` frames for size: learn the MTU and
+    /// count those over it.
+    #[cold]
+    fn refused(&mut self, n: usize) {
+        if let Ok(name) = nix::net::if_::if_indextoname(self.ifindex)
+            && let Ok(mtu) = super::iface_mtu(&name.to_string_lossy())
+        {
+            // Never more than a slot carries.
+            let mtu = mtu.min((self.frame_size - data_offset() - ETH_HLEN) as u32);
+            let old = self.mtu.set(mtu);
+            if old != mtu {
+                tracing::warn!(
+                    ifindex = self.ifindex,
+                    old,
+                    mtu,
+                    "interface MTU changed (a frame was refused)"
+                );
+            }
+        }
+        let max = self.max_len();
+        let over = (1..=n)
+            .map(|k| (self.head + self.frame_nr - k) % self.frame_nr)
+            .filter(|&i| self.slot_len(i) > max)
+            .count();
+        self.too_big += over.max(1) as u64;
     }
 
     /// Frames a kick left queued (see `unsent`): the next flush sends them.
@@ -226,6 +302,11 @@ impl TxSet {
         for r in &mut self.rings {
             r.flush();
         }
+    }
+
+    /// Frames refused for size (see [`TxRing::too_big`]) since the last call.
+    pub fn take_too_big(&mut self) -> u64 {
+        self.rings.iter_mut().map(|r| std::mem::take(&mut r.too_big)).sum()
     }
 }
 

@@ -84,7 +84,7 @@ impl Simulator {
             name: "eth0".into(),
             mac: DIRECTOR_MAC,
             addrs: vec![DIP],
-            mtu: 1500,
+            mtu: 1500.into(),
         };
         let sh = Arc::new(Shared::new(vec![iface]));
         // As the fixture: the interface's /24 on-link, everything else (the clients)
@@ -233,6 +233,7 @@ impl Simulator {
             ifindex: IFINDEX,
             pkttype: pkttype::HOST,
             csum_partial: false,
+            vlan_tci: None,
         };
         let svcs = self.sh.services.load();
         let mut out = VecEmit::counting();

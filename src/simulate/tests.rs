@@ -259,6 +259,7 @@ fn templates_are_shared_by_workers() {
         ifindex: IFINDEX,
         pkttype: pkttype::HOST,
         csum_partial: false,
+        vlan_tci: None,
     };
     let mut out = VecEmit::counting();
     for i in 0..4 {

@@ -73,9 +73,9 @@ pub fn run(o: &CeilingOptions) -> Result<(), String> {
     for (name, mac) in &o.to {
         let i = crate::director::iface::discover(name)?;
         if !set.rings.iter().any(|r| r.ifindex == i.ifindex) {
-            let max_frame = (i.mtu as usize + ethernet::HEADER_LEN + 20).max(1600);
+            let max_frame = (i.mtu.get() as usize + ethernet::HEADER_LEN + 20).max(1600);
             set.rings
-                .push(TxRing::open(i.ifindex, max_frame, TX_FRAMES).map_err(|e| e.to_string())?);
+                .push(TxRing::open(i.ifindex, max_frame, TX_FRAMES, i.mtu.clone()).map_err(|e| e.to_string())?);
         }
         outs.push((i.ifindex, *mac, i.mac));
     }
