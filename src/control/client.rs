@@ -81,8 +81,13 @@ enum Failure {
 
 fn exchange(path: &Path, args: &[String], stdin: &[u8]) -> Result<super::Reply, Failure> {
     let mut s = UnixStream::connect(path).map_err(Failure::Connect)?;
-    s.write_all(&encode_request(args, stdin)).map_err(Failure::Talk)?;
-    decode_reply(&mut s, MAX_REPLY).map_err(Failure::Talk)
+    let sent = s.write_all(&encode_request(args, stdin));
+    // The director may answer before reading everything (a refusal): its reply is
+    // still there to read even though our write failed with EPIPE.
+    match (decode_reply(&mut s, MAX_REPLY), sent) {
+        (Ok(r), _) => Ok(r),
+        (Err(e), Ok(())) | (Err(_), Err(e)) => Err(Failure::Talk(e)),
+    }
 }
 
 /// The two lines printed when no director answers, in the shape of ipvsadm's own
