@@ -369,7 +369,7 @@ pub fn start(hub: Arc<Hub>, server: Option<Server>, metrics: Option<std::net::Tc
         let (hub, stop) = (hub.clone(), stop.clone());
         running.threads.push(spawn(
             "uvs-metrics",
-            Box::new(move || crate::metrics::serve(&hub, l, &stop)),
+            Box::new(move || crate::metrics::serve(hub, l, &stop)),
         )?);
     }
     Ok(running)
