@@ -146,3 +146,118 @@ fn fifty_concurrent_listing_loops_nearly_all_succeed() {
         assert!(e.starts_with("uvs: ") || e.contains("busy"), "{e}");
     }
 }
+
+/// Run `args` in the director's namespace as user nobody (setpriv drops every
+/// capability with the uid).
+fn as_nobody(lvs: &Lvs, args: &[&str]) -> Output {
+    let mut v = vec!["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"];
+    v.extend_from_slice(args);
+    lvs.bed.exec_any("dir", &v).expect("setpriv")
+}
+
+#[test]
+fn trace_refuses_bad_filters() {
+    // No director needed: the filter is checked first.
+    let nowhere = std::env::temp_dir().join(format!("uvs-trace-none-{}.sock", std::process::id()));
+    for (args, err) in [
+        (
+            ["--service", "bogus"],
+            "uvs: trace: --service bogus: want an IPv4 VIP:PORT, e.g. 10.0.0.1:80\n",
+        ),
+        (
+            ["--client", "notanip"],
+            "uvs: trace: --client notanip: want an IPv4 address\n",
+        ),
+    ] {
+        let o = Command::new(UVS)
+            .arg("trace")
+            .args(args)
+            .env("UVS_CONTROL", &nowhere)
+            .output()
+            .unwrap();
+        assert_eq!(
+            (o.status.code(), text(&o.stderr), text(&o.stdout)),
+            (Some(1), err.to_string(), String::new())
+        );
+    }
+}
+
+#[test]
+fn non_root_ipvsadm_is_told_whose_socket_it_is() {
+    require_root!();
+    let mut lvs = dr("cperm");
+    lvs.start_director(RULES, &["--workers", "1", "--keep-kernel-copy"])
+        .unwrap();
+    let sock = lvs.control_path();
+    let env = format!("UVS_CONTROL={}", sock.display());
+    let o = as_nobody(&lvs, &["env", &env, UVS, "adm", "-L", "-n"]);
+    assert_eq!(
+        (o.status.code(), text(&o.stderr)),
+        (
+            Some(2),
+            format!(
+                "Can't initialize ipvs: permission denied on control socket {}: it belongs to root (uid 0), \
+                 who started `uvs run`; run ipvsadm as that user or as root\n",
+                sock.display()
+            )
+        )
+    );
+}
+
+#[test]
+fn non_root_run_needs_net_raw_and_creates_nothing() {
+    require_root!();
+    let lvs = dr("cnoroot");
+    let sock = std::env::temp_dir().join(format!("{}-nobody.sock", lvs.bed.prefix));
+    let s = sock.to_string_lossy().to_string();
+    let o = as_nobody(&lvs, &[UVS, "run", "--iface", &lvs.director_ifaces[0], "--control", &s]);
+    assert_eq!(
+        (o.status.code(), text(&o.stderr)),
+        (
+            Some(1),
+            "uvs: `uvs run` needs CAP_NET_RAW (root) to open packet sockets on its interfaces; nothing was started\n"
+                .to_string()
+        )
+    );
+    assert!(!sock.exists(), "no control socket left behind");
+    if let Ok(o) = lvs.bed.exec_any("dir", &["nft", "list", "tables"]) {
+        assert!(
+            !text(&o.stdout).contains("uvs_"),
+            "no nftables table: {}",
+            text(&o.stdout)
+        );
+    }
+}
+
+#[test]
+fn a_second_director_on_a_served_interface_is_refused() {
+    require_root!();
+    let mut lvs = dr("csecond");
+    lvs.start_director(RULES, &["--workers", "1"]).unwrap();
+    let first = lvs.director_pid.unwrap();
+    let sock = std::env::temp_dir().join(format!("{}-second.sock", lvs.bed.prefix));
+    let s = sock.to_string_lossy().to_string();
+    let iface = lvs.director_ifaces[0].clone();
+    let o = lvs
+        .bed
+        .exec_any("dir", &[UVS, "run", "--iface", &iface, "--control", &s])
+        .unwrap();
+    assert_eq!(
+        (o.status.code(), text(&o.stderr)),
+        (
+            Some(1),
+            format!(
+                "uvs: interface {iface} is already served by another uvs director (pid {first}); \
+                 one director per interface: stop that one first\n"
+            )
+        )
+    );
+    assert!(!sock.exists());
+    // The first one is untouched and still answers.
+    let o = adm(&lvs.control_path(), &["-L", "-n"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let log = lvs.stop_director();
+    // Once it is gone, the interface is free again.
+    lvs.start_director(RULES, &["--workers", "1"])
+        .unwrap_or_else(|e| panic!("{e}\n{log}"));
+}

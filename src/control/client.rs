@@ -90,22 +90,41 @@ fn exchange(path: &Path, args: &[String], stdin: &[u8]) -> Result<super::Reply, 
     }
 }
 
-/// The two lines printed when no director answers, in the shape of ipvsadm's own
-/// "Can't initialize ipvs" (same exit status, 2).
+/// What `ipvsadm` prints when the control socket cannot be opened: the two lines of
+/// ipvsadm's own "Can't initialize ipvs" when no director answers (same exit status,
+/// 2), or, when one runs but the socket is another user's, whose it is.
 pub fn not_running(path: &Path, e: &std::io::Error) -> String {
     let p = path.display();
     let why = match e.kind() {
         std::io::ErrorKind::NotFound => format!("control socket {p} does not exist"),
         std::io::ErrorKind::ConnectionRefused => format!("nothing listens on control socket {p}"),
-        std::io::ErrorKind::PermissionDenied => {
-            format!("permission denied on control socket {p} (it belongs to the user who started `uvs run`)")
-        }
+        std::io::ErrorKind::PermissionDenied => return permission_denied(path),
         _ => format!("control socket {p}: {e}"),
     };
     format!(
         "Can't initialize ipvs: no uvs director is running ({why})\n\
          Are you sure that `uvs run` is running? Set {} if it was started with another --control path.",
         super::SOCKET_ENV
+    )
+}
+
+/// A director runs, but its socket (mode 0600) belongs to another user.
+fn permission_denied(path: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let owner = match std::fs::metadata(path) {
+        Ok(m) => {
+            let uid = m.uid();
+            match nix::unistd::User::from_uid(uid.into()) {
+                Ok(Some(u)) => format!("{} (uid {uid})", u.name),
+                _ => format!("uid {uid}"),
+            }
+        }
+        Err(_) => "another user".into(),
+    };
+    format!(
+        "Can't initialize ipvs: permission denied on control socket {}: it belongs to {owner}, \
+         who started `uvs run`; run ipvsadm as that user or as root",
+        path.display()
     )
 }
 

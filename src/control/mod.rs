@@ -319,6 +319,13 @@ impl Server {
     }
 }
 
+/// A socket that is never served (the start failed later on) is removed with it.
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 /// The control plane's threads; dropping this stops them and removes the socket.
 pub struct Running {
     stop: Arc<AtomicBool>,
@@ -479,8 +486,11 @@ mod tests {
         // A live one is not taken over.
         let e = Server::bind(&path).err().unwrap();
         assert!(e.contains("in use by another running director"), "{e}");
+        // Removed when dropped unserved.
         drop(s);
-        // The file is left behind (as after a crash): replaced.
+        assert!(!path.exists());
+        // A file left behind (as after a crash) is replaced.
+        drop(UnixListener::bind(&path).unwrap());
         assert!(path.exists());
         let s = Server::bind(&path).unwrap();
         drop(s);
