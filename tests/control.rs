@@ -261,3 +261,49 @@ fn a_second_director_on_a_served_interface_is_refused() {
     lvs.start_director(RULES, &["--workers", "1"])
         .unwrap_or_else(|e| panic!("{e}\n{log}"));
 }
+
+#[test]
+fn ipvsadm_warns_about_services_uvs_does_not_forward() {
+    require_root!();
+    let mut lvs = dr("cwarn");
+    lvs.start_director(RULES, &["--workers", "1", "--keep-kernel-copy"])
+        .unwrap();
+    let sock = lvs.control_path();
+    for (line, warning) in [
+        (
+            "-A -f 7 -s rr",
+            "ipvsadm: warning: FWM 7 is not forwarded: AF_PACKET frames carry no firewall mark \
+             (use an address-based service)\n",
+        ),
+        (
+            "-A -t [2001:db8::1]:80 -s rr",
+            "ipvsadm: warning: TCP [2001:db8::1]:80 is not forwarded: uvs forwards IPv4 TCP and UDP only\n",
+        ),
+        (
+            "-a -t 10.77.0.100:80 -r [2001:db8::2]:80 -i",
+            "ipvsadm: warning: real server [2001:db8::2]:80 of TCP 10.77.0.100:80: connections scheduled \
+             to it are dropped (method_unsupported): uvs forwards IPv4 only\n",
+        ),
+        ("-A -u 10.77.0.100:53 -s rr", ""),
+    ] {
+        let args: Vec<&str> = line.split_whitespace().collect();
+        let o = adm(&sock, &args);
+        assert_eq!(
+            (o.status.code(), text(&o.stderr), text(&o.stdout)),
+            (Some(0), warning.to_string(), String::new()),
+            "ipvsadm {line}"
+        );
+    }
+    // Accepted and listed, as the kernel does.
+    let list = text(&adm(&sock, &["-L", "-n"]).stdout);
+    assert!(
+        list.contains("FWM  7 rr") && list.contains("[2001:db8::1]:80"),
+        "{list}"
+    );
+    // A refused command warns about nothing.
+    let o = adm(&sock, &["-A", "-f", "7", "-s", "rr"]);
+    assert_eq!(
+        (o.status.code(), text(&o.stderr)),
+        (Some(255), "Service already exists\n".into())
+    );
+}
