@@ -10,16 +10,16 @@
 //!   workers), ARP/neighbour resolution, RX ring drops from `PACKET_STATISTICS`,
 //!   connection-table size and cap, persistence templates.
 //!
-//! The server is a small HTTP/1.0 loop on a `TcpListener`: one request per connection,
-//! request head bounded to 8 KiB and read with a timeout. Reading counters sums the
-//! workers' slots; nothing here touches the packet path.
+//! The server is hyper's HTTP/1 on a one-thread tokio runtime ([`serve`]): one request
+//! per connection, the request head bounded to 8 KiB and due within 2 s, the whole
+//! exchange within 10 s, so a client sending a byte every few seconds delays nobody.
+//! Reading counters sums the workers' slots; nothing here touches the packet path.
 
 use std::fmt::Write as _;
-use std::io::{Read, Write};
-use std::net::{IpAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, TcpListener};
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::control::Hub;
@@ -89,80 +89,98 @@ pub fn bind(addr: &str) -> Result<TcpListener, String> {
     Ok(l)
 }
 
-/// Serve until `stop` is set.
-pub fn serve(hub: &Hub, listener: TcpListener, stop: &AtomicBool) {
-    while !stop.load(Ordering::Relaxed) {
-        match listener.accept() {
-            Ok((s, _)) => answer(hub, s),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                let mut p = libc::pollfd {
-                    fd: listener.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                };
-                // SAFETY: one valid pollfd for the duration of the call.
-                unsafe { libc::poll(&mut p, 1, 20) };
-            }
-            Err(e) => {
-                tracing::warn!("metrics accept: {e}");
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    }
-}
+/// Connections served at once; more are closed unanswered until some finish.
+const MAX_CONNECTIONS: usize = 256;
+/// From accept to the last byte of the reply, whatever the client's pace.
+const CONN_DEADLINE: Duration = Duration::from_secs(10);
 
-/// Read one request head and answer it.
-fn answer(hub: &Hub, mut s: TcpStream) {
-    let _ = s.set_nonblocking(false);
-    let _ = s.set_read_timeout(Some(IO_TIMEOUT));
-    let _ = s.set_write_timeout(Some(IO_TIMEOUT));
-    let mut head = Vec::with_capacity(512);
-    let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") && !head.windows(2).any(|w| w == b"\n\n") {
-        match s.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => head.extend_from_slice(&buf[..n]),
-        }
-        if head.len() > MAX_HEAD {
-            let _ = s.write_all(&response("431 Request Header Fields Too Large", "text/plain", "", true));
+/// Serve until `stop` is set: hyper's HTTP/1 server on a single-threaded tokio runtime
+/// (this thread), so any number of slow clients costs memory, not time. Each connection
+/// gets [`IO_TIMEOUT`] to send its request head and [`CONN_DEADLINE`] in all, then it is
+/// dropped; heads over 8 KiB are answered 431 by hyper.
+pub fn serve(hub: Arc<Hub>, listener: TcpListener, stop: &AtomicBool) {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("metrics server: cannot start its runtime: {e}");
             return;
         }
-    }
-    let line = head.split(|b| *b == b'\n').next().unwrap_or(&[]);
-    let line = String::from_utf8_lossy(line);
-    let mut words = line.split_whitespace();
-    let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
-    let path = target.split('?').next().unwrap_or("");
-    let body_too = method != "HEAD";
-    let reply = match (method, path) {
-        ("GET" | "HEAD", "/metrics") => response(
-            "200 OK",
-            "text/plain; version=0.0.4; charset=utf-8",
-            &render(hub),
-            body_too,
-        ),
-        ("GET" | "HEAD", "/") => response(
-            "200 OK",
-            "text/html; charset=utf-8",
-            "<html><head><title>uvs</title></head><body><a href=\"/metrics\">Metrics</a></body></html>\n",
-            body_too,
-        ),
-        ("GET" | "HEAD", _) => response("404 Not Found", "text/plain", "not found\n", body_too),
-        _ => response("405 Method Not Allowed", "text/plain", "method not allowed\n", true),
     };
-    let _ = s.write_all(&reply);
+    rt.block_on(async {
+        let listener = match tokio::net::TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!("metrics listener: {e}");
+                return;
+            }
+        };
+        let open = Arc::new(AtomicUsize::new(0));
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        while !stop.load(Ordering::Relaxed) {
+            let stream = tokio::select! {
+                r = listener.accept() => match r {
+                    Ok((s, _)) => s,
+                    Err(e) => {
+                        tracing::warn!("metrics accept: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = tick.tick() => continue,
+            };
+            if open.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
+                open.fetch_sub(1, Ordering::AcqRel);
+                continue;
+            }
+            let (hub, open) = (hub.clone(), open.clone());
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| {
+                    let reply = answer(&hub, &req);
+                    async move { Ok::<_, std::convert::Infallible>(reply) }
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(IO_TIMEOUT)
+                    .max_buf_size(MAX_HEAD)
+                    .keep_alive(false)
+                    .title_case_headers(true)
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+                let _ = tokio::time::timeout(CONN_DEADLINE, conn).await;
+                open.fetch_sub(1, Ordering::AcqRel);
+            });
+        }
+    });
 }
 
-fn response(status: &str, ctype: &str, body: &str, with_body: bool) -> Vec<u8> {
-    let mut v = format!(
-        "HTTP/1.0 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    if with_body {
-        v.extend_from_slice(body.as_bytes());
-    }
-    v
+type Body = http_body_util::Full<hyper::body::Bytes>;
+
+/// The reply to one request (hyper leaves the body out for HEAD).
+fn answer<B>(hub: &Hub, req: &hyper::Request<B>) -> hyper::Response<Body> {
+    use hyper::{Method, StatusCode};
+    let get = matches!(*req.method(), Method::GET | Method::HEAD);
+    let (status, ctype, body) = match (get, req.uri().path()) {
+        (true, "/metrics") => (StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", render(hub)),
+        (true, "/") => (
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            "<html><head><title>uvs</title></head><body><a href=\"/metrics\">Metrics</a></body></html>\n".into(),
+        ),
+        (true, _) => (StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
+        (false, _) => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "method not allowed\n".into(),
+        ),
+    };
+    let mut r = hyper::Response::new(Body::from(body));
+    *r.status_mut() = status;
+    // One request per connection, as HTTP/1.0 (and as the previous server answered).
+    *r.version_mut() = hyper::Version::HTTP_10;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(ctype),
+    );
+    r
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -503,7 +521,8 @@ pub fn parse_exposition(text: &str) -> Result<Vec<Sample>, String> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
 
     use super::*;
     use crate::ctl::Ctl;
@@ -590,7 +609,7 @@ mod tests {
         let addr = l.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let (h2, s2) = (h.clone(), stop.clone());
-        let t = std::thread::spawn(move || serve(&h2, l, &s2));
+        let t = std::thread::spawn(move || serve(h2, l, &s2));
         let get = |req: &[u8]| {
             let mut c = TcpStream::connect(addr).unwrap();
             c.write_all(req).unwrap();
@@ -609,7 +628,72 @@ mod tests {
         let head = get(b"HEAD /metrics HTTP/1.0\r\n\r\n");
         assert!(head.ends_with("\r\n\r\n"), "{head}");
         let huge = vec![b'a'; MAX_HEAD + 2048];
-        assert!(get(&huge).starts_with("HTTP/1.0 431"));
+        let r = get(&huge);
+        assert!(r.starts_with("HTTP/1.1 431") || r.starts_with("HTTP/1.0 431"), "{r}");
+        stop.store(true, Ordering::Relaxed);
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn slow_clients_delay_no_scrape() {
+        let h = Arc::new(hub(&["-A -t 10.0.0.1:80 -s rr"]));
+        let l = bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (h2, s2) = (h.clone(), stop.clone());
+        let t = std::thread::spawn(move || serve(h2, l, &s2));
+        // Three clients sending their request a byte every 2 s (never finishing in time).
+        let slow: Vec<_> = (0..3)
+            .map(|_| {
+                std::thread::spawn(move || {
+                    let mut c = TcpStream::connect(addr).unwrap();
+                    c.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+                    let t0 = std::time::Instant::now();
+                    let mut s = Vec::new();
+                    let mut next = 0;
+                    // One byte every 2 s until the server hangs up (or 10 s pass).
+                    while t0.elapsed() < Duration::from_secs(10) {
+                        if t0.elapsed() >= Duration::from_secs(2 * next as u64) {
+                            let _ = c.write_all(&b"GET /metrics HTTP/1.0\r\n\r\n"[next..next + 1]);
+                            next += 1;
+                        }
+                        let mut b = [0u8; 512];
+                        match c.read(&mut b) {
+                            Ok(0) => break,
+                            Ok(n) => s.extend_from_slice(&b[..n]),
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                            Err(_) => break,
+                        }
+                    }
+                    let s = String::from_utf8_lossy(&s).into_owned();
+                    (s, t0.elapsed())
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        let t0 = std::time::Instant::now();
+        for _ in 0..10 {
+            let t = std::time::Instant::now();
+            let mut c = TcpStream::connect(addr).unwrap();
+            c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            let mut s = String::new();
+            c.read_to_string(&mut s).unwrap();
+            assert!(s.starts_with("HTTP/1.0 200 OK\r\n"), "{s}");
+            assert!(s.contains("uvs_virtual_services 1\n"));
+            assert!(
+                t.elapsed() < Duration::from_millis(1500),
+                "one scrape took {:?}",
+                t.elapsed()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert!(t0.elapsed() < Duration::from_secs(6));
+        for s in slow {
+            // Cut off by the 2 s head deadline (hyper answers 408 or closes).
+            let (reply, took) = s.join().unwrap();
+            assert!(!reply.contains("200 OK"), "{reply}");
+            assert!(took < Duration::from_secs(5), "hung up after {took:?}");
+        }
         stop.store(true, Ordering::Relaxed);
         t.join().unwrap();
     }

@@ -484,6 +484,44 @@ impl std::fmt::Debug for VirtualService {
     }
 }
 
+/// Why uvs does not forward service `addr`, if it does not (see
+/// [`ServiceTable::not_forwarded`]; also what `ipvsadm` warns when it adds one).
+pub fn service_not_forwarded(addr: &ServiceAddr) -> Option<String> {
+    match *addr {
+        ServiceAddr::Fwmark { mark, ipv6 } => {
+            let v6 = if ipv6 { " IPv6" } else { "" };
+            Some(format!(
+                "FWM {mark}{v6} is not forwarded: AF_PACKET frames carry no firewall mark \
+                 (use an address-based service)"
+            ))
+        }
+        ServiceAddr::Inet { proto, addr, port } if addr.is_ipv6() || proto == Protocol::Sctp => Some(format!(
+            "{} {} is not forwarded: uvs forwards IPv4 TCP and UDP only",
+            proto.name(),
+            std::net::SocketAddr::new(addr, port)
+        )),
+        ServiceAddr::Inet { .. } => None,
+    }
+}
+
+/// Why connections to real server `raddr:rport` of service `svc` are not forwarded, if
+/// they are not (an IPv6 real server of a service uvs forwards).
+pub fn dest_not_forwarded(svc: &ServiceAddr, raddr: IpAddr, rport: u16) -> Option<String> {
+    let ServiceAddr::Inet { proto, addr, port } = *svc else {
+        return None;
+    };
+    if service_not_forwarded(svc).is_some() || !raddr.is_ipv6() {
+        return None;
+    }
+    Some(format!(
+        "real server {} of {} {}: connections scheduled to it are dropped \
+         (method_unsupported): uvs forwards IPv4 only",
+        std::net::SocketAddr::new(raddr, rport),
+        proto.name(),
+        std::net::SocketAddr::new(addr, port)
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -607,30 +645,12 @@ impl ServiceTable {
     pub fn not_forwarded(&self) -> Vec<String> {
         let mut out = Vec::new();
         for s in &self.order {
-            let label = match s.addr {
-                ServiceAddr::Fwmark { mark, ipv6 } => {
-                    let v6 = if ipv6 { " IPv6" } else { "" };
-                    out.push(format!(
-                        "FWM {mark}{v6} is not forwarded: AF_PACKET frames carry no firewall mark \
-                         (use an address-based service)"
-                    ));
-                    continue;
-                }
-                ServiceAddr::Inet { proto, addr, port } => {
-                    let label = format!("{} {}", proto.name(), std::net::SocketAddr::new(addr, port));
-                    if addr.is_ipv6() || proto == Protocol::Sctp {
-                        out.push(format!("{label} is not forwarded: uvs forwards IPv4 TCP and UDP only"));
-                        continue;
-                    }
-                    label
-                }
-            };
-            for d in s.lock().dests.iter().filter(|d| d.addr.is_ipv6()) {
-                out.push(format!(
-                    "real server {} of {label}: connections scheduled to it are dropped \
-                     (method_unsupported): uvs forwards IPv4 only",
-                    std::net::SocketAddr::new(d.addr, d.port)
-                ));
+            if let Some(w) = service_not_forwarded(&s.addr) {
+                out.push(w);
+                continue;
+            }
+            for d in s.lock().dests.iter() {
+                out.extend(dest_not_forwarded(&s.addr, d.addr, d.port));
             }
         }
         out

@@ -28,7 +28,8 @@ fn try_help(program: &str) -> String {
 pub fn main(program: &str, args: &[String]) -> i32 {
     let words: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut stdin = Vec::new();
-    match parse_args(&words) {
+    let parsed = parse_args(&words);
+    match &parsed {
         Err(e) => {
             eprintln!("{}", e.message.replace(TRY_HELP, &try_help(program)));
             return e.exit_code;
@@ -71,6 +72,13 @@ pub fn main(program: &str, args: &[String]) -> i32 {
     let _ = out.flush();
     let mut err = std::io::stderr().lock();
     let _ = err.write_all(reply.err.replace(TRY_HELP, &try_help(program)).as_bytes());
+    if reply.code == 0
+        && let Ok(cmd) = &parsed
+    {
+        for w in not_forwarded(cmd, &String::from_utf8_lossy(&stdin)) {
+            let _ = writeln!(err, "{program}: warning: {w}");
+        }
+    }
     reply.code & 0xff
 }
 
@@ -100,6 +108,27 @@ pub fn sysctl(control: Option<&Path>, words: &[String]) -> i32 {
     }
 }
 
+/// What the command added that uvs accepts but does not forward (fwmark, IPv6 and
+/// SCTP services, IPv6 real servers): warned on stderr with status 0, as the kernel
+/// accepts them and as the director says in its log (`ServiceTable::not_forwarded`).
+/// For `-R`, each line of `stdin`.
+fn not_forwarded(cmd: &Command, stdin: &str) -> Vec<String> {
+    use crate::service::{dest_not_forwarded, service_not_forwarded};
+    let one = |c: &Command| match c {
+        Command::AddService(s) | Command::EditService(s) => service_not_forwarded(&s.addr),
+        Command::AddServer(svc, d) | Command::EditServer(svc, d) => dest_not_forwarded(svc, d.addr, d.port),
+        _ => None,
+    };
+    match cmd {
+        Command::Restore => stdin
+            .lines()
+            .filter_map(|l| parse_args(&crate::ipvsadm::rules::line_tokens(l)).ok())
+            .filter_map(|c| one(&c))
+            .collect(),
+        c => one(c).into_iter().collect(),
+    }
+}
+
 enum Failure {
     Connect(std::io::Error),
     Talk(std::io::Error),
@@ -107,20 +136,24 @@ enum Failure {
 
 fn exchange(path: &Path, args: &[String], stdin: &[u8]) -> Result<super::Reply, Failure> {
     let mut s = UnixStream::connect(path).map_err(Failure::Connect)?;
-    s.write_all(&encode_request(args, stdin)).map_err(Failure::Talk)?;
-    decode_reply(&mut s, MAX_REPLY).map_err(Failure::Talk)
+    let sent = s.write_all(&encode_request(args, stdin));
+    // The director may answer before reading everything (a refusal): its reply is
+    // still there to read even though our write failed with EPIPE.
+    match (decode_reply(&mut s, MAX_REPLY), sent) {
+        (Ok(r), _) => Ok(r),
+        (Err(e), Ok(())) | (Err(_), Err(e)) => Err(Failure::Talk(e)),
+    }
 }
 
-/// The two lines printed when no director answers, in the shape of ipvsadm's own
-/// "Can't initialize ipvs" (same exit status, 2).
+/// What `ipvsadm` prints when the control socket cannot be opened: the two lines of
+/// ipvsadm's own "Can't initialize ipvs" when no director answers (same exit status,
+/// 2), or, when one runs but the socket is another user's, whose it is.
 pub fn not_running(path: &Path, e: &std::io::Error) -> String {
     let p = path.display();
     let why = match e.kind() {
         std::io::ErrorKind::NotFound => format!("control socket {p} does not exist"),
         std::io::ErrorKind::ConnectionRefused => format!("nothing listens on control socket {p}"),
-        std::io::ErrorKind::PermissionDenied => {
-            format!("permission denied on control socket {p} (it belongs to the user who started `uvs run`)")
-        }
+        std::io::ErrorKind::PermissionDenied => return permission_denied(path),
         _ => format!("control socket {p}: {e}"),
     };
     format!(
@@ -130,9 +163,59 @@ pub fn not_running(path: &Path, e: &std::io::Error) -> String {
     )
 }
 
+/// A director runs, but its socket (mode 0600) belongs to another user.
+fn permission_denied(path: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let owner = match std::fs::metadata(path) {
+        Ok(m) => {
+            let uid = m.uid();
+            match nix::unistd::User::from_uid(uid.into()) {
+                Ok(Some(u)) => format!("{} (uid {uid})", u.name),
+                _ => format!("uid {uid}"),
+            }
+        }
+        Err(_) => "another user".into(),
+    };
+    format!(
+        "Can't initialize ipvs: permission denied on control socket {}: it belongs to {owner}, \
+         who started `uvs run`; run ipvsadm as that user or as root",
+        path.display()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fwmark_ipv6_and_sctp_additions_are_warned() {
+        let w = |line: &str, stdin: &str| {
+            let a: Vec<&str> = line.split_whitespace().collect();
+            not_forwarded(&parse_args(&a).unwrap(), stdin)
+        };
+        assert_eq!(
+            w("-A -f 7 -s rr", ""),
+            ["FWM 7 is not forwarded: AF_PACKET frames carry no firewall mark (use an address-based service)"]
+        );
+        assert_eq!(
+            w("-A -t [2001:db8::1]:80", ""),
+            ["TCP [2001:db8::1]:80 is not forwarded: uvs forwards IPv4 TCP and UDP only"]
+        );
+        assert_eq!(
+            w("-a -t 10.0.0.1:80 -r [2001:db8::2]:80 -i", ""),
+            [
+                "real server [2001:db8::2]:80 of TCP 10.0.0.1:80: connections scheduled to it are dropped \
+              (method_unsupported): uvs forwards IPv4 only"
+            ]
+        );
+        assert!(w("-A -t 10.0.0.1:80", "").is_empty());
+        assert!(w("-a -t 10.0.0.1:80 -r 10.0.0.2", "").is_empty());
+        assert!(w("-L -n", "").is_empty());
+        // Only the fwmark service's own line: its IPv6 real server adds nothing new.
+        let r = w("-R", "-A -f 3\n-a -f 3 -r [::1]:80\n-A -t 10.0.0.1:80\n# -A -f 4\n");
+        assert_eq!(r.len(), 1, "{r:?}");
+        assert!(r[0].starts_with("FWM 3 is not forwarded"));
+    }
 
     #[test]
     fn not_running_names_the_socket() {

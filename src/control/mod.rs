@@ -10,9 +10,11 @@
 //! response: "UVS1" | i32 exit status | u32 len | stdout | u32 len | stderr
 //! ```
 //!
-//! The request is bounded ([`MAX_ARGS`], [`MAX_STDIN`]) and read with a timeout, so a
-//! client cannot make the director allocate without bound or hold a handler forever;
-//! at most [`MAX_CLIENTS`] requests run at once. The socket is created mode 0600 (only
+//! The request is bounded ([`MAX_ARGS`], [`MAX_STDIN`]) so a client cannot make the
+//! director allocate without bound. Deadlines, the executor queue and the limits on
+//! connections live in [`transport`], which knows nothing of this format: a request
+//! must arrive within 2 s of accept, waits up to 1 s for one of 8 executor slots, and
+//! every refusal is a reply the client prints. The socket is created mode 0600 (only
 //! its owner, the user who started uvs, may connect) and peers of another uid (other
 //! than root) are refused as well.
 //!
@@ -25,9 +27,10 @@ pub mod probe;
 pub mod rates;
 #[cfg(test)]
 mod tests_exec;
+pub mod transport;
 
-use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, RawFd};
+use std::io::Read;
+use std::os::fd::RawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -51,11 +54,6 @@ pub const SOCKET_ENV: &str = "UVS_CONTROL";
 pub const MAX_ARGS: usize = 64 * 1024;
 /// Largest `-R` input a client may send.
 pub const MAX_STDIN: usize = 16 * 1024 * 1024;
-/// Requests served at once; more get an error reply.
-pub const MAX_CLIENTS: usize = 8;
-/// How long a client may take to send its request.
-const READ_TIMEOUT: Duration = Duration::from_secs(10);
-const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 const MAGIC: &[u8; 4] = b"UVS1";
 
 /// The socket path: `explicit`, else `$UVS_CONTROL`, else [`DEFAULT_SOCKET`].
@@ -324,6 +322,13 @@ impl Server {
     }
 }
 
+/// A socket that is never served (the start failed later on) is removed with it.
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 /// The control plane's threads; dropping this stops them and removes the socket.
 pub struct Running {
     stop: Arc<AtomicBool>,
@@ -374,7 +379,7 @@ pub fn start(hub: Arc<Hub>, server: Option<Server>, metrics: Option<std::net::Tc
         let (hub, stop) = (hub.clone(), stop.clone());
         running.threads.push(spawn(
             "uvs-metrics",
-            Box::new(move || crate::metrics::serve(&hub, l, &stop)),
+            Box::new(move || crate::metrics::serve(hub, l, &stop)),
         )?);
     }
     Ok(running)
@@ -397,95 +402,39 @@ fn sample_loop(hub: &Hub, stop: &AtomicBool) {
     }
 }
 
-/// Wait until `fd` is readable or `ms` pass.
-fn wait_readable(fd: RawFd, ms: i32) {
-    let mut p = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd for the duration of the call.
-    unsafe { libc::poll(&mut p, 1, ms) };
+/// The `UVS1` format on the [`transport`]: ipvsadm argv and stdin in, the client's
+/// stdout, stderr and exit status out; the trace request takes over the connection.
+struct Uvs1 {
+    hub: Arc<Hub>,
 }
 
-fn serve(hub: Arc<Hub>, server: Server, stop: &AtomicBool) {
-    let active = Arc::new(AtomicUsize::new(0));
-    while !stop.load(Ordering::Relaxed) {
-        let stream = match server.listener.accept() {
-            Ok((s, _)) => s,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                wait_readable(server.listener.as_raw_fd(), 20);
-                continue;
-            }
-            Err(e) => {
-                tracing::warn!("control socket accept: {e}");
-                std::thread::sleep(Duration::from_millis(50));
-                continue;
-            }
-        };
-        if active.fetch_add(1, Ordering::AcqRel) >= MAX_CLIENTS {
-            active.fetch_sub(1, Ordering::AcqRel);
-            let _ = stream.set_nonblocking(false);
-            let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-            let busy = Reply::error(255, "uvs: too many control requests at once, try again");
-            let _ = (&stream).write_all(&encode_reply(&busy));
-            continue;
-        }
-        let (hub, active) = (hub.clone(), active.clone());
-        let spawned = std::thread::Builder::new()
-            .name("uvs-control-req".into())
-            .spawn(move || {
-                handle(&hub, stream);
-                active.fetch_sub(1, Ordering::AcqRel);
-            });
-        if let Err(e) = spawned {
-            tracing::warn!("control request thread: {e}");
-        }
-    }
-}
-
-/// The uid of the peer of a Unix stream.
-fn peer_uid(s: &UnixStream) -> Option<u32> {
-    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: `cred` is a valid out-buffer of `len` bytes for SO_PEERCRED.
-    let r = unsafe {
-        libc::getsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&mut cred as *mut libc::ucred).cast(),
-            &mut len,
-        )
-    };
-    (r == 0).then_some(cred.uid)
-}
-
-fn handle(hub: &Hub, mut stream: UnixStream) {
-    let _ = stream.set_nonblocking(false);
-    let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
-    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
-    // SAFETY: geteuid has no preconditions.
-    let me = unsafe { libc::geteuid() };
-    let reply = match peer_uid(&stream) {
-        Some(uid) if uid != me && uid != 0 => Reply::error(255, "Permission denied (you must be root)"),
-        _ => match decode_request(&mut stream) {
-            Ok((args, _)) if args.first().map(String::as_str) == Some(crate::director::trace::REQUEST) => {
+impl transport::Handler for Uvs1 {
+    fn read(&self, r: &mut dyn Read) -> std::io::Result<transport::Job> {
+        let (args, stdin) = decode_request(&mut &mut *r)?;
+        let hub = self.hub.clone();
+        if args.first().map(String::as_str) == Some(crate::director::trace::REQUEST) {
+            return Ok(transport::Job::Stream(Box::new(move |mut stream| {
                 let words: Vec<&str> = args[1..].iter().map(String::as_str).collect();
                 if let Some(taps) = &hub.taps {
                     crate::director::trace::serve(taps, hub.ctl.shared(), &words, &mut stream);
                 }
-                return;
-            }
-            Ok((args, stdin)) => {
-                let stdin = String::from_utf8_lossy(&stdin);
-                let words: Vec<&str> = args.iter().map(String::as_str).collect();
-                execute(hub, &words, Some(&stdin))
-            }
-            Err(e) => Reply::error(255, &format!("uvs: bad control request: {e}")),
-        },
-    };
-    let _ = stream.write_all(&encode_reply(&reply));
+            })));
+        }
+        Ok(transport::Job::Run(Box::new(move || {
+            let stdin = String::from_utf8_lossy(&stdin);
+            let words: Vec<&str> = args.iter().map(String::as_str).collect();
+            encode_reply(&execute(&hub, &words, Some(&stdin)))
+        })))
+    }
+
+    fn error(&self, line: &str) -> Vec<u8> {
+        encode_reply(&Reply::error(255, line))
+    }
+}
+
+fn serve(hub: Arc<Hub>, server: Server, stop: &AtomicBool) {
+    let handler = Arc::new(Uvs1 { hub });
+    transport::serve(&server.listener, handler, transport::Limits::default(), stop);
 }
 
 #[cfg(test)]
@@ -540,8 +489,11 @@ mod tests {
         // A live one is not taken over.
         let e = Server::bind(&path).err().unwrap();
         assert!(e.contains("in use by another running director"), "{e}");
+        // Removed when dropped unserved.
         drop(s);
-        // The file is left behind (as after a crash): replaced.
+        assert!(!path.exists());
+        // A file left behind (as after a crash) is replaced.
+        drop(UnixListener::bind(&path).unwrap());
         assert!(path.exists());
         let s = Server::bind(&path).unwrap();
         drop(s);

@@ -300,6 +300,19 @@ pub fn drop_privileges(
     Ok(())
 }
 
+/// `uvs run` opens AF_PACKET sockets, which need CAP_NET_RAW: checked before anything
+/// is created (control socket, nftables table, claims), so an unprivileged start leaves
+/// nothing behind and says what it lacks.
+pub fn require_net_raw() -> Result<(), String> {
+    const CAP_NET_RAW: u32 = 13;
+    match thread_caps("CapEff:") {
+        Some(eff) if eff & (1 << CAP_NET_RAW) == 0 => Err(
+            "`uvs run` needs CAP_NET_RAW (root) to open packet sockets on its interfaces; nothing was started".into(),
+        ),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

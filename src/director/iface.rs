@@ -83,6 +83,72 @@ impl MtuWatch {
     }
 }
 
+/// Where the per-interface claims live (beside the default control socket).
+pub const CLAIM_DIR: &str = "/run/uvs/iface";
+
+/// Held for the life of `uvs run`: an exclusive `flock` on one file per interface,
+/// named by the network namespace's inode and the interface index, so two directors in
+/// different namespaces never collide and a director that died (even by SIGKILL)
+/// releases its claims with its file descriptors. The restart issue's handover will be
+/// the one way to take a claimed interface over.
+#[derive(Debug)]
+pub struct Claims(#[allow(dead_code)] Vec<nix::fcntl::Flock<std::fs::File>>);
+
+/// Claim `ifaces` in `dir` ([`CLAIM_DIR`]); an interface another live director serves
+/// is an error naming it and that director's pid.
+pub fn claim(ifaces: &[Iface], dir: &std::path::Path) -> Result<Claims, String> {
+    use nix::fcntl::{Flock, FlockArg};
+    use std::io::Write;
+    use std::os::unix::fs::MetadataExt;
+    let netns = std::fs::metadata("/proc/self/ns/net")
+        .map(|m| m.ino())
+        .map_err(|e| format!("/proc/self/ns/net: {e}"))?;
+    let mut held = Vec::new();
+    // A director without the rights to write there (a non-root user with CAP_NET_RAW)
+    // still runs, unguarded, and says so.
+    let unguarded = |e: String| {
+        tracing::warn!("cannot claim the interfaces ({e}): a second director on them would not be refused");
+    };
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        unguarded(format!("{}: {e}", dir.display()));
+        return Ok(Claims(held));
+    }
+    for i in ifaces {
+        let path = dir.join(format!("net{netns}-if{}.lock", i.ifindex));
+        let opened = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path);
+        let f = match opened {
+            Ok(f) => f,
+            Err(e) => {
+                unguarded(format!("{}: {e}", path.display()));
+                continue;
+            }
+        };
+        let mut f = match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+            Ok(l) => l,
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                let owner = std::fs::read_to_string(&path).unwrap_or_default();
+                let pid = owner.lines().next().unwrap_or("?").trim().to_string();
+                return Err(format!(
+                    "interface {} is already served by another uvs director (pid {pid}); \
+                     one director per interface: stop that one first",
+                    i.name
+                ));
+            }
+            Err((_, e)) => return Err(format!("{}: flock: {e}", path.display())),
+        };
+        // Who holds it, for the next one's message.
+        let _ = f.set_len(0);
+        let _ = writeln!(*f, "{}\n{}", std::process::id(), i.name);
+        held.push(f);
+    }
+    Ok(Claims(held))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,5 +183,25 @@ mod tests {
         assert_eq!(big.mtu.get(), 576, "not re-read before MTU_POLL_MS");
         w.poll(1000 + MTU_POLL_MS);
         assert_eq!(big.mtu.get(), real);
+    }
+
+    #[test]
+    fn an_interface_is_claimed_once_until_released() {
+        let dir = std::env::temp_dir().join(format!("uvs-claims-{}", std::process::id()));
+        let lo = lo(65536);
+        let first = claim(std::slice::from_ref(&lo), &dir).unwrap();
+        let e = claim(std::slice::from_ref(&lo), &dir).unwrap_err();
+        assert_eq!(
+            e,
+            format!(
+                "interface lo is already served by another uvs director (pid {}); \
+                 one director per interface: stop that one first",
+                std::process::id()
+            )
+        );
+        drop(first);
+        let again = claim(&[lo], &dir).unwrap();
+        drop(again);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -57,7 +57,11 @@ fn nft(script: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let out = c.wait_with_output().map_err(|e| e.to_string())?;
     if !out.status.success() {
-        return Err(format!("nft: {}", String::from_utf8_lossy(&out.stderr).trim()));
+        let why = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        return Err(match why.is_empty() {
+            true => format!("nft: {} (no message)", out.status),
+            false => format!("nft: {why}"),
+        });
     }
     Ok(())
 }

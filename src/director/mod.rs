@@ -133,11 +133,13 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     if opts.ifaces.is_empty() {
         return Err("at least one --iface is required".into());
     }
+    harden::require_net_raw()?;
     let ifaces = opts
         .ifaces
         .iter()
         .map(|n| iface::discover(n))
         .collect::<Result<Vec<_>, _>>()?;
+    let _claims = iface::claim(&ifaces, std::path::Path::new(iface::CLAIM_DIR))?;
     let shared = Arc::new(Shared::new(ifaces.clone()));
     let ctl = Arc::new(Ctl::new(shared.clone()));
     harden::apply_settings(&opts.hardening, &shared)?;
@@ -602,7 +604,7 @@ impl Control {
         if let Some(k) = self.kernel_copy.as_mut()
             && let Err(e) = k.update(&vips)
         {
-            eprintln!("uvs: warning: --drop-kernel-copy: {e}");
+            eprintln!("uvs: warning: updating the kernel-copy rule: {e}");
         }
         if let Some(s) = self.shed.as_mut()
             && let Err(e) = s.set_vips(&vips)

@@ -43,7 +43,9 @@ impl TraceFilter {
             match *w {
                 "--service" => {
                     let v = val()?;
-                    let sa: std::net::SocketAddrV4 = v.parse().map_err(|_| format!("--service {v}: want VIP:PORT"))?;
+                    let sa: std::net::SocketAddrV4 = v
+                        .parse()
+                        .map_err(|_| format!("--service {v}: want an IPv4 VIP:PORT, e.g. 10.0.0.1:80"))?;
                     f.service = Some((sa.ip().octets(), sa.port()));
                 }
                 "--client" => {
@@ -205,6 +207,10 @@ pub fn client(
     pcap: Option<&std::path::Path>,
 ) -> Result<(), String> {
     use std::io::Read;
+    // Checked here first: a bad filter fails (status 1) whether or not a director runs,
+    // instead of coming back as one printed line and status 0.
+    let checked: Vec<&str> = words.iter().map(String::as_str).collect();
+    TraceFilter::parse(&checked).map_err(|e| format!("trace: {e}"))?;
     let path = crate::control::socket_path(control);
     let mut s = UnixStream::connect(&path).map_err(|e| crate::control::client::not_running(&path, &e))?;
     let mut args = vec![REQUEST.to_string()];
