@@ -88,16 +88,23 @@ pub fn load_rules(ctl: &Ctl, path: &std::path::Path) -> Result<usize, String> {
     let cmds = crate::ipvsadm::rules::parse_rules(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     // Validate against a scratch table first so that a rejected line starts nothing.
     let scratch = Ctl::new(Arc::new(Shared::new(Vec::new())));
-    for (line, cmd) in &cmds {
-        scratch.apply(cmd).map_err(|e| {
-            let text = text.lines().nth(line - 1).unwrap_or("");
-            format!("{}: line {line}: `{}': {e}", path.display(), text.trim())
-        })?;
-    }
-    for (_, cmd) in &cmds {
-        ctl.apply(cmd).map_err(|e| e.to_string())?;
-    }
-    Ok(cmds.len())
+    // Each check is one batch (one snapshot at its end, see Ctl::batch).
+    scratch.batch(|scratch| {
+        for (line, cmd) in &cmds {
+            scratch.apply(cmd).map_err(|e| {
+                let text = text.lines().nth(line - 1).unwrap_or("");
+                format!("{}: line {line}: `{}': {e}", path.display(), text.trim())
+            })?;
+        }
+        Ok::<_, String>(())
+    })?;
+    drop(scratch);
+    ctl.batch(|ctl| {
+        for (_, cmd) in &cmds {
+            ctl.apply(cmd).map_err(|e| e.to_string())?;
+        }
+        Ok(cmds.len())
+    })
 }
 
 /// What the host kernel would do to the director's traffic, as warnings naming the fix.
@@ -138,6 +145,13 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         .iter()
         .map(|n| iface::discover(n))
         .collect::<Result<Vec<_>, _>>()?;
+    let cores = match &opts.cpus {
+        Some(list) => list.iter().map(|&id| core_affinity::CoreId { id }).collect(),
+        None => core_affinity::get_core_ids().unwrap_or_default(),
+    };
+    let nworkers = opts.workers.unwrap_or(cores.len().max(1)).clamp(1, MAX_WORKERS);
+    // Counters get one slot per worker: sized before the rules create any.
+    crate::stats::set_workers(nworkers);
     let shared = Arc::new(Shared::new(ifaces.clone()));
     let ctl = Arc::new(Ctl::new(shared.clone()));
     harden::apply_settings(&opts.hardening, &shared)?;
@@ -174,11 +188,6 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         _ => None,
     };
 
-    let cores = match &opts.cpus {
-        Some(list) => list.iter().map(|&id| core_affinity::CoreId { id }).collect(),
-        None => core_affinity::get_core_ids().unwrap_or_default(),
-    };
-    let nworkers = opts.workers.unwrap_or(cores.len().max(1)).clamp(1, MAX_WORKERS);
     let per_worker_cap = (opts.max_conns / nworkers).max(1);
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -454,9 +463,13 @@ impl Control {
             }
             *left > 0
         });
-        for vip in sends {
-            for _ in 0..5 {
-                self.send_garp(vip);
+        if !sends.is_empty() {
+            // One read of the routing table per round, not one per VIP (10,000 VIPs).
+            let routes = route::Routes::read().unwrap_or_default();
+            for vip in sends {
+                for _ in 0..5 {
+                    self.send_garp(&routes, vip);
+                }
             }
         }
     }
@@ -474,8 +487,7 @@ impl Control {
         }
     }
 
-    fn send_garp(&self, vip: [u8; 4]) {
-        let routes = route::Routes::read().unwrap_or_default();
+    fn send_garp(&self, routes: &route::Routes, vip: [u8; 4]) {
         let via = routes.lookup(vip).map(|(name, _)| name.to_string());
         let mut buf = [0u8; 64];
         for (i, _) in &self.arp_socks {
