@@ -35,9 +35,17 @@ enum Cmd {
         /// Serve Prometheus metrics on ADDR:PORT (GET /metrics).
         #[arg(long, value_name = "ADDR:PORT")]
         metrics: Option<String>,
-        /// Hard cap on connection entries (all workers together).
-        #[arg(long, default_value_t = 1 << 20)]
-        max_conns: usize,
+        /// Cap on connection entries (all workers together). Default: sized from the
+        /// memory available at start, a quarter of it (MemAvailable, or less if the
+        /// cgroup's memory limit leaves less) divided by 96 bytes per entry; at least 65536.
+        #[arg(long)]
+        max_conns: Option<usize>,
+        /// What a full connection table does with a new connection: `evict` the least
+        /// recently used entry (never an established TCP connection with a packet in the
+        /// last second; counted in uvs_connection_evictions_total) or `refuse` it
+        /// (dropped as conn_table_full).
+        #[arg(long, default_value = "evict", value_parser = ["evict", "refuse"])]
+        when_full: String,
         /// Transmit path: `ring` (PACKET_TX_RING, default) or `sendmmsg`.
         #[arg(long, default_value = "ring", value_parser = ["ring", "sendmmsg"])]
         tx: String,
@@ -228,6 +236,7 @@ fn main() -> ExitCode {
             workers,
             control,
             max_conns,
+            when_full,
             tx,
             cpus,
             drop_kernel_copy,
@@ -244,6 +253,11 @@ fn main() -> ExitCode {
             workers,
             control,
             max_conns,
+            when_full: if when_full == "refuse" {
+                uvs::conn::WhenFull::Refuse
+            } else {
+                uvs::conn::WhenFull::Evict
+            },
             tx_sendmmsg: tx == "sendmmsg",
             cpus: match cpus.as_deref().map(uvs::director::parse_cpus).transpose() {
                 Ok(c) => c,

@@ -5,6 +5,7 @@
 pub mod harden;
 pub mod iface;
 pub mod kernelcopy;
+pub mod memory;
 pub mod neigh;
 pub mod route;
 pub mod tap;
@@ -29,8 +30,11 @@ pub struct RunOptions {
     pub rules: Option<PathBuf>,
     pub workers: Option<usize>,
     pub control: Option<PathBuf>,
-    /// Hard cap on connection entries, over all workers.
-    pub max_conns: usize,
+    /// Cap on connection entries, over all workers (`None`: sized from the memory
+    /// available at start, see [`memory`]).
+    pub max_conns: Option<usize>,
+    /// What a full table does with a new connection.
+    pub when_full: crate::conn::WhenFull,
     /// Transmit with sendmmsg instead of the TX ring.
     pub tx_sendmmsg: bool,
     /// Cores for the workers (worker i on `cpus[i % len]`); default: all cores.
@@ -188,7 +192,20 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         _ => None,
     };
 
-    let per_worker_cap = (opts.max_conns / nworkers).max(1);
+    let max_conns = match opts.max_conns {
+        Some(n) => n,
+        None => {
+            let (n, avail) = memory::default_max_conns();
+            tracing::info!(
+                "connection table cap {n} entries ({} MiB available at start / {} / {} B per entry)",
+                avail.unwrap_or(0) >> 20,
+                memory::TABLE_SHARE,
+                crate::conn::ENTRY_BYTES
+            );
+            n
+        }
+    };
+    let per_worker_cap = (max_conns / nworkers).max(1);
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).map_err(|e| format!("signal handler: {e}"))?;
@@ -277,7 +294,8 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     for (id, io) in ios.into_iter().enumerate() {
         let (sh, stop, ntx) = (shared.clone(), stop.clone(), neigh_tx.clone());
         let core = cores.get(id % cores.len().max(1)).copied();
-        let w = Worker::new(id, per_worker_cap);
+        let mut w = Worker::new(id, per_worker_cap);
+        w.conns.set_when_full(opts.when_full);
         let rings: Vec<_> = ifaces
             .iter()
             .zip(&io.rx)
