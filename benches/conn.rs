@@ -77,7 +77,38 @@ fn bytes_per_entry(n: u32, nat: bool) -> (f64, f64) {
     (counted, t.heap_bytes() as f64 / n as f64)
 }
 
+fn nat_table(n: u32) -> ConnTable {
+    let d = testutil_dest();
+    let mut t = ConnTable::with_cap(n as usize * 2);
+    for i in 0..n {
+        t.insert(key(i), Conn::new(d.clone(), [10, 0, 0, 11], 80, false, 0))
+            .unwrap();
+    }
+    t
+}
+
+fn rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 fn conn(c: &mut Criterion) {
+    // Resident memory a 1M-entry NAT table adds to the process (first, before any other
+    // table has left freed pages behind; pages touched, as the
+    // kernel counts them; the allocator's own overhead included).
+    let rss0 = rss_kb();
+    let t = nat_table(1_000_000);
+    println!(
+        "conn RSS: a 1000000-entry NAT table adds {} MiB to the process's RSS",
+        (rss_kb() - rss0) / 1024
+    );
+    drop(t);
     for n in [1_000u32, 100_000, 1_000_000] {
         let (dr, dr_own) = bytes_per_entry(n, false);
         let (nat, nat_own) = bytes_per_entry(n, true);

@@ -16,6 +16,13 @@ struct Cli {
     cmd: Cmd,
 }
 
+/// `uvs run --when-full` (see uvs::conn::WhenFull).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum WhenFull {
+    Evict,
+    Refuse,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the director on one or more interfaces until SIGINT/SIGTERM.
@@ -44,8 +51,8 @@ enum Cmd {
         /// recently used entry (never an established TCP connection with a packet in the
         /// last second; counted in uvs_connection_evictions_total) or `refuse` it
         /// (dropped as conn_table_full).
-        #[arg(long, default_value = "evict", value_parser = ["evict", "refuse"])]
-        when_full: String,
+        #[arg(long, value_enum, default_value_t = WhenFull::Evict)]
+        when_full: WhenFull,
         /// Transmit path: `ring` (PACKET_TX_RING, default) or `sendmmsg`.
         #[arg(long, default_value = "ring", value_parser = ["ring", "sendmmsg"])]
         tx: String,
@@ -253,10 +260,9 @@ fn main() -> ExitCode {
             workers,
             control,
             max_conns,
-            when_full: if when_full == "refuse" {
-                uvs::conn::WhenFull::Refuse
-            } else {
-                uvs::conn::WhenFull::Evict
+            when_full: match when_full {
+                WhenFull::Evict => uvs::conn::WhenFull::Evict,
+                WhenFull::Refuse => uvs::conn::WhenFull::Refuse,
             },
             tx_sendmmsg: tx == "sendmmsg",
             cpus: match cpus.as_deref().map(uvs::director::parse_cpus).transpose() {
