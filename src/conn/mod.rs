@@ -465,14 +465,18 @@ impl ConnTable {
         self.len -= 1;
         c
     }
-    /// Evict one entry: along the clock hand, the least recently used of the first
-    /// [`EVICT_SAMPLE`] entries that may go (not an ESTABLISHED TCP connection with a
-    /// packet in the last second). False if none was found within [`EVICT_SCAN`] slots.
+    /// Evict one entry, looking along the clock hand: the least recently used of the
+    /// first [`EVICT_SAMPLE`] entries that are not ESTABLISHED TCP (UDP flows, half-open
+    /// and closing TCP: conntrack's early_drop likewise takes unassured entries only);
+    /// if none is found within [`EVICT_SCAN`] slots, the least recently used ESTABLISHED
+    /// TCP connection idle for a second or more (one in retransmission backoff is not
+    /// taken while a half-open entry is there). False if neither was found.
     fn evict_one(&mut self, now_ms: u64) -> bool {
         if self.slots == 0 {
             return false;
         }
-        let mut best: Option<(u64, u32)> = None;
+        let mut other: Option<(u64, u32)> = None;
+        let mut established: Option<(u64, u32)> = None;
         let mut sampled = 0;
         for _ in 0..EVICT_SCAN.min(self.slots as usize) {
             let i = self.hand;
@@ -481,19 +485,25 @@ impl ConnTable {
                 continue;
             };
             let idle = c.idle_ms(now_ms);
-            let live_tcp =
-                k.proto == crate::wire::ipv4::proto::TCP && c.state == TcpState::Established && idle < EVICT_PROTECT_MS;
-            if !live_tcp {
+            let best = if k.proto == crate::wire::ipv4::proto::TCP && c.state == TcpState::Established {
+                if idle < EVICT_PROTECT_MS {
+                    continue;
+                }
+                &mut established
+            } else {
                 sampled += 1;
-                if best.is_none_or(|(b, _)| idle > b) {
-                    best = Some((idle, i));
-                }
-                if sampled >= EVICT_SAMPLE {
-                    break;
-                }
+                &mut other
+            };
+            if best.is_none_or(|(b, _)| idle > b) {
+                *best = Some((idle, i));
+            }
+            if sampled >= EVICT_SAMPLE {
+                break;
             }
         }
-        let Some((_, i)) = best else { return false };
+        let Some((_, i)) = other.or(established) else {
+            return false;
+        };
         drop(self.unlink(i));
         self.evicted += 1;
         true
@@ -695,9 +705,25 @@ mod tests {
         tab.get_mut(&key(7)).unwrap().tcp_packet(ACK, false, false, &t, 1000);
         assert!(!tab.make_room(1400), "every entry is established and live");
         assert_eq!(tab.len(), 3);
-        assert!(tab.make_room(1600), "idle a second: key 0 or 1 may go");
-        assert!(tab.get(&key(7)).is_some(), "key 7 was heard from 600 ms ago");
-        assert_eq!(tab.out_len(), 2, "the evicted NAT entry left the OUT index");
+        // Key 1 idle since 500 ms (in retransmission backoff, say) against a half-open
+        // entry heard from just now: the half-open one goes.
+        tab.get_mut(&key(0)).unwrap().tcp_packet(ACK, false, false, &t, 1600);
+        tab.remove(&key(7));
+        tab.insert(key(8), Conn::new(d.clone(), [10, 0, 0, 1], 80, false, 1650))
+            .unwrap()
+            .tcp_packet(SYN, false, false, &t, 1650);
+        assert!(tab.make_room(1700));
+        assert!(
+            tab.get(&key(8)).is_none() && tab.get(&key(1)).is_some(),
+            "half-open first"
+        );
+        tab.insert(key(9), Conn::new(d.clone(), [10, 0, 0, 1], 80, false, 1700))
+            .unwrap()
+            .tcp_packet(SYN, false, false, &t, 1700);
+        tab.get_mut(&key(9)).unwrap().tcp_packet(ACK, false, false, &t, 1700);
+        assert!(tab.make_room(1800), "only established left: key 1, idle 1.3 s, may go");
+        assert!(tab.get(&key(1)).is_none() && tab.get(&key(0)).is_some() && tab.get(&key(9)).is_some());
+        assert_eq!(tab.out_len(), 2, "the evicted NAT entries left the OUT index");
     }
 
     #[test]
