@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::ipvsadm::Command;
 use crate::pipeline::Shared;
 use crate::sched::{self, DestChange};
-use crate::service::{Dest, DestConfig, ServiceAddr, ServiceConfig, ServiceState, VirtualService};
+use crate::service::{Dest, DestConfig, ServiceAddr, ServiceConfig, ServiceState, ServiceTable, VirtualService};
 use crate::stats::Stats;
 
 /// A change the kernel (here: uvs) refused, in ipvsadm's words.
@@ -51,6 +51,11 @@ pub type ChangeHook = Arc<dyn Fn() + Send + Sync>;
 #[derive(Default)]
 struct Trash {
     dests: Vec<(ServiceAddr, Arc<Dest>)>,
+    /// While a [`Ctl::batch`] runs: the table its commands change, published once when
+    /// it ends (so N commands cost one snapshot, not N copies of an N-service table).
+    draft: Option<ServiceTable>,
+    /// Nesting depth of [`Ctl::batch`].
+    batches: usize,
 }
 
 /// Observer of newly added VIPs (for gratuitous ARP).
@@ -98,11 +103,63 @@ impl Ctl {
         self.write.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Run `f`'s commands against one draft table and publish it once at the end
+    /// (`ipvsadm -R`, a rules file at start). Each command still succeeds or fails on
+    /// its own, as IPVS applies restore lines one by one; the workers see the result
+    /// when the batch ends (new real servers of existing services at once, as they
+    /// are linked in place).
+    pub fn batch<R>(&self, f: impl FnOnce(&Ctl) -> R) -> R {
+        struct End<'a>(&'a Ctl);
+        impl Drop for End<'_> {
+            fn drop(&mut self) {
+                let mut t = self.0.lock();
+                t.batches -= 1;
+                if t.batches == 0
+                    && let Some(mut d) = t.draft.take()
+                {
+                    d.refresh();
+                    self.0.shared.services.store(Arc::new(d));
+                }
+            }
+        }
+        {
+            let mut t = self.lock();
+            if t.batches == 0 {
+                t.draft = Some((**self.shared.services.load()).clone());
+            }
+            t.batches += 1;
+        }
+        let _end = End(self);
+        f(self)
+    }
+
+    /// The service at `addr` in the table commands change.
+    fn find(&self, t: &Trash, addr: &ServiceAddr) -> Option<Arc<VirtualService>> {
+        match &t.draft {
+            Some(d) => d.find(addr).cloned(),
+            None => self.shared.services.load().find(addr).cloned(),
+        }
+    }
+
+    /// Change the table: the batch's draft, or a copy published at once (derived sets
+    /// recomputed).
+    fn change<R>(&self, t: &mut Trash, f: impl FnOnce(&mut ServiceTable) -> R) -> R {
+        match &mut t.draft {
+            Some(d) => f(d),
+            None => {
+                let mut next = (**self.shared.services.load()).clone();
+                let r = f(&mut next);
+                next.refresh();
+                self.shared.services.store(Arc::new(next));
+                r
+            }
+        }
+    }
+
     /// `-A`.
     pub fn add_service(&self, cfg: &ServiceConfig) -> Result<(), CtlError> {
-        let _g = self.lock();
-        let cur = self.shared.services.load();
-        if cur.find(&cfg.addr).is_some() {
+        let mut t = self.lock();
+        if self.find(&t, &cfg.addr).is_some() {
             return Err(E_SVC_EXISTS);
         }
         let scheduler = sched::new_scheduler(&cfg.scheduler, &[], cfg.flags).ok_or(E_NO_SCHED)?;
@@ -115,17 +172,14 @@ impl Ctl {
             }),
             stats: Arc::new(Stats::default()),
         });
-        let mut next = (**cur).clone();
-        next.insert(svc);
-        self.shared.services.store(Arc::new(next));
+        self.change(&mut t, |next| next.insert(svc));
         Ok(())
     }
 
     /// `-E`: replace scheduler, flags and persistence (ipvsadm sends every option).
     pub fn edit_service(&self, cfg: &ServiceConfig) -> Result<(), CtlError> {
-        let _g = self.lock();
-        let cur = self.shared.services.load();
-        let svc = cur.find(&cfg.addr).ok_or(E_NO_SVC)?;
+        let t = self.lock();
+        let svc = self.find(&t, &cfg.addr).ok_or(E_NO_SVC)?;
         let mut st = svc.lock();
         let st = &mut *st;
         if st.config.scheduler != cfg.scheduler {
@@ -139,36 +193,33 @@ impl Ctl {
 
     /// `-D`.
     pub fn delete_service(&self, addr: &ServiceAddr) -> Result<(), CtlError> {
-        let _g = self.lock();
-        let cur = self.shared.services.load();
-        let mut next = (**cur).clone();
-        let svc = next.remove(addr).ok_or(E_NO_SVC)?;
+        let mut t = self.lock();
+        self.find(&t, addr).ok_or(E_NO_SVC)?;
+        let svc = self.change(&mut t, |next| next.remove(addr)).ok_or(E_NO_SVC)?;
         for d in svc.lock().dests.drain(..) {
             d.set_available(false);
         }
-        next.refresh();
-        self.shared.services.store(Arc::new(next));
         Ok(())
     }
 
     /// `-C`.
     pub fn clear(&self) {
-        let _g = self.lock();
-        let cur = self.shared.services.load();
-        for svc in cur.services() {
-            for d in svc.lock().dests.drain(..) {
-                d.set_available(false);
+        let mut t = self.lock();
+        self.change(&mut t, |cur| {
+            for svc in cur.services() {
+                for d in svc.lock().dests.drain(..) {
+                    d.set_available(false);
+                }
             }
-        }
-        self.shared.services.store(Arc::new(cur.emptied()));
+            *cur = cur.emptied();
+        });
     }
 
     /// `-a`: link a destination at the head of the service's list.
     pub fn add_dest(&self, addr: &ServiceAddr, cfg: &DestConfig) -> Result<(), CtlError> {
         let mut trash = self.lock();
         check_dest(cfg)?;
-        let cur = self.shared.services.load();
-        let svc = cur.find(addr).ok_or(E_SVC_UNDEFINED)?;
+        let svc = self.find(&trash, addr).ok_or(E_SVC_UNDEFINED)?;
         let mut guard = svc.lock();
         if guard.dests.iter().any(|d| d.addr == cfg.addr && d.port == cfg.port) {
             return Err(E_DEST_EXISTS);
@@ -190,23 +241,16 @@ impl Ctl {
         st.dests.insert(0, dest);
         st.scheduler.update(&st.dests, st.config.flags, DestChange::Added);
         drop(guard);
-        self.republish();
+        // A new snapshot for the derived sets (NAT real servers).
+        self.change(&mut trash, |_| ());
         Ok(())
-    }
-
-    /// Publish a fresh snapshot (derived sets recomputed) after an in-place change.
-    fn republish(&self) {
-        let mut next = (**self.shared.services.load()).clone();
-        next.refresh();
-        self.shared.services.store(Arc::new(next));
     }
 
     /// `-e`: replace method, weight and thresholds.
     pub fn edit_dest(&self, addr: &ServiceAddr, cfg: &DestConfig) -> Result<(), CtlError> {
-        let _g = self.lock();
+        let t = self.lock();
         check_dest(cfg)?;
-        let cur = self.shared.services.load();
-        let svc = cur.find(addr).ok_or(E_SVC_UNDEFINED)?;
+        let svc = self.find(&t, addr).ok_or(E_SVC_UNDEFINED)?;
         let mut guard = svc.lock();
         let st = &mut *guard;
         let index = st
@@ -224,8 +268,7 @@ impl Ctl {
     /// `-d`: unlink a destination; it stays in the trash while connections use it.
     pub fn delete_dest(&self, addr: &ServiceAddr, daddr: std::net::IpAddr, dport: u16) -> Result<(), CtlError> {
         let mut trash = self.lock();
-        let cur = self.shared.services.load();
-        let svc = cur.find(addr).ok_or(E_SVC_UNDEFINED)?;
+        let svc = self.find(&trash, addr).ok_or(E_SVC_UNDEFINED)?;
         let mut guard = svc.lock();
         let st = &mut *guard;
         let index = st
@@ -278,7 +321,11 @@ impl Ctl {
                 Ok(())
             }
             Command::Zero(None) => {
-                for s in self.shared.services.load().services() {
+                let all = match &self.lock().draft {
+                    Some(d) => d.services().to_vec(),
+                    None => self.shared.services.load().services().to_vec(),
+                };
+                for s in &all {
                     s.stats.zero();
                     for d in s.lock().dests.iter() {
                         d.stats.zero();
@@ -287,8 +334,7 @@ impl Ctl {
                 Ok(())
             }
             Command::Zero(Some(a)) => {
-                let cur = self.shared.services.load();
-                let s = cur.find(a).ok_or(E_NO_SVC)?;
+                let s = self.find(&self.lock(), a).ok_or(E_NO_SVC)?;
                 s.stats.zero();
                 for d in s.lock().dests.iter() {
                     d.stats.zero();
@@ -378,6 +424,37 @@ mod tests {
         assert_eq!(ctl.all_dests()[0].l_threshold(), 0);
         assert_eq!(ctl.delete_service(&svc_cfg(99, "rr").addr), Err(E_NO_SVC));
         assert_eq!(ctl.edit_service(&svc_cfg(99, "rr")), Err(E_NO_SVC));
+    }
+
+    #[test]
+    fn a_batch_publishes_once_at_its_end_and_keeps_per_command_errors() {
+        let ctl = Ctl::new(Arc::new(Shared::new(vec![])));
+        let before = ctl.shared().services.load_full();
+        let mut nat = dest_cfg(11, 1);
+        nat.method = ForwardMethod::Masq;
+        let errs = ctl.batch(|ctl| {
+            let s = svc_cfg(80, "rr");
+            let mut errs = vec![ctl.add_service(&s), ctl.add_service(&s)];
+            errs.push(ctl.add_dest(&s.addr, &nat));
+            errs.push(ctl.add_dest(&svc_cfg(81, "rr").addr, &nat));
+            // Nested batches publish with the outer one.
+            ctl.batch(|ctl| errs.push(ctl.add_service(&svc_cfg(82, "wlc"))));
+            assert!(
+                Arc::ptr_eq(&before, &ctl.shared().services.load_full()),
+                "nothing published inside the batch"
+            );
+            errs
+        });
+        assert_eq!(errs, [Ok(()), Err(E_SVC_EXISTS), Ok(()), Err(E_SVC_UNDEFINED), Ok(())]);
+        let now = ctl.shared().services.load();
+        assert_eq!(now.services().len(), 2);
+        assert!(
+            now.is_vip([10, 0, 0, 100]) && now.is_nat_rip([10, 0, 0, 11]),
+            "derived sets refreshed"
+        );
+        // Outside a batch every command publishes at once.
+        ctl.delete_service(&svc_cfg(82, "rr").addr).unwrap();
+        assert_eq!(ctl.shared().services.load().services().len(), 1);
     }
 
     #[test]

@@ -16,6 +16,13 @@ struct Cli {
     cmd: Cmd,
 }
 
+/// `uvs run --when-full` (see uvs::conn::WhenFull).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum WhenFull {
+    Evict,
+    Refuse,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the director on one or more interfaces until SIGINT/SIGTERM.
@@ -35,9 +42,17 @@ enum Cmd {
         /// Serve Prometheus metrics on ADDR:PORT (GET /metrics).
         #[arg(long, value_name = "ADDR:PORT")]
         metrics: Option<String>,
-        /// Hard cap on connection entries (all workers together).
-        #[arg(long, default_value_t = 1 << 20)]
-        max_conns: usize,
+        /// Cap on connection entries (all workers together). Default: sized from the
+        /// memory available at start, a quarter of it (MemAvailable, or less if the
+        /// cgroup's memory limit leaves less) divided by 96 bytes per entry; at least 65536.
+        #[arg(long)]
+        max_conns: Option<usize>,
+        /// What a full connection table does with a new connection: `evict` the least
+        /// recently used entry (never an established TCP connection with a packet in the
+        /// last second; counted in uvs_connection_evictions_total) or `refuse` it
+        /// (dropped as conn_table_full).
+        #[arg(long, value_enum, default_value_t = WhenFull::Evict)]
+        when_full: WhenFull,
         /// Transmit path: `ring` (PACKET_TX_RING, default) or `sendmmsg`.
         #[arg(long, default_value = "ring", value_parser = ["ring", "sendmmsg"])]
         tx: String,
@@ -284,6 +299,7 @@ fn main() -> ExitCode {
             workers,
             control,
             max_conns,
+            when_full,
             tx,
             cpus,
             drop_kernel_copy,
@@ -300,6 +316,10 @@ fn main() -> ExitCode {
             workers,
             control,
             max_conns,
+            when_full: match when_full {
+                WhenFull::Evict => uvs::conn::WhenFull::Evict,
+                WhenFull::Refuse => uvs::conn::WhenFull::Refuse,
+            },
             tx_sendmmsg: tx == "sendmmsg",
             cpus: match cpus.as_deref().map(uvs::director::parse_cpus).transpose() {
                 Ok(c) => c,

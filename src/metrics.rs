@@ -447,6 +447,20 @@ pub fn render(hub: &Hub) -> String {
             w.id, hub.conn_cap_per_worker
         );
     }
+    family(
+        &mut out,
+        "uvs_connection_evictions_total",
+        "counter",
+        "Entries evicted from a worker's full connection table to make room (--when-full evict).",
+    );
+    for w in &hub.workers {
+        let _ = writeln!(
+            out,
+            "uvs_connection_evictions_total{{worker=\"{}\"}} {}",
+            w.id,
+            w.probe.evicted()
+        );
+    }
     let svcs = hub.ctl.shared().services.load();
     family(
         &mut out,

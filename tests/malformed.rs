@@ -506,6 +506,8 @@ fn a_full_table_creates_no_persistence_templates() {
     );
     let svcs = sh.services.load();
     let mut w = Worker::new(0, 4);
+    // Refusing (not evicting) when full: what a refused connection leaves behind.
+    w.conns.set_when_full(uvs::conn::WhenFull::Refuse);
     for i in 0..100u16 {
         let mut f = tcp_frame(1000 + i, 80, true, false, b"");
         f[14 + 12] = 100 + (i % 200) as u8; // a different client address each time

@@ -212,7 +212,7 @@ impl DefenseState {
     /// IPVS `todrop_entry`: an entry idle for 60 s or more with `in_pkts` in 1..=8 is
     /// dropped once every `in_pkts` candidates of that count.
     fn todrop_entry(&mut self, c: &Conn, timeout_s: u32, now_ms: u64) -> bool {
-        let left = c.expires_ms.saturating_sub(now_ms);
+        let left = c.expires_in_ms(now_ms);
         let idle = (u64::from(timeout_s) * 1000).saturating_sub(left);
         if idle < 60_000 {
             return false;

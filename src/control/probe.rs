@@ -8,7 +8,7 @@
 //! shows live entries while the packet path stays lock-free.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::ipvsadm::snapshot::{ConnSnapshot, ConnSortKey, conn_row};
@@ -23,6 +23,7 @@ pub struct WorkerProbe {
     want: AtomicBool,
     slot: Mutex<Option<ConnRows>>,
     conns: AtomicUsize,
+    evicted: AtomicU64,
 }
 
 impl WorkerProbe {
@@ -30,6 +31,7 @@ impl WorkerProbe {
     #[inline]
     pub fn poll(&self, w: &Worker, now_ms: u64) {
         self.conns.store(w.conns.len(), Ordering::Relaxed);
+        self.evicted.store(w.conns.evicted(), Ordering::Relaxed);
         if self.want.load(Ordering::Acquire) {
             self.answer(w, now_ms);
         }
@@ -45,6 +47,11 @@ impl WorkerProbe {
     /// Connection entries last reported (updated every loop iteration).
     pub fn conns(&self) -> usize {
         self.conns.load(Ordering::Relaxed)
+    }
+
+    /// Entries the worker evicted from its full table (updated every loop iteration).
+    pub fn evicted(&self) -> u64 {
+        self.evicted.load(Ordering::Relaxed)
     }
 
     /// Ask for a copy of the table; collect it with [`WorkerProbe::take`].

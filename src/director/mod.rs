@@ -5,6 +5,7 @@
 pub mod harden;
 pub mod iface;
 pub mod kernelcopy;
+pub mod memory;
 pub mod neigh;
 pub mod route;
 pub mod tap;
@@ -29,8 +30,11 @@ pub struct RunOptions {
     pub rules: Option<PathBuf>,
     pub workers: Option<usize>,
     pub control: Option<PathBuf>,
-    /// Hard cap on connection entries, over all workers.
-    pub max_conns: usize,
+    /// Cap on connection entries, over all workers (`None`: sized from the memory
+    /// available at start, see [`memory`]).
+    pub max_conns: Option<usize>,
+    /// What a full table does with a new connection.
+    pub when_full: crate::conn::WhenFull,
     /// Transmit with sendmmsg instead of the TX ring.
     pub tx_sendmmsg: bool,
     /// Cores for the workers (worker i on `cpus[i % len]`); default: all cores.
@@ -88,16 +92,23 @@ pub fn load_rules(ctl: &Ctl, path: &std::path::Path) -> Result<usize, String> {
     let cmds = crate::ipvsadm::rules::parse_rules(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     // Validate against a scratch table first so that a rejected line starts nothing.
     let scratch = Ctl::new(Arc::new(Shared::new(Vec::new())));
-    for (line, cmd) in &cmds {
-        scratch.apply(cmd).map_err(|e| {
-            let text = text.lines().nth(line - 1).unwrap_or("");
-            format!("{}: line {line}: `{}': {e}", path.display(), text.trim())
-        })?;
-    }
-    for (_, cmd) in &cmds {
-        ctl.apply(cmd).map_err(|e| e.to_string())?;
-    }
-    Ok(cmds.len())
+    // Each check is one batch (one snapshot at its end, see Ctl::batch).
+    scratch.batch(|scratch| {
+        for (line, cmd) in &cmds {
+            scratch.apply(cmd).map_err(|e| {
+                let text = text.lines().nth(line - 1).unwrap_or("");
+                format!("{}: line {line}: `{}': {e}", path.display(), text.trim())
+            })?;
+        }
+        Ok::<_, String>(())
+    })?;
+    drop(scratch);
+    ctl.batch(|ctl| {
+        for (_, cmd) in &cmds {
+            ctl.apply(cmd).map_err(|e| e.to_string())?;
+        }
+        Ok(cmds.len())
+    })
 }
 
 /// What the host kernel would do to the director's traffic, as warnings naming the fix.
@@ -140,6 +151,13 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         .map(|n| iface::discover(n))
         .collect::<Result<Vec<_>, _>>()?;
     let _claims = iface::claim(&ifaces, std::path::Path::new(iface::CLAIM_DIR))?;
+    let cores = match &opts.cpus {
+        Some(list) => list.iter().map(|&id| core_affinity::CoreId { id }).collect(),
+        None => core_affinity::get_core_ids().unwrap_or_default(),
+    };
+    let nworkers = opts.workers.unwrap_or(cores.len().max(1)).clamp(1, MAX_WORKERS);
+    // Counters get one slot per worker: sized before the rules create any.
+    crate::stats::set_workers(nworkers);
     let shared = Arc::new(Shared::new(ifaces.clone()));
     let ctl = Arc::new(Ctl::new(shared.clone()));
     harden::apply_settings(&opts.hardening, &shared)?;
@@ -179,12 +197,20 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         _ => None,
     };
 
-    let cores = match &opts.cpus {
-        Some(list) => list.iter().map(|&id| core_affinity::CoreId { id }).collect(),
-        None => core_affinity::get_core_ids().unwrap_or_default(),
+    let max_conns = match opts.max_conns {
+        Some(n) => n,
+        None => {
+            let (n, avail) = memory::default_max_conns();
+            tracing::info!(
+                "connection table cap {n} entries ({} MiB available at start / {} / {} B per entry)",
+                avail.unwrap_or(0) >> 20,
+                memory::TABLE_SHARE,
+                crate::conn::ENTRY_BYTES
+            );
+            n
+        }
     };
-    let nworkers = opts.workers.unwrap_or(cores.len().max(1)).clamp(1, MAX_WORKERS);
-    let per_worker_cap = (opts.max_conns / nworkers).max(1);
+    let per_worker_cap = (max_conns / nworkers).max(1);
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).map_err(|e| format!("signal handler: {e}"))?;
@@ -307,7 +333,8 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     for (id, io) in ios.into_iter().enumerate() {
         let (sh, stop, ntx) = (shared.clone(), stop.clone(), neigh_tx.clone());
         let core = cores.get(id % cores.len().max(1)).copied();
-        let w = Worker::new(id, per_worker_cap);
+        let mut w = Worker::new(id, per_worker_cap);
+        w.conns.set_when_full(opts.when_full);
         let rings: Vec<_> = ifaces
             .iter()
             .zip(&io.rx)
@@ -554,7 +581,7 @@ impl Control {
             *left > 0
         });
         if !sends.is_empty() {
-            // One read of the routing table for the batch (thousands of VIPs at start).
+            // One read of the routing table per round, not one per VIP (10,000 VIPs).
             let routes = route::Routes::read().unwrap_or_default();
             for vip in sends {
                 for _ in 0..5 {

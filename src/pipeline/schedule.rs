@@ -93,7 +93,7 @@ impl Worker {
             // A full table refuses before the scheduler moves or a persistence template
             // is created: under a flood, templates (360 s) would otherwise pile up for
             // connections that can never be inserted.
-            if !one_packet && self.conns.len() >= self.conns.cap() {
+            if !one_packet && !self.conns.make_room(now_ms) {
                 return Err(DropReason::TableFull);
             }
             let chosen = if st.config.flags & svc_flags::PERSISTENT != 0 {

@@ -1,0 +1,228 @@
+//! A full connection table evicts rather than refuses (issue 14 item 9).
+//!
+//! A NAT director with a small cap (2 000 entries over 2 workers) receives new UDP
+//! flows at [`RATE`] a second for [`SECONDS`] s: the table fills within the first
+//! second and UDP entries live 300 s, so every later flow needs an eviction. At the
+//! same time [`TRANSFERS`] rate-limited HTTP downloads run through the same director.
+//! Asserted: the table never exceeds its cap, no new flow is refused
+//! (`conn_table_full`), at least 99 % of the datagrams reach the real servers' UDP
+//! sockets, the evictions are counted, and every download gets every byte (a live
+//! established TCP connection is never evicted). Then the same flood against
+//! `--when-full refuse` (the old behaviour) loses what does not fit, which shows the
+//! first half can fail.
+//!
+//! Reproduce (the README's figures): `cargo test --release --test full_table -- --nocapture`.
+
+mod common;
+use common::*;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const RULES: &str = "\
+-A -t 192.168.77.100:80 -s rr
+-a -t 192.168.77.100:80 -r 10.78.1.11:8080 -m -w 1
+-a -t 192.168.77.100:80 -r 10.78.1.12:8080 -m -w 1
+-A -u 192.168.77.100:53 -s rr
+-a -u 192.168.77.100:53 -r 10.78.1.11:53 -m -w 1
+-a -u 192.168.77.100:53 -r 10.78.1.12:53 -m -w 1
+";
+const CAP: u64 = 2_000;
+/// New UDP flows per second, and for how long.
+const RATE: u64 = 2_000;
+const SECONDS: u64 = 15;
+/// Downloads (bytes each, rate-limited to outlast the flood).
+const TRANSFERS: usize = 4;
+const SIZE: u64 = 5 << 20;
+const METRICS: &str = "127.0.0.1:9108";
+
+fn metric(page: &str, name: &str, filter: &str) -> u64 {
+    page.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']) && l.contains(filter))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .sum()
+}
+
+fn scrape(lvs: &Lvs) -> String {
+    lvs.bed
+        .exec_any(
+            "dir",
+            &["curl", "-s", "--max-time", "2", &format!("http://{METRICS}/metrics")],
+        )
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// UDP datagrams delivered to sockets on both real servers (`Udp: InDatagrams` of
+/// their namespaces' /proc/net/snmp).
+fn delivered(lvs: &Lvs) -> u64 {
+    ["rs1", "rs2"]
+        .iter()
+        .map(|h| {
+            let o = lvs.bed.exec_any(h, &["cat", "/proc/net/snmp"]).expect("snmp");
+            let text = String::from_utf8_lossy(&o.stdout).into_owned();
+            let mut udp = text.lines().filter(|l| l.starts_with("Udp:"));
+            let (names, values) = (udp.next().unwrap_or(""), udp.next().unwrap_or(""));
+            let i = names
+                .split_whitespace()
+                .position(|n| n == "InDatagrams")
+                .expect("InDatagrams");
+            values
+                .split_whitespace()
+                .nth(i)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+/// `uvs blast` of new UDP flows from the client's segment; returns the frames sent.
+fn flood(lvs: &Lvs, offset: u64, seconds: u64) -> u64 {
+    let out = Command::new("ip")
+        .args(["netns", "exec", &lvs.bed.ns("client"), UVS, "blast", "--iface", "eth0"])
+        .arg("--dst-mac")
+        .arg(&lvs.director_mac)
+        .args(["--src", "192.168.77.10", "--dst", "192.168.77.100:53", "--new-flows"])
+        .args(["--flow-offset", &offset.to_string(), "--burst", "1"])
+        .args(["--pps", &RATE.to_string(), "--seconds", &seconds.to_string()])
+        .args(["--max-packets", &(RATE * seconds).to_string()])
+        .output()
+        .expect("blast");
+    let report = String::from_utf8_lossy(&out.stdout);
+    report
+        .trim()
+        .strip_prefix("sent=")
+        .and_then(|r| r.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("blast report: {report} {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+fn start(lvs: &mut Lvs, when_full: &str) {
+    let cap = CAP.to_string();
+    lvs.start_director(
+        RULES,
+        &[
+            "--workers",
+            "2",
+            "--max-conns",
+            &cap,
+            "--when-full",
+            when_full,
+            "--metrics",
+            METRICS,
+        ],
+    )
+    .unwrap();
+    // The real servers' MACs are resolved by the director: wait until UDP answers.
+    assert!(
+        wait_until(10, || lvs.udp("192.168.77.100:53", "hello").is_ok()),
+        "UDP service answers\n{}",
+        lvs.director_log()
+    );
+}
+
+#[test]
+fn a_full_table_evicts_idle_flows_and_spares_live_downloads() {
+    require_root!();
+    let mut lvs = Lvs::nat("fulltab", UVS, false, false, false).expect("NAT bed");
+    start(&mut lvs, "evict");
+
+    let url = format!("http://{}/size/{SIZE}", lvs.addrs.vip);
+    let client_ns = lvs.bed.ns("client");
+    let downloads: Vec<_> = (0..TRANSFERS)
+        .map(|_| {
+            Command::new("ip")
+                .args(["netns", "exec", &client_ns, "curl", "-s", "-o", "/dev/null"])
+                .args([
+                    "-w",
+                    "%{size_download}",
+                    "--limit-rate",
+                    "300k",
+                    "--max-time",
+                    "60",
+                    &url,
+                ])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    assert!(
+        wait_until(10, || metric(&scrape(&lvs), "uvs_connections", "") >= TRANSFERS as u64),
+        "downloads established"
+    );
+
+    let before = delivered(&lvs);
+    let t = Instant::now();
+    let sampler = {
+        // Table size through the flood (largest seen).
+        let bed_ns = lvs.bed.ns("dir");
+        std::thread::spawn(move || {
+            let mut max = 0;
+            let end = Instant::now() + Duration::from_secs(SECONDS + 2);
+            while Instant::now() < end {
+                let o = Command::new("ip")
+                    .args(["netns", "exec", &bed_ns, "curl", "-s", "--max-time", "2"])
+                    .arg(format!("http://{METRICS}/metrics"))
+                    .output();
+                if let Ok(o) = o {
+                    max = max.max(metric(&String::from_utf8_lossy(&o.stdout), "uvs_connections", ""));
+                }
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            max
+        })
+    };
+    let sent = flood(&lvs, 0, SECONDS);
+    let flood_s = t.elapsed().as_secs_f64();
+    // Datagrams in flight land; then count.
+    std::thread::sleep(Duration::from_millis(500));
+    let got = delivered(&lvs) - before;
+    let page = scrape(&lvs);
+    let max_conns = sampler.join().unwrap();
+    let sizes: Vec<u64> = downloads
+        .into_iter()
+        .map(|c| {
+            String::from_utf8_lossy(&c.wait_with_output().unwrap().stdout)
+                .trim()
+                .parse()
+                .unwrap_or(0)
+        })
+        .collect();
+    let evicted = metric(&page, "uvs_connection_evictions_total", "");
+    let full = metric(&page, "uvs_dropped_packets_total", "conn_table_full");
+    eprintln!(
+        "full table (evict): {sent} new UDP flows in {flood_s:.1} s ({:.0}/s), {got} delivered, \
+         {evicted} evictions, table max {max_conns}/{CAP}, conn_table_full {full}; downloads {sizes:?}",
+        sent as f64 / flood_s
+    );
+    let log = lvs.stop_director();
+    assert!(sent >= RATE * SECONDS * 9 / 10, "the flood was sent: {sent}");
+    assert!(max_conns <= CAP, "table {max_conns} over its cap {CAP}");
+    assert_eq!(full, 0, "no new flow refused\n{log}");
+    assert!(evicted >= sent - CAP, "the table filled and evicted: {evicted}");
+    assert!(
+        got * 100 >= sent * 99,
+        "new flows forwarded after the table filled: {got} of {sent}"
+    );
+    assert!(
+        sizes.iter().all(|s| *s == SIZE),
+        "every byte of every download: {sizes:?}\n{log}"
+    );
+
+    // The same flood with `--when-full refuse` (the old behaviour) loses the flows
+    // that do not fit.
+    start(&mut lvs, "refuse");
+    let before = delivered(&lvs);
+    let sent = flood(&lvs, 1 << 20, 4);
+    std::thread::sleep(Duration::from_millis(500));
+    let got = delivered(&lvs) - before;
+    let full = metric(&scrape(&lvs), "uvs_dropped_packets_total", "conn_table_full");
+    eprintln!("full table (refuse): {sent} new UDP flows, {got} delivered, conn_table_full {full}");
+    lvs.stop_director();
+    assert!(
+        got < sent / 2 && full > 0,
+        "refuse drops what does not fit: {got} of {sent}"
+    );
+}
