@@ -12,6 +12,7 @@ pub mod director;
 pub mod forward;
 pub mod fuzzing;
 pub mod ipvsadm;
+pub mod keepalived;
 pub mod lab;
 pub mod metrics;
 pub mod pipeline;
