@@ -105,3 +105,26 @@ pub fn is_fatal(diags: &[Diag]) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+/// Fuzz body (`fuzz/fuzz_targets/keepalived_conf.rs`): any bytes as a configuration.
+/// Invariants besides "no panic": every diagnostic names a line of the input (or none),
+/// and a configuration without a fatal error translates to a table the control plane
+/// accepts (translate::reconcile validates it on a scratch table).
+pub fn fuzz_one(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let lines = text.split('\n').count();
+    let (cfg, diags) = load_str("fuzz.conf", &text, Some("lb1"));
+    for d in &diags {
+        if let Some(l) = d.line {
+            assert!(l >= 1 && l <= lines, "{d}: line outside the input");
+        }
+    }
+    if !is_fatal(&diags) {
+        // Group expansion is bounded (translate::MAX_RANGE) per range; keep the fuzzer fast.
+        let table = translate::initial_table(&cfg);
+        if table.len() <= 4096 {
+            let ctl = crate::ctl::Ctl::new(Arc::new(crate::pipeline::Shared::new(Vec::new())));
+            let _ = translate::reconcile(&ctl, &table, &Default::default());
+        }
+    }
+}
