@@ -17,6 +17,7 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once; `run` has many options
 enum Cmd {
     /// Run the director on one or more interfaces until SIGINT/SIGTERM.
     Run {
@@ -26,6 +27,13 @@ enum Cmd {
         /// Rules file: ipvsadm commands in `ipvsadm -S -n` form, one per line.
         #[arg(long)]
         rules: Option<PathBuf>,
+        /// keepalived.conf: run its virtual_server half (health checks included); SIGHUP
+        /// reloads it. Combines with --rules and live ipvsadm.
+        #[arg(long)]
+        keepalived: Option<PathBuf>,
+        /// keepalived's `-i`: which `@ID` lines of --keepalived apply (default: short host name).
+        #[arg(long)]
+        config_id: Option<String>,
         /// Worker threads (default: one per core).
         #[arg(long)]
         workers: Option<usize>,
@@ -228,7 +236,10 @@ fn main() -> ExitCode {
         return adm_exit(uvs::control::client::main("ipvsadm", &argv[2..]));
     }
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("UVS_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("UVS_LOG")
+                .unwrap_or_else(|_| "warn,uvs::keepalived=info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -249,7 +260,11 @@ fn main() -> ExitCode {
             pcap_rx,
             metrics,
             hardening,
+            keepalived,
+            config_id,
         } => uvs::director::run(uvs::director::RunOptions {
+            keepalived,
+            config_id,
             ifaces,
             rules,
             workers,

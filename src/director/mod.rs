@@ -48,6 +48,10 @@ pub struct RunOptions {
     pub metrics: Option<String>,
     /// Anti-flood defenses, timeouts and privilege dropping (see [`harden`]).
     pub hardening: harden::Hardening,
+    /// keepalived.conf whose virtual_server half uvs runs (see [`crate::keepalived::run`]).
+    pub keepalived: Option<PathBuf>,
+    /// keepalived's `-i`: which `@ID` lines apply (default: the short host name).
+    pub config_id: Option<String>,
 }
 
 /// Whether to attach the XDP overload-shedding program ([`crate::ring::shed`]).
@@ -145,6 +149,15 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         let n = load_rules(&ctl, path)?;
         tracing::info!("loaded {n} rules from {}", path.display());
     }
+    // keepalived.conf after the rules: it owns the services it declares.
+    let keepalived = match &opts.keepalived {
+        Some(p) => Some(crate::keepalived::run::Keepalived::load(
+            ctl.clone(),
+            p.clone(),
+            opts.config_id.clone(),
+        )?),
+        None => None,
+    };
     // Bound before anything starts: a busy socket or port starts nothing.
     let control_sock = crate::control::Server::bind(&crate::control::socket_path(opts.control.as_deref()))?;
     let metrics_listener = opts.metrics.as_deref().map(crate::metrics::bind).transpose()?;
@@ -250,6 +263,8 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     // thread (capabilities are per thread).
     let mut control = Control::new(ctl.clone(), &ifaces, fanout_fds)?;
     harden::drop_privileges(&opts.hardening, kernel_copy.is_some(), Some(control_sock.path()))?;
+    // Checkers start after the drop: their thread and scripts hold no capabilities.
+    let _checkers = keepalived.map(|k| k.spawn()).transpose()?;
     // Started after the drop, so the writer thread holds no capabilities either (the
     // file is created as the user uvs runs as).
     let taps = tap::TapHub::new(shared.clone());

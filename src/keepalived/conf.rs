@@ -444,7 +444,7 @@ fn parse_addr(ip: &str, port: Option<&str>) -> Option<(IpAddr, u16)> {
 fn script(words: &[String]) -> Option<Script> {
     // `notify_up "cmd args" [user [group]]`: the first word is the command line.
     let cmd = words.get(1)?;
-    let argv = super::lex::split_words(cmd).ok()?;
+    let argv = shell_words(cmd)?;
     if argv.is_empty() {
         return None;
     }
@@ -453,6 +453,58 @@ fn script(words: &[String]) -> Option<Script> {
         user: words.get(2).cloned(),
         group: words.get(3).cloned(),
     })
+}
+
+/// A script's command line split as keepalived's `notify_script_init` does: blanks
+/// separate words, `'…'` and `"…"` quote, `\` escapes. None for an unterminated quote.
+pub fn shell_words(s: &str) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut it = s.chars();
+    while let Some(c) = it.next() {
+        match c {
+            ' ' | '\t' => {
+                if in_word {
+                    out.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            '\'' => {
+                in_word = true;
+                loop {
+                    match it.next()? {
+                        '\'' => break,
+                        c => cur.push(c),
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                loop {
+                    match it.next()? {
+                        '"' => break,
+                        '\\' => cur.push(it.next()?),
+                        c => cur.push(c),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                if let Some(n) = it.next() {
+                    cur.push(n);
+                }
+            }
+            c => {
+                in_word = true;
+                cur.push(c);
+            }
+        }
+    }
+    if in_word {
+        out.push(cur);
+    }
+    Some(out)
 }
 
 /// Which keyword table a block uses.

@@ -11,6 +11,7 @@
 
 pub mod conf;
 pub mod lex;
+pub mod run;
 pub mod translate;
 
 use std::path::Path;

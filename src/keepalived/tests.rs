@@ -334,3 +334,11 @@ fn timers_and_numbers() {
     assert_eq!(read_unsigned("13", 1, 12), None);
     assert_eq!(read_unsigned("+1", 0, 12), None);
 }
+
+#[test]
+fn script_command_lines_split_like_a_shell() {
+    use super::conf::shell_words;
+    assert_eq!(shell_words("/bin/sh -c 'exit 9'").unwrap(), ["/bin/sh", "-c", "exit 9"]);
+    assert_eq!(shell_words(r#"a "b c" d\ e"#).unwrap(), ["a", "b c", "d e"]);
+    assert_eq!(shell_words("a 'b"), None);
+}
