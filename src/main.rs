@@ -199,6 +199,12 @@ enum Cmd {
         #[arg(long)]
         pcap: Option<PathBuf>,
     },
+    /// Every keepalived checker of a director run with --keepalived: state and last result.
+    Checks {
+        /// Control socket of the director.
+        #[arg(long, env = "UVS_CONTROL")]
+        control: Option<PathBuf>,
+    },
     /// Check a rules file (or with --keepalived a keepalived.conf) and print the table it
     /// describes, without starting anything. keepalived.conf: exit 3 on a fatal error,
     /// 5 when there were warnings, 0 when clean.
@@ -304,6 +310,7 @@ fn main() -> ExitCode {
             })
             .collect::<Result<Vec<_>, String>>()
             .and_then(|to| uvs::testbed::ceiling::run(&uvs::testbed::ceiling::CeilingOptions { iface, to, cpu })),
+        Cmd::Checks { control } => uvs::keepalived::run::client(control.as_deref()).map(|t| print!("{t}")),
         Cmd::Check {
             keepalived: Some(k),
             config_id,

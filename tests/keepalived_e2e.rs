@@ -113,6 +113,18 @@ fn seed003_tcp_check_removes_and_restores_a_dead_server() {
         "{log}"
     );
 
+    // `uvs checks`: rs1's checker down, rs2's up.
+    let out = Command::new(UVS)
+        .args(["checks"])
+        .env("UVS_CONTROL", lvs.control_path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let row = |rs: &str| text.lines().find(|l| l.contains(rs)).unwrap_or("").to_string();
+    assert!(row("[10.77.0.11]:tcp:80").contains("TCP_CHECK  DOWN  dead"), "{text}");
+    assert!(row("[10.77.0.12]:tcp:80").contains("TCP_CHECK  UP    alive"), "{text}");
+    assert!(row("[10.77.0.12]:tcp:80").ends_with("success"), "{text}");
+
     start_server(&mut lvs, "rs1");
     assert!(
         wait_until(4, || rs_line(&lvs, "10.77.0.11").is_some_and(|l| l.contains(" 1 "))),

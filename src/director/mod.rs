@@ -264,7 +264,7 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     let mut control = Control::new(ctl.clone(), &ifaces, fanout_fds)?;
     harden::drop_privileges(&opts.hardening, kernel_copy.is_some(), Some(control_sock.path()))?;
     // Checkers start after the drop: their thread and scripts hold no capabilities.
-    let _checkers = keepalived.map(|k| k.spawn()).transpose()?;
+    let checkers = keepalived.map(|k| k.spawn()).transpose()?;
     // Started after the drop, so the writer thread holds no capabilities either (the
     // file is created as the user uvs runs as).
     let taps = tap::TapHub::new(shared.clone());
@@ -280,6 +280,7 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     hub.conn_cap_per_worker = per_worker_cap;
     hub.taps = Some(taps.clone());
     hub.shed = shed.as_ref().map(|s| (s.state(), opts.ifaces.clone()));
+    hub.checks = checkers.as_ref().map(|c| c.board());
     for (id, io) in ios.into_iter().enumerate() {
         let (sh, stop, ntx) = (shared.clone(), stop.clone(), neigh_tx.clone());
         let core = cores.get(id % cores.len().max(1)).copied();

@@ -688,6 +688,125 @@ impl Keepalived {
     }
 }
 
+/// The checkers' published states.
+pub type StatusBoard = Arc<Mutex<Vec<Status>>>;
+
+/// The control-socket request `uvs checks` sends (not an ipvsadm argument).
+pub const CHECKS_REQUEST: &str = "--uvs-checks";
+
+/// The control plane's answer to [`CHECKS_REQUEST`]: exit status.
+pub fn answer(board: Option<&StatusBoard>, out: &mut String, err: &mut String) -> i32 {
+    match board {
+        Some(b) => {
+            out.push_str(&render(&b.lock().unwrap_or_else(|e| e.into_inner())));
+            0
+        }
+        None => {
+            err.push_str("uvs: this director runs no keepalived checkers (start it with --keepalived FILE)\n");
+            1
+        }
+    }
+}
+
+/// `uvs checks`: ask a running director.
+pub fn client(control: Option<&std::path::Path>) -> Result<String, String> {
+    use std::io::Write;
+    let path = crate::control::socket_path(control);
+    let mut s =
+        std::os::unix::net::UnixStream::connect(&path).map_err(|e| crate::control::client::not_running(&path, &e))?;
+    s.write_all(&crate::control::encode_request(&[CHECKS_REQUEST.to_string()], &[]))
+        .map_err(|e| e.to_string())?;
+    let r = crate::control::decode_reply(&mut s, 64 << 20).map_err(|e| e.to_string())?;
+    if r.code != 0 {
+        return Err(r.err.trim_end().trim_start_matches("uvs: ").to_string());
+    }
+    Ok(r.out)
+}
+
+/// One line per checker.
+pub fn render(v: &[Status]) -> String {
+    let mut out = format!(
+        "{:<24} {:<24} {:<10} {:<5} {:<6} {:>6} {:>5} {:>9}  {}\n",
+        "VIRTUAL SERVER", "REAL SERVER", "CHECKER", "STATE", "SERVER", "WEIGHT", "TRANS", "LATENCY", "LAST RESULT"
+    );
+    for s in v {
+        out.push_str(&format!(
+            "{:<24} {:<24} {:<10} {:<5} {:<6} {:>6} {:>5} {:>7.1}ms  {}\n",
+            s.vs,
+            s.rs,
+            s.kind,
+            if s.up { "UP" } else { "DOWN" },
+            if s.rs_alive { "alive" } else { "dead" },
+            s.weight,
+            s.transitions,
+            s.latency_ms,
+            s.last
+        ));
+    }
+    out
+}
+
+/// Prometheus families per real server and checker.
+pub fn render_metrics(out: &mut String, board: &StatusBoard) {
+    use std::fmt::Write;
+    let v = board.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let _ = writeln!(
+        out,
+        "# HELP uvs_keepalived_real_server_up Whether keepalived's checkers hold the real server alive."
+    );
+    let _ = writeln!(out, "# TYPE uvs_keepalived_real_server_up gauge");
+    let mut seen = HashSet::new();
+    for s in &v {
+        if seen.insert((s.vs.clone(), s.rs.clone())) {
+            let _ = writeln!(
+                out,
+                "uvs_keepalived_real_server_up{{virtual_server=\"{}\",real_server=\"{}\"}} {}",
+                s.vs, s.rs, s.rs_alive as u8
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP uvs_keepalived_checker_up Whether the checker's last verdict is up."
+    );
+    let _ = writeln!(out, "# TYPE uvs_keepalived_checker_up gauge");
+    let label = |s: &Status| {
+        format!(
+            "virtual_server=\"{}\",real_server=\"{}\",checker=\"{}\"",
+            s.vs, s.rs, s.kind
+        )
+    };
+    for s in &v {
+        let _ = writeln!(out, "uvs_keepalived_checker_up{{{}}} {}", label(s), s.up as u8);
+    }
+    let _ = writeln!(
+        out,
+        "# HELP uvs_keepalived_checker_transitions_total Up/down transitions of the checker."
+    );
+    let _ = writeln!(out, "# TYPE uvs_keepalived_checker_transitions_total counter");
+    for s in &v {
+        let _ = writeln!(
+            out,
+            "uvs_keepalived_checker_transitions_total{{{}}} {}",
+            label(s),
+            s.transitions
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP uvs_keepalived_checker_latency_seconds Duration of the checker's last attempt."
+    );
+    let _ = writeln!(out, "# TYPE uvs_keepalived_checker_latency_seconds gauge");
+    for s in &v {
+        let _ = writeln!(
+            out,
+            "uvs_keepalived_checker_latency_seconds{{{}}} {}",
+            label(s),
+            s.latency_ms / 1000.0
+        );
+    }
+}
+
 /// The checker thread; stops when dropped.
 pub struct Running {
     stop: Arc<AtomicBool>,
@@ -696,6 +815,9 @@ pub struct Running {
 }
 
 impl Running {
+    pub fn board(&self) -> StatusBoard {
+        self.status.clone()
+    }
     pub fn status(&self) -> Vec<Status> {
         self.status.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }

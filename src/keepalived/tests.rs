@@ -342,3 +342,31 @@ fn script_command_lines_split_like_a_shell() {
     assert_eq!(shell_words(r#"a "b c" d\ e"#).unwrap(), ["a", "b c", "d e"]);
     assert_eq!(shell_words("a 'b"), None);
 }
+
+#[test]
+fn checks_listing_and_metrics() {
+    use super::run::{Status, render, render_metrics};
+    let v = vec![Status {
+        vs: "[10.0.0.1]:tcp:80".into(),
+        rs: "[10.0.0.2]:tcp:80".into(),
+        kind: "TCP_CHECK",
+        up: false,
+        rs_alive: false,
+        weight: 1,
+        transitions: 2,
+        last: "failed: Connection refused".into(),
+        latency_ms: 0.25,
+    }];
+    let t = render(&v);
+    assert!(t.lines().nth(1).unwrap().contains("TCP_CHECK  DOWN  dead"), "{t}");
+    let mut m = String::new();
+    render_metrics(&mut m, &std::sync::Arc::new(std::sync::Mutex::new(v)));
+    let samples = crate::metrics::parse_exposition(&m).unwrap();
+    assert!(!samples.is_empty());
+    assert!(m.contains(
+        "uvs_keepalived_checker_transitions_total{virtual_server=\"[10.0.0.1]:tcp:80\",real_server=\"[10.0.0.2]:tcp:80\",checker=\"TCP_CHECK\"} 2"
+    ));
+    assert!(m.contains(
+        "uvs_keepalived_real_server_up{virtual_server=\"[10.0.0.1]:tcp:80\",real_server=\"[10.0.0.2]:tcp:80\"} 0"
+    ));
+}
