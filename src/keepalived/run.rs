@@ -831,3 +831,69 @@ impl Drop for Running {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(text: &str) -> State {
+        let (cfg, _) = super::super::load_str("k.conf", text, None);
+        let checkers = build_checkers(&cfg, Instant::now(), &HashMap::new());
+        let mut s = State {
+            cfg,
+            checkers,
+            alive: HashMap::new(),
+            quorum_up: Vec::new(),
+            owned: HashSet::new(),
+        };
+        s.init_alive_and_quorum();
+        s
+    }
+
+    const CONF: &str = "virtual_server 10.0.0.1 80 {\n protocol TCP\n lvs_sched rr\n lvs_method DR\n quorum 2\n sorry_server 10.0.0.9 80\n\
+        real_server 10.0.0.2 80 {\n  inhibit_on_failure\n  TCP_CHECK {\n  }\n }\n real_server 10.0.0.3 80 {\n  TCP_CHECK {\n  }\n }\n}\n";
+
+    fn addrs(d: &[crate::service::DestConfig]) -> Vec<String> {
+        d.iter()
+            .map(|d| format!("{}:{} w{}", d.addr, d.port, d.weight))
+            .collect()
+    }
+
+    #[test]
+    fn failed_servers_leave_or_stay_at_zero_and_the_sorry_server_replaces_them() {
+        let mut s = state(CONF);
+        assert_eq!(addrs(&s.dests(0)), ["10.0.0.2:80 w1", "10.0.0.3:80 w1"]);
+        // .3 fails: removed (no inhibit); live weight 1 < quorum 2 -> sorry server, and
+        // the alive .2 leaves the pool.
+        s.checkers[1].up = false;
+        s.alive.insert((0, 1), false);
+        s.quorum_up[0] = false;
+        assert_eq!(addrs(&s.dests(0)), ["10.0.0.9:80 w1"]);
+        // .2 fails too: it is inhibited, so it stays at weight 0 beside the sorry server.
+        s.checkers[0].up = false;
+        s.alive.insert((0, 0), false);
+        assert_eq!(addrs(&s.dests(0)), ["10.0.0.2:80 w0", "10.0.0.9:80 w1"]);
+    }
+
+    #[test]
+    fn misc_dynamic_weight_and_reload_keeps_unchanged_checkers() {
+        let mut s = state(CONF);
+        s.checkers[0].dyn_weight = Some(5);
+        assert_eq!(addrs(&s.dests(0)), ["10.0.0.2:80 w5", "10.0.0.3:80 w1"]);
+        s.checkers[1].up = false;
+        s.checkers[1].transitions = 1;
+        let old: HashMap<Key, Rt> = s.checkers.iter().map(|c| (c.key.clone(), c.clone())).collect();
+        // Reload: .3's checker changes (connect_timeout), .2's does not.
+        let (cfg, _) = super::super::load_str(
+            "k.conf",
+            &CONF.replace(
+                "real_server 10.0.0.3 80 {\n  TCP_CHECK {\n",
+                "real_server 10.0.0.3 80 {\n  TCP_CHECK {\n connect_timeout 2\n",
+            ),
+            None,
+        );
+        let next = build_checkers(&cfg, Instant::now(), &old);
+        assert_eq!(next[0].dyn_weight, Some(5), "unchanged checker keeps its state");
+        assert!(next[1].up && next[1].transitions == 0, "changed checker starts afresh");
+    }
+}
