@@ -26,6 +26,8 @@ deps() {
     command -v tcpdump >/dev/null 2>&1 || need+=(tcpdump)
     # uvs drops the kernel's copy of VIP traffic with an nftables rule (see README).
     command -v nft >/dev/null 2>&1 || need+=(nftables)
+    # keepalived -t is the oracle of tests/keepalived.rs (keepalived.conf parsing).
+    command -v keepalived >/dev/null 2>&1 || need+=(keepalived)
     if [ ${#need[@]} -gt 0 ]; then
         if [ "$(id -u)" -ne 0 ]; then
             echo "dev.sh: missing ${need[*]}; run as root (sudo) so they can be installed" >&2

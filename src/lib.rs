@@ -5,6 +5,7 @@
 //! [`forward`] (one file per forwarding method) → back to [`ring`] for transmit.
 //! [`director`] holds the thin threads and sockets around the pipeline.
 
+pub mod check;
 pub mod conn;
 pub mod control;
 pub mod ctl;
@@ -12,6 +13,7 @@ pub mod director;
 pub mod forward;
 pub mod fuzzing;
 pub mod ipvsadm;
+pub mod keepalived;
 pub mod lab;
 pub mod metrics;
 pub mod pipeline;

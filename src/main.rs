@@ -24,6 +24,7 @@ enum WhenFull {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once; `run` has many options
 enum Cmd {
     /// Run the director on one or more interfaces until SIGINT/SIGTERM.
     Run {
@@ -33,6 +34,13 @@ enum Cmd {
         /// Rules file: ipvsadm commands in `ipvsadm -S -n` form, one per line.
         #[arg(long)]
         rules: Option<PathBuf>,
+        /// keepalived.conf: run its virtual_server half (health checks included); SIGHUP
+        /// reloads it. Combines with --rules and live ipvsadm.
+        #[arg(long)]
+        keepalived: Option<PathBuf>,
+        /// keepalived's `-i`: which `@ID` lines of --keepalived apply (default: short host name).
+        #[arg(long)]
+        config_id: Option<String>,
         /// Worker threads (default: one per core).
         #[arg(long)]
         workers: Option<usize>,
@@ -229,12 +237,27 @@ enum Cmd {
         #[arg(long)]
         pcap: Option<PathBuf>,
     },
+    /// Every keepalived checker of a director run with --keepalived: state and last result.
+    Checks {
+        /// Control socket of the director.
+        #[arg(long, env = "UVS_CONTROL")]
+        control: Option<PathBuf>,
+    },
     /// Check a rules file without starting anything: print the table it describes as
     /// `ipvsadm -L -n` would list it, then `FILE: N rules OK (…)` on stderr; on any error
-    /// print it (naming the line) and exit 1.
+    /// print it (naming the line) and exit 1. With --keepalived, check a keepalived.conf
+    /// and print its table in `ipvsadm -S -n` form: exit 3 on a fatal error, 5 when there
+    /// were warnings, 0 when clean.
     Check {
         /// The rules file (one ipvsadm command per line, as `ipvsadm -S -n` prints them).
-        rules: PathBuf,
+        #[arg(required_unless_present = "keepalived")]
+        rules: Option<PathBuf>,
+        /// keepalived.conf to check (its virtual_server half).
+        #[arg(long, conflicts_with = "rules")]
+        keepalived: Option<PathBuf>,
+        /// keepalived's `-i`: which `@ID` lines apply (default: the short host name).
+        #[arg(long)]
+        config_id: Option<String>,
     },
     /// Read or set the `net.ipv4.vs.*` sysctls of the running director, as `sysctl`
     /// does: `uvs sysctl -a`, `uvs sysctl expire_nodest_conn`,
@@ -288,7 +311,10 @@ fn main() -> ExitCode {
         return adm_exit(uvs::control::client::main("ipvsadm", &argv[2..]));
     }
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("UVS_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("UVS_LOG")
+                .unwrap_or_else(|_| "warn,uvs::keepalived=info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -310,7 +336,11 @@ fn main() -> ExitCode {
             pcap_rx,
             metrics,
             hardening,
+            keepalived,
+            config_id,
         } => uvs::director::run(uvs::director::RunOptions {
+            keepalived,
+            config_id,
             ifaces,
             rules,
             workers,
@@ -354,7 +384,13 @@ fn main() -> ExitCode {
             })
             .collect::<Result<Vec<_>, String>>()
             .and_then(|to| uvs::testbed::ceiling::run(&uvs::testbed::ceiling::CeilingOptions { iface, to, cpu })),
-        Cmd::Check { rules } => check(&rules),
+        Cmd::Checks { control } => uvs::keepalived::run::client(control.as_deref()).map(|t| print!("{t}")),
+        Cmd::Check {
+            keepalived: Some(k),
+            config_id,
+            ..
+        } => return check_keepalived(&k, config_id.as_deref()),
+        Cmd::Check { rules, .. } => check(rules.as_deref().unwrap_or(std::path::Path::new(""))),
         Cmd::Trace {
             control,
             service,
@@ -509,6 +545,34 @@ fn check(path: &std::path::Path) -> Result<(), String> {
         path.display()
     );
     Ok(())
+}
+
+/// `uvs check --keepalived FILE`: keepalived's diagnostics on stderr, the table on stdout.
+fn check_keepalived(path: &std::path::Path, config_id: Option<&str>) -> ExitCode {
+    use uvs::keepalived as ka;
+    let (cfg, diags) = ka::load(path, config_id);
+    for d in &diags {
+        eprintln!("{d}");
+    }
+    if ka::is_fatal(&diags) {
+        eprintln!(
+            "uvs: {}: fatal configuration error, nothing would start",
+            path.display()
+        );
+        return ExitCode::from(ka::EXIT_FATAL);
+    }
+    match ka::translate::render(&cfg, &ka::translate::initial_table(&cfg)) {
+        Ok(t) => print!("{t}"),
+        Err(e) => {
+            eprintln!("uvs: {}: {e}", path.display());
+            return ExitCode::from(ka::EXIT_FATAL);
+        }
+    }
+    if diags.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(ka::EXIT_WARNINGS)
+    }
 }
 
 fn parse_mac(s: &str) -> Result<[u8; 6], String> {

@@ -482,6 +482,9 @@ pub fn render(hub: &Hub) -> String {
         "uvs_real_servers {}",
         snap.services.iter().map(|s| s.dests.len()).sum::<usize>()
     );
+    if let Some(b) = &hub.checks {
+        crate::keepalived::run::render_metrics(&mut out, b);
+    }
     out
 }
 

@@ -66,6 +66,13 @@ pub fn execute(hub: &Hub, args: &[&str], stdin: Option<&str>) -> Reply {
 }
 
 fn run(hub: &Hub, args: &[&str], stdin: Option<&str>, r: &mut Reply) -> End {
+    if args == [crate::keepalived::run::CHECKS_REQUEST] {
+        return End::Exit(crate::keepalived::run::answer(
+            hub.checks.as_ref(),
+            &mut r.out,
+            &mut r.err,
+        ));
+    }
     let cmd = match parse_args(args) {
         Ok(c) => c,
         Err(e) => {

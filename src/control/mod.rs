@@ -97,6 +97,8 @@ pub struct Hub {
     pub taps: Option<Arc<crate::director::tap::TapHub>>,
     /// Overload shedding's counters, and the interface of each slot.
     pub shed: Option<(Arc<crate::ring::shed::StateMap>, Vec<String>)>,
+    /// keepalived checkers' states (`uvs checks`, metrics), with `--keepalived`.
+    pub checks: Option<crate::keepalived::run::StatusBoard>,
 }
 
 impl Hub {
@@ -114,6 +116,7 @@ impl Hub {
             list_lock: Mutex::new(()),
             taps: None,
             shed: None,
+            checks: None,
         }
     }
 

@@ -52,6 +52,10 @@ pub struct RunOptions {
     pub metrics: Option<String>,
     /// Anti-flood defenses, timeouts and privilege dropping (see [`harden`]).
     pub hardening: harden::Hardening,
+    /// keepalived.conf whose virtual_server half uvs runs (see [`crate::keepalived::run`]).
+    pub keepalived: Option<PathBuf>,
+    /// keepalived's `-i`: which `@ID` lines apply (default: the short host name).
+    pub config_id: Option<String>,
 }
 
 /// Whether to attach the XDP overload-shedding program ([`crate::ring::shed`]).
@@ -165,6 +169,15 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         let n = load_rules(&ctl, path)?;
         tracing::info!("loaded {n} rules from {}", path.display());
     }
+    // keepalived.conf after the rules: it owns the services it declares.
+    let keepalived = match &opts.keepalived {
+        Some(p) => Some(crate::keepalived::run::Keepalived::load(
+            ctl.clone(),
+            p.clone(),
+            opts.config_id.clone(),
+        )?),
+        None => None,
+    };
     // Bound before anything starts: a busy socket or port starts nothing.
     let control_sock = crate::control::Server::bind(&crate::control::socket_path(opts.control.as_deref()))?;
     let metrics_listener = opts.metrics.as_deref().map(crate::metrics::bind).transpose()?;
@@ -301,6 +314,8 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         steering.needs_cap_bpf(),
         Some(control_sock.path()),
     )?;
+    // Checkers start after the drop: their thread and scripts hold no capabilities.
+    let checkers = keepalived.map(|k| k.spawn()).transpose()?;
     // Started after the drop, so the writer thread holds no capabilities either (the
     // file is created as the user uvs runs as).
     let taps = tap::TapHub::new(shared.clone());
@@ -316,6 +331,7 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     hub.conn_cap_per_worker = per_worker_cap;
     hub.taps = Some(taps.clone());
     hub.shed = shed.as_ref().map(|s| (s.state(), opts.ifaces.clone()));
+    hub.checks = checkers.as_ref().map(|c| c.board());
     control.kernel_copy = kernel_copy;
     control.shed = shed;
     // The table as loaded (routes, next hops, steering, rules) is in place before the

@@ -1,0 +1,131 @@
+//! keepalived.conf's `virtual_server` half, read as keepalived 2.2 reads it.
+//!
+//! - [`lex`]: lines, comments, `include`, `@ID`, `$NAME=value`, braces (lib/parser.c);
+//! - [`conf`]: the keyword tables and their defaults and warnings
+//!   (check/check_parser.c, check/check_data.c `validate_check_config`, the checkers'
+//!   own keywords, core/global_parser.c for `global_defs`);
+//! - [`translate`]: the IPVS table the configuration asks for, as ipvsadm commands
+//!   applied through [`crate::ctl::Ctl`] (so the same validation and errors as ipvsadm).
+//!
+//! Diagnostics carry keepalived's own texts, `(FILE: Line N) message`.
+
+pub mod conf;
+pub mod lex;
+pub mod run;
+pub mod translate;
+
+use std::path::Path;
+use std::sync::Arc;
+
+/// How bad a diagnostic is. keepalived's `config_err_t`: the file-not-found / fatal
+/// class stops keepalived from running the configuration; everything else is logged
+/// and the configuration runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Warning,
+    Fatal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diag {
+    pub severity: Severity,
+    pub file: Option<Arc<str>>,
+    pub line: Option<usize>,
+    pub msg: String,
+}
+
+impl std::fmt::Display for Diag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.file, self.line) {
+            (Some(file), Some(line)) => write!(f, "({file}: Line {line}) {}", self.msg),
+            (None, Some(line)) => write!(f, "(Line {line}) {}", self.msg),
+            _ => f.write_str(&self.msg),
+        }
+    }
+}
+
+/// Exit status of `uvs check --keepalived` for a fatal configuration (nothing starts).
+pub const EXIT_FATAL: u8 = 3;
+/// Exit status when the configuration runs but produced warnings (keepalived -t's 5).
+pub const EXIT_WARNINGS: u8 = 5;
+
+/// The short host name (keepalived's default `config_id`, as `-i` sets it).
+pub fn short_hostname() -> Option<String> {
+    let h = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let h = h.trim();
+    Some(h.split('.').next().unwrap_or(h).to_string())
+}
+
+/// Read and interpret a configuration file. The diagnostics come in file order, then
+/// the end-of-configuration checks (validate_check_config).
+pub fn load(path: &Path, config_id: Option<&str>) -> (conf::Config, Vec<Diag>) {
+    let id = config_id.map(str::to_string).or_else(short_hostname);
+    let mut lx = lex::Lexer::new(id);
+    lx.read_main(path);
+    finish(lx)
+}
+
+/// As [`load`], from text (tests, the fuzzer).
+pub fn load_str(name: &str, text: &str, config_id: Option<&str>) -> (conf::Config, Vec<Diag>) {
+    let mut lx = lex::Lexer::with_reader(
+        config_id.map(str::to_string),
+        Box::new(|p: &Path| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                p.display().to_string(),
+            ))
+        }),
+    );
+    lx.feed(Path::new(name), text);
+    lx.end();
+    finish(lx)
+}
+
+fn finish(lx: lex::Lexer) -> (conf::Config, Vec<Diag>) {
+    let mut diags = lx.diags;
+    // The brace count's report comes last in keepalived (init_data), after parsing.
+    let tail: Vec<Diag> = {
+        let (t, rest): (Vec<_>, Vec<_>) = diags.drain(..).partition(|d| d.file.is_none() && d.line.is_none());
+        diags = rest;
+        t
+    };
+    let mut p = conf::Parser::new(&lx.lines);
+    p.run();
+    let (cfg, mut more) = p.finish();
+    // Lexer diagnostics and parser diagnostics in line order of appearance.
+    diags.append(&mut more);
+    diags.sort_by_key(|d| d.line.is_none());
+    diags.extend(tail);
+    (cfg, diags)
+}
+
+/// Whether the diagnostics forbid running the configuration.
+pub fn is_fatal(diags: &[Diag]) -> bool {
+    diags.iter().any(|d| d.severity == Severity::Fatal)
+}
+
+#[cfg(test)]
+mod tests;
+
+/// Fuzz body (`fuzz/fuzz_targets/keepalived_conf.rs`): any bytes as a configuration.
+/// Invariants besides "no panic": every diagnostic names a line of the input (or none),
+/// and a configuration without a fatal error translates to a table the control plane
+/// accepts (translate::reconcile validates it on a scratch table).
+pub fn fuzz_one(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let lines = text.split('\n').count();
+    let (cfg, diags) = load_str("fuzz.conf", &text, Some("lb1"));
+    for d in &diags {
+        if let Some(l) = d.line {
+            assert!(l >= 1 && l <= lines, "{d}: line outside the input");
+        }
+    }
+    if !is_fatal(&diags) {
+        // Group expansion is bounded (translate::MAX_RANGE) per range; keep the fuzzer fast.
+        let table = translate::initial_table(&cfg);
+        if table.len() <= 4096 {
+            let ctl = crate::ctl::Ctl::new(Arc::new(crate::pipeline::Shared::new(Vec::new())));
+            let _ = translate::reconcile(&ctl, &table, &Default::default());
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! From a keepalived configuration to the IPVS table it builds (check/ipwrapper.c:
+//! `init_services`, `ipvs_group_range_cmd`), and reconciliation of the services the
+//! file owns through [`Ctl`], the same path (validation, errors) as ipvsadm.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+use super::conf::{Config, GroupEntry, VirtualServer, VsAddr};
+use crate::ctl::{Ctl, CtlError};
+use crate::service::{DestConfig, Netmask, ServiceAddr, ServiceConfig, svc_flags};
+
+/// Most addresses one `virtual_server_group` range may expand to (a /16).
+pub const MAX_RANGE: u128 = 65536;
+
+/// The IPVS services one `virtual_server` stands for (a group: one per address of
+/// every range, and one per fwmark).
+pub fn service_addrs(cfg: &Config, vs: &VirtualServer) -> Vec<ServiceAddr> {
+    let proto = vs.protocol.unwrap_or(crate::service::Protocol::Udp);
+    match &vs.addr {
+        VsAddr::Inet(a, p) => vec![ServiceAddr::Inet {
+            proto,
+            addr: *a,
+            port: *p,
+        }],
+        VsAddr::Fwmark(m) => vec![ServiceAddr::Fwmark {
+            mark: *m,
+            ipv6: vs.ipv6.unwrap_or(false),
+        }],
+        VsAddr::Group(g) => {
+            let mut out = Vec::new();
+            for e in cfg.group(g).unwrap_or(&[]) {
+                match e {
+                    GroupEntry::Fwmark { mark, ipv6 } => out.push(ServiceAddr::Fwmark {
+                        mark: *mark,
+                        ipv6: ipv6.or(vs.ipv6).unwrap_or(false),
+                    }),
+                    GroupEntry::Range { first, last, port } => {
+                        let (a, b) = (ip_bits(*first), ip_bits(*last));
+                        let n = (b - a + 1).min(MAX_RANGE);
+                        for i in 0..n {
+                            let addr = match first {
+                                IpAddr::V4(_) => IpAddr::from(std::net::Ipv4Addr::from((a + i) as u32)),
+                                IpAddr::V6(_) => IpAddr::from(std::net::Ipv6Addr::from(a + i)),
+                            };
+                            out.push(ServiceAddr::Inet {
+                                proto,
+                                addr,
+                                port: *port,
+                            });
+                        }
+                    }
+                }
+            }
+            out
+        }
+    }
+}
+
+fn ip_bits(a: IpAddr) -> u128 {
+    match a {
+        IpAddr::V4(a) => u32::from(a) as u128,
+        IpAddr::V6(a) => u128::from(a),
+    }
+}
+
+/// `-A` settings of a virtual server at `addr`.
+pub fn service_config(vs: &VirtualServer, addr: ServiceAddr) -> ServiceConfig {
+    let v6 = match addr {
+        ServiceAddr::Inet { addr, .. } => addr.is_ipv6(),
+        ServiceAddr::Fwmark { ipv6, .. } => ipv6,
+    };
+    let mut flags = vs.flags;
+    if vs.persistence_timeout > 0 {
+        flags |= svc_flags::PERSISTENT;
+    }
+    let netmask = match vs.granularity {
+        Some(g) => g,
+        None if v6 => Netmask::V6Prefix(128),
+        None => Netmask::V4(std::net::Ipv4Addr::BROADCAST),
+    };
+    ServiceConfig {
+        addr,
+        scheduler: vs.scheduler.clone(),
+        flags,
+        timeout: vs.persistence_timeout,
+        netmask,
+        pe: vs.pe.clone(),
+    }
+}
+
+/// `-a` settings of real server `rs` with `weight`.
+pub fn dest_config(rs: &super::conf::RealServer, weight: i32) -> DestConfig {
+    let m = rs
+        .method
+        .unwrap_or(super::conf::Method::of(crate::service::ForwardMethod::Masq));
+    DestConfig {
+        addr: rs.addr,
+        port: rs.port,
+        method: m.method,
+        weight,
+        u_threshold: rs.u_threshold,
+        l_threshold: rs.l_threshold,
+        tun_type: m.tun_type,
+        tun_port: m.tun_port,
+        tun_csum: m.tun_csum,
+    }
+}
+
+/// What one real server contributes to the table: its weight when alive, 0 when
+/// failed with `inhibit_on_failure`, nothing when failed otherwise.
+pub fn rs_weight(rs: &super::conf::RealServer, alive: bool, dynamic_weight: Option<u32>) -> Option<i32> {
+    let w = dynamic_weight.unwrap_or(rs.weight.unwrap_or(1)) as i32;
+    if alive {
+        Some(w)
+    } else if rs.inhibit.unwrap_or(false) {
+        Some(0)
+    } else {
+        None
+    }
+}
+
+/// The desired table: for every owned service its settings and destinations.
+pub type Table = Vec<(ServiceConfig, Vec<DestConfig>)>;
+
+/// The table keepalived builds at start-up: every real server alive (with `alpha`
+/// failed until its checkers succeed), the sorry server when the quorum is not met.
+pub fn initial_table(cfg: &Config) -> Table {
+    let mut t = Table::new();
+    for vs in &cfg.services {
+        let dests = dests_for(vs, &|rs| !rs.alpha.unwrap_or(false), &|_| None);
+        for addr in service_addrs(cfg, vs) {
+            t.push((service_config(vs, addr), dests.clone()));
+        }
+    }
+    t
+}
+
+/// Destinations of `vs` given which real servers are alive (quorum and sorry server
+/// included, check/ipwrapper.c `update_quorum_state`).
+pub fn dests_for(
+    vs: &VirtualServer,
+    alive: &dyn Fn(&super::conf::RealServer) -> bool,
+    weight: &dyn Fn(&super::conf::RealServer) -> Option<u32>,
+) -> Vec<DestConfig> {
+    let mut out = Vec::new();
+    let mut sum: u64 = 0;
+    for rs in &vs.real_servers {
+        let up = alive(rs);
+        if let Some(w) = rs_weight(rs, up, weight(rs)) {
+            if up {
+                sum += w as u64;
+            }
+            out.push(dest_config(rs, w));
+        }
+    }
+    if let Some(s) = &vs.sorry
+        && sum < vs.quorum as u64
+        && !out.iter().any(|d| d.addr == s.addr && d.port == s.port)
+    {
+        out.push(dest_config(s, s.weight.unwrap_or(1) as i32));
+    }
+    out
+}
+
+/// Bring the services in `table` to their desired state and delete `previously_owned`
+/// services no longer in it; other services are left alone. Validated on a scratch
+/// copy first: a table the control plane refuses changes nothing.
+pub fn reconcile(ctl: &Ctl, table: &Table, previously_owned: &HashSet<ServiceAddr>) -> Result<(), String> {
+    let scratch = Ctl::new(std::sync::Arc::new(crate::pipeline::Shared::new(Vec::new())));
+    for (svc, dests) in table {
+        scratch
+            .add_service(svc)
+            .map_err(|e| format!("{}: {e}", fmt_addr(&svc.addr)))?;
+        for d in dests {
+            scratch
+                .add_dest(&svc.addr, d)
+                .map_err(|e| format!("{} -> {}:{}: {e}", fmt_addr(&svc.addr), d.addr, d.port))?;
+        }
+    }
+    let wanted: HashSet<ServiceAddr> = table.iter().map(|(s, _)| s.addr).collect();
+    for addr in previously_owned.difference(&wanted) {
+        match ctl.delete_service(addr) {
+            Ok(()) | Err(crate::ctl::E_NO_SVC) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    for (svc, dests) in table {
+        apply_service(ctl, svc, dests).map_err(|e| format!("{}: {e}", fmt_addr(&svc.addr)))?;
+    }
+    Ok(())
+}
+
+fn apply_service(ctl: &Ctl, svc: &ServiceConfig, dests: &[DestConfig]) -> Result<(), CtlError> {
+    let current = ctl.shared().services.load();
+    let existing = current.find(&svc.addr).map(|s| {
+        let st = s.lock();
+        (
+            st.config.clone(),
+            st.dests.iter().map(|d| d.config()).collect::<Vec<_>>(),
+        )
+    });
+    drop(current);
+    let have = match existing {
+        None => {
+            ctl.add_service(svc)?;
+            Vec::new()
+        }
+        Some((cfg, have)) => {
+            if cfg != *svc {
+                ctl.edit_service(svc)?;
+            }
+            have
+        }
+    };
+    for h in &have {
+        if !dests.iter().any(|d| d.addr == h.addr && d.port == h.port) {
+            ctl.delete_dest(&svc.addr, h.addr, h.port)?;
+        }
+    }
+    for d in dests {
+        match have.iter().find(|h| h.addr == d.addr && h.port == d.port) {
+            None => ctl.add_dest(&svc.addr, d)?,
+            Some(h) if h != d => ctl.edit_dest(&svc.addr, d)?,
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// `-t 10.0.0.1:80` / `-f 1` style name of a service for messages.
+pub fn fmt_addr(a: &ServiceAddr) -> String {
+    match a {
+        ServiceAddr::Inet { proto, addr, port } => {
+            let flag = match proto {
+                crate::service::Protocol::Tcp => "-t",
+                crate::service::Protocol::Udp => "-u",
+                crate::service::Protocol::Sctp => "--sctp-service",
+            };
+            match addr {
+                IpAddr::V4(a) => format!("{flag} {a}:{port}"),
+                IpAddr::V6(a) => format!("{flag} [{a}]:{port}"),
+            }
+        }
+        ServiceAddr::Fwmark { mark, .. } => format!("-f {mark}"),
+    }
+}
+
+/// The table as `ipvsadm -S -n` prints it (for `uvs check --keepalived`).
+pub fn render(cfg: &Config, table: &Table) -> Result<String, String> {
+    let ctl = Ctl::new(std::sync::Arc::new(crate::pipeline::Shared::new(Vec::new())));
+    if let Some((tcp, tcpfin, udp)) = cfg.lvs_timeouts {
+        ctl.set_timeouts(tcp, tcpfin, udp);
+    }
+    reconcile(&ctl, table, &HashSet::new())?;
+    let snap = crate::ipvsadm::snapshot::capture(&ctl.shared().services.load(), &ctl.shared().timeouts, &|_| {
+        Default::default()
+    });
+    Ok(crate::ipvsadm::list::render_save(
+        &snap,
+        true,
+        &crate::ipvsadm::list::SystemNames::new(),
+    ))
+}
