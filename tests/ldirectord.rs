@@ -303,6 +303,10 @@ fn connect_check_quiescent_yes_reconciles_a_prefilled_table() {
             && weight_of(r, "10.99.0.9:80").is_none()
     });
     assert!(l.contains(&format!("TCP  {}:80 wrr\n", a.vip)), "{l}");
+    assert!(
+        l.contains(&format!("TCP  {}:8080 rr\n", a.vip)),
+        "a service ldirectord does not manage is left alone:\n{l}"
+    );
 
     // quiescent=yes: a dead server stays listed at weight 0 and gets no new connection.
     stop_rs1(&lvs);
