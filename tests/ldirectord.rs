@@ -4,8 +4,7 @@
 //! foreground), where it uses `./ipvsadm` when that file exists: the test runs it in a
 //! directory of its own holding an `ipvsadm` symlink to the uvs binary, with
 //! `UVS_CONTROL` naming the director's control socket, so nothing on the host changes
-//! (ldirectord's pid file aside: `/var/run/ldirectord.<unique config name>.pid`,
-//! removed when it exits).
+//! (with `-d` ldirectord writes no pid file; the `Drop` below removes one anyway).
 //!
 //! Skips loudly without root or without `/usr/sbin/ldirectord` (CI installs it).
 
