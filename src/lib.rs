@@ -8,6 +8,7 @@
 pub mod conn;
 pub mod control;
 pub mod ctl;
+pub mod dataplane;
 pub mod director;
 pub mod forward;
 pub mod fuzzing;

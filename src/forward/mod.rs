@@ -6,7 +6,7 @@ pub mod frag;
 pub mod nat;
 pub mod tun;
 
-use crate::pipeline::{DropReason, Emit, Iface, Verdict};
+use crate::dataplane::{DropReason, Emit, Iface, Verdict};
 use crate::wire::{MacAddr, ethernet, icmp, ipv4};
 
 /// Where the frame came from, for ICMP errors sent back toward the client.

@@ -9,5 +9,6 @@ pub mod ethernet;
 pub mod icmp;
 pub mod ipv4;
 pub mod l4;
+pub mod tunnel;
 
 pub use ethernet::MacAddr;
