@@ -5,6 +5,8 @@
 //! [`forward`] (one file per forwarding method) → back to [`ring`] for transmit.
 //! [`director`] holds the thin threads and sockets around the pipeline.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod conn;
 pub mod control;
 pub mod ctl;

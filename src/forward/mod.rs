@@ -1,5 +1,6 @@
 //! Forwarding methods (ip_vs_xmit.c): one file per LVS mode. Each writes the frame to
 //! transmit into an `Emit` sink and never allocates.
+#![forbid(unsafe_code)]
 
 pub mod dr;
 pub mod frag;

@@ -6,6 +6,7 @@
 //! connections, takes no lock and allocates nothing. Sockets and threads
 //! (`crate::director`) are thin adapters around it; tests, benches and the fuzzer
 //! call it directly.
+#![forbid(unsafe_code)]
 
 mod arp;
 mod classify;

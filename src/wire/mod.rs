@@ -2,6 +2,7 @@
 //!
 //! Every view is checked once on construction; after that no accessor can panic.
 //! Offsets are named after the RFC fields. Nothing here allocates.
+#![forbid(unsafe_code)]
 
 pub mod arp;
 pub mod checksum;
