@@ -5,10 +5,13 @@
 //! [`forward`] (one file per forwarding method) → back to [`ring`] for transmit.
 //! [`director`] holds the thin threads and sockets around the pipeline.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod check;
 pub mod conn;
 pub mod control;
 pub mod ctl;
+pub mod dataplane;
 pub mod director;
 pub mod forward;
 pub mod fuzzing;

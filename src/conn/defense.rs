@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicU8, AtomicU32, Ordering::Relaxed};
 
 use super::tcp::{TcpState, Timeouts};
 use super::{Conn, ConnTable};
-use crate::pipeline::DropReason;
+use crate::dataplane::DropReason;
 
 /// The settings, shared by all workers (`pipeline::Shared::defense`).
 #[derive(Debug)]

@@ -5,6 +5,7 @@
 //! use a second index on the OUT tuple (added with NAT). Expiry is an idle timeout
 //! re-armed by every packet; [`ConnTable::expire`] reaps entries and releases their
 //! destination counters.
+#![forbid(unsafe_code)]
 
 pub mod defense;
 pub mod settings;

@@ -190,6 +190,8 @@ fn last_cap() -> u32 {
 /// uid and gid of user `name`.
 fn lookup_user(name: &str) -> Result<(libc::uid_t, libc::gid_t), String> {
     let c = std::ffi::CString::new(name).map_err(|_| format!("--user {name:?}: bad name"))?;
+    // SAFETY: `passwd` is a plain C struct of integers and pointers, for which all
+    // zero bytes are a valid value; getpwnam_r fills it in below.
     let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
     let mut buf = vec![0 as libc::c_char; 16384];
     let mut out: *mut libc::passwd = std::ptr::null_mut();
@@ -241,11 +243,10 @@ pub fn drop_privileges(
     if let Some((uid, gid)) = user {
         if let Some(p) = socket {
             let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).map_err(|e| e.to_string())?;
-            // SAFETY: chown(2) on a path we created.
-            check(
-                unsafe { libc::chown(c.as_ptr(), uid, gid) } as libc::c_long,
-                "chown control socket",
-            )?;
+            // SAFETY: chown(2) on a path we created, given as a NUL-terminated string
+            // that outlives the call.
+            let r = unsafe { libc::chown(c.as_ptr(), uid, gid) };
+            check(r as libc::c_long, "chown control socket")?;
         }
         // SAFETY: plain prctl/setgroups/setresgid/setresuid calls; glibc applies the
         // id changes to every thread.
@@ -344,6 +345,7 @@ mod tests {
 
     #[test]
     fn drops_everything_but_net_raw_in_a_child_thread() {
+        // SAFETY: geteuid(2) takes no arguments and cannot fail.
         if unsafe { libc::geteuid() } != 0 {
             return;
         }

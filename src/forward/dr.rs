@@ -4,13 +4,13 @@
 //! answers the client directly.
 
 use super::{RxCtx, pre_xmit_checks};
-use crate::pipeline::{DropReason, Emit, Shared, Verdict};
+use crate::dataplane::{DropReason, Emit, Iface, Verdict};
 use crate::service::Dest;
 use crate::wire::{ethernet, ipv4};
 
-pub fn transmit<E: Emit>(sh: &Shared, rx: &RxCtx<'_>, dest: &Dest, ip: &[u8], out: &mut E) -> Verdict {
+pub fn transmit<E: Emit>(ifaces: &[Iface], rx: &RxCtx<'_>, dest: &Dest, ip: &[u8], out: &mut E) -> Verdict {
     let ifx = dest.out_ifindex();
-    let Some(oif) = sh.iface(ifx) else {
+    let Some(oif) = crate::dataplane::iface(ifaces, ifx) else {
         return Verdict::Drop(DropReason::NoRoute);
     };
     let Some(mac) = dest.mac() else {

@@ -1,12 +1,13 @@
 //! Forwarding methods (ip_vs_xmit.c): one file per LVS mode. Each writes the frame to
 //! transmit into an `Emit` sink and never allocates.
+#![forbid(unsafe_code)]
 
 pub mod dr;
 pub mod frag;
 pub mod nat;
 pub mod tun;
 
-use crate::pipeline::{DropReason, Emit, Iface, Verdict};
+use crate::dataplane::{DropReason, Emit, Iface, Verdict};
 use crate::wire::{MacAddr, ethernet, icmp, ipv4};
 
 /// Where the frame came from, for ICMP errors sent back toward the client.

@@ -5,7 +5,7 @@
 //! translated in both the outer and the quoted header (spec §6.6).
 
 use super::{RxCtx, complete_l4_checksum, pre_xmit_checks};
-use crate::pipeline::{Emit, Iface, Verdict};
+use crate::dataplane::{Emit, Iface, Verdict};
 use crate::wire::{MacAddr, checksum, ethernet, ipv4, l4};
 
 /// Which end of the packet to rewrite.

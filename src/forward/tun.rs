@@ -10,20 +10,14 @@
 //! output.
 
 use super::{RxCtx, complete_l4_checksum, send_icmp};
-use crate::pipeline::{DropReason, Emit, Shared, Verdict};
+use crate::dataplane::{DropReason, Emit, Iface, Verdict};
 use crate::service::{Dest, TunnelCsum, TunnelType};
+use crate::wire::tunnel::{GRE_CSUM, GRE_PROTO_IPV4, GUE_HEADER};
 use crate::wire::{checksum, ethernet, icmp, ipv4};
 
 /// Outer IPv4 header.
 const OUTER_IP: usize = ipv4::MIN_HEADER_LEN;
 
-/// GRE's protocol type for an IPv4 payload (ETH_P_IP).
-const GRE_PROTO_IPV4: u16 = 0x0800;
-/// GRE flags: checksum present (RFC 2784).
-const GRE_CSUM: u16 = 0x8000;
-/// GUE (draft-ietf-intarea-gue) variant 0 header: version 0, no control bit, no
-/// optional fields; the next byte is the inner protocol.
-const GUE_HEADER: usize = 4;
 const UDP_HEADER: usize = 8;
 
 /// The header between the outer IPv4 header and the client's packet.
@@ -104,30 +98,6 @@ impl Encap {
     }
 }
 
-/// The length of a GRE header this side understands (version 0, no routing, payload
-/// IPv4; checksum, key and sequence number skipped), read from its first bytes, and
-/// whether it carries a checksum. Shared by ICMP-quote parsing and `uvs tunnel`.
-pub fn gre_header_len(gre: &[u8]) -> Option<(usize, bool)> {
-    let flags = u16::from_be_bytes([*gre.first()?, *gre.get(1)?]);
-    let proto = u16::from_be_bytes([*gre.get(2)?, *gre.get(3)?]);
-    // C=0x8000, R=0x4000, K=0x2000, S=0x1000; version in the low 3 bits.
-    if flags & 0x4007 != 0 || proto != GRE_PROTO_IPV4 {
-        return None;
-    }
-    let words = [GRE_CSUM, 0x2000, 0x1000].iter().filter(|&&b| flags & b != 0).count();
-    Some((4 + words * 4, flags & GRE_CSUM != 0))
-}
-
-/// The length of a GUE header (variant 0, a data message, inner protocol IPIP;
-/// optional fields included) at the front of a UDP payload.
-pub fn gue_header_len(gue: &[u8]) -> Option<usize> {
-    let (b0, proto) = (*gue.first()?, *gue.get(1)?);
-    if b0 >> 6 != 0 || b0 & 0x20 != 0 || proto != ipv4::proto::IPIP {
-        return None;
-    }
-    Some(GUE_HEADER + (b0 & 0x1f) as usize * 4)
-}
-
 /// GUE's UDP source port: a hash of the inner flow (addresses, protocol, ports) in
 /// 32768..61000, Linux's default ephemeral range, as `udp_flow_src_port` does, so that
 /// ECMP on the way keeps a flow on one path and spreads flows.
@@ -159,7 +129,7 @@ fn flow_port(inner: &[u8]) -> u16 {
 
 #[allow(clippy::too_many_arguments)]
 pub fn transmit<E: Emit>(
-    sh: &Shared,
+    ifaces: &[Iface],
     rx: &RxCtx<'_>,
     dest: &Dest,
     ip: &[u8],
@@ -168,7 +138,7 @@ pub fn transmit<E: Emit>(
     out: &mut E,
 ) -> Verdict {
     let ifx = dest.out_ifindex();
-    let Some(oif) = sh.iface(ifx) else {
+    let Some(oif) = crate::dataplane::iface(ifaces, ifx) else {
         return Verdict::Drop(DropReason::NoRoute);
     };
     let Some(mac) = dest.mac() else {

@@ -113,7 +113,7 @@ fn classify_ipv4<'a>(iface: &Iface, svcs: &ServiceTable, rx: RxMeta, eth_src: Ma
     // Linux drops bad options (and source routes, accept_source_route = 0) in ip_rcv,
     // before IPVS: so does uvs. Valid options are kept and forwarded.
     if ip.header_len() > ipv4::MIN_HEADER_LEN {
-        use crate::forward::frag::{OptionsError, check_options};
+        use crate::wire::ipv4::{OptionsError, check_options};
         match check_options(&b[ipv4::MIN_HEADER_LEN..ip.header_len()]) {
             Ok(()) => {}
             Err(OptionsError::Malformed) => return Class::Drop(DropReason::BadIpOptions),
@@ -226,12 +226,12 @@ fn tunnel_quote(proto: u8, p: &[u8]) -> Option<(crate::service::TunnelType, u16,
     match proto {
         ipv4::proto::IPIP => Some((TunnelType::Ipip, 0, 0)),
         ipv4::proto::GRE => {
-            let (hl, _) = crate::forward::tun::gre_header_len(p)?;
+            let (hl, _) = crate::wire::tunnel::gre_header_len(p)?;
             Some((TunnelType::Gre, 0, hl.min(p.len())))
         }
         ipv4::proto::UDP => {
             let port = u16::from_be_bytes([*p.get(2)?, *p.get(3)?]);
-            let hl = 8 + crate::forward::tun::gue_header_len(p.get(8..)?)?;
+            let hl = 8 + crate::wire::tunnel::gue_header_len(p.get(8..)?)?;
             Some((TunnelType::Gue, port, hl.min(p.len())))
         }
         _ => None,

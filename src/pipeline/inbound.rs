@@ -126,10 +126,12 @@ impl Worker {
             csum_partial: false,
         };
         match conn.dest.method() {
-            ForwardMethod::Route | ForwardMethod::Local => forward::dr::transmit(sh, &rx_ctx, &conn.dest, e.ip, out),
+            ForwardMethod::Route | ForwardMethod::Local => {
+                forward::dr::transmit(&sh.ifaces, &rx_ctx, &conn.dest, e.ip, out)
+            }
             ForwardMethod::Tunnel => {
                 let dest = conn.dest.clone();
-                forward::tun::transmit(sh, &rx_ctx, &dest, e.ip, &mut self.ip_ident, now_ms, out)
+                forward::tun::transmit(&sh.ifaces, &rx_ctx, &dest, e.ip, &mut self.ip_ident, now_ms, out)
             }
             ForwardMethod::Masq => {
                 if let Err(v) = forward::pre_xmit_checks(&rx_ctx, e.ip, oif.mtu.get(), oif.mtu.get(), out) {
@@ -194,9 +196,11 @@ fn send<E: Emit>(
         csum_partial: rx.csum_partial,
     };
     let v = match method {
-        ForwardMethod::Route | ForwardMethod::Local => forward::dr::transmit(sh, &rx_ctx, &conn.dest, pkt.ip, out),
+        ForwardMethod::Route | ForwardMethod::Local => {
+            forward::dr::transmit(&sh.ifaces, &rx_ctx, &conn.dest, pkt.ip, out)
+        }
         ForwardMethod::Masq => nat::transmit_in(&rx_ctx, oif, mac, pkt.ip, conn.daddr, conn.dport, out),
-        ForwardMethod::Tunnel => forward::tun::transmit(sh, &rx_ctx, &conn.dest, pkt.ip, ip_ident, now_ms, out),
+        ForwardMethod::Tunnel => forward::tun::transmit(&sh.ifaces, &rx_ctx, &conn.dest, pkt.ip, ip_ident, now_ms, out),
     };
     (v, false)
 }

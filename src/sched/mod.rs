@@ -5,6 +5,7 @@
 //! destination list in IPVS list order (newest first) and returns an index into it.
 //! Schedulers run only on the new-connection path, under the service's mutex; they
 //! never run for packets of established connections.
+#![forbid(unsafe_code)]
 
 use std::net::IpAddr;
 use std::sync::Arc;

@@ -77,7 +77,7 @@ pub fn decapsulate_gre(pkt: &[u8]) -> Option<&[u8]> {
         return None;
     }
     let gre = &pkt[outer.header_len()..outer.total_len()];
-    let (hl, csum) = crate::forward::tun::gre_header_len(gre)?;
+    let (hl, csum) = crate::wire::tunnel::gre_header_len(gre)?;
     if csum && crate::wire::checksum::checksum(gre) != 0 {
         return None;
     }
@@ -88,7 +88,7 @@ pub fn decapsulate_gre(pkt: &[u8]) -> Option<&[u8]> {
 /// socket): variant 0, a data message (no control bit), inner protocol IPIP; optional
 /// fields are skipped.
 pub fn decapsulate_gue(payload: &[u8]) -> Option<&[u8]> {
-    inner_packet(payload.get(crate::forward::tun::gue_header_len(payload)?..)?)
+    inner_packet(payload.get(crate::wire::tunnel::gue_header_len(payload)?..)?)
 }
 
 /// A well-formed inner IPv4 packet at the front of `b`, cut to its total length.

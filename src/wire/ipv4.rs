@@ -2,6 +2,9 @@
 
 use super::checksum;
 
+pub mod options;
+pub use options::{OptionsError, check_options};
+
 pub const MIN_HEADER_LEN: usize = 20;
 
 pub mod proto {

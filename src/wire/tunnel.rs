@@ -1,0 +1,38 @@
+//! Tunnel headers between an outer IPv4 header and the inner packet, as IPVS's
+//! `ip_vs_xmit.c: ipvs_gre_encap` and `ipvs_gue_encap` build them: GRE (RFC 2784,
+//! RFC 2890 key and sequence number) and GUE (draft-ietf-intarea-gue, variant 0).
+
+use super::ipv4;
+
+/// GRE's protocol type for an IPv4 payload (ETH_P_IP).
+pub const GRE_PROTO_IPV4: u16 = 0x0800;
+/// GRE flags: checksum present (RFC 2784).
+pub const GRE_CSUM: u16 = 0x8000;
+/// GUE (draft-ietf-intarea-gue) variant 0 header: version 0, no control bit, no
+/// optional fields; the next byte is the inner protocol.
+pub const GUE_HEADER: usize = 4;
+
+/// The length of a GRE header this side understands (version 0, no routing, payload
+/// IPv4; checksum, key and sequence number skipped), read from its first bytes, and
+/// whether it carries a checksum. Shared by ICMP-quote parsing
+/// (`pipeline::classify`) and `uvs tunnel`.
+pub fn gre_header_len(gre: &[u8]) -> Option<(usize, bool)> {
+    let flags = u16::from_be_bytes([*gre.first()?, *gre.get(1)?]);
+    let proto = u16::from_be_bytes([*gre.get(2)?, *gre.get(3)?]);
+    // C=0x8000, R=0x4000, K=0x2000, S=0x1000; version in the low 3 bits.
+    if flags & 0x4007 != 0 || proto != GRE_PROTO_IPV4 {
+        return None;
+    }
+    let words = [GRE_CSUM, 0x2000, 0x1000].iter().filter(|&&b| flags & b != 0).count();
+    Some((4 + words * 4, flags & GRE_CSUM != 0))
+}
+
+/// The length of a GUE header (variant 0, a data message, inner protocol IPIP;
+/// optional fields included) at the front of a UDP payload.
+pub fn gue_header_len(gue: &[u8]) -> Option<usize> {
+    let (b0, proto) = (*gue.first()?, *gue.get(1)?);
+    if b0 >> 6 != 0 || b0 & 0x20 != 0 || proto != ipv4::proto::IPIP {
+        return None;
+    }
+    Some(GUE_HEADER + (b0 & 0x1f) as usize * 4)
+}
