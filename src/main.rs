@@ -71,6 +71,11 @@ enum Cmd {
         pcap_rx: bool,
         #[command(flatten)]
         hardening: uvs::director::harden::Hardening,
+        /// State file: the live table, rewritten after each change and restored by the
+        /// next start (default: the control socket's path with `.state`, so
+        /// /run/uvs/control.state). README "Restarts and the state file".
+        #[arg(long, value_name = "FILE")]
+        state: Option<PathBuf>,
     },
     /// The three LVS modes on one machine, in network namespaces (needs root).
     Lab {
@@ -263,10 +268,8 @@ fn main() -> ExitCode {
     if argv.get(1).is_some_and(|a| a == "adm") {
         return adm_exit(uvs::control::client::main("ipvsadm", &argv[2..]));
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("UVS_LOG").unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    // Priorities for the journal under systemd (see uvs::director::journal).
+    uvs::director::journal::init();
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Run {
@@ -285,6 +288,7 @@ fn main() -> ExitCode {
             pcap_rx,
             metrics,
             hardening,
+            state,
         } => uvs::director::run(uvs::director::RunOptions {
             ifaces,
             rules,
@@ -316,6 +320,7 @@ fn main() -> ExitCode {
             pcap_rx,
             metrics,
             hardening,
+            state,
         }),
         Cmd::Ceiling { iface, to, cpu } => to
             .iter()

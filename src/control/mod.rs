@@ -30,7 +30,7 @@ use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -97,6 +97,9 @@ pub struct Hub {
     pub taps: Option<Arc<crate::director::tap::TapHub>>,
     /// Overload shedding's counters, and the interface of each slot.
     pub shed: Option<(Arc<crate::ring::shed::StateMap>, Vec<String>)>,
+    /// Bumped after every request that may have changed the table or a sysctl (the
+    /// state file's writer watches it: [`crate::director::state`]).
+    pub changes: Arc<AtomicU64>,
 }
 
 impl Hub {
@@ -113,6 +116,7 @@ impl Hub {
             list_lock: Mutex::new(()),
             taps: None,
             shed: None,
+            changes: Arc::default(),
         }
     }
 
@@ -477,7 +481,9 @@ fn handle(hub: &Hub, mut stream: UnixStream) {
             Ok((args, stdin)) => {
                 let stdin = String::from_utf8_lossy(&stdin);
                 let words: Vec<&str> = args.iter().map(String::as_str).collect();
-                execute(hub, &words, Some(&stdin))
+                let r = execute(hub, &words, Some(&stdin));
+                hub.changes.fetch_add(1, Ordering::Release);
+                r
             }
             Err(e) => Reply::error(255, &format!("uvs: bad control request: {e}")),
         },
