@@ -16,6 +16,8 @@ struct Cli {
     cmd: Cmd,
 }
 
+// Parsed once at start: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the director on one or more interfaces until SIGINT/SIGTERM.
