@@ -23,8 +23,9 @@ enum WhenFull {
     Refuse,
 }
 
+// Parsed once at start: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
-#[allow(clippy::large_enum_variant)] // parsed once; `run` has many options
 enum Cmd {
     /// Run the director on one or more interfaces until SIGINT/SIGTERM.
     Run {
@@ -95,6 +96,11 @@ enum Cmd {
         pcap_rx: bool,
         #[command(flatten)]
         hardening: uvs::director::harden::Hardening,
+        /// State file: the live table, rewritten after each change and restored by the
+        /// next start (default: the control socket's path with `.state`, so
+        /// /run/uvs/control.state). README "Restarts and the state file".
+        #[arg(long, value_name = "FILE")]
+        state: Option<PathBuf>,
     },
     /// The three LVS modes on one machine, in network namespaces (needs root).
     Lab {
@@ -310,13 +316,8 @@ fn main() -> ExitCode {
     if argv.get(1).is_some_and(|a| a == "adm") {
         return adm_exit(uvs::control::client::main("ipvsadm", &argv[2..]));
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("UVS_LOG")
-                .unwrap_or_else(|_| "warn,uvs::keepalived=info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // Priorities for the journal under systemd (see uvs::director::journal).
+    uvs::director::journal::init();
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Run {
@@ -338,6 +339,7 @@ fn main() -> ExitCode {
             hardening,
             keepalived,
             config_id,
+            state,
         } => uvs::director::run(uvs::director::RunOptions {
             keepalived,
             config_id,
@@ -375,6 +377,7 @@ fn main() -> ExitCode {
             pcap_rx,
             metrics,
             hardening,
+            state,
         }),
         Cmd::Ceiling { iface, to, cpu } => to
             .iter()

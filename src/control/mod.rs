@@ -33,7 +33,7 @@ use std::io::Read;
 use std::os::fd::RawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -99,6 +99,9 @@ pub struct Hub {
     pub shed: Option<(Arc<crate::ring::shed::StateMap>, Vec<String>)>,
     /// keepalived checkers' states (`uvs checks`, metrics), with `--keepalived`.
     pub checks: Option<crate::keepalived::run::StatusBoard>,
+    /// Bumped after every request that may have changed the table or a sysctl (the
+    /// state file's writer watches it: [`crate::director::state`]).
+    pub changes: Arc<AtomicU64>,
 }
 
 impl Hub {
@@ -117,6 +120,7 @@ impl Hub {
             taps: None,
             shed: None,
             checks: None,
+            changes: Arc::default(),
         }
     }
 
@@ -426,7 +430,10 @@ impl transport::Handler for Uvs1 {
         Ok(transport::Job::Run(Box::new(move || {
             let stdin = String::from_utf8_lossy(&stdin);
             let words: Vec<&str> = args.iter().map(String::as_str).collect();
-            encode_reply(&execute(&hub, &words, Some(&stdin)))
+            let reply = execute(&hub, &words, Some(&stdin));
+            // The state file's writer watches this (see crate::director::state).
+            hub.changes.fetch_add(1, Ordering::Release);
+            encode_reply(&reply)
         })))
     }
 

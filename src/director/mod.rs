@@ -4,10 +4,12 @@
 
 pub mod harden;
 pub mod iface;
+pub mod journal;
 pub mod kernelcopy;
 pub mod memory;
 pub mod neigh;
 pub mod route;
+pub mod state;
 pub mod tap;
 pub mod trace;
 pub mod worker;
@@ -56,6 +58,8 @@ pub struct RunOptions {
     pub keepalived: Option<PathBuf>,
     /// keepalived's `-i`: which `@ID` lines apply (default: the short host name).
     pub config_id: Option<String>,
+    /// The state file (see [`state`]); default beside the control socket.
+    pub state: Option<PathBuf>,
 }
 
 /// Whether to attach the XDP overload-shedding program ([`crate::ring::shed`]).
@@ -169,6 +173,12 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         let n = load_rules(&ctl, path)?;
         tracing::info!("loaded {n} rules from {}", path.display());
     }
+    // The previous director's live table, when it ran the same configuration.
+    let state_path = (opts.state.clone())
+        .unwrap_or_else(|| state::default_path(&crate::control::socket_path(opts.control.as_deref())));
+    let mut config_body = state::body(&shared);
+    let config_id = state::fnv64(config_body.as_bytes());
+    let restored = state::restore_at_start(&ctl, &state_path, config_id);
     // keepalived.conf after the rules: it owns the services it declares.
     let keepalived = match &opts.keepalived {
         Some(p) => Some(crate::keepalived::run::Keepalived::load(
@@ -228,6 +238,9 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).map_err(|e| format!("signal handler: {e}"))?;
     }
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
+        .map_err(|e| format!("signal handler: {e}"))?;
     let epoch = Instant::now();
     let (neigh_tx, neigh_rx) = crossbeam_channel::bounded(4096);
     let group_base = (std::process::id() as u16).wrapping_mul(31);
@@ -376,7 +389,9 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     if let Some(list) = &opts.cpus {
         keep_off_cores(list);
     }
+    let changes = hub.changes.clone();
     let hub = Arc::new(hub);
+    let persister = state::Persister::start(state_path, shared.clone(), changes.clone(), config_id);
     let control_plane = crate::control::start(hub.clone(), Some(control_sock), metrics_listener)?;
 
     let names: Vec<_> = ifaces.iter().map(|i| i.name.as_str()).collect();
@@ -386,6 +401,9 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         let now_ms = epoch.elapsed().as_millis() as u64;
         lock(&control).tick(now_ms);
         mtu_watch.poll(now_ms);
+        if hup.swap(false, Ordering::Relaxed) {
+            reload(&opts, &ctl, &mut config_body, &persister, &changes);
+        }
         // Wait for worker events (or the next tick). Solicitations are handled before
         // ARP answers so that an answer racing its own request is still accepted.
         let mut events: Vec<_> = neigh_rx.recv_timeout(Duration::from_millis(20)).into_iter().collect();
@@ -410,12 +428,17 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         if !announced_ready && (control.neigh.all_resolved() || now_ms > 3000) {
             announced_ready = true;
             eprintln!(
-                "uvs: director ready on {} ({nworkers} workers, {} services, {}/{} real servers resolved)",
+                "uvs: director ready on {} ({nworkers} workers, {} services, {}/{} real servers resolved{})",
                 names.join(","),
                 shared.services.load().services().len(),
                 control.neigh.resolved(),
-                control.neigh.len()
+                control.neigh.len(),
+                restored.as_deref().map(|r| format!("; {r}")).unwrap_or_default()
             );
+            // systemd's Type=notify: the workers forward from here on.
+            if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+                tracing::warn!("sd_notify READY=1: {e}");
+            }
         }
     }
     // Shutdown. Steps run side by side where the kernel makes each wait: closing a
@@ -432,6 +455,9 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     ];
     // Stop serving ipvsadm and /metrics (and remove the socket) before the workers go.
     drop(control_plane);
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    // The last write, marked clean: the next start restores it without a crash warning.
+    persister.finish();
     // The hub is the last holder of the RX rings (their descriptors duplicated for
     // /metrics): one closer per worker.
     let rings: Vec<_> = match Arc::try_unwrap(hub) {
@@ -456,6 +482,31 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     tracing::info!("stopped in {} ms", stopping.elapsed().as_millis());
     eprintln!("uvs: stopped");
     Ok(())
+}
+
+/// SIGHUP: re-read `--rules` (see [`state::reread_rules`]), as keepalived re-reads its
+/// file; without `--rules` there is nothing to re-read.
+fn reload(
+    opts: &RunOptions,
+    ctl: &Ctl,
+    config_body: &mut String,
+    persister: &state::Persister,
+    changes: &std::sync::atomic::AtomicU64,
+) {
+    let Some(rules) = &opts.rules else {
+        // With --keepalived, its own thread re-reads keepalived.conf on the same signal.
+        if opts.keepalived.is_none() {
+            tracing::warn!("SIGHUP: no --rules to re-read; the table is unchanged");
+        }
+        return;
+    };
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
+    match state::reread_rules(rules, &opts.hardening, ctl, config_body) {
+        Ok(id) => persister.set_config(id),
+        Err(e) => tracing::warn!("SIGHUP: {e}; the table is unchanged"),
+    }
+    changes.fetch_add(1, Ordering::Release);
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
 }
 
 /// Move the calling thread to the allowed cores not in `busy`, if any remain.

@@ -253,6 +253,8 @@ fn run_mode(mode: &str, o: &LabOptions, exe: &str, t: &Term, stop: &AtomicBool) 
         .collect();
     frames.push(("director, its own --pcap".to_string(), seen));
     let _ = std::fs::remove_file(&dir_pcap);
+    // The lab's director leaves no state file behind (README "Restarts and the state file").
+    let _ = std::fs::remove_file(control.with_extension("state"));
     for (host, ifname, path, _) in &caps {
         let raw = hops::read_pcap(path);
         if std::env::var_os("UVS_LAB_DEBUG").is_some() {

@@ -1,0 +1,189 @@
+//! Restarts (README "Restarts and the state file"): live ipvsadm edits survive a
+//! SIGTERM restart through the state file; a SIGKILLed director is reported by the
+//! next start, which still restores its last table; a changed rules file wins over a
+//! state file saved from the old one; SIGHUP applies the rules file's difference and
+//! keeps live edits. Real directors in namespaces (the DR bed of tests/dr.rs).
+
+mod common;
+use common::*;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const RULES: &str = "\
+-A -t 10.77.0.100:80 -s rr
+-a -t 10.77.0.100:80 -r 10.77.0.11:80 -g -w 1
+-a -t 10.77.0.100:80 -r 10.77.0.12:80 -g -w 1
+";
+
+/// `uvs adm ARGS` against the bed's director: (status, stdout + stderr).
+fn adm(lvs: &Lvs, line: &str) -> (Option<i32>, String) {
+    let o = Command::new(UVS)
+        .arg("adm")
+        .args(line.split_whitespace())
+        .env("UVS_CONTROL", lvs.control_path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let mut s = String::from_utf8_lossy(&o.stdout).into_owned();
+    s.push_str(&String::from_utf8_lossy(&o.stderr));
+    (o.status.code(), s)
+}
+
+fn adm_ok(lvs: &Lvs, line: &str) -> String {
+    let (code, out) = adm(lvs, line);
+    assert_eq!(code, Some(0), "ipvsadm {line}: {out}");
+    out
+}
+
+fn state_path(lvs: &Lvs) -> std::path::PathBuf {
+    lvs.control_path().with_extension("state")
+}
+
+/// Wait (bounded) until the state file holds `line`.
+fn wait_saved(lvs: &Lvs, line: &str) {
+    let p = state_path(lvs);
+    let ok = wait_until(5, || std::fs::read_to_string(&p).is_ok_and(|t| t.contains(line)));
+    assert!(ok, "state file never held `{line}`: {:?}", std::fs::read_to_string(&p));
+}
+
+fn sysctl(lvs: &Lvs, words: &[&str]) -> String {
+    let o = Command::new(UVS)
+        .arg("sysctl")
+        .args(words)
+        .env("UVS_CONTROL", lvs.control_path())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn live_edits_survive_restart_and_crash_and_yield_to_changed_rules() {
+    require_root!();
+    let mut lvs = dr("rsa");
+    let _cleanup = Cleanup(state_path(&lvs));
+    lvs.start_director(RULES, &["--workers", "1"]).unwrap();
+    assert!(lvs.http_names(2).len() == 2, "forwards before the edits");
+    // Live edits: a weight, a new service, a sysctl.
+    adm_ok(&lvs, "-e -t 10.77.0.100:80 -r 10.77.0.12:80 -g -w 3");
+    adm_ok(&lvs, "-A -u 10.77.0.100:53 -s sh");
+    sysctl(&lvs, &["sloppy_tcp=1"]);
+    wait_saved(&lvs, "-A -u 10.77.0.100:53 -s sh");
+    wait_saved(&lvs, "sysctl sloppy_tcp=1");
+    let before = adm_ok(&lvs, "-S -n");
+    assert!(before.contains("-r 10.77.0.12:80 -g -w 3"), "{before}");
+
+    // 1. A clean restart (SIGTERM, as systemctl restart): the edits are back, no warning.
+    let log = lvs.stop_director();
+    assert!(log.contains("uvs: stopped"), "{log}");
+    assert!(
+        std::fs::read_to_string(state_path(&lvs))
+            .unwrap()
+            .contains("\nclean 1\n")
+    );
+    lvs.start_director(RULES, &["--workers", "1"]).unwrap();
+    let log = lvs.director_log();
+    assert!(log.contains("table restored from"), "{log}");
+    assert!(!log.contains("did not stop cleanly"), "{log}");
+    assert_eq!(adm_ok(&lvs, "-S -n"), before);
+    assert_eq!(sysctl(&lvs, &["-n", "sloppy_tcp"]), "1\n");
+    let names = lvs.http_names(8);
+    assert_eq!(names.len(), 8, "forwards after the restart: {names:?}");
+
+    // 2. SIGKILL: the next start says the connections were lost, and restores the table.
+    adm_ok(&lvs, "-a -u 10.77.0.100:53 -r 10.77.0.11:53 -g -w 1");
+    wait_saved(&lvs, "-a -u 10.77.0.100:53 -r 10.77.0.11:53 -g -w 1");
+    let pid = lvs.director_pid.unwrap();
+    // SAFETY: kill(2) on the director we started.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    std::thread::sleep(Duration::from_millis(200));
+    lvs.stop_director();
+    assert!(
+        std::fs::read_to_string(state_path(&lvs))
+            .unwrap()
+            .contains("\nclean 0\n")
+    );
+    lvs.start_director(RULES, &["--workers", "1"]).unwrap();
+    let log = lvs.director_log();
+    assert!(
+        log.contains(&format!("the previous director (pid {pid}) did not stop cleanly")),
+        "{log}"
+    );
+    assert!(
+        log.contains("connection table and persistence templates are lost"),
+        "{log}"
+    );
+    assert!(log.contains("table restored from"), "{log}");
+    let after = adm_ok(&lvs, "-S -n");
+    assert!(
+        after.contains("-a -u 10.77.0.100:53 -r 10.77.0.11:53 -g -w 1"),
+        "{after}"
+    );
+
+    // 3. The rules file changed while stopped: the configuration wins, and the log says
+    // the live table was not restored.
+    lvs.stop_director();
+    let changed = format!("{RULES}-A -t 10.77.0.100:443 -s wlc\n");
+    lvs.start_director(&changed, &["--workers", "1"]).unwrap();
+    let log = lvs.director_log();
+    assert!(log.contains("was saved from another configuration"), "{log}");
+    let table = adm_ok(&lvs, "-S -n");
+    assert!(table.contains("-A -t 10.77.0.100:443 -s wlc"), "{table}");
+    assert!(!table.contains("10.77.0.100:53"), "{table}");
+    assert!(table.contains("-r 10.77.0.12:80 -g -w 1"), "{table}");
+    lvs.stop_director();
+}
+
+#[test]
+fn sighup_applies_the_rules_difference_and_keeps_live_edits() {
+    require_root!();
+    let mut lvs = dr("rsh");
+    let _cleanup = Cleanup(state_path(&lvs));
+    lvs.start_director(RULES, &["--workers", "1"]).unwrap();
+    // A live edit the rules file knows nothing about…
+    adm_ok(&lvs, "-A -u 10.77.0.100:53 -s rr");
+    // …and a new rules file: one server's weight changes, the other goes, a service comes.
+    let rules = std::env::temp_dir().join(format!("{}-rules", lvs.bed.prefix));
+    std::fs::write(
+        &rules,
+        "-A -t 10.77.0.100:80 -s rr\n-a -t 10.77.0.100:80 -r 10.77.0.11:80 -g -w 4\n-A -t 10.77.0.100:443 -s rr\n",
+    )
+    .unwrap();
+    let pid = lvs.director_pid.unwrap();
+    // SAFETY: kill(2) on the director we started.
+    unsafe { libc::kill(pid as i32, libc::SIGHUP) };
+    assert!(wait_until(5, || lvs
+        .director_log()
+        .contains("SIGHUP: applied `-A -t 10.77.0.100:443 -s rr`")));
+    let table = adm_ok(&lvs, "-S -n");
+    assert_eq!(
+        table,
+        "-A -t 10.77.0.100:80 -s rr\n-a -t 10.77.0.100:80 -r 10.77.0.11:80 -g -w 4\n\
+         -A -t 10.77.0.100:443 -s rr\n-A -u 10.77.0.100:53 -s rr\n"
+    );
+    let log = lvs.director_log();
+    assert!(
+        log.contains("SIGHUP: applied `-d -t 10.77.0.100:80 -r 10.77.0.12:80`"),
+        "{log}"
+    );
+    // The state file now belongs to the new rules: a restart restores the live edit.
+    wait_saved(&lvs, "-A -t 10.77.0.100:443 -s rr");
+    lvs.stop_director();
+    let rules_text = std::fs::read_to_string(&rules).unwrap();
+    lvs.start_director(&rules_text, &["--workers", "1"]).unwrap();
+    assert!(
+        lvs.director_log().contains("table restored from"),
+        "{}",
+        lvs.director_log()
+    );
+    assert_eq!(adm_ok(&lvs, "-S -n"), table);
+    assert!(lvs.stop_director().contains("uvs: stopped"));
+}
+
+/// Removes the state file at the end (even on panic).
+struct Cleanup(std::path::PathBuf);
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
