@@ -92,6 +92,9 @@ impl Lvs {
             )?;
         }
         let log = std::env::temp_dir().join(format!("{}-director.log", bed.prefix));
+        // A new bed starts from no table: a state file left by an earlier bed of the
+        // same name (same test process) would be restored by its director.
+        let _ = std::fs::remove_file(std::env::temp_dir().join(format!("{}-control.state", bed.prefix)));
         Ok(Lvs {
             bed,
             mode: Mode::Dr,
@@ -174,6 +177,9 @@ impl Lvs {
             )?;
         }
         let log = std::env::temp_dir().join(format!("{}-director.log", bed.prefix));
+        // A new bed starts from no table: a state file left by an earlier bed of the
+        // same name (same test process) would be restored by its director.
+        let _ = std::fs::remove_file(std::env::temp_dir().join(format!("{}-control.state", bed.prefix)));
         let mode = if one_arm { Mode::NatOneArm } else { Mode::NatTwoArm };
         Ok(Lvs {
             bed,
@@ -269,6 +275,9 @@ impl Lvs {
             }
         }
         let log = std::env::temp_dir().join(format!("{}-director.log", bed.prefix));
+        // A new bed starts from no table: a state file left by an earlier bed of the
+        // same name (same test process) would be restored by its director.
+        let _ = std::fs::remove_file(std::env::temp_dir().join(format!("{}-control.state", bed.prefix)));
         Ok(Lvs {
             bed,
             mode: Mode::Tun,

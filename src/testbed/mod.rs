@@ -327,6 +327,9 @@ impl Testbed {
             });
             let _ = Command::new("ip").args(["netns", "del", &ns]).output();
         }
+        // The state file a director of this bed wrote (`uvs run` defaults it beside the
+        // bed's control socket, see testbed::lvs).
+        let _ = std::fs::remove_file(std::env::temp_dir().join(format!("{}-control.state", self.prefix)));
     }
 }
 
