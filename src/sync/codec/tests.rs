@@ -382,7 +382,7 @@ fn unknown_options_skip_the_entry_or_the_option() {
         e0.extend_from_slice(opt);
         let size = e0.len() as u16;
         e0[2..4].copy_from_slice(&size.to_be_bytes());
-        while e0.len() % 4 != 0 {
+        while !e0.len().is_multiple_of(4) {
             e0.push(0);
         }
         let mut out = m[..8].to_vec();
@@ -438,8 +438,8 @@ fn v0_is_chosen_as_the_kernel_chooses() {
 
 fn arb_conn() -> impl Strategy<Value = SyncConn> {
     let addrs = prop_oneof![
-        any::<[[u8; 4]; 3]>().prop_map(|a| a.map(|o| IpAddr::from(o))),
-        any::<[[u8; 16]; 3]>().prop_map(|a| a.map(|o| IpAddr::from(o))),
+        any::<[[u8; 4]; 3]>().prop_map(|a| a.map(IpAddr::from)),
+        any::<[[u8; 16]; 3]>().prop_map(|a| a.map(IpAddr::from)),
     ];
     let seq = any::<[u32; 6]>().prop_map(|w| SeqOpts {
         in_seq: Seq {
