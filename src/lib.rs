@@ -25,6 +25,7 @@ pub mod sched;
 pub mod service;
 pub mod simulate;
 pub mod stats;
+pub mod sync;
 pub mod sysctl;
 pub mod testbed;
 pub mod tunnel;

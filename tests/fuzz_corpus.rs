@@ -77,3 +77,8 @@ fn rules_corpus_replays() {
 fn control_corpus_replays() {
     replay("control", uvs::fuzzing::control);
 }
+
+#[test]
+fn sync_corpus_replays() {
+    replay("sync", uvs::fuzzing::sync);
+}
