@@ -83,6 +83,9 @@ fn get_now(lvs: &Lvs, what: &str) -> String {
 fn changes_apply_at_once(mut lvs: Lvs, rs: [&str; 2], flag: &str) {
     let vip = format!("{}:80", lvs.addrs.vip);
     for workers in ["1", "2"] {
+        // Each run starts from an empty table: not the state file the previous run's
+        // director saved (README "Restarts and the state file").
+        let _ = std::fs::remove_file(lvs.control_path().with_extension("state"));
         lvs.start_director("", &["--workers", workers]).unwrap();
         let syn0 = syn_retrans(&lvs);
         let ctx = format!("{workers} worker(s)");
