@@ -177,7 +177,10 @@ fn a_link_flap_leaves_the_workers_idle_and_a_nat_stream_alive() {
     let names = lvs.http_names(4);
     assert!(
         names.iter().all(|n| n == "rs1" || n == "rs2"),
-        "after the flap: {names:?}"
+        "after the flap: {names:?}\ndrops: no_route {}, neighbour_unresolved {}\n{}",
+        dropped(&lvs, "no_route"),
+        dropped(&lvs, "neighbour_unresolved"),
+        lvs.director_log()
     );
     std::thread::sleep(Duration::from_secs(1));
     let idle_after = cpu_use(pid, 3);

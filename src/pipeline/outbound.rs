@@ -34,7 +34,7 @@ impl Worker {
         if !nat::l4_checksum_ok(pkt.ip, rx.csum_partial) {
             return Verdict::Drop(DropReason::L4Checksum);
         }
-        let hop = match reverse_hop(sh, conn) {
+        let hop = match reverse_hop(sh, conn, ok.caddr) {
             Ok(h) => h,
             Err(e) => {
                 // No route toward the client (e.g. a spoofed source): nothing to wait for.
@@ -82,7 +82,7 @@ impl Worker {
         let Some((ik, conn)) = self.conns.get_out_mut(&ok) else {
             return Verdict::Pass;
         };
-        let (oif, mac) = match reverse_hop(sh, conn) {
+        let (oif, mac) = match reverse_hop(sh, conn, ok.caddr) {
             Ok(h) => h,
             Err(ev) => {
                 // No route toward the client (e.g. a spoofed source): nothing to wait for.
@@ -189,7 +189,17 @@ impl Worker {
 /// The next hop toward a NAT connection's client: interface and MAC, cached in the
 /// entry while the neighbour map is unchanged. `Err(Some(event))` asks the control
 /// thread to resolve it.
-fn reverse_hop<'s>(sh: &'s Shared, conn: &mut Conn) -> Result<(&'s Iface, [u8; 6]), Option<Event>> {
+fn reverse_hop<'s>(sh: &'s Shared, conn: &mut Conn, client: [u8; 4]) -> Result<(&'s Iface, [u8; 6]), Option<Event>> {
+    if conn.rev_ifindex == 0 {
+        // No route toward the client when the connection was made: the routing table
+        // is re-read once a second (`director::Control::tick`), so a connection made
+        // just after a link came back up (its connected route gone while it was
+        // down) would otherwise drop every reply for good. Look again.
+        let (ifx, hop) = sh.route(client).ok_or(None)?;
+        conn.rev_ifindex = ifx;
+        conn.rev_hop = hop;
+        conn.rev_gen = 0;
+    }
     let Some(oif) = sh.iface(conn.rev_ifindex) else {
         return Err(None);
     };

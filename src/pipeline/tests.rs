@@ -1013,3 +1013,25 @@ fn tun_pmtu_is_never_learnt_below_552_and_fragment_quotes_are_not_ours() {
     let e = icmp_frame([10, 0, 0, 1], DIP, CLIENT_MAC, 3, 4, 1200, &frag);
     assert_eq!(run(&mut w, &sh, &e, 4).0, Verdict::Pass);
 }
+
+/// A connection made while the routing table had no route to the client (its
+/// interface was down, and the control thread had not re-read the routes since it came
+/// back up): its replies go out once the route is back, not never.
+#[test]
+fn nat_reply_finds_a_route_that_came_back_after_the_connection() {
+    let (sh, _ctl) = director_all();
+    let routes = sh.routes.load_full();
+    sh.routes.store(Default::default());
+    let mut w = Worker::new(0, 100);
+    assert_eq!(
+        run(&mut w, &sh, &tcp_frame(40000, 8080, true, false, b""), 0).0,
+        Verdict::Forwarded
+    );
+    let sa = reply_frame(RS1, RS1_MAC, 8888, 40000, true, b"");
+    assert_eq!(run(&mut w, &sh, &sa, 1).0, Verdict::Drop(DropReason::NoRoute));
+    sh.routes.store(routes);
+    let (v, out) = run(&mut w, &sh, &sa, 2);
+    assert_eq!(v, Verdict::Forwarded);
+    let eth = ethernet::Frame::new_checked(&out.frames[0].1[..]).unwrap();
+    assert_eq!(eth.dst(), CLIENT_MAC);
+}
