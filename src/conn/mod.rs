@@ -412,11 +412,28 @@ impl ConnTable {
         c.flags &= !conn_flags::OUT_INDEXED;
         if c.flags & conn_flags::NO_OUTPUT == 0 {
             c.flags |= conn_flags::OUT_INDEXED;
-            let oh = self.hasher.hash_one(k.out_key(c.daddr, c.dport));
+            let ok = k.out_key(c.daddr, c.dport);
+            let oh = self.hasher.hash_one(ok);
             *slot_mut(&mut self.chunks, i) = Slot::Used(k, c);
             let (chunks, hasher) = (&self.chunks, &self.hasher);
-            self.out
-                .insert_unique(oh, i, |&j| hasher.hash_one(out_key_of(chunks, j)));
+            // The same OUT tuple can belong to an older entry: one client port reused
+            // toward another VIP scheduled to the same real server (the old one in
+            // TIME_WAIT). The server's replies belong to the newest connection:
+            // ip_vs_conn.c: ip_vs_conn_hash adds at the bucket's head, so
+            // ip_vs_conn_out_get finds the newest first. The older entry keeps its IN
+            // tuple and leaves the OUT index.
+            match self.out.find_mut(oh, |&j| out_key_of(chunks, j) == ok) {
+                Some(j) => {
+                    let older = std::mem::replace(j, i);
+                    if let Slot::Used(_, oc) = slot_mut(&mut self.chunks, older) {
+                        oc.flags &= !conn_flags::OUT_INDEXED;
+                    }
+                }
+                None => {
+                    self.out
+                        .insert_unique(oh, i, |&j| hasher.hash_one(out_key_of(chunks, j)));
+                }
+            }
         } else {
             *slot_mut(&mut self.chunks, i) = Slot::Used(k, c);
         }
@@ -741,6 +758,31 @@ mod tests {
         tab.insert(key(5), Conn::new(d.clone(), [10, 0, 0, 2], 8081, true, 0))
             .unwrap();
         assert_eq!((tab.len(), tab.out_len()), (1, 0), "a DR entry is not OUT-indexed");
+    }
+
+    #[test]
+    fn a_reused_reply_tuple_goes_to_the_newest_entry() {
+        // One client port to two VIPs, both scheduled to the same real server: the
+        // server's replies carry the same OUT tuple for both (tests/steering.rs's
+        // thousands_of_vips timed out on the second connection's SYN-ACK).
+        let d = dest(1, 1);
+        let mut tab = ConnTable::with_cap(8);
+        let mut k2 = key(5);
+        k2.vaddr = [10, 0, 0, 101];
+        tab.insert(key(5), Conn::new(d.clone(), [10, 0, 0, 1], 8080, false, 0))
+            .unwrap();
+        tab.insert(k2, Conn::new(d.clone(), [10, 0, 0, 1], 8080, false, 0))
+            .unwrap();
+        let ok = key(5).out_key([10, 0, 0, 1], 8080);
+        assert_eq!((tab.len(), tab.out_len()), (2, 1));
+        assert_eq!(tab.get_out_mut(&ok).unwrap().0, k2, "the newest connection");
+        // Removing the older entry leaves the newer one's OUT index alone...
+        assert!(tab.remove(&key(5)).is_some());
+        assert_eq!(tab.get_out_mut(&ok).unwrap().0, k2);
+        // ...and removing the newer one empties it.
+        assert!(tab.remove(&k2).is_some());
+        assert!(tab.get_out_mut(&ok).is_none());
+        assert_eq!((tab.len(), tab.out_len()), (0, 0));
     }
 
     #[test]
