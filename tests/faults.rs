@@ -27,19 +27,29 @@ fn nat(tag: &str) -> Lvs {
 
 /// The sum of a /metrics family's samples whose labels contain `filter`.
 fn metric(lvs: &Lvs, name: &str, filter: &str) -> u64 {
-    let page = lvs
-        .bed
-        .exec_any(
-            "dir",
-            &["curl", "-s", "--max-time", "2", &format!("http://{METRICS}/metrics")],
-        )
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    page.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']) && l.contains(filter))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .map(|v| v as u64)
-        .sum()
+    // A scrape that failed (timed out on a busy machine) must not read as zero: retry,
+    // bounded, until the page holds the family, else fail saying so.
+    for _ in 0..5 {
+        let page = lvs
+            .bed
+            .exec_any(
+                "dir",
+                &["curl", "-s", "--max-time", "2", &format!("http://{METRICS}/metrics")],
+            )
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        if !page.contains(&format!("# TYPE {name} ")) {
+            std::thread::sleep(Duration::from_millis(200));
+            continue;
+        }
+        return page
+            .lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']) && l.contains(filter))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .map(|v| v as u64)
+            .sum();
+    }
+    panic!("no /metrics page with {name} from the director after 5 tries")
 }
 
 fn dropped(lvs: &Lvs, reason: &str) -> u64 {
