@@ -67,7 +67,7 @@ struct State {
     /// The tap sequence number of the frame just processed.
     last_seq: Option<u64>,
     /// Clock and table snapshot are from the previous round: reload them before the
-    /// next frame. A round may end in a wait of up to 100 ms, and a frame read after
+    /// next frame or round. A round may end in a wait of up to 20 ms, and a frame read after
     /// it must see every table change made before it arrived (an ipvsadm command is
     /// effective when it returns).
     stale: bool,
@@ -86,6 +86,11 @@ impl Handler for State {
     }
 
     fn round(&mut self, got: usize, tx: &mut Tx) -> i32 {
+        // A round without frames (a wait) still has last round's clock and snapshot.
+        if self.stale {
+            self.stale = false;
+            self.refresh();
+        }
         for e in self.w.events.drain(..) {
             let Event::Solicit { ifindex, ip } = e;
             let _ = self.ctl.try_send(ControlEvent::Solicit { ifindex, ip });
@@ -117,7 +122,8 @@ impl Handler for State {
         }
         // One relaxed store and load; copies the table only when `-L -c` asks.
         self.probe.poll(&self.w, self.now_ms);
-        self.refresh();
+        // Clock and snapshot are reloaded once, before whatever comes next (the next
+        // frame, or the next round after a wait).
         self.stale = true;
         if self.pending.is_empty() { 20 } else { 1 }
     }
@@ -212,7 +218,7 @@ pub fn run(
         tap: None,
         tap_scratch: Vec::new(),
         last_seq: None,
-        stale: false,
+        stale: true,
         probe: io.probe.clone(),
     };
     drive(&mut io.rx, &mut io.tx, &stop, &mut st);
