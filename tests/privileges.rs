@@ -112,3 +112,77 @@ fn dropping_the_kernel_copy_by_default_keeps_net_admin_for_nft() {
         "the table is removed at exit (needs CAP_NET_ADMIN after the drop)\n{log}"
     );
 }
+
+/// `--user` keeps the state file (issue 19.3): the runtime directory (here a fresh one,
+/// as systemd's RuntimeDirectory=uvs is /run/uvs, root's, 0700) is handed to the user
+/// before the drop, so live edits made while running as nobody are saved and a
+/// restart restores them, and the table a root director saved is taken over.
+#[test]
+fn user_keeps_writing_the_state_file() {
+    require_root!();
+    let mut lvs = dr("pst");
+    let dir = std::env::temp_dir().join(format!("{}-run", lvs.bed.prefix));
+    let _ = std::fs::remove_dir_all(&dir);
+    let _cleanup = RemoveDir(dir.clone());
+    let sock = dir.join("control.sock");
+    let state = dir.join("control.state");
+    let s = sock.to_string_lossy().to_string();
+    let adm = |line: &str| {
+        let o = std::process::Command::new(UVS)
+            .arg("adm")
+            .args(line.split_whitespace())
+            .env("UVS_CONTROL", &sock)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "ipvsadm {line}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let saved = |line: &str| wait_until(5, || std::fs::read_to_string(&state).is_ok_and(|t| t.contains(line)));
+    // 1. As root: a live edit, saved in a root-owned directory and file.
+    lvs.start_director(RULES, &["--workers", "1", "--control", &s]).unwrap();
+    adm("-A -u 10.77.0.100:53 -s rr");
+    assert!(saved("-A -u 10.77.0.100:53 -s rr"), "{}", lvs.director_log());
+    lvs.stop_director();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(&state).unwrap().uid(), 0);
+    // 2. As nobody: root's table restored, then a live edit saved, a clean stop marked.
+    lvs.start_director(RULES, &["--workers", "1", "--control", &s, "--user", "nobody"])
+        .unwrap();
+    let log = lvs.director_log();
+    assert!(log.contains("table restored from"), "{log}");
+    assert_eq!(
+        std::fs::metadata(&dir).unwrap().uid(),
+        NOBODY,
+        "the runtime directory is the user's"
+    );
+    adm("-e -t 10.77.0.100:80 -r 10.77.0.12:80 -g -w 5");
+    assert!(
+        saved("-a -t 10.77.0.100:80 -r 10.77.0.12:80 -g -w 5"),
+        "{}",
+        lvs.director_log()
+    );
+    assert_eq!(std::fs::metadata(&state).unwrap().uid(), NOBODY);
+    let log = lvs.stop_director();
+    assert!(!log.contains("cannot write the state file"), "{log}");
+    assert!(std::fs::read_to_string(&state).unwrap().contains("\nclean 1\n"));
+    // 3. Restarted (as nobody again): both edits are back.
+    lvs.start_director(RULES, &["--workers", "1", "--control", &s, "--user", "nobody"])
+        .unwrap();
+    let table = adm("-S -n");
+    assert!(table.contains("-A -u 10.77.0.100:53 -s rr"), "{table}");
+    assert!(table.contains("-r 10.77.0.12:80 -g -w 5"), "{table}");
+    assert!(lvs.http_names(2).len() == 2, "forwards");
+    lvs.stop_director();
+}
+
+/// Removes a directory at the end (even on panic).
+struct RemoveDir(std::path::PathBuf);
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

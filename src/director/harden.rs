@@ -203,6 +203,11 @@ fn lookup_user(name: &str) -> Result<(libc::uid_t, libc::gid_t), String> {
     Ok((pw.pw_uid, pw.pw_gid))
 }
 
+/// uid and gid of `--user`, if given.
+pub fn user_ids(h: &Hardening) -> Result<Option<(u32, u32)>, String> {
+    h.user.as_deref().map(lookup_user).transpose()
+}
+
 /// Drop privileges as described in the module documentation. `net_admin`: keep
 /// CAP_NET_ADMIN too. `bpf`: keep CAP_BPF too (the steering program's VIP map is
 /// updated when the VIPs change; see [`crate::ring::fanout::Steering::needs_cap_bpf`]).

@@ -321,6 +321,10 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     // thread (capabilities are per thread).
     let mut control = Control::new(ctl.clone(), &ifaces, steering.clone(), epoch)?;
     control.neigh.refresh_ms = opts.hardening.arp_refresh_ms.max(RETRY_FLOOR_MS);
+    // The state file stays writable by --user (README "Restarts and the state file").
+    if let (Some((uid, gid)), false) = (harden::user_ids(&opts.hardening)?, opts.hardening.keep_caps) {
+        state::hand_to_user(&state_path, control_sock.path().parent(), uid, gid)?;
+    }
     harden::drop_privileges(
         &opts.hardening,
         kernel_copy.is_some(),

@@ -179,6 +179,60 @@ pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
     r
 }
 
+/// `uvs run --user`: before the drop, make sure that user can keep writing the state
+/// file at `path` (a temporary file in its directory renamed over it):
+/// - an existing state file is given to the user (in a sticky directory such as /tmp
+///   only its owner may rename over it);
+/// - a directory the user cannot write is given to the user only when it is the control
+///   socket's directory `socket_dir` (uvs's own runtime directory, /run/uvs by default,
+///   whose socket goes to the user anyway) and only root may write it (never /tmp or a
+///   shared directory); any other such directory is an error naming the way out.
+pub fn hand_to_user(path: &Path, socket_dir: Option<&Path>, uid: u32, gid: u32) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let meta = std::fs::metadata(dir).map_err(|e| format!("state file {}: {}: {e}", path.display(), dir.display()))?;
+    if !may_write(meta.mode(), meta.uid(), meta.gid(), uid, gid) {
+        let ours = socket_dir.is_some_and(|s| same_dir(s, dir));
+        if !ours || meta.uid() != 0 || meta.mode() & 0o022 != 0 {
+            return Err(format!(
+                "state file {}: user {uid} cannot write {} (--user); give that directory to the user \
+                 or choose --state in one it may write",
+                path.display(),
+                dir.display()
+            ));
+        }
+        std::os::unix::fs::chown(dir, Some(uid), Some(gid))
+            .map_err(|e| format!("state file {}: chown {}: {e}", path.display(), dir.display()))?;
+    }
+    match std::os::unix::fs::chown(path, Some(uid), Some(gid)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(format!("state file {}: chown: {e}", path.display())),
+        _ => Ok(()),
+    }
+}
+
+/// Whether `uid`/`gid` (a dropped user: no other groups, no capabilities) may create and
+/// rename files in a directory of `mode`, owned by `owner`:`group`.
+fn may_write(mode: u32, owner: u32, group: u32, uid: u32, gid: u32) -> bool {
+    let bits = if uid == owner {
+        mode >> 6
+    } else if gid == group {
+        mode >> 3
+    } else {
+        mode
+    };
+    bits & 0o3 == 0o3
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
 /// Replace the table of `ctl` by a state file's body (sysctls last: some live in the
 /// table's shared connection settings). Checked whole on a scratch table first, so a
 /// bad body changes nothing. Returns the number of table lines.
@@ -632,6 +686,56 @@ mod tests {
         assert!(last.clean);
         assert_eq!(last.body.lines().filter(|l| l.starts_with("-A")).count(), 2000);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_dropped_user_may_write_only_where_its_bits_say() {
+        assert!(may_write(0o700, 7, 0, 7, 7));
+        assert!(!may_write(0o700, 0, 0, 7, 7));
+        assert!(may_write(0o770, 0, 7, 7, 7));
+        assert!(!may_write(0o750, 0, 7, 7, 7));
+        assert!(may_write(0o1777, 0, 0, 7, 7));
+        assert!(!may_write(0o755, 0, 0, 7, 7));
+        // The owner's bits decide for the owner, even when others may write.
+        assert!(!may_write(0o577, 7, 0, 7, 7));
+    }
+
+    /// `--user`: uvs's own runtime directory is handed over; /tmp-like directories
+    /// are not, but the file in them is; any other directory is a clear error.
+    #[test]
+    fn hand_to_user_gives_the_runtime_directory_and_nothing_shared() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("\n*** SKIPPED hand_to_user_...: needs root (chown) ***\n");
+            return;
+        }
+        let base = std::env::temp_dir().join(format!("uvs-state-user-{}", std::process::id()));
+        let run = base.join("run");
+        let shared = base.join("shared");
+        let other = base.join("other");
+        for (d, mode) in [(&run, 0o700), (&shared, 0o1777), (&other, 0o755)] {
+            std::fs::create_dir_all(d).unwrap();
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        let (uid, gid) = (65534, 65534);
+        // The runtime directory (the socket's): given to the user, the file too.
+        std::fs::write(run.join("control.state"), "x").unwrap();
+        hand_to_user(&run.join("control.state"), Some(&run), uid, gid).unwrap();
+        assert_eq!(std::fs::metadata(&run).unwrap().uid(), uid);
+        assert_eq!(std::fs::metadata(run.join("control.state")).unwrap().uid(), uid);
+        // A sticky shared directory stays root's; the existing file becomes the user's.
+        std::fs::write(shared.join("control.state"), "x").unwrap();
+        hand_to_user(&shared.join("control.state"), Some(&shared), uid, gid).unwrap();
+        assert_eq!(std::fs::metadata(&shared).unwrap().uid(), 0);
+        assert_eq!(std::fs::metadata(shared.join("control.state")).unwrap().uid(), uid);
+        // No state file yet: nothing to give.
+        hand_to_user(&shared.join("none.state"), None, uid, gid).unwrap();
+        // A directory that is not uvs's own: refused, and left alone.
+        let e = hand_to_user(&other.join("control.state"), Some(&run), uid, gid).unwrap_err();
+        assert!(e.contains("cannot write") && e.contains("--state"), "{e}");
+        assert_eq!(std::fs::metadata(&other).unwrap().uid(), 0);
+        let _ = std::fs::remove_dir_all(&base);
     }
 
     /// The writer killed mid-write (SIGKILL, at random points of a loop rewriting a
