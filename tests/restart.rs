@@ -2,7 +2,9 @@
 //! SIGTERM restart through the state file; a SIGKILLed director is reported by the
 //! next start, which still restores its last table; a changed rules file wins over a
 //! state file saved from the old one; SIGHUP applies the rules file's difference and
-//! keeps live edits. Real directors in namespaces (the DR bed of tests/dr.rs).
+//! keeps live edits; what a crash restart recovers with sloppy_tcp=1 and sh (a NAT and
+//! a DR download through a SIGKILL) and what it does not without. Real directors in
+//! namespaces (the DR bed of tests/dr.rs, the NAT bed of tests/nat.rs).
 
 mod common;
 use common::*;
@@ -178,6 +180,110 @@ fn sighup_applies_the_rules_difference_and_keeps_live_edits() {
     );
     assert_eq!(adm_ok(&lvs, "-S -n"), table);
     assert!(lvs.stop_director().contains("uvs: stopped"));
+}
+
+/// A download of `size` bytes from the VIP by the client, rate-limited so that it spans
+/// the crash, in the background; curl prints the bytes it received.
+fn download(lvs: &Lvs, size: usize, max_secs: u32, keepalive: bool) -> std::process::Child {
+    let probes: &[&str] = if keepalive { &["--keepalive-time", "1"] } else { &[] };
+    Command::new("ip")
+        .args(["netns", "exec", &lvs.bed.ns("client"), "curl", "-s", "-o", "/dev/null"])
+        .args(probes)
+        .args(["-w", "%{size_download}", "--limit-rate", "1000K", "--max-time"])
+        .arg(max_secs.to_string())
+        .arg(format!("http://{}/size/{size}", lvs.addrs.vip))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("curl")
+}
+
+/// A download through the director, SIGKILL, a new director (the same command line):
+/// (curl's exit code, bytes received, the new director's log). `sloppy` is set live
+/// with `uvs sysctl`, so the state file brings it back with the table. `keepalive`:
+/// the client sends a TCP keepalive probe after 1 s without data.
+fn crash_mid_download(
+    lvs: &mut Lvs,
+    rules: &str,
+    sloppy: bool,
+    keepalive: bool,
+    max_secs: u32,
+) -> (Option<i32>, usize, String) {
+    const SIZE: usize = 6 << 20;
+    let _cleanup = Cleanup(state_path(lvs));
+    lvs.start_director(rules, &["--workers", "1"]).unwrap();
+    if sloppy {
+        sysctl(lvs, &["sloppy_tcp=1"]);
+        wait_saved(lvs, "sysctl sloppy_tcp=1");
+    }
+    let curl = download(lvs, SIZE, max_secs, keepalive);
+    // About 2 MB in (1000 KB/s): the connection is established and mid-stream.
+    std::thread::sleep(Duration::from_secs(2));
+    let pid = lvs.director_pid.unwrap();
+    // SAFETY: kill(2) on the director we started.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    std::thread::sleep(Duration::from_millis(300));
+    lvs.stop_director();
+    lvs.start_director(rules, &["--workers", "1"]).unwrap();
+    let out = curl.wait_with_output().expect("curl");
+    let got = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0);
+    let log = lvs.director_log();
+    lvs.stop_director();
+    assert!(log.contains("table restored from"), "{log}");
+    assert!(log.contains("did not stop cleanly"), "{log}");
+    println!(
+        "crash mid-download, sloppy_tcp={}: curl exit {:?}, {got} of {SIZE} bytes",
+        sloppy as u8,
+        out.status.code()
+    );
+    if sloppy {
+        assert_eq!(
+            (out.status.code(), got),
+            (Some(0), SIZE),
+            "the download survives the crash with sloppy_tcp=1 and sh\n{log}"
+        );
+    }
+    (out.status.code(), got, log)
+}
+
+const NAT_SH: &str = "\
+-A -t 192.168.77.100:80 -s sh
+-a -t 192.168.77.100:80 -r 10.78.1.11:8080 -m -w 1
+-a -t 192.168.77.100:80 -r 10.78.1.12:8080 -m -w 1
+";
+
+/// Issue 19.2 (README "Restarts and the state file"): after a SIGKILL the connection
+/// entries are gone. In NAT with sloppy_tcp=1 and sh, the client's next segment (here
+/// a keepalive probe: a downloading client sends nothing until data reaches it, and
+/// the real server's retransmissions have no entry to be translated by) creates an
+/// entry again, sh picks the same real server (same client address, same servers),
+/// the server's next retransmission is translated again, and the download completes.
+#[test]
+fn nat_download_survives_a_crash_with_sloppy_tcp_and_sh() {
+    require_root!();
+    let mut lvs = Lvs::nat("rcn", UVS, false, false, false).expect("NAT bed");
+    crash_mid_download(&mut lvs, NAT_SH, true, true, 30);
+}
+
+/// The same in DR, with no help from the client: the real server's data never crosses
+/// the director, so the client keeps acknowledging, and its ACKs reach the same real
+/// server again.
+#[test]
+fn dr_download_survives_a_crash_with_sloppy_tcp_and_sh() {
+    require_root!();
+    let mut lvs = dr("rcd");
+    crash_mid_download(&mut lvs, &RULES.replace("-s rr", "-s sh"), true, false, 30);
+}
+
+/// Without sloppy_tcp (IPVS's default) the new director drops the mid-stream segments
+/// (tcp_not_syn: only a SYN creates an entry), keepalive probes included, and the
+/// download stalls until curl gives up.
+#[test]
+fn without_sloppy_tcp_a_crash_breaks_the_download() {
+    require_root!();
+    let mut lvs = Lvs::nat("rcx", UVS, false, false, false).expect("NAT bed");
+    let (code, got, _) = crash_mid_download(&mut lvs, NAT_SH, false, true, 10);
+    assert!(code != Some(0) && got < 6 << 20, "curl {code:?}, {got} bytes");
 }
 
 /// Removes the state file at the end (even on panic).
