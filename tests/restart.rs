@@ -217,7 +217,13 @@ fn crash_mid_download(
         wait_saved(lvs, "sysctl sloppy_tcp=1");
     }
     let curl = download(lvs, SIZE, max_secs, keepalive);
-    // About 2 MB in (1000 KB/s): the connection is established and mid-stream.
+    // The crash must hit the connection mid-stream: its entry is established, and
+    // about 2 MB (1000 KB/s) have gone through.
+    assert!(
+        wait_until(10, || adm(lvs, "-L -n -c").1.contains("ESTABLISHED")),
+        "the download never started: {}",
+        adm(lvs, "-L -n -c").1
+    );
     std::thread::sleep(Duration::from_secs(2));
     let pid = lvs.director_pid.unwrap();
     // SAFETY: kill(2) on the director we started.
