@@ -301,8 +301,18 @@ fn passive_numbers() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10);
+    // UVS_CASES: which of rst,syn x active,passive to run (default all four).
+    let cases = std::env::var("UVS_CASES").unwrap_or_default();
     for f in [Fault::Refuse, Fault::Blackhole] {
         for passive in [false, true] {
+            let name = format!(
+                "{}-{}",
+                if f == Fault::Refuse { "rst" } else { "syn" },
+                if passive { "passive" } else { "active" }
+            );
+            if !cases.is_empty() && !cases.split(',').any(|c| c == name) {
+                continue;
+            }
             let tag = format!("pasnum{}{}", f as u8, passive as u8);
             let mut lvs = start(&tag, passive);
             let loops = load(&mut lvs, 3, 30 * trials as u64);
@@ -310,6 +320,11 @@ fn passive_numbers() {
             for _ in 0..trials {
                 std::thread::sleep(Duration::from_secs(1));
                 if let Some(d) = detect(&mut lvs, 0, f) {
+                    if std::env::var_os("UVS_DEBUG").is_some() {
+                        let m = metrics(&lvs);
+                        let c: Vec<&str> = m.lines().filter(|l| l.starts_with("uvs_passive")).collect();
+                        eprintln!("trial: {d:?}\n{}", c.join("\n"));
+                    }
                     samples.push(d);
                 }
                 heal(&mut lvs, "rs1", f);

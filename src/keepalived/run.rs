@@ -1057,6 +1057,27 @@ mod tests {
     }
 
     #[test]
+    fn passive_check_must_name_a_nat_virtual_server_of_the_file() {
+        let path = std::env::temp_dir().join(format!("uvs-passive-unit-{}.conf", std::process::id()));
+        let nat = CONF
+            .replace("lvs_method DR", "lvs_method NAT")
+            .replace("10.0.0.1 80", "10.0.0.5 80");
+        std::fs::write(&path, format!("{CONF}{nat}")).unwrap();
+        let ctl = Arc::new(Ctl::new(Arc::new(crate::pipeline::Shared::new(Vec::new()))));
+        let mut k = Keepalived::load(ctl, path.clone(), Some("x".into())).unwrap();
+        let _ = std::fs::remove_file(&path);
+        let spec = |s: &str| vec![s.parse::<super::super::passive::PassiveSpec>().unwrap()];
+        let e = k.set_passive(spec("10.0.0.1:80")).unwrap_err();
+        assert!(
+            e.contains("declares no virtual_server 10.0.0.1 80 with NAT real servers"),
+            "{e}"
+        );
+        assert!(k.set_passive(spec("10.0.0.9:80")).is_err(), "not in the file");
+        k.set_passive(spec("10.0.0.5:80,failures=2")).unwrap();
+        assert_eq!(k.passive_targets(&k.passive[0]).collect::<Vec<_>>(), [1]);
+    }
+
+    #[test]
     fn a_passive_removal_holds_the_server_out_while_its_checker_is_up() {
         let mut s = state(CONF);
         let key = s.rs_key(0, 1);
