@@ -659,12 +659,26 @@ impl Keepalived {
     fn passive_tick(&mut self, next_id: u64, children: &mut Vec<std::process::Child>) {
         let now = Instant::now();
         let svcs = self.ctl.shared().services.load();
+        // One pass over the checkers and over each service's destinations per tick (a
+        // virtual server may have thousands of real servers).
+        let checked: HashSet<(usize, usize)> = self.state.checkers.iter().map(|c| (c.vs, c.rs)).collect();
         for sp in self.passive.clone() {
             let targets: Vec<usize> = self.passive_targets(&sp).collect();
             for vi in targets {
+                let mut counts: HashMap<(std::net::IpAddr, u16), [u64; 3]> = HashMap::new();
+                for addr in translate::service_addrs(&self.state.cfg, &self.state.cfg.services[vi]) {
+                    if let Some(s) = svcs.find(&addr) {
+                        for d in s.lock().dests.iter() {
+                            let c = counts.entry((d.addr, d.port)).or_default();
+                            for sig in crate::service::PassiveSignal::ALL {
+                                c[sig as usize] += d.passive.get(sig);
+                            }
+                        }
+                    }
+                }
                 for ri in 0..self.state.cfg.services[vi].real_servers.len() {
                     let rs = &self.state.cfg.services[vi].real_servers[ri];
-                    if !is_nat(rs) || !self.state.checkers.iter().any(|c| c.vs == vi && c.rs == ri) {
+                    if !is_nat(rs) || !checked.contains(&(vi, ri)) {
                         continue;
                     }
                     let key = self.state.rs_key(vi, ri);
@@ -673,16 +687,7 @@ impl Keepalived {
                         window.reset();
                         continue;
                     }
-                    let mut by_signal = [0u64; 3];
-                    for addr in translate::service_addrs(&self.state.cfg, &self.state.cfg.services[vi]) {
-                        if let Some(s) = svcs.find(&addr) {
-                            for d in s.lock().dests.iter().filter(|d| d.addr == rs.addr && d.port == rs.port) {
-                                for sig in crate::service::PassiveSignal::ALL {
-                                    by_signal[sig as usize] += d.passive.get(sig);
-                                }
-                            }
-                        }
-                    }
+                    let by_signal = counts.get(&(rs.addr, rs.port)).copied().unwrap_or_default();
                     let n = window.observe(now, by_signal.iter().sum(), sp.window);
                     if n < u64::from(sp.failures) {
                         continue;
