@@ -42,6 +42,17 @@ enum Cmd {
         /// keepalived's `-i`: which `@ID` lines of --keepalived apply (default: short host name).
         #[arg(long)]
         config_id: Option<String>,
+        /// Passive health checks for a NAT virtual_server of --keepalived (repeat per
+        /// virtual server): a real server that resets SYNs, answers with ICMP unreachable
+        /// or leaves SYNs unanswered (1-2 s) FAILURES times within WINDOW seconds
+        /// (default 3 within 10) is taken out as its checker would take it out, and comes
+        /// back only when its active checker next succeeds. README "Passive health checks".
+        #[arg(
+            long = "passive-check",
+            value_name = "VIP:PORT[,failures=N][,window=SECS]",
+            requires = "keepalived"
+        )]
+        passive_check: Vec<uvs::keepalived::passive::PassiveSpec>,
         /// Worker threads (default: one per core).
         #[arg(long)]
         workers: Option<usize>,
@@ -339,10 +350,12 @@ fn main() -> ExitCode {
             hardening,
             keepalived,
             config_id,
+            passive_check,
             state,
         } => uvs::director::run(uvs::director::RunOptions {
             keepalived,
             config_id,
+            passive_check,
             ifaces,
             rules,
             workers,

@@ -482,10 +482,40 @@ pub fn render(hub: &Hub) -> String {
         "uvs_real_servers {}",
         snap.services.iter().map(|s| s.dests.len()).sum::<usize>()
     );
+    render_passive(&mut out, &hub.ctl.shared().services.load());
     if let Some(b) = &hub.checks {
         crate::keepalived::run::render_metrics(&mut out, b);
     }
     out
+}
+
+/// `uvs_passive_failures_total`: the passive health checks' signals per NAT real
+/// server (counted whether or not `--passive-check` acts on the service; reset when
+/// the real server is deleted and added again).
+fn render_passive(out: &mut String, svcs: &crate::service::ServiceTable) {
+    use crate::service::PassiveSignal;
+    family(
+        out,
+        "uvs_passive_failures_total",
+        "counter",
+        "Failed connection attempts to a NAT real server seen in the traffic (signal: rst, icmp_unreachable, syn_timeout).",
+    );
+    for s in svcs.services() {
+        for d in s.lock().dests.iter() {
+            if d.method() != crate::service::ForwardMethod::Masq {
+                continue;
+            }
+            let labels = backend_labels(&s.addr, d.addr, d.port);
+            for sig in PassiveSignal::ALL {
+                let _ = writeln!(
+                    out,
+                    "uvs_passive_failures_total{{{labels},signal=\"{}\"}} {}",
+                    sig.name(),
+                    d.passive.get(sig)
+                );
+            }
+        }
+    }
 }
 
 /// One sample of an exposition: name, labels, value.
@@ -559,6 +589,35 @@ mod tests {
             h.add_worker(&w, Arc::default(), &[]);
         }
         h
+    }
+
+    #[test]
+    fn passive_failures_per_nat_real_server_and_signal() {
+        let h = hub(&[
+            "-A -t 10.0.0.100:80 -s rr",
+            "-a -t 10.0.0.100:80 -r 10.0.1.11:80 -m -w 1",
+            "-a -t 10.0.0.100:80 -r 10.0.1.12:80 -g -w 1",
+        ]);
+        let d = h
+            .ctl
+            .all_dests()
+            .into_iter()
+            .find(|d| d.port == 80 && d.addr.to_string() == "10.0.1.11");
+        d.unwrap().passive.add(crate::service::PassiveSignal::Rst);
+        let page = render(&h);
+        let samples = parse_exposition(&page).unwrap();
+        let get = |sig: &str| {
+            samples
+                .iter()
+                .filter(|(n, l, _)| {
+                    n == "uvs_passive_failures_total" && l.iter().any(|(k, v)| k == "signal" && v == sig)
+                })
+                .map(|(_, l, v)| (l.iter().find(|(k, _)| k == "remote_address").unwrap().1.clone(), *v))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(get("rst"), [("10.0.1.11".to_string(), 1.0)], "NAT real servers only");
+        assert_eq!(get("syn_timeout"), [("10.0.1.11".to_string(), 0.0)]);
+        assert!(page.contains("# TYPE uvs_passive_failures_total counter\n"));
     }
 
     #[test]

@@ -191,6 +191,57 @@ pub struct Dest {
     /// Schedulers indexing this dest's load (least-connection family), told about every
     /// counter / OVERLOAD / weight change. Empty while the dest is not indexed.
     pub(crate) watch: crate::sched::LoadWatch,
+    /// Passive health-check signals the workers saw from this NAT destination
+    /// (`uvs run --passive-check`, [`crate::keepalived::passive`]).
+    pub passive: PassiveFailures,
+}
+
+/// A failure of a NAT real server seen in the traffic that passes the director
+/// (passive health checking; `crate::pipeline` detects them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PassiveSignal {
+    /// It answered a client's SYN with RST (nothing listens on the port).
+    Rst = 0,
+    /// An ICMP destination unreachable (port, host, network, prohibited) from it about
+    /// a connection's packet.
+    Unreachable = 1,
+    /// A client's SYN got no SYN-ACK from it within the handshake timeout.
+    SynTimeout = 2,
+}
+
+impl PassiveSignal {
+    pub const ALL: [PassiveSignal; 3] = [
+        PassiveSignal::Rst,
+        PassiveSignal::Unreachable,
+        PassiveSignal::SynTimeout,
+    ];
+    /// The metric label.
+    pub fn name(self) -> &'static str {
+        match self {
+            PassiveSignal::Rst => "rst",
+            PassiveSignal::Unreachable => "icmp_unreachable",
+            PassiveSignal::SynTimeout => "syn_timeout",
+        }
+    }
+}
+
+/// Per-signal failure counters of a destination: workers add (one relaxed atomic add
+/// per failed connection, nothing per packet), the control side reads and compares.
+#[derive(Debug, Default)]
+pub struct PassiveFailures([AtomicU64; 3]);
+
+impl PassiveFailures {
+    #[inline]
+    pub fn add(&self, s: PassiveSignal) {
+        self.0[s as usize].fetch_add(1, Relaxed);
+    }
+    pub fn get(&self, s: PassiveSignal) -> u64 {
+        self.0[s as usize].load(Relaxed)
+    }
+    /// All signals together.
+    pub fn total(&self) -> u64 {
+        PassiveSignal::ALL.iter().map(|&s| self.get(s)).sum()
+    }
 }
 
 const MAC_VALID: u64 = 1 << 63;
@@ -242,6 +293,7 @@ impl Dest {
             stats: Stats::default(),
             svc_stats,
             watch: Default::default(),
+            passive: Default::default(),
         }
     }
 

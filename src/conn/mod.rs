@@ -65,6 +65,15 @@ pub mod conn_flags {
     pub const ONE_PACKET: u8 = 0x4;
     /// Indexed by its OUT tuple (a NAT entry; set by [`super::ConnTable::insert`]).
     pub const OUT_INDEXED: u8 = 0x8;
+    /// The real server has sent a packet on this connection (NAT; passive checks).
+    pub const REPLIED: u8 = 0x10;
+    /// Passive checks: an expiry sweep has already seen this NAT handshake unanswered
+    /// (the next sweep counts it as a SYN timeout).
+    pub const SYN_AGED: u8 = 0x20;
+    /// Passive checks: this connection's failure has been counted (once per handshake).
+    pub const PASSIVE_REPORTED: u8 = 0x40;
+    /// The passive-check flags, cleared when a client's SYN starts a new handshake.
+    pub const PASSIVE: u8 = REPLIED | SYN_AGED | PASSIVE_REPORTED;
 }
 
 /// The longest idle timeout an entry can hold: 2^31 - 1 ms (24.8 days). Deadlines are
@@ -135,6 +144,7 @@ impl Conn {
     pub fn tcp_packet(&mut self, flags: u8, out: bool, secure: bool, t: &Timeouts, now_ms: u64) {
         let dir = if out {
             self.flags &= !conn_flags::NO_OUTPUT;
+            self.flags |= conn_flags::REPLIED;
             Direction::Out
         } else if self.flags & conn_flags::NO_OUTPUT != 0 {
             Direction::InOnly
@@ -145,6 +155,11 @@ impl Conn {
             self.in_pkts = self.in_pkts.saturating_add(1);
         }
         let next = tcp::transition(self.state, dir, flags, secure);
+        if !out && next == TcpState::SynRecv && self.state != TcpState::SynRecv {
+            // A client's SYN starts a (new) handshake: what passive checks knew of the
+            // previous one (an entry reused from TIME_WAIT or CLOSE) no longer holds.
+            self.flags &= !conn_flags::PASSIVE;
+        }
         if next != self.state {
             let was = self.flags & conn_flags::ACTIVE != 0;
             let now_active = next.is_active();
@@ -547,6 +562,24 @@ impl ConnTable {
     pub fn expire(&mut self, now_ms: u64) -> usize {
         let one = usize::from(self.one_packet.take().is_some());
         one + self.retain(|_, c| !c.is_expired(now_ms))
+    }
+    /// [`expire`](Self::expire), and `visit` every entry that stays (the same one pass
+    /// over the table: the passive checks' once-a-second look at handshakes).
+    pub fn expire_visit(&mut self, now_ms: u64, mut visit: impl FnMut(&ConnKey, &mut Conn)) -> usize {
+        let mut removed = usize::from(self.one_packet.take().is_some());
+        for i in 0..self.slots {
+            let Slot::Used(_, c) = slot(&self.chunks, i) else {
+                continue;
+            };
+            if c.is_expired(now_ms) {
+                drop(self.unlink(i));
+                removed += 1;
+            } else {
+                let (k, c) = used_mut(&mut self.chunks, i);
+                visit(k, c);
+            }
+        }
+        removed
     }
     /// Keep only the entries for which `keep` is true (the drop_entry defense);
     /// returns how many were removed.

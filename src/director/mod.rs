@@ -58,6 +58,8 @@ pub struct RunOptions {
     pub keepalived: Option<PathBuf>,
     /// keepalived's `-i`: which `@ID` lines apply (default: the short host name).
     pub config_id: Option<String>,
+    /// `--passive-check`: passive health checks on these keepalived virtual servers.
+    pub passive_check: Vec<crate::keepalived::passive::PassiveSpec>,
     /// The state file (see [`state`]); default beside the control socket.
     pub state: Option<PathBuf>,
 }
@@ -181,11 +183,11 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     let restored = state::restore_at_start(&ctl, &state_path, config_id);
     // keepalived.conf after the rules: it owns the services it declares.
     let keepalived = match &opts.keepalived {
-        Some(p) => Some(crate::keepalived::run::Keepalived::load(
-            ctl.clone(),
-            p.clone(),
-            opts.config_id.clone(),
-        )?),
+        Some(p) => {
+            let mut k = crate::keepalived::run::Keepalived::load(ctl.clone(), p.clone(), opts.config_id.clone())?;
+            k.set_passive(opts.passive_check.clone())?;
+            Some(k)
+        }
         None => None,
     };
     // Bound before anything starts: a busy socket or port starts nothing.

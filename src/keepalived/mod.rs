@@ -11,6 +11,7 @@
 
 pub mod conf;
 pub mod lex;
+pub mod passive;
 pub mod run;
 pub mod translate;
 

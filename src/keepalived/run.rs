@@ -84,7 +84,13 @@ struct State {
     /// vs index -> quorum state up.
     quorum_up: Vec<bool>,
     owned: HashSet<ServiceAddr>,
+    /// Real servers taken out by passive checks, with the first checker attempt id
+    /// that may bring them back (see [`super::passive`]).
+    passive_down: HashMap<RsKey, u64>,
 }
+
+/// A real server of a virtual server, by address (stable across reloads).
+type RsKey = (super::conf::VsAddr, std::net::IpAddr, u16);
 
 /// The running keepalived configuration.
 pub struct Keepalived {
@@ -94,6 +100,9 @@ pub struct Keepalived {
     state: State,
     status: Arc<Mutex<Vec<Status>>>,
     stop: Arc<AtomicBool>,
+    /// `--passive-check` virtual servers, and each real server's recent failures.
+    passive: Vec<super::passive::PassiveSpec>,
+    windows: HashMap<RsKey, super::passive::Window>,
 }
 
 fn kind_name(k: &CheckKind) -> &'static str {
@@ -243,6 +252,12 @@ fn build_checkers(cfg: &Config, now: Instant, old: &HashMap<Key, Rt>) -> Vec<Rt>
 impl State {
     fn rs_alive(&self, vi: usize, ri: usize) -> bool {
         self.checkers.iter().filter(|c| c.vs == vi && c.rs == ri).all(|c| c.up)
+            && !self.passive_down.contains_key(&self.rs_key(vi, ri))
+    }
+
+    fn rs_key(&self, vi: usize, ri: usize) -> RsKey {
+        let vs = &self.cfg.services[vi];
+        (vs.addr.clone(), vs.real_servers[ri].addr, vs.real_servers[ri].port)
     }
 
     /// misc_dynamic's weight for a real server, if a MISC_CHECK set one.
@@ -337,6 +352,7 @@ impl Keepalived {
             alive: HashMap::new(),
             quorum_up: Vec::new(),
             owned: HashSet::new(),
+            passive_down: HashMap::new(),
         };
         state.init_alive_and_quorum();
         let table = state.table();
@@ -361,6 +377,52 @@ impl Keepalived {
             state,
             status: Arc::new(Mutex::new(Vec::new())),
             stop: Arc::new(AtomicBool::new(false)),
+            passive: Vec::new(),
+            windows: HashMap::new(),
+        })
+    }
+
+    /// Turn on passive checks (`--passive-check`) for these virtual servers: each must
+    /// be a `virtual_server IP PORT` of the file with NAT real servers.
+    pub fn set_passive(&mut self, specs: Vec<super::passive::PassiveSpec>) -> Result<(), String> {
+        for sp in &specs {
+            let vss: Vec<usize> = self.passive_targets(sp).collect();
+            if vss.is_empty() {
+                return Err(format!(
+                    "--passive-check {}: {} declares no virtual_server {} {} with NAT real servers",
+                    SocketAddr::new(sp.addr, sp.port),
+                    self.path.display(),
+                    sp.addr,
+                    sp.port
+                ));
+            }
+            for vi in vss {
+                let vs = &self.state.cfg.services[vi];
+                for (ri, rs) in vs.real_servers.iter().enumerate() {
+                    if is_nat(rs) && !self.state.checkers.iter().any(|c| c.vs == vi && c.rs == ri) {
+                        tracing::warn!(
+                            "passive check: real server {} of VS {} has no checker; passive checks do not take it out (nothing could bring it back)",
+                            vs.fmt_rs(rs),
+                            vs.fmt()
+                        );
+                    }
+                }
+            }
+            tracing::info!(
+                "passive check on VS {}: {} failures within {} s take a NAT real server out",
+                SocketAddr::new(sp.addr, sp.port),
+                sp.failures,
+                sp.window.as_secs_f64()
+            );
+        }
+        self.passive = specs;
+        Ok(())
+    }
+
+    /// The virtual servers a `--passive-check` names (with a NAT real server).
+    fn passive_targets<'a>(&'a self, sp: &'a super::passive::PassiveSpec) -> impl Iterator<Item = usize> + 'a {
+        self.state.cfg.services.iter().enumerate().filter_map(move |(vi, vs)| {
+            (vs.addr == super::conf::VsAddr::Inet(sp.addr, sp.port) && vs.real_servers.iter().any(is_nat)).then_some(vi)
         })
     }
 
@@ -390,6 +452,7 @@ impl Keepalived {
     fn main(&mut self, hup: Arc<AtomicBool>) {
         let mut probes = Probes::new();
         let mut next_id: u64 = 1;
+        let mut passive_at = Instant::now();
         let mut attempts: HashMap<u64, Key> = HashMap::new();
         let mut children: Vec<std::process::Child> = Vec::new();
         while !self.stop.load(Ordering::Relaxed) {
@@ -414,14 +477,23 @@ impl Keepalived {
                 .map(|c| c.next.saturating_duration_since(now))
                 .min()
                 .unwrap_or(Duration::from_millis(200))
-                .min(Duration::from_millis(200));
+                .min(if self.passive.is_empty() {
+                    Duration::from_millis(200)
+                } else {
+                    super::passive::POLL
+                });
             for (id, outcome, latency) in probes.poll(wait) {
                 let Some(key) = attempts.remove(&id) else { continue };
                 let Some(ci) = self.state.checkers.iter().position(|c| c.key == key) else {
                     continue;
                 };
                 self.state.checkers[ci].attempt = None;
+                self.passive_recheck(ci, id, &outcome);
                 self.on_result(ci, outcome, latency, &mut children);
+            }
+            if !self.passive.is_empty() && passive_at.elapsed() >= super::passive::POLL {
+                passive_at = Instant::now();
+                self.passive_tick(next_id, &mut children);
             }
             children.retain_mut(|c| matches!(c.try_wait(), Ok(None)));
             self.publish();
@@ -511,7 +583,6 @@ impl Keepalived {
         }
         let vs = self.state.cfg.services[vi].clone();
         let rs = vs.real_servers[ri].clone();
-        let inhibit = rs.inhibit.unwrap_or(false);
         if weight_changed && was == now_alive {
             let w = self.state.dyn_weight(vi, ri).unwrap_or(rs.weight.unwrap_or(1));
             tracing::info!(
@@ -520,33 +591,134 @@ impl Keepalived {
             );
         }
         if was != now_alive {
-            let verb = match (now_alive, inhibit) {
-                (true, true) => "Enabl",
-                (true, false) => "Add",
-                (false, true) => "Disabl",
-                (false, false) => "Remov",
-            };
-            let prep = if inhibit {
-                "of"
-            } else if now_alive {
-                "to"
-            } else {
-                "from"
-            };
-            tracing::info!("{verb}ing service {rs_name} {prep} VS {vs_name}");
-            self.state.alive.insert((vi, ri), now_alive);
-            let script = if now_alive { &rs.notify_up } else { &rs.notify_down };
-            if let Some(s) = script {
-                match std::process::Command::new(&s.argv[0]).args(&s.argv[1..]).spawn() {
-                    Ok(c) => children.push(c),
-                    Err(e) => tracing::warn!("notify script {}: {e}", s.argv[0]),
-                }
-            }
+            self.server_transition(vi, ri, now_alive, children);
         }
         self.update_quorum(vi, children);
         let table = self.state.table_for(vi);
         if let Err(e) = translate::reconcile(&self.ctl, &table, &HashSet::new()) {
             tracing::error!("keepalived: VS {vs_name}: {e}");
+        }
+    }
+
+    /// A real server becomes alive or dead (ipwrapper.c `perform_svr_state`): the log
+    /// line and the notify script; the caller updates quorum and the table.
+    fn server_transition(&mut self, vi: usize, ri: usize, now_alive: bool, children: &mut Vec<std::process::Child>) {
+        let vs = &self.state.cfg.services[vi];
+        let rs = &vs.real_servers[ri];
+        let (vs_name, rs_name) = (vs.fmt(), vs.fmt_rs(rs));
+        let inhibit = rs.inhibit.unwrap_or(false);
+        let verb = match (now_alive, inhibit) {
+            (true, true) => "Enabl",
+            (true, false) => "Add",
+            (false, true) => "Disabl",
+            (false, false) => "Remov",
+        };
+        let prep = if inhibit {
+            "of"
+        } else if now_alive {
+            "to"
+        } else {
+            "from"
+        };
+        tracing::info!("{verb}ing service {rs_name} {prep} VS {vs_name}");
+        let script = if now_alive { &rs.notify_up } else { &rs.notify_down };
+        if let Some(s) = script {
+            match std::process::Command::new(&s.argv[0]).args(&s.argv[1..]).spawn() {
+                Ok(c) => children.push(c),
+                Err(e) => tracing::warn!("notify script {}: {e}", s.argv[0]),
+            }
+        }
+        self.state.alive.insert((vi, ri), now_alive);
+    }
+
+    /// A checker's result: a success of an attempt started after a passive removal
+    /// lifts it (on_result then brings the server back if all its checkers are up).
+    fn passive_recheck(&mut self, ci: usize, id: u64, outcome: &Outcome) {
+        if matches!(outcome, Outcome::Down(_)) || self.state.passive_down.is_empty() {
+            return;
+        }
+        let (vi, ri) = (self.state.checkers[ci].vs, self.state.checkers[ci].rs);
+        let key = self.state.rs_key(vi, ri);
+        if self.state.passive_down.get(&key).is_some_and(|&since| id >= since) {
+            self.state.passive_down.remove(&key);
+            let vs = &self.state.cfg.services[vi];
+            tracing::info!(
+                "Passive check: {} check of service {} of VS {} succeeded after its removal",
+                self.state.checkers[ci].kind,
+                vs.fmt_rs(&vs.real_servers[ri]),
+                vs.fmt()
+            );
+            // Make on_result see a change even when the checker itself stayed up.
+            self.state.alive.insert((vi, ri), false);
+        }
+    }
+
+    /// Read the workers' failure counters of every opted-in NAT real server; take out
+    /// a live one that reached its threshold. `next_id` is the id the next checker
+    /// attempt will get: only attempts from it on may bring the server back.
+    fn passive_tick(&mut self, next_id: u64, children: &mut Vec<std::process::Child>) {
+        let now = Instant::now();
+        let svcs = self.ctl.shared().services.load();
+        // One pass over the checkers and over each service's destinations per tick (a
+        // virtual server may have thousands of real servers).
+        let checked: HashSet<(usize, usize)> = self.state.checkers.iter().map(|c| (c.vs, c.rs)).collect();
+        for sp in self.passive.clone() {
+            let targets: Vec<usize> = self.passive_targets(&sp).collect();
+            for vi in targets {
+                let mut counts: HashMap<(std::net::IpAddr, u16), [u64; 3]> = HashMap::new();
+                for addr in translate::service_addrs(&self.state.cfg, &self.state.cfg.services[vi]) {
+                    if let Some(s) = svcs.find(&addr) {
+                        for d in s.lock().dests.iter() {
+                            let c = counts.entry((d.addr, d.port)).or_default();
+                            for sig in crate::service::PassiveSignal::ALL {
+                                c[sig as usize] += d.passive.get(sig);
+                            }
+                        }
+                    }
+                }
+                for ri in 0..self.state.cfg.services[vi].real_servers.len() {
+                    let rs = &self.state.cfg.services[vi].real_servers[ri];
+                    if !is_nat(rs) || !checked.contains(&(vi, ri)) {
+                        continue;
+                    }
+                    let key = self.state.rs_key(vi, ri);
+                    let window = self.windows.entry(key.clone()).or_default();
+                    if !self.state.alive.get(&(vi, ri)).copied().unwrap_or(true) {
+                        window.reset();
+                        continue;
+                    }
+                    let by_signal = counts.get(&(rs.addr, rs.port)).copied().unwrap_or_default();
+                    let n = window.observe(now, by_signal.iter().sum(), sp.window);
+                    if n < u64::from(sp.failures) {
+                        continue;
+                    }
+                    window.reset();
+                    let vs = &self.state.cfg.services[vi];
+                    let vs_name = vs.fmt();
+                    tracing::info!(
+                        "Passive check on service {} of VS {vs_name} failed: {n} failed connections within {} s \
+                         (counted so far: {} reset, {} ICMP unreachable, {} SYN timeout).",
+                        vs.fmt_rs(rs),
+                        sp.window.as_secs_f64(),
+                        by_signal[0],
+                        by_signal[1],
+                        by_signal[2]
+                    );
+                    self.state.passive_down.insert(key, next_id);
+                    // Check it again at once: a false alarm costs one check.
+                    for c in self.state.checkers.iter_mut().filter(|c| c.vs == vi && c.rs == ri) {
+                        if c.attempt.is_none() {
+                            c.next = now;
+                        }
+                    }
+                    self.server_transition(vi, ri, false, children);
+                    self.update_quorum(vi, children);
+                    let table = self.state.table_for(vi);
+                    if let Err(e) = translate::reconcile(&self.ctl, &table, &HashSet::new()) {
+                        tracing::error!("keepalived: VS {vs_name}: {e}");
+                    }
+                }
+            }
         }
     }
 
@@ -624,7 +796,15 @@ impl Keepalived {
             alive: HashMap::new(),
             quorum_up: Vec::new(),
             owned: HashSet::new(),
+            passive_down: HashMap::new(),
         };
+        // Servers taken out by passive checks stay out until their checker passes.
+        next.passive_down = self.state.passive_down.clone();
+        let known: HashSet<RsKey> = (0..next.cfg.services.len())
+            .flat_map(|vi| (0..next.cfg.services[vi].real_servers.len()).map(move |ri| (vi, ri)))
+            .map(|(vi, ri)| next.rs_key(vi, ri))
+            .collect();
+        next.passive_down.retain(|k, _| known.contains(k));
         next.init_alive_and_quorum();
         let table = next.table();
         if let Err(e) = translate::reconcile(&self.ctl, &table, &self.state.owned) {
@@ -686,6 +866,11 @@ impl Keepalived {
             .collect();
         *self.status.lock().unwrap_or_else(|e| e.into_inner()) = v;
     }
+}
+
+/// Is this a NAT real server (the only kind passive checks see)?
+fn is_nat(rs: &super::conf::RealServer) -> bool {
+    translate::dest_config(rs, 0).method == crate::service::ForwardMethod::Masq
 }
 
 /// The checkers' published states.
@@ -845,6 +1030,7 @@ mod tests {
             alive: HashMap::new(),
             quorum_up: Vec::new(),
             owned: HashSet::new(),
+            passive_down: HashMap::new(),
         };
         s.init_alive_and_quorum();
         s
@@ -873,6 +1059,45 @@ mod tests {
         s.checkers[0].up = false;
         s.alive.insert((0, 0), false);
         assert_eq!(addrs(&s.dests(0)), ["10.0.0.2:80 w0", "10.0.0.9:80 w1"]);
+    }
+
+    #[test]
+    fn passive_check_must_name_a_nat_virtual_server_of_the_file() {
+        let path = std::env::temp_dir().join(format!("uvs-passive-unit-{}.conf", std::process::id()));
+        let nat = CONF
+            .replace("lvs_method DR", "lvs_method NAT")
+            .replace("10.0.0.1 80", "10.0.0.5 80");
+        std::fs::write(&path, format!("{CONF}{nat}")).unwrap();
+        let ctl = Arc::new(Ctl::new(Arc::new(crate::pipeline::Shared::new(Vec::new()))));
+        let mut k = Keepalived::load(ctl, path.clone(), Some("x".into())).unwrap();
+        let _ = std::fs::remove_file(&path);
+        let spec = |s: &str| vec![s.parse::<super::super::passive::PassiveSpec>().unwrap()];
+        let e = k.set_passive(spec("10.0.0.1:80")).unwrap_err();
+        assert!(
+            e.contains("declares no virtual_server 10.0.0.1 80 with NAT real servers"),
+            "{e}"
+        );
+        assert!(k.set_passive(spec("10.0.0.9:80")).is_err(), "not in the file");
+        k.set_passive(spec("10.0.0.5:80,failures=2")).unwrap();
+        assert_eq!(k.passive_targets(&k.passive[0]).collect::<Vec<_>>(), [1]);
+    }
+
+    #[test]
+    fn a_passive_removal_holds_the_server_out_while_its_checker_is_up() {
+        let mut s = state(CONF);
+        let key = s.rs_key(0, 1);
+        s.passive_down.insert(key.clone(), 7);
+        assert!(s.checkers[1].up, "the checker itself stays up");
+        assert!(!s.rs_alive(0, 1) && s.rs_alive(0, 0));
+        s.alive.insert((0, 1), false);
+        s.quorum_up[0] = true;
+        assert_eq!(
+            addrs(&s.dests(0)),
+            ["10.0.0.2:80 w1"],
+            "removed (no inhibit_on_failure)"
+        );
+        s.passive_down.remove(&key);
+        assert!(s.rs_alive(0, 1));
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod counters;
 pub mod fixture;
 mod inbound;
 mod outbound;
+pub mod passive;
 mod schedule;
 
 use std::sync::Arc;
@@ -197,7 +198,8 @@ impl Worker {
 
     /// Reap idle connections (call about once a second).
     pub fn expire(&mut self, now_ms: u64) -> usize {
-        self.conns.expire(now_ms)
+        // The same pass looks at unanswered NAT handshakes (passive health checks).
+        self.conns.expire_visit(now_ms, passive::sweep)
     }
 
     /// The defenses' once-a-second work (IPVS `defense_work`): re-evaluate which are

@@ -47,6 +47,7 @@ impl Worker {
         };
         let (oif, mac) = hop;
         if pkt.proto == ipv4::proto::TCP {
+            super::passive::on_reply(conn, pkt.tcp_flags);
             conn.tcp_packet(pkt.tcp_flags, true, secure, &sh.timeouts, now_ms);
         } else {
             conn.udp_packet(true, &sh.timeouts, now_ms);
@@ -82,6 +83,7 @@ impl Worker {
         let Some((ik, conn)) = self.conns.get_out_mut(&ok) else {
             return Verdict::Pass;
         };
+        super::passive::on_icmp(conn, e.proto, e.ip);
         let (oif, mac) = match reverse_hop(sh, conn, ok.caddr) {
             Ok(h) => h,
             Err(ev) => {

@@ -1035,3 +1035,97 @@ fn nat_reply_finds_a_route_that_came_back_after_the_connection() {
     let eth = ethernet::Frame::new_checked(&out.frames[0].1[..]).unwrap();
     assert_eq!(eth.dst(), CLIENT_MAC);
 }
+
+/// The NAT real server of [`RULES_ALL`] (RS1:8888 behind VIP:8080).
+fn nat_dest(ctl: &crate::ctl::Ctl) -> std::sync::Arc<crate::service::Dest> {
+    ctl.all_dests()
+        .into_iter()
+        .find(|d| d.method() == crate::service::ForwardMethod::Masq && d.port == 8888)
+        .unwrap()
+}
+
+/// RS1:8888's reset to the client's `cport` (RST+ACK, as a closed port answers a SYN).
+fn rst_frame(cport: u16) -> Vec<u8> {
+    let b = etherparse::PacketBuilder::ethernet2(RS1_MAC, DIRECTOR_MAC).ipv4(RS1, CLIENT, 64);
+    let mut v = Vec::new();
+    b.tcp(8888, cport, 0, 0).rst().ack(1001).write(&mut v, b"").unwrap();
+    v
+}
+
+#[test]
+fn passive_a_reset_to_a_syn_counts_once_and_still_reaches_the_client() {
+    use crate::service::PassiveSignal::*;
+    let (sh, ctl) = director_all();
+    let d = nat_dest(&ctl);
+    let mut w = Worker::new(0, 100);
+    run(&mut w, &sh, &tcp_frame(40000, 8080, true, false, b""), 0);
+    let (v, out) = run(&mut w, &sh, &rst_frame(40000), 1);
+    assert_eq!(v, Verdict::Forwarded, "the client gets its reset");
+    let ip = ip_of(&out.frames[0].1);
+    assert_eq!((ip.src(), ip.dst()), (VIP, CLIENT));
+    assert_eq!(d.passive.get(Rst), 1);
+    run(&mut w, &sh, &rst_frame(40000), 2);
+    assert_eq!(d.passive.get(Rst), 1, "once per handshake");
+    // A connection the server answered and then reset is no failure.
+    run(&mut w, &sh, &tcp_frame(40001, 8080, true, false, b""), 3);
+    run(&mut w, &sh, &reply_frame(RS1, RS1_MAC, 8888, 40001, true, b""), 4);
+    run(&mut w, &sh, &rst_frame(40001), 5);
+    assert_eq!(d.passive.total(), 1);
+}
+
+#[test]
+fn passive_icmp_unreachable_about_a_syn_counts() {
+    use crate::service::PassiveSignal::*;
+    let (sh, ctl) = director_all();
+    let d = nat_dest(&ctl);
+    let mut w = Worker::new(0, 100);
+    let (_, out) = run(&mut w, &sh, &tcp_frame(40000, 8080, true, false, b""), 0);
+    let forwarded = out.frames[0].1[14..].to_vec();
+    // Fragmentation needed is path MTU news, not a failure.
+    let frag = icmp_frame(RS1, CLIENT, RS1_MAC, 3, 4, 1400, &forwarded);
+    run(&mut w, &sh, &frag, 1);
+    assert_eq!(d.passive.total(), 0);
+    let unreach = icmp_frame(RS1, CLIENT, RS1_MAC, 3, 1, 0, &forwarded);
+    assert_eq!(run(&mut w, &sh, &unreach, 1).0, Verdict::Forwarded);
+    assert_eq!(d.passive.get(Unreachable), 1);
+    // UDP: a port unreachable about a datagram.
+    let (_, out) = run(&mut w, &sh, &udp_frame(5353, 54, b"q"), 2);
+    let udp_d = ctl
+        .all_dests()
+        .into_iter()
+        .find(|d| d.method() == crate::service::ForwardMethod::Masq && d.port == 5454)
+        .unwrap();
+    let unreach = icmp_frame(RS1, CLIENT, RS1_MAC, 3, 3, 0, &out.frames[0].1[14..]);
+    run(&mut w, &sh, &unreach, 3);
+    assert_eq!(udp_d.passive.get(Unreachable), 1);
+}
+
+#[test]
+fn passive_a_syn_unanswered_at_two_sweeps_is_a_timeout() {
+    use crate::service::PassiveSignal::*;
+    let (sh, ctl) = director_all();
+    let d = nat_dest(&ctl);
+    let mut w = Worker::new(0, 100);
+    run(&mut w, &sh, &tcp_frame(40000, 8080, true, false, b""), 0);
+    // Answered: never a timeout.
+    run(&mut w, &sh, &tcp_frame(40001, 8080, true, false, b""), 0);
+    run(&mut w, &sh, &reply_frame(RS1, RS1_MAC, 8888, 40001, true, b""), 100);
+    w.expire(1000);
+    assert_eq!(d.passive.total(), 0, "one sweep only marks");
+    // The client's retransmitted SYN changes nothing.
+    run(&mut w, &sh, &tcp_frame(40000, 8080, true, false, b""), 1000);
+    w.expire(2000);
+    assert_eq!(d.passive.get(SynTimeout), 1);
+    w.expire(3000);
+    assert_eq!(d.passive.total(), 1, "counted once");
+    assert_eq!(w.conns.len(), 2, "the sweep expires nothing early");
+    // DR entries (no replies seen, ever) are never counted.
+    run(&mut w, &sh, &tcp_frame(40002, 80, true, false, b""), 3000);
+    w.expire(4000);
+    w.expire(5000);
+    assert!(
+        ctl.all_dests()
+            .iter()
+            .all(|d| d.passive.total() == u64::from(d.port == 8888))
+    );
+}
