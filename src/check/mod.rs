@@ -1063,7 +1063,7 @@ mod tests {
         assert_eq!(r1[0].1, Outcome::Up, "{r1:?}");
         assert_eq!(r2[0].1, Outcome::Down("MD5 digest error to".into()), "{r2:?}");
         assert!(
-            matches!(&r3[0].1, Outcome::Down(r) if r.contains("status code error (404)")),
+            matches!(&r3[0].1, Outcome::Down(r) if r.contains("status code error (200)")),
             "{r3:?}"
         );
         assert!(matches!(&r4[0].1, Outcome::Down(_)), "{r4:?}");

@@ -1032,4 +1032,25 @@ mod tests {
         assert_eq!(next[0].dyn_weight, Some(5), "unchanged checker keeps its state");
         assert!(next[1].up && next[1].transitions == 0, "changed checker starts afresh");
     }
+
+    #[test]
+    fn ha_suspend_runs_checkers_only_while_the_address_is_local() {
+        let s = state(
+            "virtual_server 127.0.0.1 80 {\n protocol TCP\n ha_suspend\n real_server 127.0.0.2 80 {\n  TCP_CHECK {\n  }\n }\n}\n\
+             virtual_server 192.0.2.77 80 {\n protocol TCP\n ha_suspend\n real_server 127.0.0.2 80 {\n  TCP_CHECK {\n  }\n }\n}\n\
+             virtual_server 192.0.2.78 80 {\n protocol TCP\n real_server 127.0.0.2 80 {\n  TCP_CHECK {\n  }\n }\n}\n",
+        );
+        let mut k = Keepalived {
+            ctl: Arc::new(Ctl::new(Arc::new(crate::pipeline::Shared::new(Vec::new())))),
+            path: "k.conf".into(),
+            config_id: None,
+            state: s,
+            status: Arc::new(Mutex::new(Vec::new())),
+            stop: Arc::new(AtomicBool::new(false)),
+        };
+        k.ha_suspend(true);
+        let enabled: Vec<bool> = k.state.checkers.iter().map(|c| c.enabled).collect();
+        // 127.0.0.1 is on lo; 192.0.2.77 is nowhere; 192.0.2.78 has no ha_suspend.
+        assert_eq!(enabled, [true, false, true]);
+    }
 }
