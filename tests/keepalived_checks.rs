@@ -48,12 +48,22 @@ fn weight(line: &str) -> Option<&str> {
     line.split_whitespace().nth(3)
 }
 
+fn checks(lvs: &Lvs) -> String {
+    let out = Command::new(UVS)
+        .args(["checks"])
+        .env("UVS_CONTROL", lvs.control_path())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
 fn wait_log(lvs: &Lvs, secs: u64, text: &str) {
     assert!(
         wait_until(secs, || lvs.director_log().contains(text)),
-        "no {text:?} in the log:\n{}\n{}",
+        "no {text:?} in the log:\n{}\n{}\n{}",
         lvs.director_log(),
-        list(lvs)
+        list(lvs),
+        checks(lvs)
     );
 }
 
@@ -156,6 +166,20 @@ fn ssl_udp_dns_and_ping_checks_follow_their_servers() {
         .iter()
         .map(|h| dns_responder(lvs.bed.ns(h), stop.clone()))
         .collect();
+    // Listening before the director starts (a first failed attempt is retried
+    // silently, and the success after it is not a transition keepalived logs).
+    for h in ["rs1", "rs2"] {
+        assert!(
+            wait_until(10, || lvs
+                .bed
+                .exec_any(
+                    h,
+                    &["sh", "-c", "ss -ltn | grep -q ':443 ' && ss -lun | grep -q ':5353 '"]
+                )
+                .is_ok_and(|o| o.status.success())),
+            "servers not listening in {h}"
+        );
+    }
     let digest = uvs::check::md5_hex(b"rs1 ok\n");
     let timers = "connect_timeout 1\n retry 1\n delay_before_retry 0.2\n";
     let conf = format!(
@@ -225,12 +249,7 @@ fn ssl_udp_dns_and_ping_checks_follow_their_servers() {
         lvs.director_log()
     );
     // The checker board shows each kind.
-    let out = Command::new(UVS)
-        .args(["checks"])
-        .env("UVS_CONTROL", lvs.control_path())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let text = checks(&lvs);
     for k in ["SSL_GET", "UDP_CHECK", "PING_CHECK", "DNS_CHECK"] {
         assert!(text.contains(k), "{text}");
     }
@@ -467,6 +486,11 @@ fn sighup_under_load_loses_no_request() {
     let applied = Instant::now();
     let answers = load.join().unwrap();
     let failed: Vec<_> = answers.iter().filter(|a| !a.1).collect();
+    eprintln!(
+        "SIGHUP under load: {} requests, {} failed",
+        answers.len(),
+        answers.iter().filter(|a| !a.1).count()
+    );
     assert!(
         failed.is_empty(),
         "{} of {} requests failed",
