@@ -576,6 +576,10 @@ impl Keepalived {
                     }
                     ("UDP_CHECK", _) => tracing::info!("UDP connection to {rs_name} failed."),
                     ("DNS_CHECK", r) => tracing::info!("DNS_CHECK ({rs_name}) {r}"),
+                    ("PING_CHECK", "timeout") => {
+                        tracing::info!("ICMP connection to address {rs_name} timeout.")
+                    }
+                    ("PING_CHECK", _) => tracing::info!("ICMP connection to {rs_name} of {vs_name} failed."),
                     (k, r) => tracing::info!("{k} connection to {rs_name} {r}."),
                 }
             }
