@@ -459,51 +459,37 @@ impl Probes {
     }
 
     fn open_conn(&mut self, id: u64, spec: &Spec, url: usize, started: Instant, now: Instant) -> Result<Conn, String> {
-        let mut c = Conn {
-            id,
-            io: Io::Dgram(UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?),
-            tls: None,
-            expect: 0,
-            raw: false,
-            connected: true,
-            deadline: now + spec.timeout,
-            started,
-            spec: spec.clone(),
-            url,
-            req: Vec::new(),
-            sent: 0,
-            buf: Vec::new(),
-        };
         self.seq = self.seq.wrapping_add(1);
         let fail = |e: std::io::Error| format!("failed: {e}");
-        match &spec.probe {
+        let (mut tls, mut expect, mut raw, mut req) = (None, 0, false, Vec::new());
+        let io = match &spec.probe {
             Probe::Udp(u) => {
                 let s = udp_socket(spec.dst, spec.bind).map_err(fail)?;
                 s.send(&u.payload).map_err(fail)?;
-                c.io = Io::Dgram(s);
+                Io::Dgram(s)
             }
             Probe::Dns { qtype, name } => {
                 let s = udp_socket(spec.dst, spec.bind).map_err(|_| "connection error.".to_string())?;
-                // The id: the sequence mixed with the clock (check_dns.c uses random()).
-                let qid = self.seq ^ (now.elapsed().subsec_nanos() as u16) ^ (started.elapsed().as_nanos() as u16);
-                c.expect = qid as u32;
+                // An unpredictable id (check_dns.c uses random()): std's randomly keyed
+                // hasher over the sequence number.
+                use std::hash::BuildHasher;
+                let qid = std::collections::hash_map::RandomState::new().hash_one(self.seq) as u16;
+                expect = qid as u32;
                 s.send(&dns_query(qid, name, *qtype))
                     .map_err(|_| "failed to write socket.".to_string())?;
-                c.io = Io::Dgram(s);
+                Io::Dgram(s)
             }
             Probe::Ping => {
-                let (s, raw) = icmp_socket(spec.dst, spec.bind).map_err(fail)?;
+                let (s, is_raw) = icmp_socket(spec.dst, spec.bind).map_err(fail)?;
                 let echo_id = std::process::id() as u16;
-                c.expect = (echo_id as u32) << 16 | self.seq as u32;
-                c.raw = raw;
+                expect = (echo_id as u32) << 16 | self.seq as u32;
+                raw = is_raw;
                 s.send(&echo_request(spec.dst.is_ipv6(), echo_id, self.seq))
                     .map_err(|e| format!("send ICMP packet fail: {e}"))?;
-                c.io = Io::Dgram(s);
+                Io::Dgram(s)
             }
             Probe::Tcp | Probe::Http { .. } => {
                 let fd = connect_nonblocking(spec.dst, spec.bind).map_err(fail)?;
-                c.io = Io::Stream(TcpStream::from(fd));
-                c.connected = false;
                 if let Probe::Http {
                     urls,
                     protocol,
@@ -512,19 +498,34 @@ impl Probes {
                     sni,
                 } = &spec.probe
                 {
-                    c.req = request(spec, &urls[url], protocol, virtualhost);
+                    req = request(spec, &urls[url], protocol, virtualhost);
                     if *ssl {
                         let name = urls[url].virtualhost.as_ref().or(virtualhost.as_ref()).filter(|_| *sni);
                         let mut t = tls::connect(spec.dst.ip(), name.map(String::as_str))?;
                         // Buffered by rustls until the handshake completes.
-                        t.writer().write_all(&c.req).map_err(|e| e.to_string())?;
-                        c.tls = Some(Box::new(t));
+                        t.writer().write_all(&req).map_err(|e| e.to_string())?;
+                        tls = Some(Box::new(t));
                     }
                 }
+                Io::Stream(TcpStream::from(fd))
             }
             Probe::Script { .. } => return Err("not a network probe".into()),
-        }
-        Ok(c)
+        };
+        Ok(Conn {
+            id,
+            connected: matches!(io, Io::Dgram(_)),
+            io,
+            tls,
+            expect,
+            raw,
+            deadline: now + spec.timeout,
+            started,
+            spec: spec.clone(),
+            url,
+            req,
+            sent: 0,
+            buf: Vec::new(),
+        })
     }
 
     /// Forget attempt `id` (its checker is gone).
