@@ -28,6 +28,8 @@ deps() {
     command -v nft >/dev/null 2>&1 || need+=(nftables)
     # keepalived -t is the oracle of tests/keepalived.rs (keepalived.conf parsing).
     command -v keepalived >/dev/null 2>&1 || need+=(keepalived)
+    # openssl s_server is the TLS server of the SSL_GET tests (src/check, tests/keepalived_checks.rs).
+    command -v openssl >/dev/null 2>&1 || need+=(openssl)
     if [ ${#need[@]} -gt 0 ]; then
         if [ "$(id -u)" -ne 0 ]; then
             echo "dev.sh: missing ${need[*]}; run as root (sudo) so they can be installed" >&2

@@ -1,5 +1,6 @@
 //! Health-check probes: the I/O half of keepalived's checkers (check/check_tcp.c,
-//! check/check_http.c, check/check_misc.c), without their state machine (that is
+//! check/check_http.c, check/check_ssl.c, check/check_udp.c, check/check_dns.c,
+//! check/check_ping.c, check/check_misc.c), without their state machine (that is
 //! [`crate::keepalived::run`]).
 //!
 //! One thread drives every probe: non-blocking sockets from the director's own network
@@ -10,8 +11,10 @@
 //! and stays in the hundreds-to-thousands, where one `poll` per wake-up is cheap and
 //! needs no registration bookkeeping.
 
+mod tls;
+
 use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -20,21 +23,32 @@ use md5::Digest;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrStorage, sockopt};
 
-use crate::keepalived::conf::Url;
+use crate::keepalived::conf::{UdpCheck, Url};
 
 /// What to probe.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Probe {
     /// TCP_CHECK: the connection completes.
     Tcp,
-    /// HTTP_GET: for every url, the status is accepted and the body's MD5 matches.
+    /// HTTP_GET and SSL_GET: for every url, the status is accepted and the body's MD5
+    /// matches.
     Http {
         urls: Vec<Url>,
         /// "1.0", "1.0C" or "1.1".
         protocol: String,
         /// Host header when the url has none (default: the connect address).
         virtualhost: Option<String>,
+        /// SSL_GET: over TLS ([`tls`]); `sni`: the name sent as SNI (`enable_sni`).
+        ssl: bool,
+        sni: bool,
     },
+    /// UDP_CHECK: send the payload; an ICMP error fails, a reply (checked against
+    /// `require_reply`) or, without `require_reply`, silence until the timeout succeeds.
+    Udp(UdpCheck),
+    /// DNS_CHECK: a recursive query for `name`/`qtype`; an answer with rcode 0 succeeds.
+    Dns { qtype: u16, name: String },
+    /// PING_CHECK: an ICMP echo reply arrives before the timeout.
+    Ping,
     /// MISC_CHECK: exit 0 up, 1 down, with `dynamic` 2..255 up with weight exit - 2.
     Script { argv: Vec<String>, dynamic: bool },
 }
@@ -58,9 +72,30 @@ pub enum Outcome {
     Down(String),
 }
 
+enum Io {
+    Stream(TcpStream),
+    /// UDP, or an ICMP socket (ping or raw) used through `send`/`recv`.
+    Dgram(UdpSocket),
+}
+
+impl Io {
+    fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        match self {
+            Io::Stream(s) => s.as_fd(),
+            Io::Dgram(s) => s.as_fd(),
+        }
+    }
+}
+
 struct Conn {
     id: u64,
-    stream: TcpStream,
+    io: Io,
+    /// SSL_GET's TLS session over `io`.
+    tls: Option<Box<rustls::ClientConnection>>,
+    /// DNS: the query id; PING: (echo id << 16 | sequence).
+    expect: u32,
+    /// A raw ICMP socket (not a ping socket).
+    raw: bool,
     connected: bool,
     deadline: Instant,
     started: Instant,
@@ -85,6 +120,8 @@ pub struct Probes {
     conns: Vec<Conn>,
     scripts: Vec<Script>,
     done: Vec<(u64, Outcome, Duration)>,
+    /// The last ICMP echo sequence number / DNS query id used.
+    seq: u16,
 }
 
 /// The most bytes of an HTTP answer read (keepalived reads the whole body for the
@@ -110,6 +147,159 @@ fn connect_nonblocking(dst: SocketAddr, bind: Option<SocketAddr>) -> std::io::Re
     match socket::connect(fd.as_raw_fd(), &SockaddrStorage::from(dst)) {
         Ok(()) | Err(nix::errno::Errno::EINPROGRESS) => Ok(fd),
         Err(e) => Err(e.into()),
+    }
+}
+
+fn family(dst: SocketAddr) -> AddressFamily {
+    if dst.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    }
+}
+
+/// A connected non-blocking UDP socket (check_udp.c / check_dns.c `udp_bind_connect`).
+fn udp_socket(dst: SocketAddr, bind: Option<SocketAddr>) -> std::io::Result<UdpSocket> {
+    let fd = socket::socket(
+        family(dst),
+        SockType::Datagram,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    if let Some(b) = bind {
+        socket::setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+        socket::bind(fd.as_raw_fd(), &SockaddrStorage::from(b))?;
+    }
+    socket::connect(fd.as_raw_fd(), &SockaddrStorage::from(dst))?;
+    Ok(UdpSocket::from(fd))
+}
+
+/// An ICMP socket to `dst`: an unprivileged ping socket (check_ping.c uses
+/// `SOCK_DGRAM, IPPROTO_ICMP`; the kernel picks the echo id and delivers only our
+/// replies) when `net.ipv4.ping_group_range` admits our group, else a raw socket
+/// (`uvs run` keeps CAP_NET_RAW after its privilege drop). Returns (socket, raw).
+fn icmp_socket(dst: SocketAddr, bind: Option<SocketAddr>) -> std::io::Result<(UdpSocket, bool)> {
+    let proto = if dst.is_ipv4() {
+        libc::IPPROTO_ICMP
+    } else {
+        libc::IPPROTO_ICMPV6
+    };
+    let open = |ty: libc::c_int| -> std::io::Result<OwnedFd> {
+        // SAFETY: socket(2) with constant arguments; the fd is owned at once.
+        let fd = unsafe {
+            libc::socket(
+                family(dst) as libc::c_int,
+                ty | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                proto,
+            )
+        };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: fd is a new descriptor nobody else owns.
+        Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+    };
+    let (fd, raw) = match open(libc::SOCK_DGRAM) {
+        Ok(fd) => (fd, false),
+        Err(_) => (open(libc::SOCK_RAW)?, true),
+    };
+    let dst0 = SocketAddr::new(dst.ip(), 0);
+    if let Some(b) = bind {
+        socket::bind(fd.as_raw_fd(), &SockaddrStorage::from(SocketAddr::new(b.ip(), 0)))?;
+    }
+    socket::connect(fd.as_raw_fd(), &SockaddrStorage::from(dst0))?;
+    Ok((UdpSocket::from(fd), raw))
+}
+
+/// RFC 1071 checksum (ICMPv4 echo over a raw socket; the kernel fills it for ping
+/// sockets and ICMPv6).
+fn inet_checksum(b: &[u8]) -> u16 {
+    let mut sum: u32 = b
+        .chunks(2)
+        .map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32)
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// An ICMP(v6) echo request with `id` and `seq`.
+pub fn echo_request(v6: bool, id: u16, seq: u16) -> Vec<u8> {
+    let mut p = vec![if v6 { 128 } else { 8 }, 0, 0, 0];
+    p.extend_from_slice(&id.to_be_bytes());
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(b"uvs PING_CHECK\0\0");
+    if !v6 {
+        let c = inet_checksum(&p);
+        p[2..4].copy_from_slice(&c.to_be_bytes());
+    }
+    p
+}
+
+/// check_dns.c `dns_make_query`: header (id, RD), one question `name` `qtype` IN.
+pub fn dns_query(id: u16, name: &str, qtype: u16) -> Vec<u8> {
+    let mut q = Vec::with_capacity(32 + name.len());
+    q.extend_from_slice(&id.to_be_bytes());
+    q.extend_from_slice(&0x0100u16.to_be_bytes());
+    q.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
+    for label in name.split('.').filter(|l| !l.is_empty()) {
+        q.push(label.len().min(63) as u8);
+        q.extend_from_slice(&label.as_bytes()[..label.len().min(63)]);
+    }
+    q.push(0);
+    q.extend_from_slice(&qtype.to_be_bytes());
+    q.extend_from_slice(&1u16.to_be_bytes());
+    q
+}
+
+/// One datagram's verdict: None to keep waiting (not ours), else the result.
+fn judge_dgram(probe: &Probe, d: &[u8], expect: u32, raw: bool, v4: bool) -> Option<Result<(), String>> {
+    match probe {
+        Probe::Udp(u) => {
+            // check_udp.c `check_udp_reply`, only when reply data is configured.
+            if u.require_reply && !u.reply.is_empty() {
+                let bad_len = d.len() < u.min_reply_len as usize || d.len() > u.max_reply_len as usize;
+                let bad = bad_len
+                    || d.iter()
+                        .zip(&u.reply)
+                        .zip(&u.reply_mask)
+                        .any(|((a, b), m)| (a ^ b) & !m != 0);
+                if bad {
+                    return Some(Err("reply data mismatch".into()));
+                }
+            }
+            Some(Ok(()))
+        }
+        Probe::Dns { .. } => {
+            // dns_recv_thread: short, foreign id or a query: ignored.
+            if d.len() < 12 || u16::from_be_bytes([d[0], d[1]]) as u32 != expect || d[2] & 0x80 == 0 {
+                return None;
+            }
+            match d[3] & 0x0f {
+                0 => Some(Ok(())),
+                rc => Some(Err(format!("read error occurred. (rcode = {rc})"))),
+            }
+        }
+        Probe::Ping => {
+            // A raw IPv4 socket's datagrams start with the IP header.
+            let icmp = if raw && v4 {
+                let ihl = (*d.first()? & 0x0f) as usize * 4;
+                d.get(ihl..)?
+            } else {
+                d
+            };
+            if icmp.len() < 8 || !matches!(icmp[0], 0 | 129) || icmp[1] != 0 {
+                return None;
+            }
+            let seq = u16::from_be_bytes([icmp[6], icmp[7]]);
+            let id = u16::from_be_bytes([icmp[4], icmp[5]]);
+            // A ping socket's id is the kernel's (and it delivers only ours); a raw
+            // socket sees every echo reply from the address.
+            let id_ok = !raw || id as u32 == expect >> 16;
+            (seq as u32 == expect & 0xffff && id_ok).then_some(Ok(()))
+        }
+        _ => Some(Ok(())),
     }
 }
 
@@ -262,33 +452,80 @@ impl Probes {
     }
 
     fn open(&mut self, id: u64, spec: Spec, url: usize, started: Instant, now: Instant) {
-        match connect_nonblocking(spec.dst, spec.bind) {
-            Ok(fd) => {
-                let req = match &spec.probe {
-                    Probe::Http {
-                        urls,
-                        protocol,
-                        virtualhost,
-                    } => request(&spec, &urls[url], protocol, virtualhost),
-                    _ => Vec::new(),
-                };
-                self.conns.push(Conn {
-                    id,
-                    stream: TcpStream::from(fd),
-                    connected: false,
-                    deadline: now + spec.timeout,
-                    started,
-                    spec,
-                    url,
-                    req,
-                    sent: 0,
-                    buf: Vec::new(),
-                })
-            }
-            Err(e) => self
-                .done
-                .push((id, Outcome::Down(format!("failed: {e}")), started.elapsed())),
+        match self.open_conn(id, &spec, url, started, now) {
+            Ok(c) => self.conns.push(c),
+            Err(e) => self.done.push((id, Outcome::Down(e), started.elapsed())),
         }
+    }
+
+    fn open_conn(&mut self, id: u64, spec: &Spec, url: usize, started: Instant, now: Instant) -> Result<Conn, String> {
+        self.seq = self.seq.wrapping_add(1);
+        let fail = |e: std::io::Error| format!("failed: {e}");
+        let (mut tls, mut expect, mut raw, mut req) = (None, 0, false, Vec::new());
+        let io = match &spec.probe {
+            Probe::Udp(u) => {
+                let s = udp_socket(spec.dst, spec.bind).map_err(fail)?;
+                s.send(&u.payload).map_err(fail)?;
+                Io::Dgram(s)
+            }
+            Probe::Dns { qtype, name } => {
+                let s = udp_socket(spec.dst, spec.bind).map_err(|_| "connection error.".to_string())?;
+                // An unpredictable id (check_dns.c uses random()): std's randomly keyed
+                // hasher over the sequence number.
+                use std::hash::BuildHasher;
+                let qid = std::collections::hash_map::RandomState::new().hash_one(self.seq) as u16;
+                expect = qid as u32;
+                s.send(&dns_query(qid, name, *qtype))
+                    .map_err(|_| "failed to write socket.".to_string())?;
+                Io::Dgram(s)
+            }
+            Probe::Ping => {
+                let (s, is_raw) = icmp_socket(spec.dst, spec.bind).map_err(fail)?;
+                let echo_id = std::process::id() as u16;
+                expect = (echo_id as u32) << 16 | self.seq as u32;
+                raw = is_raw;
+                s.send(&echo_request(spec.dst.is_ipv6(), echo_id, self.seq))
+                    .map_err(|e| format!("send ICMP packet fail: {e}"))?;
+                Io::Dgram(s)
+            }
+            Probe::Tcp | Probe::Http { .. } => {
+                let fd = connect_nonblocking(spec.dst, spec.bind).map_err(fail)?;
+                if let Probe::Http {
+                    urls,
+                    protocol,
+                    virtualhost,
+                    ssl,
+                    sni,
+                } = &spec.probe
+                {
+                    req = request(spec, &urls[url], protocol, virtualhost);
+                    if *ssl {
+                        let name = urls[url].virtualhost.as_ref().or(virtualhost.as_ref()).filter(|_| *sni);
+                        let mut t = tls::connect(spec.dst.ip(), name.map(String::as_str))?;
+                        // Buffered by rustls until the handshake completes.
+                        t.writer().write_all(&req).map_err(|e| e.to_string())?;
+                        tls = Some(Box::new(t));
+                    }
+                }
+                Io::Stream(TcpStream::from(fd))
+            }
+            Probe::Script { .. } => return Err("not a network probe".into()),
+        };
+        Ok(Conn {
+            id,
+            connected: matches!(io, Io::Dgram(_)),
+            io,
+            tls,
+            expect,
+            raw,
+            deadline: now + spec.timeout,
+            started,
+            spec: spec.clone(),
+            url,
+            req,
+            sent: 0,
+            buf: Vec::new(),
+        })
     }
 
     /// Forget attempt `id` (its checker is gone).
@@ -324,12 +561,15 @@ impl Probes {
                 .conns
                 .iter()
                 .map(|c| {
-                    let ev = if !c.connected || c.sent < c.req.len() {
-                        PollFlags::POLLOUT
-                    } else {
-                        PollFlags::POLLIN
+                    let ev = match (&c.io, &c.tls) {
+                        (Io::Dgram(_), _) => PollFlags::POLLIN,
+                        _ if !c.connected => PollFlags::POLLOUT,
+                        (_, Some(t)) if t.wants_write() => PollFlags::POLLIN | PollFlags::POLLOUT,
+                        (_, Some(_)) => PollFlags::POLLIN,
+                        _ if c.sent < c.req.len() => PollFlags::POLLOUT,
+                        _ => PollFlags::POLLIN,
                     };
-                    PollFd::new(c.stream.as_fd(), ev)
+                    PollFd::new(c.io.fd(), ev)
                 })
                 .collect();
             let ms = PollTimeout::try_from(wait.as_millis().min(60_000) as i32).unwrap_or(PollTimeout::ZERO);
@@ -386,11 +626,15 @@ impl Probes {
 
     /// Advance one connection; Some when its url is finished.
     fn progress(&mut self, c: &mut Conn, rev: PollFlags, now: Instant) -> Option<Result<(), String>> {
+        let stream = match &mut c.io {
+            Io::Dgram(_) => return Self::dgram(c, rev, now),
+            Io::Stream(s) => s,
+        };
         if !c.connected {
             if rev.is_empty() {
                 return (now >= c.deadline).then(|| Err("timeout".into()));
             }
-            match socket::getsockopt(&c.stream, sockopt::SocketError) {
+            match socket::getsockopt(&*stream, sockopt::SocketError) {
                 Ok(0) => {}
                 Ok(e) => return Some(Err(format!("failed: {}", nix::errno::Errno::from_raw(e).desc()))),
                 Err(e) => return Some(Err(format!("failed: {e}"))),
@@ -404,8 +648,12 @@ impl Probes {
             return Some(Ok(()));
         };
         let url = urls[c.url].clone();
-        if c.sent < c.req.len() {
-            match c.stream.write(&c.req[c.sent..]) {
+        if let Some(t) = c.tls.as_mut() {
+            if let Some(r) = tls_step(stream, t, &mut c.buf, &url) {
+                return Some(r);
+            }
+        } else if c.sent < c.req.len() {
+            match stream.write(&c.req[c.sent..]) {
                 Ok(n) => c.sent += n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                 Err(e) => return Some(Err(format!("write error: {e}"))),
@@ -413,7 +661,7 @@ impl Probes {
         } else {
             let mut tmp = [0u8; 16384];
             loop {
-                match c.stream.read(&mut tmp) {
+                match stream.read(&mut tmp) {
                     Ok(0) => return Some(judge(&url, &c.buf)),
                     Ok(n) => {
                         c.buf.extend_from_slice(&tmp[..n]);
@@ -427,6 +675,111 @@ impl Probes {
             }
         }
         (now >= c.deadline).then(|| Err("timeout".into()))
+    }
+
+    /// UDP_CHECK, DNS_CHECK, PING_CHECK: read what arrived; at the deadline, UDP_CHECK
+    /// without `require_reply` succeeds (core/layer4.c `udp_socket_state`), the others
+    /// fail.
+    fn dgram(c: &mut Conn, rev: PollFlags, now: Instant) -> Option<Result<(), String>> {
+        let Io::Dgram(s) = &c.io else { return None };
+        if !rev.is_empty() {
+            let mut tmp = vec![0u8; 65536];
+            loop {
+                match s.recv(&mut tmp) {
+                    Ok(n) => {
+                        if let Some(r) = judge_dgram(&c.spec.probe, &tmp[..n], c.expect, c.raw, c.spec.dst.is_ipv4()) {
+                            return Some(r);
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    // An ICMP error queued on the socket (port or host unreachable).
+                    Err(e) => {
+                        return Some(Err(match &c.spec.probe {
+                            Probe::Dns { .. } => format!(
+                                "failed to read socket; errno {} ({})",
+                                e.raw_os_error().unwrap_or(0),
+                                nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)).desc()
+                            ),
+                            _ => format!("failed: {e}"),
+                        }));
+                    }
+                }
+            }
+        }
+        if now < c.deadline {
+            return None;
+        }
+        Some(match &c.spec.probe {
+            Probe::Udp(u) if !u.require_reply => Ok(()),
+            Probe::Dns { .. } => Err("read timeout from socket".into()),
+            _ => Err("timeout".into()),
+        })
+    }
+}
+
+/// One step of an SSL_GET url (check_ssl.c `ssl_connect`, `ssl_read_thread`): flush
+/// TLS records, take in what arrived, read the plaintext answer. Some when finished.
+fn tls_step(
+    stream: &mut TcpStream,
+    t: &mut rustls::ClientConnection,
+    buf: &mut Vec<u8>,
+    url: &Url,
+) -> Option<Result<(), String>> {
+    use std::io::ErrorKind::WouldBlock;
+    let mut tmp = [0u8; 16384];
+    loop {
+        let mut progressed = false;
+        while t.wants_write() {
+            match t.write_tls(stream) {
+                Ok(0) => break,
+                Ok(_) => progressed = true,
+                Err(e) if e.kind() == WouldBlock => break,
+                Err(e) => return Some(Err(format!("SSL write error: {e}"))),
+            }
+        }
+        let mut eof = false;
+        if t.wants_read() {
+            match t.read_tls(stream) {
+                Ok(0) => eof = true,
+                Ok(_) => {
+                    progressed = true;
+                    if let Err(e) = t.process_new_packets() {
+                        // Send the alert, as OpenSSL does.
+                        let _ = t.write_tls(stream);
+                        return Some(Err(format!("SSL error '{e}'")));
+                    }
+                }
+                Err(e) if e.kind() == WouldBlock => {}
+                Err(e) => return Some(Err(format!("SSL read error: {e}"))),
+            }
+        }
+        loop {
+            match t.reader().read(&mut tmp) {
+                // close_notify.
+                Ok(0) => return Some(judge(url, buf)),
+                Ok(n) => {
+                    progressed = true;
+                    buf.extend_from_slice(&tmp[..n]);
+                    if buf.len() > MAX_BODY || complete(buf) {
+                        return Some(judge(url, buf));
+                    }
+                }
+                Err(e) if e.kind() == WouldBlock => break,
+                // Closed without close_notify: keepalived sets quiet shutdown and
+                // judges what it read.
+                Err(_) => return Some(judge(url, buf)),
+            }
+        }
+        if eof {
+            return Some(if t.is_handshaking() {
+                Err("SSL read error from".into())
+            } else {
+                judge(url, buf)
+            });
+        }
+        if !progressed {
+            return None;
+        }
     }
 }
 
@@ -538,6 +891,8 @@ mod tests {
                 urls: vec![url("/health", &[], Some(d))],
                 protocol: "1.0".into(),
                 virtualhost: None,
+                ssl: false,
+                sni: false,
             },
             dst: addr,
             bind: None,
@@ -588,5 +943,238 @@ mod tests {
                 Outcome::Down("timed out".into()),
             ]
         );
+    }
+
+    fn spec(probe: Probe, dst: SocketAddr, ms: u64) -> Spec {
+        Spec {
+            probe,
+            dst,
+            bind: None,
+            timeout: Duration::from_millis(ms),
+        }
+    }
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    /// SSL_GET against `openssl s_server -WWW` (a real TLS server, self-signed: keepalived
+    /// does not verify it either), in the same poll loop as a plain TCP probe.
+    #[test]
+    fn ssl_get_against_openssl_s_server() {
+        if std::process::Command::new("openssl").arg("version").output().is_err() {
+            eprintln!(
+                "\n*** SKIPPED ssl_get_against_openssl_s_server: no openssl binary (apt-get install openssl) ***\n"
+            );
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("uvs-ssl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("health"), "hello\n").unwrap();
+        let ok = std::process::Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=uvs-test",
+            ])
+            .args(["-keyout", "k.pem", "-out", "c.pem"])
+            .current_dir(&dir)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let port = free_port();
+        let mut server = std::process::Command::new("openssl")
+            .args([
+                "s_server", "-quiet", "-WWW", "-cert", "c.pem", "-key", "k.pem", "-accept",
+            ])
+            .arg(format!("127.0.0.1:{port}"))
+            .current_dir(&dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(addr).is_err() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let ssl = |path: &str, digest: Option<&str>, sni: bool| Probe::Http {
+            urls: vec![url(path, if digest.is_none() { &[(404, 404)] } else { &[] }, digest)],
+            protocol: "1.0".into(),
+            virtualhost: Some("health.example".into()),
+            ssl: true,
+            sni,
+        };
+        let mut p = Probes::new();
+        p.start(
+            1,
+            &spec(
+                ssl("/health", Some("b1946ac92492d2347c6235b4d2611184"), false),
+                addr,
+                5000,
+            ),
+        );
+        let r1 = run_until_done(&mut p);
+        p.start(
+            2,
+            &spec(
+                ssl("/health", Some("00000000000000000000000000000000"), true),
+                addr,
+                5000,
+            ),
+        );
+        let r2 = run_until_done(&mut p);
+        // s_server answers 200; only 404 is accepted here.
+        p.start(3, &spec(ssl("/health", None, false), addr, 5000));
+        let r3 = run_until_done(&mut p);
+        // Plain HTTP to a TLS port: the server answers no HTTP.
+        p.start(
+            4,
+            &spec(
+                Probe::Http {
+                    urls: vec![url("/health", &[], None)],
+                    protocol: "1.0".into(),
+                    virtualhost: None,
+                    ssl: false,
+                    sni: false,
+                },
+                addr,
+                1000,
+            ),
+        );
+        let r4 = run_until_done(&mut p);
+        let _ = server.kill();
+        let _ = server.wait();
+        // TLS to a closed port.
+        p.start(5, &spec(ssl("/health", None, false), addr, 2000));
+        let r5 = run_until_done(&mut p);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(r1[0].1, Outcome::Up, "{r1:?}");
+        assert_eq!(r2[0].1, Outcome::Down("MD5 digest error to".into()), "{r2:?}");
+        assert!(
+            matches!(&r3[0].1, Outcome::Down(r) if r.contains("status code error (200)")),
+            "{r3:?}"
+        );
+        assert!(matches!(&r4[0].1, Outcome::Down(_)), "{r4:?}");
+        assert!(matches!(&r5[0].1, Outcome::Down(r) if r.contains("refused")), "{r5:?}");
+    }
+
+    #[test]
+    fn udp_check_reply_silence_and_port_unreachable() {
+        let echo = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let echo_addr = echo.local_addr().unwrap();
+        let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let closed = {
+            let t = UdpSocket::bind("127.0.0.1:0").unwrap();
+            t.local_addr().unwrap()
+        };
+        let server = std::thread::spawn(move || {
+            echo.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            let mut b = [0u8; 512];
+            for _ in 0..2 {
+                let Ok((n, from)) = echo.recv_from(&mut b) else { return };
+                assert_eq!(&b[..n], b"\x01\x02");
+                echo.send_to(b"\xabPONG", from).unwrap();
+            }
+        });
+        let udp = |require_reply: bool, reply: &str| {
+            let (r, m) = crate::keepalived::conf::read_hex_str(reply, true).unwrap_or_default();
+            Probe::Udp(UdpCheck {
+                payload: vec![1, 2],
+                require_reply,
+                reply: r,
+                reply_mask: m,
+                min_reply_len: 0,
+                max_reply_len: 255,
+            })
+        };
+        let mut p = Probes::new();
+        p.start(1, &spec(udp(true, "ab 50 4x"), echo_addr, 2000));
+        p.start(2, &spec(udp(true, "ac"), echo_addr, 2000));
+        p.start(3, &spec(udp(false, ""), silent.local_addr().unwrap(), 300));
+        p.start(4, &spec(udp(true, ""), silent.local_addr().unwrap(), 300));
+        p.start(5, &spec(udp(false, ""), closed, 2000));
+        let mut out = run_until_done(&mut p);
+        out.sort_by_key(|o| o.0);
+        server.join().unwrap();
+        let got: Vec<_> = out.iter().map(|o| o.1.clone()).collect();
+        assert_eq!(got[0], Outcome::Up);
+        assert_eq!(got[1], Outcome::Down("reply data mismatch".into()));
+        assert_eq!(got[2], Outcome::Up, "silence is success without require_reply");
+        assert_eq!(got[3], Outcome::Down("timeout".into()));
+        assert!(matches!(&got[4], Outcome::Down(r) if r.contains("refused")), "{got:?}");
+    }
+
+    #[test]
+    fn dns_check_query_and_rcode() {
+        let q = dns_query(0x1234, "example.org", 1);
+        assert_eq!(
+            q,
+            b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x07example\x03org\x00\x00\x01\x00\x01"
+        );
+        assert_eq!(dns_query(1, "", 6)[12..], [0, 0, 6, 0, 1]);
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = server.local_addr().unwrap();
+        let t = std::thread::spawn(move || {
+            server.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            let mut b = [0u8; 512];
+            for rcode in [0u8, 3] {
+                let (n, from) = server.recv_from(&mut b).unwrap();
+                // A stray answer with another id first: ignored.
+                let mut stray = b[..n].to_vec();
+                stray[0] ^= 0xff;
+                stray[2] |= 0x80;
+                server.send_to(&stray, from).unwrap();
+                let mut r = b[..n].to_vec();
+                r[2] |= 0x80;
+                r[3] = 0x80 | rcode;
+                server.send_to(&r, from).unwrap();
+            }
+        });
+        let dns = Probe::Dns {
+            qtype: 6,
+            name: "example.org".into(),
+        };
+        let mut p = Probes::new();
+        p.start(1, &spec(dns.clone(), addr, 2000));
+        let r1 = run_until_done(&mut p);
+        p.start(2, &spec(dns.clone(), addr, 2000));
+        let r2 = run_until_done(&mut p);
+        t.join().unwrap();
+        p.start(3, &spec(dns, addr, 200));
+        let r3 = run_until_done(&mut p);
+        assert_eq!(r1[0].1, Outcome::Up);
+        assert_eq!(r2[0].1, Outcome::Down("read error occurred. (rcode = 3)".into()));
+        assert!(matches!(&r3[0].1, Outcome::Down(_)), "{r3:?}");
+    }
+
+    #[test]
+    fn ping_check_loopback() {
+        let mut p = Probes::new();
+        p.start(1, &spec(Probe::Ping, "127.0.0.1:0".parse().unwrap(), 2000));
+        let out = run_until_done(&mut p);
+        match &out[0].1 {
+            Outcome::Up => {}
+            // Neither a ping socket (ping_group_range) nor a raw one (CAP_NET_RAW).
+            Outcome::Down(r) if r.contains("ermission") || r.contains("not permitted") => {
+                eprintln!("\n*** SKIPPED ping_check_loopback: {r} ***\n")
+            }
+            o => panic!("{o:?}"),
+        }
+        let e = echo_request(false, 0x0102, 0x0304);
+        assert_eq!((e[0], e[4], e[5], e[6], e[7]), (8, 1, 2, 3, 4));
+        assert_eq!(inet_checksum(&e), 0, "a valid checksum sums to zero");
     }
 }

@@ -452,6 +452,8 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     // synchronize_net), so closing the ARP, RX and TX sockets one after the other took
     // most of the 150-250 ms an idle director needed to exit.
     let stopping = Instant::now();
+    // keepalived's checkers stop first (their shutdown logs and `omega` scripts).
+    drop(checkers);
     // No more changes to install. The kernel-copy table and the ARP sockets go.
     ctl.set_on_change(None);
     let table = lock(&control).kernel_copy.take();

@@ -264,15 +264,90 @@ pub enum CheckKind {
         /// "1.0", "1.0C" or "1.1".
         protocol: String,
         virtualhost: Option<String>,
+        /// `enable_sni`: send the virtual host as TLS SNI (check_ssl.c `ssl_connect`).
+        enable_sni: bool,
     },
+    /// UDP_CHECK (check_udp.c).
+    Udp(UdpCheck),
+    /// DNS_CHECK (check_dns.c): query `name` (default the root) of `qtype` (default SOA).
+    Dns {
+        qtype: u16,
+        name: String,
+    },
+    /// PING_CHECK (check_ping.c): ICMP echo.
+    Ping,
     Misc {
         script: Option<Script>,
         /// Microseconds; None: the checker's delay_loop.
         timeout: Option<u64>,
         dynamic: bool,
     },
-    /// A checker keepalived has and uvs does not run (SMTP_CHECK, DNS_CHECK, ...).
+    /// A checker keepalived has and uvs does not run (SMTP_CHECK, FILE_CHECK, BFD_CHECK).
     Other(String),
+}
+
+/// UDP_CHECK's settings (check_udp.c).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UdpCheck {
+    /// `payload`: the datagram sent (empty when not set).
+    pub payload: Vec<u8>,
+    /// `require_reply`: a timeout fails (without it only an ICMP error fails).
+    pub require_reply: bool,
+    /// `require_reply HEX`: the reply's first bytes, and the wildcard nibbles (`x`).
+    pub reply: Vec<u8>,
+    pub reply_mask: Vec<u8>,
+    pub min_reply_len: u16,
+    pub max_reply_len: u16,
+}
+
+/// lib/parser.c `read_hex_str`: hex octets, spaces between them allowed, `x`/`X`
+/// wildcard nibbles when `wildcards`; (data, mask). None: invalid or empty.
+pub fn read_hex_str(s: &str, wildcards: bool) -> Option<(Vec<u8>, Vec<u8>)> {
+    let val = |c: u8| match c {
+        b'0'..=b'9' => Some((c - b'0', 0)),
+        b'a'..=b'f' => Some((c - b'a' + 10, 0)),
+        b'A'..=b'F' => Some((c - b'A' + 10, 0)),
+        b'x' | b'X' if wildcards => Some((0, 0x0f)),
+        _ => None,
+    };
+    let b = s.as_bytes();
+    let (mut data, mut mask) = (Vec::new(), Vec::new());
+    let mut i = 0;
+    loop {
+        while i < b.len() && (b[i] == b' ' || b[i] == b'\t') {
+            i += 1;
+        }
+        if i >= b.len() {
+            break;
+        }
+        let (mut v, mut m) = val(b[i])?;
+        i += 1;
+        if i < b.len() && b[i] != b' ' {
+            let (v2, m2) = val(b[i])?;
+            i += 1;
+            v = (v << 4) | v2;
+            m = (m << 4) | m2;
+        }
+        data.push(v);
+        mask.push(m);
+    }
+    (!data.is_empty()).then_some((data, mask))
+}
+
+/// check_dns.c's `DNS_TYPE` table.
+pub fn dns_type(name: &str) -> Option<u16> {
+    const T: &[(&str, u16)] = &[
+        ("A", 1),
+        ("NS", 2),
+        ("CNAME", 5),
+        ("SOA", 6),
+        ("MX", 15),
+        ("TXT", 16),
+        ("AAAA", 28),
+        ("RRSIG", 46),
+        ("DNSKEY", 48),
+    ];
+    T.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|t| t.1)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1421,7 +1496,17 @@ impl<'a> Parser<'a> {
                         urls: Vec::new(),
                         protocol: "1.0".into(),
                         virtualhost: None,
+                        enable_sni: false,
                     },
+                    "UDP_CHECK" => CheckKind::Udp(UdpCheck {
+                        max_reply_len: u8::MAX as u16,
+                        ..UdpCheck::default()
+                    }),
+                    "DNS_CHECK" => CheckKind::Dns {
+                        qtype: 6,
+                        name: String::new(),
+                    },
+                    "PING_CHECK" => CheckKind::Ping,
                     "MISC_CHECK" => CheckKind::Misc {
                         script: None,
                         timeout: None,
@@ -1463,11 +1548,11 @@ impl<'a> Parser<'a> {
             CheckKind::Tcp => "TCP_CHECK",
             CheckKind::Http { .. } => "HTTP_GET",
             CheckKind::Misc { .. } => "MISC_CHECK",
+            CheckKind::Udp(_) => "UDP_CHECK",
+            CheckKind::Dns { .. } => "DNS_CHECK",
+            CheckKind::Ping => "PING_CHECK",
             CheckKind::Other(o) => match o.as_str() {
                 "SMTP_CHECK" => "SMTP_CHECK",
-                "DNS_CHECK" => "DNS_CHECK",
-                "UDP_CHECK" => "UDP_CHECK",
-                "PING_CHECK" => "PING_CHECK",
                 "FILE_CHECK" => "FILE_CHECK",
                 _ => "BFD_CHECK",
             },
@@ -1567,8 +1652,15 @@ impl<'a> Parser<'a> {
                 }
             }
             ("HTTP_GET", "enable_sni") | ("HTTP_GET", "fast_recovery") => {
-                if w.len() >= 2 && true_false(&arg).is_none() {
-                    self.warn(format!("Invalid {kw} parameter {arg}"));
+                let v = if w.len() >= 2 { true_false(&arg) } else { Some(true) };
+                match v {
+                    None => self.warn(format!("Invalid {kw} parameter {arg}")),
+                    Some(b) if kw == "enable_sni" => {
+                        if let Some(CheckKind::Http { enable_sni, .. }) = self.checker().map(|c| &mut c.kind) {
+                            *enable_sni = b;
+                        }
+                    }
+                    Some(_) => {}
                 }
             }
             ("HTTP_GET", "url") => {
@@ -1606,8 +1698,70 @@ impl<'a> Parser<'a> {
             }
             ("SMTP_CHECK", "helo_name") => {}
             ("SMTP_CHECK", "host") => return Kw::Block(Level::CheckerHost),
-            ("DNS_CHECK", "type" | "name") => {}
-            ("UDP_CHECK", "payload" | "require_reply" | "min_reply_length" | "max_reply_length") => {}
+            ("DNS_CHECK", "type") => match dns_type(&arg) {
+                Some(t) => {
+                    if let Some(CheckKind::Dns { qtype, .. }) = self.checker().map(|c| &mut c.kind) {
+                        *qtype = t;
+                    }
+                }
+                None => self.warn(format!("Unknown DNS check type {arg} - ignoring")),
+            },
+            ("DNS_CHECK", "name") => {
+                // dns_name_handler: no empty label.
+                let empty_label = (arg.starts_with('.') && arg != ".") || arg.contains("..");
+                let set =
+                    matches!(self.checker().map(|c| &c.kind), Some(CheckKind::Dns { name, .. }) if !name.is_empty());
+                if set {
+                    self.warn("DNS_CHECK name already specified - ignoring");
+                } else if empty_label {
+                    self.warn(format!("DNS_CHECK name '{arg}' has empty label - ignoring"));
+                } else if let Some(CheckKind::Dns { name, .. }) = self.checker().map(|c| &mut c.kind) {
+                    *name = arg;
+                }
+            }
+            ("UDP_CHECK", "payload") => {
+                if w.len() < 2 {
+                    self.warn("UDP_CHECK payload requires a payload");
+                } else {
+                    match read_hex_str(&w[1..].join(" "), false) {
+                        Some((d, _)) => {
+                            if let Some(CheckKind::Udp(u)) = self.checker().map(|c| &mut c.kind) {
+                                u.payload = d;
+                            }
+                        }
+                        None => self.warn("Invalid hex string for UDP_CHECK payload"),
+                    }
+                }
+            }
+            ("UDP_CHECK", "require_reply") => {
+                let reply = (w.len() >= 2).then(|| read_hex_str(&w[1..].join(" "), true));
+                if let Some(CheckKind::Udp(u)) = self.checker().map(|c| &mut c.kind) {
+                    u.require_reply = true;
+                    if let Some(Some((d, m))) = &reply {
+                        u.reply = d.clone();
+                        u.reply_mask = m.clone();
+                    }
+                }
+                if let Some(None) = reply {
+                    self.warn("Invalid hex string for UDP_CHECK reply");
+                }
+            }
+            ("UDP_CHECK", "min_reply_length" | "max_reply_length") => match read_unsigned(&arg, 0, u16::MAX as u64) {
+                Some(n) => {
+                    if let Some(CheckKind::Udp(u)) = self.checker().map(|c| &mut c.kind) {
+                        if kw == "min_reply_length" {
+                            u.min_reply_len = n as u16;
+                        } else {
+                            u.max_reply_len = n as u16;
+                        }
+                    }
+                }
+                None => self.warn(format!(
+                    "UDP_CHECK {} length {arg} not valid - must be between 0 & {}",
+                    if kw == "min_reply_length" { "min" } else { "max" },
+                    u16::MAX
+                )),
+            },
             ("FILE_CHECK", "track_file" | "weight") => {}
             ("BFD_CHECK", "name" | "alpha") => {}
             _ => return Kw::Unknown,
@@ -1706,18 +1860,31 @@ impl<'a> Parser<'a> {
                 }
             }
             Level::Checker => {
-                let remove = match self.checker().map(|c| &c.kind) {
-                    Some(CheckKind::Http { urls, .. }) if urls.is_empty() => {
-                        Some("HTTP/SSL_GET checker has no urls specified - ignoring".to_string())
-                    }
-                    Some(CheckKind::Misc { script: None, .. }) => {
-                        Some("No script path has been specified for MISC_CHECKER - skipping".to_string())
-                    }
+                // (message, whether the checker is dropped)
+                let diag = match self.checker().map(|c| &c.kind) {
+                    Some(CheckKind::Http { urls, .. }) if urls.is_empty() => Some((
+                        "HTTP/SSL_GET checker has no urls specified - ignoring".to_string(),
+                        true,
+                    )),
+                    Some(CheckKind::Misc { script: None, .. }) => Some((
+                        "No script path has been specified for MISC_CHECKER - skipping".to_string(),
+                        true,
+                    )),
+                    // Kept: keepalived warns and runs it.
+                    Some(CheckKind::Udp(u)) if u.min_reply_len > u.max_reply_len => Some((
+                        format!(
+                            "UDP_CHECK min_reply length {} > max_reply_length {} - will always fail",
+                            u.min_reply_len, u.max_reply_len
+                        ),
+                        false,
+                    )),
                     _ => None,
                 };
-                if let Some(msg) = remove {
+                if let Some((msg, drop)) = diag {
                     self.warn(msg);
-                    self.rs().unwrap().checkers.pop();
+                    if drop {
+                        self.rs().unwrap().checkers.pop();
+                    }
                 }
             }
             Level::Rs => {
@@ -1892,7 +2059,7 @@ impl<'a> Parser<'a> {
                     let (def_retry, def_dbr) = match &c.kind {
                         CheckKind::Misc { .. } => (0, SEC),
                         CheckKind::Http { .. } => (1, 3 * SEC),
-                        CheckKind::Other(o) if o == "DNS_CHECK" => (3, 0),
+                        CheckKind::Dns { .. } => (3, 0),
                         _ => (1, SEC),
                     };
                     c.retry.get_or_insert(rs_retry.unwrap_or(def_retry));

@@ -60,6 +60,8 @@ struct Rt {
     dyn_weight: Option<u32>,
     last: Option<(Outcome, Duration)>,
     transitions: u64,
+    /// ha_suspend: false while the virtual server's address is not on this host.
+    enabled: bool,
 }
 
 /// What `uvs checks` shows about one checker.
@@ -111,6 +113,9 @@ fn kind_name(k: &CheckKind) -> &'static str {
         CheckKind::Http { ssl: false, .. } => "HTTP_GET",
         CheckKind::Http { ssl: true, .. } => "SSL_GET",
         CheckKind::Misc { .. } => "MISC_CHECK",
+        CheckKind::Udp(_) => "UDP_CHECK",
+        CheckKind::Dns { .. } => "DNS_CHECK",
+        CheckKind::Ping => "PING_CHECK",
         CheckKind::Other(_) => "OTHER",
     }
 }
@@ -123,6 +128,23 @@ fn micros(us: u64) -> Duration {
 fn spread(key: &Key) -> f64 {
     use std::hash::BuildHasher;
     (std::collections::hash_map::RandomState::new().hash_one(key) % 10_000) as f64 / 10_000.0
+}
+
+/// Run a notify script (notify_up/down, quorum_up/down) as keepalived's
+/// `system_call_script` does: exactly its configured words (nothing appended), in its
+/// own process group, not waited for. It runs as the user `uvs run` runs as (see
+/// README "keepalived": scripts and their `user`).
+fn spawn_script(s: &super::conf::Script, children: &mut Vec<std::process::Child>) {
+    use std::os::unix::process::CommandExt;
+    match std::process::Command::new(&s.argv[0])
+        .args(&s.argv[1..])
+        .stdin(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+    {
+        Ok(c) => children.push(c),
+        Err(e) => tracing::warn!("Error exec-ing command '{}': {e}", s.argv[0]),
+    }
 }
 
 /// Load and validate a configuration; diagnostics go to the log.
@@ -149,13 +171,6 @@ fn read(path: &std::path::Path, config_id: Option<&str>) -> Result<Config, Strin
                         c.line
                     );
                 }
-                if matches!(c.kind, CheckKind::Http { ssl: true, .. }) {
-                    tracing::warn!(
-                        "({}: Line {}) SSL_GET is not supported by uvs yet - the checker is ignored",
-                        c.file,
-                        c.line
-                    );
-                }
             }
         }
     }
@@ -170,10 +185,11 @@ fn build_checkers(cfg: &Config, now: Instant, old: &HashMap<Key, Rt>) -> Vec<Rt>
                 let probe = match &c.kind {
                     CheckKind::Tcp => Probe::Tcp,
                     CheckKind::Http {
-                        ssl: false,
+                        ssl,
                         urls,
                         protocol,
                         virtualhost,
+                        enable_sni,
                     } => Probe::Http {
                         urls: urls.clone(),
                         protocol: protocol.clone(),
@@ -181,7 +197,15 @@ fn build_checkers(cfg: &Config, now: Instant, old: &HashMap<Key, Rt>) -> Vec<Rt>
                             .clone()
                             .or(rs.virtualhost.clone())
                             .or(vs.virtualhost.clone()),
+                        ssl: *ssl,
+                        sni: *enable_sni,
                     },
+                    CheckKind::Udp(u) => Probe::Udp(u.clone()),
+                    CheckKind::Dns { qtype, name } => Probe::Dns {
+                        qtype: *qtype,
+                        name: name.clone(),
+                    },
+                    CheckKind::Ping => Probe::Ping,
                     CheckKind::Misc {
                         script: Some(s),
                         dynamic,
@@ -233,6 +257,7 @@ fn build_checkers(cfg: &Config, now: Instant, old: &HashMap<Key, Rt>) -> Vec<Rt>
                     dyn_weight: None,
                     last: None,
                     transitions: 0,
+                    enabled: true,
                     key: key.clone(),
                 };
                 out.push(match old.get(&key) {
@@ -455,12 +480,24 @@ impl Keepalived {
         let mut passive_at = Instant::now();
         let mut attempts: HashMap<u64, Key> = HashMap::new();
         let mut children: Vec<std::process::Child> = Vec::new();
+        // check_api.c `start_checkers`.
+        self.ha_suspend(true);
+        let mut next_addr_scan = Instant::now() + Duration::from_secs(1);
         while !self.stop.load(Ordering::Relaxed) {
             if hup.swap(false, Ordering::Relaxed) {
                 self.reload(&mut probes, &mut attempts);
+                self.ha_suspend(true);
             }
             let now = Instant::now();
+            if now >= next_addr_scan {
+                self.ha_suspend(false);
+                next_addr_scan = now + Duration::from_secs(1);
+            }
             for c in self.state.checkers.iter_mut() {
+                if c.attempt.is_none() && c.next <= now && !c.enabled {
+                    // A suspended checker keeps its state and looks again later.
+                    c.next = now + c.delay_loop;
+                }
                 if c.attempt.is_none() && c.next <= now {
                     let id = next_id;
                     next_id += 1;
@@ -498,6 +535,82 @@ impl Keepalived {
             children.retain_mut(|c| matches!(c.try_wait(), Ok(None)));
             self.publish();
         }
+        self.shutdown(&mut children);
+    }
+
+    /// ha_suspend (check_api.c `update_checker_activity`): checkers of a virtual server
+    /// with `ha_suspend` run only while its address is on one of this host's interfaces
+    /// (where keepalived's VRRP half puts the VIP on the master). `start`: log every
+    /// checker's activation, as `start_checkers` does.
+    fn ha_suspend(&mut self, start: bool) {
+        let cfg = &self.state.cfg;
+        if !start && !cfg.services.iter().any(|v| v.ha_suspend) {
+            return;
+        }
+        let local: HashSet<std::net::IpAddr> = nix::ifaddrs::getifaddrs()
+            .map(|it| {
+                it.filter_map(|a| {
+                    let s = a.address?;
+                    s.as_sockaddr_in()
+                        .map(|v| std::net::IpAddr::V4(v.ip()))
+                        .or_else(|| s.as_sockaddr_in6().map(|v| std::net::IpAddr::V6(v.ip())))
+                })
+                .collect()
+            })
+            .unwrap_or_default();
+        for c in self.state.checkers.iter_mut() {
+            let vs = &cfg.services[c.vs];
+            let want = match &vs.addr {
+                super::conf::VsAddr::Inet(a, _) if vs.ha_suspend => local.contains(a),
+                _ => true,
+            };
+            let rs = vs.fmt_rs(&vs.real_servers[c.rs]);
+            if start && !c.has_run {
+                c.enabled = want;
+                tracing::info!(
+                    "{}ctivating healthchecker for service {rs} for VS {}",
+                    if want { "A" } else { "Dea" },
+                    vs.fmt()
+                );
+            } else if want != c.enabled {
+                tracing::info!(
+                    "{}ing healthchecker for service {rs} for VS {}",
+                    if want { "Activat" } else { "Suspend" },
+                    vs.fmt()
+                );
+                c.enabled = want;
+            }
+        }
+    }
+
+    /// Stopping (ipwrapper.c `clear_service_rs`, `update_vs_notifies` with
+    /// `stopping`): every real server is shut down; with `omega` the alive ones'
+    /// notify_down and the virtual server's quorum_down run (bounded wait, as
+    /// keepalived gives a script one second at stop).
+    fn shutdown(&mut self, children: &mut Vec<std::process::Child>) {
+        for (vi, vs) in self.state.cfg.services.iter().enumerate() {
+            let name = vs.fmt();
+            for (ri, rs) in vs.real_servers.iter().enumerate() {
+                tracing::info!("Shutting down service {} from VS {name}", vs.fmt_rs(rs));
+                let alive = self.state.alive.get(&(vi, ri)).copied().unwrap_or(true);
+                if vs.omega
+                    && alive
+                    && let Some(s) = &rs.notify_down
+                {
+                    spawn_script(s, children);
+                }
+            }
+            if vs.omega
+                && let Some(q) = &vs.quorum_down
+            {
+                spawn_script(q, children);
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while !children.is_empty() && Instant::now() < deadline {
+            children.retain_mut(|c| matches!(c.try_wait(), Ok(None)));
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// keepalived's epilog: retries, then the checker's transition.
@@ -529,37 +642,71 @@ impl Keepalived {
                 && c.up
                 && c.log_all
             {
-                tracing::info!("{} connection to {rs_name} {reason}.", c.kind);
+                match (c.kind, reason.as_str()) {
+                    ("UDP_CHECK", "reply data mismatch") => {
+                        tracing::info!("UDP check to {rs_name} reply data mismatch.")
+                    }
+                    ("UDP_CHECK", _) => tracing::info!("UDP connection to {rs_name} failed."),
+                    ("DNS_CHECK", r) => tracing::info!("DNS_CHECK ({rs_name}) {r}"),
+                    ("PING_CHECK", "timeout") => {
+                        tracing::info!("ICMP connection to address {rs_name} timeout.")
+                    }
+                    ("PING_CHECK", _) => tracing::info!("ICMP connection to {rs_name} of {vs_name} failed."),
+                    (k, r) => tracing::info!("{k} connection to {rs_name} {r}."),
+                }
             }
-            if success || c.retry_it >= c.retry {
+            // tcp_epilog (and udp_, icmp_epilog; http's and dns_final count alike): a
+            // failure of an up checker is retried `retry` times after
+            // delay_before_retry; a failing checker that is already down just waits
+            // for its next delay_loop.
+            let may_fail = c.up || !c.has_run;
+            if success || (may_fail && c.retry_it >= c.retry) {
                 c.next = now + c.delay_loop;
                 c.retry_it = 0;
                 if success && (!c.up || !c.has_run) {
                     match c.kind {
                         "TCP_CHECK" => tracing::info!("TCP connection to {rs_name} success."),
-                        "HTTP_GET" => tracing::info!("Remote Web server {rs_name} succeed on service."),
+                        "HTTP_GET" | "SSL_GET" => tracing::info!("Remote Web server {rs_name} succeed on service."),
+                        "UDP_CHECK" => tracing::info!("UDP connection to {rs_name} success."),
+                        "PING_CHECK" => tracing::info!("ICMP connection to {rs_name} success."),
                         _ => {}
                     }
                     changed = !c.up;
                     c.up = true;
-                } else if !success && (c.up || !c.has_run) {
-                    let what = match c.kind {
-                        "HTTP_GET" => "HTTP_CHECK",
-                        k => k,
-                    };
-                    if c.kind != "MISC_CHECK" {
-                        if c.retry > 0 && c.has_run {
-                            tracing::info!("{what} on service {rs_name} failed after {} retries.", c.retry);
-                        } else {
-                            tracing::info!("{what} on service {rs_name} failed.");
+                } else if !success && may_fail {
+                    let after = c.retry > 0 && c.has_run;
+                    let n = c.retry;
+                    match (c.kind, &outcome) {
+                        ("MISC_CHECK", _) => {}
+                        ("PING_CHECK", _) if after => {
+                            tracing::info!("ICMP CHECK on service {rs_name} of {vs_name} failed after {n} retries.")
+                        }
+                        ("PING_CHECK", _) => tracing::info!("ICMP CHECK on service {rs_name} failed."),
+                        ("DNS_CHECK", Outcome::Down(r)) if after => {
+                            tracing::info!("DNS_CHECK ({rs_name}) {r} after {n} retries")
+                        }
+                        ("DNS_CHECK", Outcome::Down(r)) => tracing::info!("DNS_CHECK ({rs_name}) {r}"),
+                        (k, _) => {
+                            let what = match k {
+                                "HTTP_GET" => "HTTP_CHECK",
+                                "SSL_GET" => "SSL_CHECK",
+                                k => k,
+                            };
+                            if after {
+                                tracing::info!("{what} on service {rs_name} failed after {n} retries.");
+                            } else {
+                                tracing::info!("{what} on service {rs_name} failed.");
+                            }
                         }
                     }
                     changed = c.up;
                     c.up = false;
                 }
-            } else {
+            } else if c.up {
                 c.next = now + c.delay_before_retry;
                 c.retry_it += 1;
+            } else {
+                c.next = now + c.delay_loop;
             }
             if c.kind == "MISC_CHECK"
                 && (changed || !c.has_run)
@@ -623,10 +770,7 @@ impl Keepalived {
         tracing::info!("{verb}ing service {rs_name} {prep} VS {vs_name}");
         let script = if now_alive { &rs.notify_up } else { &rs.notify_down };
         if let Some(s) = script {
-            match std::process::Command::new(&s.argv[0]).args(&s.argv[1..]).spawn() {
-                Ok(c) => children.push(c),
-                Err(e) => tracing::warn!("notify script {}: {e}", s.argv[0]),
-            }
+            spawn_script(s, children);
         }
         self.state.alive.insert((vi, ri), now_alive);
     }
@@ -747,10 +891,8 @@ impl Keepalived {
                     vs.fmt_rs(s)
                 );
             }
-            if let Some(q) = &vs.quorum_up
-                && let Ok(c) = std::process::Command::new(&q.argv[0]).args(&q.argv[1..]).spawn()
-            {
-                children.push(c);
+            if let Some(q) = &vs.quorum_up {
+                spawn_script(q, children);
             }
         } else if up && (sum == 0 || sum < threshold) {
             self.state.quorum_up[vi] = false;
@@ -770,10 +912,8 @@ impl Keepalived {
                     vs.fmt_rs(s)
                 );
             }
-            if let Some(q) = &vs.quorum_down
-                && let Ok(c) = std::process::Command::new(&q.argv[0]).args(&q.argv[1..]).spawn()
-            {
-                children.push(c);
+            if let Some(q) = &vs.quorum_down {
+                spawn_script(q, children);
             }
         }
     }
@@ -1120,5 +1260,26 @@ mod tests {
         let next = build_checkers(&cfg, Instant::now(), &old);
         assert_eq!(next[0].dyn_weight, Some(5), "unchanged checker keeps its state");
         assert!(next[1].up && next[1].transitions == 0, "changed checker starts afresh");
+    }
+
+    #[test]
+    fn ha_suspend_runs_checkers_only_while_the_address_is_local() {
+        let s = state(
+            "virtual_server 127.0.0.1 80 {\n protocol TCP\n ha_suspend\n real_server 127.0.0.2 80 {\n  TCP_CHECK {\n  }\n }\n}\n\
+             virtual_server 192.0.2.77 80 {\n protocol TCP\n ha_suspend\n real_server 127.0.0.2 80 {\n  TCP_CHECK {\n  }\n }\n}\n\
+             virtual_server 192.0.2.78 80 {\n protocol TCP\n real_server 127.0.0.2 80 {\n  TCP_CHECK {\n  }\n }\n}\n",
+        );
+        let mut k = Keepalived {
+            ctl: Arc::new(Ctl::new(Arc::new(crate::pipeline::Shared::new(Vec::new())))),
+            path: "k.conf".into(),
+            config_id: None,
+            state: s,
+            status: Arc::new(Mutex::new(Vec::new())),
+            stop: Arc::new(AtomicBool::new(false)),
+        };
+        k.ha_suspend(true);
+        let enabled: Vec<bool> = k.state.checkers.iter().map(|c| c.enabled).collect();
+        // 127.0.0.1 is on lo; 192.0.2.77 is nowhere; 192.0.2.78 has no ha_suspend.
+        assert_eq!(enabled, [true, false, true]);
     }
 }

@@ -370,3 +370,63 @@ fn checks_listing_and_metrics() {
         "uvs_keepalived_real_server_up{virtual_server=\"[10.0.0.1]:tcp:80\",real_server=\"[10.0.0.2]:tcp:80\"} 0"
     ));
 }
+
+#[test]
+fn udp_dns_ping_and_ssl_checkers_are_read() {
+    let (cfg, diags) = parse(
+        "virtual_server 10.0.0.1 53 {\n protocol UDP\n lb_algo rr\n lb_kind DR\n real_server 10.0.0.2 53 {\n\
+         UDP_CHECK {\n   payload 68 69 0a\n   require_reply 72 73 3x\n   min_reply_length 3\n  }\n\
+         DNS_CHECK {\n   type aaaa\n   name www.example.org\n  }\n\
+         PING_CHECK {\n  }\n\
+         SSL_GET {\n   url {\n    path /\n   }\n   enable_sni\n  }\n }\n\
+         real_server 10.0.0.3 53 {\n  DNS_CHECK {\n   type BOGUS\n   name a..b\n  }\n  UDP_CHECK {\n   payload zz\n   min_reply_length 9\n   max_reply_length 2\n  }\n }\n}\n",
+    );
+    let rs = &cfg.services[0].real_servers[0];
+    let [udp, dns, ping, ssl] = &rs.checkers[..] else {
+        panic!("{:?}", rs.checkers)
+    };
+    let CheckKind::Udp(u) = &udp.kind else { panic!() };
+    assert_eq!(u.payload, b"hi\n");
+    assert!(u.require_reply);
+    assert_eq!((&u.reply[..], &u.reply_mask[..]), (&b"rs0"[..], &[0, 0, 0x0f][..]));
+    assert_eq!((u.min_reply_len, u.max_reply_len), (3, 255));
+    assert_eq!(
+        dns.kind,
+        CheckKind::Dns {
+            qtype: 28,
+            name: "www.example.org".into()
+        }
+    );
+    assert_eq!(
+        (dns.retry, dns.delay_before_retry),
+        (Some(3), dns.delay_loop),
+        "check_dns.c defaults"
+    );
+    assert_eq!(ping.kind, CheckKind::Ping);
+    assert!(matches!(
+        ssl.kind,
+        CheckKind::Http {
+            ssl: true,
+            enable_sni: true,
+            ..
+        }
+    ));
+    let rs = &cfg.services[0].real_servers[1];
+    assert_eq!(
+        rs.checkers[0].kind,
+        CheckKind::Dns {
+            qtype: 6,
+            name: String::new()
+        },
+        "SOA of the root by default; the bad values are ignored"
+    );
+    let want = [
+        "Unknown DNS check type BOGUS - ignoring",
+        "DNS_CHECK name 'a..b' has empty label - ignoring",
+        "Invalid hex string for UDP_CHECK payload",
+        "UDP_CHECK min_reply length 9 > max_reply_length 2 - will always fail",
+    ];
+    for w in want {
+        assert!(diags.iter().any(|d| d.contains(w)), "{w}: {diags:?}");
+    }
+}
