@@ -1276,6 +1276,8 @@ mod tests {
             state: s,
             status: Arc::new(Mutex::new(Vec::new())),
             stop: Arc::new(AtomicBool::new(false)),
+            passive: Vec::new(),
+            windows: HashMap::new(),
         };
         k.ha_suspend(true);
         let enabled: Vec<bool> = k.state.checkers.iter().map(|c| c.enabled).collect();
