@@ -26,6 +26,7 @@ pub mod service;
 pub mod simulate;
 pub mod stats;
 pub mod sync;
+pub mod sys;
 pub mod sysctl;
 pub mod testbed;
 pub mod tunnel;

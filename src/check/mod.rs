@@ -10,6 +10,8 @@
 //! and stays in the hundreds-to-thousands, where one `poll` per wake-up is cheap and
 //! needs no registration bookkeeping.
 
+#![forbid(unsafe_code)]
+
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
