@@ -14,6 +14,7 @@ pub mod ctl;
 pub mod dataplane;
 pub mod director;
 pub mod forward;
+#[cfg(any(test, feature = "tools"))]
 pub mod fuzzing;
 pub mod ipvsadm;
 pub mod keepalived;

@@ -9,7 +9,9 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "tools")]
 pub mod blast;
+#[cfg(feature = "tools")]
 pub mod ceiling;
 pub mod lvs;
 pub mod serve;
