@@ -2,6 +2,8 @@
 //! new snapshot to the workers. A rejected change leaves the running table untouched.
 //! Errors carry ipvsadm's own wording (`ipvsadm` prints them and exits 255).
 
+#![forbid(unsafe_code)]
+
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};

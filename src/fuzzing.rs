@@ -13,6 +13,8 @@
 //!   without panicking.
 //! * [`control`]: any request bytes decode (bounded) and execute without panicking.
 
+#![forbid(unsafe_code)]
+
 use std::cell::RefCell;
 use std::sync::Arc;
 

@@ -14,6 +14,7 @@ pub mod ctl;
 pub mod dataplane;
 pub mod director;
 pub mod forward;
+#[cfg(any(test, feature = "tools"))]
 pub mod fuzzing;
 pub mod ipvsadm;
 pub mod keepalived;
@@ -26,6 +27,7 @@ pub mod service;
 pub mod simulate;
 pub mod stats;
 pub mod sync;
+pub mod sys;
 pub mod sysctl;
 pub mod testbed;
 pub mod tunnel;

@@ -136,7 +136,9 @@ enum Cmd {
         #[arg(long, value_name = "FILE")]
         html: Option<PathBuf>,
     },
-    /// Real-server side test application: HTTP answering with NAME, UDP echo.
+    /// Real-server side test application: HTTP answering with NAME, UDP echo (the
+    /// lab's real servers; not listed in --help).
+    #[command(hide = true)]
     Serve {
         /// The server's name, sent as the HTTP body and prefixed to UDP echoes.
         #[arg(long)]
@@ -148,7 +150,9 @@ enum Cmd {
         #[arg(long)]
         udp: Option<String>,
     },
-    /// Test client: `probe udp ADDR:PORT MESSAGE` sends one datagram and prints the reply.
+    /// Test client: `probe udp ADDR:PORT MESSAGE` sends one datagram and prints the reply
+    /// (the lab's client; not listed in --help).
+    #[command(hide = true)]
     Probe {
         /// Protocol: `udp`.
         proto: String,
@@ -162,6 +166,9 @@ enum Cmd {
         size: Option<usize>,
     },
     /// Measurement traffic generator (test beds only): UDP frames through a TX ring.
+    /// Built with `--features tools` (tests and benches turn it on).
+    #[cfg(feature = "tools")]
+    #[command(hide = true)]
     Blast {
         /// Interface to send on (its TX ring).
         #[arg(long)]
@@ -204,6 +211,8 @@ enum Cmd {
         syn_flood: bool,
     },
     /// The packet-rate harness's minimal AF_PACKET forwarder (MAC rewrite only).
+    /// Built with `--features tools` (tests and benches turn it on).
+    #[cfg(feature = "tools")]
     #[command(hide = true)]
     Ceiling {
         /// Interface to receive on.
@@ -392,6 +401,7 @@ fn main() -> ExitCode {
             hardening,
             state,
         }),
+        #[cfg(feature = "tools")]
         Cmd::Ceiling { iface, to, cpu } => to
             .iter()
             .map(|t| {
@@ -458,6 +468,7 @@ fn main() -> ExitCode {
             port: tun_port,
         }),
         Cmd::Simulate { file, html } => uvs::simulate::main(file.as_deref(), html.as_deref()),
+        #[cfg(feature = "tools")]
         Cmd::Blast {
             iface,
             dst_mac,
@@ -591,6 +602,7 @@ fn check_keepalived(path: &std::path::Path, config_id: Option<&str>) -> ExitCode
     }
 }
 
+#[cfg(feature = "tools")]
 fn parse_mac(s: &str) -> Result<[u8; 6], String> {
     let v: Vec<u8> = s.split(':').filter_map(|p| u8::from_str_radix(p, 16).ok()).collect();
     v.try_into().map_err(|_| format!("bad MAC address '{s}'"))
@@ -642,6 +654,31 @@ mod tests {
         assert_eq!(
             missing_help(&bad),
             ["uvs lab scheduler", "uvs lab deeper (no description)"]
+        );
+    }
+
+    /// `uvs --help` lists the operator's and the lab's commands, not the test beds' and
+    /// the harness's (serve and probe are hidden; blast and ceiling exist only in a
+    /// `tools` build, which tests are).
+    #[test]
+    fn help_lists_no_harness_tools() {
+        let help = super::Cli::command().render_help().to_string();
+        let listed: Vec<&str> = help
+            .lines()
+            .skip_while(|l| !l.starts_with("Commands:"))
+            .skip(1)
+            .take_while(|l| l.starts_with("  "))
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        assert!(listed.contains(&"run") && listed.contains(&"lab"), "{help}");
+        for tool in ["blast", "ceiling", "serve", "probe"] {
+            assert!(!listed.contains(&tool), "{tool} listed:\n{help}");
+        }
+        let cmd = super::Cli::command();
+        assert_eq!(
+            cmd.find_subcommand("blast").is_some(),
+            cfg!(feature = "tools"),
+            "blast exactly in a tools build"
         );
     }
 }

@@ -15,9 +15,11 @@
 //! exchange within 10 s, so a client sending a byte every few seconds delays nobody.
 //! Reading counters sums the workers' slots; nothing here touches the packet path.
 
+#![forbid(unsafe_code)]
+
 use std::fmt::Write as _;
 use std::net::{IpAddr, TcpListener};
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -43,9 +45,7 @@ impl RingStats {
     /// Keep a duplicate of the ring's socket `fd` (it stays valid however long the
     /// worker keeps the ring).
     pub fn dup(iface: &str, fd: RawFd) -> std::io::Result<RingStats> {
-        // SAFETY: the caller's fd is open for the duration of this call; the clone is
-        // a new descriptor we own.
-        let owned = unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned()?;
+        let owned = crate::sys::fd::dup_raw(fd)?;
         Ok(RingStats {
             iface: iface.to_string(),
             fd: owned,
@@ -57,26 +57,10 @@ impl RingStats {
     /// read, if someone else read it before).
     pub fn read(&self) -> [u64; 3] {
         let mut acc = self.acc.lock().unwrap_or_else(|e| e.into_inner());
-        let mut st = libc::tpacket_stats_v3 {
-            tp_packets: 0,
-            tp_drops: 0,
-            tp_freeze_q_cnt: 0,
-        };
-        let mut len = std::mem::size_of::<libc::tpacket_stats_v3>() as libc::socklen_t;
-        // SAFETY: `st` is a valid out-buffer of `len` bytes.
-        let r = unsafe {
-            libc::getsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_PACKET,
-                libc::PACKET_STATISTICS,
-                (&mut st as *mut libc::tpacket_stats_v3).cast(),
-                &mut len,
-            )
-        };
-        if r == 0 {
-            acc[0] += st.tp_packets as u64;
-            acc[1] += st.tp_drops as u64;
-            acc[2] += st.tp_freeze_q_cnt as u64;
+        if let Ok((packets, drops, freezes)) = crate::ring::packet_stats(&self.fd) {
+            acc[0] += packets as u64;
+            acc[1] += drops as u64;
+            acc[2] += freezes as u64;
         }
         *acc
     }

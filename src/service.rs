@@ -5,6 +5,8 @@
 //! control thread and the workers: everything a worker reads on the per-packet path is
 //! an atomic or immutable, so established connections never take a lock here.
 
+#![forbid(unsafe_code)]
+
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicI32, AtomicU8, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};

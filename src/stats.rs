@@ -4,6 +4,8 @@
 //! (no read-modify-write, no shared cache line), so counting costs no lock and no
 //! contended atomic. Readers sum the slots; `-Z` records a baseline to subtract.
 
+#![forbid(unsafe_code)]
+
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 

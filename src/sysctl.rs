@@ -29,6 +29,8 @@
 //! `sloppy_sctp`, `sync_*`, the estimator's and the lblc(r) expirations) are unknown
 //! keys rather than settings that would silently do nothing.
 
+#![forbid(unsafe_code)]
+
 use crate::conn::settings::Knob;
 use crate::pipeline::Shared;
 

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 type Graph = BTreeMap<String, BTreeSet<String>>;
 
-/// Test fixtures compiled into the library (issue 16 moves them out of the
+/// Test fixtures in the library, built only with the `tools` feature (outside the
 /// production API). They build whole directors, so the data-plane checks skip them;
 /// the printed cycles include them.
 const FIXTURES: &[&str] = &["pipeline/fixture.rs"];

@@ -11,6 +11,8 @@
 //! and stays in the hundreds-to-thousands, where one `poll` per wake-up is cheap and
 //! needs no registration bookkeeping.
 
+#![forbid(unsafe_code)]
+
 mod tls;
 
 use std::io::{Read, Write};

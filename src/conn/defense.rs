@@ -1,4 +1,4 @@
-//! IPVS's anti-flood defenses (spec §7.4: drop_entry, drop_packet, secure_tcp) and a
+//! IPVS's anti-flood defenses (drop_entry, drop_packet, secure_tcp: `ip_vs_ctl.c: update_defense_level`) and a
 //! Katran-style cap on new connections per second per worker.
 //!
 //! Modes as in IPVS: 0 off; 1 automatic (on while the table is short of room); 2 is

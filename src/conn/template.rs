@@ -1,4 +1,4 @@
-//! Persistence templates (spec §5): "client network N of service S goes to dest D".
+//! Persistence templates (`ip_vs_core.c: ip_vs_sched_persist`): "client network N of service S goes to dest D".
 //!
 //! A template is created on the new-connection path of a PERSISTENT service and
 //! controls every connection made while it lives. Templates are shared by all workers:
@@ -120,7 +120,7 @@ impl Template {
         TemplateRef(self.clone())
     }
 
-    /// Is this template still usable for new connections (§5.2)?
+    /// Is this template still usable for new connections (`ip_vs_conn.c: ip_vs_check_template`)?
     pub fn is_valid(&self, expire_quiescent: bool) -> bool {
         self.dest.is_available() && !(expire_quiescent && self.dest.weight() == 0)
     }

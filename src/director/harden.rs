@@ -22,12 +22,15 @@
 //! 4. reads its own /proc status back and fails if any other capability is left.
 //!
 //! Capabilities are per thread on Linux, so this runs while the process has a single
-//! thread; threads started afterwards inherit the reduced sets. It is done with
-//! `libc` (prctl, capset, setres[ug]id, setgroups): three system calls do not justify
-//! a dependency, and the `caps` crate would not remove the single-thread
-//! requirement either.
+//! thread; threads started afterwards inherit the reduced sets. The user switch and
+//! prctl's flags go through nix; capset(2) and the bounding/ambient prctls, which nix
+//! lacks, are in [`crate::sys::caps`] (the `caps` crate would not remove the
+//! single-thread requirement, and splits the one capset call into three).
 
 use std::io;
+
+use nix::sys::prctl;
+use nix::unistd::{Gid, Uid, User, chown, geteuid, setgroups, setresgid, setresuid};
 
 /// The `uvs run` options of this module.
 #[derive(clap::Args, Debug, Clone)]
@@ -126,51 +129,8 @@ pub const CAP_NET_ADMIN: u32 = 12;
 pub const CAP_NET_RAW: u32 = 13;
 pub const CAP_BPF: u32 = 39;
 
-#[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: libc::c_int,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
-}
-
-const CAP_VERSION_3: u32 = 0x2008_0522;
-
-fn check(r: libc::c_long, what: &str) -> Result<(), String> {
-    if r < 0 {
-        Err(format!("{what}: {}", io::Error::last_os_error()))
-    } else {
-        Ok(())
-    }
-}
-
-/// Set this thread's permitted and effective sets to `keep`, inheritable to `inh`.
-fn capset(keep: u64, inh: u64) -> Result<(), String> {
-    let mut h = CapHeader {
-        version: CAP_VERSION_3,
-        pid: 0,
-    };
-    let d = [
-        CapData {
-            effective: keep as u32,
-            permitted: keep as u32,
-            inheritable: inh as u32,
-        },
-        CapData {
-            effective: (keep >> 32) as u32,
-            permitted: (keep >> 32) as u32,
-            inheritable: (inh >> 32) as u32,
-        },
-    ];
-    // SAFETY: capset(2) with a version-3 header and two data elements, as documented.
-    let r = unsafe { libc::syscall(libc::SYS_capset, &mut h as *mut CapHeader, d.as_ptr()) };
-    check(r, "capset")
+fn check<T>(r: nix::Result<T>, what: &str) -> Result<T, String> {
+    r.map_err(|e| format!("{what}: {}", io::Error::from(e)))
 }
 
 /// A capability set as /proc/PID/status prints it (`CapEff:` etc.), of this thread.
@@ -188,19 +148,12 @@ fn last_cap() -> u32 {
 }
 
 /// uid and gid of user `name`.
-fn lookup_user(name: &str) -> Result<(libc::uid_t, libc::gid_t), String> {
-    let c = std::ffi::CString::new(name).map_err(|_| format!("--user {name:?}: bad name"))?;
-    // SAFETY: `passwd` is a plain C struct of integers and pointers, for which all
-    // zero bytes are a valid value; getpwnam_r fills it in below.
-    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut buf = vec![0 as libc::c_char; 16384];
-    let mut out: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: getpwnam_r with valid buffers; `out` is only read when non-null.
-    let r = unsafe { libc::getpwnam_r(c.as_ptr(), &mut pw, buf.as_mut_ptr(), buf.len(), &mut out) };
-    if r != 0 || out.is_null() {
-        return Err(format!("--user {name}: no such user"));
+fn lookup_user(name: &str) -> Result<(Uid, Gid), String> {
+    match User::from_name(name) {
+        Ok(Some(u)) => Ok((u.uid, u.gid)),
+        Ok(None) => Err(format!("--user {name}: no such user")),
+        Err(e) => Err(format!("--user {name}: {}", io::Error::from(e))),
     }
-    Ok((pw.pw_uid, pw.pw_gid))
 }
 
 /// uid and gid of `--user`, if given.
@@ -221,8 +174,7 @@ pub fn drop_privileges(
     if h.keep_caps {
         return Ok(());
     }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 && h.user.is_none() && thread_caps("CapEff:").unwrap_or(0) == 0 {
+    if !geteuid().is_root() && h.user.is_none() && thread_caps("CapEff:").unwrap_or(0) == 0 {
         return Ok(()); // nothing to drop
     }
     let wanted: u64 =
@@ -236,61 +188,34 @@ pub fn drop_privileges(
     let setpcap = thread_caps("CapEff:").unwrap_or(0) & (1 << CAP_SETPCAP) != 0;
     for cap in (0..=last_cap()).filter(|_| setpcap) {
         if keep & (1 << cap) == 0 {
-            // SAFETY: prctl(PR_CAPBSET_DROP, cap) only changes this thread's bounding set.
-            let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
-            // EINVAL: a capability this kernel does not know.
-            if r < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL) {
-                return Err(format!("dropping capability {cap}: {}", io::Error::last_os_error()));
+            match crate::sys::caps::bounding_drop(cap) {
+                // EINVAL: a capability this kernel does not know.
+                Err(e) if e.raw_os_error() != Some(libc::EINVAL) => {
+                    return Err(format!("dropping capability {cap}: {e}"));
+                }
+                _ => {}
             }
         }
     }
     // 2. The user, keeping permitted capabilities across the switch.
     if let Some((uid, gid)) = user {
         if let Some(p) = socket {
-            let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).map_err(|e| e.to_string())?;
-            // SAFETY: chown(2) on a path we created, given as a NUL-terminated string
-            // that outlives the call.
-            let r = unsafe { libc::chown(c.as_ptr(), uid, gid) };
-            check(r as libc::c_long, "chown control socket")?;
+            check(chown(p, Some(uid), Some(gid)), "chown control socket")?;
         }
-        // SAFETY: plain prctl/setgroups/setresgid/setresuid calls; glibc applies the
-        // id changes to every thread.
-        unsafe {
-            check(
-                libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) as libc::c_long,
-                "PR_SET_KEEPCAPS",
-            )?;
-            check(libc::setgroups(1, &gid) as libc::c_long, "setgroups")?;
-            check(libc::setresgid(gid, gid, gid) as libc::c_long, "setresgid")?;
-            check(libc::setresuid(uid, uid, uid) as libc::c_long, "setresuid")?;
-            check(
-                libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) as libc::c_long,
-                "PR_SET_KEEPCAPS",
-            )?;
-        }
+        // glibc applies the id changes to every thread of the process.
+        check(prctl::set_keepcaps(true), "PR_SET_KEEPCAPS")?;
+        check(setgroups(&[gid]), "setgroups")?;
+        check(setresgid(gid, gid, gid), "setresgid")?;
+        check(setresuid(uid, uid, uid), "setresuid")?;
+        check(prctl::set_keepcaps(false), "PR_SET_KEEPCAPS")?;
     }
     // 3. Permitted = effective = keep; ambient NET_ADMIN for nft as a user.
     let ambient = net_admin && user.is_some();
-    capset(keep, if ambient { 1 << CAP_NET_ADMIN } else { 0 })?;
-    // SAFETY: prctl calls with documented arguments.
-    unsafe {
-        if ambient {
-            check(
-                libc::prctl(
-                    libc::PR_CAP_AMBIENT,
-                    libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
-                    CAP_NET_ADMIN as libc::c_ulong,
-                    0,
-                    0,
-                ) as libc::c_long,
-                "raising ambient CAP_NET_ADMIN",
-            )?;
-        }
-        check(
-            libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) as libc::c_long,
-            "PR_SET_NO_NEW_PRIVS",
-        )?;
+    crate::sys::caps::capset(keep, if ambient { 1 << CAP_NET_ADMIN } else { 0 }).map_err(|e| format!("capset: {e}"))?;
+    if ambient {
+        crate::sys::caps::ambient_raise(CAP_NET_ADMIN).map_err(|e| format!("raising ambient CAP_NET_ADMIN: {e}"))?;
     }
+    check(prctl::set_no_new_privs(), "PR_SET_NO_NEW_PRIVS")?;
     // 4. Verify.
     let sets: &[&str] = if setpcap {
         &["CapEff:", "CapPrm:", "CapBnd:"]
@@ -350,8 +275,7 @@ mod tests {
 
     #[test]
     fn drops_everything_but_net_raw_in_a_child_thread() {
-        // SAFETY: geteuid(2) takes no arguments and cannot fail.
-        if unsafe { libc::geteuid() } != 0 {
+        if !nix::unistd::geteuid().is_root() {
             return;
         }
         // A thread of its own: capabilities are per thread, so the test runner's

@@ -51,11 +51,14 @@ where
     }
 }
 
-/// Install the global subscriber: level from `$UVS_LOG` (default `warn`, and `info` for
-/// keepalived's transitions), on stderr.
+/// What `UVS_LOG` unset means.
+pub const DEFAULT_FILTER: &str = "warn,uvs::keepalived=info,uvs::director=info,uvs::tunnel=info";
+
+/// Install the global subscriber: level from `$UVS_LOG`, on stderr. The default is
+/// `warn`, and `info` for the director's and `uvs tunnel`'s start and stop (`director
+/// ready`, `uvs: stopped`) and keepalived's transitions, as keepalived logs them.
 pub fn init() {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_env("UVS_LOG").unwrap_or_else(|_| "warn,uvs::keepalived=info".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_env("UVS_LOG").unwrap_or_else(|_| DEFAULT_FILTER.into());
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

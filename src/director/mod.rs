@@ -2,6 +2,8 @@
 //! core, and runs the control loop (ARP resolution and gratuitous ARP, routes,
 //! connection-table housekeeping) until SIGINT or SIGTERM.
 
+#![forbid(unsafe_code)]
+
 pub mod harden;
 pub mod iface;
 pub mod journal;
@@ -195,7 +197,7 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     let metrics_listener = opts.metrics.as_deref().map(crate::metrics::bind).transpose()?;
     let vips: Vec<_> = shared.services.load().vips().collect();
     for w in kernel_interference(&ifaces, &vips) {
-        eprintln!("uvs: warning: {w}");
+        tracing::warn!("{w}");
     }
     let mut sorted = vips.clone();
     sorted.sort();
@@ -210,8 +212,8 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
             match kernelcopy::KernelCopyDrop::install(&opts.ifaces, &sorted) {
                 Ok(k) => Some(k),
                 Err(e) => {
-                    eprintln!(
-                        "uvs: warning: the kernel keeps its copy of VIP traffic ({e}); every frame is then \
+                    tracing::warn!(
+                        "the kernel keeps its copy of VIP traffic ({e}); every frame is then \
                          also routed and dropped by the host's IP stack, which costs packet rate. \
                          --keep-kernel-copy says this is wanted"
                     );
@@ -315,7 +317,7 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         .attach(fanout_fds)
         .map_err(|e| format!("attaching the steering program: {e}"))?;
     if let Err(e) = steering.set_vips(&sorted) {
-        eprintln!("uvs: warning: steering: {e}");
+        tracing::warn!("steering: {e}");
     }
     tracing::info!("steering: {}", steering.describe());
     let steering = Arc::new(steering);
@@ -433,8 +435,8 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         hub.arp_conflicts.store(control.neigh.conflicts, Ordering::Relaxed);
         if !announced_ready && (control.neigh.all_resolved() || now_ms > 3000) {
             announced_ready = true;
-            eprintln!(
-                "uvs: director ready on {} ({nworkers} workers, {} services, {}/{} real servers resolved{})",
+            tracing::info!(
+                "director ready on {} ({nworkers} workers, {} services, {}/{} real servers resolved{})",
                 names.join(","),
                 shared.services.load().services().len(),
                 control.neigh.resolved(),
@@ -488,7 +490,7 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         let _ = t.join();
     }
     tracing::info!("stopped in {} ms", stopping.elapsed().as_millis());
-    eprintln!("uvs: stopped");
+    tracing::info!("uvs: stopped");
     Ok(())
 }
 
@@ -528,16 +530,13 @@ fn keep_off_cores(busy: &[usize]) {
     if rest.is_empty() {
         return;
     }
-    // SAFETY: cpu_set_t is plain data; zeroed is the empty set, CPU_SET stays in bounds
-    // for ids below CPU_SETSIZE (checked), and sched_setaffinity reads `set` only.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        for &c in &rest {
-            if c < libc::CPU_SETSIZE as usize {
-                libc::CPU_SET(c, &mut set);
-            }
-        }
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    let mut set = nix::sched::CpuSet::new();
+    for &c in &rest {
+        // Ids past CPU_SETSIZE are refused by `set` and left out.
+        let _ = set.set(c);
+    }
+    if let Err(e) = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set) {
+        tracing::debug!("keeping the control threads off the workers' cores: {e}");
     }
 }
 
@@ -640,7 +639,7 @@ impl Control {
             // once, at start or when a command adds them.
             for w in self.ctl.shared().services.load().not_forwarded() {
                 if self.warned.insert(w.clone()) {
-                    eprintln!("uvs: warning: {w}");
+                    tracing::warn!("{w}");
                 }
             }
         }
@@ -699,19 +698,19 @@ impl Control {
         vips.sort();
         if self.steered.as_ref() != Some(&vips) {
             if let Err(e) = self.steering.set_vips(&vips) {
-                eprintln!("uvs: warning: steering: {e}");
+                tracing::warn!("steering: {e}");
             }
             self.steered = Some(vips.clone());
         }
         if let Some(k) = self.kernel_copy.as_mut()
             && let Err(e) = k.update(&vips)
         {
-            eprintln!("uvs: warning: updating the kernel-copy rule: {e}");
+            tracing::warn!("updating the kernel-copy rule: {e}");
         }
         if let Some(s) = self.shed.as_mut()
             && let Err(e) = s.set_vips(&vips)
         {
-            eprintln!("uvs: warning: overload shedding: VIP set: {e}");
+            tracing::warn!("overload shedding: VIP set: {e}");
         }
         // Both lists sorted: a merge, not a search per VIP (tens of thousands of VIPs).
         let mut old = self.announced.iter().peekable();

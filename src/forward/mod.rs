@@ -59,7 +59,8 @@ pub fn complete_l4_checksum(ip: &mut [u8]) {
     l4[off..off + 2].copy_from_slice(&c.to_be_bytes());
 }
 
-/// The checks every method makes before transmitting (spec §6.1): TTL > 1, and a DF
+/// The checks every method makes before transmitting (`ip_vs_xmit.c`: decrement_ttl,
+/// ensure_mtu_is_adequate): TTL > 1, and a DF
 /// packet that does not fit the route MTU is refused with fragmentation-needed.
 /// `mtu` is the usable size for the IP packet as it will be forwarded.
 pub fn pre_xmit_checks<E: Emit>(

@@ -1,8 +1,9 @@
 //! NAT (masquerading, `-m`, IPVS's MASQ): requests get destination VIP:vport
 //! rewritten to RIP:rport; replies from the real server get their source rewritten
 //! back to VIP:vport. IP and L4 checksums are patched incrementally (RFC 1624); a UDP
-//! checksum of 0 gets a full one (spec §6.2). ICMP errors about a NAT connection are
-//! translated in both the outer and the quoted header (spec §6.6).
+//! checksum of 0 gets a full one (`ip_vs_proto_udp.c: udp_snat_handler`). ICMP errors
+//! about a NAT connection are translated in both the outer and the quoted header
+//! (`ip_vs_core.c: ip_vs_nat_icmp`).
 
 use super::{RxCtx, complete_l4_checksum, pre_xmit_checks};
 use crate::dataplane::{Emit, Iface, Verdict};

@@ -1,6 +1,6 @@
 //! TUN (tunnelling, `-i`, IPVS's TUNNEL): the client's packet, TTL decremented, goes
 //! unchanged inside a new IPv4 header from the director's address on the outgoing
-//! interface to the real server (spec §6.4): directly (IPIP, protocol 4, the default),
+//! interface to the real server (`ip_vs_xmit.c: ip_vs_tunnel_xmit`): directly (IPIP, protocol 4, the default),
 //! behind a UDP and a GUE header (`--tun-type gue --tun-port N`, protocol 17), or
 //! behind a GRE header (`--tun-type gre`, protocol 47), as IPVS builds them. The outer
 //! TTL, TOS and DF follow the inner packet; the outer ID is 0 with DF, else a

@@ -9,6 +9,8 @@
 //!
 //! Diagnostics carry keepalived's own texts, `(FILE: Line N) message`.
 
+#![forbid(unsafe_code)]
+
 pub mod conf;
 pub mod lex;
 pub mod passive;

@@ -9,6 +9,8 @@
 //! skips one tutorial step and explains, with the evidence seen, what goes wrong.
 //! Everything is torn down afterwards (also on error or Ctrl-C) unless `--keep`.
 
+#![forbid(unsafe_code)]
+
 pub mod hops;
 pub mod html;
 pub mod report;
@@ -257,9 +259,7 @@ fn run_mode(mode: &str, o: &LabOptions, exe: &str, t: &Term, stop: &AtomicBool) 
     let _ = std::fs::remove_file(control.with_extension("state"));
     for (host, ifname, path, _) in &caps {
         let raw = hops::read_pcap(path);
-        if std::env::var_os("UVS_LAB_DEBUG").is_some() {
-            eprintln!("{host} {ifname}: {} frames in {}", raw.len(), path.display());
-        }
+        tracing::debug!("{host} {ifname}: {} frames in {}", raw.len(), path.display());
         let seen = raw.iter().filter_map(|f| hops::decode(f)).collect();
         frames.push((format!("{host} {ifname}"), seen));
         if std::env::var_os("UVS_LAB_DEBUG").is_none() {

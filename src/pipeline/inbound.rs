@@ -92,7 +92,7 @@ impl Worker {
 
     /// An ICMP error addressed to a VIP quotes a packet the VIP sent to a client
     /// (source VIP:vport, destination client:cport): find that connection and relay
-    /// the error to its real server (spec §6.6).
+    /// the error to its real server (`ip_vs_core.c: ip_vs_in_icmp`).
     pub(super) fn icmp_inbound<E: Emit>(
         &mut self,
         sh: &Shared,

@@ -11,6 +11,7 @@
 mod arp;
 mod classify;
 mod counters;
+#[cfg(any(test, feature = "tools"))]
 pub mod fixture;
 mod inbound;
 mod outbound;

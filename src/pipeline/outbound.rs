@@ -64,7 +64,7 @@ impl Worker {
     }
 
     /// An ICMP error from a NAT real server quotes client:cport -> RIP:rport as the
-    /// server received it: translate it to come from the VIP (spec §6.6, OUT side).
+    /// server received it: translate it to come from the VIP (`ip_vs_core.c: ip_vs_out_icmp`).
     pub(super) fn icmp_outbound<E: Emit>(
         &mut self,
         sh: &Shared,
@@ -113,8 +113,8 @@ impl Worker {
 }
 
 impl Worker {
-    /// An ICMP error about one of our tunnel packets (spec §6.6, "errors about the
-    /// director's own tunnel packets"; IPIP, GUE or GRE to a real server with that
+    /// An ICMP error about one of our tunnel packets (`ip_vs_core.c: ip_vs_in_icmp`, its
+    /// tunnel case; IPIP, GUE or GRE to a real server with that
     /// tunnel type): fragmentation-needed updates the path MTU to the real server and,
     /// if the client's packet had DF, tells the client with the MTU less the outer
     /// headers (20 for IPIP); other errors are relayed to the client about its own

@@ -1,5 +1,5 @@
-//! New connections (ip_vs_try_schedule / ip_vs_schedule / ip_vs_sched_persist, spec
-//! §2.3–2.6 and §5): find the service, check that the packet may open a connection,
+//! New connections (`ip_vs_core.c`: ip_vs_try_schedule / ip_vs_schedule /
+//! ip_vs_sched_persist): find the service, check that the packet may open a connection,
 //! find or create the persistence template, ask the scheduler for a destination, and
 //! create the entry. Runs only for packets without a connection: it takes the
 //! service's mutex and, for persistent services, one shard lock of the shared
@@ -27,7 +27,7 @@ struct Chosen {
     tpl: Option<TemplateRef>,
 }
 
-/// Service lookup (§2.5) for an IPv4 address-based service: exact, then the FTP data
+/// Service lookup (`ip_vs_ctl.c: ip_vs_service_find`) for an IPv4 address-based service: exact, then the FTP data
 /// heuristic (TCP to port 20 or >= 1024 on a VIP with a port-21 service), then the
 /// port-0 catch-all.
 pub(crate) fn lookup_service(
@@ -151,7 +151,7 @@ fn pick(st: &mut ServiceState, pkt: &classify::L4Packet<'_>, now_ms: u64) -> Opt
     Some(st.dests[idx].clone())
 }
 
-/// ip_vs_sched_persist (§5.1): the template decides, or the scheduler picks and a new
+/// ip_vs_sched_persist: the template decides, or the scheduler picks and a new
 /// template remembers the pick.
 fn schedule_persistent(
     svcs: &ServiceTable,

@@ -62,7 +62,7 @@ fn dr_rewrites_only_macs_and_ttl() {
     };
     assert_eq!(ip.header().destination(), VIP, "DR keeps the VIP");
     assert_eq!(ip.header().source(), CLIENT);
-    assert_eq!(ip.header().ttl(), 63, "TTL decremented (spec 6.1)");
+    assert_eq!(ip.header().ttl(), 63, "TTL decremented (ip_vs_xmit.c: decrement_ttl)");
     // Everything after the TTL/checksum is byte-identical.
     assert_eq!(f[14 + 12..], syn[14 + 12..]);
     assert_eq!(f[14..14 + 8], syn[14..14 + 8]);

@@ -1,8 +1,9 @@
 //! AF_PACKET sockets: the TPACKET_V3 mmap RX ring joined to a fanout group, the
 //! TPACKET_V2 TX ring, and interface facts (index, MAC, MTU, addresses).
 //!
-//! This is the only module with `unsafe`: the kernel's ring interface demands raw
-//! socket options and shared memory (and bpf(2) for the XDP shedding program). Every block says why it is sound.
+//! With [`crate::sys`] (the other system calls nix lacks) this is the only module with
+//! `unsafe`: the kernel's ring interface demands raw socket options and shared memory
+//! (and bpf(2) for the XDP shedding program). Every block says why it is sound.
 
 pub mod bpf;
 pub mod drive;
@@ -109,6 +110,32 @@ pub fn set_packet_opt<T: Copy>(fd: RawFd, opt: i32, val: &T) -> io::Result<()> {
         )
     };
     if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
+/// PACKET_STATISTICS of packet socket `fd`: (packets, drops, queue freezes) since the
+/// last read (the kernel resets them on every read: `af_packet.c: packet_getsockopt`).
+pub fn packet_stats(fd: &OwnedFd) -> io::Result<(u32, u32, u32)> {
+    let mut st = libc::tpacket_stats_v3 {
+        tp_packets: 0,
+        tp_drops: 0,
+        tp_freeze_q_cnt: 0,
+    };
+    let mut len = std::mem::size_of::<libc::tpacket_stats_v3>() as libc::socklen_t;
+    // SAFETY: `st` is a valid out-buffer of `len` bytes; the kernel writes at most
+    // `len` bytes and stores the length it wrote back into `len`.
+    let r = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_STATISTICS,
+            &mut st as *mut _ as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((st.tp_packets, st.tp_drops, st.tp_freeze_q_cnt))
 }
 
 /// Bind a packet socket to an interface and protocol (0 = receive nothing).

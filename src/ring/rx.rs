@@ -222,26 +222,7 @@ impl RxRing {
 
     /// PACKET_STATISTICS: (packets, drops, freeze count) since the last call.
     pub fn stats(&self) -> io::Result<(u32, u32, u32)> {
-        let mut st = libc::tpacket_stats_v3 {
-            tp_packets: 0,
-            tp_drops: 0,
-            tp_freeze_q_cnt: 0,
-        };
-        let mut len = std::mem::size_of::<libc::tpacket_stats_v3>() as libc::socklen_t;
-        // SAFETY: `st` is a valid out-buffer of `len` bytes.
-        let r = unsafe {
-            libc::getsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_PACKET,
-                libc::PACKET_STATISTICS,
-                &mut st as *mut _ as *mut libc::c_void,
-                &mut len,
-            )
-        };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok((st.tp_packets, st.tp_drops, st.tp_freeze_q_cnt))
+        super::packet_stats(&self.fd)
     }
 }
 

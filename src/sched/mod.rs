@@ -120,6 +120,7 @@ pub fn new_scheduler(name: &str, dests: &[Arc<Dest>], svc_flags: u32) -> Option<
 }
 
 /// A destination `10.0.0.1:80` (weight 1) for benches and examples.
+#[cfg(any(test, feature = "tools"))]
 pub fn testutil_dest() -> Arc<Dest> {
     use crate::service::{DestConfig, ForwardMethod, TunnelCsum, TunnelType};
     Arc::new(Dest::new(&DestConfig {

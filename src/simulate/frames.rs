@@ -3,7 +3,7 @@
 
 use std::net::SocketAddrV4;
 
-use crate::pipeline::fixture::{CLIENT_MAC, DIRECTOR_MAC};
+use super::host::{CLIENT_MAC, DIRECTOR_MAC};
 use crate::wire::l4::tcp_flags;
 
 /// The MAC the simulator gives a real server: 02:00 followed by its IPv4 address.

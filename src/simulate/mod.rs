@@ -22,8 +22,11 @@
 //! persistence, the TCP state machine, counters and timers are all the real code.
 //! Output is deterministic (the connection listing is sorted).
 
+#![forbid(unsafe_code)]
+
 pub mod chart;
 mod frames;
+mod host;
 #[cfg(test)]
 mod tests;
 
@@ -33,10 +36,10 @@ use std::sync::Arc;
 use crate::conn::ConnKey;
 use crate::ctl::Ctl;
 use crate::ipvsadm::{Command, ListOptions};
-use crate::pipeline::fixture::{CLIENT_MAC, DIP, DIRECTOR_MAC, GATEWAY, IFINDEX, VecEmit};
 use crate::pipeline::{Iface, RouteEntry, RxMeta, Shared, Verdict, Worker, pkttype};
 use crate::service::{ForwardMethod, Protocol};
 use crate::wire::l4::tcp_flags::{ACK, FIN, PSH, RST, SYN};
+use host::{CLIENT_MAC, DIP, DIRECTOR_MAC, Discard, GATEWAY, IFINDEX};
 
 pub use frames::dest_mac;
 
@@ -236,7 +239,7 @@ impl Simulator {
             vlan_tci: None,
         };
         let svcs = self.sh.services.load();
-        let mut out = VecEmit::counting();
+        let mut out = Discard::new();
         self.worker.process(&self.sh, &svcs, self.now_ms, rx, frame, &mut out)
     }
 

@@ -1,5 +1,5 @@
-//! Scenarios through the real pipeline: the persistence vectors (§10.12), counters
-//! (§10.10), one-packet scheduling, port-0 persistence and template sharing between
+//! Scenarios through the real pipeline: persistence (`ip_vs_sched_persist`), counters
+//! (`ip_vs_stats`), one-packet scheduling, port-0 persistence and template sharing between
 //! workers.
 
 use std::sync::atomic::Ordering::Relaxed;
@@ -192,7 +192,7 @@ fn port_zero_service_shares_one_template_across_ports() {
 
 #[test]
 fn ftp_heuristic_claims_high_ports_and_leaves_them() {
-    // §2.5 step 3: TCP to a port >= 1024 of a VIP with a port-21 service finds that
+    // `ip_vs_ctl.c: ip_vs_service_find`, the FTP fallback: TCP to a port >= 1024 of a VIP with a port-21 service finds that
     // service; a non-persistent one cannot schedule it. Port 80 finds no service.
     let (_, out) = sim("-A -t 10.1.1.1:21 -s rr\n\
          -a -t 10.1.1.1:21 -r 10.0.0.1\n\
@@ -261,7 +261,7 @@ fn templates_are_shared_by_workers() {
         csum_partial: false,
         vlan_tci: None,
     };
-    let mut out = VecEmit::counting();
+    let mut out = Discard::new();
     for i in 0..4 {
         let w = &mut workers[i % 2];
         let c = SocketAddrV4::new([192, 168, 1, 10 + i as u8].into(), 5000);

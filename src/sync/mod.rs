@@ -4,8 +4,8 @@
 //! A master director multicasts the state of its connections to 224.0.0.81:8848
 //! (TTL 1); a backup decodes them and creates the same connections, so established
 //! sessions survive a failover. Message version 1 is what current kernels send
-//! (`net.ipv4.vs.sync_version=1`); version 0 is still received. See
-//! `../shared/reference/ecosystem-conventions.md` §5.4.
+//! (`net.ipv4.vs.sync_version=1`); version 0 is still received
+//! (`ip_vs_sync.c: ip_vs_process_message`).
 //!
 //! - [`SyncConn`]: one synced connection (or persistence template).
 //! - [`Encoder`]: fills version-1 messages up to [`sync_maxlen`] bytes, as

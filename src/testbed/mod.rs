@@ -7,11 +7,17 @@
 //! sysctls. Dropping the bed (also while unwinding from a panic) kills its processes
 //! and deletes its namespaces, which removes their interfaces.
 
+#![forbid(unsafe_code)]
+
+#[cfg(feature = "tools")]
 pub mod blast;
+#[cfg(feature = "tools")]
 pub mod ceiling;
 pub mod lvs;
 pub mod serve;
 
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -19,8 +25,7 @@ static BEDS: AtomicU32 = AtomicU32::new(0);
 
 /// Is this process root (needed for namespaces and AF_PACKET)?
 pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
+    nix::unistd::geteuid().is_root()
 }
 
 /// A set of namespaces with one shared L2 segment.
@@ -267,10 +272,8 @@ impl Testbed {
     pub fn stop(&mut self, pid: u32) -> Option<std::process::ExitStatus> {
         let i = self.children.iter().position(|c| c.id() == pid)?;
         let mut c = self.children.remove(i);
-        // SAFETY: plain kill(2) on a child we spawned and have not reaped.
-        unsafe {
-            libc::kill(pid as i32, libc::SIGTERM);
-        }
+        // A child we spawned and have not reaped: the pid is still ours.
+        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         while std::time::Instant::now() < deadline {
             if let Ok(Some(st)) = c.try_wait() {
@@ -300,10 +303,7 @@ impl Testbed {
         // SIGTERM first so a director removes its control socket (and any nftables
         // table it installed); whatever is still running after a second is killed.
         for c in &self.children {
-            // SAFETY: plain kill(2) on a child we spawned and have not reaped.
-            unsafe {
-                libc::kill(c.id() as i32, libc::SIGTERM);
-            }
+            let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM);
         }
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
         for c in &mut self.children {
@@ -318,10 +318,8 @@ impl Testbed {
             let _ = Command::new("ip").args(["netns", "pids", &ns]).output().map(|o| {
                 for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
                     if let Ok(p) = pid.parse::<i32>() {
-                        // SAFETY: kill(2) on a process still inside our namespace.
-                        unsafe {
-                            libc::kill(p, libc::SIGKILL);
-                        }
+                        // A process still inside our namespace.
+                        let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
                     }
                 }
             });

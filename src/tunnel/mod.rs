@@ -11,8 +11,9 @@
 //! those packets (they arrive on tunl0 from a client routed via another interface),
 //! so the command checks `rp_filter` and says how to turn it off.
 
-use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+#![forbid(unsafe_code)]
+
+use std::io::{self, Read, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -29,43 +30,14 @@ pub struct TunnelOptions {
     pub port: u16,
 }
 
-/// Open (or create) TUN device `name` without packet information headers.
-pub fn open_tun(name: &str) -> io::Result<OwnedFd> {
-    let path = c"/dev/net/tun";
-    // SAFETY: open(2) on a constant NUL-terminated path; the result is checked.
-    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a fresh descriptor we own.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: ifreq is plain old data; zeroed is valid.
-    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
-    if name.len() >= ifr.ifr_name.len() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "device name too long"));
-    }
-    for (d, s) in ifr.ifr_name.iter_mut().zip(name.as_bytes()) {
-        *d = *s as libc::c_char;
-    }
-    ifr.ifr_ifru.ifru_flags = (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short;
-    // SAFETY: TUNSETIFF reads the ifreq we pass, which lives for the call.
-    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF as _, &mut ifr) };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(fd)
-}
-
 /// A raw socket receiving every packet of IP protocol `proto` (4 IPIP, 47 GRE)
 /// addressed to this host.
-pub fn raw_socket(proto: libc::c_int) -> io::Result<OwnedFd> {
-    // SAFETY: socket(2) with constant arguments; checked.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, proto) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fresh descriptor we own.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+pub fn raw_socket(proto: libc::c_int) -> io::Result<socket2::Socket> {
+    socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::RAW,
+        Some(socket2::Protocol::from(proto)),
+    )
 }
 
 /// The inner packet of a GRE packet (outer IPv4 header included, as a raw socket
@@ -127,15 +99,15 @@ fn run(cmd: &[&str]) -> Result<(), String> {
 
 /// Run until SIGINT/SIGTERM.
 pub fn main(o: &TunnelOptions) -> Result<(), String> {
-    let tun = open_tun(&o.dev).map_err(|e| format!("cannot open TUN device {}: {e}", o.dev))?;
+    let mut tun = crate::sys::tun::open(&o.dev).map_err(|e| format!("cannot open TUN device {}: {e}", o.dev))?;
     let vip = format!("{}/32", o.vip);
     run(&["ip", "addr", "add", &vip, "dev", &o.dev])?;
     run(&["ip", "link", "set", &o.dev, "up"])?;
     for dev in ["all", o.dev.as_str(), o.iface.as_str()] {
         let p = format!("/proc/sys/net/ipv4/conf/{dev}/rp_filter");
         if sysctl(&p).as_deref() == Some("1") {
-            eprintln!(
-                "uvs tunnel: warning: rp_filter=1 on {dev}: the kernel will drop the decapsulated packets. \
+            tracing::warn!(
+                "rp_filter=1 on {dev}: the kernel will drop the decapsulated packets. \
                  Fix: sysctl -w net.ipv4.conf.{dev}.rp_filter=0"
             );
         }
@@ -149,7 +121,7 @@ pub fn main(o: &TunnelOptions) -> Result<(), String> {
                 return Err("--tun-type gue needs --tun-port".into());
             }
             let s = std::net::UdpSocket::bind(("0.0.0.0", o.port)).map_err(|e| format!("UDP port {}: {e}", o.port))?;
-            OwnedFd::from(s)
+            socket2::Socket::from(s)
         }
     };
     let decap: fn(&[u8]) -> Option<&[u8]> = match o.kind {
@@ -158,20 +130,8 @@ pub fn main(o: &TunnelOptions) -> Result<(), String> {
         TunnelType::Gue => decapsulate_gue,
     };
     // Wake up now and then to notice a stop request.
-    let tv = libc::timeval {
-        tv_sec: 0,
-        tv_usec: 200_000,
-    };
-    // SAFETY: setting SO_RCVTIMEO with a valid timeval of the right size.
-    unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            &tv as *const _ as *const libc::c_void,
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        );
-    }
+    sock.set_read_timeout(Some(std::time::Duration::from_millis(200)))
+        .map_err(|e| format!("SO_RCVTIMEO: {e}"))?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).map_err(|e| e.to_string())?;
@@ -181,28 +141,24 @@ pub fn main(o: &TunnelOptions) -> Result<(), String> {
         TunnelType::Gre => "GRE".to_string(),
         TunnelType::Gue => format!("GUE (UDP port {})", o.port),
     };
-    eprintln!(
-        "uvs tunnel: decapsulating {what} on {} into {} (VIP {})",
-        o.iface, o.dev, o.vip
-    );
+    tracing::info!("decapsulating {what} on {} into {} (VIP {})", o.iface, o.dev, o.vip);
     let mut buf = vec![0u8; 65536];
     let (mut packets, mut bad) = (0u64, 0u64);
     while !stop.load(Ordering::Relaxed) {
-        // SAFETY: recv into our buffer of the given length.
-        let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr() as *mut libc::c_void, buf.len(), 0) };
-        if n <= 0 {
-            continue;
-        }
-        match decap(&buf[..n as usize]) {
+        let n = match (&sock).read(&mut buf) {
+            Ok(n) if n > 0 => n,
+            _ => continue, // the timeout, or a signal
+        };
+        match decap(&buf[..n]) {
             Some(inner) => {
-                // SAFETY: write(2) of a valid slice to our TUN descriptor.
-                unsafe { libc::write(tun.as_raw_fd(), inner.as_ptr() as *const libc::c_void, inner.len()) };
+                // A packet the TUN device refuses is lost, as a full queue would lose it.
+                let _ = tun.write(inner);
                 packets += 1;
             }
             None => bad += 1,
         }
     }
-    eprintln!("uvs tunnel: stopped ({packets} packets, {bad} malformed)");
+    tracing::info!("stopped ({packets} packets, {bad} malformed)");
     Ok(())
 }
 
