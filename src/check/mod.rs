@@ -186,24 +186,20 @@ fn icmp_socket(dst: SocketAddr, bind: Option<SocketAddr>) -> std::io::Result<(Ud
     } else {
         libc::IPPROTO_ICMPV6
     };
-    let open = |ty: libc::c_int| -> std::io::Result<OwnedFd> {
-        // SAFETY: socket(2) with constant arguments; the fd is owned at once.
-        let fd = unsafe {
-            libc::socket(
-                family(dst) as libc::c_int,
-                ty | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                proto,
-            )
-        };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: fd is a new descriptor nobody else owns.
-        Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+    let domain = if dst.is_ipv4() {
+        socket2::Domain::IPV4
+    } else {
+        socket2::Domain::IPV6
     };
-    let (fd, raw) = match open(libc::SOCK_DGRAM) {
+    let open = |ty: socket2::Type| -> std::io::Result<OwnedFd> {
+        // socket2 opens it close-on-exec.
+        let s = socket2::Socket::new(domain, ty, Some(socket2::Protocol::from(proto)))?;
+        s.set_nonblocking(true)?;
+        Ok(OwnedFd::from(s))
+    };
+    let (fd, raw) = match open(socket2::Type::DGRAM) {
         Ok(fd) => (fd, false),
-        Err(_) => (open(libc::SOCK_RAW)?, true),
+        Err(_) => (open(socket2::Type::RAW)?, true),
     };
     let dst0 = SocketAddr::new(dst.ip(), 0);
     if let Some(b) = bind {

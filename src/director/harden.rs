@@ -158,7 +158,8 @@ fn lookup_user(name: &str) -> Result<(Uid, Gid), String> {
 
 /// uid and gid of `--user`, if given.
 pub fn user_ids(h: &Hardening) -> Result<Option<(u32, u32)>, String> {
-    h.user.as_deref().map(lookup_user).transpose()
+    let ids = h.user.as_deref().map(lookup_user).transpose()?;
+    Ok(ids.map(|(u, g)| (u.as_raw(), g.as_raw())))
 }
 
 /// Drop privileges as described in the module documentation. `net_admin`: keep

@@ -705,8 +705,7 @@ mod tests {
     #[test]
     fn hand_to_user_gives_the_runtime_directory_and_nothing_shared() {
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
+        if !nix::unistd::geteuid().is_root() {
             eprintln!("\n*** SKIPPED hand_to_user_...: needs root (chown) ***\n");
             return;
         }
