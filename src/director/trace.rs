@@ -131,9 +131,6 @@ pub fn line(rx: &[u8], tx: &[u8], svcs: &ServiceTable, f: &TraceFilter) -> Optio
     ))
 }
 
-/// The first word of a trace request on the control socket (never an ipvsadm word).
-pub const REQUEST: &str = "\u{1}trace";
-
 /// Record kinds on the trace stream.
 pub const LINE: u8 = 1;
 pub const RX_FRAME: u8 = 2;
@@ -213,12 +210,12 @@ pub fn client(
     TraceFilter::parse(&checked).map_err(|e| format!("trace: {e}"))?;
     let path = crate::control::socket_path(control);
     let mut s = UnixStream::connect(&path).map_err(|e| crate::control::client::not_running(&path, &e))?;
-    let mut args = vec![REQUEST.to_string()];
-    args.extend(words.iter().cloned());
+    let mut args = words.to_vec();
     if pcap.is_some() {
         args.push("--frames".into());
     }
-    s.write_all(&crate::control::encode_request(&args, &[]))
+    let req = crate::control::proto::Request::Trace(args);
+    s.write_all(&crate::control::proto::encode_request(&req))
         .map_err(|e| e.to_string())?;
     let mut writer = match pcap {
         Some(p) => {
