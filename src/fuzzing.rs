@@ -628,7 +628,7 @@ pub fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
             use crate::control::proto::{Request, encode_request};
             named(vec![
                 ("v2_list", req(&["-L", "-n"], "")),
-                ("v2_list_conns_stats", req(&["-L", "-n", "-c", "--stats"], "")),
+                ("v2_list_conns", req(&["-L", "-n", "-c", "--persistent-conn"], "")),
                 ("v2_add", req(&["-A", "-t", "10.0.0.100:81", "-s", "wlc"], "")),
                 ("v2_restore", req(&["-R"], RULES_ALL)),
                 ("v2_save", req(&["-S", "-n"], "")),

@@ -246,8 +246,10 @@ mod tests {
         ] {
             assert_eq!(round(&req), req);
         }
-        let mut table = TableSnapshot::default();
-        table.timeouts = (1, 2, 3);
+        let table = TableSnapshot {
+            timeouts: (1, 2, 3),
+            ..TableSnapshot::default()
+        };
         let conns = vec![ConnSnapshot {
             proto_name: "TCP".into(),
             state: "ESTABLISHED".into(),
