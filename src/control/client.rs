@@ -212,6 +212,12 @@ pub fn main(program: &str, args: &[String]) -> i32 {
         }
     }
     let plan = plan(cmd, &String::from_utf8_lossy(&stdin), resolve_host_v4);
+    if let Plan::Remote { commands, .. } = &plan
+        && commands.len() > proto::MAX_COMMANDS
+    {
+        eprintln!("{program}: -R input has more than {} commands", proto::MAX_COMMANDS);
+        return 255;
+    }
     let path = socket_path(None);
     let reply = match (plan.request(), plan) {
         (_, Plan::Local(t)) => t,

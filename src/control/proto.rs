@@ -41,6 +41,10 @@ pub const MAGIC: &[u8; 4] = b"UVSP";
 pub const MAGIC_V1: &[u8; 4] = b"UVS1";
 /// Largest request payload (a `-R` of ~100,000 lines encodes to a few MiB).
 pub const MAX_REQUEST: usize = 64 << 20;
+/// Most commands in one request: a `-R` input of a million lines. A command takes ~100
+/// bytes in memory but may encode in one, so this, not [`MAX_REQUEST`], bounds what a
+/// forged request can make the director allocate (~100 MiB).
+pub const MAX_COMMANDS: usize = 1 << 20;
 
 /// What a client asks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -50,7 +54,11 @@ pub enum Request {
     /// `-L` and `-S` are answered with a snapshot. The director stops after a listing
     /// that cannot be rendered (`-L -t` of a missing service), as ipvsadm `exit()`s
     /// there. `-h`, `-v` and `-R` are the client's own business and are refused.
-    Apply { commands: Vec<Command>, restore: bool },
+    Apply {
+        #[serde(deserialize_with = "bounded_commands")]
+        commands: Vec<Command>,
+        restore: bool,
+    },
     /// `uvs sysctl WORDS…` ([`crate::sysctl`]).
     Sysctl(Vec<String>),
     /// `uvs checks` (keepalived checkers' states).
@@ -58,6 +66,34 @@ pub enum Request {
     /// `uvs trace WORDS…`: the connection becomes the trace stream
     /// ([`crate::director::trace`]).
     Trace(Vec<String>),
+}
+
+/// A command list of at most [`MAX_COMMANDS`], refused when its announced length (or
+/// its count) goes beyond, before more is allocated.
+fn bounded_commands<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Command>, D::Error> {
+    use serde::de::{Error, SeqAccess, Visitor};
+    struct Bounded;
+    impl<'de> Visitor<'de> for Bounded {
+        type Value = Vec<Command>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "at most {MAX_COMMANDS} commands")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Command>, A::Error> {
+            let hint = seq.size_hint().unwrap_or(0);
+            if hint > MAX_COMMANDS {
+                return Err(A::Error::invalid_length(hint, &self));
+            }
+            let mut v = Vec::with_capacity(hint.min(4096));
+            while let Some(c) = seq.next_element()? {
+                if v.len() == MAX_COMMANDS {
+                    return Err(A::Error::invalid_length(v.len() + 1, &self));
+                }
+                v.push(c);
+            }
+            Ok(v)
+        }
+    }
+    d.deserialize_seq(Bounded)
 }
 
 /// What the director answers.
@@ -309,6 +345,24 @@ mod tests {
         // Cut short, and garbage of the right length.
         let ok = encode_request(&Request::Checks);
         assert!(read_request(&mut &ok[..ok.len() - 1]).is_err());
+        // A forged command count: refused at the limit (postcard itself refuses a count
+        // beyond the bytes that follow).
+        let three = encode_request(&Request::Apply {
+            commands: vec![Command::Clear; 3],
+            restore: false,
+        });
+        assert_eq!(&three[10..], [0, 3, 3, 3, 3, 0], "variant, count, 3 x Clear, restore");
+        let mut forged = vec![0u8];
+        let mut n = MAX_COMMANDS + 1;
+        while n >= 0x80 {
+            forged.push(n as u8 | 0x80);
+            n >>= 7;
+        }
+        forged.push(n as u8);
+        forged.resize(forged.len() + MAX_COMMANDS + 2, 3);
+        let e = read_request(&mut &frame(VERSION, &forged)[..]).err().unwrap();
+        // (postcard keeps no custom message: the visitor's error reads as serde's.)
+        assert!(e.to_string().contains("Serde Deserialization Error"), "{e}");
         let junk = frame(VERSION, &[0xff; 8]);
         let e = read_request(&mut &junk[..]).err().unwrap();
         assert!(e.to_string().contains("undecodable"), "{e}");
