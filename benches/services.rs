@@ -1,7 +1,7 @@
 //! Service table memory and load time (issue 14 item 4): 10,000 virtual services with
 //! two NAT real servers each, per scheduler, loaded the two ways an operator does it:
 //! a rules file at start (`uvs run --rules`, [`uvs::director::load_rules`]) and
-//! `ipvsadm -R` over the control socket ([`uvs::control::exec::execute`]).
+//! `ipvsadm -R` over the control socket ([`uvs::control::execute`]).
 //!
 //! Memory is counted in allocator bytes (a counting global allocator: bytes live after
 //! the load minus before, divided by the services), with the director's 2 workers.
@@ -56,8 +56,8 @@ fn load_file(sched: &str) -> (isize, Duration) {
     (bytes / N as isize, took)
 }
 
-/// `ipvsadm -R` of the same lines: the control server runs each line as an ipvsadm
-/// invocation inside one `Ctl::batch` (control/exec.rs: restore); here the lines are
+/// `ipvsadm -R` of the same lines: the client parses them and the director applies the
+/// commands inside one `Ctl::batch` (control/exec.rs: apply); here the lines are
 /// parsed up front, so this times the table work alone.
 fn restore(sched: &str) -> Duration {
     let ctl = new_ctl();

@@ -135,6 +135,16 @@ impl Ctl {
         f(self)
     }
 
+    /// The table as commands see it: a running batch's draft (so that a `-L` or `-S`
+    /// line of `ipvsadm -R` shows the lines before it, as the kernel applies each line
+    /// at once), else the published table.
+    pub fn current(&self) -> Arc<ServiceTable> {
+        match &self.lock().draft {
+            Some(d) => Arc::new(d.clone()),
+            None => self.shared.services.load_full(),
+        }
+    }
+
     /// The service at `addr` in the table commands change.
     fn find(&self, t: &Trash, addr: &ServiceAddr) -> Option<Arc<VirtualService>> {
         match &t.draft {

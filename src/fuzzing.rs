@@ -29,11 +29,9 @@ pub const FLOW_CAP: usize = 64;
 /// At most this many frames per input.
 pub const MAX_RECORDS: usize = 64;
 
-/// Turn host-name resolution off (a blocking resolver call per input would make the
-/// parsers' targets crawl and depend on the network).
-fn offline() {
-    crate::ipvsadm::addr::RESOLVE_NAMES.store(false, std::sync::atomic::Ordering::Relaxed);
-}
+/// How the targets parse host names: never (a blocking resolver call per input would
+/// make them crawl and depend on the network).
+const OFFLINE: crate::ipvsadm::addr::HostLookup = crate::ipvsadm::addr::no_host_lookup;
 
 // ---------------------------------------------------------------------------------
 // ipvsadm grammar and rules files
@@ -41,27 +39,25 @@ fn offline() {
 /// The ipvsadm argument grammar: `data` is NUL-separated tokens (lossy UTF-8), at most
 /// 40 of them.
 pub fn ipvsadm_args(data: &[u8]) {
-    offline();
     let toks: Vec<String> = data
         .split(|b| *b == 0)
         .take(40)
         .map(|t| String::from_utf8_lossy(t).into_owned())
         .collect();
-    let _ = crate::ipvsadm::parse_args(&toks);
+    let _ = crate::ipvsadm::parse_args_with(&toks, OFFLINE);
     // The -R tokenizer on the same bytes as one line.
     let line = String::from_utf8_lossy(data);
     let toks = crate::ipvsadm::tokenize_line(&line);
     if toks.len() <= 40 {
-        let _ = crate::ipvsadm::parse_args(&toks);
+        let _ = crate::ipvsadm::parse_args_with(&toks, OFFLINE);
     }
 }
 
 /// A rules file: parse it; if it parses, apply its first 64 commands to a fresh table
 /// (as `uvs run --rules` / `uvs check` do).
 pub fn rules(data: &[u8]) {
-    offline();
     let text = String::from_utf8_lossy(data);
-    let Ok(cmds) = crate::ipvsadm::parse_rules(&text) else {
+    let Ok(cmds) = crate::ipvsadm::parse_rules_with(&text, OFFLINE) else {
         return;
     };
     let ctl = Ctl::new(Arc::new(Shared::new(Vec::new())));
@@ -71,22 +67,78 @@ pub fn rules(data: &[u8]) {
     let _ = ctl.all_dests();
 }
 
-/// The control socket's protocol (`control::decode_request`, then the request
-/// executed against a fresh director table, as `uvs adm` requests are), and the
-/// client's reply decoder on the same bytes.
+/// The control socket's protocol ([`crate::control::proto`]), both sides, on the same
+/// bytes:
+/// * as the director reads a request: one of this version is served against a fresh
+///   director table (as `ipvsadm` requests are), its outcomes rendered as the client
+///   renders them; the director must answer every command up to the first failing
+///   listing (the client never reports a bad answer). Another version is answered with
+///   the mismatch line;
+/// * as the client reads a reply;
+/// * inputs in version 1's format (`"UVS1" | u32 len | NUL-terminated argv | u32 len |
+///   stdin`, most of the checked-in corpus) also run as an ipvsadm invocation through
+///   the client's parser and plan, the typed request and the director
+///   ([`crate::control::execute_with`]), so they keep exercising the whole path.
 pub fn control(data: &[u8]) {
-    offline();
-    let _ = crate::control::decode_reply(&mut &data[..], 1 << 16);
-    let Ok((args, stdin)) = crate::control::decode_request(&mut &data[..]) else {
-        return;
+    use crate::control::proto::{self, Framed, Request, Response};
+    let _ = proto::read_response(&mut &data[..], 1 << 16);
+    let hub = || {
+        let (_sh, ctl) = fixture::director_with(fixture::RULES);
+        crate::control::Hub::new(Arc::new(ctl), std::time::Instant::now())
     };
-    let (sh, ctl) = fixture::director_with(fixture::RULES);
-    let _ = sh;
-    let hub = crate::control::Hub::new(Arc::new(ctl), std::time::Instant::now());
-    let words: Vec<&str> = args.iter().map(String::as_str).take(64).collect();
-    let stdin = String::from_utf8_lossy(&stdin);
-    let r = crate::control::execute(&hub, &words, Some(&stdin));
-    let _ = crate::control::encode_reply(&r);
+    match proto::read_request(&mut &data[..]) {
+        Ok(Framed::Ours(Request::Apply { mut commands, restore })) => {
+            commands.truncate(64);
+            let hub = hub();
+            let outcomes = crate::control::exec::apply(&hub, &commands, restore);
+            let resp = proto::encode_response(&Response::Applied(outcomes.clone()));
+            assert!(matches!(
+                proto::read_response(&mut &resp[..], usize::MAX),
+                Ok(Framed::Ours(Response::Applied(back))) if back == outcomes
+            ));
+            let r = crate::control::client::render(&commands, outcomes, None, &crate::ipvsadm::list::NumericNames);
+            assert!(!r.err.contains("bad answer"), "{}", r.err);
+        }
+        Ok(Framed::Ours(Request::Trace(_))) => {}
+        Ok(Framed::Ours(req)) => {
+            let _ = proto::encode_response(&crate::control::exec::serve(&hub(), req));
+        }
+        Ok(Framed::Other(_)) | Err(_) => {}
+    }
+    if let Some((args, stdin)) = v1_request(data) {
+        let words: Vec<&str> = args.iter().map(String::as_str).take(64).collect();
+        let r = crate::control::execute_with(
+            &hub(),
+            &words,
+            Some(&stdin),
+            OFFLINE,
+            &crate::ipvsadm::list::NumericNames,
+        );
+        assert!(
+            !r.err.contains("did not survive") && !r.err.contains("bad answer"),
+            "{}",
+            r.err
+        );
+    }
+}
+
+/// A version-1 request: (argv, stdin), bounded as version 1's director bounded them.
+fn v1_request(data: &[u8]) -> Option<(Vec<String>, String)> {
+    let rest = data.strip_prefix(crate::control::proto::MAGIC_V1)?;
+    let blob = |b: &[u8], max: usize| -> Option<(Vec<u8>, usize)> {
+        let n = u32::from_le_bytes(b.get(..4)?.try_into().ok()?) as usize;
+        (n <= max).then(|| b.get(4..4 + n).map(|v| (v.to_vec(), 4 + n)))?
+    };
+    let (words, used) = blob(rest, 64 * 1024)?;
+    let (stdin, _) = blob(&rest[used..], 16 << 20)?;
+    let args = match words.strip_suffix(&[0]) {
+        None => Vec::new(),
+        Some(w) => w
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect(),
+    };
+    Some((args, String::from_utf8_lossy(&stdin).into_owned()))
 }
 
 // ---------------------------------------------------------------------------------
@@ -569,17 +621,23 @@ pub fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
             ])
         }
         "control" => {
+            // Requests as `ipvsadm` sends them: the client's parse and plan.
             let req = |args: &[&str], stdin: &str| {
-                let a: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-                crate::control::encode_request(&a, stdin.as_bytes())
+                let cmd = crate::ipvsadm::parse_args_with(args, OFFLINE).expect("seed parses");
+                let plan = crate::control::client::plan(cmd, stdin, OFFLINE);
+                crate::control::proto::encode_request(&plan.request().expect("a remote command"))
             };
+            use crate::control::proto::{Request, encode_request};
             named(vec![
-                ("list", req(&["-L", "-n"], "")),
-                ("list_conns_stats", req(&["-L", "-n", "-c", "--stats"], "")),
-                ("add", req(&["-A", "-t", "10.0.0.100:81", "-s", "wlc"], "")),
-                ("restore", req(&["-R"], RULES_ALL)),
-                ("save", req(&["-S", "-n"], "")),
-                ("zero_set", req(&["--set", "10", "20", "30"], "")),
+                ("v2_list", req(&["-L", "-n"], "")),
+                ("v2_list_conns", req(&["-L", "-n", "-c", "--persistent-conn"], "")),
+                ("v2_add", req(&["-A", "-t", "10.0.0.100:81", "-s", "wlc"], "")),
+                ("v2_restore", req(&["-R"], RULES_ALL)),
+                ("v2_save", req(&["-S", "-n"], "")),
+                ("v2_zero_set", req(&["--set", "10", "20", "30"], "")),
+                ("v2_missing_service", req(&["-R"], "-L -t 10.9.9.9:1\n-C\n")),
+                ("v2_sysctl", encode_request(&Request::Sysctl(vec!["-a".into()]))),
+                ("v2_checks", encode_request(&Request::Checks)),
             ])
         }
         "rules" => named(vec![

@@ -15,7 +15,7 @@ use crate::sched::Scheduler;
 use crate::stats::Stats;
 
 /// Transport protocol of a virtual service (IANA numbers).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum Protocol {
     Tcp = 6,
     Udp = 17,
@@ -42,7 +42,7 @@ impl Protocol {
 }
 
 /// Forwarding method of a destination (IPVS conn-flag values).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum ForwardMethod {
     /// NAT, `-m`.
     Masq = 0,
@@ -83,7 +83,7 @@ impl ForwardMethod {
 }
 
 /// How a virtual service is addressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum ServiceAddr {
     Inet { proto: Protocol, addr: IpAddr, port: u16 },
     Fwmark { mark: u32, ipv6: bool },
@@ -102,14 +102,14 @@ pub mod svc_flags {
 }
 
 /// Persistence netmask: an IPv4 mask or an IPv6 prefix length.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Netmask {
     V4(std::net::Ipv4Addr),
     V6Prefix(u8),
 }
 
 /// Everything `-A`/`-E` set on a service.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ServiceConfig {
     pub addr: ServiceAddr,
     pub scheduler: String,
@@ -122,7 +122,7 @@ pub struct ServiceConfig {
 }
 
 /// Tunnel type for `-i` destinations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
 pub enum TunnelType {
     #[default]
     Ipip,
@@ -131,7 +131,7 @@ pub enum TunnelType {
 }
 
 /// Tunnel checksum option.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
 pub enum TunnelCsum {
     #[default]
     NoCsum,
@@ -140,7 +140,7 @@ pub enum TunnelCsum {
 }
 
 /// Everything `-a`/`-e` set on a destination.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DestConfig {
     pub addr: IpAddr,
     pub port: u16,

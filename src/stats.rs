@@ -25,7 +25,7 @@ pub fn set_workers(n: usize) {
 }
 
 /// Counter totals as ipvsadm prints them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Totals {
     pub conns: u64,
     pub inpkts: u64,

@@ -34,9 +34,6 @@
 use crate::conn::settings::Knob;
 use crate::pipeline::Shared;
 
-/// The first word of a control-socket request for `uvs sysctl` (cannot be an ipvsadm
-/// argument).
-pub const REQUEST: &str = "\u{1}sysctl";
 /// The common prefix of every key.
 pub const PREFIX: &str = "net.ipv4.vs.";
 

@@ -307,3 +307,35 @@ fn ipvsadm_warns_about_services_uvs_does_not_forward() {
         (Some(255), "Service already exists\n".into())
     );
 }
+
+/// An `ipvsadm` of control protocol version 1 (raw argv, `UVS1`) against this director:
+/// one line naming both versions, status 255, nothing applied; this version's
+/// `ipvsadm` keeps working beside it.
+#[test]
+fn an_old_ipvsadm_is_told_both_protocol_versions() {
+    require_root!();
+    let mut lvs = dr("cvers");
+    lvs.start_director(RULES, &["--workers", "1", "--keep-kernel-copy"])
+        .unwrap();
+    let sock = lvs.control_path();
+    let mut c = UnixStream::connect(&sock).expect("connect");
+    // What version 1's `ipvsadm -C` sent: argv words NUL-terminated, then empty stdin.
+    let _ = c.write_all(b"UVS1\x03\x00\x00\x00-C\x00\x00\x00\x00\x00");
+    let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n @ 1..) = c.read(&mut buf) {
+        reply.extend_from_slice(&buf[..n]);
+    }
+    assert!(reply.len() > 16 && &reply[..4] == b"UVS1", "{reply:?}");
+    assert_eq!(i32::from_le_bytes(reply[4..8].try_into().unwrap()), 255);
+    let err = text(&reply[16..]);
+    assert_eq!(
+        err,
+        "uvs: control protocol mismatch: this ipvsadm speaks version 1, the running director speaks \
+         version 2; use the ipvsadm (uvs adm) of the uvs that runs the director\n"
+    );
+    let o = adm(&sock, &["-L", "-n"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("10.77.0.100:80"), "the -C was not applied");
+}

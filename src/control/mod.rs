@@ -3,14 +3,13 @@
 //! symlink, see [`client`]), the rate-estimator sampler, and the [`Hub`] through which
 //! the control socket and `/metrics` see the workers.
 //!
-//! Wire protocol (one request per connection, all integers little-endian):
+//! The socket carries the typed, versioned protocol of [`proto`]: the client parses
+//! ipvsadm's arguments and sends commands, the director applies them ([`exec`]) and
+//! answers with outcomes and table snapshots, which the client renders, resolving
+//! names itself. A client and a director of different protocol versions refuse each
+//! other with one line naming both versions.
 //!
-//! ```text
-//! request:  "UVS1" | u32 len | argv words, each followed by NUL | u32 len | stdin bytes
-//! response: "UVS1" | i32 exit status | u32 len | stdout | u32 len | stderr
-//! ```
-//!
-//! The request is bounded ([`MAX_ARGS`], [`MAX_STDIN`]) so a client cannot make the
+//! The request is bounded ([`proto::MAX_REQUEST`]) so a client cannot make the
 //! director allocate without bound. Deadlines, the executor queue and the limits on
 //! connections live in [`transport`], which knows nothing of this format: a request
 //! must arrive within 2 s of accept, waits up to 1 s for one of 8 executor slots, and
@@ -22,8 +21,9 @@
 //! pause, and a rejected command leaves the table untouched.
 
 pub mod client;
-mod exec;
+pub mod exec;
 pub mod probe;
+pub mod proto;
 pub mod rates;
 #[cfg(test)]
 mod tests_exec;
@@ -38,7 +38,6 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-pub use exec::{Reply, execute};
 pub use probe::WorkerProbe;
 pub use rates::RateTable;
 
@@ -50,11 +49,11 @@ use crate::pipeline::{Worker, WorkerCounters};
 pub const DEFAULT_SOCKET: &str = "/run/uvs/control.sock";
 /// The environment variable naming another socket path (both sides read it).
 pub const SOCKET_ENV: &str = "UVS_CONTROL";
-/// Largest argv a client may send.
-pub const MAX_ARGS: usize = 64 * 1024;
-/// Largest `-R` input a client may send.
+/// Largest `-R` input the client reads.
 pub const MAX_STDIN: usize = 16 * 1024 * 1024;
-const MAGIC: &[u8; 4] = b"UVS1";
+
+/// What an ipvsadm invocation prints and its exit status.
+pub type Reply = proto::Text;
 
 /// The socket path: `explicit`, else `$UVS_CONTROL`, else [`DEFAULT_SOCKET`].
 pub fn socket_path(explicit: Option<&Path>) -> PathBuf {
@@ -146,7 +145,7 @@ impl Hub {
 
     /// The table with counters and current rates.
     pub fn snapshot(&self) -> TableSnapshot {
-        let svcs = self.ctl.shared().services.load();
+        let svcs = self.ctl.current();
         snapshot::capture(&svcs, &self.ctl.shared().timeouts, &|k| self.rates.rates(k))
     }
 
@@ -172,103 +171,49 @@ impl Hub {
     }
 }
 
-// ---------------------------------------------------------------------------------
-// Wire format.
-
-fn read_u32(r: &mut impl Read) -> std::io::Result<u32> {
-    let mut b = [0u8; 4];
-    r.read_exact(&mut b)?;
-    Ok(u32::from_le_bytes(b))
+/// One ipvsadm invocation (`args` without argv[0], `stdin` for `-R`) against `hub`
+/// in this process, through everything `ipvsadm` does over the socket: the client's
+/// parsing and plan, the request's encoding and decoding, the director's
+/// [`exec::serve`], the response's encoding and decoding, and the client's rendering
+/// (names resolved unless `-n`). Tests, fuzzing and benches use it.
+pub fn execute(hub: &Hub, args: &[&str], stdin: Option<&str>) -> Reply {
+    let lookup = crate::ipvsadm::addr::resolve_host_v4;
+    execute_with(hub, args, stdin, lookup, &client::LazyNames::default())
 }
 
-/// Read a length-prefixed blob of at most `max` bytes.
-fn read_blob(r: &mut impl Read, max: usize, what: &str) -> std::io::Result<Vec<u8>> {
-    let n = read_u32(r)? as usize;
-    if n > max {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("{what} too large ({n} bytes, at most {max})"),
-        ));
-    }
-    // Grow with the bytes that actually arrive: a peer announcing 16 MiB and sending
-    // nothing costs nothing.
-    let mut v = Vec::with_capacity(n.min(64 * 1024));
-    r.take(n as u64).read_to_end(&mut v)?;
-    if v.len() != n {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            format!("{what} cut short ({} of {n} bytes)", v.len()),
-        ));
-    }
-    Ok(v)
-}
-
-fn read_magic(r: &mut impl Read) -> std::io::Result<()> {
-    let mut m = [0u8; 4];
-    r.read_exact(&mut m)?;
-    if &m != MAGIC {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "not a uvs control message",
-        ));
-    }
-    Ok(())
-}
-
-/// Encode a request.
-pub fn encode_request(args: &[String], stdin: &[u8]) -> Vec<u8> {
-    let mut words = Vec::new();
-    for a in args {
-        words.extend_from_slice(a.as_bytes());
-        words.push(0);
-    }
-    let mut v = Vec::with_capacity(12 + words.len() + stdin.len());
-    v.extend_from_slice(MAGIC);
-    v.extend_from_slice(&(words.len() as u32).to_le_bytes());
-    v.extend_from_slice(&words);
-    v.extend_from_slice(&(stdin.len() as u32).to_le_bytes());
-    v.extend_from_slice(stdin);
-    v
-}
-
-/// Decode a request: (argv words, stdin).
-pub fn decode_request(r: &mut impl Read) -> std::io::Result<(Vec<String>, Vec<u8>)> {
-    read_magic(r)?;
-    let words = read_blob(r, MAX_ARGS, "argument list")?;
-    let args = match words.strip_suffix(&[0]) {
-        None => Vec::new(),
-        Some(w) => w
-            .split(|b| *b == 0)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect(),
+/// [`execute`] with the client's name resolution given, both ways (the fuzz targets
+/// pass [`crate::ipvsadm::addr::no_host_lookup`] and
+/// [`crate::ipvsadm::list::NumericNames`]: no resolver calls).
+pub fn execute_with(
+    hub: &Hub,
+    args: &[&str],
+    stdin: Option<&str>,
+    lookup: crate::ipvsadm::addr::HostLookup,
+    names: &dyn crate::ipvsadm::list::Names,
+) -> Reply {
+    let cmd = match crate::ipvsadm::parse_args_with(args, lookup) {
+        Ok(c) => c,
+        Err(e) => return Reply::error(e.exit_code, &e.message),
     };
-    let stdin = read_blob(r, MAX_STDIN, "standard input")?;
-    Ok((args, stdin))
-}
-
-/// Encode a reply.
-pub fn encode_reply(r: &Reply) -> Vec<u8> {
-    let mut v = Vec::with_capacity(16 + r.out.len() + r.err.len());
-    v.extend_from_slice(MAGIC);
-    v.extend_from_slice(&r.code.to_le_bytes());
-    v.extend_from_slice(&(r.out.len() as u32).to_le_bytes());
-    v.extend_from_slice(r.out.as_bytes());
-    v.extend_from_slice(&(r.err.len() as u32).to_le_bytes());
-    v.extend_from_slice(r.err.as_bytes());
-    v
-}
-
-/// Decode a reply (the client's side; `max` bounds each stream).
-pub fn decode_reply(r: &mut impl Read, max: usize) -> std::io::Result<Reply> {
-    read_magic(r)?;
-    let code = read_u32(r)? as i32;
-    let out = read_blob(r, max, "reply")?;
-    let err = read_blob(r, max, "reply")?;
-    Ok(Reply {
-        code,
-        out: String::from_utf8_lossy(&out).into_owned(),
-        err: String::from_utf8_lossy(&err).into_owned(),
-    })
+    let plan = client::plan(cmd, stdin.unwrap_or(""), lookup);
+    let (Some(req), client::Plan::Remote { commands, tail, .. }) = (plan.request(), &plan) else {
+        return match plan {
+            client::Plan::Local(t) => t,
+            client::Plan::Remote { .. } => unreachable!("a remote plan has a request"),
+        };
+    };
+    let req = match proto::read_request(&mut &proto::encode_request(&req)[..]) {
+        Ok(proto::Framed::Ours(r)) => r,
+        other => return Reply::error(255, &format!("request did not survive its encoding: {other:?}")),
+    };
+    let resp = exec::serve(hub, req);
+    match proto::read_response(&mut &proto::encode_response(&resp)[..], usize::MAX) {
+        Ok(proto::Framed::Ours(proto::Response::Applied(outcomes))) => {
+            client::render(commands, outcomes, tail.clone(), names)
+        }
+        Ok(proto::Framed::Ours(proto::Response::Text(t))) => t,
+        other => Reply::error(255, &format!("response did not survive its encoding: {other:?}")),
+    }
 }
 
 // ---------------------------------------------------------------------------------
@@ -409,84 +354,55 @@ fn sample_loop(hub: &Hub, stop: &AtomicBool) {
     }
 }
 
-/// The `UVS1` format on the [`transport`]: ipvsadm argv and stdin in, the client's
-/// stdout, stderr and exit status out; the trace request takes over the connection.
-struct Uvs1 {
+/// The typed protocol ([`proto`]) on the [`transport`]: requests are applied on an
+/// executor slot, the trace request takes over the connection, and a client of
+/// another version is answered with one line naming both versions (in version 1's
+/// own reply format for a version-1 client, so that it prints it).
+struct Typed {
     hub: Arc<Hub>,
 }
 
-impl transport::Handler for Uvs1 {
+impl transport::Handler for Typed {
     fn read(&self, r: &mut dyn Read) -> std::io::Result<transport::Job> {
-        let (args, stdin) = decode_request(&mut &mut *r)?;
+        use proto::{Framed, Request};
+        let req = match proto::read_request(r)? {
+            Framed::Ours(req) => req,
+            Framed::Other(1) => {
+                let line = proto::mismatch(1, proto::VERSION);
+                return Ok(transport::Job::Reply(proto::encode_v1_error(&line)));
+            }
+            Framed::Other(v) => return Ok(transport::Job::Reply(self.error(&proto::mismatch(v, proto::VERSION)))),
+        };
         let hub = self.hub.clone();
-        if args.first().map(String::as_str) == Some(crate::director::trace::REQUEST) {
+        if let Request::Trace(words) = req {
             return Ok(transport::Job::Stream(Box::new(move |mut stream| {
-                let words: Vec<&str> = args[1..].iter().map(String::as_str).collect();
+                let words: Vec<&str> = words.iter().map(String::as_str).collect();
                 if let Some(taps) = &hub.taps {
                     crate::director::trace::serve(taps, hub.ctl.shared(), &words, &mut stream);
                 }
             })));
         }
         Ok(transport::Job::Run(Box::new(move || {
-            let stdin = String::from_utf8_lossy(&stdin);
-            let words: Vec<&str> = args.iter().map(String::as_str).collect();
-            let reply = execute(&hub, &words, Some(&stdin));
+            let resp = exec::serve(&hub, req);
             // The state file's writer watches this (see crate::director::state).
             hub.changes.fetch_add(1, Ordering::Release);
-            encode_reply(&reply)
+            proto::encode_response(&resp)
         })))
     }
 
     fn error(&self, line: &str) -> Vec<u8> {
-        encode_reply(&Reply::error(255, line))
+        proto::encode_response(&proto::Response::Text(Reply::error(255, line)))
     }
 }
 
 fn serve(hub: Arc<Hub>, server: Server, stop: &AtomicBool) {
-    let handler = Arc::new(Uvs1 { hub });
+    let handler = Arc::new(Typed { hub });
     transport::serve(&server.listener, handler, transport::Limits::default(), stop);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn request_and_reply_round_trip() {
-        let args: Vec<String> = ["-A", "-t", "10.0.0.1:80", ""].iter().map(|s| s.to_string()).collect();
-        let bytes = encode_request(&args, b"-C\n");
-        let (a, s) = decode_request(&mut &bytes[..]).unwrap();
-        assert_eq!((a, s), (args, b"-C\n".to_vec()));
-        let (a, _) = decode_request(&mut &encode_request(&[], b"")[..]).unwrap();
-        assert!(a.is_empty());
-        let r = Reply {
-            code: -1,
-            out: "x\n".into(),
-            err: "No such service\n".into(),
-        };
-        let back = decode_reply(&mut &encode_reply(&r)[..], 1 << 20).unwrap();
-        assert_eq!(back, r);
-    }
-
-    #[test]
-    fn hostile_requests_are_bounded() {
-        // A length beyond the limit is refused before anything is allocated.
-        let mut v = MAGIC.to_vec();
-        v.extend_from_slice(&u32::MAX.to_le_bytes());
-        let e = decode_request(&mut &v[..]).unwrap_err();
-        assert!(e.to_string().contains("too large"), "{e}");
-        let mut v = MAGIC.to_vec();
-        v.extend_from_slice(&0u32.to_le_bytes());
-        v.extend_from_slice(&((MAX_STDIN + 1) as u32).to_le_bytes());
-        assert!(decode_request(&mut &v[..]).is_err());
-        // Wrong magic, truncated input.
-        assert!(decode_request(&mut &b"HTTP/1.0"[..]).is_err());
-        assert!(decode_request(&mut &MAGIC[..]).is_err());
-        let mut v = MAGIC.to_vec();
-        v.extend_from_slice(&10u32.to_le_bytes());
-        v.extend_from_slice(b"-L");
-        assert!(decode_request(&mut &v[..]).is_err());
-    }
 
     #[test]
     fn socket_is_private_and_stale_ones_are_replaced() {
@@ -510,6 +426,151 @@ mod tests {
         std::fs::write(dir.join("file"), "x").unwrap();
         let e = Server::bind(&dir.join("file")).err().unwrap();
         assert!(e.contains("not a socket"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A director on a private socket, serving `hub`.
+    fn serving(tag: &str) -> (PathBuf, Running, Arc<Hub>) {
+        use crate::pipeline::Shared;
+        let dir = std::env::temp_dir().join(format!("uvs-proto-{tag}-{}", std::process::id()));
+        let path = dir.join("control.sock");
+        let hub = Arc::new(Hub::new(
+            Arc::new(Ctl::new(Arc::new(Shared::new(vec![])))),
+            Instant::now(),
+        ));
+        let running = start(hub.clone(), Some(Server::bind(&path).unwrap()), None).unwrap();
+        (path, running, hub)
+    }
+
+    fn exchange(path: &Path, bytes: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut c = UnixStream::connect(path).unwrap();
+        let _ = c.write_all(bytes);
+        // The director answers without reading what it cannot use, so the reply may
+        // end in ECONNRESET (unread data) after its last byte.
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = c.read(&mut buf) {
+            out.extend_from_slice(&buf[..n]);
+        }
+        out
+    }
+
+    #[test]
+    fn typed_requests_over_the_socket() {
+        use proto::{Outcome, Request, Response};
+        let (path, running, _hub) = serving("typed");
+        let cmds: Vec<_> = [
+            "-A -t 10.0.0.1:80 -s rr",
+            "-a -t 10.0.0.1:80 -r 10.0.1.1:80 -m",
+            "-D -t 10.0.0.9:80",
+            "-S -n",
+        ]
+        .iter()
+        .map(|l| crate::ipvsadm::parse_args(&l.split_whitespace().collect::<Vec<_>>()).unwrap())
+        .collect();
+        let req = Request::Apply {
+            commands: cmds.clone(),
+            restore: true,
+        };
+        let Ok(Response::Applied(outcomes)) = client::ask(&path, &req) else {
+            panic!("no answer");
+        };
+        assert_eq!(
+            outcomes[..3],
+            [Outcome::Done, Outcome::Done, Outcome::Refused("No such service".into())]
+        );
+        let r = client::render(&cmds, outcomes, None, &crate::ipvsadm::list::NumericNames);
+        assert_eq!(
+            r.out,
+            "-A -t 10.0.0.1:80 -s rr\n-a -t 10.0.0.1:80 -r 10.0.1.1:80 -m -w 1\n"
+        );
+        assert_eq!((r.code, r.err.as_str()), (0, "No such service\n"));
+        let Ok(Response::Text(t)) = client::ask(&path, &Request::Checks) else {
+            panic!("no answer");
+        };
+        assert_eq!(t.code, 1, "{t:?}");
+        drop(running);
+        assert!(!path.exists());
+    }
+
+    /// An `ipvsadm` of version 1 (raw argv) gets a reply it can print: one line naming
+    /// both versions, status 255.
+    #[test]
+    fn a_version_1_client_is_told_both_versions() {
+        let (path, _running, hub) = serving("v1client");
+        let reply = exchange(&path, b"UVS1\x06\0\0\0-C\0-n\0\0\0\0\0");
+        let (head, err) = reply.split_at(16);
+        assert_eq!(&head[..4], b"UVS1");
+        assert_eq!(i32::from_le_bytes(head[4..8].try_into().unwrap()), 255);
+        assert_eq!(u32::from_le_bytes(head[8..12].try_into().unwrap()), 0, "no stdout");
+        assert_eq!(u32::from_le_bytes(head[12..16].try_into().unwrap()) as usize, err.len());
+        let err = String::from_utf8(err.to_vec()).unwrap();
+        assert_eq!(err, format!("{}\n", proto::mismatch(1, proto::VERSION)));
+        assert!(
+            err.contains("speaks version 1, the running director speaks version 2"),
+            "{err}"
+        );
+        assert_eq!(hub.ctl.generation(), 0, "nothing was applied");
+    }
+
+    /// A client of a later version reads the director's version from the reply header
+    /// (without decoding its payload); the payload says the same for a human.
+    #[test]
+    fn a_newer_client_is_told_both_versions() {
+        let (path, _running, _hub) = serving("v3client");
+        let mut req = proto::MAGIC.to_vec();
+        req.extend_from_slice(&(proto::VERSION + 1).to_le_bytes());
+        req.extend_from_slice(&3u32.to_le_bytes());
+        req.extend_from_slice(b"new");
+        let reply = exchange(&path, &req);
+        assert_eq!(&reply[..4], proto::MAGIC);
+        assert_eq!(u16::from_le_bytes([reply[4], reply[5]]), proto::VERSION);
+        let Ok(proto::Framed::Ours(proto::Response::Text(t))) = proto::read_response(&mut &reply[..], 1 << 20) else {
+            panic!("{reply:?}");
+        };
+        assert_eq!(
+            (t.code, t.err),
+            (
+                255,
+                format!("{}\n", proto::mismatch(proto::VERSION + 1, proto::VERSION))
+            )
+        );
+    }
+
+    /// This client against a version-1 director (which answers anything it cannot read
+    /// with a `UVS1` error reply): one line naming both versions, status 255.
+    #[test]
+    fn this_client_against_a_version_1_director() {
+        use std::io::Write;
+        let dir = std::env::temp_dir().join(format!("uvs-proto-v1dir-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("old.sock");
+        let _ = std::fs::remove_file(&path);
+        let l = UnixListener::bind(&path).unwrap();
+        let old = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut magic = [0u8; 4];
+            s.read_exact(&mut magic).unwrap();
+            assert_ne!(&magic, b"UVS1");
+            let line = "uvs: bad control request: not a uvs control message\n";
+            let mut v = b"UVS1".to_vec();
+            v.extend_from_slice(&255i32.to_le_bytes());
+            v.extend_from_slice(&0u32.to_le_bytes());
+            v.extend_from_slice(&(line.len() as u32).to_le_bytes());
+            v.extend_from_slice(line.as_bytes());
+            s.write_all(&v).unwrap();
+        });
+        let e = client::ask(&path, &proto::Request::Checks).unwrap_err();
+        old.join().unwrap();
+        assert!(matches!(e, client::Failure::Version(1)), "{e:?}");
+        assert_eq!(e.status(), 255);
+        let line = e.describe(&path, "ipvsadm");
+        assert_eq!(line, proto::mismatch(proto::VERSION, 1));
+        assert!(
+            line.contains("this ipvsadm speaks version 2, the running director speaks version 1"),
+            "{line}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -396,3 +396,123 @@ fn restore_reads_the_rules_file_grammar() {
         "unexpected argument foo#bar"
     );
 }
+
+/// `-R` stops at a listing ipvsadm would fail on: nothing after it is applied.
+#[test]
+fn restore_stops_at_a_failing_listing_and_applies_nothing_after_it() {
+    let h = hub();
+    ok(&h, "-A -t 10.0.0.1:80");
+    let r = restore(&h, "-L -n -t 10.9.9.9:1\n-C\n");
+    assert_eq!((r.code, r.err.as_str(), r.out.as_str()), (1, "No such service\n", ""));
+    assert!(ok(&h, "-S -n").starts_with("-A -t 10.0.0.1:80"), "the -C after it ran");
+    // A listing inside a restore shows the lines before it (same batch).
+    let r = restore(&h, "-A -t 10.0.0.2:80\n-L -n -t 10.0.0.2:80\n");
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert!(r.out.contains("TCP  10.0.0.2:80 wlc"), "{}", r.out);
+}
+
+/// The director no longer sees argv, only typed commands, which a client can forge:
+/// whatever they hold is applied or refused with the kernel's message, never a panic,
+/// and the table stays listable.
+#[test]
+fn forged_typed_commands_are_refused_or_applied_never_fatal() {
+    use super::exec;
+    use super::proto::Outcome;
+    use crate::ipvsadm::{Command, ListOptions};
+    use crate::service::{
+        DestConfig, ForwardMethod, Netmask, Protocol, ServiceAddr, ServiceConfig, TunnelCsum, TunnelType,
+    };
+    let h = hub();
+    let v4 = ServiceAddr::Inet {
+        proto: Protocol::Tcp,
+        addr: "10.0.0.1".parse().unwrap(),
+        port: 80,
+    };
+    let v6 = ServiceAddr::Inet {
+        proto: Protocol::Udp,
+        addr: "2001:db8::1".parse().unwrap(),
+        port: 0,
+    };
+    let svc = |addr, scheduler: &str, flags, netmask| ServiceConfig {
+        addr,
+        scheduler: scheduler.into(),
+        flags,
+        timeout: u32::MAX,
+        netmask,
+        pe: None,
+    };
+    let dest = |addr: &str, weight, method| DestConfig {
+        addr: addr.parse().unwrap(),
+        port: 0,
+        method,
+        weight,
+        u_threshold: 0,
+        l_threshold: u32::MAX,
+        tun_type: TunnelType::Gue,
+        tun_port: 0,
+        tun_csum: TunnelCsum::RemCsum,
+    };
+    let cmds = vec![
+        Command::AddService(svc(v4, "nope", 0, Netmask::V4([255; 4].into()))),
+        Command::AddService(svc(v4, "mh", u32::MAX, Netmask::V4(0.into()))),
+        Command::AddService(svc(v6, "sh", u32::MAX, Netmask::V6Prefix(200))),
+        Command::AddService(svc(
+            ServiceAddr::Fwmark { mark: 0, ipv6: true },
+            "rr",
+            1,
+            Netmask::V6Prefix(0),
+        )),
+        Command::AddServer(v4, dest("10.0.1.1", -1, ForwardMethod::Masq)),
+        Command::AddServer(v4, dest("10.0.1.1", 7, ForwardMethod::Local)),
+        Command::AddServer(
+            v4,
+            DestConfig {
+                l_threshold: 0,
+                ..dest("10.0.1.2", i32::MAX, ForwardMethod::Tunnel)
+            },
+        ),
+        Command::AddServer(
+            v6,
+            DestConfig {
+                l_threshold: 0,
+                ..dest("10.0.1.3", 1, ForwardMethod::Tunnel)
+            },
+        ),
+        Command::EditService(svc(v4, "wrr", 0, Netmask::V4([255; 4].into()))),
+        Command::SetTimeouts {
+            tcp: u32::MAX,
+            tcpfin: u32::MAX,
+            udp: u32::MAX,
+        },
+        Command::Help,
+        Command::Restore,
+        Command::Zero(Some(v6)),
+        Command::List(ListOptions {
+            connections: true,
+            ..ListOptions::default()
+        }),
+    ];
+    let outcomes = exec::apply(&h, &cmds, false);
+    assert_eq!(outcomes.len(), cmds.len());
+    assert_eq!(
+        outcomes[0],
+        Outcome::Refused("Scheduler or persistence engine not found".into())
+    );
+    assert_eq!(outcomes[4], Outcome::Refused("Numerical result out of range".into()));
+    for o in &outcomes[10..12] {
+        assert!(
+            matches!(o, Outcome::Refused(m) if m.contains("handled by the client")),
+            "{o:?}"
+        );
+    }
+    for line in [
+        "-L -n",
+        "-L -n --stats",
+        "-L -n --thresholds",
+        "-L -n --tun-info",
+        "-S -n",
+        "-L --timeout",
+    ] {
+        ok(&h, line);
+    }
+}

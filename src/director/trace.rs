@@ -131,8 +131,16 @@ pub fn line(rx: &[u8], tx: &[u8], svcs: &ServiceTable, f: &TraceFilter) -> Optio
     ))
 }
 
-/// The first word of a trace request on the control socket (never an ipvsadm word).
-pub const REQUEST: &str = "\u{1}trace";
+/// The line a control reply that ended a trace request says.
+fn refusal(r: &mut dyn std::io::Read) -> String {
+    use crate::control::proto::{self, Framed, Response};
+    match proto::read_response(r, 1 << 20) {
+        Ok(Framed::Ours(Response::Text(t))) => t.err.trim_end().to_string(),
+        Ok(Framed::Ours(_)) => "bad answer from the director".into(),
+        Ok(Framed::Other(v)) => proto::mismatch(proto::VERSION, v),
+        Err(e) => format!("control socket: {e}"),
+    }
+}
 
 /// Record kinds on the trace stream.
 pub const LINE: u8 = 1;
@@ -213,12 +221,12 @@ pub fn client(
     TraceFilter::parse(&checked).map_err(|e| format!("trace: {e}"))?;
     let path = crate::control::socket_path(control);
     let mut s = UnixStream::connect(&path).map_err(|e| crate::control::client::not_running(&path, &e))?;
-    let mut args = vec![REQUEST.to_string()];
-    args.extend(words.iter().cloned());
+    let mut args = words.to_vec();
     if pcap.is_some() {
         args.push("--frames".into());
     }
-    s.write_all(&crate::control::encode_request(&args, &[]))
+    let req = crate::control::proto::Request::Trace(args);
+    s.write_all(&crate::control::proto::encode_request(&req))
         .map_err(|e| e.to_string())?;
     let mut writer = match pcap {
         Some(p) => {
@@ -239,6 +247,11 @@ pub fn client(
         let mut head = [0u8; 5];
         if s.read_exact(&mut head).is_err() {
             return Ok(());
+        }
+        if head.starts_with(b"UVS") {
+            // Not a record: the director refused the request (another protocol
+            // version, another user's socket) with a control reply.
+            return Err(refusal(&mut (&head[..]).chain(&mut s)));
         }
         let len = u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as usize;
         if len > 1 << 20 {
@@ -270,6 +283,18 @@ mod tests {
     use super::*;
     use crate::pipeline::fixture::*;
     use crate::pipeline::{RxMeta, Worker, pkttype};
+
+    #[test]
+    fn a_refused_trace_request_says_why() {
+        use crate::control::proto::{self, Response, Text};
+        let old = proto::encode_v1_error("uvs: bad control request: not a uvs control message");
+        assert_eq!(refusal(&mut &old[..]), proto::mismatch(proto::VERSION, 1));
+        let denied = proto::encode_response(&Response::Text(Text::error(
+            255,
+            "Permission denied (you must be root)",
+        )));
+        assert_eq!(refusal(&mut &denied[..]), "Permission denied (you must be root)");
+    }
 
     #[test]
     fn lines_show_before_and_after_for_each_mode_and_filter() {

@@ -155,20 +155,25 @@ pub fn inet_aton(s: &str) -> Option<Ipv4Addr> {
     Some(Ipv4Addr::from(addr as u32))
 }
 
-/// Host-name lookups on (default), both ways (`resolve_host_v4` and `-L`'s reverse
-/// lookups). The fuzz targets turn them off: a lookup is a blocking call into the
-/// resolver, and names then simply never resolve.
-pub static RESOLVE_NAMES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+/// How the parser turns a host name into an address (ipvsadm's `gethostbyname`):
+/// [`resolve_host_v4`] for the ipvsadm client and rules files, [`no_host_lookup`] where
+/// a blocking resolver call per input has no place (the fuzz targets).
+pub type HostLookup = fn(&str) -> Option<Ipv4Addr>;
 
 /// `gethostbyname` stand-in: the first IPv4 address of `name`, if it resolves.
 pub fn resolve_host_v4(name: &str) -> Option<Ipv4Addr> {
-    if name.is_empty() || !RESOLVE_NAMES.load(std::sync::atomic::Ordering::Relaxed) {
+    if name.is_empty() {
         return None;
     }
     (name, 0u16).to_socket_addrs().ok()?.find_map(|sa| match sa.ip() {
         IpAddr::V4(a) => Some(a),
         IpAddr::V6(_) => None,
     })
+}
+
+/// A [`HostLookup`] under which no name resolves (only numeric addresses parse).
+pub fn no_host_lookup(_: &str) -> Option<Ipv4Addr> {
+    None
 }
 
 /// Built-in port names used when `/etc/services` is missing.
@@ -241,6 +246,11 @@ pub struct ParsedAddr {
 /// ipvsadm's `parse_service` (`host[:port]`, `[v6]:port`, bare v6). `None` is
 /// `SERVICE_NONE` (no usable address). `proto` selects the services database.
 pub fn parse_service(buf: &str, proto: Option<Protocol>) -> Option<ParsedAddr> {
+    parse_service_with(buf, proto, resolve_host_v4)
+}
+
+/// [`parse_service`] with host names resolved by `lookup`.
+pub fn parse_service_with(buf: &str, proto: Option<Protocol>, lookup: HostLookup) -> Option<ParsedAddr> {
     if buf.bytes().all(|c| c.is_ascii_digit()) {
         return None; // includes the empty word
     }
@@ -264,7 +274,7 @@ pub fn parse_service(buf: &str, proto: Option<Protocol>) -> Option<ParsedAddr> {
             port_str = Some(&host[pos + 1..]);
             host = &host[..pos];
         }
-        IpAddr::V4(inet_aton(host).or_else(|| resolve_host_v4(host))?)
+        IpAddr::V4(inet_aton(host).or_else(|| lookup(host))?)
     };
     let port = match port_str {
         None => None,
@@ -277,8 +287,8 @@ pub fn parse_service(buf: &str, proto: Option<Protocol>) -> Option<ParsedAddr> {
 }
 
 /// ipvsadm's `parse_netmask` for IPv4 services: `inet_aton`, else a host name.
-pub fn parse_netmask_v4(buf: &str) -> Option<Ipv4Addr> {
-    inet_aton(buf).or_else(|| resolve_host_v4(buf))
+pub fn parse_netmask_v4(buf: &str, lookup: HostLookup) -> Option<Ipv4Addr> {
+    inet_aton(buf).or_else(|| lookup(buf))
 }
 
 #[cfg(test)]

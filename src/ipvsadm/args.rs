@@ -6,7 +6,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::addr::{atoi, parse_fwmark, parse_netmask_v4, parse_service, string_to_number};
+use super::addr::{HostLookup, atoi, parse_fwmark, parse_netmask_v4, parse_service_with, string_to_number};
 use super::popt::{Opt, Popt};
 use super::table::{self, *};
 use super::{Command, ParseError, SyncState, TRY_HELP};
@@ -71,12 +71,15 @@ pub(super) struct Ce {
     pub(super) mcast_ttl: Option<u8>,
     pub(super) sched_flags_arg: String,
     pub(super) timeouts: [u32; 3],
+    /// Host names in addresses and netmasks.
+    lookup: HostLookup,
 }
 
 impl Ce {
-    fn new(cmd: Cmd) -> Ce {
+    fn new(cmd: Cmd, lookup: HostLookup) -> Ce {
         Ce {
             cmd,
+            lookup,
             options: 0,
             af: 0,
             proto: None,
@@ -141,7 +144,7 @@ impl Ce {
                     Opt::UdpService => Protocol::Udp,
                     _ => Protocol::Sctp,
                 });
-                let p = parse_service(&a, self.proto)
+                let p = parse_service_with(&a, self.proto, self.lookup)
                     .ok_or_else(|| ParseError::fail("illegal virtual server address[:port] specified"))?;
                 self.af = af_of(p.addr);
                 if self.af == 6 {
@@ -174,7 +177,7 @@ impl Ce {
             Opt::Netmask => {
                 self.set_option(O_NETMASK)?;
                 if self.af != 6 {
-                    let m = parse_netmask_v4(&a)
+                    let m = parse_netmask_v4(&a, self.lookup)
                         .ok_or_else(|| ParseError::fail("illegal virtual server persistent mask specified"))?;
                     self.netmask = m.to_bits();
                 } else {
@@ -186,7 +189,7 @@ impl Ce {
             }
             Opt::RealServer => {
                 self.set_option(O_SERVER)?;
-                let p = parse_service(&a, self.proto)
+                let p = parse_service_with(&a, self.proto, self.lookup)
                     .ok_or_else(|| ParseError::fail("illegal real server address[:port] specified"))?;
                 self.dest_af = af_of(p.addr);
                 self.dest_addr = Some(p.addr);
@@ -338,7 +341,7 @@ fn parse_timeout(v: &str, min: i64) -> Result<u32, ParseError> {
 }
 
 /// The whole of `process_options` up to the point where ipvsadm talks to the kernel.
-pub(super) fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, ParseError> {
+pub(super) fn parse<S: AsRef<str>>(args: &[S], lookup: HostLookup) -> Result<Command, ParseError> {
     let mut popt = Popt::new(args);
     let (first, farg) = match popt.next_opt() {
         Some(Ok(x)) => x,
@@ -363,7 +366,7 @@ pub(super) fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, ParseError> {
         Opt::Version => return Ok(Command::Version),
         _ => return Err(ParseError::usage(TRY_HELP)),
     };
-    let mut ce = Ce::new(cmd);
+    let mut ce = Ce::new(cmd, lookup);
     if matches!(cmd, Cmd::StartDaemon | Cmd::StopDaemon) {
         ce.state = match farg.as_deref() {
             Some("master") => SyncState::Master,

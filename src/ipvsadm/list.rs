@@ -64,10 +64,11 @@ impl Names for NumericNames {
     }
 }
 
-/// The system's resolvers: hosts through libc `getnameinfo(NI_NAMEREQD)` (so
-/// `/etc/hosts`, DNS, … as nsswitch says, like ipvsadm's `gethostbyaddr`), ports
-/// through `/etc/services` read once at construction (like `getservbyport`, without
-/// its static buffer). Host answers are cached per address.
+/// The system's resolvers, for the ipvsadm client (the director never resolves):
+/// hosts through `getnameinfo(NI_NAMEREQD)` (so `/etc/hosts`, DNS, … as nsswitch
+/// says, like ipvsadm's `gethostbyaddr`), ports through `/etc/services` read once at
+/// construction (like `getservbyport`, without its static buffer). Host answers are
+/// cached per address.
 #[derive(Debug, Default)]
 pub struct SystemNames {
     services: HashMap<(u16, Protocol), String>,
@@ -75,16 +76,9 @@ pub struct SystemNames {
 }
 
 impl SystemNames {
-    /// Read `/etc/services` (a missing file means no port names; so do lookups turned
-    /// off, as in the fuzz targets, where reading it for every input was most of the
-    /// time spent).
+    /// Read `/etc/services` (a missing file means no port names).
     pub fn new() -> SystemNames {
-        let text = if super::addr::RESOLVE_NAMES.load(std::sync::atomic::Ordering::Relaxed) {
-            std::fs::read_to_string("/etc/services").unwrap_or_default()
-        } else {
-            String::new()
-        };
-        SystemNames::with_services(&text)
+        SystemNames::with_services(&std::fs::read_to_string("/etc/services").unwrap_or_default())
     }
 
     /// Use `text` in `/etc/services` format instead of the system file.
@@ -120,65 +114,20 @@ impl SystemNames {
 
 impl Names for SystemNames {
     fn host(&self, addr: IpAddr) -> Option<String> {
-        if !super::addr::RESOLVE_NAMES.load(std::sync::atomic::Ordering::Relaxed) {
-            return None; // lookups off (fuzz targets): no name, as for an unknown address
-        }
         let mut cache = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
-        cache.entry(addr).or_insert_with(|| reverse_lookup(addr)).clone()
+        cache
+            .entry(addr)
+            .or_insert_with(|| {
+                // NI_NAMEREQD: no name is an error, not the address as text.
+                dns_lookup::getnameinfo(&std::net::SocketAddr::new(addr, 0), libc::NI_NAMEREQD)
+                    .ok()
+                    .map(|(host, _)| host)
+            })
+            .clone()
     }
     fn service(&self, port: u16, proto: Protocol) -> Option<String> {
         self.services.get(&(port, proto)).cloned()
     }
-}
-
-/// `getnameinfo(addr, NI_NAMEREQD)`: the host name, or `None` when there is none.
-fn reverse_lookup(addr: IpAddr) -> Option<String> {
-    let mut host = [0 as libc::c_char; 1025];
-    let rc = match addr {
-        IpAddr::V4(a) => {
-            // SAFETY: sockaddr_in is plain old data; all-zero is a valid value.
-            let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
-            sa.sin_family = libc::AF_INET as libc::sa_family_t;
-            sa.sin_addr.s_addr = u32::from_ne_bytes(a.octets());
-            // SAFETY: `sa` and `host` are valid for the lengths passed; no service
-            // buffer is requested.
-            unsafe {
-                libc::getnameinfo(
-                    (&sa as *const libc::sockaddr_in).cast(),
-                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-                    host.as_mut_ptr(),
-                    host.len() as libc::socklen_t,
-                    std::ptr::null_mut(),
-                    0,
-                    libc::NI_NAMEREQD,
-                )
-            }
-        }
-        IpAddr::V6(a) => {
-            // SAFETY: sockaddr_in6 is plain old data; all-zero is a valid value.
-            let mut sa: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
-            sa.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-            sa.sin6_addr.s6_addr = a.octets();
-            // SAFETY: as above.
-            unsafe {
-                libc::getnameinfo(
-                    (&sa as *const libc::sockaddr_in6).cast(),
-                    std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
-                    host.as_mut_ptr(),
-                    host.len() as libc::socklen_t,
-                    std::ptr::null_mut(),
-                    0,
-                    libc::NI_NAMEREQD,
-                )
-            }
-        }
-    };
-    if rc != 0 {
-        return None;
-    }
-    // SAFETY: on success getnameinfo wrote a NUL-terminated string into `host`.
-    let name = unsafe { std::ffi::CStr::from_ptr(host.as_ptr()) };
-    Some(name.to_string_lossy().into_owned())
 }
 
 // ---------------------------------------------------------------------------------
@@ -539,6 +488,19 @@ fn sorted_dests(s: &ServiceSnapshot, sort: bool) -> Vec<&DestSnapshot> {
 // ---------------------------------------------------------------------------------
 // ipvsadm -L
 
+/// Whether `-L` with `opts` fails on `t` (the director stops a restore there, as
+/// ipvsadm `exit()`s): `-L -t|-u|-f` of a service that does not exist.
+pub fn check_list(opts: &ListOptions, t: &TableSnapshot) -> Result<(), ListError> {
+    let listing_one = !(opts.connections || opts.timeout || opts.daemon);
+    match &opts.service {
+        Some(sel) if listing_one && !t.services.iter().any(|s| s.config.addr == *sel) => Err(ListError {
+            message: "No such service".to_string(),
+            exit_code: 1,
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// What ipvsadm prints on stdout for `-L` with `opts`. `conns` is the connection table
 /// (for `-c`), `names` resolves addresses and ports unless `opts.numeric`.
 pub fn render_list(
@@ -566,14 +528,11 @@ pub fn render_list(
         }
         return Ok(out);
     }
+    check_list(opts, t)?;
     let sort = !opts.nosort;
-    if let Some(sel) = &opts.service {
-        let Some(svc) = t.services.iter().find(|s| s.config.addr == *sel) else {
-            return Err(ListError {
-                message: "No such service".to_string(),
-                exit_code: 1,
-            });
-        };
+    // check_list has made sure a selected service exists.
+    let selected = opts.service.as_ref();
+    if let Some(svc) = selected.and_then(|sel| t.services.iter().find(|s| s.config.addr == *sel)) {
         print_title(&mut out, opts.view);
         print_service(&mut out, svc, opts, sort, names);
         return Ok(out);
@@ -753,7 +712,7 @@ fn render_conns(pe_columns: bool, conns: &[ConnSnapshot], names: &dyn Names) -> 
         );
     }
     for c in conns {
-        let proto = match c.proto_name {
+        let proto = match &*c.proto_name {
             "TCP" => Some(Protocol::Tcp),
             "UDP" => Some(Protocol::Udp),
             "SCTP" => Some(Protocol::Sctp),
@@ -1327,8 +1286,8 @@ mod tests {
         };
         let ((caddr, cport), (vaddr, vport), (daddr, dport)) = (ap(w[3]), ap(w[4]), ap(w[5]));
         ConnSnapshot {
-            proto_name: w[0],
-            state: w[1],
+            proto_name: w[0].into(),
+            state: w[1].into(),
             expires_s: w[2].parse().unwrap(),
             caddr,
             cport,
@@ -1355,8 +1314,8 @@ mod tests {
 
     fn sip_conn() -> ConnSnapshot {
         ConnSnapshot {
-            proto_name: "UDP",
-            state: "UDP",
+            proto_name: "UDP".into(),
+            state: "UDP".into(),
             expires_s: 298,
             caddr: ip("198.51.100.4"),
             cport: 5060,
@@ -1421,12 +1380,12 @@ mod tests {
     fn connection_expire_minutes_not_capped() {
         let mut c = sip_conn();
         c.pe = None;
-        c.proto_name = "IP";
-        c.state = "NONE";
+        c.proto_name = "IP".into();
+        c.state = "NONE".into();
         c.expires_s = 7200 + 65; // 121 min 5 s
         let mut c6 = c.clone();
-        c6.proto_name = "TCP";
-        c6.state = "ESTABLISHED";
+        c6.proto_name = "TCP".into();
+        c6.state = "ESTABLISHED".into();
         c6.expires_s = 0;
         c6.caddr = ip("2001:db8::7");
         c6.cport = 40000;
@@ -1783,8 +1742,8 @@ mod tests {
         ])));
         // Connections resolve too (fwmark templates, proto IP, never map ports).
         let c = ConnSnapshot {
-            proto_name: "IP",
-            state: "NONE",
+            proto_name: "IP".into(),
+            state: "NONE".into(),
             expires_s: 60,
             caddr: ip("203.0.113.0"),
             cport: 0,
@@ -1915,8 +1874,8 @@ mod tests {
         sip.expires_s = 298;
         conns.push(sip);
         conns.push(ConnSnapshot {
-            proto_name: "TCP",
-            state: "ESTABLISHED",
+            proto_name: "TCP".into(),
+            state: "ESTABLISHED".into(),
             expires_s: 890,
             caddr: ip("2001:db8::7"),
             cport: 40000,

@@ -32,10 +32,10 @@ mod tests;
 #[cfg(test)]
 mod tests_errors;
 
-pub use rules::{RulesError, parse_rules};
+pub use rules::{RulesError, parse_rules, parse_rules_with};
 
 /// One ipvsadm invocation.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Command {
     /// `-A`: add a virtual service.
     AddService(ServiceConfig),
@@ -73,7 +73,7 @@ pub enum Command {
 
 /// Which columns `-L` shows. When several view options are given the first in this
 /// order wins: stats, rate, thresholds, persistent-conn, tun-info.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum ListView {
     #[default]
     Default,
@@ -91,7 +91,7 @@ pub enum ListView {
 
 /// Options of `-L`. At most one of `service`, `connections`, `timeout`, `daemon`
 /// is set (ipvsadm enforces it).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct ListOptions {
     /// `-L -t|-u|-f …`: list one service.
     pub service: Option<ServiceAddr>,
@@ -111,7 +111,7 @@ pub struct ListOptions {
 }
 
 /// Sync daemon role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum SyncState {
     Master,
     Backup,
@@ -128,7 +128,7 @@ impl SyncState {
 
 /// `--start-daemon` settings. `None`/0 fields are left to the kernel's defaults
 /// (group 224.0.0.81, port 8848, ttl 1, maxlen from the MTU), as ipvsadm sends 0.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DaemonConfig {
     pub state: SyncState,
     /// `--mcast-interface`, default `eth0` (at most 15 bytes, as ipvsadm truncates).
@@ -187,10 +187,16 @@ pub const VERSION_LINE: &str = "ipvsadm v1.31 2019/12/24 (compiled with popt and
 /// Parse one invocation; `args` excludes argv[0]. No arguments at all means `-L`
 /// (names resolved, i.e. not numeric).
 pub fn parse_args<S: AsRef<str>>(args: &[S]) -> Result<Command, ParseError> {
+    parse_args_with(args, addr::resolve_host_v4)
+}
+
+/// [`parse_args`] with host names resolved by `lookup` ([`addr::no_host_lookup`]:
+/// numeric addresses only).
+pub fn parse_args_with<S: AsRef<str>>(args: &[S], lookup: addr::HostLookup) -> Result<Command, ParseError> {
     if args.is_empty() {
         return Ok(Command::List(ListOptions::default()));
     }
-    args::parse(args)
+    args::parse(args, lookup)
 }
 
 /// Split a line as `ipvsadm -R` does: on space, tab, CR (and LF), dropping every

@@ -13,7 +13,7 @@
 
 use std::fmt;
 
-use super::{Command, parse_args, tokenize_line};
+use super::{Command, parse_args_with, tokenize_line};
 
 /// The first bad line of a rules file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +70,11 @@ pub fn line_tokens(line: &str) -> Vec<&str> {
 
 /// Parse a whole rules file into `(line number, command)` pairs, in file order.
 pub fn parse_rules(text: &str) -> Result<Vec<(usize, Command)>, RulesError> {
+    parse_rules_with(text, super::addr::resolve_host_v4)
+}
+
+/// [`parse_rules`] with host names resolved by `lookup`.
+pub fn parse_rules_with(text: &str, lookup: super::addr::HostLookup) -> Result<Vec<(usize, Command)>, RulesError> {
     let mut out = Vec::new();
     for (idx, raw) in text.split('\n').enumerate() {
         let line = raw.strip_suffix('\r').unwrap_or(raw);
@@ -82,7 +87,7 @@ pub fn parse_rules(text: &str) -> Result<Vec<(usize, Command)>, RulesError> {
             text: line.to_string(),
             message,
         };
-        let cmd = parse_args(&toks).map_err(|e| err(e.message))?;
+        let cmd = parse_args_with(&toks, lookup).map_err(|e| err(e.message))?;
         if let Some(name) = forbidden_name(&cmd) {
             return Err(err(format!(
                 "the '{name}' command is not allowed in a rules file \

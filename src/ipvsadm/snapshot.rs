@@ -3,6 +3,7 @@
 //! `-S` and the `/proc/net/ip_vs*` files show, and lets go: rendering never touches the
 //! live table, so it can be tested with hand-built data.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use super::SyncState;
@@ -14,7 +15,7 @@ use crate::stats::{Stats, Totals};
 pub const DEFAULT_CONN_TAB_SIZE: u32 = 4096;
 
 /// Estimated rates (per second), as the kernel reports them after rounding.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Rates {
     pub cps: u64,
     pub inpps: u64,
@@ -24,7 +25,7 @@ pub struct Rates {
 }
 
 /// One real server.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DestSnapshot {
     pub config: DestConfig,
     pub active: u32,
@@ -35,7 +36,7 @@ pub struct DestSnapshot {
 }
 
 /// One virtual service with its real servers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ServiceSnapshot {
     pub config: ServiceConfig,
     pub stats: Totals,
@@ -46,7 +47,7 @@ pub struct ServiceSnapshot {
 
 /// A running sync daemon as `ipvsadm -L --daemon` reports it. Zero / `None` fields are
 /// the ones the kernel did not report (they are left out of the line).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DaemonSnapshot {
     pub state: SyncState,
     pub mcast_ifn: String,
@@ -58,7 +59,7 @@ pub struct DaemonSnapshot {
 }
 
 /// Everything the listings show.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TableSnapshot {
     /// Services in table (creation / kernel) order; `-L` sorts on its own unless
     /// `--nosort`.
@@ -89,12 +90,12 @@ impl Default for TableSnapshot {
 }
 
 /// One connection entry as `/proc/net/ip_vs_conn` (and so `ipvsadm -L -c`) shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ConnSnapshot {
     /// `TCP`, `UDP`, `SCTP`, `IP` (fwmark templates), …
-    pub proto_name: &'static str,
+    pub proto_name: Cow<'static, str>,
     /// State name (`ESTABLISHED`, `UDP`, `NONE`, …).
-    pub state: &'static str,
+    pub state: Cow<'static, str>,
     /// Seconds until the entry expires.
     pub expires_s: u64,
     pub caddr: IpAddr,
@@ -184,8 +185,8 @@ pub fn conn_row(k: &crate::conn::ConnKey, c: &crate::conn::Conn, now_ms: u64) ->
         "UDP"
     };
     let snap = ConnSnapshot {
-        proto_name: proto_name(k.proto),
-        state,
+        proto_name: proto_name(k.proto).into(),
+        state: state.into(),
         expires_s: c.expires_in(now_ms),
         caddr: k.caddr.into(),
         cport: k.cport,
@@ -203,8 +204,8 @@ pub fn conn_row(k: &crate::conn::ConnKey, c: &crate::conn::Conn, now_ms: u64) ->
 pub fn template_row(t: &crate::conn::template::Template, now_ms: u64) -> (ConnSortKey, ConnSnapshot) {
     let (vport, dport) = t.shown_ports();
     let snap = ConnSnapshot {
-        proto_name: proto_name(t.key.proto),
-        state: "NONE",
+        proto_name: proto_name(t.key.proto).into(),
+        state: "NONE".into(),
         expires_s: t.expires_in(now_ms),
         caddr: t.key.snet.into(),
         cport: 0,

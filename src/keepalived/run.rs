@@ -1016,10 +1016,7 @@ fn is_nat(rs: &super::conf::RealServer) -> bool {
 /// The checkers' published states.
 pub type StatusBoard = Arc<Mutex<Vec<Status>>>;
 
-/// The control-socket request `uvs checks` sends (not an ipvsadm argument).
-pub const CHECKS_REQUEST: &str = "--uvs-checks";
-
-/// The control plane's answer to [`CHECKS_REQUEST`]: exit status.
+/// The control plane's answer to `uvs checks` ([`crate::control::proto::Request::Checks`]): exit status.
 pub fn answer(board: Option<&StatusBoard>, out: &mut String, err: &mut String) -> i32 {
     match board {
         Some(b) => {
@@ -1035,17 +1032,14 @@ pub fn answer(board: Option<&StatusBoard>, out: &mut String, err: &mut String) -
 
 /// `uvs checks`: ask a running director.
 pub fn client(control: Option<&std::path::Path>) -> Result<String, String> {
-    use std::io::Write;
+    use crate::control::proto::{Request, Response};
     let path = crate::control::socket_path(control);
-    let mut s =
-        std::os::unix::net::UnixStream::connect(&path).map_err(|e| crate::control::client::not_running(&path, &e))?;
-    s.write_all(&crate::control::encode_request(&[CHECKS_REQUEST.to_string()], &[]))
-        .map_err(|e| e.to_string())?;
-    let r = crate::control::decode_reply(&mut s, 64 << 20).map_err(|e| e.to_string())?;
-    if r.code != 0 {
-        return Err(r.err.trim_end().trim_start_matches("uvs: ").to_string());
+    match crate::control::client::ask(&path, &Request::Checks) {
+        Ok(Response::Text(r)) if r.code == 0 => Ok(r.out),
+        Ok(Response::Text(r)) => Err(r.err.trim_end().trim_start_matches("uvs: ").to_string()),
+        Ok(Response::Applied(_)) => Err("bad answer from the director".into()),
+        Err(e) => Err(e.describe(&path, "uvs checks")),
     }
-    Ok(r.out)
 }
 
 /// One line per checker.
