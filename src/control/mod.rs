@@ -19,6 +19,7 @@
 //!
 //! Table changes go through [`Ctl`], which publishes a new snapshot: workers never
 //! pause, and a rejected command leaves the table untouched.
+#![forbid(unsafe_code)]
 
 pub mod client;
 pub mod exec;
@@ -254,11 +255,9 @@ impl Server {
                 .map_err(|e| format!("control socket {shown}: cannot remove stale socket: {e}"))?;
         }
         // Created 0600 from the start: no window in which others could connect.
-        // SAFETY: umask only swaps the process file-mode mask; it cannot fail.
-        let old = unsafe { libc::umask(0o177) };
+        let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
         let bound = UnixListener::bind(path);
-        // SAFETY: as above, restoring the previous mask.
-        unsafe { libc::umask(old) };
+        nix::sys::stat::umask(old);
         let listener = bound.map_err(|e| format!("control socket {shown}: {e} (use --control PATH)"))?;
         listener
             .set_nonblocking(true)

@@ -22,7 +22,7 @@
 //! "Broken pipe".
 
 use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -82,7 +82,7 @@ pub fn serve(listener: &UnixListener, handler: Arc<dyn Handler>, limits: Limits,
         let stream = match listener.accept() {
             Ok((s, _)) => s,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                wait_readable(listener.as_raw_fd(), 20);
+                wait_readable(listener.as_fd(), 20);
                 continue;
             }
             Err(e) => {
@@ -234,14 +234,9 @@ fn peer_allowed(s: &UnixStream) -> bool {
 }
 
 /// Wait until `fd` is readable or `ms` pass.
-fn wait_readable(fd: std::os::fd::RawFd, ms: i32) {
-    let mut p = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd for the duration of the call.
-    unsafe { libc::poll(&mut p, 1, ms) };
+fn wait_readable(fd: std::os::fd::BorrowedFd<'_>, ms: u16) {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let _ = poll(&mut [PollFd::new(fd, PollFlags::POLLIN)], PollTimeout::from(ms));
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 //! Layout: [`popt`] scans options the way popt does, `args` replays ipvsadm's
 //! `parse_options`/`process_options` checks, [`addr`] holds the address and number
 //! parsers, [`rules`] the rules file.
+#![forbid(unsafe_code)]
 
 use std::net::IpAddr;
 
