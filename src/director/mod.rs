@@ -6,6 +6,7 @@ pub mod harden;
 pub mod iface;
 pub mod journal;
 pub mod kernelcopy;
+pub mod mailbox;
 pub mod memory;
 pub mod neigh;
 pub mod route;
@@ -340,7 +341,9 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         None => None,
     };
     let mut handles = Vec::new();
+    let (mailboxes, inboxes) = mailbox::mailboxes(nworkers, mailbox::fanout_router(nworkers), shared.clone(), epoch);
     let mut hub = crate::control::Hub::new(ctl.clone(), epoch);
+    hub.mailboxes = Some(mailboxes);
     hub.conn_cap_per_worker = per_worker_cap;
     hub.taps = Some(taps.clone());
     hub.shed = shed.as_ref().map(|s| (s.state(), opts.ifaces.clone()));
@@ -359,7 +362,7 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
             c.sync_table(now_ms);
         }
     })));
-    for (id, io) in ios.into_iter().enumerate() {
+    for ((id, io), inbox) in ios.into_iter().enumerate().zip(inboxes) {
         let (sh, stop, ntx) = (shared.clone(), stop.clone(), neigh_tx.clone());
         let core = cores.get(id % cores.len().max(1)).copied();
         let mut w = Worker::new(id, per_worker_cap);
@@ -377,7 +380,7 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
                     if let Some(c) = core {
                         core_affinity::set_for_current(c);
                     }
-                    worker::run(w, io, sh, epoch, stop, ntx)
+                    worker::run(w, io, sh, epoch, stop, ntx, inbox)
                 })
                 .map_err(|e| e.to_string())?,
         );
