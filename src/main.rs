@@ -101,6 +101,8 @@ enum Cmd {
         /// /run/uvs/control.state). README "Restarts and the state file".
         #[arg(long, value_name = "FILE")]
         state: Option<PathBuf>,
+        #[command(flatten)]
+        sync: uvs::director::syncd::SyncArgs,
     },
     /// The three LVS modes on one machine, in network namespaces (needs root).
     Lab {
@@ -340,6 +342,7 @@ fn main() -> ExitCode {
             keepalived,
             config_id,
             state,
+            sync,
         } => uvs::director::run(uvs::director::RunOptions {
             keepalived,
             config_id,
@@ -378,6 +381,7 @@ fn main() -> ExitCode {
             metrics,
             hardening,
             state,
+            sync,
         }),
         Cmd::Ceiling { iface, to, cpu } => to
             .iter()
