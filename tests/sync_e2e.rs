@@ -107,6 +107,9 @@ fn backup_learns_established_connections_and_carries_them_after_failover() {
     let backup_ctl = std::env::temp_dir().join(format!("{prefix}-bak-control.sock"));
     let backup_log = std::env::temp_dir().join(format!("{prefix}-bak.log"));
     let _ = std::fs::remove_file(backup_ctl.with_extension("state"));
+    // The backup records what it receives (the master's messages among it) for tshark.
+    let pcap = std::env::temp_dir().join(format!("{prefix}-bak.pcapng"));
+    let pc = pcap.to_string_lossy().to_string();
     let rp = rules_path.to_string_lossy().to_string();
     let bc = backup_ctl.to_string_lossy().to_string();
     let backup_pid = lvs
@@ -130,6 +133,9 @@ fn backup_learns_established_connections_and_carries_them_after_failover() {
                 "backup",
                 "--syncid",
                 "7",
+                "--pcap",
+                &pc,
+                "--pcap-rx",
             ],
             Some(std::fs::File::create(&backup_log).unwrap()),
         )
@@ -262,4 +268,64 @@ fn backup_learns_established_connections_and_carries_them_after_failover() {
     let _ = std::fs::remove_file(&rules_path);
     let _ = std::fs::remove_file(backup_ctl.with_extension("state"));
     assert!(!blog.contains("panicked"), "{blog}");
+    tshark_sees(&pcap, &ports, &master_rows);
+    let _ = std::fs::remove_file(&pcap);
+}
+
+/// Wireshark's `ipvs` dissector reads the daemon's real messages: syncid 7, version 1,
+/// each connection from its client port with state ESTABLISHED (1), the DR flag bits
+/// and the real server the master chose. Skips (loudly) without tshark outside CI.
+fn tshark_sees(pcap: &std::path::Path, ports: &[u16], master_rows: &[String]) {
+    if Command::new("tshark").arg("-v").output().is_err() {
+        assert!(std::env::var_os("CI").is_none(), "tshark missing in CI");
+        eprintln!("SKIP the tshark check: tshark not installed (apt-get install tshark)");
+        return;
+    }
+    let out = Command::new("tshark")
+        .args(["-n", "-d", "udp.port==8848,ipvs", "-Y", "ipvs.syncid == 7", "-r"])
+        .arg(pcap)
+        .args([
+            "-T",
+            "fields",
+            "-E",
+            "separator=|",
+            "-e",
+            "ipvs.syncid",
+            "-e",
+            "ipvs.version",
+        ])
+        .args([
+            "-e",
+            "ipvs.cport",
+            "-e",
+            "ipvs.state",
+            "-e",
+            "ipvs.daddr",
+            "-e",
+            "ipvs.flags.v1",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "tshark: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut seen = std::collections::HashMap::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split('|').collect();
+        assert_eq!(f[1], "1", "version 1: {line}");
+        let cols: Vec<Vec<&str>> = f[2..].iter().map(|c| c.split(',').collect()).collect();
+        for (i, port) in cols[0].iter().enumerate() {
+            let (state, daddr, flags) = (cols[1][i], cols[2][i], cols[3][i]);
+            seen.insert(
+                port.to_string(),
+                (state.to_string(), daddr.to_string(), flags.to_string()),
+            );
+        }
+    }
+    for (p, row) in ports.iter().zip(master_rows) {
+        let (state, daddr, flags) = seen.get(&p.to_string()).unwrap_or_else(|| panic!(":{p} not in {text}"));
+        assert_eq!(state, "0x0001", "ESTABLISHED");
+        assert!(row.contains(&format!("{daddr}:80")), "{daddr} vs {row}");
+        // IP_VS_CONN_F_DROUTE | IP_VS_CONN_F_NOOUTPUT (0x83); INACTIVE not set.
+        assert_eq!(flags, "0x00000083");
+    }
 }

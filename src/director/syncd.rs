@@ -412,7 +412,7 @@ fn backup_socket(r: &Resolved) -> std::io::Result<UdpSocket> {
 fn master_loop(
     r: Resolved,
     sock: UdpSocket,
-    rxs: Vec<Receiver<SyncConn>>,
+    rxs: Vec<Receiver<crate::pipeline::synced::SyncRec>>,
     sh: Arc<Shared>,
     m: Arc<SyncMetrics>,
     stop: Arc<AtomicBool>,
@@ -461,6 +461,7 @@ fn master_loop(
         let _ = sel.ready_timeout(POLL);
         for rx in &rxs {
             while let Ok(rec) = rx.try_recv() {
+                let rec = rec.to_sync_conn();
                 first_at.get_or_insert_with(Instant::now);
                 if sh.sync.version.load(Relaxed) == 0 {
                     if rec.caddr.is_ipv4() {

@@ -234,6 +234,12 @@ pub fn export_templates(svcs: &ServiceTable, now_ms: u64) -> Vec<SyncConn> {
 /// entry would carry them (forwarding method, NOOUTPUT for DR/TUN, INACTIVE unless
 /// established, SYNC when learnt by sync), the state, and the time left.
 pub fn conn_record(k: &ConnKey, c: &Conn, now_ms: u64) -> SyncConn {
+    conn_rec(k, c, now_ms).to_sync_conn()
+}
+
+/// [`conn_record`] in the compact form the master's queues carry.
+#[inline]
+pub fn conn_rec(k: &ConnKey, c: &Conn, now_ms: u64) -> SyncRec {
     let method = c.dest.method();
     let mut f = method as u32;
     if method != ForwardMethod::Masq {
@@ -245,21 +251,69 @@ pub fn conn_record(k: &ConnKey, c: &Conn, now_ms: u64) -> SyncConn {
     if c.flags & conn_flags::SYNC != 0 {
         f |= flags::SYNC;
     }
-    SyncConn {
-        protocol: k.proto,
-        caddr: k.caddr.into(),
-        cport: k.cport,
-        vaddr: k.vaddr.into(),
-        vport: k.vport,
-        daddr: c.daddr.into(),
+    SyncRec {
+        key: *k,
+        daddr: c.daddr,
         dport: c.dport,
-        flags: f,
         state: if k.proto == proto::TCP { c.state as u16 } else { 0 },
-        fwmark: 0,
+        flags: f,
         timeout: secs_left(c.expires_in_ms(now_ms)),
-        seq: None,
-        pe: None,
     }
+}
+
+/// A sync record of an IPv4 connection or template, 32 bytes and `Copy` (a
+/// [`SyncConn`] is about 150 with its options): what a worker queues for the master
+/// thread, which makes the [`SyncConn`] ([`SyncRec::to_sync_conn`]) as it encodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncRec {
+    /// A template's client network is `key.caddr`, with `key.cport` 0.
+    pub key: ConnKey,
+    pub daddr: [u8; 4],
+    pub dport: u16,
+    pub state: u16,
+    pub flags: u32,
+    pub timeout: u32,
+}
+
+impl SyncRec {
+    pub fn to_sync_conn(&self) -> SyncConn {
+        let k = &self.key;
+        SyncConn {
+            protocol: k.proto,
+            caddr: k.caddr.into(),
+            cport: k.cport,
+            vaddr: k.vaddr.into(),
+            vport: k.vport,
+            daddr: self.daddr.into(),
+            dport: self.dport,
+            flags: self.flags,
+            state: self.state,
+            fwmark: 0,
+            timeout: self.timeout,
+            seq: None,
+            pe: None,
+        }
+    }
+}
+
+/// A template in the compact form, if its real server is IPv4 (uvs forwards to no
+/// other).
+fn template_rec(t: &Template, now_ms: u64) -> Option<SyncRec> {
+    let r = template_record(t, now_ms);
+    Some(SyncRec {
+        key: ConnKey {
+            proto: t.key.proto,
+            caddr: t.key.snet,
+            cport: 0,
+            vaddr: t.key.vaddr,
+            vport: r.vport,
+        },
+        daddr: v4(r.daddr)?,
+        dport: r.dport,
+        state: 0,
+        flags: r.flags,
+        timeout: r.timeout,
+    })
 }
 
 /// The master sync daemon's end in one worker (`ip_vs_sync.c: ip_vs_sync_conn`): on
@@ -268,13 +322,13 @@ pub fn conn_record(k: &ConnKey, c: &Conn, now_ms: u64) -> SyncConn {
 /// few compares on the entry; a record is built only when one is due.
 #[derive(Debug)]
 pub struct SyncHook {
-    tx: crossbeam_channel::Sender<SyncConn>,
+    tx: crossbeam_channel::Sender<SyncRec>,
     /// Records refused by a full queue (`sync_qlen_max`).
     dropped: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl SyncHook {
-    pub fn new(tx: crossbeam_channel::Sender<SyncConn>, dropped: Arc<std::sync::atomic::AtomicU64>) -> SyncHook {
+    pub fn new(tx: crossbeam_channel::Sender<SyncRec>, dropped: Arc<std::sync::atomic::AtomicU64>) -> SyncHook {
         SyncHook { tx, dropped }
     }
 
@@ -284,15 +338,17 @@ impl SyncHook {
         if c.flags & conn_flags::ONE_PACKET != 0 || !sync_needed(settings, k.proto, c) {
             return;
         }
-        self.send(conn_record(k, c, now_ms));
+        self.send(conn_rec(k, c, now_ms));
         // ip_vs_sync_conn_v1: "synchronize its controller if it has", each time.
-        if let Some(t) = &c.tpl {
-            self.send(template_record(t, now_ms));
+        if let Some(t) = &c.tpl
+            && let Some(r) = template_rec(t, now_ms)
+        {
+            self.send(r);
         }
     }
 
-    #[cold]
-    fn send(&self, r: SyncConn) {
+    #[inline]
+    fn send(&self, r: SyncRec) {
         if self.tx.try_send(r).is_err() {
             self.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
@@ -602,5 +658,51 @@ mod tests {
         strip(&mut recs);
         strip(&mut again);
         assert_eq!(recs, again, "the same records, SYN bit aside");
+    }
+
+    #[test]
+    fn the_master_hook_syncs_as_ip_vs_sync_conn_needed() {
+        let (sh, _ctl) = director();
+        let svcs = sh.services.load();
+        let rx = super::super::RxMeta {
+            ifindex: IFINDEX,
+            pkttype: super::super::pkttype::HOST,
+            csum_partial: false,
+            vlan_tci: None,
+        };
+        let (tx, q) = crossbeam_channel::bounded(100);
+        let dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let mut w = Worker::new(0, 100);
+        w.sync = Some(SyncHook::new(tx, dropped.clone()));
+        let mut send = |f: &[u8], t: u64| {
+            w.process(&sh, &svcs, t, rx, f, &mut VecEmit::counting());
+            q.try_iter().collect::<Vec<_>>()
+        };
+        // UDP: the 3rd datagram, then every 50th (53, 103).
+        let d = udp_frame(5000, 53, b"x");
+        let at: Vec<u32> = (1..=103).filter(|&n| !send(&d, n.into()).is_empty()).collect();
+        assert_eq!(at, vec![3, 53, 103]);
+        // TCP (DR): SYN, ACK = ESTABLISHED at 2 packets: not yet; the 3rd: synced, active.
+        assert!(send(&tcp_frame(6000, 80, true, false, b""), 0).is_empty());
+        assert!(send(&tcp_frame(6000, 80, false, true, b""), 0).is_empty());
+        let r = send(&tcp_frame(6000, 80, false, true, b"data"), 0);
+        assert_eq!(r.len(), 1);
+        assert_eq!((r[0].state, r[0].flags & flags::INACTIVE, r[0].timeout), (1, 0, 900));
+        assert_eq!(r[0].flags & flags::FWD_MASK, flags::DROUTE);
+        // A FIN: FIN_WAIT is synced at once, whatever the count.
+        let mut fin = Vec::new();
+        etherparse::PacketBuilder::ethernet2(CLIENT_MAC, DIRECTOR_MAC)
+            .ipv4(CLIENT, VIP, 64)
+            .tcp(6000, 80, 1005, 65535)
+            .ack(1)
+            .fin()
+            .write(&mut fin, b"")
+            .unwrap();
+        let r = send(&fin, 0);
+        assert_eq!(
+            r.iter().map(|r| r.state).collect::<Vec<_>>(),
+            vec![TcpState::FinWait as u16]
+        );
+        assert_eq!(dropped.load(std::sync::atomic::Ordering::Relaxed), 0);
     }
 }
