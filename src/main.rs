@@ -112,6 +112,8 @@ enum Cmd {
         /// /run/uvs/control.state). README "Restarts and the state file".
         #[arg(long, value_name = "FILE")]
         state: Option<PathBuf>,
+        #[command(flatten)]
+        sync: uvs::director::syncd::SyncArgs,
     },
     /// The three LVS modes on one machine, in network namespaces (needs root).
     Lab {
@@ -361,6 +363,7 @@ fn main() -> ExitCode {
             config_id,
             passive_check,
             state,
+            sync,
         } => uvs::director::run(uvs::director::RunOptions {
             keepalived,
             config_id,
@@ -400,6 +403,7 @@ fn main() -> ExitCode {
             metrics,
             hardening,
             state,
+            sync,
         }),
         #[cfg(feature = "tools")]
         Cmd::Ceiling { iface, to, cpu } => to

@@ -91,8 +91,8 @@ fn check_prints_the_table_and_fails_on_any_error() {
         ),
         (
             "-L -n\n",
-            "line 1: `-L -n': the 'list' command is not allowed in a rules file (only -A, -E, -D, -C, -a, -e, -d \
-             and --set are)",
+            "line 1: `-L -n': the 'list' command is not allowed in a rules file (only -A, -E, -D, -C, -a, -e, -d, \
+             --set and --start-daemon are)",
         ),
         (
             "-A -t 10.77.0.100:80 -s nosuch\n",

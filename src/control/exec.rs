@@ -92,12 +92,16 @@ fn one(hub: &Hub, cmd: &Command) -> Outcome {
     }
 }
 
-/// `--start-daemon` / `--stop-daemon`: uvs runs no connection-sync daemon (yet).
-fn daemon(_hub: &Hub, cmd: &Command) -> Outcome {
-    match cmd {
-        Command::StartDaemon(_) => {
-            Outcome::Refused("Operation not supported: uvs has no connection-sync daemon".into())
-        }
-        _ => Outcome::Refused("No daemon is running".into()),
+/// `--start-daemon` / `--stop-daemon` through the sync daemons' handle; a refusal is
+/// the line ipvsadm prints (exit 255).
+fn daemon(hub: &Hub, cmd: &Command) -> Outcome {
+    let res = match cmd {
+        Command::StartDaemon(cfg) => hub.start_daemon(cfg),
+        Command::StopDaemon { state, .. } => hub.stop_daemon(*state),
+        _ => return Outcome::Refused("uvs: not a daemon command (bad request)".into()),
+    };
+    match res {
+        Ok(()) => Outcome::Done,
+        Err(e) => Outcome::Refused(e),
     }
 }

@@ -437,7 +437,9 @@ fn decode_v1(buf: &[u8], syncid: u8) -> Result<Message, DecodeError> {
                 version: (ver_size >> SVER_SHIFT) as u8,
             });
         }
-        match v1_entry(&buf[p..end], index)? {
+        // The type byte is read from the message even when the entry's size is
+        // smaller than it (ip_vs_proc_sync_conn reads `s->v6.type` first).
+        match v1_entry(&buf[p..end], buf[p], index)? {
             Ok(c) => msg.conns.push(c),
             Err(s) => msg.skipped.push(s),
         }
@@ -446,9 +448,9 @@ fn decode_v1(buf: &[u8], syncid: u8) -> Result<Message, DecodeError> {
     Ok(msg)
 }
 
-/// One version-1 entry, `e` exactly its `size` bytes (`ip_vs_proc_sync_conn`).
-fn v1_entry(e: &[u8], index: u8) -> Result<Result<SyncConn, Skipped>, DecodeError> {
-    let ty = e[0];
+/// One version-1 entry, `e` exactly its `size` bytes (`ip_vs_proc_sync_conn`), `ty`
+/// its type byte.
+fn v1_entry(e: &[u8], ty: u8, index: u8) -> Result<Result<SyncConn, Skipped>, DecodeError> {
     let fixed = if ty & STYPE_F_INET6 != 0 {
         V1_ENTRY_V6
     } else if ty == 0 {

@@ -7,6 +7,20 @@ use super::*;
 use crate::sync::{FwdMethod, Role, sync_maxlen};
 use proptest::prelude::*;
 
+/// Found by `mutated_golden_never_panics`: an entry whose size field is 0 made the
+/// decoder index an empty slice. The kernel reads the type byte from the message and
+/// then finds the entry too small (or of an unknown type).
+#[test]
+fn an_entry_of_size_zero_is_too_small_not_a_panic() {
+    // Header: 1 entry, version 1; the entry: type 0, proto 6, ver_size 0.
+    let mut m = vec![0u8, 0, 0, 44, 1, 1, 0, 0];
+    m.extend_from_slice(&[0, 6, 0, 0]);
+    m.resize(44, 0);
+    assert_eq!(decode(&m, 0), Err(DecodeError::EntryTooSmall { index: 0, size: 0 }));
+    m[8] = 0x80;
+    assert_eq!(decode(&m, 0), Err(DecodeError::EntryType { index: 0, ty: 0x80 }));
+}
+
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
