@@ -42,6 +42,11 @@ enum Cmd {
         /// keepalived's `-i`: which `@ID` lines of --keepalived apply (default: short host name).
         #[arg(long)]
         config_id: Option<String>,
+        /// A VIP whose ownership follows VRRP (repeatable): served only while keepalived
+        /// (MASTER) has it on one of the --iface interfaces. The addresses of the
+        /// --keepalived file's vrrp_instance blocks are such VIPs too.
+        #[arg(long = "vrrp-vip", value_name = "ADDR")]
+        vrrp_vips: Vec<std::net::Ipv4Addr>,
         /// Worker threads (default: one per core).
         #[arg(long)]
         workers: Option<usize>,
@@ -339,10 +344,12 @@ fn main() -> ExitCode {
             hardening,
             keepalived,
             config_id,
+            vrrp_vips,
             state,
         } => uvs::director::run(uvs::director::RunOptions {
             keepalived,
             config_id,
+            vrrp_vips,
             ifaces,
             rules,
             workers,
