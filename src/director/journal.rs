@@ -54,8 +54,8 @@ where
 /// Install the global subscriber: level from `$UVS_LOG` (default `warn`, and `info` for
 /// keepalived's transitions), on stderr.
 pub fn init() {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_env("UVS_LOG").unwrap_or_else(|_| "warn,uvs::keepalived=info".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_env("UVS_LOG")
+        .unwrap_or_else(|_| "warn,uvs::keepalived=info,uvs::director::vipwatch=info".into());
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

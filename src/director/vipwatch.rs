@@ -123,11 +123,18 @@ impl VipWatch {
         all.sort_unstable();
         for v in all {
             let ip = std::net::Ipv4Addr::from(v);
-            match (old.held.contains(&v) && !first, held.contains(&v)) {
-                (false, true) => tracing::info!("VIP {ip}: on this director's interface (VRRP MASTER): serving it"),
-                (true, false) => tracing::info!("VIP {ip}: removed from the interface (VRRP BACKUP): not serving it"),
-                (false, false) if first => {
-                    tracing::info!("VIP {ip}: not on this director (VRRP BACKUP): not serving it")
+            match (first, old.held.contains(&v), held.contains(&v)) {
+                (true, _, true) => tracing::warn!(
+                    "VIP {ip} is on this director's interface at start: serving it as keepalived's MASTER. \
+                     If keepalived is not running (a crash left the address behind), remove it: \
+                     ip addr del {ip}/32 dev IFACE"
+                ),
+                (true, _, false) => tracing::info!("VIP {ip}: not on this director (VRRP BACKUP): not serving it"),
+                (false, false, true) => {
+                    tracing::info!("VIP {ip}: on this director's interface (VRRP MASTER): serving it")
+                }
+                (false, true, false) => {
+                    tracing::info!("VIP {ip}: removed from the interface (VRRP BACKUP): not serving it")
                 }
                 _ => {}
             }
