@@ -32,19 +32,35 @@ fn download_size() -> (usize, usize) {
     if full() { (600_000, 30_000) } else { (180_000, 30_000) }
 }
 
-/// The keepalived.conf both directors run; `state`/`priority` differ, as usual.
-fn conf(vip: &str, rs: &[String; 2], state: &str, priority: u32, preempt: &str) -> String {
+/// The keepalived.conf both directors run; `state`/`priority` differ, as usual. NAT
+/// (`nat`: the real servers' gateway) adds an inside instance holding the gateway
+/// address, both in a `vrrp_sync_group`.
+fn conf(vip: &str, rs: &[String; 2], nat: Option<&str>, state: &str, priority: u32, preempt: &str) -> String {
     // nopreempt works only from an initial state BACKUP (keepalived clears it otherwise).
     let state = if preempt == "nopreempt" { "BACKUP" } else { state };
-    format!(
-        "global_defs {{\n router_id {state}\n}}\n\
-         vrrp_instance VI_1 {{\n state {state}\n interface eth0\n virtual_router_id {VRID}\n priority {priority}\n\
-         advert_int {ADVERT_INT}\n {preempt}\n authentication {{\n auth_type PASS\n auth_pass 1111\n }}\n\
-         virtual_ipaddress {{\n {vip}/32 dev eth0\n }}\n}}\n\
-         virtual_server {vip} 80 {{\n lb_algo rr\n lb_kind DR\n protocol TCP\n\
-         real_server {} 80 {{\n weight 1\n }}\n real_server {} 80 {{\n weight 1\n }}\n}}\n",
+    let instance = |name: &str, iface: &str, vrid: u32, addr: &str| {
+        format!(
+            "vrrp_instance {name} {{\n state {state}\n interface {iface}\n virtual_router_id {vrid}\n priority {priority}\n\
+             advert_int {ADVERT_INT}\n {preempt}\n authentication {{\n auth_type PASS\n auth_pass 1111\n }}\n\
+             virtual_ipaddress {{\n {addr}/32 dev {iface}\n }}\n}}\n"
+        )
+    };
+    let mut c = format!("global_defs {{\n router_id {state}\n}}\n");
+    c += &instance("VI_1", "eth0", VRID, vip);
+    let (kind, port) = match nat {
+        Some(gw) => {
+            c += &instance("VI_GW", "eth1", VRID + 1, gw);
+            c += "vrrp_sync_group VG_1 {\n group {\n VI_1\n VI_GW\n }\n}\n";
+            ("NAT", 8080)
+        }
+        None => ("DR", 80),
+    };
+    c += &format!(
+        "virtual_server {vip} 80 {{\n lb_algo rr\n lb_kind {kind}\n protocol TCP\n\
+         real_server {} {port} {{\n weight 1\n }}\n real_server {} {port} {{\n weight 1\n }}\n}}\n",
         rs[0], rs[1]
-    )
+    );
+    c
 }
 
 struct Director {
@@ -53,6 +69,7 @@ struct Director {
     control: std::path::PathBuf,
     log: std::path::PathBuf,
     mac: String,
+    ifaces: Vec<&'static str>,
     uvs: Option<u32>,
     keepalived: Option<u32>,
 }
@@ -60,6 +77,7 @@ struct Director {
 struct Ha {
     lvs: Lvs,
     d: [Director; 2],
+    mode: &'static str,
 }
 
 impl Ha {
@@ -108,18 +126,11 @@ impl Ha {
         );
         let exe = self.lvs.exe.clone();
         let f = std::fs::File::create(&log).unwrap();
-        let args = [
-            exe.as_str(),
-            "run",
-            "--iface",
-            "eth0",
-            "--workers",
-            "1",
-            "--keepalived",
-            &conf,
-            "--control",
-            &control,
-        ];
+        let mut args = vec![exe.as_str(), "run"];
+        for i in &self.d[i].ifaces {
+            args.extend(["--iface", i]);
+        }
+        args.extend(["--workers", "1", "--keepalived", &conf, "--control", &control]);
         let p = self.lvs.bed.spawn(host, &args, Some(f)).unwrap();
         self.d[i].uvs = Some(p);
         let ok = wait_until(10, || {
@@ -177,6 +188,14 @@ impl Ha {
             .is_ok_and(|o| o.status.success())
     }
 
+    /// Every link of `host` up or down (host death and return).
+    fn links(&self, host: &str, updown: &str) {
+        let i = self.d.iter().position(|d| d.host == host).unwrap();
+        for l in &self.d[i].ifaces {
+            self.lvs.bed.exec_any(host, &["ip", "link", "set", l, updown]).unwrap();
+        }
+    }
+
     /// SIGKILL every process of `host`'s namespace whose command is `name`.
     fn kill_all(&self, host: &str, name: &str) -> usize {
         let out = Command::new("ip")
@@ -210,34 +229,60 @@ impl Drop for Ha {
     }
 }
 
-fn setup(tag: &str, preempt: &str) -> Ha {
-    let mut lvs = dr(tag);
+fn setup(tag: &str, preempt: &str, nat: bool) -> Ha {
+    let (mut lvs, gw, ifaces) = if nat {
+        let mut lvs = Lvs::nat(tag, UVS, false, false, false).expect("NAT bed");
+        // The real servers' gateway (10.78.1.1) becomes the inside VRRP address; the
+        // directors get addresses of their own there.
+        let (_, gw) = Lvs::nat_addrs();
+        let bed = &mut lvs.bed;
+        bed.exec("dir", &["ip", "addr", "del", &format!("{gw}/24"), "dev", "eth1"])
+            .unwrap();
+        bed.exec("dir", &["ip", "addr", "add", "10.78.1.2/24", "dev", "eth1"])
+            .unwrap();
+        (lvs, Some(gw), vec!["eth0", "eth1"])
+    } else {
+        (dr(tag), None, vec!["eth0"])
+    };
     let vip = lvs.addrs.vip.clone();
     let rs = lvs.addrs.rs.clone();
-    // dir2: the backup director on the same segment.
+    // dir2: the backup director on the same segment(s).
     lvs.bed.add_host("dir2").unwrap();
-    let mac2 = lvs.bed.plug("dir2", "eth0", "10.77.0.3/24").unwrap();
+    let outside = if nat { "192.168.77.3/24" } else { "10.77.0.3/24" };
+    let mac2 = lvs.bed.plug("dir2", "eth0", outside).unwrap();
+    if nat {
+        lvs.bed.plug_into("br1", "dir2", "eth1", "10.78.1.3/24").unwrap();
+    }
     // A small receive buffer on the client, so that a rate-limited download keeps
-    // the server sending (and the director forwarding ACKs) for its whole duration.
+    // the server sending (and the director forwarding) for its whole duration.
     lvs.bed
         .sysctl("client", "net.ipv4.tcp_rmem", "4096 8192 16384")
         .unwrap();
     let mk = |lvs: &Lvs, host: &'static str, mac: String, state: &str, prio: u32| {
         let p = |n: &str| std::env::temp_dir().join(format!("{}-{host}-{n}", lvs.bed.prefix));
-        std::fs::write(p("keepalived.conf"), conf(&vip, &rs, state, prio, preempt)).unwrap();
+        std::fs::write(
+            p("keepalived.conf"),
+            conf(&vip, &rs, gw.as_deref(), state, prio, preempt),
+        )
+        .unwrap();
         Director {
             host,
             conf: p("keepalived.conf"),
             control: p("control.sock"),
             log: p("uvs.log"),
             mac,
+            ifaces: ifaces.clone(),
             uvs: None,
             keepalived: None,
         }
     };
     let d1 = mk(&lvs, "dir", lvs.director_mac.clone(), "MASTER", 150);
     let d2 = mk(&lvs, "dir2", mac2, "BACKUP", 100);
-    let mut ha = Ha { lvs, d: [d1, d2] };
+    let mut ha = Ha {
+        lvs,
+        d: [d1, d2],
+        mode: if nat { "NAT" } else { "DR" },
+    };
     for i in 0..2 {
         ha.start_uvs(i);
     }
@@ -291,7 +336,7 @@ impl Load {
             .map(|_| {
                 let (ns, vip) = (ns.clone(), vip.clone());
                 std::thread::spawn(move || {
-                    let max = (size / rate * 3 + 10).to_string();
+                    let max = (size / rate * 2 + 4).to_string();
                     let out = Command::new("ip")
                         .args([
                             "netns",
@@ -402,12 +447,7 @@ fn failover(ha: &mut Ha, how: &str, sync: bool) -> (Duration, usize) {
     std::thread::sleep(Duration::from_secs(2));
     let killed = Instant::now();
     match how {
-        "host death" => {
-            ha.lvs
-                .bed
-                .exec_any("dir", &["ip", "link", "set", "eth0", "down"])
-                .unwrap();
-        }
+        "host death" => ha.links("dir", "down"),
         "process crash" => {
             let n = ha.kill_all("dir", "keepalived") + ha.kill_all("dir", "uvs");
             assert!(n >= 2, "killed {n} processes");
@@ -433,7 +473,8 @@ fn failover(ha: &mut Ha, how: &str, sync: bool) -> (Duration, usize) {
         .collect();
     let early = failed.iter().filter(|t| **t + Duration::from_secs(2) < killed).count();
     println!(
-        "DR failover by {how}: takeover {:.2} s; short requests failed {} of {total} ({} after the window, {early} before the kill); long downloads broken {} of 10{}",
+        "{} failover by {how}: takeover {:.2} s; short requests failed {} of {total} ({} after the window, {early} before the kill); long downloads broken {} of 10{}",
+        ha.mode,
         takeover.as_secs_f64(),
         failed.len(),
         late.len(),
@@ -451,14 +492,32 @@ fn failover(ha: &mut Ha, how: &str, sync: bool) -> (Duration, usize) {
     (takeover, late.len())
 }
 
+fn have_keepalived() -> bool {
+    if Command::new("keepalived").arg("--version").output().is_err() {
+        eprintln!("\n*** SKIPPED: keepalived is not installed (apt-get install keepalived) ***\n");
+        return false;
+    }
+    true
+}
+
 #[test]
 fn dr_failover_by_host_death_then_the_old_master_returns_with_preempt_delay() {
     require_root!();
-    if Command::new("keepalived").arg("--version").output().is_err() {
-        eprintln!("\n*** SKIPPED: keepalived is not installed (apt-get install keepalived) ***\n");
-        return;
+    if have_keepalived() {
+        host_death_and_return(false);
     }
-    let mut ha = setup("hafo", "preempt_delay 2");
+}
+
+#[test]
+fn nat_failover_with_a_sync_group_by_host_death_then_the_old_master_returns() {
+    require_root!();
+    if have_keepalived() {
+        host_death_and_return(true);
+    }
+}
+
+fn host_death_and_return(nat: bool) {
+    let mut ha = setup(if nat { "hanat" } else { "hafo" }, "preempt_delay 2", nat);
     let sync = start_sync(&ha);
     check_backup_silent(&mut ha, 1);
     // Served through the master (ARP answered by it; echo answered by its uvs).
@@ -475,16 +534,14 @@ fn dr_failover_by_host_death_then_the_old_master_returns_with_preempt_delay() {
     // The old master returns: BACKUP first, MASTER again after preempt_delay.
     let load = Load::start(&ha);
     std::thread::sleep(Duration::from_secs(1));
-    ha.lvs
-        .bed
-        .exec_any("dir", &["ip", "link", "set", "eth0", "up"])
-        .unwrap();
+    ha.links("dir", "up");
     let back = Instant::now();
     assert!(wait_until(15, || ha.holder() == Some(0)), "dir never took the VIP back");
     let preempted = back.elapsed();
     let (broken, failed, total) = load.finish();
     println!(
-        "DR return with preempt_delay 2: VIP back after {:.2} s; short requests failed {} of {total}; long downloads broken {} of 10",
+        "{} return with preempt_delay 2: VIP back after {:.2} s; short requests failed {} of {total}; long downloads broken {} of 10",
+        ha.mode,
         preempted.as_secs_f64(),
         failed.len(),
         broken.len()
@@ -493,17 +550,25 @@ fn dr_failover_by_host_death_then_the_old_master_returns_with_preempt_delay() {
         assert!(broken.is_empty(), "failback broke long downloads: {broken:?}");
     }
     assert!(wait_until(3, || ha.client_neigh().as_deref() == Some(ha.d[0].mac.as_str())));
+    if nat {
+        // The real servers' gateway follows the sync group back to dir.
+        let gw_holder = ha
+            .lvs
+            .bed
+            .exec_any("dir", &["ip", "-4", "-o", "addr", "show", "dev", "eth1"])
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(" 10.78.1.1/32"));
+        assert!(gw_holder, "the inside gateway address moved with the sync group");
+    }
 }
 
 #[test]
 fn dr_failover_by_process_crash_with_nopreempt() {
     require_root!();
-    if Command::new("keepalived").arg("--version").output().is_err() {
-        eprintln!("\n*** SKIPPED: keepalived is not installed (apt-get install keepalived) ***\n");
+    if !have_keepalived() {
         return;
     }
     // nopreempt wants both instances to start as BACKUP (keepalived's rule).
-    let mut ha = setup("hacr", "nopreempt");
+    let mut ha = setup("hacr", "nopreempt", false);
     let sync = start_sync(&ha);
     let (takeover, late) = failover(&mut ha, "process crash", sync);
     // The old master's kernel still holds the VIP (keepalived had no time to remove
