@@ -627,3 +627,56 @@ fn dr_failover_by_process_crash_with_nopreempt() {
         "the old master's return broke long downloads: {broken:?}"
     );
 }
+
+/// `uvs run --vrrp-vip` without a keepalived file: the VIP is served exactly while the
+/// address is on the director's interface (whoever puts it there), followed by
+/// rtnetlink notifications; ICMP echo to it is answered by uvs only then. And such a
+/// VIP refuses `--keep-kernel-copy`.
+#[test]
+fn vrrp_vip_is_served_only_while_on_the_interface() {
+    require_root!();
+    let mut lvs = dr("havv");
+    let vip = lvs.addrs.vip.clone();
+    let rules = format!(
+        "-A -t {vip}:80 -s rr\n-a -t {vip}:80 -r {}:80 -g -w 1\n-a -t {vip}:80 -r {}:80 -g -w 1\n",
+        lvs.addrs.rs[0], lvs.addrs.rs[1]
+    );
+    // Refused: the kernel would answer clients of a VIP on its interface.
+    let err = lvs
+        .start_director(&rules, &["--workers", "1", "--vrrp-vip", &vip, "--keep-kernel-copy"])
+        .unwrap_err();
+    assert!(err.contains("--keep-kernel-copy cannot serve VRRP VIPs"), "{err}");
+    lvs.stop_director();
+    lvs.start_director(&rules, &["--workers", "1", "--vrrp-vip", &vip])
+        .unwrap();
+    let url = format!("http://{vip}/");
+    let ping = |lvs: &Lvs| {
+        lvs.bed
+            .exec_any("client", &["ping", "-c", "1", "-W", "1", &vip])
+            .is_ok_and(|o| o.status.success())
+    };
+    // Not on the interface: no ARP answer, so nothing reaches the director.
+    assert!(lvs.curl(&url).is_err(), "served before the VIP is on the interface");
+    assert!(!ping(&lvs));
+    let cidr = format!("{vip}/32");
+    lvs.bed
+        .exec("dir", &["ip", "addr", "add", &cidr, "dev", "eth0"])
+        .unwrap();
+    assert!(
+        wait_until(5, || lvs.curl(&url).is_ok()),
+        "not served after `ip addr add`:\n{}",
+        lvs.director_log()
+    );
+    assert!(ping(&lvs), "echo to the held VIP");
+    assert!(lvs.director_log().contains("(VRRP MASTER): serving it"));
+    lvs.bed
+        .exec("dir", &["ip", "addr", "del", &cidr, "dev", "eth0"])
+        .unwrap();
+    // The client still has the director's MAC: frames arrive, and are not forwarded.
+    assert!(
+        wait_until(5, || lvs.curl(&url).is_err()),
+        "still served after `ip addr del`"
+    );
+    assert!(!ping(&lvs), "echo answered after the VIP left");
+    assert!(lvs.director_log().contains("(VRRP BACKUP): not serving it"));
+}
