@@ -28,6 +28,8 @@ deps() {
     command -v nft >/dev/null 2>&1 || need+=(nftables)
     # keepalived -t is the oracle of tests/keepalived.rs (keepalived.conf parsing).
     command -v keepalived >/dev/null 2>&1 || need+=(keepalived)
+    # tests/failover.rs pings the VIP (uvs answers ICMP echo for the VIPs it holds).
+    command -v ping >/dev/null 2>&1 || need+=(iputils-ping)
     if [ ${#need[@]} -gt 0 ]; then
         if [ "$(id -u)" -ne 0 ]; then
             echo "dev.sh: missing ${need[*]}; run as root (sudo) so they can be installed" >&2
