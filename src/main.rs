@@ -106,6 +106,8 @@ enum Cmd {
         /// /run/uvs/control.state). README "Restarts and the state file".
         #[arg(long, value_name = "FILE")]
         state: Option<PathBuf>,
+        #[command(flatten)]
+        sync: uvs::director::syncd::SyncArgs,
     },
     /// The three LVS modes on one machine, in network namespaces (needs root).
     Lab {
@@ -346,6 +348,7 @@ fn main() -> ExitCode {
             config_id,
             vrrp_vips,
             state,
+            sync,
         } => uvs::director::run(uvs::director::RunOptions {
             keepalived,
             config_id,
@@ -385,6 +388,7 @@ fn main() -> ExitCode {
             metrics,
             hardening,
             state,
+            sync,
         }),
         Cmd::Ceiling { iface, to, cpu } => to
             .iter()

@@ -485,6 +485,9 @@ pub fn render(hub: &Hub) -> String {
     if let Some(b) = &hub.checks {
         crate::keepalived::run::render_metrics(&mut out, b);
     }
+    if let Some(s) = &hub.sync {
+        s.metrics.render(&mut out);
+    }
     out
 }
 

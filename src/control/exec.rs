@@ -133,15 +133,8 @@ fn run(hub: &Hub, args: &[&str], stdin: Option<&str>, r: &mut Reply) -> End {
             r.out.push_str(&s);
             End::Done(0)
         }
-        Command::StartDaemon(_) => {
-            r.err
-                .push_str("Operation not supported: uvs has no connection-sync daemon\n");
-            End::Done(255)
-        }
-        Command::StopDaemon { .. } => {
-            r.err.push_str("No daemon is running\n");
-            End::Done(255)
-        }
+        Command::StartDaemon(ref cfg) => daemon_reply(r, hub.start_daemon(cfg)),
+        Command::StopDaemon { state, .. } => daemon_reply(r, hub.stop_daemon(state)),
         Command::Zero(ref sel) => match hub.ctl.apply(&cmd) {
             Ok(()) => {
                 hub.rates.zero(sel.as_ref());
@@ -153,6 +146,18 @@ fn run(hub: &Hub, args: &[&str], stdin: Option<&str>, r: &mut Reply) -> End {
             Ok(()) => End::Done(0),
             Err(e) => kernel_error(r, e),
         },
+    }
+}
+
+/// A sync daemon's start or stop: a refusal prints the kernel's message, exit 255.
+fn daemon_reply(r: &mut Reply, res: Result<(), String>) -> End {
+    match res {
+        Ok(()) => End::Done(0),
+        Err(e) => {
+            r.err.push_str(&e);
+            r.err.push('\n');
+            End::Done(255)
+        }
     }
 }
 

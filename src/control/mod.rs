@@ -102,6 +102,11 @@ pub struct Hub {
     /// Bumped after every request that may have changed the table or a sysctl (the
     /// state file's writer watches it: [`crate::director::state`]).
     pub changes: Arc<AtomicU64>,
+    /// The workers' mailboxes: put connection entries into them or read them out
+    /// (sync daemons, handover).
+    pub mailboxes: Option<crate::director::mailbox::Mailboxes>,
+    /// The connection-sync daemons (`--start-daemon`), when the director has workers.
+    pub sync: Option<Arc<crate::director::syncd::SyncDaemons>>,
 }
 
 impl Hub {
@@ -121,6 +126,8 @@ impl Hub {
             shed: None,
             checks: None,
             changes: Arc::default(),
+            mailboxes: None,
+            sync: None,
         }
     }
 
@@ -147,7 +154,27 @@ impl Hub {
     /// The table with counters and current rates.
     pub fn snapshot(&self) -> TableSnapshot {
         let svcs = self.ctl.shared().services.load();
-        snapshot::capture(&svcs, &self.ctl.shared().timeouts, &|k| self.rates.rates(k))
+        let mut snap = snapshot::capture(&svcs, &self.ctl.shared().timeouts, &|k| self.rates.rates(k));
+        if let Some(s) = &self.sync {
+            snap.daemons = s.list();
+        }
+        snap
+    }
+
+    /// `ipvsadm --start-daemon`; `Err` is the line ipvsadm prints.
+    pub fn start_daemon(&self, cfg: &crate::ipvsadm::DaemonConfig) -> Result<(), String> {
+        match &self.sync {
+            Some(s) => s.start(cfg),
+            None => Err("Operation not supported: this director has no workers to sync".into()),
+        }
+    }
+
+    /// `ipvsadm --stop-daemon`.
+    pub fn stop_daemon(&self, state: crate::ipvsadm::SyncState) -> Result<(), String> {
+        match &self.sync {
+            Some(s) => s.stop(state),
+            None => Err("No daemon is running".into()),
+        }
     }
 
     /// Every connection entry of every worker plus the persistence templates, in

@@ -112,12 +112,12 @@ fn kernel_errors_exit_255_and_leave_the_table_untouched() {
     );
     // Listing a missing service: exit 1.
     fails(&h, "-L -n -t 10.0.0.9:80", 1, "No such service");
-    // Sync daemons are not implemented: a refusal in ipvsadm's shape.
+    // Without workers there is nothing to sync: a refusal in ipvsadm's shape.
     fails(
         &h,
         "--start-daemon master",
         255,
-        "Operation not supported: uvs has no connection-sync daemon",
+        "Operation not supported: this director has no workers to sync",
     );
     fails(&h, "--stop-daemon master", 255, "No daemon is running");
     assert_eq!(ok(&h, "-L -n --thresholds"), before);

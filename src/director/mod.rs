@@ -6,10 +6,12 @@ pub mod harden;
 pub mod iface;
 pub mod journal;
 pub mod kernelcopy;
+pub mod mailbox;
 pub mod memory;
 pub mod neigh;
 pub mod route;
 pub mod state;
+pub mod syncd;
 pub mod tap;
 pub mod trace;
 pub mod vipwatch;
@@ -64,6 +66,8 @@ pub struct RunOptions {
     pub vrrp_vips: Vec<std::net::Ipv4Addr>,
     /// The state file (see [`state`]); default beside the control socket.
     pub state: Option<PathBuf>,
+    /// Connection-sync daemons to start (see [`syncd`]).
+    pub sync: syncd::SyncArgs,
 }
 
 /// Whether to attach the XDP overload-shedding program ([`crate::ring::shed`]).
@@ -101,7 +105,9 @@ pub fn parse_cpus(s: &str) -> Result<Vec<usize>, String> {
 /// names the line; nothing is applied in that case.
 pub fn load_rules(ctl: &Ctl, path: &std::path::Path) -> Result<usize, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let cmds = crate::ipvsadm::rules::parse_rules(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut cmds = crate::ipvsadm::rules::parse_rules(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    // `--start-daemon` lines are not table changes: `run` starts them (rules_daemons).
+    cmds.retain(|(_, c)| !matches!(c, crate::ipvsadm::Command::StartDaemon(_)));
     // Validate against a scratch table first so that a rejected line starts nothing.
     let scratch = Ctl::new(Arc::new(Shared::new(Vec::new())));
     // Each check is one batch (one snapshot at its end, see Ctl::batch).
@@ -121,6 +127,19 @@ pub fn load_rules(ctl: &Ctl, path: &std::path::Path) -> Result<usize, String> {
         }
         Ok(cmds.len())
     })
+}
+
+/// The `--start-daemon` lines of a rules file, in file order.
+pub fn rules_daemons(path: &std::path::Path) -> Result<Vec<crate::ipvsadm::DaemonConfig>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let cmds = crate::ipvsadm::rules::parse_rules(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(cmds
+        .into_iter()
+        .filter_map(|(_, c)| match c {
+            crate::ipvsadm::Command::StartDaemon(d) => Some(d),
+            _ => None,
+        })
+        .collect())
 }
 
 /// What the host kernel would do to the director's traffic, as warnings naming the fix.
@@ -386,7 +405,22 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         None => None,
     };
     let mut handles = Vec::new();
+    let (mailboxes, inboxes) = mailbox::mailboxes(nworkers, mailbox::fanout_router(nworkers), shared.clone(), epoch);
     let mut hub = crate::control::Hub::new(ctl.clone(), epoch);
+    let sync_daemons = Arc::new(syncd::SyncDaemons::new(mailboxes.clone(), shared.clone()));
+    hub.mailboxes = Some(mailboxes);
+    hub.sync = Some(sync_daemons.clone());
+    // Sync daemons of the command line, then of the rules file: a refused one starts
+    // nothing (the workers pick the master's hook up at their first round).
+    let mut daemons = opts.sync.configs(&opts.ifaces[0])?;
+    if let Some(path) = &opts.rules {
+        daemons.extend(rules_daemons(path)?);
+    }
+    for d in &daemons {
+        sync_daemons
+            .start(d)
+            .map_err(|e| format!("--start-daemon {} on {}: {e}", d.state.name(), d.mcast_ifn))?;
+    }
     hub.conn_cap_per_worker = per_worker_cap;
     hub.taps = Some(taps.clone());
     hub.shed = shed.as_ref().map(|s| (s.state(), opts.ifaces.clone()));
@@ -405,7 +439,7 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
             c.sync_table(now_ms);
         }
     })));
-    for (id, io) in ios.into_iter().enumerate() {
+    for ((id, io), inbox) in ios.into_iter().enumerate().zip(inboxes) {
         let (sh, stop, ntx) = (shared.clone(), stop.clone(), neigh_tx.clone());
         let core = cores.get(id % cores.len().max(1)).copied();
         let mut w = Worker::new(id, per_worker_cap);
@@ -423,7 +457,7 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
                     if let Some(c) = core {
                         core_affinity::set_for_current(c);
                     }
-                    worker::run(w, io, sh, epoch, stop, ntx)
+                    worker::run(w, io, sh, epoch, stop, ntx, inbox)
                 })
                 .map_err(|e| e.to_string())?,
         );
@@ -501,6 +535,9 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     ];
     // Stop serving ipvsadm and /metrics (and remove the socket) before the workers go.
     drop(control_plane);
+    if let Some(s) = &hub.sync {
+        s.stop_all();
+    }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     // The last write, marked clean: the next start restores it without a crash warning.
     persister.finish();

@@ -8,8 +8,9 @@
 //! comment. [`line_tokens`] is that grammar, and uvs's `ipvsadm -R` reads its input
 //! with it too, so a file that `--rules` and `uvs check` accept restores as well. Only
 //! table-changing commands are allowed in a rules file (`-A -E -D -C -a -e -d
-//! --set`; `-R` input may also hold `-L`, `-S`, `-Z`, as ipvsadm's does). Parsing
-//! stops at the first bad line, as `ipvsadm -R` stops at the first parse error.
+//! --set`), and `--start-daemon`, which `uvs run` obeys once its workers run (`-R`
+//! input may also hold `-L`, `-S`, `-Z`, as ipvsadm's does). Parsing stops
+//! at the first bad line, as `ipvsadm -R` stops at the first parse error.
 
 use std::fmt;
 
@@ -50,7 +51,8 @@ fn forbidden_name(cmd: &Command) -> Option<&'static str> {
         Command::Save { .. } => Some("save"),
         Command::List(_) => Some("list"),
         Command::Zero(_) => Some("zero"),
-        Command::StartDaemon(_) => Some("start-daemon"),
+        // Started by `uvs run` once its workers exist (see `crate::director`).
+        Command::StartDaemon(_) => None,
         Command::StopDaemon { .. } => Some("stop-daemon"),
         Command::Help => Some("help"),
         Command::Version => Some("version"),
@@ -86,7 +88,7 @@ pub fn parse_rules(text: &str) -> Result<Vec<(usize, Command)>, RulesError> {
         if let Some(name) = forbidden_name(&cmd) {
             return Err(err(format!(
                 "the '{name}' command is not allowed in a rules file \
-                 (only -A, -E, -D, -C, -a, -e, -d and --set are)"
+                 (only -A, -E, -D, -C, -a, -e, -d, --set and --start-daemon are)"
             )));
         }
         out.push((idx + 1, cmd));
@@ -158,7 +160,7 @@ mod tests {
             ("-R", "restore"),
             ("-Z", "zero"),
             ("-h", "help"),
-            ("--start-daemon master", "start-daemon"),
+            ("--stop-daemon master", "stop-daemon"),
         ] {
             let e = parse_rules(line).unwrap_err();
             assert_eq!(e.line, 1);
