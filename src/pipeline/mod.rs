@@ -16,8 +16,8 @@ pub mod fixture;
 mod inbound;
 mod outbound;
 mod schedule;
-pub mod vipgate;
 pub mod synced;
+pub mod vipgate;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32};
