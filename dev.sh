@@ -30,6 +30,8 @@ deps() {
     command -v keepalived >/dev/null 2>&1 || need+=(keepalived)
     # openssl s_server is the TLS server of the SSL_GET tests (src/check, tests/keepalived_checks.rs).
     command -v openssl >/dev/null 2>&1 || need+=(openssl)
+    # tests/failover.rs pings the VIP (uvs answers ICMP echo for the VIPs it holds).
+    command -v ping >/dev/null 2>&1 || need+=(iputils-ping)
     if [ ${#need[@]} -gt 0 ]; then
         if [ "$(id -u)" -ne 0 ]; then
             echo "dev.sh: missing ${need[*]}; run as root (sudo) so they can be installed" >&2

@@ -53,6 +53,11 @@ enum Cmd {
             requires = "keepalived"
         )]
         passive_check: Vec<uvs::keepalived::passive::PassiveSpec>,
+        /// A VIP whose ownership follows VRRP (repeatable): served only while keepalived
+        /// (MASTER) has it on one of the --iface interfaces. The addresses of the
+        /// --keepalived file's vrrp_instance blocks are such VIPs too.
+        #[arg(long = "vrrp-vip", value_name = "ADDR")]
+        vrrp_vips: Vec<std::net::Ipv4Addr>,
         /// Worker threads (default: one per core).
         #[arg(long)]
         workers: Option<usize>,
@@ -362,12 +367,14 @@ fn main() -> ExitCode {
             keepalived,
             config_id,
             passive_check,
+            vrrp_vips,
             state,
             sync,
         } => uvs::director::run(uvs::director::RunOptions {
             keepalived,
             config_id,
             passive_check,
+            vrrp_vips,
             ifaces,
             rules,
             workers,

@@ -30,6 +30,15 @@ fn start(lvs: &mut Lvs, conf: &str) -> std::path::PathBuf {
     let path = std::env::temp_dir().join(format!("{}-keepalived.conf", lvs.bed.prefix));
     std::fs::write(&path, conf).unwrap();
     let p = path.to_string_lossy().to_string();
+    // The seed's vrrp_instance lists the VIP: uvs serves it only while keepalived
+    // (MASTER) has it on the interface (README "High availability"). No keepalived
+    // runs here: the test puts it there, as keepalived would.
+    if conf.contains("virtual_ipaddress") {
+        let vip = format!("{}/32", lvs.addrs.vip);
+        lvs.bed
+            .exec("dir", &["ip", "addr", "add", &vip, "dev", "eth0"])
+            .unwrap();
+    }
     lvs.start_director("", &["--workers", "1", "--keepalived", &p]).unwrap();
     path
 }

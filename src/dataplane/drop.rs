@@ -49,4 +49,5 @@ drop_reasons! {
     SourceRoute => "ip_source_route",
     DefenseDropPacket => "defense_drop_packet",
     NewConnRate => "new_conn_rate_limit",
+    VipNotHeld => "vip_not_held",
 }

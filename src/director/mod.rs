@@ -16,6 +16,7 @@ pub mod state;
 pub mod syncd;
 pub mod tap;
 pub mod trace;
+pub mod vipwatch;
 pub mod worker;
 
 use std::path::PathBuf;
@@ -64,6 +65,9 @@ pub struct RunOptions {
     pub config_id: Option<String>,
     /// `--passive-check`: passive health checks on these keepalived virtual servers.
     pub passive_check: Vec<crate::keepalived::passive::PassiveSpec>,
+    /// VIPs served only while held (`--vrrp-vip`; see [`vipwatch`]), besides the
+    /// `vrrp_instance` addresses of the keepalived file.
+    pub vrrp_vips: Vec<std::net::Ipv4Addr>,
     /// The state file (see [`state`]); default beside the control socket.
     pub state: Option<PathBuf>,
     /// Connection-sync daemons to start (see [`syncd`]).
@@ -211,11 +215,35 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         }
         None => None,
     };
+    // VIPs whose ownership follows VRRP (issue 18): the held set is read (and then
+    // followed) before the first frame.
+    let mut gated: Vec<[u8; 4]> = opts.vrrp_vips.iter().map(|a| a.octets()).collect();
+    if let Some(k) = &keepalived {
+        gated.extend(k.vrrp_vips().iter().map(|v| v.addr.octets()));
+    }
+    gated.sort_unstable();
+    gated.dedup();
+    let vip_watch = match gated.is_empty() {
+        true => None,
+        false => {
+            if opts.kernel_copy == kernelcopy::KernelCopy::Keep {
+                return Err(
+                    "--keep-kernel-copy cannot serve VRRP VIPs: while keepalived has a VIP on the \
+                            interface the kernel would answer its clients itself (TCP RST, ICMP port \
+                            unreachable); uvs must drop the kernel's copy (nftables)"
+                        .into(),
+                );
+            }
+            let ifindexes = ifaces.iter().map(|i| i.ifindex).collect();
+            Some(vipwatch::VipWatch::start(shared.clone(), &gated, ifindexes)?)
+        }
+    };
     // Bound before anything starts: a busy socket or port starts nothing.
     let control_sock = crate::control::Server::bind(&crate::control::socket_path(opts.control.as_deref()))?;
     let metrics_listener = opts.metrics.as_deref().map(crate::metrics::bind).transpose()?;
     let vips: Vec<_> = shared.services.load().vips().collect();
-    for w in kernel_interference(&ifaces, &vips) {
+    let ungated: Vec<_> = vips.iter().copied().filter(|v| !gated.contains(v)).collect();
+    for w in kernel_interference(&ifaces, &ungated) {
         tracing::warn!("{w}");
     }
     let mut sorted = vips.clone();
@@ -224,6 +252,17 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     // still be dropped before the host's stack. Still root here, whatever the options.
     kernelcopy::remove_stale();
     let kernel_copy = match opts.kernel_copy {
+        // A VRRP VIP on the interface makes the kernel answer clients (RST) unless its
+        // copy is dropped: mandatory then.
+        kernelcopy::KernelCopy::Auto if !gated.is_empty() => {
+            Some(kernelcopy::KernelCopyDrop::install(&opts.ifaces, &sorted).map_err(|e| {
+                format!(
+                    "VRRP VIPs need the kernel-copy rule ({e}): while keepalived holds a VIP on the \
+                     interface, the kernel would answer its clients itself (TCP RST, ICMP port unreachable). \
+                     Install nftables"
+                )
+            })?)
+        }
         kernelcopy::KernelCopy::Drop => Some(kernelcopy::KernelCopyDrop::install(&opts.ifaces, &sorted)?),
         // Not when uvs becomes another user: nft would then run without the rights to
         // update or remove the table.
@@ -354,6 +393,13 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         steering.needs_cap_bpf(),
         Some(control_sock.path()),
     )?;
+    let vip_watch = vip_watch.map(|w| {
+        let stop = stop.clone();
+        std::thread::Builder::new()
+            .name("uvs-vipwatch".into())
+            .spawn(move || w.run(stop))
+    });
+    let vip_watch = vip_watch.transpose().map_err(|e| e.to_string())?;
     // Checkers start after the drop: their thread and scripts hold no capabilities.
     let checkers = keepalived.map(|k| k.spawn()).transpose()?;
     // Started after the drop, so the writer thread holds no capabilities either (the
@@ -515,7 +561,7 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
             .collect(),
         Err(hub) => vec![std::thread::spawn(move || drop(hub))],
     };
-    for h in handles {
+    for h in handles.into_iter().chain(vip_watch) {
         let _ = h.join();
     }
     // Close the tap so the pcap writer drains and finishes the file.
@@ -753,7 +799,8 @@ impl Control {
         let mut old = self.announced.iter().peekable();
         for v in &vips {
             while old.next_if(|o| *o < v).is_some() {}
-            if old.next_if(|o| *o == v).is_none() {
+            // keepalived announces the VIPs whose ownership follows VRRP.
+            if old.next_if(|o| *o == v).is_none() && !self.ctl.shared().vip_gate.is_gated(*v) {
                 self.garp_rounds.push((*v, now_ms, 2));
             }
         }

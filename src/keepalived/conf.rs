@@ -458,6 +458,8 @@ pub struct Config {
     pub lvs_flush: bool,
     pub groups: Vec<(String, Vec<GroupEntry>)>,
     pub services: Vec<VirtualServer>,
+    /// The `vrrp_instance` addresses (read for VIP ownership, see [`super::vrrp`]).
+    pub vrrp_vips: Vec<super::vrrp::VrrpVip>,
 }
 
 impl Config {

@@ -16,6 +16,7 @@ pub mod lex;
 pub mod passive;
 pub mod run;
 pub mod translate;
+pub mod vrrp;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -94,7 +95,8 @@ fn finish(lx: lex::Lexer) -> (conf::Config, Vec<Diag>) {
     };
     let mut p = conf::Parser::new(&lx.lines);
     p.run();
-    let (cfg, mut more) = p.finish();
+    let (mut cfg, mut more) = p.finish();
+    cfg.vrrp_vips = vrrp::scan(&lx.lines);
     // Lexer diagnostics and parser diagnostics in line order of appearance.
     diags.append(&mut more);
     diags.sort_by_key(|d| d.line.is_none());

@@ -367,6 +367,11 @@ impl State {
 impl Keepalived {
     /// Read `path` and reconcile its services on `ctl`. Nothing is changed when the
     /// file has a fatal error or the control plane refuses its table.
+    /// The addresses the file's `vrrp_instance`s move (VIP ownership, issue 18).
+    pub fn vrrp_vips(&self) -> &[super::vrrp::VrrpVip] {
+        &self.state.cfg.vrrp_vips
+    }
+
     pub fn load(ctl: Arc<Ctl>, path: PathBuf, config_id: Option<String>) -> Result<Keepalived, String> {
         let cfg = read(&path, config_id.as_deref())?;
         let now = Instant::now();

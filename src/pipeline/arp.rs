@@ -15,7 +15,8 @@ pub fn handle<E: Emit>(sh: &Shared, svcs: &ServiceTable, iface: &Iface, f: &ArpF
         // without arp_ignore): never learn from it.
         return Verdict::Drop(DropReason::ArpClaimsOwnAddress);
     }
-    if a.op == arp::OP_REQUEST && svcs.is_vip(a.tpa) && !a.is_gratuitous() {
+    // A VIP whose ownership follows VRRP is answered only while held (vipgate.rs).
+    if a.op == arp::OP_REQUEST && svcs.is_vip(a.tpa) && !a.is_gratuitous() && sh.vip_gate.serves(a.tpa) {
         let reply = arp::Repr {
             op: arp::OP_REPLY,
             sha: iface.mac,

@@ -36,6 +36,11 @@ pub enum Class<'a> {
     IcmpFromRealServer(IcmpError<'a>),
     /// An ICMP error about an IPIP packet the director sent.
     TunnelIcmp(TunnelIcmp<'a>),
+    /// An ICMP echo request to a VIP (checksum verified): the whole IP packet.
+    EchoToVip {
+        eth_src: MacAddr,
+        ip: &'a [u8],
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -257,8 +262,16 @@ fn classify_icmp<'a>(dir: Dir, eth_src: MacAddr, ip: &'a [u8], hl: usize) -> Cla
     if icmp.len() < 8 {
         return Class::Drop(DropReason::TruncatedL4);
     }
+    if dir == Dir::In && icmp[0] == super::echo::TYPE_ECHO_REQUEST && icmp[1] == 0 {
+        // IPVS leaves echo to the stack of the director holding the VIP; uvs is that
+        // stack for its VIPs (see echo.rs).
+        if crate::wire::checksum::checksum(icmp) != 0 {
+            return Class::Drop(DropReason::IcmpChecksum);
+        }
+        return Class::EchoToVip { eth_src, ip };
+    }
     if !crate::wire::icmp::is_related_error(icmp[0]) {
-        // Echo and friends are not IPVS's business (the director's stack answers).
+        // Other informational ICMP is not IPVS's business.
         return Class::Pass;
     }
     if crate::wire::checksum::checksum(icmp) != 0 {

@@ -11,6 +11,7 @@
 mod arp;
 mod classify;
 mod counters;
+pub mod echo;
 #[cfg(any(test, feature = "tools"))]
 pub mod fixture;
 mod inbound;
@@ -18,6 +19,7 @@ mod outbound;
 pub mod passive;
 mod schedule;
 pub mod synced;
+pub mod vipgate;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32};
@@ -54,6 +56,8 @@ pub struct Shared {
     pub neigh_gen: AtomicU32,
     /// Frame copies for `--pcap` and `uvs trace` (none: tapping is off).
     pub tap: arc_swap::ArcSwapOption<crate::dataplane::Tap>,
+    /// VIPs whose ownership follows VRRP, and which of them the director holds.
+    pub vip_gate: vipgate::VipGate,
     /// The sync sysctls (`net.ipv4.vs.sync_*`), read by the master sync hook.
     pub sync: crate::sync::Settings,
 }
@@ -94,6 +98,7 @@ impl Shared {
             neigh: arc_swap::ArcSwap::from_pointee(Default::default()),
             neigh_gen: AtomicU32::new(1),
             tap: arc_swap::ArcSwapOption::empty(),
+            vip_gate: Default::default(),
             sync: Default::default(),
         }
     }
@@ -191,11 +196,30 @@ impl Worker {
             Class::Pass => Verdict::Pass,
             Class::Drop(r) => Verdict::Drop(r),
             Class::Arp(a) => arp::handle(sh, svcs, iface, &a, out),
+            Class::ToVip(p) if !sh.vip_gate.serves(p.daddr) => Verdict::Drop(DropReason::VipNotHeld),
             Class::ToVip(p) => self.inbound(sh, svcs, now_ms, rx, iface, &p, out),
+            Class::IcmpToVip(e) if !sh.vip_gate.serves(dst_of(e.ip)) => Verdict::Drop(DropReason::VipNotHeld),
+            Class::EchoToVip { ip, .. } if !sh.vip_gate.serves(dst_of(ip)) => Verdict::Drop(DropReason::VipNotHeld),
+            Class::EchoToVip { eth_src, ip } => self.echo(iface, eth_src, ip, out),
             Class::FromRealServer(p) => self.outbound(sh, now_ms, rx, iface, &p, out),
             Class::IcmpToVip(e) => self.icmp_inbound(sh, rx, now_ms, iface, &e, out),
             Class::IcmpFromRealServer(e) => self.icmp_outbound(sh, rx, iface, &e, out),
             Class::TunnelIcmp(e) => self.tunnel_icmp(sh, svcs, now_ms, &e, out),
+        }
+    }
+
+    /// Answer an echo request to a VIP (see echo.rs) on the interface it came in on.
+    fn echo<E: Emit>(&mut self, iface: &Iface, eth_src: MacAddr, ip: &[u8], out: &mut E) -> Verdict {
+        let Some(buf) = out.buffer(iface.ifindex) else {
+            return Verdict::Drop(DropReason::TxFull);
+        };
+        self.ip_ident = self.ip_ident.wrapping_add(1);
+        match echo::reply(buf, eth_src, iface.mac, self.ip_ident, ip) {
+            Some(n) => {
+                out.commit(iface.ifindex, n);
+                Verdict::Answered
+            }
+            None => Verdict::Drop(DropReason::TxTooBig),
         }
     }
 
@@ -225,6 +249,12 @@ impl Worker {
     fn secure_tcp(&self, sh: &Shared) -> bool {
         self.defense.secure_on || sh.secure_tcp.load(std::sync::atomic::Ordering::Relaxed)
     }
+}
+
+/// The destination address of an IPv4 packet the classifier has checked.
+#[inline]
+fn dst_of(ip: &[u8]) -> [u8; 4] {
+    [ip[16], ip[17], ip[18], ip[19]]
 }
 
 /// IPVS `is_new_conn_expected`: may a new SYN replace this entry? Not when a
@@ -263,3 +293,6 @@ fn send_port_unreachable<E: Emit>(iface: &Iface, pkt: &classify::L4Packet<'_>, _
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod tests_ha;

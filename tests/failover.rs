@@ -1,0 +1,697 @@
+//! Issue 18: a master and a backup director, each running `keepalived --vrrp -f conf`
+//! beside `uvs run --keepalived conf` on the same file, two DR real servers and a
+//! client. The master dies (host death: its link goes down; process crash: SIGKILL
+//! of its keepalived and uvs) under load: ten long rate-limited downloads and a
+//! steady stream of short requests (`curl --max-time 2`). The test prints the
+//! takeover time and the failed requests, and asserts:
+//! - while BACKUP, uvs answers neither ARP nor ICMP echo for the VIP;
+//! - after takeover the client's neighbour entry for the VIP is the new master's MAC;
+//! - short requests fail only within 3 × advert_int + skew (+ slack) of the failure;
+//! - with connection sync (`ipvsadm --start-daemon` master and backup on both
+//!   directors, through uvs), no long download breaks, also when the old master
+//!   returns (preempt_delay, nopreempt).
+//!
+//! CI-sized by default (downloads of ~6 s); `UVS_FAILOVER_FULL=1` runs the issue's
+//! ~20 s downloads (README "High availability" quotes that run).
+
+mod common;
+use common::*;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const ADVERT_INT: f64 = 1.0;
+const VRID: u32 = 51;
+/// Long enough for sync to teach a returning master the connections it missed.
+const PREEMPT_DELAY: u64 = 2;
+
+fn full() -> bool {
+    std::env::var("UVS_FAILOVER_FULL").is_ok_and(|v| v == "1")
+}
+
+/// (body bytes, client rate limit bytes/s) of one long download.
+fn download_size() -> (usize, usize) {
+    if full() { (600_000, 30_000) } else { (180_000, 30_000) }
+}
+
+/// The keepalived.conf both directors run; `state`/`priority` differ, as usual. NAT
+/// (`nat`: the real servers' gateway) adds an inside instance holding the gateway
+/// address, both in a `vrrp_sync_group`.
+fn conf(vip: &str, rs: &[String; 2], nat: Option<&str>, state: &str, priority: u32, preempt: &str) -> String {
+    // nopreempt works only from an initial state BACKUP (keepalived clears it otherwise).
+    let state = if preempt == "nopreempt" { "BACKUP" } else { state };
+    let instance = |name: &str, iface: &str, vrid: u32, addr: &str| {
+        format!(
+            "vrrp_instance {name} {{\n state {state}\n interface {iface}\n virtual_router_id {vrid}\n priority {priority}\n\
+             advert_int {ADVERT_INT}\n {preempt}\n authentication {{\n auth_type PASS\n auth_pass 1111\n }}\n\
+             virtual_ipaddress {{\n {addr}/32 dev {iface}\n }}\n}}\n"
+        )
+    };
+    let mut c = format!("global_defs {{\n router_id {state}\n}}\n");
+    c += &instance("VI_1", "eth0", VRID, vip);
+    let (kind, port) = match nat {
+        Some(gw) => {
+            c += &instance("VI_GW", "eth1", VRID + 1, gw);
+            c += "vrrp_sync_group VG_1 {\n group {\n VI_1\n VI_GW\n }\n}\n";
+            ("NAT", 8080)
+        }
+        None => ("DR", 80),
+    };
+    c += &format!(
+        "virtual_server {vip} 80 {{\n lb_algo rr\n lb_kind {kind}\n protocol TCP\n\
+         real_server {} {port} {{\n weight 1\n }}\n real_server {} {port} {{\n weight 1\n }}\n}}\n",
+        rs[0], rs[1]
+    );
+    c
+}
+
+struct Director {
+    host: &'static str,
+    conf: std::path::PathBuf,
+    control: std::path::PathBuf,
+    log: std::path::PathBuf,
+    mac: String,
+    ifaces: Vec<&'static str>,
+    uvs: Option<u32>,
+    keepalived: Option<u32>,
+}
+
+struct Ha {
+    lvs: Lvs,
+    d: [Director; 2],
+    mode: &'static str,
+}
+
+impl Ha {
+    fn tmp(&self, name: &str) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("{}-{name}", self.lvs.bed.prefix))
+    }
+
+    fn start_keepalived(&mut self, i: usize) {
+        let (host, conf) = (self.d[i].host, self.d[i].conf.to_string_lossy().to_string());
+        let pid = self.tmp(&format!("{host}-ka.pid")).to_string_lossy().to_string();
+        let vpid = self.tmp(&format!("{host}-vrrp.pid")).to_string_lossy().to_string();
+        let log = std::fs::File::create(self.tmp(&format!("{host}-keepalived.log"))).unwrap();
+        let p = self
+            .lvs
+            .bed
+            .spawn(
+                host,
+                &[
+                    "keepalived",
+                    "--vrrp",
+                    "-f",
+                    &conf,
+                    "-n",
+                    "-l",
+                    "-D",
+                    "-p",
+                    &pid,
+                    "-r",
+                    &vpid,
+                    "-i",
+                    host,
+                ],
+                Some(log),
+            )
+            .unwrap();
+        self.d[i].keepalived = Some(p);
+    }
+
+    fn start_uvs(&mut self, i: usize) {
+        let d = &self.d[i];
+        let (host, conf, control, log) = (
+            d.host,
+            d.conf.to_string_lossy().to_string(),
+            d.control.to_string_lossy().to_string(),
+            d.log.clone(),
+        );
+        let exe = self.lvs.exe.clone();
+        let f = std::fs::File::create(&log).unwrap();
+        let mut args = vec![exe.as_str(), "run"];
+        for i in &self.d[i].ifaces {
+            args.extend(["--iface", i]);
+        }
+        args.extend(["--workers", "1", "--keepalived", &conf, "--control", &control]);
+        let p = self.lvs.bed.spawn(host, &args, Some(f)).unwrap();
+        self.d[i].uvs = Some(p);
+        let ok = wait_until(10, || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("director ready")
+        });
+        assert!(
+            ok,
+            "{host}: uvs not ready:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+
+    /// Which director has the VIP on its interface (keepalived's MASTER).
+    fn holder(&self) -> Option<usize> {
+        (0..2).find(|&i| {
+            let out = self
+                .lvs
+                .bed
+                .exec_any(self.d[i].host, &["ip", "-4", "-o", "addr", "show", "dev", "eth0"]);
+            out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(&format!(" {}/32", self.lvs.addrs.vip)))
+        })
+    }
+
+    fn adm(&self, i: usize, args: &[&str]) -> Result<String, String> {
+        let out = Command::new(UVS)
+            .arg("adm")
+            .args(args)
+            .env("UVS_CONTROL", &self.d[i].control)
+            .output()
+            .map_err(|e| e.to_string())?;
+        match out.status.success() {
+            true => Ok(String::from_utf8_lossy(&out.stdout).to_string()),
+            false => Err(String::from_utf8_lossy(&out.stderr).trim().to_string()),
+        }
+    }
+
+    /// The client's neighbour entry for the VIP (MAC), if any.
+    fn client_neigh(&self) -> Option<String> {
+        let out = self
+            .lvs
+            .bed
+            .exec_any("client", &["ip", "neigh", "show", &self.lvs.addrs.vip, "dev", "eth0"])
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let w: Vec<&str> = text.split_whitespace().collect();
+        w.iter().position(|x| *x == "lladdr").map(|p| w[p + 1].to_string())
+    }
+
+    fn ping(&self) -> bool {
+        self.lvs
+            .bed
+            .exec_any("client", &["ping", "-c", "1", "-W", "1", &self.lvs.addrs.vip])
+            .is_ok_and(|o| o.status.success())
+    }
+
+    /// Every link of `host` up or down (host death and return).
+    fn links(&self, host: &str, updown: &str) {
+        let i = self.d.iter().position(|d| d.host == host).unwrap();
+        for l in &self.d[i].ifaces {
+            self.lvs.bed.exec_any(host, &["ip", "link", "set", l, updown]).unwrap();
+        }
+    }
+
+    /// SIGKILL every process of `host`'s namespace whose command is `name`.
+    fn kill_all(&self, host: &str, name: &str) -> usize {
+        let out = Command::new("ip")
+            .args(["netns", "pids", &self.lvs.bed.ns(host)])
+            .output()
+            .unwrap();
+        let mut n = 0;
+        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if comm.trim() == name {
+                // SAFETY: kill(2) of a process this test started in its own namespace.
+                unsafe {
+                    libc::kill(pid.parse().unwrap(), libc::SIGKILL);
+                }
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
+impl Drop for Ha {
+    fn drop(&mut self) {
+        // keepalived forks a VRRP child the bed does not know: end every process of
+        // the directors' namespaces before the bed deletes them.
+        for d in &self.d {
+            for name in ["keepalived", "uvs"] {
+                let _ = self.kill_all(d.host, name);
+            }
+        }
+    }
+}
+
+fn setup(tag: &str, preempt: &str, nat: bool) -> Ha {
+    let (mut lvs, gw, ifaces) = if nat {
+        let mut lvs = Lvs::nat(tag, UVS, false, false, false).expect("NAT bed");
+        // The real servers' gateway (10.78.1.1) becomes the inside VRRP address; the
+        // directors get addresses of their own there.
+        let (_, gw) = Lvs::nat_addrs();
+        let bed = &mut lvs.bed;
+        bed.exec("dir", &["ip", "addr", "del", &format!("{gw}/24"), "dev", "eth1"])
+            .unwrap();
+        bed.exec("dir", &["ip", "addr", "add", "10.78.1.2/24", "dev", "eth1"])
+            .unwrap();
+        (lvs, Some(gw), vec!["eth0", "eth1"])
+    } else {
+        (dr(tag), None, vec!["eth0"])
+    };
+    let vip = lvs.addrs.vip.clone();
+    let rs = lvs.addrs.rs.clone();
+    // dir2: the backup director on the same segment(s).
+    lvs.bed.add_host("dir2").unwrap();
+    let outside = if nat { "192.168.77.3/24" } else { "10.77.0.3/24" };
+    let mac2 = lvs.bed.plug("dir2", "eth0", outside).unwrap();
+    if nat {
+        lvs.bed.plug_into("br1", "dir2", "eth1", "10.78.1.3/24").unwrap();
+    }
+    // A small receive buffer on the client, so that a rate-limited download keeps
+    // the server sending (and the director forwarding) for its whole duration.
+    lvs.bed
+        .sysctl("client", "net.ipv4.tcp_rmem", "4096 8192 16384")
+        .unwrap();
+    let mk = |lvs: &Lvs, host: &'static str, mac: String, state: &str, prio: u32| {
+        let p = |n: &str| std::env::temp_dir().join(format!("{}-{host}-{n}", lvs.bed.prefix));
+        std::fs::write(
+            p("keepalived.conf"),
+            conf(&vip, &rs, gw.as_deref(), state, prio, preempt),
+        )
+        .unwrap();
+        Director {
+            host,
+            conf: p("keepalived.conf"),
+            control: p("control.sock"),
+            log: p("uvs.log"),
+            mac,
+            ifaces: ifaces.clone(),
+            uvs: None,
+            keepalived: None,
+        }
+    };
+    let d1 = mk(&lvs, "dir", lvs.director_mac.clone(), "MASTER", 150);
+    let d2 = mk(&lvs, "dir2", mac2, "BACKUP", 100);
+    let mut ha = Ha {
+        lvs,
+        d: [d1, d2],
+        mode: if nat { "NAT" } else { "DR" },
+    };
+    for i in 0..2 {
+        ha.start_uvs(i);
+    }
+    for i in 0..2 {
+        ha.start_keepalived(i);
+    }
+    assert!(
+        wait_until(10, || ha.holder() == Some(0)),
+        "dir never became MASTER:\n{}",
+        std::fs::read_to_string(ha.tmp("dir-keepalived.log")).unwrap_or_default()
+    );
+    ha
+}
+
+/// Start the sync daemons through uvs (as `ipvsadm --start-daemon`), both kinds on
+/// both directors as keepalived's active/active setups do, so that either director
+/// holds the other's connections when it takes over.
+fn start_sync(ha: &Ha) -> bool {
+    for i in 0..2 {
+        for kind in ["master", "backup"] {
+            let r = ha.adm(
+                i,
+                &["--start-daemon", kind, "--mcast-interface", "eth0", "--syncid", "7"],
+            );
+            if let Err(e) = r {
+                panic!("{}: --start-daemon {kind}: {e}", ha.d[i].host);
+            }
+        }
+    }
+    true
+}
+
+/// Traffic: ten long downloads and a stream of short requests.
+struct Load {
+    stop: Arc<AtomicBool>,
+    /// (when, ok) of every short request.
+    short: Arc<Mutex<Vec<(Instant, bool)>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    downloads: Vec<std::thread::JoinHandle<Result<usize, String>>>,
+}
+
+impl Load {
+    /// `extra`: seconds to add to the downloads' length.
+    fn start(ha: &Ha, extra: usize) -> Load {
+        let ns = ha.lvs.bed.ns("client");
+        let vip = ha.lvs.addrs.vip.clone();
+        let stop = Arc::new(AtomicBool::new(false));
+        let short = Arc::new(Mutex::new(Vec::new()));
+        let (size, rate) = download_size();
+        let size = size + extra * rate;
+        let downloads = (0..10)
+            .map(|_| {
+                let (ns, vip) = (ns.clone(), vip.clone());
+                std::thread::spawn(move || {
+                    let max = (size / rate * 2 + 4).to_string();
+                    let out = Command::new("ip")
+                        .args([
+                            "netns",
+                            "exec",
+                            &ns,
+                            "curl",
+                            "-s",
+                            "-o",
+                            "/dev/null",
+                            "-w",
+                            "%{size_download}",
+                        ])
+                        .args(["--limit-rate", &rate.to_string(), "--max-time", &max])
+                        .arg(format!("http://{vip}/size/{size}"))
+                        .output()
+                        .map_err(|e| e.to_string())?;
+                    let got: usize = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0);
+                    match out.status.success() && got == size {
+                        true => Ok(got),
+                        false => Err(format!("curl exit {:?}, {got} of {size} bytes", out.status.code())),
+                    }
+                })
+            })
+            .collect();
+        let (s, sh) = (stop.clone(), short.clone());
+        let t = std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while !s.load(Ordering::Relaxed) && Instant::now() < deadline {
+                let at = Instant::now();
+                let ok = Command::new("ip")
+                    .args(["netns", "exec", &ns, "curl", "-s", "-o", "/dev/null", "--max-time", "2"])
+                    .arg(format!("http://{vip}/"))
+                    .status()
+                    .is_ok_and(|s| s.success());
+                sh.lock().unwrap().push((at, ok));
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        Load {
+            stop,
+            short,
+            threads: vec![t],
+            downloads,
+        }
+    }
+
+    /// Wait for the downloads; stop the short requests. Returns (broken downloads,
+    /// failed short requests with their times).
+    fn finish(self) -> (Vec<String>, Vec<Instant>, usize) {
+        let broken: Vec<String> = self
+            .downloads
+            .into_iter()
+            .filter_map(|h| h.join().unwrap().err())
+            .collect();
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            let _ = t.join();
+        }
+        let short = self.short.lock().unwrap();
+        let failed = short.iter().filter(|(_, ok)| !ok).map(|(t, _)| *t).collect();
+        (broken, failed, short.len())
+    }
+}
+
+/// While `backup` is BACKUP: no ARP answer and no echo reply from its uvs.
+fn check_backup_silent(ha: &mut Ha, backup: usize) {
+    let (host, mac) = (ha.d[backup].host, ha.d[backup].mac.clone());
+    let (_, path) = tcpdump(&mut ha.lvs.bed, host, "eth0", &format!("arp and ether src {mac}"), 1000);
+    let b = &ha.d[backup];
+    // The client asks for the VIP afresh: only the master may answer.
+    let _ = ha.lvs.bed.exec_any("client", &["ip", "neigh", "flush", "dev", "eth0"]);
+    assert!(ha.ping(), "ping to the VIP through the master");
+    std::thread::sleep(Duration::from_millis(300));
+    let lines = std::fs::read_to_string(&path).unwrap_or_default();
+    let vip = &ha.lvs.addrs.vip;
+    assert!(
+        !lines.contains(&format!("Reply {vip} is-at")),
+        "the backup answered ARP for the VIP:\n{lines}"
+    );
+    assert_eq!(ha.client_neigh().as_deref(), Some(ha.d[1 - backup].mac.as_str()));
+    // Echo sent straight to the backup's MAC: not answered.
+    let bed = &ha.lvs.bed;
+    bed.exec_any(
+        "client",
+        &[
+            "ip",
+            "neigh",
+            "replace",
+            vip,
+            "lladdr",
+            &b.mac,
+            "dev",
+            "eth0",
+            "nud",
+            "permanent",
+        ],
+    )
+    .unwrap();
+    let answered = ha.ping();
+    bed.exec_any("client", &["ip", "neigh", "del", vip, "dev", "eth0"])
+        .unwrap();
+    assert!(!answered, "the backup answered ICMP echo to the VIP");
+}
+
+/// Kill, measure, report: returns (takeover time, failures outside the takeover window).
+fn failover(ha: &mut Ha, how: &str, sync: bool) -> (Duration, usize) {
+    let load = Load::start(ha, 0);
+    std::thread::sleep(Duration::from_secs(2));
+    let killed = Instant::now();
+    match how {
+        "host death" => ha.links("dir", "down"),
+        "process crash" => {
+            let n = ha.kill_all("dir", "keepalived") + ha.kill_all("dir", "uvs");
+            assert!(n >= 2, "killed {n} processes");
+        }
+        _ => unreachable!(),
+    }
+    let took = wait_until(15, || {
+        ha.lvs
+            .bed
+            .exec_any("dir2", &["ip", "-4", "-o", "addr", "show", "dev", "eth0"])
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(&format!(" {}/32", ha.lvs.addrs.vip)))
+    });
+    let takeover = killed.elapsed();
+    assert!(took, "{how}: dir2 never took the VIP");
+    let (broken, failed, total) = load.finish();
+    // keepalived: master down after 3 × advert_int + skew ((256 - priority) / 256).
+    let window = Duration::from_secs_f64(
+        3.0 * ADVERT_INT + (256.0 - 100.0) / 256.0 + 2.0, /* curl's --max-time */
+    );
+    let late: Vec<_> = failed
+        .iter()
+        .filter(|t| t.saturating_duration_since(killed) > window + Duration::from_millis(1500))
+        .collect();
+    let early = failed.iter().filter(|t| **t + Duration::from_secs(2) < killed).count();
+    println!(
+        "{} failover by {how}: takeover {:.2} s; short requests failed {} of {total} ({} after the window, {early} before the kill); long downloads broken {} of 10{}",
+        ha.mode,
+        takeover.as_secs_f64(),
+        failed.len(),
+        late.len(),
+        broken.len(),
+        if broken.is_empty() {
+            String::new()
+        } else {
+            format!(": {broken:?}")
+        }
+    );
+    assert_eq!(early, 0, "{how}: requests failed before the master died");
+    if sync {
+        assert!(broken.is_empty(), "{how}: long downloads broken with sync: {broken:?}");
+    }
+    (takeover, late.len())
+}
+
+fn have_keepalived() -> bool {
+    if Command::new("keepalived").arg("--version").output().is_err() {
+        eprintln!("\n*** SKIPPED: keepalived is not installed (apt-get install keepalived) ***\n");
+        return false;
+    }
+    true
+}
+
+#[test]
+fn dr_failover_by_host_death_then_the_old_master_returns_with_preempt_delay() {
+    require_root!();
+    if have_keepalived() {
+        host_death_and_return(false);
+    }
+}
+
+#[test]
+fn nat_failover_with_a_sync_group_by_host_death_then_the_old_master_returns() {
+    require_root!();
+    if have_keepalived() {
+        host_death_and_return(true);
+    }
+}
+
+fn host_death_and_return(nat: bool) {
+    let mut ha = setup(
+        if nat { "hanat" } else { "hafo" },
+        &format!("preempt_delay {PREEMPT_DELAY}"),
+        nat,
+    );
+    let sync = start_sync(&ha);
+    check_backup_silent(&mut ha, 1);
+    // Served through the master (ARP answered by it; echo answered by its uvs).
+    assert!(ha.ping());
+    assert!(ha.lvs.curl(&format!("http://{}/", ha.lvs.addrs.vip)).is_ok());
+
+    let (takeover, late) = failover(&mut ha, "host death", sync);
+    assert!(takeover < Duration::from_secs(8), "takeover {takeover:?}");
+    assert_eq!(late, 0, "short requests failed after the VRRP takeover window");
+    // The client now reaches the VIP at the new master's MAC (keepalived's GARP).
+    assert!(wait_until(3, || ha.client_neigh().as_deref() == Some(ha.d[1].mac.as_str())));
+    assert!(ha.ping(), "the new master's uvs answers echo");
+
+    // The old master returns: BACKUP first, MASTER again after preempt_delay.
+    // These downloads start on dir2 while dir is away, so dir learns them only when
+    // dir2's sync master sends them again: at their 53rd packet (sync_threshold 3 50;
+    // uvs has no sync_refresh_period yet). keepalived takes the VIP back once its
+    // master-down timer runs out after the link returns (≈ 3.4 s, whatever
+    // preempt_delay says). In NAT the director sees both directions and the count
+    // gets there in time; in DR it sees only the client's ACKs (≈ 10 a second here),
+    // so some downloads may break: counted, asserted for NAT only.
+    let load = Load::start(&ha, 0);
+    std::thread::sleep(Duration::from_secs(1));
+    ha.links("dir", "up");
+    let back = Instant::now();
+    assert!(wait_until(15, || ha.holder() == Some(0)), "dir never took the VIP back");
+    let preempted = back.elapsed();
+    let (broken, failed, total) = load.finish();
+    println!(
+        "{} return with preempt_delay {PREEMPT_DELAY}: VIP back after {:.2} s; short requests failed {} of {total}; long downloads broken {} of 10",
+        ha.mode,
+        preempted.as_secs_f64(),
+        failed.len(),
+        broken.len()
+    );
+    if sync && nat {
+        assert!(broken.is_empty(), "failback broke long downloads: {broken:?}");
+    }
+    assert!(wait_until(3, || ha.client_neigh().as_deref() == Some(ha.d[0].mac.as_str())));
+    if nat {
+        // The real servers' gateway follows the sync group back to dir.
+        let gw_holder = ha
+            .lvs
+            .bed
+            .exec_any("dir", &["ip", "-4", "-o", "addr", "show", "dev", "eth1"])
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(" 10.78.1.1/32"));
+        assert!(gw_holder, "the inside gateway address moved with the sync group");
+    }
+}
+
+#[test]
+fn dr_failover_by_process_crash_with_nopreempt() {
+    require_root!();
+    if !have_keepalived() {
+        return;
+    }
+    // nopreempt wants both instances to start as BACKUP (keepalived's rule).
+    let mut ha = setup("hacr", "nopreempt", false);
+    let sync = start_sync(&ha);
+    let (takeover, late) = failover(&mut ha, "process crash", sync);
+    // The old master's kernel still holds the VIP (keepalived had no time to remove
+    // it) and answers ARP for it; its dead uvs's nftables table still drops the
+    // kernel's copy of VIP traffic (so its kernel sends no RSTs), until a restarted
+    // uvs removes the stale table. Show what the client's neighbour entry is now.
+    let still = ha
+        .lvs
+        .bed
+        .exec_any("dir", &["ip", "-4", "-o", "addr", "show", "dev", "eth0"])
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(&format!(" {}/32", ha.lvs.addrs.vip)));
+    println!(
+        "after the crash: old master still has the VIP on its interface: {still}; client's entry: {:?} (dir {}, dir2 {})",
+        ha.client_neigh(),
+        ha.d[0].mac,
+        ha.d[1].mac
+    );
+    assert!(takeover < Duration::from_secs(8), "takeover {takeover:?}");
+    assert_eq!(late, 0, "short requests failed after the VRRP takeover window");
+    assert!(wait_until(3, || ha.client_neigh().as_deref() == Some(ha.d[1].mac.as_str())));
+    // What the stale VIP does: a client that asks afresh gets answers from both the
+    // new master and the old master's kernel (which then drops the traffic: its dead
+    // uvs's nftables table is still in place). Whichever answer came last wins.
+    let bed = &ha.lvs.bed;
+    let _ = bed.exec_any("client", &["ip", "neigh", "flush", "dev", "eth0"]);
+    let _ = ha.ping();
+    println!(
+        "a fresh ARP for the VIP after the crash resolved to {:?} (dir {}, dir2 {})",
+        ha.client_neigh(),
+        ha.d[0].mac,
+        ha.d[1].mac
+    );
+    // keepalived does not remove an address it finds on the interface when it starts
+    // as BACKUP, and a restarted uvs would take it as held (it warns): the operator's
+    // restart removes it first (README "High availability": ExecStartPre).
+    bed.exec_any(
+        "dir",
+        &["ip", "addr", "del", &format!("{}/32", ha.lvs.addrs.vip), "dev", "eth0"],
+    )
+    .unwrap();
+    let _ = bed.exec_any("client", &["ip", "neigh", "flush", "dev", "eth0"]);
+    ha.start_keepalived(0);
+    ha.start_uvs(0);
+    let load = Load::start(&ha, 0);
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(ha.holder(), Some(1), "nopreempt: dir2 stays MASTER");
+    let (broken, failed, total) = load.finish();
+    println!(
+        "DR return with nopreempt: short requests failed {} of {total}; long downloads broken {} of 10",
+        failed.len(),
+        broken.len()
+    );
+    assert!(failed.is_empty(), "the old master's return broke short requests");
+    assert!(
+        broken.is_empty(),
+        "the old master's return broke long downloads: {broken:?}"
+    );
+}
+
+/// `uvs run --vrrp-vip` without a keepalived file: the VIP is served exactly while the
+/// address is on the director's interface (whoever puts it there), followed by
+/// rtnetlink notifications; ICMP echo to it is answered by uvs only then. And such a
+/// VIP refuses `--keep-kernel-copy`.
+#[test]
+fn vrrp_vip_is_served_only_while_on_the_interface() {
+    require_root!();
+    let mut lvs = dr("havv");
+    let vip = lvs.addrs.vip.clone();
+    let rules = format!(
+        "-A -t {vip}:80 -s rr\n-a -t {vip}:80 -r {}:80 -g -w 1\n-a -t {vip}:80 -r {}:80 -g -w 1\n",
+        lvs.addrs.rs[0], lvs.addrs.rs[1]
+    );
+    // Refused: the kernel would answer clients of a VIP on its interface.
+    let err = lvs
+        .start_director(&rules, &["--workers", "1", "--vrrp-vip", &vip, "--keep-kernel-copy"])
+        .unwrap_err();
+    assert!(err.contains("--keep-kernel-copy cannot serve VRRP VIPs"), "{err}");
+    lvs.stop_director();
+    lvs.start_director(&rules, &["--workers", "1", "--vrrp-vip", &vip])
+        .unwrap();
+    let url = format!("http://{vip}/");
+    let ping = |lvs: &Lvs| {
+        lvs.bed
+            .exec_any("client", &["ping", "-c", "1", "-W", "1", &vip])
+            .is_ok_and(|o| o.status.success())
+    };
+    // Not on the interface: no ARP answer, so nothing reaches the director.
+    assert!(lvs.curl(&url).is_err(), "served before the VIP is on the interface");
+    assert!(!ping(&lvs));
+    let cidr = format!("{vip}/32");
+    lvs.bed
+        .exec("dir", &["ip", "addr", "add", &cidr, "dev", "eth0"])
+        .unwrap();
+    assert!(
+        wait_until(5, || lvs.curl(&url).is_ok()),
+        "not served after `ip addr add`:\n{}",
+        lvs.director_log()
+    );
+    assert!(ping(&lvs), "echo to the held VIP");
+    assert!(lvs.director_log().contains("(VRRP MASTER): serving it"));
+    lvs.bed
+        .exec("dir", &["ip", "addr", "del", &cidr, "dev", "eth0"])
+        .unwrap();
+    // The client still has the director's MAC: frames arrive, and are not forwarded.
+    assert!(
+        wait_until(5, || lvs.curl(&url).is_err()),
+        "still served after `ip addr del`"
+    );
+    assert!(!ping(&lvs), "echo answered after the VIP left");
+    assert!(lvs.director_log().contains("(VRRP BACKUP): not serving it"));
+}
