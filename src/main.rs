@@ -101,6 +101,12 @@ enum Cmd {
         /// /run/uvs/control.state). README "Restarts and the state file".
         #[arg(long, value_name = "FILE")]
         state: Option<PathBuf>,
+        /// Take over from the director running with the same --control socket,
+        /// interfaces and worker count, without breaking a connection: its ring
+        /// sockets, table, counters, templates and connections move to this process,
+        /// and it exits. README "Restart and upgrade".
+        #[arg(long)]
+        takeover: bool,
     },
     /// The three LVS modes on one machine, in network namespaces (needs root).
     Lab {
@@ -340,7 +346,9 @@ fn main() -> ExitCode {
             keepalived,
             config_id,
             state,
+            takeover,
         } => uvs::director::run(uvs::director::RunOptions {
+            takeover,
             keepalived,
             config_id,
             ifaces,

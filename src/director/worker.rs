@@ -195,7 +195,8 @@ impl State {
     }
 }
 
-/// Run until `stop` is set.
+/// Run until `stop` is set; give back the worker's state and its rings (a handover
+/// exports the one and passes the other on).
 pub fn run(
     w: Worker,
     mut io: WorkerIo,
@@ -203,7 +204,7 @@ pub fn run(
     epoch: Instant,
     stop: Arc<AtomicBool>,
     ctl: Sender<ControlEvent>,
-) {
+) -> (Worker, WorkerIo) {
     let mut st = State {
         w,
         svcs: sh.services.load(),
@@ -222,4 +223,5 @@ pub fn run(
         probe: io.probe.clone(),
     };
     drive(&mut io.rx, &mut io.tx, &stop, &mut st);
+    (st.w, io)
 }
