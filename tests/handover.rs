@@ -45,9 +45,9 @@ fn alive(pid: u32) -> bool {
         .is_ok_and(|s| s.rsplit(')').next().is_some_and(|r| !r.trim_start().starts_with('Z')))
 }
 
-/// The steady UDP stream: per flow, the longest time between two echoes, and the
-/// datagrams sent and answered. Runs in the client's namespace.
-fn probe(ns: &str, vip: String) -> std::thread::JoinHandle<Vec<(Duration, u32, u32)>> {
+/// The steady UDP stream: per flow, the longest time between two echoes, when it
+/// ended, and the datagrams sent and answered. Runs in the client's namespace.
+fn probe(ns: &str, vip: String) -> std::thread::JoinHandle<Vec<(Duration, Instant, u32, u32)>> {
     let ns = ns.to_string();
     std::thread::spawn(move || {
         in_ns(&ns, move || {
@@ -60,8 +60,8 @@ fn probe(ns: &str, vip: String) -> std::thread::JoinHandle<Vec<(Duration, u32, u
                 })
                 .collect();
             let start = Instant::now();
-            let mut last: Vec<Option<Instant>> = vec![None; FLOWS];
-            let mut worst = vec![Duration::ZERO; FLOWS];
+            let mut last: [Option<Instant>; FLOWS] = [None; FLOWS];
+            let mut worst = [(Duration::ZERO, start); FLOWS];
             let (mut sent, mut got) = (vec![0u32; FLOWS], vec![0u32; FLOWS]);
             let mut buf = [0u8; 256];
             let mut next = start;
@@ -76,8 +76,10 @@ fn probe(ns: &str, vip: String) -> std::thread::JoinHandle<Vec<(Duration, u32, u
                 for (k, s) in socks.iter().enumerate() {
                     while s.recv(&mut buf).is_ok() {
                         let now = Instant::now();
-                        if let Some(t) = last[k] {
-                            worst[k] = worst[k].max(now - t);
+                        if let Some(t) = last[k]
+                            && now - t > worst[k].0
+                        {
+                            worst[k] = (now - t, now);
                         }
                         last[k] = Some(now);
                         got[k] += 1;
@@ -85,7 +87,7 @@ fn probe(ns: &str, vip: String) -> std::thread::JoinHandle<Vec<(Duration, u32, u
                 }
                 std::thread::sleep(Duration::from_micros(200));
             }
-            (0..FLOWS).map(|k| (worst[k], sent[k], got[k])).collect()
+            (0..FLOWS).map(|k| (worst[k].0, worst[k].1, sent[k], got[k])).collect()
         })
     })
 }
@@ -164,13 +166,16 @@ fn take_over_under_load(mut lvs: Lvs, rules: &str, workers: &str, what: &str) {
     let flows = probe.join().unwrap();
     let results: Vec<_> = loads.into_iter().map(|h| h.join().unwrap()).collect();
     let conns_after = adm(&lvs, "-L -n -c");
-    let worst = flows.iter().map(|f| f.0).max().unwrap();
-    let sent: u32 = flows.iter().map(|f| f.1).sum();
-    let got: u32 = flows.iter().map(|f| f.2).sum();
+    let (worst, worst_at) = flows.iter().map(|f| (f.0, f.1)).max().unwrap();
+    // Where the worst gap ended, relative to the start of the takeover.
+    let at_ms = worst_at.saturating_duration_since(t0).as_millis() as i64
+        - t0.saturating_duration_since(worst_at).as_millis() as i64;
+    let sent: u32 = flows.iter().map(|f| f.2).sum();
+    let got: u32 = flows.iter().map(|f| f.3).sum();
     let line = new.lines().find(|l| l.contains("took over from pid")).unwrap_or("");
     println!(
-        "{what}, {workers} worker(s): takeover {} ms; UDP probe: {FLOWS} flows x {} datagrams/s, max gap {:.1} ms, \
-         {got}/{sent} echoed; {DOWNLOADS} downloads of {SIZE} B at {RATE}/s: {:?}\n  new director: {line}",
+        "{what}, {workers} worker(s): takeover {} ms; UDP probe: {FLOWS} flows x {} datagrams/s, max gap {:.1} ms \
+         (ended {at_ms:+} ms from the takeover's start), {got}/{sent} echoed; {DOWNLOADS} downloads of {SIZE} B at {RATE}/s: {:?}\n  new director: {line}",
         took.as_millis(),
         1000 / PERIOD.as_millis(),
         worst.as_secs_f64() * 1000.0,

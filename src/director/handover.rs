@@ -185,6 +185,8 @@ pub struct Offer {
     pub shared: Arc<Shared>,
     /// The configuration fingerprint the table derives from ([`super::state`]).
     pub config: Arc<std::sync::atomic::AtomicU64>,
+    /// This director's steering, re-attached after an attempt that gave up.
+    pub steering: Arc<crate::ring::fanout::Steering>,
 }
 
 /// A new director that said `ready`: the old one now stops and sends [`finish`].
@@ -239,7 +241,12 @@ impl Listener {
                                     let _ = tx.send(Taker { sock, pid });
                                     return;
                                 }
-                                Err(e) => tracing::warn!("handover: {e}; this director goes on serving"),
+                                Err(e) => {
+                                    tracing::warn!("handover: {e}; this director goes on serving");
+                                    if let Err(e) = offer.steering.reattach() {
+                                        tracing::warn!("handover: re-attaching the steering program: {e}");
+                                    }
+                                }
                             }
                         }
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {

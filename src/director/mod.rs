@@ -485,6 +485,7 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         rings: ring_dups,
         shared: shared.clone(),
         config: persister.config(),
+        steering: steering.clone(),
     };
     let mut control_plane = crate::control::start(hub.clone(), Some(control_sock), metrics_listener)?;
     let mut handover = handover_sock.map(|l| handover::Listener::start(l, &control_path, offer));
