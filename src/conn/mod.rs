@@ -65,6 +65,8 @@ pub mod conn_flags {
     pub const ONE_PACKET: u8 = 0x4;
     /// Indexed by its OUT tuple (a NAT entry; set by [`super::ConnTable::insert`]).
     pub const OUT_INDEXED: u8 = 0x8;
+    /// Learnt from a sync message (`IP_VS_CONN_F_SYNC`, `ip_vs_sync.c: ip_vs_proc_conn`).
+    pub const SYNC: u8 = 0x10;
 }
 
 /// The longest idle timeout an entry can hold: 2^31 - 1 ms (24.8 days). Deadlines are
@@ -97,6 +99,10 @@ pub struct Conn {
     /// NAT: that hop's MAC, valid while `rev_gen` equals the neighbour generation.
     pub rev_mac: [u8; 6],
     pub rev_gen: u32,
+    /// The state this connection was last synced in (`old_state` of `struct
+    /// ip_vs_conn`, read by the master sync hook: `ip_vs_sync.c:
+    /// ip_vs_sync_conn_needed`).
+    pub sync_old: TcpState,
 }
 
 impl Conn {
@@ -118,6 +124,7 @@ impl Conn {
             rev_hop: [0; 4],
             rev_mac: [0; 6],
             rev_gen: 0,
+            sync_old: TcpState::None,
         };
         c.touch(now_ms, 3000);
         c
@@ -179,6 +186,20 @@ impl Conn {
             t.udp() as u64 * 1000
         };
         self.touch(now_ms, timeout);
+    }
+
+    /// What a sync message says about this connection (`ip_vs_sync.c:
+    /// ip_vs_proc_conn`): its state, whether it counts as active in its destination,
+    /// and its timeout, re-armed from `now_ms`.
+    pub fn sync_update(&mut self, state: TcpState, active: bool, timeout_ms: u64, now_ms: u64) {
+        if (self.flags & conn_flags::ACTIVE != 0) != active {
+            self.dest.set_conn_active(active);
+            self.flags ^= conn_flags::ACTIVE;
+        }
+        self.state = state;
+        self.sync_old = state;
+        self.flags |= conn_flags::SYNC;
+        self.touch(now_ms, timeout_ms);
     }
 
     /// Milliseconds left before expiry (0 once expired).

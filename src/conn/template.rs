@@ -274,6 +274,28 @@ impl TemplateTable {
         t
     }
 
+    /// A template learnt by sync (`ip_vs_sync.c: ip_vs_proc_conn` with
+    /// `IP_VS_CONN_F_TEMPLATE`): the live one for `key` keeps its destination and takes
+    /// the message's timeout, re-armed from `now_ms`; otherwise a new one is created.
+    pub fn install(
+        &self,
+        key: TemplateKey,
+        dest: Arc<Dest>,
+        dport: u16,
+        timeout_ms: u64,
+        now_ms: u64,
+    ) -> Arc<Template> {
+        let mut sh = self.shard(&key);
+        if let Some(t) = sh.live.get(&key) {
+            t.timeout_ms.store(timeout_ms, Relaxed);
+            t.rearm(now_ms);
+            return t.clone();
+        }
+        let t = Arc::new(Template::new(key, dest, dport, timeout_ms, now_ms));
+        sh.live.insert(key, t.clone());
+        t
+    }
+
     /// The live (matchable) template for `key`, without touching its timer.
     pub fn get(&self, key: &TemplateKey) -> Option<Arc<Template>> {
         self.shard(key).live.get(key).cloned()

@@ -102,6 +102,9 @@ pub struct Hub {
     /// Bumped after every request that may have changed the table or a sysctl (the
     /// state file's writer watches it: [`crate::director::state`]).
     pub changes: Arc<AtomicU64>,
+    /// The workers' mailboxes: put connection entries into them or read them out
+    /// (sync daemons, handover).
+    pub mailboxes: Option<crate::director::mailbox::Mailboxes>,
 }
 
 impl Hub {
@@ -121,6 +124,7 @@ impl Hub {
             shed: None,
             checks: None,
             changes: Arc::default(),
+            mailboxes: None,
         }
     }
 

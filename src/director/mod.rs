@@ -8,6 +8,7 @@ pub mod harden;
 pub mod iface;
 pub mod journal;
 pub mod kernelcopy;
+pub mod mailbox;
 pub mod memory;
 pub mod neigh;
 pub mod route;
@@ -396,7 +397,9 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         None => None,
     };
     let mut handles: Vec<std::thread::JoinHandle<(Worker, worker::WorkerIo)>> = Vec::new();
+    let (mailboxes, inboxes) = mailbox::mailboxes(nworkers, mailbox::fanout_router(nworkers), shared.clone(), epoch);
     let mut hub = crate::control::Hub::new(ctl.clone(), epoch);
+    hub.mailboxes = Some(mailboxes);
     hub.conn_cap_per_worker = per_worker_cap;
     hub.taps = Some(taps.clone());
     hub.shed = shed.as_ref().map(|s| (s.state(), opts.ifaces.clone()));
@@ -431,7 +434,7 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         Some(t) => Some(handover::complete(t, &ctl, &mut ios, &mut workers, epoch)?),
         None => None,
     };
-    for (id, (io, w)) in ios.into_iter().zip(workers).enumerate() {
+    for ((id, (io, w)), inbox) in ios.into_iter().zip(workers).enumerate().zip(inboxes) {
         let (sh, stop, ntx) = (shared.clone(), stop.clone(), neigh_tx.clone());
         let core = cores.get(id % cores.len().max(1)).copied();
         let rings: Vec<_> = ifaces
@@ -447,7 +450,7 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
                     if let Some(c) = core {
                         core_affinity::set_for_current(c);
                     }
-                    worker::run(w, io, sh, epoch, stop, ntx)
+                    worker::run(w, io, sh, epoch, stop, ntx, inbox)
                 })
                 .map_err(|e| e.to_string())?,
         );

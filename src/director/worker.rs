@@ -72,6 +72,8 @@ struct State {
     /// effective when it returns).
     stale: bool,
     probe: Arc<crate::control::WorkerProbe>,
+    /// Commands from other threads (sync, handover), drained once per round.
+    inbox: super::mailbox::Inbox,
 }
 
 impl Handler for State {
@@ -119,6 +121,10 @@ impl Handler for State {
             self.w.expire(self.now_ms);
             self.w.defend(&self.sh, self.now_ms);
             self.last_expire = self.now_ms;
+        }
+        // Installs and exports asked for by other threads (one atomic load when none).
+        if !self.inbox.is_empty() {
+            super::mailbox::drain(&self.inbox, &mut self.w, &self.sh, &self.svcs, self.now_ms);
         }
         // One relaxed store and load; copies the table only when `-L -c` asks.
         self.probe.poll(&self.w, self.now_ms);
@@ -204,8 +210,10 @@ pub fn run(
     epoch: Instant,
     stop: Arc<AtomicBool>,
     ctl: Sender<ControlEvent>,
+    inbox: super::mailbox::Inbox,
 ) -> (Worker, WorkerIo) {
     let mut st = State {
+        inbox,
         w,
         svcs: sh.services.load(),
         seen_gen: sh.neigh_gen.load(Ordering::Acquire),

@@ -48,6 +48,11 @@ impl Worker {
                 let replace = (syn && reuse_expected(c, reuse_mode)) || nodest;
                 if !replace {
                     let (v, _) = send(self.id, &mut self.ip_ident, sh, secure, now_ms, rx, iface, pkt, c, out);
+                    if let Some(h) = &self.sync
+                        && !matches!(v, Verdict::Drop(_))
+                    {
+                        h.packet(&sh.sync, &key, c, now_ms);
+                    }
                     return v;
                 }
                 true
@@ -86,6 +91,10 @@ impl Worker {
         );
         if forget {
             self.conns.remove(&key);
+        } else if let Some(h) = &self.sync
+            && !matches!(v, Verdict::Drop(_))
+        {
+            h.packet(&sh.sync, &key, conn, now_ms);
         }
         v
     }

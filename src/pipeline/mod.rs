@@ -15,11 +15,13 @@ pub mod fixture;
 mod inbound;
 mod outbound;
 mod schedule;
+pub mod synced;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32};
 
 pub use counters::WorkerCounters;
+pub use synced::SyncHook;
 // The data plane's vocabulary lives in the leaf `dataplane`; re-exported here so
 // `pipeline::{Emit, Verdict, ...}` keeps working for the director, tools and tests.
 pub use crate::dataplane::{DropReason, Emit, Event, Iface, MAX_EVENTS, Mtu, RxMeta, Verdict, pkttype};
@@ -50,6 +52,8 @@ pub struct Shared {
     pub neigh_gen: AtomicU32,
     /// Frame copies for `--pcap` and `uvs trace` (none: tapping is off).
     pub tap: arc_swap::ArcSwapOption<crate::dataplane::Tap>,
+    /// The sync sysctls (`net.ipv4.vs.sync_*`), read by the master sync hook.
+    pub sync: crate::sync::Settings,
 }
 
 /// One route: destination/mask, outgoing interface, gateway (0 = on-link).
@@ -88,6 +92,7 @@ impl Shared {
             neigh: arc_swap::ArcSwap::from_pointee(Default::default()),
             neigh_gen: AtomicU32::new(1),
             tap: arc_swap::ArcSwapOption::empty(),
+            sync: Default::default(),
         }
     }
 
@@ -134,6 +139,9 @@ pub struct Worker {
     pub ip_ident: u16,
     /// Which anti-flood defenses are on in this worker.
     pub defense: crate::conn::defense::DefenseState,
+    /// The master sync daemon's hook, while one runs (set through the worker's
+    /// mailbox, `crate::director::mailbox`).
+    pub sync: Option<synced::SyncHook>,
 }
 
 impl Worker {
@@ -145,6 +153,7 @@ impl Worker {
             events: Vec::with_capacity(MAX_EVENTS),
             ip_ident: (id as u16) << 12,
             defense: Default::default(),
+            sync: None,
         }
     }
 

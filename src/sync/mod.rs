@@ -190,3 +190,39 @@ pub fn sync_maxlen(role: Role, dev_mtu: u32, configured: Option<u32>, ipv6_group
         _ => mtu - hlen,
     }
 }
+
+/// The sync sysctls (`net.ipv4.vs.sync_*`, `ip_vs_ctl.c: vs_vars`) with the kernel's
+/// defaults, as atomics: the control thread writes them (`uvs sysctl`), workers read
+/// them on a synced connection's packets.
+#[derive(Debug)]
+pub struct Settings {
+    /// `sync_threshold`'s first number: a connection is synced at this many packets...
+    pub threshold: std::sync::atomic::AtomicU32,
+    /// ...and `sync_threshold`'s second number: then every this many (0: only once).
+    pub period: std::sync::atomic::AtomicU32,
+    /// `sync_version`: 1 (default) or 0 (the legacy format, for old backups).
+    pub version: std::sync::atomic::AtomicU32,
+    /// `sync_qlen_max`: records a master may have queued (over all workers) before it
+    /// drops (`ip_vs_sync.c: sb_queue_tail`).
+    pub qlen_max: std::sync::atomic::AtomicU32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        use std::sync::atomic::AtomicU32;
+        Settings {
+            threshold: AtomicU32::new(DEFAULT_THRESHOLD),
+            period: AtomicU32::new(DEFAULT_PERIOD),
+            version: AtomicU32::new(1),
+            qlen_max: AtomicU32::new(DEFAULT_QLEN_MAX),
+        }
+    }
+}
+
+/// `sync_threshold` default: `3 50` (`ip_vs_ctl.c: DEFAULT_SYNC_THRESHOLD`,
+/// `DEFAULT_SYNC_PERIOD`).
+pub const DEFAULT_THRESHOLD: u32 = 3;
+pub const DEFAULT_PERIOD: u32 = 50;
+/// `sync_qlen_max` default. The kernel sizes it from free memory (`nr_free_buffer_pages
+/// / 32`); a fixed 128 Ki records (about 10 MB of queued records) here.
+pub const DEFAULT_QLEN_MAX: u32 = 131_072;

@@ -1,0 +1,606 @@
+//! Connection entries to and from sync records ([`SyncConn`], the wire record of
+//! `ip_vs_sync.c`): what a backup director creates from a sync message
+//! (`ip_vs_proc_conn`), what a master sends (`ip_vs_sync_conn_v1`), and what a restart
+//! hands over. Pure: the callers (`crate::director::mailbox`, the sync daemon) bring
+//! the records and the clock.
+//!
+//! Connections live in the worker that owns their flow, so [`Worker::install_synced`]
+//! runs in that worker; templates are shared by all workers
+//! ([`crate::conn::template::TemplateTable`]) and are installed by
+//! [`install_templates`] from any thread, before the connections they control.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use super::schedule::lookup_service;
+use super::{Shared, Worker};
+use crate::conn::tcp::{TcpState, Timeouts};
+use crate::conn::template::{Template, TemplateKey};
+use crate::conn::{Conn, ConnKey, MAX_TIMEOUT_MS, conn_flags};
+use crate::service::{Dest, ForwardMethod, Netmask, ServiceAddr, ServiceTable, VirtualService, svc_flags};
+use crate::sync::{SyncConn, flags};
+use crate::wire::ipv4::proto;
+
+/// A template's timeout when the message carries none (v0): `ip_vs_proc_conn`'s
+/// `3*60*HZ`.
+const TEMPLATE_DEFAULT_TIMEOUT_S: u64 = 180;
+
+/// What became of a batch of records: one counter per outcome (the sync daemon
+/// exports them as `uvs_sync_*` metrics).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct InstallReport {
+    pub created: u64,
+    pub updated: u64,
+    /// Not IPv4 TCP/UDP (uvs forwards nothing else), or mixed families.
+    pub unsupported: u64,
+    /// A state the protocol does not have (`ip_vs_proc_sync_conn`: "Invalid state").
+    pub bad_state: u64,
+    /// No service or destination with these addresses in the current table.
+    pub no_dest: u64,
+    /// An inactive record for a connection already replaced by another destination
+    /// (`ip_vs_proc_conn`'s "expiration message for the connection that was already
+    /// replaced").
+    pub stale: u64,
+    /// The worker's table is full of live established connections.
+    pub table_full: u64,
+}
+
+impl InstallReport {
+    pub fn add(&mut self, o: &InstallReport) {
+        self.created += o.created;
+        self.updated += o.updated;
+        self.unsupported += o.unsupported;
+        self.bad_state += o.bad_state;
+        self.no_dest += o.no_dest;
+        self.stale += o.stale;
+        self.table_full += o.table_full;
+    }
+    /// Records that created or updated nothing.
+    pub fn dropped(&self) -> u64 {
+        self.unsupported + self.bad_state + self.no_dest + self.stale + self.table_full
+    }
+}
+
+fn v4(a: IpAddr) -> Option<[u8; 4]> {
+    match a {
+        IpAddr::V4(a) => Some(a.octets()),
+        IpAddr::V6(_) => None,
+    }
+}
+
+/// The connection key of a record, if uvs can forward it (IPv4 TCP or UDP).
+fn conn_key(r: &SyncConn) -> Option<(ConnKey, [u8; 4])> {
+    if r.protocol != proto::TCP && r.protocol != proto::UDP {
+        return None;
+    }
+    let key = ConnKey {
+        proto: r.protocol,
+        caddr: v4(r.caddr)?,
+        cport: r.cport,
+        vaddr: v4(r.vaddr)?,
+        vport: r.vport,
+    };
+    Some((key, v4(r.daddr)?))
+}
+
+/// The worker a record belongs to, by its client endpoint (what the fanout steering
+/// hashes), or `None` for a template or a record uvs cannot forward.
+pub fn record_client(r: &SyncConn) -> Option<([u8; 4], u16)> {
+    if r.is_template() {
+        return None;
+    }
+    conn_key(r).map(|(k, _)| (k.caddr, k.cport))
+}
+
+/// `ip_vs_ctl.c: ip_vs_find_dest` (as `ip_vs_lookup_dest` tries the port, then port 0):
+/// the service for the virtual address (with the FTP and port-0 fallbacks of a new
+/// connection) and its destination `daddr:dport`. A template's `dport` of 0 (port-0
+/// and FTP services) matches any port.
+fn find_dest(
+    svcs: &ServiceTable,
+    proto_: u8,
+    vaddr: [u8; 4],
+    vport: u16,
+    daddr: [u8; 4],
+    dport: u16,
+    any_port: bool,
+) -> Option<(Arc<VirtualService>, Arc<Dest>)> {
+    let svc = lookup_service(svcs, proto_, vaddr, vport)?;
+    let want = IpAddr::from(daddr);
+    let dest = {
+        let st = svc.lock();
+        st.dests
+            .iter()
+            .find(|d| d.addr == want && (d.port == dport || d.port == 0 || (any_port && dport == 0)))
+            .cloned()?
+    };
+    Some((svc.clone(), dest))
+}
+
+/// The template key a new connection of `svc` from `caddr` to `vport` uses
+/// (`ip_vs_sched_persist`, as `schedule_persistent` builds it), if `svc` is persistent.
+fn template_key_of(svc: &VirtualService, key: &ConnKey) -> Option<TemplateKey> {
+    let st = svc.lock();
+    if st.config.flags & svc_flags::PERSISTENT == 0 {
+        return None;
+    }
+    let svc_port = match svc.addr {
+        ServiceAddr::Inet { port, .. } => port,
+        ServiceAddr::Fwmark { .. } => return None,
+    };
+    let snet = match st.config.netmask {
+        Netmask::V4(m) => (u32::from_be_bytes(key.caddr) & m.to_bits()).to_be_bytes(),
+        Netmask::V6Prefix(_) => key.caddr,
+    };
+    let own_port = key.vport == svc_port;
+    Some(TemplateKey {
+        proto: key.proto,
+        snet,
+        vaddr: key.vaddr,
+        vport: if own_port && svc_port != 21 { key.vport } else { 0 },
+    })
+}
+
+/// A record's timeout in milliseconds: its own, or (v0 sends none) the protocol's
+/// timeout for its state (`ip_vs_proc_conn`).
+fn timeout_ms(r: &SyncConn, state: TcpState, t: &Timeouts) -> u64 {
+    let secs = if r.timeout != 0 {
+        u64::from(r.timeout)
+    } else if r.protocol == proto::TCP {
+        u64::from(t.tcp(state))
+    } else {
+        u64::from(t.udp())
+    };
+    (secs * 1000).min(MAX_TIMEOUT_MS)
+}
+
+/// Install the templates among `recs` in the shared template table (create, or
+/// re-arm the live one). Call before handing the connections to their workers, so a
+/// connection finds its template.
+pub fn install_templates(svcs: &ServiceTable, now_ms: u64, recs: &[SyncConn]) -> InstallReport {
+    let mut rep = InstallReport::default();
+    let table = &svcs.conn_shared().templates;
+    for r in recs.iter().filter(|r| r.is_template()) {
+        let Some((key, daddr)) = conn_key(r) else {
+            rep.unsupported += 1;
+            continue;
+        };
+        let Some((_, dest)) = find_dest(svcs, key.proto, key.vaddr, key.vport, daddr, r.dport, true) else {
+            rep.no_dest += 1;
+            continue;
+        };
+        let tkey = TemplateKey {
+            proto: key.proto,
+            snet: key.caddr,
+            vaddr: key.vaddr,
+            vport: key.vport,
+        };
+        let timeout = if r.timeout != 0 {
+            u64::from(r.timeout)
+        } else {
+            TEMPLATE_DEFAULT_TIMEOUT_S
+        };
+        let existed = table.get(&tkey).is_some();
+        table.install(tkey, dest, r.dport, (timeout * 1000).min(MAX_TIMEOUT_MS), now_ms);
+        if existed {
+            rep.updated += 1;
+        } else {
+            rep.created += 1;
+        }
+    }
+    rep
+}
+
+/// A template as a sync record (`ip_vs_sync_conn_v1` on a template).
+pub fn template_record(t: &Template, now_ms: u64) -> SyncConn {
+    let method = t.dest.method();
+    let mut f = flags::TEMPLATE | flags::INACTIVE | method as u32;
+    if method != ForwardMethod::Masq {
+        f |= flags::NOOUTPUT;
+    }
+    let (vport, dport) = (t.key.vport, t.dport);
+    SyncConn {
+        protocol: t.key.proto,
+        caddr: t.key.snet.into(),
+        cport: 0,
+        vaddr: t.key.vaddr.into(),
+        vport,
+        daddr: t.dest.addr,
+        dport,
+        flags: f,
+        state: 0,
+        fwmark: 0,
+        timeout: secs_left(t.expires_ms().saturating_sub(now_ms)),
+        seq: None,
+        pe: None,
+    }
+}
+
+/// Seconds for a record's timeout field: rounded up, at least 1 (0 would mean "the
+/// protocol's default" to the receiver).
+fn secs_left(ms: u64) -> u32 {
+    (ms.div_ceil(1000).max(1)).min(u64::from(u32::MAX)) as u32
+}
+
+/// Every template of the director as records (live and invalidated alike).
+pub fn export_templates(svcs: &ServiceTable, now_ms: u64) -> Vec<SyncConn> {
+    (svcs.conn_shared().templates.snapshot().iter())
+        .filter(|t| !t.is_invalid())
+        .map(|t| template_record(t, now_ms))
+        .collect()
+}
+
+/// A connection as a sync record (`ip_vs_sync_conn_v1`): the flags as the kernel's
+/// entry would carry them (forwarding method, NOOUTPUT for DR/TUN, INACTIVE unless
+/// established, SYNC when learnt by sync), the state, and the time left.
+pub fn conn_record(k: &ConnKey, c: &Conn, now_ms: u64) -> SyncConn {
+    let method = c.dest.method();
+    let mut f = method as u32;
+    if method != ForwardMethod::Masq {
+        f |= flags::NOOUTPUT;
+    }
+    if c.flags & conn_flags::ACTIVE == 0 {
+        f |= flags::INACTIVE;
+    }
+    if c.flags & conn_flags::SYNC != 0 {
+        f |= flags::SYNC;
+    }
+    SyncConn {
+        protocol: k.proto,
+        caddr: k.caddr.into(),
+        cport: k.cport,
+        vaddr: k.vaddr.into(),
+        vport: k.vport,
+        daddr: c.daddr.into(),
+        dport: c.dport,
+        flags: f,
+        state: if k.proto == proto::TCP { c.state as u16 } else { 0 },
+        fwmark: 0,
+        timeout: secs_left(c.expires_in_ms(now_ms)),
+        seq: None,
+        pe: None,
+    }
+}
+
+/// The master sync daemon's end in one worker (`ip_vs_sync.c: ip_vs_sync_conn`): on
+/// each client packet of a connection, decide whether it is due to be synced and, if
+/// so, queue its record (and its template's) for the sync thread. The decision is a
+/// few compares on the entry; a record is built only when one is due.
+#[derive(Debug)]
+pub struct SyncHook {
+    tx: crossbeam_channel::Sender<SyncConn>,
+    /// Records refused by a full queue (`sync_qlen_max`).
+    dropped: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl SyncHook {
+    pub fn new(tx: crossbeam_channel::Sender<SyncConn>, dropped: Arc<std::sync::atomic::AtomicU64>) -> SyncHook {
+        SyncHook { tx, dropped }
+    }
+
+    /// A client packet of `c` was just accounted (its `in_pkts` counts it).
+    #[inline]
+    pub fn packet(&self, settings: &crate::sync::Settings, k: &ConnKey, c: &mut Conn, now_ms: u64) {
+        if c.flags & conn_flags::ONE_PACKET != 0 || !sync_needed(settings, k.proto, c) {
+            return;
+        }
+        self.send(conn_record(k, c, now_ms));
+        // ip_vs_sync_conn_v1: "synchronize its controller if it has", each time.
+        if let Some(t) = &c.tpl {
+            self.send(template_record(t, now_ms));
+        }
+    }
+
+    #[cold]
+    fn send(&self, r: SyncConn) {
+        if self.tx.try_send(r).is_err() {
+            self.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// `ip_vs_sync.c: ip_vs_sync_conn_needed` with `sync_refresh_period` 0 (its default):
+/// TCP is synced in ESTABLISHED, FIN_WAIT, CLOSE, CLOSE_WAIT and TIME_WAIT only: at
+/// once on a change into one of the last four, otherwise (UDP too) when the packet
+/// count reaches `sync_threshold` and then every `sync_period` packets.
+#[inline]
+fn sync_needed(s: &crate::sync::Settings, proto_: u8, c: &mut Conn) -> bool {
+    use std::sync::atomic::Ordering::Relaxed;
+    if proto_ == proto::TCP {
+        use TcpState::*;
+        if !matches!(c.state, Established | FinWait | Close | CloseWait | TimeWait) {
+            return false;
+        }
+        if c.state != c.sync_old && c.state != Established {
+            c.sync_old = c.state;
+            return true;
+        }
+    }
+    let (threshold, period) = (s.threshold.load(Relaxed), s.period.load(Relaxed));
+    let due = if period > 0 {
+        c.in_pkts % period == threshold
+    } else {
+        c.in_pkts == threshold
+    };
+    if due {
+        c.sync_old = c.state;
+    }
+    due
+}
+
+impl Worker {
+    /// Create or update this worker's connections from sync records
+    /// (`ip_vs_sync.c: ip_vs_proc_conn`); templates among them are ignored (see
+    /// [`install_templates`]). A created entry is bound to the current table's
+    /// destination with the record's address and port, marked
+    /// [`conn_flags::SYNC`], given the record's state, active/inactive standing and
+    /// timeout, and linked to its persistence template when one is live. Its packet
+    /// count starts at `sync_threshold`, as the kernel's does.
+    pub fn install_synced(
+        &mut self,
+        sh: &Shared,
+        svcs: &ServiceTable,
+        now_ms: u64,
+        recs: &[SyncConn],
+        sync_threshold: u32,
+    ) -> InstallReport {
+        let mut rep = InstallReport::default();
+        for r in recs.iter().filter(|r| !r.is_template()) {
+            let Some((key, daddr)) = conn_key(r) else {
+                rep.unsupported += 1;
+                continue;
+            };
+            let state = if key.proto == proto::TCP {
+                if r.state > TcpState::SynAck as u16 {
+                    rep.bad_state += 1;
+                    continue;
+                }
+                TcpState::from_u8(r.state as u8)
+            } else {
+                if r.state != 0 {
+                    rep.bad_state += 1;
+                    continue;
+                }
+                TcpState::None
+            };
+            let active = r.flags & flags::INACTIVE == 0;
+            let timeout = timeout_ms(r, state, &sh.timeouts);
+            if let Some(c) = self.conns.get_mut(&key) {
+                if c.daddr == daddr && c.dport == r.dport {
+                    c.sync_update(state, active, timeout, now_ms);
+                    c.in_pkts = sync_threshold;
+                    rep.updated += 1;
+                    continue;
+                }
+                if !active {
+                    // ip_vs_proc_conn: the last word on a connection that was
+                    // already replaced; ignored.
+                    rep.stale += 1;
+                    continue;
+                }
+                self.conns.remove(&key);
+            }
+            let Some((svc, dest)) = find_dest(svcs, key.proto, key.vaddr, key.vport, daddr, r.dport, false) else {
+                rep.no_dest += 1;
+                continue;
+            };
+            let no_output = dest.method() != ForwardMethod::Masq;
+            let mut c = Conn::new(dest, daddr, r.dport, no_output, now_ms);
+            if !no_output && let Some((ifx, hop)) = sh.route(key.caddr) {
+                c.rev_ifindex = ifx;
+                c.rev_hop = hop;
+            }
+            if let Some(tk) = template_key_of(&svc, &key)
+                && let Some(t) = svcs.conn_shared().templates.get(&tk)
+            {
+                c.tpl = Some(t.control());
+            }
+            c.sync_update(state, active, timeout, now_ms);
+            c.in_pkts = sync_threshold;
+            match self.conns.insert(key, c) {
+                Ok(_) => rep.created += 1,
+                Err(_) => rep.table_full += 1,
+            }
+        }
+        rep
+    }
+
+    /// Every connection of this worker as a sync record (one-packet entries, which
+    /// never outlive their datagram, excepted).
+    pub fn export_synced(&self, now_ms: u64) -> Vec<SyncConn> {
+        (self.conns.iter())
+            .filter(|(_, c)| c.flags & conn_flags::ONE_PACKET == 0 && !c.is_expired(now_ms))
+            .map(|(k, c)| conn_record(k, c, now_ms))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixture::*;
+    use super::*;
+
+    fn rec(proto_: u8, cport: u16, vport: u16, rs: [u8; 4], dport: u16, f: u32, state: u16) -> SyncConn {
+        SyncConn {
+            protocol: proto_,
+            caddr: CLIENT.into(),
+            cport,
+            vaddr: VIP.into(),
+            vport,
+            daddr: rs.into(),
+            dport,
+            flags: f,
+            state,
+            fwmark: 0,
+            timeout: 900,
+            seq: None,
+            pe: None,
+        }
+    }
+
+    fn key(proto_: u8, cport: u16, vport: u16) -> ConnKey {
+        ConnKey {
+            proto: proto_,
+            caddr: CLIENT,
+            cport,
+            vaddr: VIP,
+            vport,
+        }
+    }
+
+    #[test]
+    fn install_creates_binds_and_updates_like_ip_vs_proc_conn() {
+        let (sh, _ctl) = director_all();
+        let svcs = sh.services.load();
+        let mut w = Worker::new(0, 100);
+        let dr = flags::DROUTE | flags::NOOUTPUT;
+        let recs = vec![
+            // DR, ESTABLISHED (active).
+            rec(6, 1000, 80, RS1, 80, dr, TcpState::Established as u16),
+            // NAT to port 8888, SYN_RECV (inactive flag as the kernel sends it).
+            rec(
+                6,
+                1001,
+                8080,
+                RS1,
+                8888,
+                flags::MASQ | flags::INACTIVE,
+                TcpState::SynRecv as u16,
+            ),
+            // UDP DR.
+            rec(17, 1002, 53, RS2, 53, dr | flags::INACTIVE, 0),
+            // Unknown destination, unknown service, IPv6, bad state.
+            rec(6, 1003, 80, [10, 9, 9, 9], 80, dr, 1),
+            rec(6, 1004, 81, RS1, 80, dr, 1),
+            SyncConn {
+                caddr: "2001:db8::1".parse().unwrap(),
+                vaddr: "2001:db8::2".parse().unwrap(),
+                daddr: "2001:db8::3".parse().unwrap(),
+                ..rec(6, 1005, 80, RS1, 80, dr, 1)
+            },
+            rec(6, 1006, 80, RS1, 80, dr, 11),
+            rec(17, 1007, 53, RS1, 53, dr, 1),
+        ];
+        let rep = w.install_synced(&sh, &svcs, 5000, &recs, 3);
+        assert_eq!(
+            rep,
+            InstallReport {
+                created: 3,
+                no_dest: 2,
+                unsupported: 1,
+                bad_state: 2,
+                ..Default::default()
+            }
+        );
+        let c = w.conns.get(&key(6, 1000, 80)).unwrap();
+        assert_eq!(
+            (c.state, c.daddr, c.dport, c.in_pkts),
+            (TcpState::Established, RS1, 80, 3)
+        );
+        assert_eq!(
+            c.flags & (conn_flags::SYNC | conn_flags::ACTIVE | conn_flags::NO_OUTPUT),
+            0x13
+        );
+        assert_eq!(c.expires_in_ms(5000), 900_000);
+        assert_eq!(c.dest.active(), 1);
+        let n = w.conns.get(&key(6, 1001, 8080)).unwrap();
+        assert_eq!(
+            (n.state, n.dport, n.flags & conn_flags::NO_OUTPUT),
+            (TcpState::SynRecv, 8888, 0)
+        );
+        assert_eq!(w.conns.out_len(), 1, "the NAT entry answers the server's replies");
+        assert_eq!(n.rev_ifindex, IFINDEX, "and knows its way back to the client");
+        // An update: SYN_RECV -> ESTABLISHED moves the dest's counters.
+        let d = n.dest.clone();
+        let (a0, i0) = (d.active(), d.inactive());
+        let up = rec(6, 1001, 8080, RS1, 8888, flags::MASQ, TcpState::Established as u16);
+        let rep = w.install_synced(&sh, &svcs, 6000, &[up], 3);
+        assert_eq!(rep.updated, 1);
+        assert_eq!((d.active(), d.inactive()), (a0 + 1, i0 - 1));
+        assert_eq!(w.conns.get(&key(6, 1001, 8080)).unwrap().state, TcpState::Established);
+        // A record for another destination: an inactive one is stale, an active one
+        // replaces the entry.
+        let moved = rec(6, 1000, 80, RS2, 80, dr | flags::INACTIVE, TcpState::FinWait as u16);
+        assert_eq!(w.install_synced(&sh, &svcs, 7000, &[moved], 3).stale, 1);
+        let moved = rec(6, 1000, 80, RS2, 80, dr, TcpState::Established as u16);
+        assert_eq!(w.install_synced(&sh, &svcs, 7000, &[moved], 3).created, 1);
+        assert_eq!(w.conns.get(&key(6, 1000, 80)).unwrap().daddr, RS2);
+    }
+
+    #[test]
+    fn a_synced_entry_forwards_the_next_packet_without_a_syn() {
+        let (sh, _ctl) = director();
+        let svcs = sh.services.load();
+        let mut w = Worker::new(0, 100);
+        let r = rec(6, 40000, 80, RS1, 80, flags::DROUTE | flags::NOOUTPUT, 1);
+        w.install_synced(&sh, &svcs, 0, &[r], 3);
+        let mut out = VecEmit::keeping();
+        let rx = super::super::RxMeta {
+            ifindex: IFINDEX,
+            pkttype: super::super::pkttype::HOST,
+            csum_partial: false,
+            vlan_tci: None,
+        };
+        let data = tcp_frame(40000, 80, false, true, b"after failover");
+        let v = w.process(&sh, &svcs, 10, rx, &data, &mut out);
+        assert_eq!(v, super::super::Verdict::Forwarded);
+        assert_eq!(&out.frames[0].1[..6], &RS1_MAC, "to the synced server, not a new pick");
+    }
+
+    #[test]
+    fn export_then_install_reproduces_the_table_with_templates_linked() {
+        let (sh, _ctl) = director_with(
+            "-A -t 10.0.0.100:80 -s rr -p 300\n-a -t 10.0.0.100:80 -r 10.0.0.11:80 -g\n\
+             -a -t 10.0.0.100:80 -r 10.0.0.12:80 -g\n",
+        );
+        let svcs = sh.services.load();
+        let mut w = Worker::new(0, 100);
+        let rx = super::super::RxMeta {
+            ifindex: IFINDEX,
+            pkttype: super::super::pkttype::HOST,
+            csum_partial: false,
+            vlan_tci: None,
+        };
+        for (i, f) in [
+            tcp_frame(40000, 80, true, false, b""),
+            tcp_frame(40000, 80, false, true, b""),
+            tcp_frame(40001, 80, true, false, b""),
+        ]
+        .iter()
+        .enumerate()
+        {
+            w.process(&sh, &svcs, i as u64, rx, f, &mut VecEmit::keeping());
+        }
+        let mut recs = export_templates(&svcs, 10);
+        assert_eq!(recs.len(), 1);
+        assert_eq!((recs[0].cport, recs[0].timeout, recs[0].is_template()), (0, 300, true));
+        recs.extend(w.export_synced(10));
+        assert_eq!(recs.len(), 3);
+        let est = recs.iter().find(|r| r.cport == 40000).unwrap();
+        assert_eq!((est.state, est.flags & flags::INACTIVE), (1, 0));
+
+        // A second director with the same rules learns them.
+        let (sh2, _ctl2) = director_with(
+            "-A -t 10.0.0.100:80 -s rr -p 300\n-a -t 10.0.0.100:80 -r 10.0.0.11:80 -g\n\
+             -a -t 10.0.0.100:80 -r 10.0.0.12:80 -g\n",
+        );
+        let svcs2 = sh2.services.load();
+        let mut w2 = Worker::new(0, 100);
+        assert_eq!(install_templates(&svcs2, 20, &recs).created, 1);
+        assert_eq!(w2.install_synced(&sh2, &svcs2, 20, &recs, 3).created, 2);
+        let tpl = svcs2.conn_shared().templates.snapshot().pop().unwrap();
+        assert_eq!(tpl.controlled(), 2, "both connections hold the template");
+        assert_eq!(tpl.expires_ms(), 20 + 300_000);
+        let mut again = export_templates(&svcs2, 20);
+        again.extend(w2.export_synced(20));
+        let strip = |v: &mut Vec<SyncConn>| {
+            for r in v.iter_mut() {
+                r.flags &= !flags::SYNC;
+            }
+            v.sort_by_key(|r| (r.cport, r.flags));
+        };
+        strip(&mut recs);
+        strip(&mut again);
+        assert_eq!(recs, again, "the same records, SYN bit aside");
+    }
+}
