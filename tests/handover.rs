@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const DR_RULES: &str = "\
--A -t 10.77.0.100:80 -s rr
+-A -t 10.77.0.100:80 -s rr -p 60
 -a -t 10.77.0.100:80 -r 10.77.0.11:80 -g -w 1
 -a -t 10.77.0.100:80 -r 10.77.0.12:80 -g -w 1
 -A -u 10.77.0.100:53 -s rr
@@ -143,7 +143,8 @@ fn take_over_under_load(mut lvs: Lvs, rules: &str, workers: &str, what: &str) {
 
     let probe = probe(&lvs.bed.ns("client"), lvs.addrs.vip.clone());
     let loads = downloads(&lvs);
-    std::thread::sleep(Duration::from_millis(1500));
+    // Past the rate estimator's first 2 s interval, so there are rates to carry.
+    std::thread::sleep(Duration::from_millis(2500));
     let conns_before = adm(&lvs, "-L -n -c");
 
     // The new director: same command line plus --takeover, its own log.
@@ -173,6 +174,16 @@ fn take_over_under_load(mut lvs: Lvs, rules: &str, workers: &str, what: &str) {
     let sent: u32 = flows.iter().map(|f| f.2).sum();
     let got: u32 = flows.iter().map(|f| f.3).sum();
     let line = new.lines().find(|l| l.contains("took over from pid")).unwrap_or("");
+    // `took over from pid N: C connections, T templates, K counters, R rates; ...`
+    let count = |what: &str| -> usize {
+        let at = line.find(&format!(" {what}")).unwrap_or(0);
+        line[..at].rsplit(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0)
+    };
+    assert!(count("connections") >= DOWNLOADS, "{line}");
+    assert!(count("counters") >= 6 && count("rates") >= 6, "{line}");
+    if rules.contains(" -p ") {
+        assert!(count("templates") >= 1, "persistence templates carried: {line}");
+    }
     println!(
         "{what}, {workers} worker(s): takeover {} ms; UDP probe: {FLOWS} flows x {} datagrams/s, max gap {:.1} ms \
          (ended {at_ms:+} ms from the takeover's start), {got}/{sent} echoed; {DOWNLOADS} downloads of {SIZE} B at {RATE}/s: {:?}\n  new director: {line}",

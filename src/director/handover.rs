@@ -588,6 +588,7 @@ pub struct TookOver {
     acc: Accepted,
     fin: Final,
     n: super::carry::Imported,
+    rates: usize,
 }
 
 /// Say `ready`, take the final part, and set up `workers` (not running yet) and the
@@ -624,18 +625,25 @@ pub fn complete(
             acc.pid
         );
     }
-    Ok(TookOver { acc, fin, n })
+    Ok(TookOver { acc, fin, n, rates: 0 })
 }
 
 impl TookOver {
+    /// The old director's rate estimates, for the blocks of `table` (counters are
+    /// already carried: do this before the estimator's first sample).
+    pub fn rates(&mut self, rates: &crate::control::rates::RateTable, table: &crate::service::ServiceTable) {
+        self.rates = rates.import(table, &self.fin.entries, super::carry::svc_id);
+    }
+
     /// The workers run: let the old director exit; what the log says.
     pub fn started(self) -> String {
         let gap = Accepted::gap_ms(&self.fin);
         let pid = self.acc.pid;
         self.acc.close();
         format!(
-            "took over from pid {pid}: {} connections, {} templates, {} counters; no worker ran for {gap:.1} ms",
-            self.n.conns, self.n.templates, self.n.counters
+            "took over from pid {pid}: {} connections, {} templates, {} counters, {} rates; no worker ran for \
+             {gap:.1} ms",
+            self.n.conns, self.n.templates, self.n.counters, self.rates
         )
     }
 }
@@ -646,6 +654,7 @@ pub fn hand_over(
     t: Taker,
     stopped_us: u64,
     shared: &Shared,
+    rates: &crate::control::rates::RateTable,
     finished: &[(crate::pipeline::Worker, super::worker::WorkerIo)],
     epoch: std::time::Instant,
 ) -> Result<usize, String> {
@@ -656,6 +665,7 @@ pub fn hand_over(
         .flat_map(|(_, io)| io.rx.iter().map(|r| r.position()))
         .collect();
     let mut entries = super::carry::export_counters(&table);
+    entries.push_str(&rates.export(&table, super::carry::svc_id));
     entries.push_str(&super::carry::export_templates(&table, now_ms));
     let mut n = 0;
     for (w, _) in finished {

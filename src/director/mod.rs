@@ -430,10 +430,13 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         .collect();
     // Taking over: the old director stops its workers now and sends their entries;
     // ours start where its stopped.
-    let took_over = match takeover {
+    let mut took_over = match takeover {
         Some(t) => Some(handover::complete(t, &ctl, &mut ios, &mut workers, epoch)?),
         None => None,
     };
+    if let Some(t) = took_over.as_mut() {
+        t.rates(&hub.rates, &shared.services.load());
+    }
     for ((id, (io, w)), inbox) in ios.into_iter().zip(workers).enumerate().zip(inboxes) {
         let (sh, stop, ntx) = (shared.clone(), stop.clone(), neigh_tx.clone());
         let core = cores.get(id % cores.len().max(1)).copied();
@@ -577,7 +580,7 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         let stopped_us = handover::stamp();
         let finished: Vec<_> = handles.drain(..).filter_map(|h| h.join().ok()).collect();
         let pid = t.pid;
-        match handover::hand_over(t, stopped_us, &shared, &finished, epoch) {
+        match handover::hand_over(t, stopped_us, &shared, &hub.rates, &finished, epoch) {
             Ok(n) => eprintln!("uvs: handed over to pid {pid} ({n} connections)"),
             Err(e) => eprintln!("uvs: {e}"),
         }
