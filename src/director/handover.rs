@@ -189,6 +189,21 @@ pub struct Offer {
     pub steering: Arc<crate::ring::fanout::Steering>,
 }
 
+/// A bound handover socket, not yet served.
+pub struct Bound {
+    l: Option<UnixListener>,
+    /// Bound under [`private_path`], removed if never served.
+    private: Option<PathBuf>,
+}
+
+impl Drop for Bound {
+    fn drop(&mut self) {
+        if let (Some(_), Some(p)) = (&self.l, &self.private) {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
 /// A new director that said `ready`: the old one now stops and sends [`finish`].
 pub struct Taker {
     sock: UnixStream,
@@ -206,25 +221,41 @@ pub struct Listener {
 
 impl Listener {
     /// Bind the socket beside the control socket `control` (before privileges are
-    /// dropped: the directory may be root's), under a name of its own until
-    /// [`Listener::start`] puts it in place (a director that is itself taking over
-    /// must not replace the old one's socket before it has succeeded).
-    pub fn bind(control: &Path) -> Result<UnixListener, String> {
-        let path = private_path(control);
+    /// dropped: the directory may be root's). A director that is itself taking over
+    /// (`private`) binds under a name of its own, which [`Listener::start`] renames
+    /// into place once it has taken over: the old director's socket must stay
+    /// reachable if this attempt fails. A stale socket is replaced.
+    pub fn bind(control: &Path, private: bool) -> Result<Bound, String> {
+        let path = if private {
+            private_path(control)
+        } else {
+            socket_path(control)
+        };
         let _ = std::fs::remove_file(&path);
         let l = UnixListener::bind(&path).map_err(|e| format!("handover socket {}: {e}", path.display()))?;
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
             .map_err(|e| format!("handover socket {}: {e}", path.display()))?;
         l.set_nonblocking(true).map_err(|e| e.to_string())?;
-        Ok(l)
+        Ok(Bound {
+            l: Some(l),
+            private: private.then_some(path),
+        })
     }
 
-    /// Put `l` (bound by [`Listener::bind`]) in place and serve it with `offer`.
-    pub fn start(l: UnixListener, control: &Path, offer: Offer) -> Listener {
-        if let Err(e) = std::fs::rename(private_path(control), socket_path(control)) {
-            tracing::warn!("handover socket {}: {e}", socket_path(control).display());
+    /// Put `b` (from [`Listener::bind`]) in place and serve it with `offer`.
+    pub fn start(mut b: Bound, control: &Path, offer: Offer) -> Listener {
+        if let Some(p) = &b.private
+            && let Err(e) = std::fs::rename(p, socket_path(control))
+        {
+            tracing::warn!(
+                "handover socket {}: {e}: this director cannot be taken over",
+                socket_path(control).display()
+            );
         }
+        let Some(l) = b.l.take() else {
+            unreachable!("a Bound is served once")
+        };
         let (tx, ready) = crossbeam_channel::bounded(1);
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();

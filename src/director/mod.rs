@@ -220,7 +220,7 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         ),
     };
     // Bound now, while the directory may still be written; served once forwarding.
-    let handover_sock = handover::Listener::bind(&control_path)
+    let handover_sock = handover::Listener::bind(&control_path, takeover.is_some())
         .inspect_err(|e| tracing::warn!("{e}: this director cannot be taken over (--takeover)"))
         .ok();
     let vips: Vec<_> = shared.services.load().vips().collect();
