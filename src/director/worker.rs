@@ -231,5 +231,14 @@ pub fn run(
         probe: io.probe.clone(),
     };
     drive(&mut io.rx, &mut io.tx, &stop, &mut st);
+    // Frames a TX ring kick left queued go out now (bounded): after a handover this
+    // socket closes with the process, and they would be lost.
+    for _ in 0..50 {
+        if !io.tx.has_unsent() {
+            break;
+        }
+        io.tx.flush();
+        std::thread::sleep(std::time::Duration::from_micros(100));
+    }
     (st.w, io)
 }
