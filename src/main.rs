@@ -119,6 +119,12 @@ enum Cmd {
         state: Option<PathBuf>,
         #[command(flatten)]
         sync: uvs::director::syncd::SyncArgs,
+        /// Take over from the director running with the same --control socket,
+        /// interfaces and worker count, without breaking a connection: its ring
+        /// sockets, table, counters, templates and connections move to this process,
+        /// and it exits. README "Restart and upgrade".
+        #[arg(long)]
+        takeover: bool,
     },
     /// The three LVS modes on one machine, in network namespaces (needs root).
     Lab {
@@ -370,7 +376,9 @@ fn main() -> ExitCode {
             vrrp_vips,
             state,
             sync,
+            takeover,
         } => uvs::director::run(uvs::director::RunOptions {
+            takeover,
             keepalived,
             config_id,
             passive_check,

@@ -106,6 +106,18 @@ impl Stats {
             outbytes: r.outbytes.wrapping_sub(b.outbytes),
         }
     }
+    /// Make [`Stats::totals`] read `t` from now on (counters handed over by the
+    /// director this one took over from, `director::carry`).
+    pub fn carry_over(&self, t: Totals) {
+        let r = self.raw();
+        *self.baseline.lock().unwrap_or_else(|e| e.into_inner()) = Totals {
+            conns: r.conns.wrapping_sub(t.conns),
+            inpkts: r.inpkts.wrapping_sub(t.inpkts),
+            outpkts: r.outpkts.wrapping_sub(t.outpkts),
+            inbytes: r.inbytes.wrapping_sub(t.inbytes),
+            outbytes: r.outbytes.wrapping_sub(t.outbytes),
+        };
+    }
     /// `ipvsadm -Z`.
     pub fn zero(&self) {
         let r = self.raw();

@@ -139,6 +139,12 @@ impl Conn {
         c
     }
 
+    /// A handed-over entry (`director::carry`): idle deadline `remaining_ms` from
+    /// `now_ms` on this process's clock, and the last packet taken as now.
+    pub fn rearm(&mut self, now_ms: u64, remaining_ms: u64) {
+        self.touch(now_ms, remaining_ms);
+    }
+
     /// A packet at `now_ms`: re-arm the idle timer to `timeout_ms` from now.
     #[inline]
     fn touch(&mut self, now_ms: u64, timeout_ms: u64) {

@@ -250,6 +250,30 @@ impl TemplateTable {
         Some(t)
     }
 
+    /// Install a template handed over by another process (`director::carry`): timer
+    /// due `expires_in_ms` from `now_ms`, its current timeout, ASSURED as it was. An
+    /// existing live template for the key is kept (and returned).
+    pub fn adopt(
+        &self,
+        key: TemplateKey,
+        (dest, dport, timeout_ms): NewTemplate,
+        expires_in_ms: u64,
+        assured: bool,
+        now_ms: u64,
+    ) -> Arc<Template> {
+        let mut sh = self.shard(&key);
+        if let Some(t) = sh.live.get(&key) {
+            return t.clone();
+        }
+        let t = Arc::new(Template::new(key, dest, dport, timeout_ms, now_ms));
+        t.expires_ms.store(now_ms + expires_in_ms, Relaxed);
+        if assured {
+            t.set_assured();
+        }
+        sh.live.insert(key, t.clone());
+        t
+    }
+
     /// A template learnt by sync (`ip_vs_sync.c: ip_vs_proc_conn` with
     /// `IP_VS_CONN_F_TEMPLATE`): the live one for `key` keeps its destination and takes
     /// the message's timeout, re-armed from `now_ms`; otherwise a new one is created.

@@ -251,6 +251,9 @@ pub fn execute_with(
 pub struct Server {
     listener: UnixListener,
     path: PathBuf,
+    /// Set when the socket was handed to a new director (`director::handover`): it
+    /// stays in place.
+    keep: Arc<AtomicBool>,
 }
 
 impl Server {
@@ -292,17 +295,39 @@ impl Server {
         Ok(Server {
             listener,
             path: path.to_path_buf(),
+            keep: Arc::default(),
+        })
+    }
+
+    /// The listening socket of the director this one takes over from (received by
+    /// SCM_RIGHTS, `director::handover`), still bound at `path`.
+    pub fn inherit(listener: UnixListener, path: &Path) -> Result<Server, String> {
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| format!("control socket {}: {e}", path.display()))?;
+        Ok(Server {
+            listener,
+            path: path.to_path_buf(),
+            keep: Arc::default(),
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// The listening socket (to hand over to a new director).
+    pub fn listener(&self) -> &UnixListener {
+        &self.listener
+    }
 }
 
 /// A socket that is never served (the start failed later on) is removed with it.
 impl Drop for Server {
     fn drop(&mut self) {
+        if self.keep.load(Ordering::Relaxed) {
+            return;
+        }
         let _ = std::fs::remove_file(&self.path);
     }
 }
@@ -312,6 +337,17 @@ pub struct Running {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     path: Option<PathBuf>,
+    keep: Option<Arc<AtomicBool>>,
+}
+
+impl Running {
+    /// The socket now belongs to the director that took over: stopping leaves it.
+    pub fn keep_socket(&mut self) {
+        self.path = None;
+        if let Some(k) = &self.keep {
+            k.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Drop for Running {
@@ -334,6 +370,7 @@ pub fn start(hub: Arc<Hub>, server: Option<Server>, metrics: Option<std::net::Tc
         stop: stop.clone(),
         threads: Vec::new(),
         path: server.as_ref().map(|s| s.path.clone()),
+        keep: server.as_ref().map(|s| s.keep.clone()),
     };
     let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
         std::thread::Builder::new()

@@ -85,6 +85,73 @@ impl RateTable {
         *map = next;
     }
 
+    /// Every block of `table`: how [`RateTable::export`] names it, its key and its
+    /// counters (read under the service locks, before the estimator lock is taken).
+    fn blocks(table: &ServiceTable, svc_id: impl Fn(&ServiceAddr) -> String) -> Vec<(String, Key, Totals)> {
+        let mut v = Vec::new();
+        for svc in table.services() {
+            let id = svc_id(&svc.addr);
+            let k = key_of(RateKey::Service {
+                svc: &svc.addr,
+                stats: &svc.stats,
+            });
+            v.push((id.clone(), k, svc.stats.totals()));
+            for d in svc.lock().dests.iter() {
+                let k = key_of(RateKey::Dest {
+                    svc: &svc.addr,
+                    addr: d.addr,
+                    port: d.port,
+                    stats: &d.stats,
+                });
+                v.push((format!("{id} {} {}", d.addr, d.port), k, d.stats.totals()));
+            }
+        }
+        v
+    }
+
+    /// Every block's averages as `rate SVC [RADDR RPORT] A A A A A` lines
+    /// (`director::carry`'s service words), for a handover.
+    pub fn export(&self, table: &ServiceTable, svc_id: impl Fn(&ServiceAddr) -> String) -> String {
+        let blocks = Self::blocks(table, svc_id);
+        let map = self.lock();
+        let mut out = String::new();
+        for (who, k, _) in blocks {
+            if let Some(e) = map.get(&k) {
+                let a = e.averages();
+                out.push_str(&format!("rate {who} {} {} {} {} {}\n", a[0], a[1], a[2], a[3], a[4]));
+            }
+        }
+        out
+    }
+
+    /// Go on from the averages [`RateTable::export`] wrote (another process's), for
+    /// the blocks of `table` they name, from their counters as they are now. Returns
+    /// how many were taken.
+    pub fn import(&self, table: &ServiceTable, text: &str, svc_id: impl Fn(&ServiceAddr) -> String) -> usize {
+        let mut given: HashMap<String, [u64; 5]> = HashMap::new();
+        for l in text.lines() {
+            let Some(rest) = l.strip_prefix("rate ") else {
+                continue;
+            };
+            let w: Vec<&str> = rest.split(' ').collect();
+            let (who, nums) = w.split_at(w.len().saturating_sub(5));
+            let nums: Vec<u64> = nums.iter().filter_map(|n| n.parse().ok()).collect();
+            if let Ok(a) = <[u64; 5]>::try_from(nums) {
+                given.insert(who.join(" "), a);
+            }
+        }
+        let blocks = Self::blocks(table, svc_id);
+        let mut map = self.lock();
+        let mut n = 0;
+        for (who, k, t) in blocks {
+            if let Some(a) = given.get(&who) {
+                map.insert(k, Estimator::resume(t, *a));
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// The current rates of one block (zero before its first interval).
     pub fn rates(&self, k: RateKey<'_>) -> Rates {
         self.lock().get(&key_of(k)).map(Estimator::rates).unwrap_or_default()
@@ -117,6 +184,36 @@ mod tests {
             ctl.apply(&parse_args(&args).unwrap()).unwrap();
         }
         ctl
+    }
+
+    /// A handover's rates go on from the old process's averages.
+    #[test]
+    fn averages_move_to_another_table() {
+        let lines = ["-A -t 10.0.0.1:80 -s rr", "-a -t 10.0.0.1:80 -r 10.0.0.2 -m"];
+        let (a, b) = (ctl_with(&lines), ctl_with(&lines));
+        let (ta, tb) = (a.shared().services.load(), b.shared().services.load());
+        let (svc, rt) = (ta.services()[0].clone(), RateTable::default());
+        let id = |s: &ServiceAddr| crate::director::carry::svc_id(s);
+        rt.sample(&ta);
+        for _ in 0..1000 {
+            svc.stats.inbound(0, 100);
+        }
+        rt.sample(&ta);
+        let text = rt.export(&ta, id);
+        assert_eq!(text.lines().count(), 2, "{text}");
+        let rb = RateTable::default();
+        assert_eq!(rb.import(&tb, &text, id), 2);
+        let sb = tb.services()[0].clone();
+        let got = rb.rates(RateKey::Service {
+            svc: &sb.addr,
+            stats: &sb.stats,
+        });
+        let want = rt.rates(RateKey::Service {
+            svc: &svc.addr,
+            stats: &svc.stats,
+        });
+        assert_eq!(got, want);
+        assert!(got.inpps > 0);
     }
 
     #[test]

@@ -94,6 +94,37 @@ pub const CLAIM_DIR: &str = "/run/uvs/iface";
 #[derive(Debug)]
 pub struct Claims(#[allow(dead_code)] Vec<nix::fcntl::Flock<std::fs::File>>);
 
+impl Claims {
+    /// The lock files' descriptors, to hand over (`director::handover`): a `flock`
+    /// belongs to the open file, so whoever holds a copy of the descriptor holds the
+    /// claim.
+    pub fn fds(&self) -> Vec<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        self.0.iter().map(|f| f.as_fd()).collect()
+    }
+
+    /// The claims of the director this one takes over from (its lock files, received
+    /// by SCM_RIGHTS): locked already through the same open files; they now name
+    /// this process.
+    pub fn inherit(files: Vec<std::os::fd::OwnedFd>) -> Result<Claims, String> {
+        use nix::fcntl::{Flock, FlockArg};
+        use std::io::Write;
+        let mut held = Vec::new();
+        for fd in files {
+            let mut f = Flock::lock(std::fs::File::from(fd), FlockArg::LockExclusiveNonblock)
+                .map_err(|(_, e)| format!("inherited interface claim: flock: {e}"))?;
+            let _ = std::io::Seek::rewind(&mut *f);
+            let name = std::io::read_to_string(&*f).unwrap_or_default();
+            let name = name.lines().nth(1).unwrap_or("").to_string();
+            let _ = f.set_len(0);
+            let _ = std::io::Seek::rewind(&mut *f);
+            let _ = writeln!(*f, "{}\n{name}", std::process::id());
+            held.push(f);
+        }
+        Ok(Claims(held))
+    }
+}
+
 /// Claim `ifaces` in `dir` ([`CLAIM_DIR`]); an interface another live director serves
 /// is an error naming it and that director's pid.
 pub fn claim(ifaces: &[Iface], dir: &std::path::Path) -> Result<Claims, String> {

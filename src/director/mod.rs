@@ -4,6 +4,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod carry;
+pub mod handover;
 pub mod harden;
 pub mod iface;
 pub mod journal;
@@ -72,6 +74,8 @@ pub struct RunOptions {
     pub state: Option<PathBuf>,
     /// Connection-sync daemons to start (see [`syncd`]).
     pub sync: syncd::SyncArgs,
+    /// Take over from the director serving the same control socket ([`handover`]).
+    pub takeover: bool,
 }
 
 /// Whether to attach the XDP overload-shedding program ([`crate::ring::shed`]).
@@ -185,12 +189,24 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         .iter()
         .map(|n| iface::discover(n))
         .collect::<Result<Vec<_>, _>>()?;
-    let _claims = iface::claim(&ifaces, std::path::Path::new(iface::CLAIM_DIR))?;
     let cores = match &opts.cpus {
         Some(list) => list.iter().map(|&id| core_affinity::CoreId { id }).collect(),
         None => core_affinity::get_core_ids().unwrap_or_default(),
     };
     let nworkers = opts.workers.unwrap_or(cores.len().max(1)).clamp(1, MAX_WORKERS);
+    let control_path = crate::control::socket_path(opts.control.as_deref());
+    // --takeover: the running director's sockets, claims and table (see handover.rs).
+    let mut takeover = match opts.takeover {
+        true if opts.shed == Shedding::On => {
+            return Err("--takeover with --xdp-shed is not supported yet (stop the old director first)".into());
+        }
+        true => Some(handover::connect(&control_path, nworkers, &ifaces)?),
+        false => None,
+    };
+    let _claims = match takeover.as_mut() {
+        Some(t) => iface::Claims::inherit(std::mem::take(&mut t.claims))?,
+        None => iface::claim(&ifaces, std::path::Path::new(iface::CLAIM_DIR))?,
+    };
     // Counters get one slot per worker: sized before the rules create any.
     crate::stats::set_workers(nworkers);
     let shared = Arc::new(Shared::new(ifaces.clone()));
@@ -205,7 +221,10 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         .unwrap_or_else(|| state::default_path(&crate::control::socket_path(opts.control.as_deref())));
     let mut config_body = state::body(&shared);
     let config_id = state::fnv64(config_body.as_bytes());
-    let restored = state::restore_at_start(&ctl, &state_path, config_id);
+    let mut restored = match takeover.as_mut() {
+        Some(t) => Some(handover::restore(&ctl, t, config_id)?),
+        None => state::restore_at_start(&ctl, &state_path, config_id),
+    };
     // keepalived.conf after the rules: it owns the services it declares.
     let keepalived = match &opts.keepalived {
         Some(p) => {
@@ -239,8 +258,20 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         }
     };
     // Bound before anything starts: a busy socket or port starts nothing.
-    let control_sock = crate::control::Server::bind(&crate::control::socket_path(opts.control.as_deref()))?;
-    let metrics_listener = opts.metrics.as_deref().map(crate::metrics::bind).transpose()?;
+    let (control_sock, metrics_listener) = match &takeover {
+        Some(t) => (
+            crate::control::Server::inherit(t.control_listener()?, &control_path)?,
+            handover::metrics_listener(t, opts.metrics.as_deref())?,
+        ),
+        None => (
+            crate::control::Server::bind(&control_path)?,
+            opts.metrics.as_deref().map(crate::metrics::bind).transpose()?,
+        ),
+    };
+    // Bound now, while the directory may still be written; served once forwarding.
+    let handover_sock = handover::Listener::bind(&control_path, takeover.is_some())
+        .inspect_err(|e| tracing::warn!("{e}: this director cannot be taken over (--takeover)"))
+        .ok();
     let vips: Vec<_> = shared.services.load().vips().collect();
     let ungated: Vec<_> = vips.iter().copied().filter(|v| !gated.contains(v)).collect();
     for w in kernel_interference(&ifaces, &ungated) {
@@ -313,7 +344,12 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         ..RxConfig::default()
     };
 
-    // Open every ring before starting any thread, so a failure starts nothing.
+    // Open every ring before starting any thread, so a failure starts nothing. Taking
+    // over, the RX rings are the old director's, in the same order.
+    let mut inherited = takeover
+        .as_mut()
+        .map(|t| (std::mem::take(&mut t.rings).into_iter(), t.rx));
+    let mut ring_dups = Vec::new();
     let mut ios = Vec::new();
     for _ in 0..nworkers {
         let mut rx = Vec::new();
@@ -321,8 +357,21 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         let mut mmsg = MmsgSet::default();
         for i in &ifaces {
             let group = group_base.wrapping_add(i.ifindex as u16);
-            let r = RxRing::open(i.ifindex, group, rx_config);
-            rx.push(r.map_err(|e| format!("RX ring on {}: {e}", i.name))?);
+            let r = match inherited.as_mut() {
+                Some((fds, cfg)) => match fds.next() {
+                    Some(fd) => RxRing::adopt(fd, i.ifindex, *cfg, 0),
+                    None => return Err("--takeover: too few RX rings received".into()),
+                },
+                None => RxRing::open(i.ifindex, group, rx_config),
+            };
+            let r = r.map_err(|e| format!("RX ring on {}: {e}", i.name))?;
+            // Kept to hand over to a director that takes over from this one.
+            ring_dups.push(
+                r.fd()
+                    .try_clone()
+                    .map_err(|e| format!("RX ring on {}: dup: {e}", i.name))?,
+            );
+            rx.push(r);
             let max_frame = (i.mtu.get() as usize + ethernet::HEADER_LEN + 20).max(1600);
             if opts.tx_sendmmsg {
                 let t = MmsgTx::open(i.ifindex, max_frame, i.mtu.clone());
@@ -371,6 +420,13 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         Some(io) if nworkers > 1 => io.rx.iter().map(|r| r.raw_fd()).collect(),
         _ => Vec::new(),
     };
+    // Taking over, the VIPs go in first: the program replaces the old director's in
+    // groups that are forwarding.
+    if takeover.is_some()
+        && let Err(e) = steering.set_vips(&sorted)
+    {
+        tracing::warn!("steering: {e}");
+    }
     steering
         .attach(fanout_fds)
         .map_err(|e| format!("attaching the steering program: {e}"))?;
@@ -412,7 +468,7 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         }
         None => None,
     };
-    let mut handles = Vec::new();
+    let mut handles: Vec<std::thread::JoinHandle<(Worker, worker::WorkerIo)>> = Vec::new();
     let (mailboxes, inboxes) = mailbox::mailboxes(nworkers, mailbox::fanout_router(nworkers), shared.clone(), epoch);
     let mut hub = crate::control::Hub::new(ctl.clone(), epoch);
     let sync_daemons = Arc::new(syncd::SyncDaemons::new(mailboxes.clone(), shared.clone()));
@@ -438,6 +494,9 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     // The table as loaded (routes, next hops, steering, rules) is in place before the
     // first frame is read; later changes are installed by the command that makes them.
     control.sync_table(0);
+    if let Some(t) = &takeover {
+        control.adopt_neigh(&t.neigh);
+    }
     let control = Arc::new(std::sync::Mutex::new(control));
     let weak = Arc::downgrade(&control);
     ctl.set_on_change(Some(Arc::new(move || {
@@ -447,11 +506,25 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
             c.sync_table(now_ms);
         }
     })));
-    for ((id, io), inbox) in ios.into_iter().enumerate().zip(inboxes) {
+    let mut workers: Vec<Worker> = (0..nworkers)
+        .map(|id| {
+            let mut w = Worker::new(id, per_worker_cap);
+            w.conns.set_when_full(opts.when_full);
+            w
+        })
+        .collect();
+    // Taking over: the old director stops its workers now and sends their entries;
+    // ours start where its stopped.
+    let mut took_over = match takeover {
+        Some(t) => Some(handover::complete(t, &ctl, &mut ios, &mut workers, epoch)?),
+        None => None,
+    };
+    if let Some(t) = took_over.as_mut() {
+        t.rates(&hub.rates, &shared.services.load());
+    }
+    for ((id, (io, w)), inbox) in ios.into_iter().zip(workers).enumerate().zip(inboxes) {
         let (sh, stop, ntx) = (shared.clone(), stop.clone(), neigh_tx.clone());
         let core = cores.get(id % cores.len().max(1)).copied();
-        let mut w = Worker::new(id, per_worker_cap);
-        w.conns.set_when_full(opts.when_full);
         let rings: Vec<_> = ifaces
             .iter()
             .zip(&io.rx)
@@ -479,8 +552,35 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     }
     let changes = hub.changes.clone();
     let hub = Arc::new(hub);
+    if let Some(t) = took_over {
+        restored = Some(t.started());
+    }
     let persister = state::Persister::start(state_path, shared.clone(), changes.clone(), config_id);
-    let control_plane = crate::control::start(hub.clone(), Some(control_sock), metrics_listener)?;
+    // What a director taking over from this one gets (descriptors duplicated now).
+    let offer = handover::Offer {
+        workers: nworkers,
+        ifaces: ifaces.clone(),
+        rx: rx_config,
+        claims: (_claims.fds().iter())
+            .filter_map(|f| f.try_clone_to_owned().ok())
+            .collect(),
+        control: control_sock
+            .listener()
+            .try_clone()
+            .map_err(|e| format!("control socket: {e}"))?
+            .into(),
+        metrics: metrics_listener
+            .as_ref()
+            .and_then(|l| l.try_clone().ok())
+            .map(Into::into),
+        rings: ring_dups,
+        shared: shared.clone(),
+        config: persister.config(),
+        steering: steering.clone(),
+    };
+    let mut control_plane = crate::control::start(hub.clone(), Some(control_sock), metrics_listener)?;
+    let mut handover = handover_sock.map(|l| handover::Listener::start(l, &control_path, offer));
+    let mut taker = None;
 
     let names: Vec<_> = ifaces.iter().map(|i| i.name.as_str()).collect();
     let mut announced_ready = false;
@@ -491,6 +591,10 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         mtu_watch.poll(now_ms);
         if hup.swap(false, Ordering::Relaxed) {
             reload(&opts, &ctl, &mut config_body, &persister, &changes);
+        }
+        if let Some(t) = handover.as_ref().and_then(|h| h.ready()) {
+            taker = Some(t);
+            break;
         }
         // Wait for worker events (or the next tick). Solicitations are handled before
         // ARP answers so that an answer racing its own request is still accepted.
@@ -543,14 +647,34 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         std::thread::spawn(move || drop(table)),
         std::thread::spawn(move || drop(control)),
     ];
-    // Stop serving ipvsadm and /metrics (and remove the socket) before the workers go.
+    // Stop serving ipvsadm and /metrics (and remove the socket, unless it was handed
+    // over) before the workers go.
+    if taker.is_some() {
+        control_plane.keep_socket();
+        if let Some(h) = handover.as_mut() {
+            h.keep_path();
+        }
+    }
     drop(control_plane);
     if let Some(s) = &hub.sync {
         s.stop_all();
     }
+    drop(handover);
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     // The last write, marked clean: the next start restores it without a crash warning.
     persister.finish();
+    if let Some(t) = taker {
+        // The workers stop; what reaches the rings from now on waits there for the new
+        // director's workers.
+        stop.store(true, Ordering::Relaxed);
+        let stopped_us = handover::stamp();
+        let finished: Vec<_> = handles.drain(..).filter_map(|h| h.join().ok()).collect();
+        let pid = t.pid;
+        match handover::hand_over(t, stopped_us, &shared, &hub.rates, &finished, epoch) {
+            Ok(n) => tracing::info!("uvs: handed over to pid {pid} ({n} connections)"),
+            Err(e) => tracing::error!("uvs: {e}"),
+        }
+    }
     // The hub is the last holder of the RX rings (their descriptors duplicated for
     // /metrics): one closer per worker.
     let rings: Vec<_> = match Arc::try_unwrap(hub) {
@@ -561,7 +685,10 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
             .collect(),
         Err(hub) => vec![std::thread::spawn(move || drop(hub))],
     };
-    for h in handles.into_iter().chain(vip_watch) {
+    for h in handles {
+        let _ = h.join();
+    }
+    if let Some(h) = vip_watch {
         let _ = h.join();
     }
     // Close the tap so the pcap writer drains and finishes the file.
@@ -697,6 +824,19 @@ impl Control {
         self.sync_routes();
         self.sync_vips(now_ms);
         self.solicit_now(now_ms);
+        self.publish_neigh();
+    }
+
+    /// The neighbours the director this one takes over from had resolved: resolved
+    /// here at once (an ARP request still goes to each, which confirms it).
+    fn adopt_neigh(&mut self, list: &[(u32, [u8; 4], [u8; 6])]) {
+        for &(ifindex, ip, _) in list {
+            self.neigh.want((ifindex, ip), 0);
+        }
+        self.solicit_now(0);
+        for &(ifindex, ip, mac) in list {
+            self.neigh.on_arp(ifindex, ip, mac, 0);
+        }
         self.publish_neigh();
     }
 

@@ -486,6 +486,11 @@ impl Persister {
         self.config.store(config, Ordering::Relaxed);
     }
 
+    /// The configuration fingerprint it writes (shared: a SIGHUP changes it).
+    pub fn config(&self) -> Arc<AtomicU64> {
+        self.config.clone()
+    }
+
     /// Write a last time, marked clean, and end the thread.
     pub fn finish(mut self) {
         self.stop.store(true, Ordering::Relaxed);

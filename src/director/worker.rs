@@ -201,7 +201,8 @@ impl State {
     }
 }
 
-/// Run until `stop` is set.
+/// Run until `stop` is set; give back the worker's state and its rings (a handover
+/// exports the one and passes the other on).
 pub fn run(
     w: Worker,
     mut io: WorkerIo,
@@ -210,7 +211,7 @@ pub fn run(
     stop: Arc<AtomicBool>,
     ctl: Sender<ControlEvent>,
     inbox: super::mailbox::Inbox,
-) {
+) -> (Worker, WorkerIo) {
     let mut st = State {
         inbox,
         w,
@@ -230,4 +231,14 @@ pub fn run(
         probe: io.probe.clone(),
     };
     drive(&mut io.rx, &mut io.tx, &stop, &mut st);
+    // Frames a TX ring kick left queued go out now (bounded): after a handover this
+    // socket closes with the process, and they would be lost.
+    for _ in 0..50 {
+        if !io.tx.has_unsent() {
+            break;
+        }
+        io.tx.flush();
+        std::thread::sleep(std::time::Duration::from_micros(100));
+    }
+    (st.w, io)
 }

@@ -76,6 +76,26 @@ impl Estimator {
         *self = Estimator::new(totals);
     }
 
+    /// The scaled averages (cps, inpps, outpps, inbps, outbps), to hand over to
+    /// another process (`director::handover`).
+    pub fn averages(&self) -> [u64; 5] {
+        [self.cps, self.inpps, self.outpps, self.inbps, self.outbps]
+    }
+
+    /// An estimator that goes on from `averages` ([`Estimator::averages`] of another
+    /// process's) with its counters at `totals`.
+    pub fn resume(totals: Totals, averages: [u64; 5]) -> Estimator {
+        let [cps, inpps, outpps, inbps, outbps] = averages;
+        Estimator {
+            last: totals,
+            cps,
+            inpps,
+            outpps,
+            inbps,
+            outbps,
+        }
+    }
+
     /// The rates as the kernel reports them (`ip_vs_read_estimator`).
     pub fn rates(&self) -> Rates {
         Rates {

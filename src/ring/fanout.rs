@@ -446,6 +446,14 @@ impl Steering {
         Ok(())
     }
 
+    /// Attach the program again through the sockets of the last [`Steering::attach`]:
+    /// after a takeover attempt that gave up, the group may run the other process's
+    /// program (same function, but its own VIP map, which this one no longer fills).
+    pub fn reattach(&self) -> io::Result<()> {
+        let fds = self.fds.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        self.attach(fds)
+    }
+
     /// `eBPF (VIP map)`, `classic BPF (why)` or `one worker`: for the log.
     pub fn describe(&self) -> String {
         match &self.kind {

@@ -321,3 +321,30 @@ pub fn send_frame(fd: &OwnedFd, ifindex: u32, frame: &[u8]) {
         );
     }
 }
+
+/// Receive bytes and the descriptors passed with them (SCM_RIGHTS) on a unix stream
+/// socket, as owned descriptors (close-on-exec). The descriptor handover of
+/// `director::handover` reads through this, so that its own code needs no `unsafe`.
+pub fn recv_with_fds(sock: &impl AsRawFd, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    let mut space = nix::cmsg_space!([RawFd; MAX_FDS_PER_MESSAGE]);
+    let mut iov = [io::IoSliceMut::new(buf)];
+    let msg = recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
+        .map_err(io::Error::from)?;
+    let mut fds = Vec::new();
+    for c in msg.cmsgs().map_err(io::Error::from)? {
+        if let ControlMessageOwned::ScmRights(raw) = c {
+            // SAFETY: the kernel installed these descriptors in this process's table
+            // while receiving (scm_detach_fds): they are open, and nothing else in the
+            // process knows their numbers, so each is owned exactly once, here.
+            fds.extend(raw.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
+        }
+    }
+    if msg.flags.contains(MsgFlags::MSG_CTRUNC) {
+        return Err(io::Error::other("descriptors were cut off (MSG_CTRUNC)"));
+    }
+    Ok((msg.bytes, fds))
+}
+
+/// Descriptors passed in one message: the kernel's SCM_MAX_FD is 253.
+pub const MAX_FDS_PER_MESSAGE: usize = 250;

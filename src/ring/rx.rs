@@ -91,6 +91,46 @@ impl RxRing {
         })
     }
 
+    /// Take over a ring another process opened (handed over by SCM_RIGHTS, see
+    /// `director::handover`): map it again with the geometry it was made with and go
+    /// on reading at block `next_block`, where its last reader stopped. The socket
+    /// stays bound and in its fanout group, at the same place in it.
+    pub fn adopt(fd: OwnedFd, ifindex: u32, cfg: RxConfig, next_block: u32) -> io::Result<RxRing> {
+        if next_block >= cfg.block_nr {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "ring position out of range",
+            ));
+        }
+        let map = Mmap::new(&fd, (cfg.block_size * cfg.block_nr) as usize)?;
+        Ok(RxRing {
+            fd,
+            map,
+            cfg,
+            next_block,
+            ifindex,
+            shed: None,
+        })
+    }
+
+    /// The block the next read starts at (handed to the process taking over).
+    pub fn position(&self) -> u32 {
+        self.next_block
+    }
+
+    /// Move the read position (a ring adopted before its old reader stopped).
+    pub fn set_position(&mut self, next_block: u32) {
+        self.next_block = next_block % self.cfg.block_nr;
+    }
+
+    pub fn config(&self) -> RxConfig {
+        self.cfg
+    }
+
+    pub fn fd(&self) -> &OwnedFd {
+        &self.fd
+    }
+
     pub fn raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
     }
