@@ -555,7 +555,7 @@ mod tests {
         );
         assert_eq!(
             c.flags & (conn_flags::SYNC | conn_flags::ACTIVE | conn_flags::NO_OUTPUT),
-            0x13
+            conn_flags::SYNC | conn_flags::ACTIVE | conn_flags::NO_OUTPUT
         );
         assert_eq!(c.expires_in_ms(5000), 900_000);
         assert_eq!(c.dest.active(), 1);
