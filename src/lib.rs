@@ -12,6 +12,7 @@ pub mod conn;
 pub mod control;
 pub mod ctl;
 pub mod dataplane;
+pub mod dest;
 pub mod director;
 pub mod forward;
 #[cfg(any(test, feature = "tools"))]
