@@ -3,7 +3,8 @@
 //! channel. Off by default: a worker then checks one `Option` per frame and copies
 //! nothing. When on, a frame is written into a scratch buffer, copied to the TX slot
 //! and to the channel; when the channel is full the copy is dropped and counted,
-//! never the frame itself.
+//! never the frame itself. The capture files it writes (pcapng, with each frame's
+//! direction) are read back by [`read_capture`], which also takes tcpdump's pcap.
 
 use std::io::Write;
 
