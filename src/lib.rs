@@ -12,6 +12,7 @@ pub mod conn;
 pub mod control;
 pub mod ctl;
 pub mod dataplane;
+pub mod dest;
 pub mod director;
 pub mod forward;
 #[cfg(any(test, feature = "tools"))]
@@ -19,7 +20,8 @@ pub mod fuzzing;
 pub mod ipvsadm;
 pub mod keepalived;
 pub mod lab;
-pub mod metrics;
+/// The Prometheus endpoint is part of the control plane ([`control::metrics`]).
+pub use control::metrics;
 pub mod pipeline;
 pub mod ring;
 pub mod sched;

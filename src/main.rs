@@ -429,7 +429,7 @@ fn main() -> ExitCode {
             })
             .collect::<Result<Vec<_>, String>>()
             .and_then(|to| uvs::testbed::ceiling::run(&uvs::testbed::ceiling::CeilingOptions { iface, to, cpu })),
-        Cmd::Checks { control } => uvs::keepalived::run::client(control.as_deref()).map(|t| print!("{t}")),
+        Cmd::Checks { control } => uvs::control::client::checks(control.as_deref()).map(|t| print!("{t}")),
         Cmd::Check {
             keepalived: Some(k),
             config_id,

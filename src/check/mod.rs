@@ -25,7 +25,40 @@ use md5::Digest;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrStorage, sockopt};
 
-use crate::keepalived::conf::{UdpCheck, Url};
+/// One `url` of HTTP_GET / SSL_GET.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Url {
+    pub path: String,
+    /// MD5 of the body, 16 bytes.
+    pub digest: Option<[u8; 16]>,
+    /// Accepted status codes as inclusive ranges; empty: 200-299.
+    pub status: Vec<(u16, u16)>,
+    pub virtualhost: Option<String>,
+    pub regex: Option<String>,
+}
+
+impl Url {
+    pub fn status_ok(&self, code: u16) -> bool {
+        if self.status.is_empty() {
+            return (200..=299).contains(&code);
+        }
+        self.status.iter().any(|&(a, b)| (a..=b).contains(&code))
+    }
+}
+
+/// UDP_CHECK's settings (check_udp.c).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UdpCheck {
+    /// `payload`: the datagram sent (empty when not set).
+    pub payload: Vec<u8>,
+    /// `require_reply`: a timeout fails (without it only an ICMP error fails).
+    pub require_reply: bool,
+    /// `require_reply HEX`: the reply's first bytes, and the wildcard nibbles (`x`).
+    pub reply: Vec<u8>,
+    pub reply_mask: Vec<u8>,
+    pub min_reply_len: u16,
+    pub max_reply_len: u16,
+}
 
 /// What to probe.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use hashbrown::HashTable;
 
-use crate::service::Dest;
+use crate::dest::Dest;
 use tcp::{Direction, TcpState, Timeouts};
 use template::TemplateRef;
 

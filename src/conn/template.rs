@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use ahash::AHashMap;
 
-use crate::service::Dest;
+use crate::dest::Dest;
 
 /// Postponement step (and the timeout a postponed template keeps), milliseconds.
 pub const POSTPONE_MS: u64 = 60_000;

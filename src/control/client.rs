@@ -320,6 +320,18 @@ impl Failure {
     }
 }
 
+/// `uvs checks`: ask a running director for its checkers' status
+/// (`keepalived::run::answer` writes the answer).
+pub fn checks(control: Option<&std::path::Path>) -> Result<String, String> {
+    let path = socket_path(control);
+    match ask(&path, &Request::Checks) {
+        Ok(Response::Text(r)) if r.code == 0 => Ok(r.out),
+        Ok(Response::Text(r)) => Err(r.err.trim_end().trim_start_matches("uvs: ").to_string()),
+        Ok(Response::Applied(_)) => Err("bad answer from the director".into()),
+        Err(e) => Err(e.describe(&path, "uvs checks")),
+    }
+}
+
 /// Send `req` to the director on `path` and read its answer.
 pub fn ask(path: &Path, req: &Request) -> Result<Response, Failure> {
     let mut s = UnixStream::connect(path).map_err(Failure::Connect)?;

@@ -23,6 +23,7 @@
 
 pub mod client;
 pub mod exec;
+pub mod metrics;
 pub mod probe;
 pub mod proto;
 pub mod rates;
@@ -73,7 +74,7 @@ pub struct WorkerView {
     pub probe: Arc<WorkerProbe>,
     pub counters: Arc<WorkerCounters>,
     /// The worker's RX rings (one per interface), for PACKET_STATISTICS.
-    pub rings: Vec<crate::metrics::RingStats>,
+    pub rings: Vec<crate::control::metrics::RingStats>,
 }
 
 /// Everything the control plane reads: the table (through [`Ctl`]), the workers'
@@ -136,7 +137,7 @@ impl Hub {
     pub fn add_worker(&mut self, w: &Worker, probe: Arc<WorkerProbe>, rings: &[(String, RawFd)]) {
         let rings = rings
             .iter()
-            .filter_map(|(name, fd)| crate::metrics::RingStats::dup(name, *fd).ok())
+            .filter_map(|(name, fd)| crate::control::metrics::RingStats::dup(name, *fd).ok())
             .collect();
         self.workers.push(WorkerView {
             id: w.id,
@@ -394,7 +395,7 @@ pub fn start(hub: Arc<Hub>, server: Option<Server>, metrics: Option<std::net::Tc
         let (hub, stop) = (hub.clone(), stop.clone());
         running.threads.push(spawn(
             "uvs-metrics",
-            Box::new(move || crate::metrics::serve(hub, l, &stop)),
+            Box::new(move || crate::control::metrics::serve(hub, l, &stop)),
         )?);
     }
     Ok(running)

@@ -611,7 +611,7 @@ pub fn metrics_listener(t: &Accepted, want: Option<&str>) -> Result<Option<std::
             return Ok(Some(l));
         }
     }
-    crate::metrics::bind(want).map(Some)
+    crate::control::metrics::bind(want).map(Some)
 }
 
 /// A takeover whose entries are installed, its workers about to start.

@@ -265,7 +265,7 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         ),
         None => (
             crate::control::Server::bind(&control_path)?,
-            opts.metrics.as_deref().map(crate::metrics::bind).transpose()?,
+            opts.metrics.as_deref().map(crate::control::metrics::bind).transpose()?,
         ),
     };
     // Bound now, while the directory may still be written; served once forwarding.

@@ -685,7 +685,7 @@ mod tests {
         });
         let mut page = String::new();
         m.render(&mut page);
-        let samples = crate::metrics::parse_exposition(&page).unwrap();
+        let samples = crate::control::metrics::parse_exposition(&page).unwrap();
         let get = |n: &str, reason: Option<&str>| {
             samples
                 .iter()

@@ -3,7 +3,8 @@
 //! channel. Off by default: a worker then checks one `Option` per frame and copies
 //! nothing. When on, a frame is written into a scratch buffer, copied to the TX slot
 //! and to the channel; when the channel is full the copy is dropped and counted,
-//! never the frame itself.
+//! never the frame itself. The capture files it writes (pcapng, with each frame's
+//! direction) are read back by [`read_capture`], which also takes tcpdump's pcap.
 
 use std::io::Write;
 
@@ -188,15 +189,15 @@ pub fn pcap_writer(path: &std::path::Path, rx: Receiver<TapRecord>) -> Result<st
                 }
             };
             let dir = match r.dir {
-                TapDir::Rx => crate::lab::hops::Direction::In,
-                TapDir::Tx => crate::lab::hops::Direction::Out,
+                TapDir::Rx => Direction::In,
+                TapDir::Tx => Direction::Out,
             };
             let epb = EnhancedPacketBlock {
                 interface_id: id as u32,
                 timestamp: r.ts,
                 original_len: r.frame.len() as u32,
                 data: std::borrow::Cow::Borrowed(&r.frame),
-                options: vec![EnhancedPacketOption::Flags(crate::lab::hops::epb_flags(dir))],
+                options: vec![EnhancedPacketOption::Flags(epb_flags(dir))],
             };
             if w.write_pcapng_block(epb).is_err() {
                 return;
@@ -207,6 +208,62 @@ pub fn pcap_writer(path: &std::path::Path, rx: Receiver<TapRecord>) -> Result<st
         }
         let _ = handle.0.borrow_mut().flush();
     }))
+}
+
+/// Read every frame of a capture file (pcap or pcapng).
+pub fn read_pcap(path: &std::path::Path) -> Vec<Vec<u8>> {
+    read_capture(path).into_iter().map(|(_, f)| f).collect()
+}
+
+/// Which way a captured frame went, as a pcapng file records it (epb_flags).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    In,
+    Out,
+}
+
+/// The pcapng Enhanced Packet Block flags word for a direction (pcapng spec,
+/// section "Enhanced Packet Block Flags Word": bits 0-1, 01 inbound, 10 outbound).
+pub fn epb_flags(d: Direction) -> u32 {
+    match d {
+        Direction::In => 0b01,
+        Direction::Out => 0b10,
+    }
+}
+
+/// Read every frame of a capture file with its direction when recorded: pcapng
+/// (uvs run --pcap) or classic pcap (tcpdump -w; no direction).
+pub fn read_capture(path: &std::path::Path) -> Vec<(Option<Direction>, Vec<u8>)> {
+    let Ok(bytes) = std::fs::read(path) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if bytes.starts_with(&[0x0a, 0x0d, 0x0d, 0x0a]) {
+        let Ok(mut r) = pcap_file::pcapng::PcapNgReader::new(&bytes[..]) else {
+            return out;
+        };
+        while let Some(Ok(block)) = r.next_block() {
+            if let pcap_file::pcapng::Block::EnhancedPacket(p) = block {
+                let dir = p.options.iter().find_map(|o| match o {
+                    pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketOption::Flags(f) => match f & 0b11 {
+                        0b01 => Some(Direction::In),
+                        0b10 => Some(Direction::Out),
+                        _ => None,
+                    },
+                    _ => None,
+                });
+                out.push((dir, p.data.into_owned()));
+            }
+        }
+        return out;
+    }
+    let Ok(mut r) = pcap_file::pcap::PcapReader::new(&bytes[..]) else {
+        return out;
+    };
+    while let Some(Ok(p)) = r.next_packet() {
+        out.push((None, p.data.into_owned()));
+    }
+    out
 }
 
 /// A buffered file the writer thread can flush while the pcap writer owns it.
@@ -255,8 +312,7 @@ mod tests {
         tap.record(TapDir::Tx, 1, 0, &[2u8; 64]);
         drop(tap);
         h.join().unwrap();
-        use crate::lab::hops::Direction;
-        let frames = crate::lab::hops::read_capture(&path);
+        let frames = read_capture(&path);
         assert_eq!(
             frames,
             vec![

@@ -16,9 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::tap::{TapDir, TapHub};
-use crate::lab::hops::{Seen, decode};
 use crate::pipeline::Shared;
 use crate::service::ServiceTable;
+use crate::wire::dissect::{Seen, decode};
 
 /// What a tracer wants to see.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -1035,18 +1035,6 @@ pub fn answer(board: Option<&StatusBoard>, out: &mut String, err: &mut String) -
     }
 }
 
-/// `uvs checks`: ask a running director.
-pub fn client(control: Option<&std::path::Path>) -> Result<String, String> {
-    use crate::control::proto::{Request, Response};
-    let path = crate::control::socket_path(control);
-    match crate::control::client::ask(&path, &Request::Checks) {
-        Ok(Response::Text(r)) if r.code == 0 => Ok(r.out),
-        Ok(Response::Text(r)) => Err(r.err.trim_end().trim_start_matches("uvs: ").to_string()),
-        Ok(Response::Applied(_)) => Err("bad answer from the director".into()),
-        Err(e) => Err(e.describe(&path, "uvs checks")),
-    }
-}
-
 /// One line per checker.
 pub fn render(v: &[Status]) -> String {
     let mut out = format!(

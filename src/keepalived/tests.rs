@@ -361,7 +361,7 @@ fn checks_listing_and_metrics() {
     assert!(t.lines().nth(1).unwrap().contains("TCP_CHECK  DOWN  dead"), "{t}");
     let mut m = String::new();
     render_metrics(&mut m, &std::sync::Arc::new(std::sync::Mutex::new(v)));
-    let samples = crate::metrics::parse_exposition(&m).unwrap();
+    let samples = crate::control::metrics::parse_exposition(&m).unwrap();
     assert!(!samples.is_empty());
     assert!(m.contains(
         "uvs_keepalived_checker_transitions_total{virtual_server=\"[10.0.0.1]:tcp:80\",real_server=\"[10.0.0.2]:tcp:80\",checker=\"TCP_CHECK\"} 2"

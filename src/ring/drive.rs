@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{RxRing, Tx, poll_readable};
-use crate::pipeline::RxMeta;
+use crate::dataplane::RxMeta;
 
 /// RX blocks taken per ring before the TX rings are kicked: bounds the latency a
 /// full burst adds and keeps the TX rings from filling before the kernel sees them.

@@ -5,7 +5,7 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use super::{bind, packet_socket};
-use crate::pipeline::{Emit, Mtu};
+use crate::dataplane::{Emit, Mtu};
 
 const SLOT: usize = 2048;
 /// Ethernet header bytes the kernel allows beyond the MTU.

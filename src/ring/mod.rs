@@ -63,7 +63,7 @@ impl Tx {
     }
 }
 
-impl crate::pipeline::Emit for Tx {
+impl crate::dataplane::Emit for Tx {
     fn buffer(&mut self, ifindex: u32) -> Option<&mut [u8]> {
         match self {
             Tx::Ring(t) => t.buffer(ifindex),
@@ -261,6 +261,40 @@ pub fn iface_driver(name: &str) -> io::Result<String> {
     }
     let end = info.driver.iter().position(|&b| b == 0).unwrap_or(32);
     Ok(String::from_utf8_lossy(&info.driver[..end]).into_owned())
+}
+
+/// The facts of interface `name` in the current network namespace: index, MAC, IPv4
+/// addresses (through pnet), MTU (SIOCGIFMTU). Fails on a missing, MAC-less or down
+/// interface.
+pub fn discover(name: &str) -> Result<crate::dataplane::Iface, String> {
+    let all = pnet::datalink::interfaces();
+    let i = all
+        .iter()
+        .find(|i| i.name == name)
+        .ok_or_else(|| format!("no interface named '{name}' in this network namespace"))?;
+    let mac = i
+        .mac
+        .map(|m| m.octets())
+        .ok_or_else(|| format!("interface '{name}' has no MAC address"))?;
+    if !i.is_up() {
+        return Err(format!("interface '{name}' is down (ip link set {name} up)"));
+    }
+    let addrs = i
+        .ips
+        .iter()
+        .filter_map(|n| match n.ip() {
+            std::net::IpAddr::V4(a) => Some(a.octets()),
+            _ => None,
+        })
+        .collect();
+    let mtu = iface_mtu(name).map_err(|e| format!("cannot read the MTU of '{name}': {e}"))?;
+    Ok(crate::dataplane::Iface {
+        ifindex: i.index,
+        name: name.to_string(),
+        mac,
+        addrs,
+        mtu: mtu.into(),
+    })
 }
 
 /// Interface MTU via SIOCGIFMTU.

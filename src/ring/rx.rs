@@ -8,7 +8,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{Ordering, fence};
 
 use super::{ETH_P_ALL, Mmap, bind, packet_socket, set_packet_opt};
-use crate::pipeline::RxMeta;
+use crate::dataplane::RxMeta;
 
 /// Ring geometry.
 #[derive(Debug, Clone, Copy)]

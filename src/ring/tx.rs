@@ -8,7 +8,7 @@ use std::sync::atomic::{Ordering, fence};
 
 use super::rx::tpacket_align;
 use super::{Mmap, bind, packet_socket, set_packet_opt};
-use crate::pipeline::{Emit, Mtu};
+use crate::dataplane::{Emit, Mtu};
 
 #[derive(Debug)]
 pub struct TxRing {

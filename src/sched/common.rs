@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::index::{ArgTree, Key, LoadIndex};
-use crate::service::Dest;
+use crate::dest::Dest;
 
 /// `GOLDEN_RATIO_32` of `include/linux/hash.h` (since v4.7).
 pub(crate) const GOLDEN_RATIO_32: u32 = 0x61C8_8647;

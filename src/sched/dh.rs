@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use super::common::{NO_DEST, fold_addr, hash_32};
 use super::{DestChange, SchedInput, Scheduler};
-use crate::service::Dest;
+use crate::dest::Dest;
 
 const TAB_BITS: u32 = 8;
 const TAB_SIZE: usize = 1 << TAB_BITS;

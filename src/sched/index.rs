@@ -21,7 +21,7 @@ use ahash::AHashMap;
 
 use super::DestChange;
 use super::watch::DirtySet;
-use crate::service::Dest;
+use crate::dest::Dest;
 
 /// A tree over the list positions that can be rebuilt and re-evaluated per leaf.
 pub(crate) trait Tree: Default {
@@ -507,7 +507,7 @@ mod tests {
             sed, twos,
         };
         use super::*;
-        use crate::service::{DestConfig, ForwardMethod, TunnelCsum, TunnelType};
+        use crate::dest::{DestConfig, ForwardMethod, TunnelCsum, TunnelType};
         use proptest::prelude::*;
         use std::sync::Mutex;
         use std::sync::atomic::Ordering::Relaxed;

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use super::common::{WlcIndex, lb_overloaded, lb_wlc};
 use super::locality::{CacheEntry, DestIndex, LocalityTable};
 use super::{DestChange, SchedInput, Scheduler};
-use crate::service::Dest;
+use crate::dest::Dest;
 
 #[derive(Debug)]
 struct Entry {

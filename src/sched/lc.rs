@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::index::{ArgTree, Key, LoadIndex};
 use super::{DestChange, SchedInput, Scheduler};
-use crate::service::Dest;
+use crate::dest::Dest;
 
 #[derive(Debug, Default)]
 pub struct LeastConnection {

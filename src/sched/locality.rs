@@ -19,7 +19,7 @@ use std::sync::Arc;
 use ahash::AHashMap;
 
 use super::common::{fold_addr, hash_32};
-use crate::service::Dest;
+use crate::dest::Dest;
 
 pub(crate) const TAB_BITS: u32 = 10;
 pub(crate) const TAB_SIZE: usize = 1 << TAB_BITS;

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use super::common::{NO_DEST, fold_addr, gcd, is_unavailable};
 use super::{DestChange, SchedInput, Scheduler};
-use crate::service::{Dest, svc_flags};
+use crate::dest::{Dest, svc_flags};
 
 /// Lookup table size (a prime).
 pub const TAB_SIZE: u32 = 4093;
@@ -403,7 +403,7 @@ mod tests {
         // Two more dests: each rebuild is refused, the old table still names the same
         // dests although their indices moved.
         for k in 0..2 {
-            let cfg = crate::service::DestConfig {
+            let cfg = crate::dest::DestConfig {
                 addr: IpAddr::from([10, 255, 0, k]),
                 ..dest(1, 1).config()
             };
@@ -432,7 +432,7 @@ mod tests {
         (0..n)
             .map(|i| {
                 let d = dest(1, 1);
-                Arc::new(Dest::new(&crate::service::DestConfig {
+                Arc::new(Dest::new(&crate::dest::DestConfig {
                     addr: IpAddr::from([10, (i >> 16) as u8, (i >> 8) as u8, i as u8]),
                     ..d.config()
                 }))

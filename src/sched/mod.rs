@@ -10,7 +10,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::service::{Dest, Protocol};
+use crate::dest::{Dest, Protocol};
 
 mod common;
 mod dh;
@@ -28,10 +28,11 @@ mod rr;
 mod sed;
 mod sh;
 mod twos;
-mod watch;
+
 mod wlc;
 mod wrr;
 
+use crate::dest::watch;
 pub use dh::DestinationHashing;
 pub use fo::WeightedFailover;
 pub use lblc::LocalityLeastConnection;
@@ -44,7 +45,6 @@ pub use rr::RoundRobin;
 pub use sed::ShortestExpectedDelay;
 pub use sh::SourceHashing;
 pub use twos::{RandomSource, TwoChoices};
-pub(crate) use watch::LoadWatch;
 pub use wlc::WeightedLeastConnection;
 pub use wrr::WeightedRoundRobin;
 
@@ -56,7 +56,7 @@ pub struct SchedInput {
     pub sport: u16,
     pub daddr: IpAddr,
     pub dport: u16,
-    /// Service flags ([`crate::service::svc_flags`]), for sh-/mh- flags.
+    /// Service flags ([`crate::dest::svc_flags`]), for sh-/mh- flags.
     pub svc_flags: u32,
     /// Virtual time in milliseconds (lblc/lblcr caches age on it).
     pub now_ms: u64,
@@ -122,7 +122,7 @@ pub fn new_scheduler(name: &str, dests: &[Arc<Dest>], svc_flags: u32) -> Option<
 /// A destination `10.0.0.1:80` (weight 1) for benches and examples.
 #[cfg(any(test, feature = "tools"))]
 pub fn testutil_dest() -> Arc<Dest> {
-    use crate::service::{DestConfig, ForwardMethod, TunnelCsum, TunnelType};
+    use crate::dest::{DestConfig, ForwardMethod, TunnelCsum, TunnelType};
     Arc::new(Dest::new(&DestConfig {
         addr: IpAddr::from([10, 0, 0, 1]),
         port: 80,
@@ -140,7 +140,7 @@ pub fn testutil_dest() -> Arc<Dest> {
 #[cfg(test)]
 pub(crate) mod testutil {
     use super::*;
-    use crate::service::{DestConfig, ForwardMethod, TunnelCsum, TunnelType};
+    use crate::dest::{DestConfig, ForwardMethod, TunnelCsum, TunnelType};
 
     /// A destination `10.0.0.<n>:80` with a weight.
     pub fn dest(n: u8, weight: i32) -> Arc<Dest> {

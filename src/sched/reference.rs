@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::{DestChange, SchedInput, Scheduler};
 use super::{LocalityLeastConnection, LocalityLeastConnectionReplicated};
-use crate::service::Dest;
+use crate::dest::Dest;
 
 /// The schedulers that have a linear reference scan (the least-connection family).
 pub const NAMES: &[&str] = &["lc", "wlc", "sed", "nq", "ovf", "lblc", "lblcr"];

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::{DestChange, SchedInput, Scheduler};
-use crate::service::Dest;
+use crate::dest::Dest;
 
 #[derive(Debug, Default)]
 pub struct RoundRobin {

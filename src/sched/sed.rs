@@ -11,7 +11,7 @@ use std::sync::Arc;
 use super::common::ratio_better;
 use super::index::{ArgTree, Key, LoadIndex};
 use super::{DestChange, SchedInput, Scheduler};
-use crate::service::Dest;
+use crate::dest::Dest;
 
 #[derive(Debug, Default)]
 pub struct ShortestExpectedDelay {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use super::common::{NO_DEST, fold_addr, hash_32, is_unavailable};
 use super::{DestChange, SchedInput, Scheduler};
-use crate::service::{Dest, svc_flags};
+use crate::dest::{Dest, svc_flags};
 
 const TAB_BITS: u32 = 8;
 const TAB_SIZE: usize = 1 << TAB_BITS;

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use super::index::{LoadIndex, SumTree};
 use super::{DestChange, SchedInput, Scheduler};
-use crate::service::Dest;
+use crate::dest::Dest;
 
 /// A random source: given `bound > 0`, returns a uniform value in `[0, bound)`.
 pub type RandomSource = Box<dyn FnMut(u32) -> u32 + Send>;

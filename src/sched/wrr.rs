@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use super::common::gcd;
 use super::{DestChange, SchedInput, Scheduler};
-use crate::service::Dest;
+use crate::dest::Dest;
 
 /// How many list entries are probed linearly before using the segment tree.
 const LINEAR_PROBE: usize = 4;

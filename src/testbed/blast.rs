@@ -171,7 +171,7 @@ fn syn_flood(o: &BlastOptions, iface: &crate::pipeline::Iface, ring: &mut TxRing
 
 /// Send as configured; returns what was actually sent.
 pub fn blast(o: &BlastOptions) -> Result<BlastReport, String> {
-    let iface = crate::director::iface::discover(&o.iface)?;
+    let iface = crate::ring::discover(&o.iface)?;
     let mut ring = TxRing::open(iface.ifindex, 2048, 4096, iface.mtu.clone()).map_err(|e| e.to_string())?;
     if o.syn_flood {
         return Ok(syn_flood(o, &iface, &mut ring));

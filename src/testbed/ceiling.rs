@@ -63,7 +63,7 @@ pub fn run(o: &CeilingOptions) -> Result<(), String> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).map_err(|e| format!("signal handler: {e}"))?;
     }
-    let input = crate::director::iface::discover(&o.iface)?;
+    let input = crate::ring::discover(&o.iface)?;
     let group = (std::process::id() as u16)
         .wrapping_mul(31)
         .wrapping_add(input.ifindex as u16);
@@ -71,7 +71,7 @@ pub fn run(o: &CeilingOptions) -> Result<(), String> {
     let mut set = TxSet::default();
     let mut outs = Vec::new();
     for (name, mac) in &o.to {
-        let i = crate::director::iface::discover(name)?;
+        let i = crate::ring::discover(name)?;
         if !set.rings.iter().any(|r| r.ifindex == i.ifindex) {
             let max_frame = (i.mtu.get() as usize + ethernet::HEADER_LEN + 20).max(1600);
             set.rings

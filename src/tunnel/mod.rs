@@ -40,34 +40,8 @@ pub fn raw_socket(proto: libc::c_int) -> io::Result<socket2::Socket> {
     )
 }
 
-/// The inner packet of a GRE packet (outer IPv4 header included, as a raw socket
-/// delivers it): version 0, no routing, payload type IPv4; a present checksum must
-/// verify; key and sequence number are skipped.
-pub fn decapsulate_gre(pkt: &[u8]) -> Option<&[u8]> {
-    let outer = ipv4::Packet::new_checked(pkt).ok()?;
-    if outer.protocol() != ipv4::proto::GRE || outer.is_fragment() {
-        return None;
-    }
-    let gre = &pkt[outer.header_len()..outer.total_len()];
-    let (hl, csum) = crate::wire::tunnel::gre_header_len(gre)?;
-    if csum && crate::wire::checksum::checksum(gre) != 0 {
-        return None;
-    }
-    inner_packet(gre.get(hl..)?)
-}
-
-/// The inner packet of a GUE datagram's payload (UDP header already removed by the
-/// socket): variant 0, a data message (no control bit), inner protocol IPIP; optional
-/// fields are skipped.
-pub fn decapsulate_gue(payload: &[u8]) -> Option<&[u8]> {
-    inner_packet(payload.get(crate::wire::tunnel::gue_header_len(payload)?..)?)
-}
-
-/// A well-formed inner IPv4 packet at the front of `b`, cut to its total length.
-fn inner_packet(b: &[u8]) -> Option<&[u8]> {
-    let p = ipv4::Packet::new_checked(b).ok()?;
-    Some(&b[..p.total_len()])
-}
+use crate::wire::tunnel::inner_packet;
+pub use crate::wire::tunnel::{decapsulate_gre, decapsulate_gue};
 
 /// The inner packet of an IPIP packet, if it is well formed (outer header checked,
 /// inner header checked, lengths consistent).

@@ -6,6 +6,7 @@
 
 pub mod arp;
 pub mod checksum;
+pub mod dissect;
 pub mod ethernet;
 pub mod icmp;
 pub mod ipv4;

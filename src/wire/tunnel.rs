@@ -36,3 +36,32 @@ pub fn gue_header_len(gue: &[u8]) -> Option<usize> {
     }
     Some(GUE_HEADER + (b0 & 0x1f) as usize * 4)
 }
+
+/// The inner packet of a GRE packet (outer IPv4 header included, as a raw socket
+/// delivers it): version 0, no routing, payload type IPv4; a present checksum must
+/// verify; key and sequence number are skipped.
+pub fn decapsulate_gre(pkt: &[u8]) -> Option<&[u8]> {
+    let outer = ipv4::Packet::new_checked(pkt).ok()?;
+    if outer.protocol() != ipv4::proto::GRE || outer.is_fragment() {
+        return None;
+    }
+    let gre = &pkt[outer.header_len()..outer.total_len()];
+    let (hl, csum) = gre_header_len(gre)?;
+    if csum && super::checksum::checksum(gre) != 0 {
+        return None;
+    }
+    inner_packet(gre.get(hl..)?)
+}
+
+/// The inner packet of a GUE datagram's payload (UDP header already removed by the
+/// socket): variant 0, a data message (no control bit), inner protocol IPIP; optional
+/// fields are skipped.
+pub fn decapsulate_gue(payload: &[u8]) -> Option<&[u8]> {
+    inner_packet(payload.get(gue_header_len(payload)?..)?)
+}
+
+/// A well-formed inner IPv4 packet at the front of `b`, cut to its total length.
+pub fn inner_packet(b: &[u8]) -> Option<&[u8]> {
+    let p = ipv4::Packet::new_checked(b).ok()?;
+    Some(&b[..p.total_len()])
+}

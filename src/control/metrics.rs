@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::control::Hub;
+use super::Hub;
 use crate::ipvsadm::snapshot::TableSnapshot;
 use crate::pipeline::DropReason;
 use crate::service::{Protocol, ServiceAddr};

@@ -3,7 +3,7 @@
 //! The least-connection schedulers keep a tree over the dests' load (see `index.rs`)
 //! instead of scanning the list on every pick. A dest's counters and OVERLOAD flag
 //! change on the worker threads (new connection, TCP state change, expiry), so each
-//! [`Dest`](crate::service::Dest) carries a [`LoadWatch`]: the list of scheduler
+//! [`Dest`](crate::dest::Dest) carries a [`LoadWatch`]: the list of scheduler
 //! indexes subscribed to it, each with the dest's stable *slot* in that index. On every
 //! counter/flag change the dest sets its slot's bit in each subscriber's [`DirtySet`];
 //! the scheduler drains the set (under the service mutex) before picking and re-reads
