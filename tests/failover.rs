@@ -351,12 +351,16 @@ struct Load {
 impl Load {
     /// `extra`: seconds to add to the downloads' length.
     fn start(ha: &Ha, extra: usize) -> Load {
+        let (size, rate) = download_size();
+        Load::start_with(ha, size + extra * rate, rate)
+    }
+
+    /// Downloads of `size` bytes at `rate` bytes/s.
+    fn start_with(ha: &Ha, size: usize, rate: usize) -> Load {
         let ns = ha.lvs.bed.ns("client");
         let vip = ha.lvs.addrs.vip.clone();
         let stop = Arc::new(AtomicBool::new(false));
         let short = Arc::new(Mutex::new(Vec::new()));
-        let (size, rate) = download_size();
-        let size = size + extra * rate;
         let downloads = (0..10)
             .map(|_| {
                 let (ns, vip) = (ns.clone(), vip.clone());
@@ -568,8 +572,12 @@ fn host_death_and_return(nat: bool) {
     for name in ["keepalived", "uvs"] {
         ha.kill_all("dir", name);
     }
-    // Downloads that outlast the restart and preempt_delay.
-    let load = Load::start(&ha, 8 + PREEMPT_DELAY as usize);
+    // Downloads that outlast the restart and preempt_delay, slow enough (6 kB/s: a
+    // few client ACKs a second) that the count-based resend of `sync_threshold 3 50`
+    // (at the 53rd client packet) comes after the failback: only the refresh period
+    // teaches the returning director in time (with "3 50" and no refresh, measured:
+    // see README "High availability").
+    let load = Load::start_with(&ha, 6_000 * (12 + PREEMPT_DELAY as usize), 6_000);
     std::thread::sleep(Duration::from_secs(1));
     ha.links("dir", "up");
     let back = Instant::now();
