@@ -8,8 +8,9 @@
 //! - after takeover the client's neighbour entry for the VIP is the new master's MAC;
 //! - short requests fail only within 3 × advert_int + skew (+ slack) of the failure;
 //! - with connection sync (`ipvsadm --start-daemon` master and backup on both
-//!   directors, through uvs), no long download breaks, also when the old master
-//!   returns (preempt_delay, nopreempt).
+//!   directors, through uvs, with `sync_threshold` "3 0" and `sync_refresh_period`
+//!   2), no long download breaks, also when the old master returns (restarted as after
+//!   a reboot with preempt_delay, in DR and NAT; restarted with nopreempt).
 //!
 //! CI-sized by default (downloads of ~6 s); `UVS_FAILOVER_FULL=1` runs the issue's
 //! ~20 s downloads (README "High availability" quotes that run).
