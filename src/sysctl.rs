@@ -10,9 +10,18 @@
 //! | `conn_reuse_mode` | `proc_dointvec` | any int | `conn::settings::Settings` |
 //! | `drop_entry`, `drop_packet`, `secure_tcp` | `proc_do_defense_mode`: 0 … 3 | 0 … 3 | `Defense` |
 //! | `expire_nodest_conn`, `expire_quiescent_template`, `sloppy_tcp` | `proc_dointvec` | any int (non-zero = on) | `Settings` |
+//! | `sync_qlen_max` | `proc_doulongvec_minmax` | 0 … 2³²-1 | `sync::Settings` (read when a master daemon starts) |
+//! | `sync_refresh_period` | `proc_dointvec_jiffies` (seconds) | 0 … 2³¹-1 | `sync::Settings` |
+//! | `sync_retries` | `proc_dointvec_minmax` | 0 … 3 | `sync::Settings` |
+//! | `sync_threshold` | `proc_do_sync_threshold`: two ints | `T P`, 0 ≤ T < P or P = 0; ≤ 65535 | `sync::Settings` |
+//! | `sync_version` | `proc_do_sync_mode` | 0 … 1 | `sync::Settings` (read per message) |
 //!
 //! Values are parsed as the kernel's `proc_dointvec` parses them (optional sign, then
 //! decimal, `0x` hex or `0` octal; surrounding blanks ignored) and must fit an `int`.
+//! `sync_threshold` is a vector of two (threshold and period, separated by blanks; read
+//! back tab-separated, as `/proc` prints it); uvs wants both numbers where the kernel
+//! would keep the period when given one, and caps them at 65535 (a connection's packet
+//! count is 16 bits here).
 //! `amemthresh` keeps the kernel's name but uvs's meaning: uvs has no page allocator to
 //! watch, so it is the percent of a worker's connection table that must stay free
 //! (see [`crate::conn::defense`]), and `am_droprate` refuses negative values (the
@@ -26,7 +35,7 @@
 //!
 //! Knobs uvs does not implement (`nat_icmp_send`, `snat_reroute`, `cache_bypass`,
 //! `schedule_icmp`, `ignore_tunneled`, `pmtu_disc`, `backup_only`, `conntrack`,
-//! `sloppy_sctp`, `sync_*`, the estimator's and the lblc(r) expirations) are unknown
+//! `sloppy_sctp`, `sync_ports`, `sync_persist_mode`, `sync_sock_size`, the estimator's and the lblc(r) expirations) are unknown
 //! keys rather than settings that would silently do nothing.
 
 #![forbid(unsafe_code)]
@@ -46,7 +55,15 @@ enum Var {
     SecureTcp,
     Amemthresh,
     AmDroprate,
+    SyncQlenMax,
+    SyncRefreshPeriod,
+    SyncRetries,
+    SyncThreshold,
+    SyncVersion,
 }
+
+/// A value: one integer, or two for `sync_threshold`.
+type Value = Vec<i64>;
 
 /// Every key, in `sysctl -a` (alphabetical) order.
 const VARS: &[(&str, Var)] = &[
@@ -59,6 +76,11 @@ const VARS: &[(&str, Var)] = &[
     ("expire_quiescent_template", Var::Conn(Knob::ExpireQuiescentTemplate)),
     ("secure_tcp", Var::SecureTcp),
     ("sloppy_tcp", Var::Conn(Knob::SloppyTcp)),
+    ("sync_qlen_max", Var::SyncQlenMax),
+    ("sync_refresh_period", Var::SyncRefreshPeriod),
+    ("sync_retries", Var::SyncRetries),
+    ("sync_threshold", Var::SyncThreshold),
+    ("sync_version", Var::SyncVersion),
 ];
 
 /// The names uvs implements, without the prefix.
@@ -81,6 +103,11 @@ fn lookup(key: &str) -> Result<(&'static str, Var), String> {
 
 /// An integer as the kernel's `proc_dointvec` reads it (`proc_get_long`, base 0).
 fn parse_int(s: &str) -> Option<i32> {
+    parse_long(s).and_then(|v| i32::try_from(v).ok())
+}
+
+/// A `long` as `proc_get_long` reads it (for `proc_doulongvec_minmax`).
+fn parse_long(s: &str) -> Option<i64> {
     let t = s.trim();
     let (neg, digits) = match t.strip_prefix('-') {
         Some(d) => (true, d),
@@ -94,7 +121,7 @@ fn parse_int(s: &str) -> Option<i32> {
         digits.parse::<u64>().ok()?
     };
     let v = if neg { -(mag as i128) } else { mag as i128 };
-    i32::try_from(v).ok()
+    i64::try_from(v).ok()
 }
 
 /// The value range of a variable, and what it means (for error messages).
@@ -105,38 +132,84 @@ fn range(var: Var) -> (i64, i64, &'static str) {
             (0, 3, "0 (off), 1 (automatic), 2 (automatic, on now) or 3 (always)")
         }
         Var::Amemthresh => (1, 99, "1 ... 99 (percent of a worker's connection table kept free)"),
-        Var::AmDroprate => (0, i32::MAX.into(), "0 ... 2147483647"),
+        Var::AmDroprate | Var::SyncRefreshPeriod => (0, i32::MAX.into(), "0 ... 2147483647"),
+        Var::SyncQlenMax => (0, u32::MAX.into(), "0 ... 4294967295"),
+        Var::SyncRetries => (0, 3, "0 ... 3"),
+        Var::SyncVersion => (0, 1, "0 or 1"),
+        Var::SyncThreshold => (
+            0,
+            65535,
+            "two integers THRESHOLD PERIOD, 0 <= THRESHOLD < PERIOD <= 65535, or PERIOD 0",
+        ),
     }
 }
 
 /// Check `text` for `var`: the value to store, or why not.
-fn validate(key: &str, var: Var, text: &str) -> Result<i32, String> {
+fn validate(key: &str, var: Var, text: &str) -> Result<Value, String> {
     let (lo, hi, what) = range(var);
-    match parse_int(text) {
-        Some(v) if (lo..=hi).contains(&i64::from(v)) => Ok(v),
-        _ => Err(format!(
+    let bad = || {
+        format!(
             "setting key \"{PREFIX}{key}\": Invalid argument (\"{}\"; want {what})",
             text.trim()
-        )),
+        )
+    };
+    let one = |t: &str| match var {
+        Var::SyncQlenMax => parse_long(t),
+        _ => parse_int(t).map(i64::from),
+    };
+    if var == Var::SyncThreshold {
+        // ip_vs_ctl.c: proc_do_sync_threshold refuses negatives and a threshold not
+        // below a non-zero period.
+        let v: Vec<i64> = text
+            .split_whitespace()
+            .map(one)
+            .collect::<Option<_>>()
+            .ok_or_else(bad)?;
+        return match v[..] {
+            [t, p] if (lo..=hi).contains(&t) && (lo..=hi).contains(&p) && (p == 0 || t < p) => Ok(v),
+            _ => Err(bad()),
+        };
+    }
+    match one(text) {
+        Some(v) if (lo..=hi).contains(&v) => Ok(vec![v]),
+        _ => Err(bad()),
     }
 }
 
+/// A value as `/proc` prints it (a vector's numbers tab-separated).
+fn show(v: &[i64]) -> String {
+    v.iter().map(|n| n.to_string()).collect::<Vec<_>>().join("\t")
+}
+
 /// The current value of a variable.
-fn get(sh: &Shared, var: Var) -> i64 {
+fn get(sh: &Shared, var: Var) -> Value {
+    use std::sync::atomic::Ordering::Relaxed;
     let d = &sh.defense;
     let (de, dp, st) = d.modes();
-    match var {
+    let y = &sh.sync;
+    vec![match var {
         Var::Conn(k) => sh.services.load().conn_shared().settings.get(k).into(),
         Var::DropEntry => de.into(),
         Var::DropPacket => dp.into(),
         Var::SecureTcp => st.into(),
         Var::Amemthresh => d.amemthresh_pct().into(),
         Var::AmDroprate => d.am_droprate().into(),
-    }
+        Var::SyncQlenMax => y.qlen_max.load(Relaxed).into(),
+        Var::SyncRefreshPeriod => y.refresh_period.load(Relaxed).into(),
+        Var::SyncRetries => y.retries.load(Relaxed).into(),
+        Var::SyncVersion => y.version.load(Relaxed).into(),
+        Var::SyncThreshold => {
+            return vec![y.threshold.load(Relaxed).into(), y.period.load(Relaxed).into()];
+        }
+    }]
 }
 
 /// Store a validated value.
-fn set(sh: &Shared, var: Var, v: i32) {
+fn set(sh: &Shared, var: Var, val: &[i64]) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let v = i32::try_from(val[0]).unwrap_or(0);
+    let u = u32::try_from(val[0]).unwrap_or(0);
+    let y = &sh.sync;
     let d = &sh.defense;
     // The ranges were checked by `validate`, so the setters cannot refuse.
     let mode = u8::try_from(v).unwrap_or(0);
@@ -146,13 +219,24 @@ fn set(sh: &Shared, var: Var, v: i32) {
         Var::DropPacket => d.set_drop_packet(mode).unwrap_or(()),
         Var::SecureTcp => d.set_secure_tcp(mode).unwrap_or(()),
         Var::Amemthresh => d.set_amemthresh_pct(mode),
-        Var::AmDroprate => d.set_am_droprate(u32::try_from(v).unwrap_or(0)),
+        Var::AmDroprate => d.set_am_droprate(u),
+        Var::SyncQlenMax => y.qlen_max.store(u, Relaxed),
+        Var::SyncRefreshPeriod => y.refresh_period.store(u, Relaxed),
+        Var::SyncRetries => y.retries.store(u, Relaxed),
+        Var::SyncVersion => y.version.store(u, Relaxed),
+        Var::SyncThreshold => {
+            // The period first: a worker reading between the two stores sees the new
+            // period with the old threshold, which the checks above kept valid too
+            // only when it is below; either way one packet's decision at most.
+            y.period.store(u32::try_from(val[1]).unwrap_or(0), Relaxed);
+            y.threshold.store(u, Relaxed);
+        }
     }
 }
 
 /// `NAME=VALUE` assignments, checked whole, then applied in order. Used by
 /// `uvs run --sysctl` (after the other options, so it has the last word).
-pub fn apply(sh: &Shared, assignments: &[String]) -> Result<Vec<(&'static str, i32)>, String> {
+pub fn apply(sh: &Shared, assignments: &[String]) -> Result<Vec<(&'static str, String)>, String> {
     let mut todo = Vec::with_capacity(assignments.len());
     for a in assignments {
         let (k, v) = a
@@ -164,8 +248,8 @@ pub fn apply(sh: &Shared, assignments: &[String]) -> Result<Vec<(&'static str, i
     Ok(todo
         .into_iter()
         .map(|(name, var, v)| {
-            set(sh, var, v);
-            (name, v)
+            set(sh, var, &v);
+            (name, show(&v))
         })
         .collect())
 }
@@ -208,7 +292,7 @@ pub fn serve(sh: &Shared, words: &[&str]) -> Answer {
         a.code = 255;
         return a;
     }
-    let line = |out: &mut String, name: &str, v: i64| {
+    let line = |out: &mut String, name: &str, v: &str| {
         if values_only {
             out.push_str(&format!("{v}\n"));
         } else {
@@ -217,7 +301,7 @@ pub fn serve(sh: &Shared, words: &[&str]) -> Answer {
     };
     if all {
         for (name, var) in VARS {
-            line(&mut a.out, name, get(sh, *var));
+            line(&mut a.out, name, &show(&get(sh, *var)));
         }
     }
     // Writes first, all or nothing.
@@ -233,11 +317,11 @@ pub fn serve(sh: &Shared, words: &[&str]) -> Answer {
                 let done = apply(sh, &[k.to_string()]).unwrap_or_default();
                 for (name, v) in done {
                     tracing::info!("sysctl {PREFIX}{name} = {v}");
-                    line(&mut a.out, name, v.into());
+                    line(&mut a.out, name, &v);
                 }
             }
             None => match lookup(k) {
-                Ok((name, var)) => line(&mut a.out, name, get(sh, var)),
+                Ok((name, var)) => line(&mut a.out, name, &show(&get(sh, var))),
                 Err(e) => {
                     a.err.push_str(&format!("uvs sysctl: {e}\n"));
                     a.code = 255;
@@ -276,6 +360,11 @@ net.ipv4.vs.expire_nodest_conn = 0
 net.ipv4.vs.expire_quiescent_template = 0
 net.ipv4.vs.secure_tcp = 0
 net.ipv4.vs.sloppy_tcp = 0
+net.ipv4.vs.sync_qlen_max = 131072
+net.ipv4.vs.sync_refresh_period = 0
+net.ipv4.vs.sync_retries = 0
+net.ipv4.vs.sync_threshold = 3\t50
+net.ipv4.vs.sync_version = 1
 ";
 
     #[test]
@@ -340,7 +429,7 @@ net.ipv4.vs.sloppy_tcp = 0
                 "expire_nodest_conn=1 nat_icmp_send=1",
                 "uvs sysctl: unknown key \"nat_icmp_send\" (uvs implements net.ipv4.vs.{am_droprate,amemthresh,\
                  conn_reuse_mode,drop_entry,drop_packet,expire_nodest_conn,expire_quiescent_template,secure_tcp,\
-                 sloppy_tcp})\n",
+                 sloppy_tcp,sync_qlen_max,sync_refresh_period,sync_retries,sync_threshold,sync_version})\n",
             ),
             (
                 "sloppy_tcp=2147483648",
@@ -385,7 +474,13 @@ net.ipv4.vs.sloppy_tcp = 0
             &["expire_nodest_conn=1".into(), "net.ipv4.vs.drop_packet=1".into()],
         )
         .unwrap();
-        assert_eq!(set, vec![("expire_nodest_conn", 1), ("drop_packet", 1)]);
+        assert_eq!(
+            set,
+            vec![
+                ("expire_nodest_conn", "1".to_string()),
+                ("drop_packet", "1".to_string())
+            ]
+        );
         assert_eq!(sh.defense.modes(), (0, 1, 0));
         let e = apply(&sh, &["sloppy_tcp".into()]).unwrap_err();
         assert_eq!(e, "\"sloppy_tcp\": want NAME=VALUE, e.g. expire_nodest_conn=1");
@@ -415,5 +510,57 @@ net.ipv4.vs.sloppy_tcp = 0
         ] {
             assert_eq!(parse_int(s), v, "{s:?}");
         }
+    }
+
+    #[test]
+    fn sync_settings() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let sh = Shared::new(Vec::new());
+        let r = serve(
+            &sh,
+            &[
+                "net.ipv4.vs.sync_threshold=3\t0",
+                "sync_refresh_period=10",
+                "sync_retries=3",
+            ],
+        );
+        assert_eq!(
+            (r.code, r.out.as_str()),
+            (
+                0,
+                "net.ipv4.vs.sync_threshold = 3\t0\nnet.ipv4.vs.sync_refresh_period = 10\n\
+                 net.ipv4.vs.sync_retries = 3\n"
+            )
+        );
+        let y = &sh.sync;
+        assert_eq!(
+            (
+                y.threshold.load(Relaxed),
+                y.period.load(Relaxed),
+                y.refresh_period.load(Relaxed)
+            ),
+            (3, 0, 10)
+        );
+        // The words of `uvs sysctl sync_threshold="2 40"`.
+        assert_eq!(serve(&sh, &["sync_threshold=2 40"]).code, 0);
+        assert_eq!((y.threshold.load(Relaxed), y.period.load(Relaxed)), (2, 40));
+        assert_eq!(run(&sh, "sync_version=0 sync_qlen_max=4294967295").code, 0);
+        assert_eq!((y.version.load(Relaxed), y.qlen_max.load(Relaxed)), (0, u32::MAX));
+        let before = run(&sh, "-a").out;
+        for bad in [
+            "sync_threshold=50\t50",
+            "sync_threshold=3",
+            "sync_threshold=-1\t5",
+            "sync_threshold=3\t65536",
+            "sync_retries=4",
+            "sync_version=2",
+            "sync_refresh_period=-1",
+            "sync_qlen_max=4294967296",
+        ] {
+            assert_eq!(serve(&sh, &[bad]).code, 255, "{bad}");
+        }
+        assert_eq!(run(&sh, "-a").out, before);
+        // What the state file keeps reads back.
+        assert_eq!(apply(&sh, &["sync_threshold=3\t50".into()]).unwrap()[0].1, "3\t50");
     }
 }

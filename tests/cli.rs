@@ -162,6 +162,11 @@ net.ipv4.vs.expire_nodest_conn = 0
 net.ipv4.vs.expire_quiescent_template = 0
 net.ipv4.vs.secure_tcp = 0
 net.ipv4.vs.sloppy_tcp = 0
+net.ipv4.vs.sync_qlen_max = 131072
+net.ipv4.vs.sync_refresh_period = 0
+net.ipv4.vs.sync_retries = 0
+net.ipv4.vs.sync_threshold = 3\t50
+net.ipv4.vs.sync_version = 1
 ";
     assert_eq!(sysctl(&["-a"]), (Some(0), listing.to_string(), String::new()));
     assert_eq!(

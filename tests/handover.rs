@@ -146,6 +146,19 @@ fn take_over_under_load(mut lvs: Lvs, rules: &str, workers: &str, what: &str) {
     // Past the rate estimator's first 2 s interval, so there are rates to carry.
     std::thread::sleep(Duration::from_millis(2500));
     let conns_before = adm(&lvs, "-L -n -c");
+    // Sync daemons started live (not on the command line) move to the new director.
+    for kind in ["master", "backup"] {
+        let out = adm(
+            &lvs,
+            &format!("--start-daemon {kind} --mcast-interface eth0 --syncid 9"),
+        );
+        assert!(out.is_empty(), "--start-daemon {kind}: {out}");
+    }
+    let daemons_before = adm(&lvs, "-L --daemon");
+    assert!(
+        daemons_before.contains("backup sync daemon (mcast=eth0, syncid=9"),
+        "{daemons_before}"
+    );
 
     // The new director: same command line plus --takeover, its own log.
     lvs.log = old_log.with_extension("new.log");
@@ -167,6 +180,19 @@ fn take_over_under_load(mut lvs: Lvs, rules: &str, workers: &str, what: &str) {
     let flows = probe.join().unwrap();
     let results: Vec<_> = loads.into_iter().map(|h| h.join().unwrap()).collect();
     let conns_after = adm(&lvs, "-L -n -c");
+    assert_eq!(
+        adm(&lvs, "-L --daemon"),
+        daemons_before,
+        "the sync daemons carried over"
+    );
+    assert!(
+        new.contains("--takeover: master sync daemon on eth0 carried over"),
+        "{new}"
+    );
+    assert!(
+        new.contains("--takeover: backup sync daemon on eth0 carried over"),
+        "{new}"
+    );
     let (worst, worst_at) = flows.iter().map(|f| (f.0, f.1)).max().unwrap();
     // Where the worst gap ended, relative to the start of the takeover.
     let at_ms = worst_at.saturating_duration_since(t0).as_millis() as i64

@@ -5,7 +5,8 @@
 //! backup must list the master's established connection (state and real server) within
 //! a bounded time, count a message of another syncid as dropped, and, once the master
 //! is gone and the client's frames reach the backup, forward the next segment of that
-//! connection (not a SYN) to the same real server.
+//! connection (not a SYN) to the same real server; in NAT (a second test) the server's
+//! answer also returns through the backup.
 
 mod common;
 use common::*;
@@ -37,9 +38,13 @@ fn adm(control: &std::path::Path, line: &str) -> (Option<i32>, String) {
 
 /// The `-L -c -n` row of the connection from `client:cport`, if listed.
 fn conn_row(control: &std::path::Path, cport: u16) -> Option<String> {
+    conn_row_of(control, "10.77.0.10", cport)
+}
+
+fn conn_row_of(control: &std::path::Path, client: &str, cport: u16) -> Option<String> {
     let (_, out) = adm(control, "-L -c -n");
     out.lines()
-        .find(|l| l.contains(&format!("10.77.0.10:{cport} ")))
+        .find(|l| l.contains(&format!("{client}:{cport} ")))
         .map(str::to_string)
 }
 
@@ -328,4 +333,166 @@ fn tshark_sees(pcap: &std::path::Path, ports: &[u16], master_rows: &[String]) {
         // IP_VS_CONN_F_DROUTE | IP_VS_CONN_F_NOOUTPUT (0x83); INACTIVE not set.
         assert_eq!(flags, "0x00000083");
     }
+}
+
+const NAT_RULES: &str = "\
+-A -t 192.168.77.100:80 -s rr
+-a -t 192.168.77.100:80 -r 10.78.1.11:8080 -m -w 1
+-a -t 192.168.77.100:80 -r 10.78.1.12:8080 -m -w 1
+";
+
+/// NAT: the backup (on both segments) learns the master's NAT connections; after the
+/// switch (the client's frames and the real servers' replies go to the backup, as a
+/// VRRP sync group moving the VIP and the gateway would make them) the next segment of
+/// each connection reaches its real server and the answer comes back to the client
+/// through the backup.
+#[test]
+fn nat_backup_learns_connections_and_carries_both_directions_after_failover() {
+    require_root!();
+    let mut lvs = Lvs::nat("synn", UVS, false, false, false).expect("NAT bed");
+    lvs.bed.add_host("bak").unwrap();
+    let backup_mac = lvs.bed.plug("bak", "eth0", "192.168.77.3/24").unwrap();
+    let backup_in_mac = lvs.bed.plug_into("br1", "bak", "eth1", "10.78.1.3/24").unwrap();
+    let client_ns = lvs.bed.ns("client");
+    let pin = |lvs: &Lvs, host: &str, ip: &str, mac: &str| {
+        lvs.bed
+            .exec(
+                host,
+                &[
+                    "ip",
+                    "neigh",
+                    "replace",
+                    ip,
+                    "lladdr",
+                    mac,
+                    "dev",
+                    "eth0",
+                    "nud",
+                    "permanent",
+                ],
+            )
+            .unwrap();
+    };
+    pin(&lvs, "client", "192.168.77.100", &lvs.director_mac.clone());
+    lvs.start_director(NAT_RULES, &["--workers", "2"]).unwrap();
+    let master_ctl = lvs.control_path();
+    let (code, out) = adm(&master_ctl, "--start-daemon master --mcast-interface eth0 --syncid 8");
+    assert_eq!(code, Some(0), "{out}");
+
+    let prefix = lvs.bed.prefix.clone();
+    let rules_path = std::env::temp_dir().join(format!("{prefix}-bak-rules"));
+    std::fs::write(&rules_path, NAT_RULES).unwrap();
+    let backup_ctl = std::env::temp_dir().join(format!("{prefix}-bak-control.sock"));
+    let backup_log = std::env::temp_dir().join(format!("{prefix}-bak.log"));
+    let _ = std::fs::remove_file(backup_ctl.with_extension("state"));
+    let rp = rules_path.to_string_lossy().to_string();
+    let bc = backup_ctl.to_string_lossy().to_string();
+    let backup_pid = lvs
+        .bed
+        .spawn(
+            "bak",
+            &[
+                UVS,
+                "run",
+                "--iface",
+                "eth0",
+                "--iface",
+                "eth1",
+                "--rules",
+                &rp,
+                "--control",
+                &bc,
+                "--workers",
+                "2",
+                "--start-daemon",
+                "backup",
+                "--syncid",
+                "8",
+            ],
+            Some(std::fs::File::create(&backup_log).unwrap()),
+        )
+        .unwrap();
+    let ready = wait_until(10, || {
+        std::fs::read_to_string(&backup_log).is_ok_and(|t| t.contains("director ready"))
+    });
+    assert!(
+        ready,
+        "backup: {}",
+        std::fs::read_to_string(&backup_log).unwrap_or_default()
+    );
+
+    let streams: Vec<TcpStream> = in_ns(&client_ns, || {
+        (0..3)
+            .map(|_| {
+                let mut s = TcpStream::connect_timeout(
+                    &SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 100), 80).into(),
+                    Duration::from_secs(3),
+                )
+                .expect("connect through the master");
+                s.set_nodelay(true).unwrap();
+                s.write_all(b"GET / HTTP/1.0\r\n").unwrap();
+                s
+            })
+            .collect()
+    });
+    let ports: Vec<u16> = streams.iter().map(|s| s.local_addr().unwrap().port()).collect();
+    let master_rows: Vec<String> = ports
+        .iter()
+        .map(|&p| conn_row_of(&master_ctl, "192.168.77.10", p).unwrap_or_else(|| panic!("master lists :{p}")))
+        .collect();
+    for (p, mrow) in ports.iter().zip(&master_rows) {
+        let mut brow = None;
+        let got = wait_until(10, || {
+            brow = conn_row_of(&backup_ctl, "192.168.77.10", *p);
+            brow.is_some()
+        });
+        let brow = brow.unwrap_or_default();
+        assert!(got, "the backup never listed :{p}; master has {mrow}");
+        let f = |r: &str| {
+            r.split_whitespace()
+                .skip(2)
+                .take(4)
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(f(&brow), f(mrow), "{brow} vs {mrow}");
+        assert!(brow.contains("ESTABLISHED"), "{brow}");
+    }
+
+    // The switch: the master goes; the client and the real servers send to the backup.
+    let streams: Vec<TcpStream> = streams
+        .into_iter()
+        .map(|mut s| {
+            s.write_all(b"X-Sync: 1\r\n").unwrap();
+            s
+        })
+        .collect();
+    lvs.stop_director();
+    pin(&lvs, "client", "192.168.77.100", &backup_mac);
+    for rs in ["rs1", "rs2"] {
+        pin(&lvs, rs, "10.78.1.1", &backup_in_mac);
+    }
+    let names: Vec<String> = in_ns(&client_ns, move || {
+        streams
+            .into_iter()
+            .map(|mut s| {
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                s.write_all(b"\r\n").unwrap();
+                let mut body = String::new();
+                let _ = s.read_to_string(&mut body);
+                body.lines().last().unwrap_or("").to_string()
+            })
+            .collect()
+    });
+    let blog = {
+        lvs.bed.stop(backup_pid);
+        std::fs::read_to_string(&backup_log).unwrap_or_default()
+    };
+    let _ = std::fs::remove_file(&rules_path);
+    let _ = std::fs::remove_file(backup_ctl.with_extension("state"));
+    for (name, mrow) in names.iter().zip(&master_rows) {
+        let rs = if mrow.contains("10.78.1.11:8080") { "rs1" } else { "rs2" };
+        assert_eq!(name, rs, "after the switch, {mrow}\nbackup log:\n{blog}");
+    }
+    assert!(!blog.contains("panicked"), "{blog}");
 }

@@ -84,7 +84,7 @@ pub mod conn_flags {
 /// give the same bound at HZ=1000.
 pub const MAX_TIMEOUT_MS: u64 = i32::MAX as u64;
 
-/// One connection entry (72 bytes with its key in the table, 4 of them still free).
+/// One connection entry (72 bytes with its key in the table; its own padding is full).
 #[derive(Debug)]
 pub struct Conn {
     pub dest: Arc<Dest>,
@@ -100,19 +100,27 @@ pub struct Conn {
     expires: u32,
     /// Last packet, same clock: what eviction ranks by (least recently used first).
     seen: u32,
-    /// Packets seen from the client (IPVS's `in_pkts`).
-    pub in_pkts: u32,
+    /// Packets seen from the client (IPVS's `in_pkts`), wrapping as the kernel's
+    /// `atomic_t` does (at 65 536 here: 16 bits, so that [`Conn::sync_end`] fits the
+    /// entry's 72 bytes).
+    pub in_pkts: u16,
     /// NAT: the next hop toward the client (from the routing table at creation).
     pub rev_ifindex: u32,
     pub rev_hop: [u8; 4],
     /// NAT: that hop's MAC, valid while `rev_gen` equals the neighbour generation.
     pub rev_mac: [u8; 6],
     pub rev_gen: u32,
-    /// The state this connection was last synced in (`old_state` of `struct
-    /// ip_vs_conn`, read by the master sync hook: `ip_vs_sync.c:
-    /// ip_vs_sync_conn_needed`).
-    pub sync_old: TcpState,
+    /// The master sync hook's memory (`ip_vs_sync.c: ip_vs_sync_conn_needed`), the
+    /// kernel's `sync_endtime` and `old_state` of `struct ip_vs_conn` in one word:
+    /// bits 6..32 the idle deadline the connection had when it was last synced (the
+    /// millisecond clock's low 32 bits, rounded down to 64 ms; the kernel rounds
+    /// jiffies down to 4), bits 2..6 the state it was last synced in, bits 0..2 the
+    /// retries since (`sync_retries`).
+    pub sync_end: u32,
 }
+
+/// [`Conn::sync_end`]'s low bits: state and retries.
+pub const SYNC_END_LOW: u32 = 0x3f;
 
 impl Conn {
     /// A fresh entry bound to `dest` (counted inactive, as IPVS does), state NONE with
@@ -133,7 +141,8 @@ impl Conn {
             rev_hop: [0; 4],
             rev_mac: [0; 6],
             rev_gen: 0,
-            sync_old: TcpState::None,
+            // ip_vs_conn_new: `cp->sync_endtime = jiffies & ~3UL`; old_state NONE.
+            sync_end: now_ms as u32 & !SYNC_END_LOW,
         };
         c.touch(now_ms, 3000);
         c
@@ -165,7 +174,7 @@ impl Conn {
             Direction::In
         };
         if !out {
-            self.in_pkts = self.in_pkts.saturating_add(1);
+            self.in_pkts = self.in_pkts.wrapping_add(1);
         }
         let next = tcp::transition(self.state, dir, flags, secure);
         if !out && next == TcpState::SynRecv && self.state != TcpState::SynRecv {
@@ -193,7 +202,7 @@ impl Conn {
     /// Account one UDP datagram (either direction).
     pub fn udp_packet(&mut self, out: bool, t: &Timeouts, now_ms: u64) {
         if !out {
-            self.in_pkts = self.in_pkts.saturating_add(1);
+            self.in_pkts = self.in_pkts.wrapping_add(1);
         }
         let timeout = if self.flags & conn_flags::ONE_PACKET != 0 {
             0
@@ -212,9 +221,21 @@ impl Conn {
             self.flags ^= conn_flags::ACTIVE;
         }
         self.state = state;
-        self.sync_old = state;
+        self.set_sync_old(state);
         self.flags |= conn_flags::SYNC;
         self.touch(now_ms, timeout_ms);
+    }
+
+    /// The state this connection was last synced in (`old_state`).
+    #[inline]
+    pub fn sync_old(&self) -> TcpState {
+        TcpState::from_u8(((self.sync_end >> 2) & 0xf) as u8)
+    }
+
+    /// Set [`Conn::sync_old`], keeping the rest of [`Conn::sync_end`].
+    #[inline]
+    pub fn set_sync_old(&mut self, s: TcpState) {
+        self.sync_end = (self.sync_end & !0x3c) | ((s as u32 & 0xf) << 2);
     }
 
     /// Milliseconds left before expiry (0 once expired).
@@ -288,8 +309,9 @@ enum Slot {
     Free(u32),
 }
 
-// The per-entry budget (issue 16): 72-byte slots (4 bytes free for the sync state),
-// plus the two u32 indexes: <= 96 B per entry at the table's normal fill.
+// The per-entry budget (issue 16): 72-byte slots (no byte of `Conn` left free since
+// the sync state, `Conn::sync_end`), plus the two u32 indexes: <= 96 B per entry at the
+// table's normal fill.
 const _: () = assert!(std::mem::size_of::<Slot>() <= 72);
 
 fn slot(chunks: &[Vec<Slot>], i: u32) -> &Slot {

@@ -352,7 +352,8 @@ pub fn import(text: &str, table: &ServiceTable, workers: &mut [Worker], now_ms: 
                 d.set_conn_active(true);
                 c.flags |= conn_flags::ACTIVE;
             }
-            c.in_pkts = in_pkts.parse().ok()?;
+            // A 32-bit count from an older uvs wraps to the 16 bits kept now.
+            c.in_pkts = in_pkts.parse::<u32>().ok()? as u16;
             c.rearm(now_ms, left.parse().ok()?);
             if *tpl != "-" {
                 c.tpl = table

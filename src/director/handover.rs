@@ -21,7 +21,9 @@
 //! its workers (frames arriving from then on queue in the rings, which stay open in
 //! the new process), and sends the final part: each ring's read position, the table
 //! again (if an ipvsadm command changed it meanwhile), the counters, the persistence
-//! templates and every worker's connections ([`super::carry`]). It then exits
+//! templates and every worker's connections ([`super::carry`]), and the sync daemons
+//! it ran (`daemon --start-daemon ...` lines: it stopped them before, and the new one
+//! starts those its own options did not already start). It then exits
 //! without removing the control socket; the new one installs the entries into its
 //! workers, starts them on the rings where the old ones stopped, and serves.
 //!
@@ -666,6 +668,24 @@ impl TookOver {
         self.rates = rates.import(table, &self.fin.entries, super::carry::svc_id);
     }
 
+    /// The sync daemons the old director ran (stopped now), as `ipvsadm
+    /// --start-daemon` commands; a line that does not parse is logged and skipped.
+    pub fn daemons(&self) -> Vec<crate::ipvsadm::DaemonConfig> {
+        let mut out = Vec::new();
+        for l in self.fin.entries.lines() {
+            let Some(args) = l.strip_prefix("daemon ") else {
+                continue;
+            };
+            let words = crate::ipvsadm::rules::line_tokens(args);
+            match crate::ipvsadm::parse_args(&words) {
+                Ok(crate::ipvsadm::Command::StartDaemon(c)) => out.push(c),
+                Ok(_) => tracing::warn!("--takeover: not a sync daemon: {args}"),
+                Err(e) => tracing::warn!("--takeover: sync daemon \"{args}\": {}", e.message),
+            }
+        }
+        out
+    }
+
     /// The workers run: let the old director exit; what the log says.
     pub fn started(self) -> String {
         let gap = Accepted::gap_ms(&self.fin);
@@ -680,11 +700,13 @@ impl TookOver {
 }
 
 /// The old director's last step: its workers stopped at `stopped_us` and gave back
-/// `finished` (worker, rings); send their entries. Returns the connections sent.
+/// `finished` (worker, rings); send their entries and `daemons` (the sync daemons it
+/// ran, [`super::syncd::SyncDaemons::start_args`]). Returns the connections sent.
 pub fn hand_over(
     t: Taker,
     stopped_us: u64,
     shared: &Shared,
+    daemons: &[String],
     rates: &crate::control::rates::RateTable,
     finished: &[(crate::pipeline::Worker, super::worker::WorkerIo)],
     epoch: std::time::Instant,
@@ -702,6 +724,9 @@ pub fn hand_over(
     for (w, _) in finished {
         n += w.conns.len();
         entries.push_str(&super::carry::export_conns(&table, w.id, &w.conns, now_ms));
+    }
+    for d in daemons {
+        entries.push_str(&format!("daemon {d}\n"));
     }
     finish(t, stopped_us, &positions, &super::state::body(shared), &entries)?;
     Ok(n)

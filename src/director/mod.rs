@@ -521,6 +521,20 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     };
     if let Some(t) = took_over.as_mut() {
         t.rates(&hub.rates, &shared.services.load());
+        // The old director's sync daemons (it stopped them), unless ours run that role.
+        for d in t.daemons() {
+            if sync_daemons.list().iter().any(|r| r.state == d.state) {
+                continue;
+            }
+            match sync_daemons.start(&d) {
+                Ok(()) => tracing::info!(
+                    "--takeover: {} sync daemon on {} carried over",
+                    d.state.name(),
+                    d.mcast_ifn
+                ),
+                Err(e) => tracing::warn!("--takeover: {} sync daemon on {}: {e}", d.state.name(), d.mcast_ifn),
+            }
+        }
     }
     for ((id, (io, w)), inbox) in ios.into_iter().zip(workers).enumerate().zip(inboxes) {
         let (sh, stop, ntx) = (shared.clone(), stop.clone(), neigh_tx.clone());
@@ -656,6 +670,8 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         }
     }
     drop(control_plane);
+    // The sync daemons stop before the handover's final part, which carries them.
+    let carried_daemons = hub.sync.as_ref().map(|s| s.start_args()).unwrap_or_default();
     if let Some(s) = &hub.sync {
         s.stop_all();
     }
@@ -670,7 +686,7 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         let stopped_us = handover::stamp();
         let finished: Vec<_> = handles.drain(..).filter_map(|h| h.join().ok()).collect();
         let pid = t.pid;
-        match handover::hand_over(t, stopped_us, &shared, &hub.rates, &finished, epoch) {
+        match handover::hand_over(t, stopped_us, &shared, &carried_daemons, &hub.rates, &finished, epoch) {
             Ok(n) => tracing::info!("uvs: handed over to pid {pid} ({n} connections)"),
             Err(e) => tracing::error!("uvs: {e}"),
         }

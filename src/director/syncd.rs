@@ -334,6 +334,26 @@ impl SyncDaemons {
     }
 
     /// What `ipvsadm -L --daemon` lists.
+    /// The running daemons as `ipvsadm --start-daemon` arguments, their defaults
+    /// filled in (what a handover carries to the new director: [`super::handover`]).
+    pub fn start_args(&self) -> Vec<String> {
+        (self.list().iter())
+            .map(|d| {
+                let group = d.mcast_group.map(|g| format!(" --mcast-group {g}")).unwrap_or_default();
+                format!(
+                    "--start-daemon {} --mcast-interface {} --syncid {} --sync-maxlen {}{group} --mcast-port {} \
+                     --mcast-ttl {}",
+                    d.state.name(),
+                    d.mcast_ifn,
+                    d.syncid,
+                    d.sync_maxlen,
+                    d.mcast_port,
+                    d.mcast_ttl
+                )
+            })
+            .collect()
+    }
+
     pub fn list(&self) -> Vec<DaemonSnapshot> {
         lock(&self.running).iter().flatten().map(|r| r.cfg.snapshot()).collect()
     }

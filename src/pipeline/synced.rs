@@ -335,7 +335,7 @@ impl SyncHook {
     /// A client packet of `c` was just accounted (its `in_pkts` counts it).
     #[inline]
     pub fn packet(&self, settings: &crate::sync::Settings, k: &ConnKey, c: &mut Conn, now_ms: u64) {
-        if c.flags & conn_flags::ONE_PACKET != 0 || !sync_needed(settings, k.proto, c) {
+        if c.flags & conn_flags::ONE_PACKET != 0 || !sync_needed(settings, k.proto, c, now_ms) {
             return;
         }
         self.send(conn_rec(k, c, now_ms));
@@ -355,33 +355,79 @@ impl SyncHook {
     }
 }
 
-/// `ip_vs_sync.c: ip_vs_sync_conn_needed` with `sync_refresh_period` 0 (its default):
-/// TCP is synced in ESTABLISHED, FIN_WAIT, CLOSE, CLOSE_WAIT and TIME_WAIT only: at
-/// once on a change into one of the last four, otherwise (UDP too) when the packet
-/// count reaches `sync_threshold` and then every `sync_period` packets.
+/// `ip_vs_sync.c: ip_vs_sync_conn_needed`, on the client packet at `now_ms` that
+/// `c` has just accounted (so its idle deadline is `now_ms` + its state's timeout, the
+/// kernel's `jiffies + cp->timeout`):
+/// - TCP is synced in ESTABLISHED, FIN_WAIT, CLOSE, CLOSE_WAIT and TIME_WAIT only, and
+///   at once on a change into one of the last four;
+/// - with `sync_refresh_period` > 0, a record whose deadline moved less than
+///   min(`sync_refresh_period`, max(timeout / 2, 10 s)) since the last sync is not sent
+///   again, unless fewer than `sync_retries` retries were sent and
+///   `sync_refresh_period` / 8 has passed since the last one;
+/// - then the packet count: with `sync_threshold`'s period > 0, only packets whose count
+///   modulo the period is the threshold; with period 0, only the count equal to the
+///   threshold, unless a refresh period is set (then time alone decides).
+///
+/// The kernel's deadline word (`sync_endtime`, retries in its low bits) and
+/// `old_state` live in [`Conn::sync_end`].
 #[inline]
-fn sync_needed(s: &crate::sync::Settings, proto_: u8, c: &mut Conn) -> bool {
+fn sync_needed(s: &crate::sync::Settings, proto_: u8, c: &mut Conn, now_ms: u64) -> bool {
+    use crate::conn::SYNC_END_LOW;
     use std::sync::atomic::Ordering::Relaxed;
+    let orig = c.sync_end;
+    let timeout = c.expires_in_ms(now_ms) as u32;
+    let mut n = (now_ms as u32).wrapping_add(timeout) & !SYNC_END_LOW;
     if proto_ == proto::TCP {
         use TcpState::*;
         if !matches!(c.state, Established | FinWait | Close | CloseWait | TimeWait) {
             return false;
         }
-        if c.state != c.sync_old && c.state != Established {
-            c.sync_old = c.state;
-            return true;
+        // `force`: a state change; into ESTABLISHED it still waits for the checks
+        // below (and is then due whatever the kernel's `force` would add).
+        if c.state != c.sync_old() && c.state != Established {
+            return mark(c, n);
+        }
+    }
+    let refresh_ms = s.refresh_period.load(Relaxed).saturating_mul(1000);
+    if refresh_ms > 0 {
+        let last = orig & !SYNC_END_LOW;
+        let diff = n.wrapping_sub(last) as i32;
+        let min_diff = (timeout >> 1).max(10_000);
+        if diff.unsigned_abs() < refresh_ms.min(min_diff) {
+            let retries = orig & 3;
+            if retries >= s.retries.load(Relaxed) {
+                return false;
+            }
+            // time_before(now, orig - cp->timeout + (sync_refresh_period >> 3))
+            let retry_at = last.wrapping_sub(timeout).wrapping_add(refresh_ms >> 3);
+            if ((now_ms as u32).wrapping_sub(retry_at) as i32) < 0 {
+                return false;
+            }
+            n |= retries + 1;
         }
     }
     let (threshold, period) = (s.threshold.load(Relaxed), s.period.load(Relaxed));
-    let due = if period > 0 {
-        c.in_pkts % period == threshold
-    } else {
-        c.in_pkts == threshold
-    };
-    if due {
-        c.sync_old = c.state;
+    let pkts = u32::from(c.in_pkts);
+    if period > 0 {
+        if pkts % period != threshold {
+            return false;
+        }
+    } else if refresh_ms == 0 && pkts != threshold {
+        return false;
     }
-    due
+    // The kernel returns `cmpxchg(...) == orig || force`: the exchange cannot lose
+    // here (one worker owns the entry), so the record is due.
+    mark(c, n)
+}
+
+/// `ip_vs_sync_conn_needed`'s `set:`: remember the state and deadline (with the
+/// retry count in `n`'s low bits) of this sync.
+#[inline]
+fn mark(c: &mut Conn, n: u32) -> bool {
+    c.sync_end = n;
+    let st = c.state;
+    c.set_sync_old(st);
+    true
 }
 
 impl Worker {
@@ -424,7 +470,7 @@ impl Worker {
             if let Some(c) = self.conns.get_mut(&key) {
                 if c.daddr == daddr && c.dport == r.dport {
                     c.sync_update(state, active, timeout, now_ms);
-                    c.in_pkts = sync_threshold;
+                    c.in_pkts = sync_threshold as u16;
                     rep.updated += 1;
                     continue;
                 }
@@ -452,7 +498,7 @@ impl Worker {
                 c.tpl = Some(t.control());
             }
             c.sync_update(state, active, timeout, now_ms);
-            c.in_pkts = sync_threshold;
+            c.in_pkts = sync_threshold as u16;
             match self.conns.insert(key, c) {
                 Ok(_) => rep.created += 1,
                 Err(_) => rep.table_full += 1,
@@ -704,5 +750,58 @@ mod tests {
             vec![TcpState::FinWait as u16]
         );
         assert_eq!(dropped.load(std::sync::atomic::Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn sync_refresh_period_and_retries_as_the_kernel() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let (sh, _ctl) = director();
+        let svcs = sh.services.load();
+        let rx = super::super::RxMeta {
+            ifindex: IFINDEX,
+            pkttype: super::super::pkttype::HOST,
+            csum_partial: false,
+            vlan_tci: None,
+        };
+        // sync_threshold "3 0" with sync_refresh_period 20: time alone decides.
+        sh.sync.period.store(0, Relaxed);
+        sh.sync.refresh_period.store(20, Relaxed);
+        let (tx, q) = crossbeam_channel::bounded(100);
+        let mut w = Worker::new(0, 100);
+        w.sync = Some(SyncHook::new(tx, Arc::new(std::sync::atomic::AtomicU64::new(0))));
+        let mut send = |f: &[u8], t: u64| {
+            w.process(&sh, &svcs, t, rx, f, &mut VecEmit::counting());
+            q.try_iter().count()
+        };
+        let ack = tcp_frame(7000, 80, false, true, b"");
+        // UDP (timeout 300 s): the first datagram (deadline moved 300 s since the
+        // entry's creation), then nothing until 20 s of it have passed.
+        let d = udp_frame(5001, 53, b"x");
+        let at: Vec<u64> = (0..=45u64).map(|s| s * 1000).filter(|&t| send(&d, t) > 0).collect();
+        // (40 s is 19.968 s after the 20 s sync on the 64 ms grid of the deadlines:
+        // not yet, as the kernel's 4-jiffy grid can miss by a tick.)
+        assert_eq!(at, vec![0, 20_000, 41_000]);
+        // TCP: nothing before ESTABLISHED; then at once (the deadline jumps to 900 s),
+        // then every 20 s of client packets, not on each.
+        assert_eq!(send(&tcp_frame(7000, 80, true, false, b""), 0), 0);
+        assert_eq!(send(&ack, 100), 1, "ESTABLISHED: synced at its first packet");
+        assert_eq!(send(&ack, 5_000), 0);
+        assert_eq!(send(&ack, 19_999), 0);
+        assert_eq!(send(&ack, 20_200), 1);
+        assert_eq!(send(&ack, 21_000), 0);
+        // sync_retries 2: resent up to twice, sync_refresh_period / 8 (2.5 s) apart.
+        sh.sync.retries.store(2, Relaxed);
+        assert_eq!(send(&ack, 22_000), 0, "2.5 s not passed since the last sync");
+        assert_eq!(send(&ack, 22_800), 1, "first retry");
+        assert_eq!(send(&ack, 23_000), 0);
+        assert_eq!(send(&ack, 25_400), 1, "second retry");
+        assert_eq!(send(&ack, 28_000), 0, "retries spent");
+        assert_eq!(send(&ack, 40_000), 0, "20 s after the second retry's mark not yet");
+        assert_eq!(send(&ack, 45_500), 1, "20 s after the last retry");
+        // With the period back at 50, the packet count gates the refreshes too.
+        sh.sync.period.store(50, Relaxed);
+        sh.sync.retries.store(0, Relaxed);
+        let synced: usize = (0..60u64).map(|i| send(&ack, 70_000 + i)).sum();
+        assert_eq!(synced, 1, "the one packet whose count is 3 modulo 50");
     }
 }

@@ -253,9 +253,13 @@ impl Simulator {
     /// The entry of `key` if it may carry traffic: `(real server, method, packets)`.
     fn entry(&mut self, key: &ConnKey) -> Option<(SocketAddrV4, ForwardMethod, u32)> {
         let c = self.worker.conns.get_mut(key)?;
-        c.dest
-            .is_available()
-            .then(|| (SocketAddrV4::new(c.daddr.into(), c.dport), c.dest.method(), c.in_pkts))
+        c.dest.is_available().then(|| {
+            (
+                SocketAddrV4::new(c.daddr.into(), c.dport),
+                c.dest.method(),
+                u32::from(c.in_pkts),
+            )
+        })
     }
 
     fn line(proto: Protocol, c: SocketAddrV4, to: Option<SocketAddrV4>) -> String {

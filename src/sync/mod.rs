@@ -205,6 +205,14 @@ pub struct Settings {
     /// `sync_qlen_max`: records a master may have queued (over all workers) before it
     /// drops (`ip_vs_sync.c: sb_queue_tail`).
     pub qlen_max: std::sync::atomic::AtomicU32,
+    /// `sync_refresh_period`, in seconds (0, the default: off): a connection whose
+    /// state has not changed is synced again only once this much (or half its
+    /// timeout, if less, but at least 10 s) of its timeout has passed since its last
+    /// sync (`ip_vs_sync.c: ip_vs_sync_conn_needed`).
+    pub refresh_period: std::sync::atomic::AtomicU32,
+    /// `sync_retries` (0 ... 3, default 0): with a refresh period, resend a record
+    /// up to this many times, `sync_refresh_period / 8` apart, against lost messages.
+    pub retries: std::sync::atomic::AtomicU32,
 }
 
 impl Default for Settings {
@@ -215,6 +223,8 @@ impl Default for Settings {
             period: AtomicU32::new(DEFAULT_PERIOD),
             version: AtomicU32::new(1),
             qlen_max: AtomicU32::new(DEFAULT_QLEN_MAX),
+            refresh_period: AtomicU32::new(0),
+            retries: AtomicU32::new(0),
         }
     }
 }
