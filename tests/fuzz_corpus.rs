@@ -82,3 +82,8 @@ fn control_corpus_replays() {
 fn sync_corpus_replays() {
     replay("sync", uvs::fuzzing::sync);
 }
+
+#[test]
+fn keepalived_conf_corpus_replays() {
+    replay("keepalived_conf", uvs::keepalived::fuzz_one);
+}

@@ -27,14 +27,28 @@ fn metric(page: &str, name: &str, labels: &str) -> Option<u64> {
         .map(|v| v as u64)
 }
 
+/// The director's /metrics page, holding `uvs_connections`. With 50,000 VIPs the page
+/// carries a `node_ipvs_backend_*` series per real server (3 × 100,000 lines, tens of
+/// MB, as node_exporter's ipvs collector would), so one scrape takes seconds on a busy
+/// machine: allow 20 s, retry a bounded number of times, and fail saying so instead of
+/// reading a timed-out scrape as zero connections.
 fn scrape(lvs: &Lvs) -> String {
-    lvs.bed
-        .exec_any(
+    let mut last = String::new();
+    for _ in 0..5 {
+        let out = lvs.bed.exec_any(
             "dir",
-            &["curl", "-s", "--max-time", "2", &format!("http://{METRICS}/metrics")],
-        )
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default()
+            &["curl", "-sS", "--max-time", "20", &format!("http://{METRICS}/metrics")],
+        );
+        match out {
+            Ok(o) if o.status.success() && String::from_utf8_lossy(&o.stdout).contains("# TYPE uvs_connections ") => {
+                return String::from_utf8_lossy(&o.stdout).into_owned();
+            }
+            Ok(o) => last = format!("{}: {}", o.status, String::from_utf8_lossy(&o.stderr).trim()),
+            Err(e) => last = e.to_string(),
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    panic!("no /metrics page with uvs_connections from the director after 5 tries: {last}")
 }
 
 /// One HTTP/1.0 GET on a new connection: (the client's local port, the body).
@@ -267,7 +281,7 @@ fn many_vips(tag: &str, one_arm: bool) {
     let k = check(&lvs, sample(0..at_start, 20));
     let page = scrape(&lvs);
     let per_worker: Vec<u64> = (0..2)
-        .map(|w| metric(&page, "uvs_connections", &format!("{{worker=\"{w}\"}}")).unwrap_or(0))
+        .map(|w| metric(&page, "uvs_connections", &format!("{{worker=\"{w}\"}}")).expect("uvs_connections per worker"))
         .collect();
     eprintln!(
         "{total} VIPs, {} answered, connections per worker {per_worker:?}",

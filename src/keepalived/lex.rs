@@ -38,6 +38,11 @@ pub struct Lexer {
     read: FileReader,
 }
 
+/// Substitutions of `$NAME` allowed within one physical line, and the longest line a
+/// substitution may produce (keepalived's replace_param is bounded by its line buffer).
+const MAX_EXPANSIONS: usize = 256;
+const MAX_EXPANDED_LINE: usize = 64 * 1024;
+
 /// Where file contents come from.
 pub type FileReader = Box<dyn Fn(&Path) -> std::io::Result<String>>;
 
@@ -238,6 +243,11 @@ impl Lexer {
             // `$NAME=value` (and a value continued with a trailing `\`).
             let mut pending = vec![buf];
             let mut out = Vec::new();
+            // A definition that names itself (`$A=x $A`, or one line of a multi-line
+            // value being `$A`) would expand forever: keepalived's replace_param stops at
+            // its line buffer's size; here each physical line gets a bounded number of
+            // substitutions and a bounded length, then the rest is dropped with a warning.
+            let mut expansions = 0usize;
             while let Some(mut buf) = pending.pop() {
                 if let Some(rest) = buf.strip_prefix('@') {
                     let (neg, rest) = match rest.strip_prefix('^') {
@@ -281,6 +291,21 @@ impl Lexer {
                 if buf.contains('$') && !self.defs.is_empty() {
                     let expanded = self.replace_params(&buf);
                     if expanded.len() != 1 || expanded[0] != buf {
+                        expansions += 1;
+                        if expansions > MAX_EXPANSIONS || expanded.iter().any(|e| e.len() > MAX_EXPANDED_LINE) {
+                            self.diag(
+                                Severity::Warning,
+                                &file,
+                                lineno,
+                                format!(
+                                    "Parameter substitution on line '{}' recurses or exceeds the maximum line \
+                                     length - ignoring the rest of the line",
+                                    l.chars().take(80).collect::<String>()
+                                ),
+                            );
+                            pending.clear();
+                            continue;
+                        }
                         for e in expanded.into_iter().rev() {
                             let (d, _) = decomment(&e);
                             if !d.is_empty() {
@@ -519,6 +544,26 @@ mod tests {
                 "}"
             ]
         );
+    }
+
+    /// Found by the keepalived_conf fuzz target (a 745-byte input that never returned):
+    /// a definition naming itself expanded forever.
+    #[test]
+    fn self_referential_parameters_terminate_with_a_warning() {
+        for text in [
+            "$VIP=10.0.0.1 $VIP\nvirtual_server $VIP 80 {\n}\nnext 1\n",
+            "$A=\\\n$A \\\n y\nvirtual_server $A\nnext 1\n",
+        ] {
+            let lx = lex_map(&[("/k.conf", text)], None);
+            let msgs: Vec<_> = lx.diags.iter().map(|d| d.to_string()).collect();
+            assert!(
+                msgs.iter()
+                    .any(|m| m.contains("Parameter substitution on line") && m.contains("Line ")),
+                "{text:?}: {msgs:?}"
+            );
+            // The lines after it are read as usual.
+            assert_eq!(words(&lx).last().map(String::as_str), Some("next 1"), "{text:?}");
+        }
     }
 
     #[test]
