@@ -678,21 +678,7 @@ impl Harness {
         self.bed.sysctl("dut", "net.ipv4.ip_forward", "1")?;
         for (i, (ip, mac)) in S_IP.iter().zip(&self.sink_mac).enumerate() {
             let dev = format!("eth{}", i + 1);
-            self.bed.exec(
-                "dut",
-                &[
-                    "ip",
-                    "neigh",
-                    "replace",
-                    ip,
-                    "lladdr",
-                    mac,
-                    "dev",
-                    &dev,
-                    "nud",
-                    "permanent",
-                ],
-            )?;
+            self.bed.pin_neigh("dut", ip, mac, &dev)?;
         }
         if nat {
             let _ = self.bed.sysctl("dut", "net.netfilter.nf_conntrack_udp_timeout", "2");

@@ -224,6 +224,49 @@ impl Testbed {
             .map_err(|e| e.to_string())
     }
 
+    /// Pin `ip`'s neighbour entry on `dev` in namespace `short` to `mac` (`nud
+    /// permanent`), as a gratuitous ARP or a static entry would.
+    pub fn pin_neigh(&self, short: &str, ip: &str, mac: &str, dev: &str) -> Result<(), String> {
+        let args = [
+            "ip",
+            "neigh",
+            "replace",
+            ip,
+            "lladdr",
+            mac,
+            "dev",
+            dev,
+            "nud",
+            "permanent",
+        ];
+        self.exec(short, &args).map(|_| ())
+    }
+
+    /// The processes inside namespace `short` (`ip netns pids`).
+    pub fn pids(&self, short: &str) -> Vec<i32> {
+        let Ok(o) = Command::new("ip").args(["netns", "pids", &self.ns(short)]).output() else {
+            return Vec::new();
+        };
+        String::from_utf8_lossy(&o.stdout)
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    }
+
+    /// SIGKILL every process inside namespace `short` that `pick(pid)` selects (e.g. by
+    /// its `/proc/PID/comm`, for processes the bed did not spawn itself, such as a
+    /// daemon's forked children); returns how many were signalled.
+    pub fn kill_where(&self, short: &str, pick: impl Fn(i32) -> bool) -> usize {
+        let mut n = 0;
+        for pid in self.pids(short).into_iter().filter(|p| pick(*p)) {
+            // A process inside a namespace this bed created.
+            if kill(Pid::from_raw(pid), Signal::SIGKILL).is_ok() {
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// Set a sysctl inside namespace `short` (never on the host).
     pub fn sysctl(&self, short: &str, key: &str, value: &str) -> Result<(), String> {
         let path = format!("/proc/sys/{}", key.replace('.', "/"));
