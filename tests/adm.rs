@@ -492,10 +492,7 @@ fn random_changes_under_traffic_lose_no_packet() {
 
     // 100 random changes: weights, schedulers, extra real servers and services
     // coming and going, counters zeroed, timeouts set; the flows' servers stay.
-    let seed = std::env::var("UVS_ADM_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x5eed_1234_u64);
+    let seed = env_or("UVS_ADM_SEED", 0x5eed_1234_u64);
     let mut rng = Rng(seed);
     let scheds = [
         "rr", "wrr", "lc", "wlc", "sed", "nq", "sh", "dh", "lblc", "fo", "ovf", "mh",

@@ -45,14 +45,8 @@ fn thread_ticks(name: &str) -> Option<u64> {
 #[ignore]
 fn tcp_check_rate_of_one_checker_thread() {
     require_root!();
-    let n: usize = std::env::var("UVS_SERVERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000);
-    let secs: u64 = std::env::var("UVS_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10);
+    let n: usize = env_or("UVS_SERVERS", 10_000);
+    let secs: u64 = env_or("UVS_SECS", 10);
     assert!(n <= 65_000);
     let mut bed = Testbed::new("chkrate");
     bed.add_host("dir").unwrap();

@@ -27,6 +27,15 @@ fn adm(socket: &std::path::Path, args: &[&str]) -> Output {
         .expect("spawn uvs adm")
 }
 
+/// A DR bed's director (one worker, the kernel's copy kept) and its control socket.
+fn director(tag: &str) -> (Lvs, std::path::PathBuf) {
+    let mut lvs = dr(tag);
+    lvs.start_director(RULES, &["--workers", "1", "--keep-kernel-copy"])
+        .unwrap();
+    let sock = lvs.control_path();
+    (lvs, sock)
+}
+
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -54,10 +63,7 @@ fn trickle(socket: std::path::PathBuf, every: Duration, stop: Arc<AtomicBool>) -
 #[test]
 fn eight_slow_clients_do_not_lock_ipvsadm_out() {
     require_root!();
-    let mut lvs = dr("cslow");
-    lvs.start_director(RULES, &["--workers", "1", "--keep-kernel-copy"])
-        .unwrap();
-    let sock = lvs.control_path();
+    let (lvs, sock) = director("cslow");
     let stop = Arc::new(AtomicBool::new(false));
     // Each slow client restarts as soon as it is cut off, so 8 are always trickling.
     let slow: Vec<_> = (0..8)
@@ -100,14 +106,8 @@ fn eight_slow_clients_do_not_lock_ipvsadm_out() {
 #[test]
 fn fifty_concurrent_listing_loops_nearly_all_succeed() {
     require_root!();
-    let secs: u64 = std::env::var("UVS_CONTROL_LOOP_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10);
-    let mut lvs = dr("cloops");
-    lvs.start_director(RULES, &["--workers", "1", "--keep-kernel-copy"])
-        .unwrap();
-    let sock = lvs.control_path();
+    let secs: u64 = env_or("UVS_CONTROL_LOOP_SECS", 10);
+    let (_lvs, sock) = director("cloops");
     let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let until = Instant::now() + Duration::from_secs(secs);
     let loops: Vec<_> = (0..50)
@@ -185,10 +185,7 @@ fn trace_refuses_bad_filters() {
 #[test]
 fn non_root_ipvsadm_is_told_whose_socket_it_is() {
     require_root!();
-    let mut lvs = dr("cperm");
-    lvs.start_director(RULES, &["--workers", "1", "--keep-kernel-copy"])
-        .unwrap();
-    let sock = lvs.control_path();
+    let (lvs, sock) = director("cperm");
     let env = format!("UVS_CONTROL={}", sock.display());
     let o = as_nobody(&lvs, &["env", &env, UVS, "adm", "-L", "-n"]);
     assert_eq!(
@@ -265,10 +262,7 @@ fn a_second_director_on_a_served_interface_is_refused() {
 #[test]
 fn ipvsadm_warns_about_services_uvs_does_not_forward() {
     require_root!();
-    let mut lvs = dr("cwarn");
-    lvs.start_director(RULES, &["--workers", "1", "--keep-kernel-copy"])
-        .unwrap();
-    let sock = lvs.control_path();
+    let (_lvs, sock) = director("cwarn");
     for (line, warning) in [
         (
             "-A -f 7 -s rr",
@@ -314,10 +308,7 @@ fn ipvsadm_warns_about_services_uvs_does_not_forward() {
 #[test]
 fn an_old_ipvsadm_is_told_both_protocol_versions() {
     require_root!();
-    let mut lvs = dr("cvers");
-    lvs.start_director(RULES, &["--workers", "1", "--keep-kernel-copy"])
-        .unwrap();
-    let sock = lvs.control_path();
+    let (_lvs, sock) = director("cvers");
     let mut c = UnixStream::connect(&sock).expect("connect");
     // What version 1's `ipvsadm -C` sent: argv words NUL-terminated, then empty stdin.
     let _ = c.write_all(b"UVS1\x03\x00\x00\x00-C\x00\x00\x00\x00\x00");

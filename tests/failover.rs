@@ -168,22 +168,26 @@ impl Ha {
 
     /// Which director has the VIP on its interface (keepalived's MASTER).
     fn holder(&self) -> Option<usize> {
-        (0..2).find(|&i| {
-            let out = self
-                .lvs
-                .bed
-                .exec_any(self.d[i].host, &["ip", "-4", "-o", "addr", "show", "dev", "eth0"]);
-            out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(&format!(" {}/32", self.lvs.addrs.vip)))
-        })
+        (0..2).find(|&i| self.has_vip(self.d[i].host))
+    }
+
+    /// Is `addr`/32 on `host`'s interface `dev`?
+    fn has_addr(&self, host: &str, dev: &str, addr: &str) -> bool {
+        self.lvs
+            .bed
+            .exec_any(host, &["ip", "-4", "-o", "addr", "show", "dev", dev])
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(&format!(" {addr}/32")))
+    }
+
+    /// Is the VIP on `host`'s eth0?
+    fn has_vip(&self, host: &str) -> bool {
+        self.has_addr(host, "eth0", &self.lvs.addrs.vip)
     }
 
     fn adm(&self, i: usize, args: &[&str]) -> Result<String, String> {
-        let out = Command::new(UVS)
-            .arg("adm")
-            .args(args)
-            .env("UVS_CONTROL", &self.d[i].control)
-            .output()
-            .map_err(|e| e.to_string())?;
+        let mut words = vec!["adm"];
+        words.extend_from_slice(args);
+        let out = uvs_at(&self.d[i].control, &words);
         match out.status.success() {
             true => Ok(String::from_utf8_lossy(&out.stdout).to_string()),
             false => Err(String::from_utf8_lossy(&out.stderr).trim().to_string()),
@@ -219,22 +223,7 @@ impl Ha {
 
     /// SIGKILL every process of `host`'s namespace whose command is `name`.
     fn kill_all(&self, host: &str, name: &str) -> usize {
-        let out = Command::new("ip")
-            .args(["netns", "pids", &self.lvs.bed.ns(host)])
-            .output()
-            .unwrap();
-        let mut n = 0;
-        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-            if comm.trim() == name {
-                // SAFETY: kill(2) of a process this test started in its own namespace.
-                unsafe {
-                    libc::kill(pid.parse().unwrap(), libc::SIGKILL);
-                }
-                n += 1;
-            }
-        }
-        n
+        self.lvs.bed.kill_where(host, |pid| comm_is(pid, name))
     }
 }
 
@@ -366,27 +355,12 @@ impl Load {
             .map(|_| {
                 let (ns, vip) = (ns.clone(), vip.clone());
                 std::thread::spawn(move || {
-                    let max = (size / rate * 2 + 4).to_string();
-                    let out = Command::new("ip")
-                        .args([
-                            "netns",
-                            "exec",
-                            &ns,
-                            "curl",
-                            "-s",
-                            "-o",
-                            "/dev/null",
-                            "-w",
-                            "%{size_download}",
-                        ])
-                        .args(["--limit-rate", &rate.to_string(), "--max-time", &max])
-                        .arg(format!("http://{vip}/size/{size}"))
-                        .output()
-                        .map_err(|e| e.to_string())?;
-                    let got: usize = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0);
-                    match out.status.success() && got == size {
+                    let max = (size / rate * 2 + 4) as u64;
+                    let url = format!("http://{vip}/size/{size}");
+                    let (code, got) = finish(download_in(&ns, &url, &rate.to_string(), max, &[]));
+                    match code == Some(0) && got == size {
                         true => Ok(got),
-                        false => Err(format!("curl exit {:?}, {got} of {size} bytes", out.status.code())),
+                        false => Err(format!("curl exit {code:?}, {got} of {size} bytes")),
                     }
                 })
             })
@@ -449,22 +423,7 @@ fn check_backup_silent(ha: &mut Ha, backup: usize) {
     assert_eq!(ha.client_neigh().as_deref(), Some(ha.d[1 - backup].mac.as_str()));
     // Echo sent straight to the backup's MAC: not answered.
     let bed = &ha.lvs.bed;
-    bed.exec_any(
-        "client",
-        &[
-            "ip",
-            "neigh",
-            "replace",
-            vip,
-            "lladdr",
-            &b.mac,
-            "dev",
-            "eth0",
-            "nud",
-            "permanent",
-        ],
-    )
-    .unwrap();
+    bed.pin_neigh("client", vip, &b.mac, "eth0").unwrap();
     let answered = ha.ping();
     bed.exec_any("client", &["ip", "neigh", "del", vip, "dev", "eth0"])
         .unwrap();
@@ -484,12 +443,7 @@ fn failover(ha: &mut Ha, how: &str, sync: bool) -> (Duration, usize) {
         }
         _ => unreachable!(),
     }
-    let took = wait_until(15, || {
-        ha.lvs
-            .bed
-            .exec_any("dir2", &["ip", "-4", "-o", "addr", "show", "dev", "eth0"])
-            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(&format!(" {}/32", ha.lvs.addrs.vip)))
-    });
+    let took = wait_until(15, || ha.has_vip("dir2"));
     let takeover = killed.elapsed();
     assert!(took, "{how}: dir2 never took the VIP");
     let (broken, failed, total) = load.finish();
@@ -612,11 +566,7 @@ fn host_death_and_return(nat: bool) {
     assert!(wait_until(3, || ha.client_neigh().as_deref() == Some(ha.d[0].mac.as_str())));
     if nat {
         // The real servers' gateway follows the sync group back to dir.
-        let gw_holder = ha
-            .lvs
-            .bed
-            .exec_any("dir", &["ip", "-4", "-o", "addr", "show", "dev", "eth1"])
-            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(" 10.78.1.1/32"));
+        let gw_holder = ha.has_addr("dir", "eth1", "10.78.1.1");
         assert!(gw_holder, "the inside gateway address moved with the sync group");
     }
 }
@@ -635,11 +585,7 @@ fn dr_failover_by_process_crash_with_nopreempt() {
     // it) and answers ARP for it; its dead uvs's nftables table still drops the
     // kernel's copy of VIP traffic (so its kernel sends no RSTs), until a restarted
     // uvs removes the stale table. Show what the client's neighbour entry is now.
-    let still = ha
-        .lvs
-        .bed
-        .exec_any("dir", &["ip", "-4", "-o", "addr", "show", "dev", "eth0"])
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(&format!(" {}/32", ha.lvs.addrs.vip)));
+    let still = ha.has_vip("dir");
     println!(
         "after the crash: old master still has the VIP on its interface: {still}; client's entry: {:?} (dir {}, dir2 {})",
         ha.client_neigh(),

@@ -8,19 +8,13 @@
 mod common;
 use common::*;
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const RULES: &str = "\
--A -t 192.168.77.100:80 -s rr
--a -t 192.168.77.100:80 -r 10.78.1.11:8080 -m -w 1
--a -t 192.168.77.100:80 -r 10.78.1.12:8080 -m -w 1
-";
 const METRICS: &str = "127.0.0.1:9108";
 
 fn nat(tag: &str) -> Lvs {
     let mut lvs = Lvs::nat(tag, UVS, false, false, false).expect("build NAT test bed");
-    lvs.start_director(RULES, &["--workers", "2", "--metrics", METRICS])
+    lvs.start_director(NAT_RULES, &["--workers", "2", "--metrics", METRICS])
         .unwrap();
     lvs
 }
@@ -30,51 +24,18 @@ fn metric(lvs: &Lvs, name: &str, filter: &str) -> u64 {
     // A scrape that failed (timed out on a busy machine) must not read as zero: retry,
     // bounded, until the page holds the family, else fail saying so.
     for _ in 0..5 {
-        let page = lvs
-            .bed
-            .exec_any(
-                "dir",
-                &["curl", "-s", "--max-time", "2", &format!("http://{METRICS}/metrics")],
-            )
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
+        let page = scrape(&lvs.bed, "dir", METRICS);
         if !page.contains(&format!("# TYPE {name} ")) {
             std::thread::sleep(Duration::from_millis(200));
             continue;
         }
-        return page
-            .lines()
-            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']) && l.contains(filter))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .map(|v| v as u64)
-            .sum();
+        return metric_sum(&page, name, filter);
     }
     panic!("no /metrics page with {name} from the director after 5 tries")
 }
 
 fn dropped(lvs: &Lvs, reason: &str) -> u64 {
     metric(lvs, "uvs_dropped_packets_total", &format!("reason=\"{reason}\""))
-}
-
-/// A rate-limited download of `size` bytes from the VIP by the client, in the
-/// background; curl prints the bytes it received. Bounded by `--max-time`.
-fn download(lvs: &Lvs, size: usize, rate: &str, max_secs: u32) -> Child {
-    Command::new("ip")
-        .args(["netns", "exec", &lvs.bed.ns("client"), "curl", "-s", "-o", "/dev/null"])
-        .args(["-w", "%{size_download}", "--limit-rate", rate, "--max-time"])
-        .arg(max_secs.to_string())
-        .arg(format!("http://{}/size/{size}", lvs.addrs.vip))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("curl")
-}
-
-/// Wait for a download; (curl's exit code, bytes received).
-fn finish(c: Child) -> (Option<i32>, usize) {
-    let out = c.wait_with_output().expect("curl");
-    let got = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0);
-    (out.status.code(), got)
 }
 
 fn sh(lvs: &Lvs, host: &str, cmd: &str) {
@@ -129,7 +90,7 @@ fn mtu_lowered_mid_download(tag: &str, extra: &[&str]) {
     let mut lvs = Lvs::nat(tag, UVS, false, false, false).expect("build NAT test bed");
     let mut args = vec!["--workers", "2", "--metrics", METRICS];
     args.extend_from_slice(extra);
-    lvs.start_director(RULES, &args).unwrap();
+    lvs.start_director(NAT_RULES, &args).unwrap();
     // The real servers put wire-size segments on the link, as a NIC's segmentation
     // offload would (veth would otherwise hand the director 64 KiB aggregates, which
     // it re-segments to the current MTU itself).
@@ -137,7 +98,7 @@ fn mtu_lowered_mid_download(tag: &str, extra: &[&str]) {
         sh(&lvs, rs, "ip link set eth0 gso_max_segs 1");
     }
     const SIZE: usize = 6 << 20;
-    let c = download(&lvs, SIZE, "1500K", 40);
+    let c = download(&lvs, SIZE, "1500K", 40, &[]);
     std::thread::sleep(Duration::from_millis(1200));
     sh(&lvs, "dir", "ip link set eth0 mtu 1400");
     let (code, got) = finish(c);
@@ -152,12 +113,12 @@ fn mtu_lowered_mid_download(tag: &str, extra: &[&str]) {
     );
     assert!(frag_needed + too_big > 0, "no reply was ever too big for MTU 1400?");
     // The real server's path MTU is now 1400: a new download is fine too.
-    let (code, got) = finish(download(&lvs, 1 << 20, "100M", 20));
+    let (code, got) = finish(download(&lvs, 1 << 20, "100M", 20, &[]));
     assert_eq!((code, got), (Some(0), 1 << 20), "download at MTU 1400");
     // MTU back to 1500: forwarding goes on (new connections, full-size replies).
     sh(&lvs, "dir", "ip link set eth0 mtu 1500");
     std::thread::sleep(Duration::from_millis(500));
-    let (code, got) = finish(download(&lvs, 2 << 20, "100M", 20));
+    let (code, got) = finish(download(&lvs, 2 << 20, "100M", 20, &[]));
     assert_eq!((code, got), (Some(0), 2 << 20), "download after the MTU came back");
     let names = lvs.http_names(4);
     assert!(names.iter().all(|n| n == "rs1" || n == "rs2"), "{names:?}");
@@ -174,7 +135,7 @@ fn a_link_flap_leaves_the_workers_idle_and_a_nat_stream_alive() {
     let pid = lvs.director_pid.unwrap();
     let idle_before = cpu_use(pid, 2);
     const SIZE: usize = 3 << 20;
-    let c = download(&lvs, SIZE, "400K", 40);
+    let c = download(&lvs, SIZE, "400K", 40, &[]);
     std::thread::sleep(Duration::from_secs(1));
     sh(&lvs, "dir", "ip link set eth0 down; sleep 2; ip link set eth0 up");
     let (code, got) = finish(c);

@@ -14,19 +14,10 @@ use common::*;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const RULES: &str = "\
--A -t 192.168.77.100:80 -s rr
--a -t 192.168.77.100:80 -r 10.78.1.11:8080 -m -w 1
--a -t 192.168.77.100:80 -r 10.78.1.12:8080 -m -w 1
-";
-
 /// Connection-table cap (all workers); `UVS_FLOOD_CAP` overrides it (to measure the
 /// sustained new-connection rate with a table that never fills).
 fn cap() -> u64 {
-    std::env::var("UVS_FLOOD_CAP")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20_000)
+    env_or("UVS_FLOOD_CAP", 20_000)
 }
 /// SYN_RECV / SYNACK timeout during the test (seconds).
 const SYN_TIMEOUT: u64 = 5;
@@ -38,26 +29,6 @@ const TRANSFERS: usize = 10;
 const RSS_BOUND_KB: u64 = 192 * 1024;
 const METRICS: &str = "127.0.0.1:9107";
 
-/// `name{labels} value` lines of the director's /metrics, summed per name (labels
-/// matching `filter`).
-fn metric(page: &str, name: &str, filter: &str) -> u64 {
-    page.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']) && l.contains(filter))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .map(|v| v as u64)
-        .sum()
-}
-
-fn scrape(lvs: &Lvs) -> String {
-    lvs.bed
-        .exec_any(
-            "dir",
-            &["curl", "-s", "--max-time", "2", &format!("http://{METRICS}/metrics")],
-        )
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default()
-}
-
 /// Largest table size and RSS seen.
 #[derive(Default)]
 struct Max {
@@ -67,8 +38,8 @@ struct Max {
 
 impl Max {
     fn sample(&mut self, lvs: &Lvs, pid: u32) -> (u64, String) {
-        let page = scrape(lvs);
-        let c = metric(&page, "uvs_connections", "");
+        let page = scrape(&lvs.bed, "dir", METRICS);
+        let c = metric_sum(&page, "uvs_connections", "");
         self.conns = self.conns.max(c);
         self.rss = self.rss.max(rss_kb(pid));
         (c, page)
@@ -96,7 +67,7 @@ fn syn_flood_spares_established_transfers_and_respects_the_cap() {
     let CAP = cap();
     let cap = CAP.to_string();
     lvs.start_director(
-        RULES,
+        NAT_RULES,
         &[
             "--workers",
             "2",
@@ -150,17 +121,18 @@ fn syn_flood_spares_established_transfers_and_respects_the_cap() {
     // Wait until all ten are established in the table: the test is about transfers
     // that were established before the flood.
     assert!(
-        wait_until(30, || metric(&scrape(&lvs), "uvs_connections", "") >= TRANSFERS as u64),
+        wait_until(30, || metric_sum(
+            &scrape(&lvs.bed, "dir", METRICS),
+            "uvs_connections",
+            ""
+        ) >= TRANSFERS as u64),
         "the {TRANSFERS} downloads were established before the flood\n{}",
         lvs.director_log()
     );
 
     // UVS_FLOOD_PACKETS overrides the count (for experiments).
-    let packets: u64 = std::env::var("UVS_FLOOD_PACKETS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
-    let conns_before = metric(&scrape(&lvs), "node_ipvs_connections_total", "");
+    let packets: u64 = env_or("UVS_FLOOD_PACKETS", 1_000_000);
+    let conns_before = metric_sum(&scrape(&lvs.bed, "dir", METRICS), "node_ipvs_connections_total", "");
     // The flood, from the client's segment (its MAC, spoofed addresses).
     let start = Instant::now();
     let blast = Command::new("ip")
@@ -191,9 +163,9 @@ fn syn_flood_spares_established_transfers_and_respects_the_cap() {
     let flood_s = start.elapsed().as_secs_f64();
     let report = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let (_, page) = max.sample(&lvs, pid);
-    let created = metric(&page, "node_ipvs_connections_total", "") - conns_before;
-    let full = metric(&page, "uvs_dropped_packets_total", "conn_table_full");
-    let ring_drops = metric(&page, "uvs_ring_drops_total", "");
+    let created = metric_sum(&page, "node_ipvs_connections_total", "") - conns_before;
+    let full = metric_sum(&page, "uvs_dropped_packets_total", "conn_table_full");
+    let ring_drops = metric_sum(&page, "uvs_ring_drops_total", "");
     let blast_s: f64 = report
         .split("seconds=")
         .nth(1)
@@ -225,7 +197,7 @@ fn syn_flood_spares_established_transfers_and_respects_the_cap() {
     }
     let drain = drained_at.elapsed();
     eprintln!("flood: drained to {left} entries in {:.1}s", drain.as_secs_f64());
-    let page = scrape(&lvs);
+    let page = scrape(&lvs.bed, "dir", METRICS);
     let drops: Vec<_> = page
         .lines()
         .filter(|l| l.starts_with("uvs_dropped_packets_total{") && !l.ends_with(" 0"))

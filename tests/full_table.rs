@@ -16,13 +16,11 @@
 mod common;
 use common::*;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const RULES: &str = "\
--A -t 192.168.77.100:80 -s rr
--a -t 192.168.77.100:80 -r 10.78.1.11:8080 -m -w 1
--a -t 192.168.77.100:80 -r 10.78.1.12:8080 -m -w 1
+/// Beside [`NAT_RULES`]' TCP service.
+const UDP_RULES: &str = "\
 -A -u 192.168.77.100:53 -s rr
 -a -u 192.168.77.100:53 -r 10.78.1.11:53 -m -w 1
 -a -u 192.168.77.100:53 -r 10.78.1.12:53 -m -w 1
@@ -35,24 +33,6 @@ const SECONDS: u64 = 15;
 const TRANSFERS: usize = 4;
 const SIZE: u64 = 5 << 20;
 const METRICS: &str = "127.0.0.1:9108";
-
-fn metric(page: &str, name: &str, filter: &str) -> u64 {
-    page.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']) && l.contains(filter))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .map(|v| v as u64)
-        .sum()
-}
-
-fn scrape(lvs: &Lvs) -> String {
-    lvs.bed
-        .exec_any(
-            "dir",
-            &["curl", "-s", "--max-time", "2", &format!("http://{METRICS}/metrics")],
-        )
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default()
-}
 
 /// UDP datagrams that reached the UDP layer of both real servers: `Udp: InDatagrams`
 /// (queued to a socket) plus `Udp: RcvbufErrors` (arrived, but the echo server's socket
@@ -105,7 +85,7 @@ fn flood(lvs: &Lvs, offset: u64, seconds: u64) -> u64 {
 fn start(lvs: &mut Lvs, when_full: &str) {
     let cap = CAP.to_string();
     lvs.start_director(
-        RULES,
+        &format!("{NAT_RULES}{UDP_RULES}"),
         &[
             "--workers",
             "2",
@@ -132,34 +112,20 @@ fn a_full_table_evicts_idle_flows_and_spares_live_downloads() {
     let mut lvs = Lvs::nat("fulltab", UVS, false, false, false).expect("NAT bed");
     start(&mut lvs, "evict");
 
-    let url = format!("http://{}/size/{SIZE}", lvs.addrs.vip);
-    let client_ns = lvs.bed.ns("client");
     let downloads: Vec<_> = (0..TRANSFERS)
-        .map(|_| {
-            Command::new("ip")
-                .args(["netns", "exec", &client_ns, "curl", "-s", "-o", "/dev/null"])
-                .args([
-                    "-w",
-                    "%{size_download}",
-                    "--limit-rate",
-                    "300k",
-                    "--max-time",
-                    "60",
-                    &url,
-                ])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap()
-        })
+        .map(|_| download(&lvs, SIZE as usize, "300k", 60, &[]))
         .collect();
     assert!(
-        wait_until(10, || metric(&scrape(&lvs), "uvs_connections", "") >= TRANSFERS as u64),
+        wait_until(10, || metric_sum(
+            &scrape(&lvs.bed, "dir", METRICS),
+            "uvs_connections",
+            ""
+        ) >= TRANSFERS as u64),
         "downloads established"
     );
 
     let before = delivered(&lvs);
-    let ring_before = metric(&scrape(&lvs), "uvs_ring_drops_total", "");
+    let ring_before = metric_sum(&scrape(&lvs.bed, "dir", METRICS), "uvs_ring_drops_total", "");
     let t = Instant::now();
     let sampler = {
         // Table size through the flood (largest seen).
@@ -173,7 +139,7 @@ fn a_full_table_evicts_idle_flows_and_spares_live_downloads() {
                     .arg(format!("http://{METRICS}/metrics"))
                     .output();
                 if let Ok(o) = o {
-                    max = max.max(metric(&String::from_utf8_lossy(&o.stdout), "uvs_connections", ""));
+                    max = max.max(metric_sum(&String::from_utf8_lossy(&o.stdout), "uvs_connections", ""));
                 }
                 std::thread::sleep(Duration::from_millis(250));
             }
@@ -186,22 +152,14 @@ fn a_full_table_evicts_idle_flows_and_spares_live_downloads() {
     std::thread::sleep(Duration::from_millis(500));
     let after = delivered(&lvs);
     let (got, overflowed) = (after.0 - before.0, after.1 - before.1);
-    let page = scrape(&lvs);
+    let page = scrape(&lvs.bed, "dir", METRICS);
     // Frames the kernel dropped because the director's RX ring was full (the process
     // was not scheduled for a while on a loaded machine): they never reached uvs.
-    let ring_drops = metric(&page, "uvs_ring_drops_total", "") - ring_before;
+    let ring_drops = metric_sum(&page, "uvs_ring_drops_total", "") - ring_before;
     let max_conns = sampler.join().unwrap();
-    let sizes: Vec<u64> = downloads
-        .into_iter()
-        .map(|c| {
-            String::from_utf8_lossy(&c.wait_with_output().unwrap().stdout)
-                .trim()
-                .parse()
-                .unwrap_or(0)
-        })
-        .collect();
-    let evicted = metric(&page, "uvs_connection_evictions_total", "");
-    let full = metric(&page, "uvs_dropped_packets_total", "conn_table_full");
+    let sizes: Vec<u64> = downloads.into_iter().map(|c| finish(c).1 as u64).collect();
+    let evicted = metric_sum(&page, "uvs_connection_evictions_total", "");
+    let full = metric_sum(&page, "uvs_dropped_packets_total", "conn_table_full");
     eprintln!(
         "full table (evict): {sent} new UDP flows in {flood_s:.1} s ({:.0}/s), {got} delivered \
          (+{overflowed} to full socket buffers), RX ring overruns {ring_drops}, {evicted} evictions, \
@@ -236,7 +194,11 @@ fn a_full_table_evicts_idle_flows_and_spares_live_downloads() {
     std::thread::sleep(Duration::from_millis(500));
     let after = delivered(&lvs);
     let got = after.0 + after.1 - before.0 - before.1;
-    let full = metric(&scrape(&lvs), "uvs_dropped_packets_total", "conn_table_full");
+    let full = metric_sum(
+        &scrape(&lvs.bed, "dir", METRICS),
+        "uvs_dropped_packets_total",
+        "conn_table_full",
+    );
     eprintln!("full table (refuse): {sent} new UDP flows, {got} delivered, conn_table_full {full}");
     lvs.stop_director();
     assert!(

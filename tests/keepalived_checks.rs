@@ -13,48 +13,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-fn start(lvs: &mut Lvs, conf: &str) -> std::path::PathBuf {
-    let path = std::env::temp_dir().join(format!("{}-keepalived.conf", lvs.bed.prefix));
-    std::fs::write(&path, conf).unwrap();
-    let p = path.to_string_lossy().to_string();
-    lvs.start_director("", &["--workers", "1", "--keepalived", &p]).unwrap();
-    path
-}
-
-fn list(lvs: &Lvs) -> String {
-    let out = Command::new(UVS)
-        .args(["adm", "-L", "-n"])
-        .env("UVS_CONTROL", lvs.control_path())
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-/// The `-> rs:port` line under the service whose header contains `svc`.
-fn rs_line(lvs: &Lvs, svc: &str, rs: &str) -> Option<String> {
-    let text = list(lvs);
-    let mut inside = false;
-    for l in text.lines() {
-        if !l.trim_start().starts_with("->") {
-            inside = l.contains(svc);
-        } else if inside && l.contains(&format!("-> {rs}")) {
-            return Some(l.to_string());
-        }
-    }
-    None
-}
-
-fn weight(line: &str) -> Option<&str> {
-    line.split_whitespace().nth(3)
-}
-
 fn checks(lvs: &Lvs) -> String {
-    let out = Command::new(UVS)
-        .args(["checks"])
-        .env("UVS_CONTROL", lvs.control_path())
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).to_string()
+    uvs_out(lvs, &["checks"])
 }
 
 fn wait_log(lvs: &Lvs, secs: u64, text: &str) {
@@ -67,67 +27,38 @@ fn wait_log(lvs: &Lvs, secs: u64, text: &str) {
     );
 }
 
-/// Kill `uvs serve` in namespace `host`.
-fn stop_server(lvs: &Lvs, host: &str) {
-    let out = Command::new("ip")
-        .args(["netns", "pids", &lvs.bed.ns(host)])
-        .output()
-        .unwrap();
-    for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        if String::from_utf8_lossy(&cmd).contains("serve") {
-            // SAFETY: kill(2) of a process this test started (uvs serve in its namespace).
-            unsafe {
-                libc::kill(pid.parse().unwrap(), libc::SIGKILL);
-            }
-        }
-    }
-}
-
-fn start_server(lvs: &mut Lvs, host: &str) {
-    let exe = lvs.exe.clone();
-    lvs.bed
-        .spawn(
-            host,
-            &[
-                &exe,
-                "serve",
-                "--name",
-                host,
-                "--tcp",
-                "0.0.0.0:80",
-                "--udp",
-                "0.0.0.0:53",
-            ],
-            None,
-        )
-        .unwrap();
+/// `failure` logged within `secs`, then real server `rs` out of the :53 service (2 s).
+fn failed_out(lvs: &Lvs, secs: u64, failure: &str, rs: &str) {
+    wait_log(lvs, secs, failure);
+    assert!(
+        wait_until(2, || svc_rs_line(lvs, ":53 ", rs).is_none()),
+        "{}",
+        list(lvs)
+    );
 }
 
 /// A DNS responder on UDP 5353 in namespace `ns`: rcode 0 for names containing
 /// "good", REFUSED (5) otherwise. Runs until `stop` (bounded to 2 minutes).
 fn dns_responder(ns: String, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(format!("/run/netns/{ns}")).unwrap();
-        use std::os::fd::AsRawFd;
-        // SAFETY: setns(2) on this thread only, with a namespace file we hold open.
-        assert_eq!(unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
-        let s = std::net::UdpSocket::bind("0.0.0.0:5353").unwrap();
-        s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let mut b = [0u8; 512];
-        while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-            let Ok((n, from)) = s.recv_from(&mut b) else { continue };
-            if n < 12 {
-                continue;
-            }
-            let good = b[12..n].windows(4).any(|w| w == b"good");
-            let mut r = b[..n].to_vec();
-            r[2] |= 0x80;
-            r[3] = 0x80 | if good { 0 } else { 5 };
-            let _ = s.send_to(&r, from);
+    std::thread::spawn(move || in_ns(&ns, move || answer_dns(stop)))
+}
+
+fn answer_dns(stop: Arc<AtomicBool>) {
+    let s = std::net::UdpSocket::bind("0.0.0.0:5353").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut b = [0u8; 512];
+    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+        let Ok((n, from)) = s.recv_from(&mut b) else { continue };
+        if n < 12 {
+            continue;
         }
-    })
+        let good = b[12..n].windows(4).any(|w| w == b"good");
+        let mut r = b[..n].to_vec();
+        r[2] |= 0x80;
+        r[3] = 0x80 | if good { 0 } else { 5 };
+        let _ = s.send_to(&r, from);
+    }
 }
 
 #[test]
@@ -193,7 +124,7 @@ fn ssl_udp_dns_and_ping_checks_follow_their_servers() {
            real_server 10.77.0.11 5353 {{\n  DNS_CHECK {{\n name good.test\n type A\n {timers} }}\n }}\n\
            real_server 10.77.0.12 5353 {{\n  DNS_CHECK {{\n name bad.test\n {timers} }}\n }}\n}}\n"
     );
-    start(&mut lvs, &conf);
+    start_keepalived(&mut lvs, &conf, &[]);
 
     // SSL_GET: rs1's page matches the digest, rs2's does not.
     wait_log(
@@ -202,48 +133,40 @@ fn ssl_udp_dns_and_ping_checks_follow_their_servers() {
         "SSL_CHECK on service [10.77.0.12]:tcp:443 failed after 1 retries.",
     );
     wait_log(&lvs, 2, "Remote Web server [10.77.0.11]:tcp:443 succeed on service.");
-    assert!(rs_line(&lvs, ":443", "10.77.0.12").is_none(), "{}", list(&lvs));
-    assert!(rs_line(&lvs, ":443", "10.77.0.11").is_some(), "{}", list(&lvs));
+    assert!(svc_rs_line(&lvs, ":443", "10.77.0.12").is_none(), "{}", list(&lvs));
+    assert!(svc_rs_line(&lvs, ":443", "10.77.0.11").is_some(), "{}", list(&lvs));
     // DNS_CHECK: REFUSED fails, NOERROR passes.
     wait_log(
         &lvs,
         4,
         "DNS_CHECK ([10.77.0.12]:udp:5353) read error occurred. (rcode = 5) after 1 retries",
     );
-    assert!(rs_line(&lvs, ":5353", "10.77.0.12").is_none(), "{}", list(&lvs));
-    assert!(rs_line(&lvs, ":5353", "10.77.0.11").is_some(), "{}", list(&lvs));
+    assert!(svc_rs_line(&lvs, ":5353", "10.77.0.12").is_none(), "{}", list(&lvs));
+    assert!(svc_rs_line(&lvs, ":5353", "10.77.0.11").is_some(), "{}", list(&lvs));
     // UDP_CHECK (the echo starts with "rs1") and PING_CHECK pass.
     wait_log(&lvs, 4, "UDP connection to [10.77.0.11]:udp:53 success.");
     wait_log(&lvs, 4, "ICMP connection to [10.77.0.12]:udp:53 success.");
-    assert!(rs_line(&lvs, ":53 ", "10.77.0.11").is_some() && rs_line(&lvs, ":53 ", "10.77.0.12").is_some());
+    assert!(svc_rs_line(&lvs, ":53 ", "10.77.0.11").is_some() && svc_rs_line(&lvs, ":53 ", "10.77.0.12").is_some());
 
     // rs1's UDP server dies: ICMP port unreachable fails UDP_CHECK.
     stop_server(&lvs, "rs1");
-    wait_log(
+    failed_out(
         &lvs,
         6,
         "UDP_CHECK on service [10.77.0.11]:udp:53 failed after 1 retries.",
-    );
-    assert!(
-        wait_until(2, || rs_line(&lvs, ":53 ", "10.77.0.11").is_none()),
-        "{}",
-        list(&lvs)
+        "10.77.0.11",
     );
     // rs2 stops answering pings: PING_CHECK fails; then it answers again.
     lvs.bed.sysctl("rs2", "net.ipv4.icmp_echo_ignore_all", "1").unwrap();
-    wait_log(
+    failed_out(
         &lvs,
         8,
         "ICMP CHECK on service [10.77.0.12]:udp:53 of [10.77.0.100]:udp:53 failed after 1 retries.",
-    );
-    assert!(
-        wait_until(2, || rs_line(&lvs, ":53 ", "10.77.0.12").is_none()),
-        "{}",
-        list(&lvs)
+        "10.77.0.12",
     );
     lvs.bed.sysctl("rs2", "net.ipv4.icmp_echo_ignore_all", "0").unwrap();
     assert!(
-        wait_until(4, || rs_line(&lvs, ":53 ", "10.77.0.12").is_some()),
+        wait_until(4, || svc_rs_line(&lvs, ":53 ", "10.77.0.12").is_some()),
         "{}\n{}",
         list(&lvs),
         lvs.director_log()
@@ -292,7 +215,7 @@ fn alpha_omega_inhibit_and_notify_scripts() {
          real_server 10.77.0.11 80 {{\n inhibit_on_failure\n notify_up \"{s} up rs1\"\n notify_down \"{s} down rs1\"\n {check}\n }}\n\
          real_server 10.77.0.12 80 {{\n notify_up \"{s} up rs2\"\n notify_down \"{s} down rs2\"\n {check}\n }}\n}}\n"
     );
-    start(&mut lvs, &conf);
+    start_keepalived(&mut lvs, &conf, &[]);
     // alpha: both start failed (rs1 inhibited at weight 0, rs2 out) and come up on
     // their first success; the quorum (2) is then gained.
     wait_log(
@@ -311,7 +234,7 @@ fn alpha_omega_inhibit_and_notify_scripts() {
     // rs1 dies: inhibited (weight 0, still listed), notify_down, quorum lost.
     stop_server(&lvs, "rs1");
     assert!(
-        wait_until(6, || rs_line(&lvs, ":80", "10.77.0.11")
+        wait_until(6, || svc_rs_line(&lvs, ":80", "10.77.0.11")
             .is_some_and(|l| weight(&l) == Some("0"))),
         "{}\n{}",
         list(&lvs),
@@ -328,7 +251,7 @@ fn alpha_omega_inhibit_and_notify_scripts() {
     got.sort();
     assert_eq!(got, ["down rs1", "quorum down"]);
     let _ = std::fs::remove_file(&out);
-    start_server(&mut lvs, "rs1");
+    start_server(&mut lvs, "rs1", &["--tcp", "0.0.0.0:80", "--udp", "0.0.0.0:53"]);
     assert!(wait_until(4, || lines(&out).len() >= 2), "{:?}", lines(&out));
     let mut got = lines(&out);
     got.sort();
@@ -348,15 +271,8 @@ fn alpha_omega_inhibit_and_notify_scripts() {
 }
 
 fn sysctl_eqt(lvs: &Lvs, on: bool) {
-    let out = Command::new(UVS)
-        .args([
-            "sysctl",
-            "-w",
-            &format!("net.ipv4.vs.expire_quiescent_template={}", on as u8),
-        ])
-        .env("UVS_CONTROL", lvs.control_path())
-        .output()
-        .unwrap();
+    let eqt = format!("net.ipv4.vs.expire_quiescent_template={}", on as u8);
+    let out = uvs_at(&lvs.control_path(), &["sysctl", "-w", &eqt]);
     assert!(out.status.success(), "{out:?}");
 }
 
@@ -380,7 +296,7 @@ fn persistence_case(tag: &str, eqt: bool) {
         misc("rs1"),
         misc("rs2")
     );
-    start(&mut lvs, &conf);
+    start_keepalived(&mut lvs, &conf, &[]);
     sysctl_eqt(&lvs, eqt);
     let first = lvs.http_names(3);
     assert!(first.iter().all(|n| n == &first[0]), "persistence: {first:?}");
@@ -389,7 +305,8 @@ fn persistence_case(tag: &str, eqt: bool) {
     let ip = if pinned == "rs1" { "10.77.0.11" } else { "10.77.0.12" };
     std::fs::write(format!("{}-{pinned}", flag.display()), "").unwrap();
     assert!(
-        wait_until(5, || rs_line(&lvs, ":80", ip).is_some_and(|l| weight(&l) == Some("0"))),
+        wait_until(5, || svc_rs_line(&lvs, ":80", ip)
+            .is_some_and(|l| weight(&l) == Some("0"))),
         "{}\n{}",
         list(&lvs),
         lvs.director_log()
@@ -425,10 +342,7 @@ fn sighup_under_load_loses_no_request() {
     lvs.bed
         .exec("rs3", &["ip", "addr", "add", "10.77.0.100/32", "dev", "lo"])
         .unwrap();
-    let exe = lvs.exe.clone();
-    lvs.bed
-        .spawn("rs3", &[&exe, "serve", "--name", "rs3", "--tcp", "0.0.0.0:80"], None)
-        .unwrap();
+    start_server(&mut lvs, "rs3", &["--tcp", "0.0.0.0:80"]);
     let rs = |ip: &str, w: u32| {
         format!(
             "real_server {ip} 80 {{\n weight {w}\n TCP_CHECK {{\n connect_timeout 1\n retry 1\n delay_before_retry 0.2\n }}\n }}\n"
@@ -436,15 +350,8 @@ fn sighup_under_load_loses_no_request() {
     };
     let head = "virtual_server 10.77.0.100 80 {\n delay_loop 1\n lvs_sched wrr\n lvs_method DR\n protocol TCP\n";
     let conf = format!("{head}{}{}}}\n", rs("10.77.0.11", 1), rs("10.77.0.12", 1));
-    let path = std::env::temp_dir().join(format!("{}-keepalived.conf", lvs.bed.prefix));
-    std::fs::write(&path, conf).unwrap();
-    let p = path.to_string_lossy().to_string();
     // Metrics on the director's loopback: a failure prints its drop counters.
-    lvs.start_director(
-        "",
-        &["--workers", "1", "--keepalived", &p, "--metrics", "127.0.0.1:9803"],
-    )
-    .unwrap();
+    let path = start_keepalived(&mut lvs, &conf, &["--metrics", "127.0.0.1:9803"]);
     wait_log(&lvs, 5, "TCP connection to [10.77.0.12]:tcp:80 success.");
 
     let client = lvs.bed.ns("client");
@@ -483,9 +390,10 @@ fn sighup_under_load_loses_no_request() {
         libc::kill(pid as i32, libc::SIGHUP);
     }
     assert!(
-        wait_until(3, || rs_line(&lvs, ":80", "10.77.0.12").is_none()
-            && rs_line(&lvs, ":80", "10.77.0.13").is_some()
-            && rs_line(&lvs, ":80", "10.77.0.11").is_some_and(|l| weight(&l) == Some("3"))),
+        wait_until(3, || svc_rs_line(&lvs, ":80", "10.77.0.12").is_none()
+            && svc_rs_line(&lvs, ":80", "10.77.0.13").is_some()
+            && svc_rs_line(&lvs, ":80", "10.77.0.11")
+                .is_some_and(|l| weight(&l) == Some("3"))),
         "{}\n{}",
         list(&lvs),
         lvs.director_log()
@@ -495,12 +403,7 @@ fn sighup_under_load_loses_no_request() {
     // Which real server each failed request's connection went to. A connection that
     // was open to rs2 when the reload removed rs2 fails as it does under IPVS: with
     // expire_nodest_conn 0, ip_vs_in drops its packets ("destination_deleted").
-    let conns = Command::new(UVS)
-        .args(["adm", "-L", "-c", "-n"])
-        .env("UVS_CONTROL", lvs.control_path())
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
-        .unwrap_or_default();
+    let conns = uvs_out(&lvs, &["adm", "-L", "-c", "-n"]);
     let dest_of = |port: &str| {
         conns
             .lines()
@@ -541,17 +444,11 @@ fn sighup_under_load_loses_no_request() {
         failed.iter().map(|(a, d)| (ms(a.0), &a.3, &a.2, d)).collect::<Vec<_>>(),
         list(&lvs),
         lvs.director_log(),
-        lvs.bed
-            .exec_any(
-                "dir",
-                &["curl", "-s", "--max-time", "3", "http://127.0.0.1:9803/metrics"]
-            )
-            .map(|o| String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .filter(|l| (l.contains("dropped") || l.contains("ring_")) && !l.starts_with('#') && !l.ends_with(" 0"))
-                .collect::<Vec<_>>()
-                .join("\n"))
-            .unwrap_or_default()
+        scrape(&lvs.bed, "dir", "127.0.0.1:9803")
+            .lines()
+            .filter(|l| (l.contains("dropped") || l.contains("ring_")) && !l.starts_with('#') && !l.ends_with(" 0"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     let before: Vec<&str> = answers.iter().filter(|a| a.0 < applied).map(|a| a.2.as_str()).collect();
     let late: Vec<&str> = answers

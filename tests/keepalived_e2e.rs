@@ -4,7 +4,6 @@
 
 mod common;
 use common::*;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// The seed's block with the test bed's addresses and shorter timers (the seed's
@@ -27,9 +26,6 @@ fn seed_block(extra_vs: &str, extra_rs: &str) -> String {
 const BOUND: Duration = Duration::from_secs(1 + 3 + 2);
 
 fn start(lvs: &mut Lvs, conf: &str) -> std::path::PathBuf {
-    let path = std::env::temp_dir().join(format!("{}-keepalived.conf", lvs.bed.prefix));
-    std::fs::write(&path, conf).unwrap();
-    let p = path.to_string_lossy().to_string();
     // The seed's vrrp_instance lists the VIP: uvs serves it only while keepalived
     // (MASTER) has it on the interface (README "High availability"). No keepalived
     // runs here: the test puts it there, as keepalived would.
@@ -39,49 +35,7 @@ fn start(lvs: &mut Lvs, conf: &str) -> std::path::PathBuf {
             .exec("dir", &["ip", "addr", "add", &vip, "dev", "eth0"])
             .unwrap();
     }
-    lvs.start_director("", &["--workers", "1", "--keepalived", &p]).unwrap();
-    path
-}
-
-fn list(lvs: &Lvs) -> String {
-    let out = Command::new(UVS)
-        .args(["adm", "-L", "-n"])
-        .env("UVS_CONTROL", lvs.control_path())
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-/// The real server's line in `ipvsadm -L -n`, if listed.
-fn rs_line(lvs: &Lvs, rs: &str) -> Option<String> {
-    list(lvs)
-        .lines()
-        .find(|l| l.contains(&format!("-> {rs}:80")))
-        .map(str::to_string)
-}
-
-/// Kill `uvs serve` in namespace `host` (the test started it).
-fn stop_server(lvs: &Lvs, host: &str) {
-    let out = Command::new("ip")
-        .args(["netns", "pids", &lvs.bed.ns(host)])
-        .output()
-        .unwrap();
-    for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        if String::from_utf8_lossy(&cmd).contains("serve") {
-            // SAFETY: kill(2) of a process this test started (uvs serve in its namespace).
-            unsafe {
-                libc::kill(pid.parse().unwrap(), libc::SIGKILL);
-            }
-        }
-    }
-}
-
-fn start_server(lvs: &mut Lvs, host: &str) {
-    let exe = lvs.exe.clone();
-    lvs.bed
-        .spawn(host, &[&exe, "serve", "--name", host, "--tcp", "0.0.0.0:80"], None)
-        .unwrap();
+    start_keepalived(lvs, conf, &[])
 }
 
 #[test]
@@ -90,7 +44,7 @@ fn seed003_tcp_check_removes_and_restores_a_dead_server() {
     let mut lvs = dr("kaseed");
     start(&mut lvs, &seed_block("persistence_timeout 50", ""));
     assert!(
-        rs_line(&lvs, "10.77.0.11").is_some() && rs_line(&lvs, "10.77.0.12").is_some(),
+        rs_line(&lvs, "10.77.0.11:80").is_some() && rs_line(&lvs, "10.77.0.12:80").is_some(),
         "{}",
         list(&lvs)
     );
@@ -99,7 +53,7 @@ fn seed003_tcp_check_removes_and_restores_a_dead_server() {
     let t0 = Instant::now();
     stop_server(&lvs, "rs1");
     assert!(
-        wait_until(BOUND.as_secs() + 2, || rs_line(&lvs, "10.77.0.11").is_none()),
+        wait_until(BOUND.as_secs() + 2, || rs_line(&lvs, "10.77.0.11:80").is_none()),
         "rs1 still listed after {BOUND:?}:\n{}\n{}",
         list(&lvs),
         lvs.director_log()
@@ -123,20 +77,15 @@ fn seed003_tcp_check_removes_and_restores_a_dead_server() {
     );
 
     // `uvs checks`: rs1's checker down, rs2's up.
-    let out = Command::new(UVS)
-        .args(["checks"])
-        .env("UVS_CONTROL", lvs.control_path())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let text = uvs_out(&lvs, &["checks"]);
     let row = |rs: &str| text.lines().find(|l| l.contains(rs)).unwrap_or("").to_string();
     assert!(row("[10.77.0.11]:tcp:80").contains("TCP_CHECK  DOWN  dead"), "{text}");
     assert!(row("[10.77.0.12]:tcp:80").contains("TCP_CHECK  UP    alive"), "{text}");
     assert!(row("[10.77.0.12]:tcp:80").ends_with("success"), "{text}");
 
-    start_server(&mut lvs, "rs1");
+    start_server(&mut lvs, "rs1", &["--tcp", "0.0.0.0:80"]);
     assert!(
-        wait_until(4, || rs_line(&lvs, "10.77.0.11").is_some_and(|l| l.contains(" 1 "))),
+        wait_until(4, || rs_line(&lvs, "10.77.0.11:80").is_some_and(|l| l.contains(" 1 "))),
         "rs1 did not return:\n{}",
         list(&lvs)
     );
@@ -155,8 +104,8 @@ fn inhibit_on_failure_keeps_the_server_at_weight_zero() {
     start(&mut lvs, &seed_block("", "inhibit_on_failure"));
     stop_server(&lvs, "rs1");
     assert!(
-        wait_until(BOUND.as_secs() + 2, || rs_line(&lvs, "10.77.0.11")
-            .is_some_and(|l| l.split_whitespace().nth(3) == Some("0"))),
+        wait_until(BOUND.as_secs() + 2, || rs_line(&lvs, "10.77.0.11:80")
+            .is_some_and(|l| weight(&l) == Some("0"))),
         "rs1 not at weight 0:\n{}\n{}",
         list(&lvs),
         lvs.director_log()
@@ -167,9 +116,9 @@ fn inhibit_on_failure_keeps_the_server_at_weight_zero() {
         lvs.director_log()
             .contains("Disabling service [10.77.0.11]:tcp:80 of VS [10.77.0.100]:tcp:80")
     );
-    start_server(&mut lvs, "rs1");
-    assert!(wait_until(4, || rs_line(&lvs, "10.77.0.11")
-        .is_some_and(|l| l.split_whitespace().nth(3) == Some("1"))));
+    start_server(&mut lvs, "rs1", &["--tcp", "0.0.0.0:80"]);
+    assert!(wait_until(4, || rs_line(&lvs, "10.77.0.11:80")
+        .is_some_and(|l| weight(&l) == Some("1"))));
 }
 
 fn md5_of(lvs: &Lvs, url: &str) -> String {
@@ -194,9 +143,8 @@ fn http_get_digest_mismatch_fails_and_misc_dynamic_sets_a_weight() {
     );
     start(&mut lvs, &conf);
     assert!(
-        wait_until(5, || rs_line(&lvs, "10.77.0.12").is_none()
-            && rs_line(&lvs, "10.77.0.11")
-                .is_some_and(|l| l.split_whitespace().nth(3) == Some("7"))),
+        wait_until(5, || rs_line(&lvs, "10.77.0.12:80").is_none()
+            && rs_line(&lvs, "10.77.0.11:80").is_some_and(|l| weight(&l) == Some("7"))),
         "want rs2 removed (digest) and rs1 at weight 9-2=7:\n{}\n{}",
         list(&lvs),
         lvs.director_log()
@@ -221,11 +169,11 @@ fn quorum_lost_brings_the_sorry_server_and_sighup_reloads() {
     let conf = "virtual_server 10.77.0.100 80 {\n delay_loop 1\n lvs_sched rr\n lvs_method DR\n protocol TCP\n quorum 1\n sorry_server 10.77.0.12 80\n\
          real_server 10.77.0.11 80 {\n  TCP_CHECK {\n   connect_timeout 1\n   retry 1\n   delay_before_retry 0.2\n  }\n }\n}\n";
     let path = start(&mut lvs, conf);
-    assert!(rs_line(&lvs, "10.77.0.12").is_none(), "{}", list(&lvs));
+    assert!(rs_line(&lvs, "10.77.0.12:80").is_none(), "{}", list(&lvs));
     stop_server(&lvs, "rs1");
     assert!(
-        wait_until(5, || rs_line(&lvs, "10.77.0.12").is_some()
-            && rs_line(&lvs, "10.77.0.11").is_none()),
+        wait_until(5, || rs_line(&lvs, "10.77.0.12:80").is_some()
+            && rs_line(&lvs, "10.77.0.11:80").is_none()),
         "sorry server not in:\n{}\n{}",
         list(&lvs),
         lvs.director_log()
@@ -240,10 +188,10 @@ fn quorum_lost_brings_the_sorry_server_and_sighup_reloads() {
         log.contains("Adding sorry server [10.77.0.12]:tcp:80 to VS [10.77.0.100]:tcp:80"),
         "{log}"
     );
-    start_server(&mut lvs, "rs1");
+    start_server(&mut lvs, "rs1", &["--tcp", "0.0.0.0:80"]);
     assert!(
-        wait_until(4, || rs_line(&lvs, "10.77.0.12").is_none()
-            && rs_line(&lvs, "10.77.0.11").is_some()),
+        wait_until(4, || rs_line(&lvs, "10.77.0.12:80").is_none()
+            && rs_line(&lvs, "10.77.0.11:80").is_some()),
         "sorry server did not leave:\n{}",
         list(&lvs)
     );
@@ -259,7 +207,7 @@ fn quorum_lost_brings_the_sorry_server_and_sighup_reloads() {
         "{}",
         lvs.director_log()
     );
-    assert!(rs_line(&lvs, "10.77.0.11").is_some());
+    assert!(rs_line(&lvs, "10.77.0.11:80").is_some());
     // SIGHUP with a second real server and a new weight: applied, rs1's checker kept.
     std::fs::write(
         &path,
@@ -273,8 +221,8 @@ fn quorum_lost_brings_the_sorry_server_and_sighup_reloads() {
         libc::kill(pid as i32, libc::SIGHUP);
     }
     assert!(
-        wait_until(3, || rs_line(&lvs, "10.77.0.12")
-            .is_some_and(|l| l.split_whitespace().nth(3) == Some("3"))),
+        wait_until(3, || rs_line(&lvs, "10.77.0.12:80")
+            .is_some_and(|l| weight(&l) == Some("3"))),
         "{}\n{}",
         list(&lvs),
         lvs.director_log()

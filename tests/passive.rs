@@ -11,7 +11,6 @@
 
 mod common;
 use common::*;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const VIP: &str = "192.168.77.100";
@@ -39,37 +38,18 @@ enum Fault {
 
 fn start(tag: &str, passive: bool) -> Lvs {
     let mut lvs = Lvs::nat(tag, UVS, false, false, false).expect("build NAT test bed");
-    let path = std::env::temp_dir().join(format!("{}-keepalived.conf", lvs.bed.prefix));
-    std::fs::write(&path, conf()).unwrap();
-    let p = path.to_string_lossy().to_string();
     let spec = format!("{VIP}:80");
-    let mut args = vec!["--workers", "1", "--keepalived", &p, "--metrics", "127.0.0.1:9797"];
+    let mut args = vec!["--metrics", "127.0.0.1:9797"];
     if passive {
         args.extend(["--passive-check", &spec]);
     }
-    lvs.start_director("", &args).unwrap();
+    start_keepalived(&mut lvs, &conf(), &args);
     assert!(
-        wait_until(5, || RS.iter().all(|r| rs_line(&lvs, r).is_some())),
+        wait_until(5, || RS.iter().all(|r| rs_line(&lvs, &format!("{r}:8080")).is_some())),
         "{}",
         list(&lvs)
     );
     lvs
-}
-
-fn list(lvs: &Lvs) -> String {
-    let out = Command::new(UVS)
-        .args(["adm", "-L", "-n"])
-        .env("UVS_CONTROL", lvs.control_path())
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-fn rs_line(lvs: &Lvs, rs: &str) -> Option<String> {
-    list(lvs)
-        .lines()
-        .find(|l| l.contains(&format!("-> {rs}:8080")))
-        .map(str::to_string)
 }
 
 /// Client loops: `curl --max-time 2` to the VIP, one `ok`/`fail` line per request, for
@@ -100,30 +80,10 @@ fn tally(loops: &[(u32, std::path::PathBuf)], wait_secs: u64) -> (usize, usize) 
     (failed, total)
 }
 
-fn server_pids(lvs: &Lvs, host: &str) -> Vec<i32> {
-    let out = Command::new("ip")
-        .args(["netns", "pids", &lvs.bed.ns(host)])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .filter(|pid| {
-            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            String::from_utf8_lossy(&cmd).contains("serve")
-        })
-        .filter_map(|p| p.parse().ok())
-        .collect()
-}
-
 fn inject(lvs: &mut Lvs, host: &str, f: Fault) {
     match f {
         Fault::Refuse => {
-            for pid in server_pids(lvs, host) {
-                // SAFETY: kill(2) of `uvs serve`, which the test bed started in its own namespace.
-                unsafe {
-                    libc::kill(pid, libc::SIGKILL);
-                }
-            }
+            stop_server(lvs, host);
             assert!(wait_until(3, || server_pids(lvs, host).is_empty()));
         }
         Fault::Blackhole => {
@@ -140,10 +100,7 @@ fn inject(lvs: &mut Lvs, host: &str, f: Fault) {
 fn heal(lvs: &mut Lvs, host: &str, f: Fault) {
     match f {
         Fault::Refuse => {
-            let exe = lvs.exe.clone();
-            lvs.bed
-                .spawn(host, &[&exe, "serve", "--name", host, "--tcp", "0.0.0.0:8080"], None)
-                .unwrap();
+            start_server(lvs, host, &["--tcp", "0.0.0.0:8080"]);
         }
         Fault::Blackhole => {
             lvs.bed
@@ -158,7 +115,7 @@ fn detect(lvs: &mut Lvs, n: usize, f: Fault) -> Option<Duration> {
     let host = format!("rs{}", n + 1);
     inject(lvs, &host, f);
     let t0 = Instant::now();
-    wait_until(15, || rs_line(lvs, RS[n]).is_none()).then(|| t0.elapsed())
+    wait_until(15, || rs_line(lvs, &format!("{}:8080", RS[n])).is_none()).then(|| t0.elapsed())
 }
 
 struct Run {
@@ -222,7 +179,7 @@ fn passive_check_takes_a_refusing_server_out_and_its_checker_brings_it_back() {
     // It comes back only through its active checker.
     heal(&mut lvs, "rs1", Fault::Refuse);
     assert!(
-        wait_until(8, || rs_line(&lvs, RS[0]).is_some()),
+        wait_until(8, || rs_line(&lvs, &format!("{}:8080", RS[0])).is_some()),
         "rs1 did not return:\n{}\n{}",
         list(&lvs),
         lvs.director_log()
@@ -264,14 +221,7 @@ fn passive_check_takes_a_blackholed_server_out() {
 
 fn metrics(lvs: &Lvs) -> String {
     // Served on the director namespace's own loopback (see `start`).
-    let out = lvs
-        .bed
-        .exec_any(
-            "dir",
-            &["curl", "-s", "--max-time", "2", "http://127.0.0.1:9797/metrics"],
-        )
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).to_string()
+    scrape(&lvs.bed, "dir", "127.0.0.1:9797")
 }
 
 /// Distribution of a sample: (min, median, p90, max).
@@ -297,10 +247,7 @@ fn dist(mut v: Vec<Duration>) -> String {
 #[ignore]
 fn passive_numbers() {
     require_root!();
-    let trials: usize = std::env::var("UVS_TRIALS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10);
+    let trials: usize = env_or("UVS_TRIALS", 10);
     // UVS_CASES: which of rst,syn x active,passive to run (default all four).
     let cases = std::env::var("UVS_CASES").unwrap_or_default();
     for f in [Fault::Refuse, Fault::Blackhole] {
@@ -329,7 +276,7 @@ fn passive_numbers() {
                 }
                 heal(&mut lvs, "rs1", f);
                 assert!(
-                    wait_until(15, || rs_line(&lvs, RS[0]).is_some()),
+                    wait_until(15, || rs_line(&lvs, &format!("{}:8080", RS[0])).is_some()),
                     "{}",
                     lvs.director_log()
                 );

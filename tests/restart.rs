@@ -9,27 +9,11 @@
 mod common;
 use common::*;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
-
-const RULES: &str = "\
--A -t 10.77.0.100:80 -s rr
--a -t 10.77.0.100:80 -r 10.77.0.11:80 -g -w 1
--a -t 10.77.0.100:80 -r 10.77.0.12:80 -g -w 1
-";
 
 /// `uvs adm ARGS` against the bed's director: (status, stdout + stderr).
 fn adm(lvs: &Lvs, line: &str) -> (Option<i32>, String) {
-    let o = Command::new(UVS)
-        .arg("adm")
-        .args(line.split_whitespace())
-        .env("UVS_CONTROL", lvs.control_path())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let mut s = String::from_utf8_lossy(&o.stdout).into_owned();
-    s.push_str(&String::from_utf8_lossy(&o.stderr));
-    (o.status.code(), s)
+    adm_at(&lvs.control_path(), line)
 }
 
 fn adm_ok(lvs: &Lvs, line: &str) -> String {
@@ -50,13 +34,9 @@ fn wait_saved(lvs: &Lvs, line: &str) {
 }
 
 fn sysctl(lvs: &Lvs, words: &[&str]) -> String {
-    let o = Command::new(UVS)
-        .arg("sysctl")
-        .args(words)
-        .env("UVS_CONTROL", lvs.control_path())
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&o.stdout).into_owned()
+    let mut args = vec!["sysctl"];
+    args.extend_from_slice(words);
+    uvs_out(lvs, &args)
 }
 
 #[test]
@@ -64,7 +44,7 @@ fn live_edits_survive_restart_and_crash_and_yield_to_changed_rules() {
     require_root!();
     let mut lvs = dr("rsa");
     let _cleanup = Cleanup(state_path(&lvs));
-    lvs.start_director(RULES, &["--workers", "1"]).unwrap();
+    lvs.start_director(DR_RULES, &["--workers", "1"]).unwrap();
     assert!(lvs.http_names(2).len() == 2, "forwards before the edits");
     // Live edits: a weight, a new service, a sysctl.
     adm_ok(&lvs, "-e -t 10.77.0.100:80 -r 10.77.0.12:80 -g -w 3");
@@ -83,7 +63,7 @@ fn live_edits_survive_restart_and_crash_and_yield_to_changed_rules() {
             .unwrap()
             .contains("\nclean 1\n")
     );
-    lvs.start_director(RULES, &["--workers", "1"]).unwrap();
+    lvs.start_director(DR_RULES, &["--workers", "1"]).unwrap();
     let log = lvs.director_log();
     assert!(log.contains("table restored from"), "{log}");
     assert!(!log.contains("did not stop cleanly"), "{log}");
@@ -105,7 +85,7 @@ fn live_edits_survive_restart_and_crash_and_yield_to_changed_rules() {
             .unwrap()
             .contains("\nclean 0\n")
     );
-    lvs.start_director(RULES, &["--workers", "1"]).unwrap();
+    lvs.start_director(DR_RULES, &["--workers", "1"]).unwrap();
     let log = lvs.director_log();
     assert!(
         log.contains(&format!("the previous director (pid {pid}) did not stop cleanly")),
@@ -125,7 +105,7 @@ fn live_edits_survive_restart_and_crash_and_yield_to_changed_rules() {
     // 3. The rules file changed while stopped: the configuration wins, and the log says
     // the live table was not restored.
     lvs.stop_director();
-    let changed = format!("{RULES}-A -t 10.77.0.100:443 -s wlc\n");
+    let changed = format!("{DR_RULES}-A -t 10.77.0.100:443 -s wlc\n");
     lvs.start_director(&changed, &["--workers", "1"]).unwrap();
     let log = lvs.director_log();
     assert!(log.contains("was saved from another configuration"), "{log}");
@@ -141,7 +121,7 @@ fn sighup_applies_the_rules_difference_and_keeps_live_edits() {
     require_root!();
     let mut lvs = dr("rsh");
     let _cleanup = Cleanup(state_path(&lvs));
-    lvs.start_director(RULES, &["--workers", "1"]).unwrap();
+    lvs.start_director(DR_RULES, &["--workers", "1"]).unwrap();
     // A live edit the rules file knows nothing about…
     adm_ok(&lvs, "-A -u 10.77.0.100:53 -s rr");
     // …and a new rules file: one server's weight changes, the other goes, a service comes.
@@ -182,22 +162,6 @@ fn sighup_applies_the_rules_difference_and_keeps_live_edits() {
     assert!(lvs.stop_director().contains("uvs: stopped"));
 }
 
-/// A download of `size` bytes from the VIP by the client, rate-limited so that it spans
-/// the crash, in the background; curl prints the bytes it received.
-fn download(lvs: &Lvs, size: usize, max_secs: u32, keepalive: bool) -> std::process::Child {
-    let probes: &[&str] = if keepalive { &["--keepalive-time", "1"] } else { &[] };
-    Command::new("ip")
-        .args(["netns", "exec", &lvs.bed.ns("client"), "curl", "-s", "-o", "/dev/null"])
-        .args(probes)
-        .args(["-w", "%{size_download}", "--limit-rate", "1000K", "--max-time"])
-        .arg(max_secs.to_string())
-        .arg(format!("http://{}/size/{size}", lvs.addrs.vip))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("curl")
-}
-
 /// A download through the director, SIGKILL, a new director (the same command line):
 /// (curl's exit code, bytes received, the new director's log). `sloppy` is set live
 /// with `uvs sysctl`, so the state file brings it back with the table. `keepalive`:
@@ -207,7 +171,7 @@ fn crash_mid_download(
     rules: &str,
     sloppy: bool,
     keepalive: bool,
-    max_secs: u32,
+    max_secs: u64,
 ) -> (Option<i32>, usize, String) {
     const SIZE: usize = 6 << 20;
     let _cleanup = Cleanup(state_path(lvs));
@@ -216,7 +180,8 @@ fn crash_mid_download(
         sysctl(lvs, &["sloppy_tcp=1"]);
         wait_saved(lvs, "sysctl sloppy_tcp=1");
     }
-    let curl = download(lvs, SIZE, max_secs, keepalive);
+    let probes: &[&str] = if keepalive { &["--keepalive-time", "1"] } else { &[] };
+    let curl = download(lvs, SIZE, "1000K", max_secs, probes);
     // The crash must hit the connection mid-stream: its entry is established, and
     // about 2 MB (1000 KB/s) have gone through.
     assert!(
@@ -231,32 +196,24 @@ fn crash_mid_download(
     std::thread::sleep(Duration::from_millis(300));
     lvs.stop_director();
     lvs.start_director(rules, &["--workers", "1"]).unwrap();
-    let out = curl.wait_with_output().expect("curl");
-    let got = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0);
+    let (code, got) = finish(curl);
     let log = lvs.director_log();
     lvs.stop_director();
     assert!(log.contains("table restored from"), "{log}");
     assert!(log.contains("did not stop cleanly"), "{log}");
     println!(
         "crash mid-download, sloppy_tcp={}: curl exit {:?}, {got} of {SIZE} bytes",
-        sloppy as u8,
-        out.status.code()
+        sloppy as u8, code
     );
     if sloppy {
         assert_eq!(
-            (out.status.code(), got),
+            (code, got),
             (Some(0), SIZE),
             "the download survives the crash with sloppy_tcp=1 and sh\n{log}"
         );
     }
-    (out.status.code(), got, log)
+    (code, got, log)
 }
-
-const NAT_SH: &str = "\
--A -t 192.168.77.100:80 -s sh
--a -t 192.168.77.100:80 -r 10.78.1.11:8080 -m -w 1
--a -t 192.168.77.100:80 -r 10.78.1.12:8080 -m -w 1
-";
 
 /// Issue 19.2 (README "Restarts and the state file"): after a SIGKILL the connection
 /// entries are gone. In NAT with sloppy_tcp=1 and sh, the client's next segment (here
@@ -268,7 +225,7 @@ const NAT_SH: &str = "\
 fn nat_download_survives_a_crash_with_sloppy_tcp_and_sh() {
     require_root!();
     let mut lvs = Lvs::nat("rcn", UVS, false, false, false).expect("NAT bed");
-    crash_mid_download(&mut lvs, NAT_SH, true, true, 30);
+    crash_mid_download(&mut lvs, &NAT_RULES.replace("-s rr", "-s sh"), true, true, 30);
 }
 
 /// The same in DR, with no help from the client: the real server's data never crosses
@@ -278,7 +235,7 @@ fn nat_download_survives_a_crash_with_sloppy_tcp_and_sh() {
 fn dr_download_survives_a_crash_with_sloppy_tcp_and_sh() {
     require_root!();
     let mut lvs = dr("rcd");
-    crash_mid_download(&mut lvs, &RULES.replace("-s rr", "-s sh"), true, false, 30);
+    crash_mid_download(&mut lvs, &DR_RULES.replace("-s rr", "-s sh"), true, false, 30);
 }
 
 /// Without sloppy_tcp (IPVS's default) the new director drops the mid-stream segments
@@ -288,14 +245,6 @@ fn dr_download_survives_a_crash_with_sloppy_tcp_and_sh() {
 fn without_sloppy_tcp_a_crash_breaks_the_download() {
     require_root!();
     let mut lvs = Lvs::nat("rcx", UVS, false, false, false).expect("NAT bed");
-    let (code, got, _) = crash_mid_download(&mut lvs, NAT_SH, false, true, 10);
+    let (code, got, _) = crash_mid_download(&mut lvs, &NAT_RULES.replace("-s rr", "-s sh"), false, true, 10);
     assert!(code != Some(0) && got < 6 << 20, "curl {code:?}, {got} bytes");
-}
-
-/// Removes the state file at the end (even on panic).
-struct Cleanup(std::path::PathBuf);
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }

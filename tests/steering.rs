@@ -145,10 +145,7 @@ fn sample(range: std::ops::Range<usize>, n: usize) -> Vec<usize> {
 /// one batch (issue 14 item 4) 30,000 VIPs are ready in under 2 s and 20,000 more
 /// take well under a second with `-R`.
 fn vip_count() -> usize {
-    std::env::var("UVS_STEER_VIPS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(50_000)
+    env_or("UVS_STEER_VIPS", 50_000)
 }
 
 fn many_vips(tag: &str, one_arm: bool) {

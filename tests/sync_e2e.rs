@@ -13,58 +13,151 @@ use common::*;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-const RULES: &str = "\
--A -t 10.77.0.100:80 -s rr
--a -t 10.77.0.100:80 -r 10.77.0.11:80 -g -w 1
--a -t 10.77.0.100:80 -r 10.77.0.12:80 -g -w 1
-";
 const BACKUP_IP: &str = "10.77.0.3";
-
-fn adm(control: &std::path::Path, line: &str) -> (Option<i32>, String) {
-    let o = Command::new(UVS)
-        .arg("adm")
-        .args(line.split_whitespace())
-        .env("UVS_CONTROL", control)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let mut s = String::from_utf8_lossy(&o.stdout).into_owned();
-    s.push_str(&String::from_utf8_lossy(&o.stderr));
-    (o.status.code(), s)
-}
+/// The backup's /metrics, on its namespace's loopback.
+const BACKUP_METRICS: &str = "127.0.0.1:9911";
 
 /// The `-L -c -n` row of the connection from `client:cport`, if listed.
-fn conn_row(control: &std::path::Path, cport: u16) -> Option<String> {
-    conn_row_of(control, "10.77.0.10", cport)
-}
-
-fn conn_row_of(control: &std::path::Path, client: &str, cport: u16) -> Option<String> {
-    let (_, out) = adm(control, "-L -c -n");
+fn conn_row(control: &std::path::Path, client: &str, cport: u16) -> Option<String> {
+    let (_, out) = adm_at(control, "-L -c -n");
     out.lines()
         .find(|l| l.contains(&format!("{client}:{cport} ")))
         .map(str::to_string)
 }
 
-fn metric(bed: &Testbed, host: &str, port: u16, series: &str) -> f64 {
-    let out = bed
-        .exec_any(
-            host,
-            &[
-                "curl",
-                "-s",
-                "--max-time",
-                "3",
-                &format!("http://127.0.0.1:{port}/metrics"),
-            ],
-        )
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
+/// A sample of the backup's /metrics (0 if absent).
+fn backup_metric(bed: &Testbed, series: &str) -> f64 {
+    metric_value(&scrape(bed, "bak", BACKUP_METRICS), series)
+}
+
+/// Start the master director with `rules` (2 workers) and its sync daemon with
+/// `syncid` through the control socket, as keepalived/ipvsadm would; the client is
+/// pinned to its MAC for `vip` (both directors serve the VIP: VIP ownership is
+/// keepalived's job, not tested here), as its gratuitous ARP would. Its control socket.
+fn start_master(lvs: &mut Lvs, vip: &str, rules: &str, syncid: &str) -> std::path::PathBuf {
+    lvs.bed.pin_neigh("client", vip, &lvs.director_mac, "eth0").unwrap();
+    lvs.start_director(rules, &["--workers", "2"]).unwrap();
+    let master_ctl = lvs.control_path();
+    let start = format!("--start-daemon master --mcast-interface eth0 --syncid {syncid}");
+    let (code, out) = adm_at(&master_ctl, &start);
+    assert_eq!(code, Some(0), "{out}");
+    master_ctl
+}
+
+/// The backup director: `uvs run` in namespace "bak" with the same rules, its own
+/// control socket and log, and a backup sync daemon (`--start-daemon backup`).
+struct Backup {
+    pid: u32,
+    control: std::path::PathBuf,
+    log: std::path::PathBuf,
+    rules: std::path::PathBuf,
+}
+
+impl Backup {
+    /// Start it on `ifaces` with `extra` flags; waits (bounded) for "director ready".
+    fn start(lvs: &mut Lvs, rules: &str, ifaces: &[&str], extra: &[&str]) -> Backup {
+        let prefix = lvs.bed.prefix.clone();
+        let rules_path = std::env::temp_dir().join(format!("{prefix}-bak-rules"));
+        std::fs::write(&rules_path, rules).unwrap();
+        let control = std::env::temp_dir().join(format!("{prefix}-bak-control.sock"));
+        let log = std::env::temp_dir().join(format!("{prefix}-bak.log"));
+        let _ = std::fs::remove_file(control.with_extension("state"));
+        let rp = rules_path.to_string_lossy().to_string();
+        let bc = control.to_string_lossy().to_string();
+        let mut args = vec![UVS, "run"];
+        for i in ifaces {
+            args.extend(["--iface", i]);
+        }
+        args.extend(["--rules", &rp, "--control", &bc, "--workers", "2"]);
+        args.extend(["--start-daemon", "backup"]);
+        args.extend_from_slice(extra);
+        let pid = lvs
+            .bed
+            .spawn("bak", &args, Some(std::fs::File::create(&log).unwrap()))
+            .unwrap();
+        let ready = wait_until(10, || {
+            std::fs::read_to_string(&log).is_ok_and(|t| t.contains("director ready"))
+        });
+        assert!(ready, "backup: {}", std::fs::read_to_string(&log).unwrap_or_default());
+        Backup {
+            pid,
+            control,
+            log,
+            rules: rules_path,
+        }
+    }
+
+    /// Stop it and remove its files; its log.
+    fn stop(self, lvs: &mut Lvs) -> String {
+        lvs.bed.stop(self.pid);
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let _ = std::fs::remove_file(&self.rules);
+        let _ = std::fs::remove_file(self.control.with_extension("state"));
+        log
+    }
+}
+
+/// Three connections from the client to `vip`:80 through the master, each with 3
+/// client packets (SYN, ACK, the first line of a request) and the request still open.
+fn open_requests(client_ns: &str, vip: Ipv4Addr) -> Vec<TcpStream> {
+    in_ns(client_ns, move || {
+        (0..3)
+            .map(|_| {
+                let mut s = TcpStream::connect_timeout(&SocketAddrV4::new(vip, 80).into(), Duration::from_secs(3))
+                    .expect("connect through the master");
+                s.set_nodelay(true).unwrap();
+                s.write_all(b"GET / HTTP/1.0\r\n").unwrap();
+                s
+            })
+            .collect()
+    })
+}
+
+/// The client's ports and the master's `-L -c -n` row of each connection.
+fn master_rows(master: &std::path::Path, client: &str, streams: &[TcpStream]) -> (Vec<u16>, Vec<String>) {
+    let ports: Vec<u16> = streams.iter().map(|s| s.local_addr().unwrap().port()).collect();
+    let rows = ports
+        .iter()
+        .map(|&p| conn_row(master, client, p).unwrap_or_else(|| panic!("master lists :{p}")))
+        .collect();
+    (ports, rows)
+}
+
+/// The backup's row of the connection from `client:port`, waited for (bounded).
+fn backup_row(backup: &std::path::Path, client: &str, port: u16, mrow: &str) -> String {
+    let mut brow = None;
+    let got = wait_until(10, || {
+        brow = conn_row(backup, client, port);
+        brow.is_some()
+    });
+    assert!(got, "the backup never listed :{port}; master has {mrow}");
+    brow.unwrap_or_default()
+}
+
+/// A header line on each open request (`uvs serve` gives a request 5 s between reads).
+fn send_header(streams: &mut [TcpStream]) {
+    for s in streams {
+        s.write_all(b"X-Sync: 1\r\n").unwrap();
+    }
+}
+
+/// End each request; the answering server's name (the body's last line) of each.
+fn answers(client_ns: &str, streams: Vec<TcpStream>) -> Vec<String> {
+    in_ns(client_ns, move || {
+        streams
+            .into_iter()
+            .map(|mut s| {
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                s.write_all(b"\r\n").unwrap();
+                let mut body = String::new();
+                let _ = s.read_to_string(&mut body);
+                body.lines().last().unwrap_or("").to_string()
+            })
+            .collect()
+    })
 }
 
 #[test]
@@ -75,120 +168,31 @@ fn backup_learns_established_connections_and_carries_them_after_failover() {
     lvs.bed.add_host("bak").unwrap();
     let backup_mac = lvs.bed.plug("bak", "eth0", &format!("{BACKUP_IP}/24")).unwrap();
     let client_ns = lvs.bed.ns("client");
-    // Both directors serve the VIP (VIP ownership is keepalived's job, not tested here):
-    // the client is pinned to the master's MAC, as its gratuitous ARP would.
-    lvs.bed
-        .exec(
-            "client",
-            &[
-                "ip",
-                "neigh",
-                "replace",
-                "10.77.0.100",
-                "lladdr",
-                &lvs.director_mac,
-                "dev",
-                "eth0",
-                "nud",
-                "permanent",
-            ],
-        )
-        .unwrap();
-    lvs.start_director(RULES, &["--workers", "2"]).unwrap();
-    let master_ctl = lvs.control_path();
-    // The master daemon through the control socket, as keepalived/ipvsadm would.
-    let (code, out) = adm(&master_ctl, "--start-daemon master --mcast-interface eth0 --syncid 7");
-    assert_eq!(code, Some(0), "{out}");
-    let (_, out) = adm(&master_ctl, "--start-daemon master --mcast-interface eth0 --syncid 7");
+    let master_ctl = start_master(&mut lvs, "10.77.0.100", DR_RULES, "7");
+    let (_, out) = adm_at(&master_ctl, "--start-daemon master --mcast-interface eth0 --syncid 7");
     assert_eq!(out.trim(), "Daemon has already run");
     assert_eq!(
-        adm(&master_ctl, "-L --daemon").1,
+        adm_at(&master_ctl, "-L --daemon").1,
         "master sync daemon (mcast=eth0, syncid=7, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n"
     );
 
-    let prefix = lvs.bed.prefix.clone();
-    let rules_path = std::env::temp_dir().join(format!("{prefix}-bak-rules"));
-    std::fs::write(&rules_path, RULES).unwrap();
-    let backup_ctl = std::env::temp_dir().join(format!("{prefix}-bak-control.sock"));
-    let backup_log = std::env::temp_dir().join(format!("{prefix}-bak.log"));
-    let _ = std::fs::remove_file(backup_ctl.with_extension("state"));
     // The backup records what it receives (the master's messages among it) for tshark.
-    let pcap = std::env::temp_dir().join(format!("{prefix}-bak.pcapng"));
+    let pcap = std::env::temp_dir().join(format!("{}-bak.pcapng", lvs.bed.prefix));
     let pc = pcap.to_string_lossy().to_string();
-    let rp = rules_path.to_string_lossy().to_string();
-    let bc = backup_ctl.to_string_lossy().to_string();
-    let backup_pid = lvs
-        .bed
-        .spawn(
-            "bak",
-            &[
-                UVS,
-                "run",
-                "--iface",
-                "eth0",
-                "--rules",
-                &rp,
-                "--control",
-                &bc,
-                "--workers",
-                "2",
-                "--metrics",
-                "127.0.0.1:9911",
-                "--start-daemon",
-                "backup",
-                "--syncid",
-                "7",
-                "--pcap",
-                &pc,
-                "--pcap-rx",
-            ],
-            Some(std::fs::File::create(&backup_log).unwrap()),
-        )
-        .unwrap();
-    let ready = wait_until(10, || {
-        std::fs::read_to_string(&backup_log).is_ok_and(|t| t.contains("director ready"))
-    });
-    assert!(
-        ready,
-        "backup: {}",
-        std::fs::read_to_string(&backup_log).unwrap_or_default()
-    );
+    let extra = ["--metrics", BACKUP_METRICS, "--syncid", "7", "--pcap", &pc, "--pcap-rx"];
+    let backup = Backup::start(&mut lvs, DR_RULES, &["eth0"], &extra);
     assert_eq!(
-        adm(&backup_ctl, "-L --daemon").1,
+        adm_at(&backup.control, "-L --daemon").1,
         "backup sync daemon (mcast=eth0, syncid=7, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n"
     );
 
-    // Three established connections through the master, each with 3 client packets
-    // (SYN, ACK, the first line of a request) and a request still open.
-    let streams: Vec<TcpStream> = in_ns(&client_ns, || {
-        (0..3)
-            .map(|_| {
-                let mut s = TcpStream::connect_timeout(
-                    &SocketAddrV4::new(Ipv4Addr::new(10, 77, 0, 100), 80).into(),
-                    Duration::from_secs(3),
-                )
-                .expect("connect through the master");
-                s.set_nodelay(true).unwrap();
-                s.write_all(b"GET / HTTP/1.0\r\n").unwrap();
-                s
-            })
-            .collect()
-    });
-    let ports: Vec<u16> = streams.iter().map(|s| s.local_addr().unwrap().port()).collect();
-    let master_rows: Vec<String> = ports
-        .iter()
-        .map(|&p| conn_row(&master_ctl, p).unwrap_or_else(|| panic!("master lists :{p}")))
-        .collect();
+    // Three established connections through the master, each with a request still open.
+    let mut streams = open_requests(&client_ns, Ipv4Addr::new(10, 77, 0, 100));
+    let (ports, master_rows) = master_rows(&master_ctl, "10.77.0.10", &streams);
     // The backup learns each one, in the same state with the same real server, within a
     // few seconds (a partial message goes out after 1 s).
     for (p, mrow) in ports.iter().zip(&master_rows) {
-        let mut brow = None;
-        let got = wait_until(10, || {
-            brow = conn_row(&backup_ctl, *p);
-            brow.is_some()
-        });
-        let brow = brow.unwrap_or_default();
-        assert!(got, "the backup never listed :{p}; master has {mrow}");
+        let brow = backup_row(&backup.control, "10.77.0.10", *p, mrow);
         let fields = |r: &str| {
             let f: Vec<String> = r.split_whitespace().map(str::to_string).collect();
             (f[0].clone(), f[2].clone(), f[3].clone(), f[4].clone(), f[5].clone())
@@ -202,48 +206,14 @@ fn backup_learns_established_connections_and_carries_them_after_failover() {
         );
         assert_eq!(ms, "ESTABLISHED");
     }
-    assert!(metric(&lvs.bed, "bak", 9911, "uvs_sync_installed_conns_total") >= 3.0);
+    assert!(backup_metric(&lvs.bed, "uvs_sync_installed_conns_total") >= 3.0);
 
     // Failover: the master goes, the client's frames go to the backup. The next segment
     // of each connection (no SYN) reaches the same real server, which answers.
-    // (A header line first: `uvs serve` gives a request 5 s between reads.)
-    let streams: Vec<TcpStream> = streams
-        .into_iter()
-        .map(|mut s| {
-            s.write_all(b"X-Sync: 1\r\n").unwrap();
-            s
-        })
-        .collect();
+    send_header(&mut streams);
     lvs.stop_director();
-    lvs.bed
-        .exec(
-            "client",
-            &[
-                "ip",
-                "neigh",
-                "replace",
-                "10.77.0.100",
-                "lladdr",
-                &backup_mac,
-                "dev",
-                "eth0",
-                "nud",
-                "permanent",
-            ],
-        )
-        .unwrap();
-    let names: Vec<String> = in_ns(&client_ns, move || {
-        streams
-            .into_iter()
-            .map(|mut s| {
-                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                s.write_all(b"\r\n").unwrap();
-                let mut body = String::new();
-                let _ = s.read_to_string(&mut body);
-                body.lines().last().unwrap_or("").to_string()
-            })
-            .collect()
-    });
+    lvs.bed.pin_neigh("client", "10.77.0.100", &backup_mac, "eth0").unwrap();
+    let names = answers(&client_ns, streams);
     for (name, mrow) in names.iter().zip(&master_rows) {
         let rs = if mrow.contains("10.77.0.11:80") { "rs1" } else { "rs2" };
         assert_eq!(name, rs, "after failover, {mrow}");
@@ -257,21 +227,11 @@ fn backup_learns_established_connections_and_carries_them_after_failover() {
         s.send_to(&[0, 9, 0, 8, 0, 1, 0, 0], &to.into()).unwrap();
     });
     let counted = wait_until(5, || {
-        metric(
-            &lvs.bed,
-            "bak",
-            9911,
-            "uvs_sync_dropped_messages_total{reason=\"syncid\"}",
-        ) >= 1.0
+        backup_metric(&lvs.bed, "uvs_sync_dropped_messages_total{reason=\"syncid\"}") >= 1.0
     });
     assert!(counted, "bad syncid not counted");
 
-    let blog = {
-        lvs.bed.stop(backup_pid);
-        std::fs::read_to_string(&backup_log).unwrap_or_default()
-    };
-    let _ = std::fs::remove_file(&rules_path);
-    let _ = std::fs::remove_file(backup_ctl.with_extension("state"));
+    let blog = backup.stop(&mut lvs);
     assert!(!blog.contains("panicked"), "{blog}");
     tshark_sees(&pcap, &ports, &master_rows);
     let _ = std::fs::remove_file(&pcap);
@@ -335,12 +295,6 @@ fn tshark_sees(pcap: &std::path::Path, ports: &[u16], master_rows: &[String]) {
     }
 }
 
-const NAT_RULES: &str = "\
--A -t 192.168.77.100:80 -s rr
--a -t 192.168.77.100:80 -r 10.78.1.11:8080 -m -w 1
--a -t 192.168.77.100:80 -r 10.78.1.12:8080 -m -w 1
-";
-
 /// NAT: the backup (on both segments) learns the master's NAT connections; after the
 /// switch (the client's frames and the real servers' replies go to the backup, as a
 /// VRRP sync group moving the VIP and the gateway would make them) the next segment of
@@ -354,100 +308,13 @@ fn nat_backup_learns_connections_and_carries_both_directions_after_failover() {
     let backup_mac = lvs.bed.plug("bak", "eth0", "192.168.77.3/24").unwrap();
     let backup_in_mac = lvs.bed.plug_into("br1", "bak", "eth1", "10.78.1.3/24").unwrap();
     let client_ns = lvs.bed.ns("client");
-    let pin = |lvs: &Lvs, host: &str, ip: &str, mac: &str| {
-        lvs.bed
-            .exec(
-                host,
-                &[
-                    "ip",
-                    "neigh",
-                    "replace",
-                    ip,
-                    "lladdr",
-                    mac,
-                    "dev",
-                    "eth0",
-                    "nud",
-                    "permanent",
-                ],
-            )
-            .unwrap();
-    };
-    pin(&lvs, "client", "192.168.77.100", &lvs.director_mac.clone());
-    lvs.start_director(NAT_RULES, &["--workers", "2"]).unwrap();
-    let master_ctl = lvs.control_path();
-    let (code, out) = adm(&master_ctl, "--start-daemon master --mcast-interface eth0 --syncid 8");
-    assert_eq!(code, Some(0), "{out}");
+    let master_ctl = start_master(&mut lvs, "192.168.77.100", NAT_RULES, "8");
+    let backup = Backup::start(&mut lvs, NAT_RULES, &["eth0", "eth1"], &["--syncid", "8"]);
 
-    let prefix = lvs.bed.prefix.clone();
-    let rules_path = std::env::temp_dir().join(format!("{prefix}-bak-rules"));
-    std::fs::write(&rules_path, NAT_RULES).unwrap();
-    let backup_ctl = std::env::temp_dir().join(format!("{prefix}-bak-control.sock"));
-    let backup_log = std::env::temp_dir().join(format!("{prefix}-bak.log"));
-    let _ = std::fs::remove_file(backup_ctl.with_extension("state"));
-    let rp = rules_path.to_string_lossy().to_string();
-    let bc = backup_ctl.to_string_lossy().to_string();
-    let backup_pid = lvs
-        .bed
-        .spawn(
-            "bak",
-            &[
-                UVS,
-                "run",
-                "--iface",
-                "eth0",
-                "--iface",
-                "eth1",
-                "--rules",
-                &rp,
-                "--control",
-                &bc,
-                "--workers",
-                "2",
-                "--start-daemon",
-                "backup",
-                "--syncid",
-                "8",
-            ],
-            Some(std::fs::File::create(&backup_log).unwrap()),
-        )
-        .unwrap();
-    let ready = wait_until(10, || {
-        std::fs::read_to_string(&backup_log).is_ok_and(|t| t.contains("director ready"))
-    });
-    assert!(
-        ready,
-        "backup: {}",
-        std::fs::read_to_string(&backup_log).unwrap_or_default()
-    );
-
-    let streams: Vec<TcpStream> = in_ns(&client_ns, || {
-        (0..3)
-            .map(|_| {
-                let mut s = TcpStream::connect_timeout(
-                    &SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 100), 80).into(),
-                    Duration::from_secs(3),
-                )
-                .expect("connect through the master");
-                s.set_nodelay(true).unwrap();
-                s.write_all(b"GET / HTTP/1.0\r\n").unwrap();
-                s
-            })
-            .collect()
-    });
-    let ports: Vec<u16> = streams.iter().map(|s| s.local_addr().unwrap().port()).collect();
-    let master_rows: Vec<String> = ports
-        .iter()
-        .map(|&p| conn_row_of(&master_ctl, "192.168.77.10", p).unwrap_or_else(|| panic!("master lists :{p}")))
-        .collect();
+    let mut streams = open_requests(&client_ns, Ipv4Addr::new(192, 168, 77, 100));
+    let (ports, master_rows) = master_rows(&master_ctl, "192.168.77.10", &streams);
     for (p, mrow) in ports.iter().zip(&master_rows) {
-        let mut brow = None;
-        let got = wait_until(10, || {
-            brow = conn_row_of(&backup_ctl, "192.168.77.10", *p);
-            brow.is_some()
-        });
-        let brow = brow.unwrap_or_default();
-        assert!(got, "the backup never listed :{p}; master has {mrow}");
+        let brow = backup_row(&backup.control, "192.168.77.10", *p, mrow);
         let f = |r: &str| {
             r.split_whitespace()
                 .skip(2)
@@ -460,36 +327,16 @@ fn nat_backup_learns_connections_and_carries_both_directions_after_failover() {
     }
 
     // The switch: the master goes; the client and the real servers send to the backup.
-    let streams: Vec<TcpStream> = streams
-        .into_iter()
-        .map(|mut s| {
-            s.write_all(b"X-Sync: 1\r\n").unwrap();
-            s
-        })
-        .collect();
+    send_header(&mut streams);
     lvs.stop_director();
-    pin(&lvs, "client", "192.168.77.100", &backup_mac);
+    lvs.bed
+        .pin_neigh("client", "192.168.77.100", &backup_mac, "eth0")
+        .unwrap();
     for rs in ["rs1", "rs2"] {
-        pin(&lvs, rs, "10.78.1.1", &backup_in_mac);
+        lvs.bed.pin_neigh(rs, "10.78.1.1", &backup_in_mac, "eth0").unwrap();
     }
-    let names: Vec<String> = in_ns(&client_ns, move || {
-        streams
-            .into_iter()
-            .map(|mut s| {
-                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                s.write_all(b"\r\n").unwrap();
-                let mut body = String::new();
-                let _ = s.read_to_string(&mut body);
-                body.lines().last().unwrap_or("").to_string()
-            })
-            .collect()
-    });
-    let blog = {
-        lvs.bed.stop(backup_pid);
-        std::fs::read_to_string(&backup_log).unwrap_or_default()
-    };
-    let _ = std::fs::remove_file(&rules_path);
-    let _ = std::fs::remove_file(backup_ctl.with_extension("state"));
+    let names = answers(&client_ns, streams);
+    let blog = backup.stop(&mut lvs);
     for (name, mrow) in names.iter().zip(&master_rows) {
         let rs = if mrow.contains("10.78.1.11:8080") { "rs1" } else { "rs2" };
         assert_eq!(name, rs, "after the switch, {mrow}\nbackup log:\n{blog}");

@@ -9,6 +9,14 @@ pub use uvs::testbed::lvs::{Addrs, Lvs};
 
 pub const UVS: &str = env!("CARGO_BIN_EXE_uvs");
 
+mod ctl;
+mod traffic;
+// A test binary may use nothing of one of them.
+#[allow(unused_imports)]
+pub use ctl::*;
+#[allow(unused_imports)]
+pub use traffic::*;
+
 /// Skip (loudly) unless root: namespaces and AF_PACKET need it.
 #[macro_export]
 macro_rules! require_root {
