@@ -154,11 +154,7 @@ impl Ha {
         args.extend(["--sysctl", "sync_threshold=3 0", "--sysctl", &refresh]);
         let p = self.lvs.bed.spawn(host, &args, Some(f)).unwrap();
         self.d[i].uvs = Some(p);
-        let ok = wait_until(10, || {
-            std::fs::read_to_string(&log)
-                .unwrap_or_default()
-                .contains("director ready")
-        });
+        let ok = wait_file_has(&log, 10, "director ready");
         assert!(
             ok,
             "{host}: uvs not ready:\n{}",

@@ -103,6 +103,15 @@ fn scan() -> Vec<(String, String, BTreeSet<String>)> {
     out
 }
 
+/// The graph of the crate's own modules (the fixtures left out).
+fn project_graph() -> Graph {
+    let files: Vec<_> = scan()
+        .into_iter()
+        .filter(|(_, rel, _)| !FIXTURES.contains(&rel.as_str()))
+        .collect();
+    graph(&files)
+}
+
 fn graph(files: &[(String, String, BTreeSet<String>)]) -> Graph {
     let tops: BTreeSet<&str> = files.iter().map(|(t, _, _)| t.as_str()).collect();
     let mut g = Graph::new();
@@ -169,11 +178,7 @@ fn the_parser_sees_known_edges() {
 
 #[test]
 fn the_data_plane_depends_in_one_direction() {
-    let files: Vec<_> = scan()
-        .into_iter()
-        .filter(|(_, rel, _)| !FIXTURES.contains(&rel.as_str()))
-        .collect();
-    let g = graph(&files);
+    let g = project_graph();
     for (i, m) in DATA_PLANE.iter().enumerate() {
         for dep in g.get(*m).into_iter().flatten() {
             if let Some(j) = DATA_PLANE.iter().position(|d| d == dep) {
@@ -257,11 +262,7 @@ fn render(g: &Graph, scc: &BTreeSet<String>) -> String {
 
 #[test]
 fn no_cycle_among_top_level_modules() {
-    let files: Vec<_> = scan()
-        .into_iter()
-        .filter(|(_, rel, _)| !FIXTURES.contains(&rel.as_str()))
-        .collect();
-    let g = graph(&files);
+    let g = project_graph();
     let found = cycles(&g);
     for scc in &found {
         println!("{}", render(&g, scc));

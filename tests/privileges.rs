@@ -141,7 +141,7 @@ fn user_keeps_writing_the_state_file() {
         );
         String::from_utf8_lossy(&o.stdout).into_owned()
     };
-    let saved = |line: &str| wait_until(5, || std::fs::read_to_string(&state).is_ok_and(|t| t.contains(line)));
+    let saved = |line: &str| wait_file_has(&state, 5, line);
     // 1. As root: a live edit, saved in a root-owned directory and file.
     lvs.start_director(RULES, &["--workers", "1", "--control", &s]).unwrap();
     adm("-A -u 10.77.0.100:53 -s rr");

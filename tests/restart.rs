@@ -29,7 +29,7 @@ fn state_path(lvs: &Lvs) -> std::path::PathBuf {
 /// Wait (bounded) until the state file holds `line`.
 fn wait_saved(lvs: &Lvs, line: &str) {
     let p = state_path(lvs);
-    let ok = wait_until(5, || std::fs::read_to_string(&p).is_ok_and(|t| t.contains(line)));
+    let ok = wait_file_has(&p, 5, line);
     assert!(ok, "state file never held `{line}`: {:?}", std::fs::read_to_string(&p));
 }
 

@@ -78,9 +78,7 @@ impl Backup {
             .bed
             .spawn("bak", &args, Some(std::fs::File::create(&log).unwrap()))
             .unwrap();
-        let ready = wait_until(10, || {
-            std::fs::read_to_string(&log).is_ok_and(|t| t.contains("director ready"))
-        });
+        let ready = wait_file_has(&log, 10, "director ready");
         assert!(ready, "backup: {}", std::fs::read_to_string(&log).unwrap_or_default());
         Backup {
             pid,

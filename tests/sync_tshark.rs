@@ -63,6 +63,17 @@ fn dissect(name: &str, msgs: &[Vec<u8>], fields: &[&str]) -> Vec<String> {
         .collect()
 }
 
+/// Dissects `msgs` (one message expected) and checks each field's value, in order.
+fn expect(name: &str, msgs: &[Vec<u8>], fields_and_values: &[(&str, &str)]) {
+    let fields: Vec<&str> = fields_and_values.iter().map(|(f, _)| *f).collect();
+    let want: Vec<&str> = fields_and_values.iter().map(|(_, v)| *v).collect();
+    let lines = dissect(name, msgs, &fields);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let got: Vec<&str> = lines[0].split('|').collect();
+    eprintln!("tshark {name}: {got:?}");
+    assert_eq!(got, want);
+}
+
 fn conn(i: u8) -> SyncConn {
     SyncConn {
         protocol: 6,
@@ -95,45 +106,27 @@ fn tshark_decodes_uvs_v1_messages() {
     };
     let msgs = Encoder::encode_all(51, 1472, &[conn(1), conn(2), tpl]).unwrap();
     assert_eq!(msgs.len(), 1);
-    let fields = [
-        "ipvs.syncid",
-        "ipvs.conncount",
-        "ipvs.version",
-        "ipvs.size",
-        "ipvs.proto",
-        "ipvs.caddr",
-        "ipvs.cport",
-        "ipvs.vaddr",
-        "ipvs.vport",
-        "ipvs.daddr",
-        "ipvs.dport",
-        "ipvs.state",
-        "ipvs.flags.v1",
-        "ipvs.fwmark",
-        "ipvs.timeout",
-    ];
-    let lines = dissect("v1", &msgs, &fields);
-    assert_eq!(lines.len(), 1, "{lines:?}");
-    let got: Vec<&str> = lines[0].split('|').collect();
-    eprintln!("tshark v1: {got:?}");
-    let want = [
-        "51",
-        "3",
-        "1",
-        "116", // 8 + 3 * 36
-        "0x06,0x06,0x06",
-        "203.0.113.1,203.0.113.2,203.0.113.3",
-        "40001,40002,0",
-        "192.168.41.249,192.168.41.249,192.168.41.249",
-        "80,80,80",
-        "10.0.0.11,10.0.0.12,10.0.0.13",
-        "8080,8080,8080",
-        "0x0001,0x0001,0x0000",
-        "0x00000003,0x00000003,0x00001000",
-        "0x00000007,0x00000007,0x00000007",
-        "900,900,360",
-    ];
-    assert_eq!(got, want);
+    expect(
+        "v1",
+        &msgs,
+        &[
+            ("ipvs.syncid", "51"),
+            ("ipvs.conncount", "3"),
+            ("ipvs.version", "1"),
+            ("ipvs.size", "116"), // 8 + 3 * 36
+            ("ipvs.proto", "0x06,0x06,0x06"),
+            ("ipvs.caddr", "203.0.113.1,203.0.113.2,203.0.113.3"),
+            ("ipvs.cport", "40001,40002,0"),
+            ("ipvs.vaddr", "192.168.41.249,192.168.41.249,192.168.41.249"),
+            ("ipvs.vport", "80,80,80"),
+            ("ipvs.daddr", "10.0.0.11,10.0.0.12,10.0.0.13"),
+            ("ipvs.dport", "8080,8080,8080"),
+            ("ipvs.state", "0x0001,0x0001,0x0000"),
+            ("ipvs.flags.v1", "0x00000003,0x00000003,0x00001000"),
+            ("ipvs.fwmark", "0x00000007,0x00000007,0x00000007"),
+            ("ipvs.timeout", "900,900,360"),
+        ],
+    );
 }
 
 #[test]
@@ -147,39 +140,24 @@ fn tshark_decodes_uvs_v0_messages() {
         ..conn(2)
     };
     let msgs = encode_v0(7, 1472, &[conn(1), seq]).unwrap();
-    let fields = [
-        "ipvs.conncount",
-        "ipvs.syncid",
-        "ipvs.size",
-        "ipvs.proto",
-        "ipvs.caddr",
-        "ipvs.cport",
-        "ipvs.vaddr",
-        "ipvs.vport",
-        "ipvs.daddr",
-        "ipvs.dport",
-        "ipvs.flags",
-        "ipvs.state",
-    ];
-    let lines = dissect("v0", &msgs, &fields);
-    assert_eq!(lines.len(), 1, "{lines:?}");
-    let got: Vec<&str> = lines[0].split('|').collect();
-    eprintln!("tshark v0: {got:?}");
-    let want = [
-        "2",
-        "7",
-        "76", // 4 + 24 + 48
-        "0x06,0x06",
-        "203.0.113.1,203.0.113.2",
-        "40001,40002",
-        "192.168.41.249,192.168.41.249",
-        "80,80",
-        "10.0.0.11,10.0.0.12",
-        "8080,8080",
-        "0x0003,0x0400",
-        "0x0001,0x0001",
-    ];
-    assert_eq!(got, want);
+    expect(
+        "v0",
+        &msgs,
+        &[
+            ("ipvs.conncount", "2"),
+            ("ipvs.syncid", "7"),
+            ("ipvs.size", "76"), // 4 + 24 + 48
+            ("ipvs.proto", "0x06,0x06"),
+            ("ipvs.caddr", "203.0.113.1,203.0.113.2"),
+            ("ipvs.cport", "40001,40002"),
+            ("ipvs.vaddr", "192.168.41.249,192.168.41.249"),
+            ("ipvs.vport", "80,80"),
+            ("ipvs.daddr", "10.0.0.11,10.0.0.12"),
+            ("ipvs.dport", "8080,8080"),
+            ("ipvs.flags", "0x0003,0x0400"),
+            ("ipvs.state", "0x0001,0x0001"),
+        ],
+    );
 }
 
 #[test]
@@ -194,21 +172,17 @@ fn tshark_decodes_uvs_v1_ipv6_entries() {
         ..conn(1)
     };
     let msgs = Encoder::encode_all(9, 1472, &[c]).unwrap();
-    let fields = [
-        "ipvs.syncid",
-        "ipvs.type",
-        "ipvs.size.v1",
-        "ipvs.caddr6",
-        "ipvs.vaddr6",
-        "ipvs.daddr6",
-        "ipvs.cport",
-    ];
-    let lines = dissect("v6", &msgs, &fields);
-    assert_eq!(lines.len(), 1, "{lines:?}");
-    let got: Vec<&str> = lines[0].split('|').collect();
-    eprintln!("tshark v1 IPv6: {got:?}");
-    assert_eq!(
-        got,
-        ["9", "1", "72", "2001:db8::7", "2001:db8::100", "2001:db8::11", "40001"]
+    expect(
+        "v6",
+        &msgs,
+        &[
+            ("ipvs.syncid", "9"),
+            ("ipvs.type", "1"),
+            ("ipvs.size.v1", "72"),
+            ("ipvs.caddr6", "2001:db8::7"),
+            ("ipvs.vaddr6", "2001:db8::100"),
+            ("ipvs.daddr6", "2001:db8::11"),
+            ("ipvs.cport", "40001"),
+        ],
     );
 }

@@ -25,6 +25,25 @@ fn frame(dst: [u8; 6], n: u8) -> Vec<u8> {
     f
 }
 
+/// Hosts "a" (`{net}.1/24`) and "b" (`{net}.2/24`) joined by a veth pair, without
+/// IPv6 (router solicitations, DAD) on the link, so b's counter counts our frames;
+/// b's MAC.
+fn pair(tag: &str, net: &str) -> (Testbed, [u8; 6]) {
+    let mut bed = Testbed::new(tag);
+    bed.add_host("a").unwrap();
+    bed.add_host("b").unwrap();
+    for h in ["a", "b"] {
+        for k in ["all", "default"] {
+            bed.sysctl(h, &format!("net.ipv6.conf.{k}.disable_ipv6"), "1").unwrap();
+        }
+    }
+    let (a, b) = (format!("{net}.1/24"), format!("{net}.2/24"));
+    bed.link("a", "eth0", &a, "b", "eth0", &b).unwrap();
+    let b_mac = bed.mac("b", "eth0").unwrap();
+    let dst: Vec<u8> = b_mac.split(':').map(|x| u8::from_str_radix(x, 16).unwrap()).collect();
+    (bed, dst.try_into().unwrap())
+}
+
 fn rx_packets(bed: &Testbed, host: &str) -> u64 {
     let out = bed
         .exec(host, &["cat", "/sys/class/net/eth0/statistics/rx_packets"])
@@ -35,20 +54,7 @@ fn rx_packets(bed: &Testbed, host: &str) -> u64 {
 #[test]
 fn frames_refused_while_a_link_was_down_go_out_at_the_next_flushes() {
     require_root!();
-    let mut bed = Testbed::new("txr");
-    bed.add_host("a").unwrap();
-    bed.add_host("b").unwrap();
-    // No IPv6 (router solicitations, DAD) on the link: b's counter counts our frames.
-    for h in ["a", "b"] {
-        for k in ["all", "default"] {
-            bed.sysctl(h, &format!("net.ipv6.conf.{k}.disable_ipv6"), "1").unwrap();
-        }
-    }
-    bed.link("a", "eth0", "10.79.0.1/24", "b", "eth0", "10.79.0.2/24")
-        .unwrap();
-    let b_mac = bed.mac("b", "eth0").unwrap();
-    let dst: Vec<u8> = b_mac.split(':').map(|x| u8::from_str_radix(x, 16).unwrap()).collect();
-    let dst: [u8; 6] = dst.try_into().unwrap();
+    let (bed, dst) = pair("txr", "10.79.0");
     let (a_ns, b_ns) = (bed.ns("a"), bed.ns("b"));
     let b_ifc = format!("ip -n {b_ns} link set eth0");
 
@@ -77,16 +83,18 @@ fn frames_refused_while_a_link_was_down_go_out_at_the_next_flushes() {
         send(&mut ring, 1);
         let first = wait_until(5, || got() == 1);
 
+        let carrier_up = || {
+            wait_until(5, || {
+                std::fs::read_to_string("/sys/class/net/eth0/carrier").is_ok_and(|c| c.trim() == "1")
+            })
+        };
         // The peer goes down: the next frame is refused and stays queued.
         shell(&format!("{b_ifc} down"));
         send(&mut ring, 2);
         std::thread::sleep(std::time::Duration::from_millis(100));
         assert_eq!(got(), 1, "nothing can arrive while b is down");
         shell(&format!("{b_ifc} up"));
-        let carrier = wait_until(5, || {
-            std::fs::read_to_string("/sys/class/net/eth0/carrier").is_ok_and(|c| c.trim() == "1")
-        });
-        assert!(carrier, "a's carrier did not come back");
+        assert!(carrier_up(), "a's carrier did not come back");
 
         // Nothing new queued: this flush alone must send the refused frame.
         ring.flush();
@@ -98,10 +106,7 @@ fn frames_refused_while_a_link_was_down_go_out_at_the_next_flushes() {
         shell("ip link set eth0 down");
         send(&mut ring, 3);
         shell("ip link set eth0 up");
-        let up = wait_until(5, || {
-            std::fs::read_to_string("/sys/class/net/eth0/carrier").is_ok_and(|c| c.trim() == "1")
-        });
-        assert!(up, "a's carrier did not come back");
+        assert!(carrier_up(), "a's carrier did not come back");
         let own_down_then_sent = wait_until(5, || {
             ring.flush();
             got() == 3
@@ -127,19 +132,7 @@ fn frames_refused_while_a_link_was_down_go_out_at_the_next_flushes() {
 #[test]
 fn a_frame_too_big_for_a_lowered_mtu_is_counted_and_does_not_block_the_ring() {
     require_root!();
-    let mut bed = Testbed::new("txmtu");
-    bed.add_host("a").unwrap();
-    bed.add_host("b").unwrap();
-    for h in ["a", "b"] {
-        for k in ["all", "default"] {
-            bed.sysctl(h, &format!("net.ipv6.conf.{k}.disable_ipv6"), "1").unwrap();
-        }
-    }
-    bed.link("a", "eth0", "10.79.1.1/24", "b", "eth0", "10.79.1.2/24")
-        .unwrap();
-    let b_mac = bed.mac("b", "eth0").unwrap();
-    let dst: Vec<u8> = b_mac.split(':').map(|x| u8::from_str_radix(x, 16).unwrap()).collect();
-    let dst: [u8; 6] = dst.try_into().unwrap();
+    let (bed, dst) = pair("txmtu", "10.79.1");
     let a_ns = bed.ns("a");
     let base = rx_packets(&bed, "b");
     let bed = std::sync::Arc::new(std::sync::Mutex::new(bed));

@@ -90,6 +90,11 @@ pub fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static
     .unwrap()
 }
 
+/// Wait (up to `secs` seconds) until the file at `path` contains `text`.
+pub fn wait_file_has(path: &std::path::Path, secs: u64, text: &str) -> bool {
+    wait_until(secs, || std::fs::read_to_string(path).is_ok_and(|t| t.contains(text)))
+}
+
 /// Poll `f` every 20 ms for up to `secs` seconds.
 pub fn wait_until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + Duration::from_secs(secs);
