@@ -272,24 +272,25 @@ net.ipv4.vs.sync_version = 1
     assert!(!log.contains("panicked"), "{log}");
 }
 
+/// `uvs run --iface lo --sysctl SETTING` with a control socket it cannot create.
+fn run_with_sysctl(setting: &str) -> (Option<i32>, String, String) {
+    let args = [
+        "run",
+        "--iface",
+        "lo",
+        "--control",
+        "/nonexistent/x.sock",
+        "--sysctl",
+        setting,
+    ];
+    uvs(&std::env::temp_dir(), None, &args, "")
+}
+
 #[test]
 fn run_refuses_a_bad_sysctl_before_starting() {
     // --sysctl is checked with the other options, before any socket is opened, so no
     // root is needed; `uvs run` does look its interface up first, hence loopback.
-    let (code, out, err) = uvs(
-        &std::env::temp_dir(),
-        None,
-        &[
-            "run",
-            "--iface",
-            "lo",
-            "--control",
-            "/nonexistent/x.sock",
-            "--sysctl",
-            "expire_nodest_conn",
-        ],
-        "",
-    );
+    let (code, out, err) = run_with_sysctl("expire_nodest_conn");
     assert_eq!(
         (code, out.as_str(), err.as_str()),
         (
@@ -298,20 +299,7 @@ fn run_refuses_a_bad_sysctl_before_starting() {
             "uvs: --sysctl \"expire_nodest_conn\": want NAME=VALUE, e.g. expire_nodest_conn=1\n"
         )
     );
-    let (code, _, err) = uvs(
-        &std::env::temp_dir(),
-        None,
-        &[
-            "run",
-            "--iface",
-            "lo",
-            "--control",
-            "/nonexistent/x.sock",
-            "--sysctl",
-            "drop_entry=4",
-        ],
-        "",
-    );
+    let (code, _, err) = run_with_sysctl("drop_entry=4");
     assert_eq!(code, Some(1));
     assert!(
         err.starts_with("uvs: --sysctl setting key \"net.ipv4.vs.drop_entry\": Invalid argument"),

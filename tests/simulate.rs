@@ -43,23 +43,24 @@ fn scenarios_match_their_expected_output() {
     }
 }
 
-#[test]
-fn reads_stdin_without_a_file() {
+/// `uvs simulate` reading `input` from its stdin.
+fn simulate_stdin(input: &[u8]) -> std::process::Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_uvs"))
         .arg("simulate")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(
-            b"-A -u 10.0.0.100:53 -s rr\n-a -u 10.0.0.100:53 -r 10.0.0.11\nconnect UDP 192.0.2.1:9 10.0.0.100:53\n",
-        )
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn reads_stdin_without_a_file() {
+    let out = simulate_stdin(
+        b"-A -u 10.0.0.100:53 -s rr\n-a -u 10.0.0.100:53 -r 10.0.0.11\nconnect UDP 192.0.2.1:9 10.0.0.100:53\n",
+    );
     assert!(out.status.success());
     assert_eq!(
         String::from_utf8(out.stdout).unwrap(),
@@ -69,20 +70,7 @@ fn reads_stdin_without_a_file() {
 
 #[test]
 fn errors_name_the_line_and_fail() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_uvs"))
-        .arg("simulate")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"-A -t 10.0.0.100:80 -s rr\nconnect TCP 192.0.2.1:9 10.0.0.100:80\nwibble 3\nlist\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = simulate_stdin(b"-A -t 10.0.0.100:80 -s rr\nconnect TCP 192.0.2.1:9 10.0.0.100:80\nwibble 3\nlist\n");
     assert!(!out.status.success());
     assert_eq!(String::from_utf8(out.stdout).unwrap(), "TCP 192.0.2.1:9 -> none\n");
     let err = String::from_utf8(out.stderr).unwrap();
