@@ -385,10 +385,7 @@ fn sighup_under_load_loses_no_request() {
     .unwrap();
     let pid = lvs.director_pid.unwrap();
     let hup = Instant::now();
-    // SAFETY: kill(2) of the director this test started.
-    unsafe {
-        libc::kill(pid as i32, libc::SIGHUP);
-    }
+    signal(pid, Signal::SIGHUP);
     assert!(
         wait_until(3, || svc_rs_line(&lvs, ":80", "10.77.0.12").is_none()
             && svc_rs_line(&lvs, ":80", "10.77.0.13").is_some()

@@ -198,10 +198,7 @@ fn quorum_lost_brings_the_sorry_server_and_sighup_reloads() {
     // SIGHUP with a bad file: logged, the running table stays.
     std::fs::write(&path, "includer /nonexistent/uvs-ka-*.conf\n").unwrap();
     let pid = lvs.director_pid.unwrap();
-    // SAFETY: kill(2) of the director this test started.
-    unsafe {
-        libc::kill(pid as i32, libc::SIGHUP);
-    }
+    signal(pid, Signal::SIGHUP);
     assert!(
         wait_until(3, || lvs.director_log().contains("reload refused")),
         "{}",
@@ -217,9 +214,7 @@ fn quorum_lost_brings_the_sorry_server_and_sighup_reloads() {
         ),
     )
     .unwrap();
-    unsafe {
-        libc::kill(pid as i32, libc::SIGHUP);
-    }
+    signal(pid, Signal::SIGHUP);
     assert!(
         wait_until(3, || rs_line(&lvs, "10.77.0.12:80")
             .is_some_and(|l| weight(&l) == Some("3"))),

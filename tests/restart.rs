@@ -76,8 +76,7 @@ fn live_edits_survive_restart_and_crash_and_yield_to_changed_rules() {
     adm_ok(&lvs, "-a -u 10.77.0.100:53 -r 10.77.0.11:53 -g -w 1");
     wait_saved(&lvs, "-a -u 10.77.0.100:53 -r 10.77.0.11:53 -g -w 1");
     let pid = lvs.director_pid.unwrap();
-    // SAFETY: kill(2) on the director we started.
-    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    signal(pid, Signal::SIGKILL);
     std::thread::sleep(Duration::from_millis(200));
     lvs.stop_director();
     assert!(
@@ -132,8 +131,7 @@ fn sighup_applies_the_rules_difference_and_keeps_live_edits() {
     )
     .unwrap();
     let pid = lvs.director_pid.unwrap();
-    // SAFETY: kill(2) on the director we started.
-    unsafe { libc::kill(pid as i32, libc::SIGHUP) };
+    signal(pid, Signal::SIGHUP);
     assert!(wait_until(5, || lvs
         .director_log()
         .contains("SIGHUP: applied `-A -t 10.77.0.100:443 -s rr`")));
@@ -191,8 +189,7 @@ fn crash_mid_download(
     );
     std::thread::sleep(Duration::from_secs(2));
     let pid = lvs.director_pid.unwrap();
-    // SAFETY: kill(2) on the director we started.
-    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    signal(pid, Signal::SIGKILL);
     std::thread::sleep(Duration::from_millis(300));
     lvs.stop_director();
     lvs.start_director(rules, &["--workers", "1"]).unwrap();

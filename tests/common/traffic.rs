@@ -3,6 +3,8 @@
 
 use std::process::{Child, Command, Stdio};
 
+pub use nix::sys::signal::Signal;
+
 use super::{Lvs, Testbed};
 
 /// Start `uvs serve --name HOST LISTEN…` in namespace `host` (as the bed starts its
@@ -96,4 +98,9 @@ pub fn metric_value(page: &str, series: &str) -> f64 {
 /// Environment variable `name` parsed, or `default` when unset or unparsable.
 pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Send `sig` to `pid`, a process this test started (a director, a server).
+pub fn signal(pid: u32, sig: Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
 }
