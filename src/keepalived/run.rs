@@ -105,6 +105,9 @@ pub struct Keepalived {
     stop: Arc<AtomicBool>,
     /// Stopping for a handover ([`Running::hand_over`]).
     handing_over: Arc<AtomicBool>,
+    /// The status board needs every line again / these checkers' lines ([`Self::publish`]).
+    publish_all: bool,
+    touched: Vec<usize>,
     /// `--passive-check` virtual servers, and each real server's recent failures.
     passive: Vec<super::passive::PassiveSpec>,
     windows: HashMap<RsKey, super::passive::Window>,
@@ -411,6 +414,8 @@ impl Keepalived {
             status: Arc::new(Mutex::new(Vec::new())),
             stop: Arc::new(AtomicBool::new(false)),
             handing_over: Arc::new(AtomicBool::new(false)),
+            publish_all: true,
+            touched: Vec::new(),
             passive: Vec::new(),
             windows: HashMap::new(),
         })
@@ -564,6 +569,7 @@ impl Keepalived {
         translate::reconcile(&self.ctl, &table, &self.state.owned)
             .map_err(|e| format!("{}: the carried checker state: {e}", self.path.display()))?;
         self.state.owned = table.iter().map(|(s, _)| s.addr).collect();
+        self.publish_all = true;
         self.publish();
         Ok(n)
     }
@@ -844,6 +850,10 @@ impl Keepalived {
                 c.transitions += 1;
             }
         }
+        self.touched.push(ci);
+        if weight_changed {
+            self.touch_server(vi, ri);
+        }
         let was = self.state.alive.get(&(vi, ri)).copied().unwrap_or(true);
         let now_alive = self.state.rs_alive(vi, ri);
         if was == now_alive && !weight_changed {
@@ -894,6 +904,7 @@ impl Keepalived {
             spawn_script(s, children);
         }
         self.state.alive.insert((vi, ri), now_alive);
+        self.touch_server(vi, ri);
     }
 
     /// A checker's result: a success of an attempt started after a passive removal
@@ -1091,41 +1102,65 @@ impl Keepalived {
             next.checkers.iter().filter(|c| old.contains_key(&c.key)).count()
         );
         self.state = next;
+        self.publish_all = true;
     }
 
-    fn publish(&self) {
+    /// Bring the status board up to date: every checker's line after a (re)load,
+    /// otherwise only the lines of checkers whose state changed since the last call
+    /// (a result, or a transition of their real server): with thousands of checkers,
+    /// rebuilding every line on each pass of the loop cost more than the checks.
+    fn publish(&mut self) {
+        if !self.publish_all && self.touched.is_empty() {
+            return;
+        }
+        let mut board = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        if self.publish_all || board.len() != self.state.checkers.len() {
+            *board = (0..self.state.checkers.len()).map(|ci| self.status_of(ci)).collect();
+        } else {
+            for &ci in &self.touched {
+                board[ci] = self.status_of(ci);
+            }
+        }
+        drop(board);
+        self.publish_all = false;
+        self.touched.clear();
+    }
+
+    /// Mark every checker of real server `ri` of virtual server `vi` for [`Self::publish`].
+    fn touch_server(&mut self, vi: usize, ri: usize) {
+        let cs = &self.state.checkers;
+        self.touched
+            .extend((0..cs.len()).filter(|&ci| cs[ci].vs == vi && cs[ci].rs == ri));
+    }
+
+    /// What `uvs checks` shows about checker `ci`.
+    fn status_of(&self, ci: usize) -> Status {
         let s = &self.state;
-        let v: Vec<Status> = s
-            .checkers
-            .iter()
-            .map(|c| {
-                let vs = &s.cfg.services[c.vs];
-                let rs = &vs.real_servers[c.rs];
-                let (last, lat) = match &c.last {
-                    None => ("pending".to_string(), 0.0),
-                    Some((o, d)) => (
-                        match o {
-                            Outcome::Up => "success".to_string(),
-                            Outcome::UpWeight(w) => format!("success (weight {w})"),
-                            Outcome::Down(r) => r.clone(),
-                        },
-                        d.as_secs_f64() * 1000.0,
-                    ),
-                };
-                Status {
-                    vs: vs.fmt(),
-                    rs: vs.fmt_rs(rs),
-                    kind: c.kind,
-                    up: c.up,
-                    rs_alive: s.alive.get(&(c.vs, c.rs)).copied().unwrap_or(true),
-                    weight: s.dyn_weight(c.vs, c.rs).unwrap_or(rs.weight.unwrap_or(1)) as i64,
-                    transitions: c.transitions,
-                    last,
-                    latency_ms: lat,
-                }
-            })
-            .collect();
-        *self.status.lock().unwrap_or_else(|e| e.into_inner()) = v;
+        let c = &s.checkers[ci];
+        let vs = &s.cfg.services[c.vs];
+        let rs = &vs.real_servers[c.rs];
+        let (last, lat) = match &c.last {
+            None => ("pending".to_string(), 0.0),
+            Some((o, d)) => (
+                match o {
+                    Outcome::Up => "success".to_string(),
+                    Outcome::UpWeight(w) => format!("success (weight {w})"),
+                    Outcome::Down(r) => r.clone(),
+                },
+                d.as_secs_f64() * 1000.0,
+            ),
+        };
+        Status {
+            vs: vs.fmt(),
+            rs: vs.fmt_rs(rs),
+            kind: c.kind,
+            up: c.up,
+            rs_alive: s.alive.get(&(c.vs, c.rs)).copied().unwrap_or(true),
+            weight: s.dyn_weight(c.vs, c.rs).unwrap_or(rs.weight.unwrap_or(1)) as i64,
+            transitions: c.transitions,
+            last,
+            latency_ms: lat,
+        }
     }
 }
 
@@ -1464,6 +1499,37 @@ mod tests {
         assert!(fresh.state.checkers.iter().all(|c| c.up && !c.has_run));
     }
 
+    /// The board is updated line by line on results and transitions, and reads the
+    /// same as a full rebuild.
+    #[test]
+    fn the_status_board_follows_changes_only() {
+        let mut k = load("board", CONF);
+        let board = |k: &Keepalived| format!("{:?}", k.status.lock().unwrap());
+        k.publish();
+        assert_eq!(k.status.lock().unwrap().len(), 2);
+        let mut children = Vec::new();
+        let down = || Outcome::Down("connect: refused".into());
+        // retry 1: the first failure is retried, the second takes .3 out.
+        for _ in 0..2 {
+            k.on_result(1, down(), Duration::from_millis(3), &mut children);
+            assert_eq!(k.touched.first(), Some(&1));
+            k.publish();
+            assert!(k.touched.is_empty() && !k.publish_all);
+        }
+        let inc = board(&k);
+        {
+            let b = k.status.lock().unwrap();
+            assert!(!b[1].up && !b[1].rs_alive && b[1].transitions == 1 && b[1].last == "connect: refused");
+            assert!(b[0].up && b[0].last == "pending");
+        }
+        k.publish_all = true;
+        k.publish();
+        assert_eq!(board(&k), inc);
+        // Nothing changed: nothing to do.
+        k.publish();
+        assert!(k.touched.is_empty());
+    }
+
     #[test]
     fn ha_suspend_runs_checkers_only_while_the_address_is_local() {
         let s = state(
@@ -1479,6 +1545,8 @@ mod tests {
             status: Arc::new(Mutex::new(Vec::new())),
             stop: Arc::new(AtomicBool::new(false)),
             handing_over: Arc::new(AtomicBool::new(false)),
+            publish_all: true,
+            touched: Vec::new(),
             passive: Vec::new(),
             windows: HashMap::new(),
         };
