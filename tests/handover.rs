@@ -314,12 +314,13 @@ fn a_mismatch_is_refused_and_the_old_director_serves_on() {
         let o = c.stdin(Stdio::null()).output().unwrap();
         (o.status.code(), String::from_utf8_lossy(&o.stderr).into_owned())
     };
-    let (code, err) = attempt(Some(("UVS_TEST_HANDOVER_VERSION", "2")), "1");
-    println!("version 2 -> {code:?}: {err}");
+    // Version 1 is the format before the checkers' state was carried.
+    let (code, err) = attempt(Some(("UVS_TEST_HANDOVER_VERSION", "1")), "1");
+    println!("version 1 -> {code:?}: {err}");
     assert_ne!(code, Some(0));
     assert!(
-        err.contains("--takeover refused by the running director: handover format version 2")
-            && err.contains("speaks version 1")
+        err.contains("--takeover refused by the running director: handover format version 1")
+            && err.contains("speaks version 2")
             && err.contains("goes on serving"),
         "{err}"
     );
@@ -343,6 +344,161 @@ fn a_mismatch_is_refused_and_the_old_director_serves_on() {
     assert!(
         lvs.http_names(2).iter().all(|n| n.starts_with("rs")),
         "the new one forwards"
+    );
+    lvs.stop_director();
+}
+
+/// Kill `uvs serve` in namespace `host` (a process this test's bed started).
+fn stop_server(lvs: &Lvs, host: &str) {
+    let out = Command::new("ip")
+        .args(["netns", "pids", &lvs.bed.ns(host)])
+        .output()
+        .unwrap();
+    for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmd).contains("serve") {
+            // SAFETY: kill(2) of a process this test started (uvs serve in its namespace).
+            unsafe {
+                libc::kill(pid.parse().unwrap(), libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// keepalived checkers' state moves with a takeover: rs2's server is stopped and its
+/// checker takes it out; a new director taking over with the same keepalived file
+/// never lists rs2 (`ipvsadm -L -n` polled through the takeover) nor sends it a new
+/// connection, and does not log a transition for it; when rs2's server is back, its
+/// checker in the new director brings it back.
+#[test]
+fn a_server_the_checkers_took_out_stays_out_across_a_takeover() {
+    require_root!();
+    let mut lvs = dr("hochk");
+    let _cleanup = Cleanup(lvs.control_path().with_extension("state"));
+    let rs = |ip: &str| {
+        format!(
+            "real_server {ip} 80 {{\n weight 1\n TCP_CHECK {{\n connect_timeout 1\n retry 2\n delay_before_retry 0.3\n }}\n }}\n"
+        )
+    };
+    let conf = format!(
+        "virtual_server 10.77.0.100 80 {{\n delay_loop 1\n lvs_sched rr\n lvs_method DR\n protocol TCP\n{}{}}}\n",
+        rs("10.77.0.11"),
+        rs("10.77.0.12")
+    );
+    let path = std::env::temp_dir().join(format!("{}-keepalived.conf", lvs.bed.prefix));
+    let _conf = Cleanup(path.clone());
+    std::fs::write(&path, conf).unwrap();
+    let p = path.to_string_lossy().into_owned();
+    let args = ["--workers", "1", "--keepalived", &p];
+    lvs.start_director("", &args).unwrap();
+    let rs2 = "10.77.0.12:80";
+    assert!(
+        wait_until(5, || adm(&lvs, "-L -n").contains(rs2)),
+        "{}",
+        adm(&lvs, "-L -n")
+    );
+    stop_server(&lvs, "rs2");
+    assert!(
+        wait_until(10, || !adm(&lvs, "-L -n").contains(rs2)),
+        "rs2's checker takes it out:\n{}\n{}",
+        adm(&lvs, "-L -n"),
+        lvs.director_log()
+    );
+    assert!(
+        lvs.director_log()
+            .contains("Removing service [10.77.0.12]:tcp:80 from VS")
+    );
+    let old_pid = lvs.director_pid.unwrap();
+    let old_log = lvs.log.clone();
+
+    // Poll the listing through the takeover: every answer, from either director.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poll = {
+        let (stop, control) = (stop.clone(), lvs.control_path());
+        std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
+                let o = Command::new(UVS)
+                    .args(["adm", "-L", "-n"])
+                    .env("UVS_CONTROL", &control)
+                    .stdin(Stdio::null())
+                    .output()
+                    .unwrap();
+                if o.status.success() {
+                    seen.push(String::from_utf8_lossy(&o.stdout).into_owned());
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            seen
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    lvs.log = old_log.with_extension("new.log");
+    let mut with_takeover = args.to_vec();
+    with_takeover.push("--takeover");
+    lvs.start_director("", &with_takeover).unwrap();
+    assert!(wait_until(5, || !alive(old_pid)), "the old director exits");
+    // New connections meanwhile and after: rs1 only.
+    let names = lvs.http_names(6);
+    // Past the carried checker's next attempts (delay_loop 1, retries 0.3 s apart).
+    std::thread::sleep(Duration::from_millis(2500));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let seen = poll.join().unwrap();
+    let old = std::fs::read_to_string(&old_log).unwrap_or_default();
+    let new = lvs.director_log();
+    let checks = Command::new(UVS)
+        .arg("checks")
+        .env("UVS_CONTROL", lvs.control_path())
+        .output()
+        .unwrap();
+    let checks = String::from_utf8_lossy(&checks.stdout).into_owned();
+    println!(
+        "{} listings polled through the takeover; new director: {}\n{checks}",
+        seen.len(),
+        new.lines()
+            .find(|l| l.contains("keepalived checkers carried"))
+            .unwrap_or("")
+    );
+    assert!(
+        seen.len() >= 20 && seen.iter().all(|l| l.contains("10.77.0.11:80")),
+        "{seen:?}"
+    );
+    if let Some(l) = seen.iter().find(|l| l.contains(rs2)) {
+        panic!("rs2 listed during the takeover:\n{l}\nold:\n{old}\nnew:\n{new}");
+    }
+    assert!(names.iter().all(|n| n == "rs1"), "{names:?}\n{new}");
+    assert!(old.contains("handed over to pid"), "{old}");
+    assert!(
+        !old.contains("Shutting down service"),
+        "a handover shuts nothing down:\n{old}"
+    );
+    assert!(new.contains("the state of 2 keepalived checkers carried over"), "{new}");
+    assert!(
+        !new.contains("[10.77.0.12]:tcp:80 to VS"),
+        "no transition of rs2: {new}"
+    );
+    let line = checks.lines().find(|l| l.contains("[10.77.0.12]")).unwrap_or("");
+    assert!(
+        line.contains("DOWN") && line.contains("dead") && line.split_whitespace().nth(6) == Some("1"),
+        "rs2's checker: down, with the transition the old director counted:\n{checks}"
+    );
+
+    // rs2 back: its checker in the new director brings it back.
+    let exe = lvs.exe.clone();
+    lvs.bed
+        .spawn("rs2", &[&exe, "serve", "--name", "rs2", "--tcp", "0.0.0.0:80"], None)
+        .unwrap();
+    assert!(
+        wait_until(10, || adm(&lvs, "-L -n").contains(rs2)),
+        "rs2 comes back:\n{}",
+        lvs.director_log()
+    );
+    assert!(lvs.director_log().contains("Adding service [10.77.0.12]:tcp:80 to VS"));
+    assert!(
+        wait_until(5, || lvs.http_names(4).iter().any(|n| n == "rs2")),
+        "{:?}",
+        lvs.http_names(4)
     );
     lvs.stop_director();
 }

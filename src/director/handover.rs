@@ -47,7 +47,9 @@ use crate::ring::rx::RxConfig;
 use crate::ring::{MAX_FDS_PER_MESSAGE, recv_with_fds};
 
 /// The handover format this build speaks.
-pub const VERSION: u32 = 1;
+/// 2: the final part carries the keepalived checkers' state (`checkers` section,
+/// [`crate::keepalived::carried`]).
+pub const VERSION: u32 = 2;
 const MAGIC: &str = "uvs-handover";
 /// The longest message accepted (a million connections are ~120 MB of text).
 const MAX_MESSAGE: usize = 1 << 30;
@@ -418,13 +420,20 @@ fn offer_to(sock: &UnixStream, offer: &Offer) -> Result<u32, String> {
 }
 
 /// The final part, once this director's workers stopped at `stopped_us`: ring
-/// positions (worker-major, like the descriptors), the table, and [`super::carry`]'s
-/// counters, templates and connections.
-pub fn finish(t: Taker, stopped_us: u64, positions: &[u32], table_body: &str, entries: &str) -> Result<(), String> {
+/// positions (worker-major, like the descriptors), the table, [`super::carry`]'s
+/// counters, templates and connections, and the keepalived checkers' state.
+pub fn finish(
+    t: Taker,
+    stopped_us: u64,
+    positions: &[u32],
+    table_body: &str,
+    entries: &str,
+    checkers: &str,
+) -> Result<(), String> {
     let pos: Vec<String> = positions.iter().map(|p| p.to_string()).collect();
     let text = format!(
         "{MAGIC} {VERSION}\nfinal\nstopped_us {stopped_us}\npositions {}\nbody-begin\n{table_body}body-end\n\
-         entries-begin\n{entries}entries-end\n",
+         entries-begin\n{entries}entries-end\nchecks-begin\n{checkers}checks-end\n",
         pos.join(" ")
     );
     send(&t.sock, &text).map_err(|e| format!("sending the connections to pid {}: {e}", t.pid))?;
@@ -461,6 +470,9 @@ pub struct Final {
     pub positions: Vec<u32>,
     pub body: String,
     pub entries: String,
+    /// The keepalived checkers' state ([`crate::keepalived::carried`]; empty when
+    /// the old director ran none).
+    pub checkers: String,
 }
 
 /// Ask the director serving `control` to hand over to this one.
@@ -563,6 +575,7 @@ impl Accepted {
             positions,
             body: section(rest, "body"),
             entries: section(rest, "entries"),
+            checkers: section(rest, "checks"),
         })
     }
 
@@ -686,6 +699,11 @@ impl TookOver {
         out
     }
 
+    /// The old director's keepalived checkers' state (empty if it ran none).
+    pub fn checkers(&self) -> &str {
+        &self.fin.checkers
+    }
+
     /// The workers run: let the old director exit; what the log says.
     pub fn started(self) -> String {
         let gap = Accepted::gap_ms(&self.fin);
@@ -700,13 +718,17 @@ impl TookOver {
 }
 
 /// The old director's last step: its workers stopped at `stopped_us` and gave back
-/// `finished` (worker, rings); send their entries and `daemons` (the sync daemons it
-/// ran, [`super::syncd::SyncDaemons::start_args`]). Returns the connections sent.
+/// `finished` (worker, rings); send their entries, `daemons` (the sync daemons it
+/// ran, [`super::syncd::SyncDaemons::start_args`]) and `checkers` (its keepalived
+/// checkers' state, [`crate::keepalived::run::Running::hand_over`]). Returns the
+/// connections sent.
+#[allow(clippy::too_many_arguments)]
 pub fn hand_over(
     t: Taker,
     stopped_us: u64,
     shared: &Shared,
     daemons: &[String],
+    checkers: &str,
     rates: &crate::control::rates::RateTable,
     finished: &[(crate::pipeline::Worker, super::worker::WorkerIo)],
     epoch: std::time::Instant,
@@ -728,7 +750,14 @@ pub fn hand_over(
     for d in daemons {
         entries.push_str(&format!("daemon {d}\n"));
     }
-    finish(t, stopped_us, &positions, &super::state::body(shared), &entries)?;
+    finish(
+        t,
+        stopped_us,
+        &positions,
+        &super::state::body(shared),
+        &entries,
+        checkers,
+    )?;
     Ok(n)
 }
 
@@ -753,11 +782,12 @@ mod tests {
 
     #[test]
     fn hello_is_checked_for_version_workers_and_interfaces() {
-        let ok = "uvs-handover 1\nhello\npid 9\nworkers 2\nifaces lo:1\n";
+        let ok = "uvs-handover 2\nhello\npid 9\nworkers 2\nifaces lo:1\n";
         assert_eq!(check_hello(ok, 2, &lo()), Ok(()));
-        let e = check_hello(&ok.replace("handover 1", "handover 2"), 2, &lo()).unwrap_err();
-        assert!(e.starts_with("handover format version 2, this director"), "{e}");
-        assert!(e.contains("speaks version 1"), "{e}");
+        // A director of the previous format (no checker state) is refused too.
+        let e = check_hello(&ok.replace("handover 2", "handover 1"), 2, &lo()).unwrap_err();
+        assert!(e.starts_with("handover format version 1, this director"), "{e}");
+        assert!(e.contains("speaks version 2"), "{e}");
         let e = check_hello(ok, 1, &lo()).unwrap_err();
         assert!(
             e.contains("this director runs 1 workers, the new one would start 2"),

@@ -456,8 +456,6 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
             .spawn(move || w.run(stop))
     });
     let vip_watch = vip_watch.transpose().map_err(|e| e.to_string())?;
-    // Checkers start after the drop: their thread and scripts hold no capabilities.
-    let checkers = keepalived.map(|k| k.spawn()).transpose()?;
     // Started after the drop, so the writer thread holds no capabilities either (the
     // file is created as the user uvs runs as).
     let taps = tap::TapHub::new(shared.clone());
@@ -488,7 +486,6 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     hub.conn_cap_per_worker = per_worker_cap;
     hub.taps = Some(taps.clone());
     hub.shed = shed.as_ref().map(|s| (s.state(), opts.ifaces.clone()));
-    hub.checks = checkers.as_ref().map(|c| c.board());
     control.kernel_copy = kernel_copy;
     control.shed = shed;
     // The table as loaded (routes, next hops, steering, rules) is in place before the
@@ -536,6 +533,20 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
             }
         }
     }
+    // Checkers start after the drop (their thread and scripts hold no capabilities)
+    // and, taking over, from the old director's checkers' state: a real server its
+    // checkers had taken out stays out (README "Restart and upgrade").
+    let mut keepalived = keepalived;
+    if let (Some(k), Some(t)) = (keepalived.as_mut(), took_over.as_ref())
+        && !t.checkers().is_empty()
+    {
+        match k.carry_in(t.checkers()) {
+            Ok(n) => tracing::info!("--takeover: the state of {n} keepalived checkers carried over"),
+            Err(e) => tracing::warn!("--takeover: {e}; the checkers start afresh"),
+        }
+    }
+    let checkers = keepalived.map(|k| k.spawn()).transpose()?;
+    hub.checks = checkers.as_ref().map(|c| c.board());
     for ((id, (io, w)), inbox) in ios.into_iter().zip(workers).enumerate().zip(inboxes) {
         let (sh, stop, ntx) = (shared.clone(), stop.clone(), neigh_tx.clone());
         let core = cores.get(id % cores.len().max(1)).copied();
@@ -652,8 +663,12 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     // synchronize_net), so closing the ARP, RX and TX sockets one after the other took
     // most of the 150-250 ms an idle director needed to exit.
     let stopping = Instant::now();
-    // keepalived's checkers stop first (their shutdown logs and `omega` scripts).
-    drop(checkers);
+    // keepalived's checkers stop first (their shutdown logs and `omega` scripts; on a
+    // handover, their state goes to the new director instead).
+    let carried_checks = match (taker.is_some(), checkers) {
+        (true, Some(c)) => c.hand_over(),
+        _ => String::new(),
+    };
     // No more changes to install. The kernel-copy table and the ARP sockets go.
     ctl.set_on_change(None);
     let table = lock(&control).kernel_copy.take();
@@ -686,7 +701,16 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         let stopped_us = handover::stamp();
         let finished: Vec<_> = handles.drain(..).filter_map(|h| h.join().ok()).collect();
         let pid = t.pid;
-        match handover::hand_over(t, stopped_us, &shared, &carried_daemons, &hub.rates, &finished, epoch) {
+        match handover::hand_over(
+            t,
+            stopped_us,
+            &shared,
+            &carried_daemons,
+            &carried_checks,
+            &hub.rates,
+            &finished,
+            epoch,
+        ) {
             Ok(n) => tracing::info!("uvs: handed over to pid {pid} ({n} connections)"),
             Err(e) => tracing::error!("uvs: {e}"),
         }

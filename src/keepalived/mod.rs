@@ -11,6 +11,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod carried;
 pub mod conf;
 pub mod lex;
 pub mod passive;

@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::carried::{self, Carried};
 use super::conf::{CheckKind, Config};
 use super::translate::{self, Table};
 use crate::check::{Outcome, Probe, Probes, Spec};
@@ -102,6 +103,11 @@ pub struct Keepalived {
     state: State,
     status: Arc<Mutex<Vec<Status>>>,
     stop: Arc<AtomicBool>,
+    /// Stopping for a handover ([`Running::hand_over`]).
+    handing_over: Arc<AtomicBool>,
+    /// The status board needs every line again / these checkers' lines ([`Self::publish`]).
+    publish_all: bool,
+    touched: Vec<usize>,
     /// `--passive-check` virtual servers, and each real server's recent failures.
     passive: Vec<super::passive::PassiveSpec>,
     windows: HashMap<RsKey, super::passive::Window>,
@@ -407,6 +413,9 @@ impl Keepalived {
             state,
             status: Arc::new(Mutex::new(Vec::new())),
             stop: Arc::new(AtomicBool::new(false)),
+            handing_over: Arc::new(AtomicBool::new(false)),
+            publish_all: true,
+            touched: Vec::new(),
             passive: Vec::new(),
             windows: HashMap::new(),
         })
@@ -461,6 +470,110 @@ impl Keepalived {
         self.status.clone()
     }
 
+    /// The checkers' state to carry to a new process at `now` ([`super::carried`]).
+    fn carry_out(&self, now: Instant) -> Carried {
+        let s = &self.state;
+        let word = |vi: usize| carried::vs_word(&s.cfg.services[vi]);
+        let mut passive_down = Vec::new();
+        for (vi, vs) in s.cfg.services.iter().enumerate() {
+            for (ri, rs) in vs.real_servers.iter().enumerate() {
+                if s.passive_down.contains_key(&s.rs_key(vi, ri)) {
+                    passive_down.push(carried::PassiveDown {
+                        vs: word(vi),
+                        rs: SocketAddr::new(rs.addr, rs.port),
+                    });
+                }
+            }
+        }
+        Carried {
+            vss: (0..s.cfg.services.len())
+                .map(|vi| carried::VsState {
+                    vs: word(vi),
+                    quorum_up: s.quorum_up.get(vi).copied().unwrap_or(true),
+                })
+                .collect(),
+            passive_down,
+            checkers: s
+                .checkers
+                .iter()
+                .map(|c| carried::CheckerState {
+                    vs: word(c.vs),
+                    rs: SocketAddr::new(c.key.rs.0, c.key.rs.1),
+                    index: c.key.index,
+                    conf: carried::conf_hash(&c.key.conf),
+                    up: c.up,
+                    has_run: c.has_run,
+                    retry_it: c.retry_it,
+                    next: c.next.saturating_duration_since(now),
+                    dyn_weight: c.dyn_weight,
+                    transitions: c.transitions,
+                    last: c.last.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Take over the checkers' state of the process this one replaces (`text` from
+    /// [`Running::hand_over`]), before the checker thread starts: a checker of the
+    /// same virtual server, real server, position and configuration goes on where it
+    /// was (up or down, retries, misc_dynamic weight, last result, next attempt), a
+    /// passive removal stays, a virtual server keeps its quorum state; the others
+    /// start as keepalived starts them. The table follows at once, so a server the old
+    /// process had taken out is never put back. Returns the checkers carried; an
+    /// unreadable text carries nothing and changes nothing.
+    pub fn carry_in(&mut self, text: &str) -> Result<usize, String> {
+        let c = Carried::decode(text)?;
+        let now = Instant::now();
+        let by_key: HashMap<(&str, SocketAddr, usize, u64), &carried::CheckerState> = c
+            .checkers
+            .iter()
+            .map(|k| ((k.vs.as_str(), k.rs, k.index, k.conf), k))
+            .collect();
+        let words: Vec<String> = self.state.cfg.services.iter().map(carried::vs_word).collect();
+        let mut n = 0;
+        for rt in self.state.checkers.iter_mut() {
+            let key = (
+                words[rt.vs].as_str(),
+                SocketAddr::new(rt.key.rs.0, rt.key.rs.1),
+                rt.key.index,
+                carried::conf_hash(&rt.key.conf),
+            );
+            let Some(k) = by_key.get(&key) else { continue };
+            rt.up = k.up;
+            rt.has_run = k.has_run;
+            rt.retry_it = k.retry_it;
+            rt.next = now + k.next;
+            rt.dyn_weight = k.dyn_weight;
+            rt.transitions = k.transitions;
+            rt.last = k.last.clone();
+            n += 1;
+        }
+        let down: HashSet<(&str, SocketAddr)> = c.passive_down.iter().map(|p| (p.vs.as_str(), p.rs)).collect();
+        for (vi, vs) in self.state.cfg.services.iter().enumerate() {
+            for (ri, rs) in vs.real_servers.iter().enumerate() {
+                if down.contains(&(words[vi].as_str(), SocketAddr::new(rs.addr, rs.port))) {
+                    // Any attempt of this process may bring it back (ids start at 1).
+                    let key = self.state.rs_key(vi, ri);
+                    self.state.passive_down.insert(key, 0);
+                }
+            }
+        }
+        self.state.init_alive_and_quorum();
+        let quorum: HashMap<&str, bool> = c.vss.iter().map(|v| (v.vs.as_str(), v.quorum_up)).collect();
+        for (vi, w) in words.iter().enumerate() {
+            if let Some(&q) = quorum.get(w.as_str()) {
+                self.state.quorum_up[vi] = q;
+            }
+        }
+        let table = self.state.table();
+        translate::reconcile(&self.ctl, &table, &self.state.owned)
+            .map_err(|e| format!("{}: the carried checker state: {e}", self.path.display()))?;
+        self.state.owned = table.iter().map(|(s, _)| s.addr).collect();
+        self.publish_all = true;
+        self.publish();
+        Ok(n)
+    }
+
     /// Start the checker thread (after the privilege drop: it holds no capabilities;
     /// scripts run as the user uvs runs as). SIGHUP reloads.
     pub fn spawn(mut self) -> Result<Running, String> {
@@ -468,12 +581,17 @@ impl Keepalived {
         signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone()).map_err(|e| e.to_string())?;
         let stop = self.stop.clone();
         let status = self.status.clone();
+        let handing_over = self.handing_over.clone();
         let t = std::thread::Builder::new()
             .name("uvs-checkers".into())
-            .spawn(move || self.main(hup))
+            .spawn(move || {
+                self.main(hup);
+                self
+            })
             .map_err(|e| e.to_string())?;
         Ok(Running {
             stop,
+            handing_over,
             status,
             thread: Some(t),
         })
@@ -540,7 +658,11 @@ impl Keepalived {
             children.retain_mut(|c| matches!(c.try_wait(), Ok(None)));
             self.publish();
         }
-        self.shutdown(&mut children);
+        // A handover: the real servers are not shut down, the new process carries on
+        // (no "Shutting down" lines, no omega scripts).
+        if !self.handing_over.load(Ordering::Relaxed) {
+            self.shutdown(&mut children);
+        }
     }
 
     /// ha_suspend (check_api.c `update_checker_activity`): checkers of a virtual server
@@ -728,6 +850,10 @@ impl Keepalived {
                 c.transitions += 1;
             }
         }
+        self.touched.push(ci);
+        if weight_changed {
+            self.touch_server(vi, ri);
+        }
         let was = self.state.alive.get(&(vi, ri)).copied().unwrap_or(true);
         let now_alive = self.state.rs_alive(vi, ri);
         if was == now_alive && !weight_changed {
@@ -778,6 +904,7 @@ impl Keepalived {
             spawn_script(s, children);
         }
         self.state.alive.insert((vi, ri), now_alive);
+        self.touch_server(vi, ri);
     }
 
     /// A checker's result: a success of an attempt started after a passive removal
@@ -975,41 +1102,65 @@ impl Keepalived {
             next.checkers.iter().filter(|c| old.contains_key(&c.key)).count()
         );
         self.state = next;
+        self.publish_all = true;
     }
 
-    fn publish(&self) {
+    /// Bring the status board up to date: every checker's line after a (re)load,
+    /// otherwise only the lines of checkers whose state changed since the last call
+    /// (a result, or a transition of their real server): with thousands of checkers,
+    /// rebuilding every line on each pass of the loop cost more than the checks.
+    fn publish(&mut self) {
+        if !self.publish_all && self.touched.is_empty() {
+            return;
+        }
+        let mut board = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        if self.publish_all || board.len() != self.state.checkers.len() {
+            *board = (0..self.state.checkers.len()).map(|ci| self.status_of(ci)).collect();
+        } else {
+            for &ci in &self.touched {
+                board[ci] = self.status_of(ci);
+            }
+        }
+        drop(board);
+        self.publish_all = false;
+        self.touched.clear();
+    }
+
+    /// Mark every checker of real server `ri` of virtual server `vi` for [`Self::publish`].
+    fn touch_server(&mut self, vi: usize, ri: usize) {
+        let cs = &self.state.checkers;
+        self.touched
+            .extend((0..cs.len()).filter(|&ci| cs[ci].vs == vi && cs[ci].rs == ri));
+    }
+
+    /// What `uvs checks` shows about checker `ci`.
+    fn status_of(&self, ci: usize) -> Status {
         let s = &self.state;
-        let v: Vec<Status> = s
-            .checkers
-            .iter()
-            .map(|c| {
-                let vs = &s.cfg.services[c.vs];
-                let rs = &vs.real_servers[c.rs];
-                let (last, lat) = match &c.last {
-                    None => ("pending".to_string(), 0.0),
-                    Some((o, d)) => (
-                        match o {
-                            Outcome::Up => "success".to_string(),
-                            Outcome::UpWeight(w) => format!("success (weight {w})"),
-                            Outcome::Down(r) => r.clone(),
-                        },
-                        d.as_secs_f64() * 1000.0,
-                    ),
-                };
-                Status {
-                    vs: vs.fmt(),
-                    rs: vs.fmt_rs(rs),
-                    kind: c.kind,
-                    up: c.up,
-                    rs_alive: s.alive.get(&(c.vs, c.rs)).copied().unwrap_or(true),
-                    weight: s.dyn_weight(c.vs, c.rs).unwrap_or(rs.weight.unwrap_or(1)) as i64,
-                    transitions: c.transitions,
-                    last,
-                    latency_ms: lat,
-                }
-            })
-            .collect();
-        *self.status.lock().unwrap_or_else(|e| e.into_inner()) = v;
+        let c = &s.checkers[ci];
+        let vs = &s.cfg.services[c.vs];
+        let rs = &vs.real_servers[c.rs];
+        let (last, lat) = match &c.last {
+            None => ("pending".to_string(), 0.0),
+            Some((o, d)) => (
+                match o {
+                    Outcome::Up => "success".to_string(),
+                    Outcome::UpWeight(w) => format!("success (weight {w})"),
+                    Outcome::Down(r) => r.clone(),
+                },
+                d.as_secs_f64() * 1000.0,
+            ),
+        };
+        Status {
+            vs: vs.fmt(),
+            rs: vs.fmt_rs(rs),
+            kind: c.kind,
+            up: c.up,
+            rs_alive: s.alive.get(&(c.vs, c.rs)).copied().unwrap_or(true),
+            weight: s.dyn_weight(c.vs, c.rs).unwrap_or(rs.weight.unwrap_or(1)) as i64,
+            transitions: c.transitions,
+            last,
+            latency_ms: lat,
+        }
     }
 }
 
@@ -1122,8 +1273,9 @@ pub fn render_metrics(out: &mut String, board: &StatusBoard) {
 /// The checker thread; stops when dropped.
 pub struct Running {
     stop: Arc<AtomicBool>,
+    handing_over: Arc<AtomicBool>,
     status: Arc<Mutex<Vec<Status>>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    thread: Option<std::thread::JoinHandle<Keepalived>>,
 }
 
 impl Running {
@@ -1132,6 +1284,21 @@ impl Running {
     }
     pub fn status(&self) -> Vec<Status> {
         self.status.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Stop for a handover: the checkers stop without shutting their real servers
+    /// down, and their state comes back as [`super::carried`] text for the new
+    /// process ([`Keepalived::carry_in`]).
+    pub fn hand_over(mut self) -> String {
+        self.handing_over.store(true, Ordering::Relaxed);
+        self.stop.store(true, Ordering::Relaxed);
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(k)) => k.carry_out(Instant::now()).encode(),
+            _ => {
+                tracing::warn!("keepalived: the checker thread failed; its state is not carried");
+                String::new()
+            }
+        }
     }
 }
 
@@ -1249,6 +1416,120 @@ mod tests {
         assert!(next[1].up && next[1].transitions == 0, "changed checker starts afresh");
     }
 
+    fn load(name: &str, text: &str) -> Keepalived {
+        let path = std::env::temp_dir().join(format!("uvs-carry-unit-{name}-{}.conf", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        let ctl = Arc::new(Ctl::new(Arc::new(crate::pipeline::Shared::new(Vec::new()))));
+        let k = Keepalived::load(ctl, path.clone(), Some("x".into())).unwrap();
+        let _ = std::fs::remove_file(&path);
+        k
+    }
+
+    fn listed(k: &Keepalived) -> Vec<String> {
+        let t = k.ctl.shared().services.load();
+        let svc = t.services()[0].clone();
+        let mut v: Vec<String> = (svc.lock().dests.iter())
+            .map(|d| format!("{}:{} w{}", d.addr, d.port, d.weight()))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The old process's state goes into a new one loaded from a changed file: .3's
+    /// down checker stays down (and out of the table, the sorry server in), .2's
+    /// misc_dynamic weight and a passive removal of .4 carry, a checker whose
+    /// configuration changed and a new server start as keepalived starts them.
+    #[test]
+    fn checker_state_moves_to_a_new_process() {
+        let conf = CONF.replace(
+            " real_server 10.0.0.3 80",
+            " real_server 10.0.0.4 80 {\n  TCP_CHECK {\n  }\n }\n real_server 10.0.0.3 80",
+        );
+        let mut old = load("old", &conf);
+        let s = &mut old.state;
+        s.checkers[0].dyn_weight = Some(5);
+        s.checkers[0].has_run = true;
+        s.checkers[0].last = Some((Outcome::UpWeight(5), Duration::from_millis(2)));
+        s.checkers[2].up = false;
+        s.checkers[2].has_run = true;
+        s.checkers[2].transitions = 1;
+        s.checkers[2].last = Some((Outcome::Down("connect: refused".into()), Duration::from_millis(1)));
+        let key = s.rs_key(0, 1);
+        s.passive_down.insert(key, 42);
+        s.init_alive_and_quorum();
+        s.quorum_up[0] = true;
+        let text = old.carry_out(Instant::now()).encode();
+
+        // The new file: .4's checker changed, a new server .5.
+        let new_conf = conf
+            .replace(
+                " real_server 10.0.0.4 80 {\n  TCP_CHECK {\n  }",
+                " real_server 10.0.0.4 80 {\n  TCP_CHECK {\n connect_timeout 2\n  }",
+            )
+            .replace(
+                " real_server 10.0.0.3 80",
+                " real_server 10.0.0.5 80 {\n  TCP_CHECK {\n  }\n }\n real_server 10.0.0.3 80",
+            );
+        let mut new = load("new", &new_conf);
+        assert_eq!(
+            listed(&new),
+            ["10.0.0.2:80 w1", "10.0.0.3:80 w1", "10.0.0.4:80 w1", "10.0.0.5:80 w1"],
+            "as keepalived starts: all up"
+        );
+        assert_eq!(new.carry_in(&text), Ok(2), "{text}");
+        // .2 at weight 5, .4 out (passive, though its checker starts afresh), .5 new
+        // and up, .3 down; live weight 6 >= quorum 2 and the quorum was up.
+        assert_eq!(listed(&new), ["10.0.0.2:80 w5", "10.0.0.5:80 w1"]);
+        let c = &new.state.checkers;
+        assert!(c[0].has_run && c[0].dyn_weight == Some(5));
+        assert!(c[1].up && !c[1].has_run, "changed checker starts afresh");
+        assert!(c[2].up && !c[2].has_run, "new server starts up");
+        assert!(!c[3].up && c[3].has_run && c[3].transitions == 1);
+        let board = new.status.lock().unwrap().clone();
+        assert_eq!(board[3].last, "connect: refused");
+        assert!(!board[3].rs_alive && !board[1].rs_alive && board[0].weight == 5);
+        // A passive removal lifts at the new process's first passing attempt (ids from 1).
+        assert_eq!(new.state.passive_down.values().collect::<Vec<_>>(), [&0]);
+
+        // Garbage changes nothing.
+        let mut fresh = load("fresh", &new_conf);
+        assert!(fresh.carry_in("keepalived-checkers 1\nchk x\n").is_err());
+        assert!(fresh.carry_in(&text[..text.len() / 2]).is_err());
+        assert_eq!(listed(&fresh).len(), 4);
+        assert!(fresh.state.checkers.iter().all(|c| c.up && !c.has_run));
+    }
+
+    /// The board is updated line by line on results and transitions, and reads the
+    /// same as a full rebuild.
+    #[test]
+    fn the_status_board_follows_changes_only() {
+        let mut k = load("board", CONF);
+        let board = |k: &Keepalived| format!("{:?}", k.status.lock().unwrap());
+        k.publish();
+        assert_eq!(k.status.lock().unwrap().len(), 2);
+        let mut children = Vec::new();
+        let down = || Outcome::Down("connect: refused".into());
+        // retry 1: the first failure is retried, the second takes .3 out.
+        for _ in 0..2 {
+            k.on_result(1, down(), Duration::from_millis(3), &mut children);
+            assert_eq!(k.touched.first(), Some(&1));
+            k.publish();
+            assert!(k.touched.is_empty() && !k.publish_all);
+        }
+        let inc = board(&k);
+        {
+            let b = k.status.lock().unwrap();
+            assert!(!b[1].up && !b[1].rs_alive && b[1].transitions == 1 && b[1].last == "connect: refused");
+            assert!(b[0].up && b[0].last == "pending");
+        }
+        k.publish_all = true;
+        k.publish();
+        assert_eq!(board(&k), inc);
+        // Nothing changed: nothing to do.
+        k.publish();
+        assert!(k.touched.is_empty());
+    }
+
     #[test]
     fn ha_suspend_runs_checkers_only_while_the_address_is_local() {
         let s = state(
@@ -1263,6 +1544,9 @@ mod tests {
             state: s,
             status: Arc::new(Mutex::new(Vec::new())),
             stop: Arc::new(AtomicBool::new(false)),
+            handing_over: Arc::new(AtomicBool::new(false)),
+            publish_all: true,
+            touched: Vec::new(),
             passive: Vec::new(),
             windows: HashMap::new(),
         };
