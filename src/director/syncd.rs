@@ -393,6 +393,22 @@ impl SyncDaemons {
     }
 }
 
+/// What the control plane asks of the daemons (`crate::control::SyncControl`).
+impl crate::control::SyncControl for SyncDaemons {
+    fn start(&self, cfg: &DaemonConfig) -> Result<(), String> {
+        SyncDaemons::start(self, cfg)
+    }
+    fn stop(&self, state: SyncState) -> Result<(), String> {
+        SyncDaemons::stop(self, state)
+    }
+    fn list(&self) -> Vec<DaemonSnapshot> {
+        SyncDaemons::list(self)
+    }
+    fn render_metrics(&self, out: &mut String) {
+        self.metrics.render(out)
+    }
+}
+
 impl Drop for SyncDaemons {
     fn drop(&mut self) {
         self.stop_all();
