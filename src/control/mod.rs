@@ -174,7 +174,7 @@ impl Hub {
     /// The table with counters and current rates.
     pub fn snapshot(&self) -> TableSnapshot {
         let svcs = self.ctl.current();
-        let mut snap = snapshot::capture(&svcs, &self.ctl.shared().timeouts, &|k| self.rates.rates(k));
+        let mut snap = snapshot::capture(&svcs, &self.ctl.shared().ipvs.timeouts, &|k| self.rates.rates(k));
         if let Some(s) = &self.sync {
             snap.daemons = s.list();
         }

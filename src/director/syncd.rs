@@ -361,7 +361,7 @@ impl SyncDaemons {
     fn start_master(&self, r: &Resolved, stop: Arc<AtomicBool>) -> Result<JoinHandle<()>, String> {
         let sock = master_socket(r).map_err(|e| format!("sync master socket on {}: {e}", r.ifname))?;
         let n = self.mailboxes.workers();
-        let per = (self.shared.sync.qlen_max.load(Relaxed) as usize / n).max(64);
+        let per = (self.shared.ipvs.sync.qlen_max.load(Relaxed) as usize / n).max(64);
         let (txs, rxs): (Vec<_>, Vec<_>) = (0..n).map(|_| crossbeam_channel::bounded(per)).unzip();
         let m = self.metrics.clone();
         let sh = self.shared.clone();
@@ -499,7 +499,7 @@ fn master_loop(
             while let Ok(rec) = rx.try_recv() {
                 let rec = rec.to_sync_conn();
                 first_at.get_or_insert_with(Instant::now);
-                if sh.sync.version.load(Relaxed) == 0 {
+                if sh.ipvs.sync.version.load(Relaxed) == 0 {
                     if rec.caddr.is_ipv4() {
                         v0.push(rec);
                         pending += 1;
@@ -568,7 +568,7 @@ fn backup_loop(
         for s in &msg.skipped {
             m.drop_conns(s.reason(), 1);
         }
-        let threshold = sh.sync.threshold.load(Relaxed);
+        let threshold = sh.ipvs.sync.threshold.load(Relaxed);
         // Waits for the workers' next round (at most ~20 ms when idle), so the counters
         // say what became of each record.
         let rep = mb.install_wait(msg.conns, threshold, Duration::from_secs(1));
