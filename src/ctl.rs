@@ -298,7 +298,7 @@ impl Ctl {
 
     /// `--set tcp tcpfin udp` (0 keeps a value).
     pub fn set_timeouts(&self, tcp: u32, tcpfin: u32, udp: u32) {
-        self.shared.timeouts.set(tcp, tcpfin, udp);
+        self.shared.ipvs.timeouts.set(tcp, tcpfin, udp);
     }
 
     /// Free trashed destinations no connection references any more.

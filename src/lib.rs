@@ -17,6 +17,7 @@ pub mod director;
 pub mod forward;
 #[cfg(any(test, feature = "tools"))]
 pub mod fuzzing;
+pub mod ipvs;
 pub mod ipvsadm;
 pub mod keepalived;
 pub mod lab;

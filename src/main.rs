@@ -573,7 +573,7 @@ fn check(path: &std::path::Path) -> Result<(), String> {
     let n = uvs::director::load_rules(&ctl, path)?;
     let sh = ctl.shared();
     let table = sh.services.load();
-    let snap = snapshot::capture(&table, &sh.timeouts, &|_| snapshot::Rates::default());
+    let snap = snapshot::capture(&table, &sh.ipvs.timeouts, &|_| snapshot::Rates::default());
     let opts = ListOptions {
         numeric: true,
         ..Default::default()

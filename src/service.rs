@@ -206,8 +206,8 @@ pub struct ServiceTable {
     vips: ahash::AHashMap<[u8; 4], u32>,
     /// Services in creation order (listing sorts on its own).
     order: Vec<Arc<VirtualService>>,
-    /// Persistence templates and connection sysctls: one instance shared by every
-    /// snapshot (clones share the Arc) and so by every worker.
+    /// Persistence templates: one instance shared by every snapshot (clones share
+    /// the Arc) and so by every worker.
     conn_shared: Arc<crate::conn::settings::ConnShared>,
     /// Addresses of NAT (`-m`) real servers: frames from them may be replies.
     nat_rips: ahash::AHashSet<[u8; 4]>,
@@ -245,15 +245,15 @@ impl ServiceTable {
         }
         out
     }
-    /// An empty table that keeps the shared templates and sysctls (`ipvsadm -C`
-    /// clears services, not settings).
+    /// An empty table that keeps the shared templates (`ipvsadm -C` clears
+    /// services, not templates).
     pub fn emptied(&self) -> ServiceTable {
         ServiceTable {
             conn_shared: self.conn_shared.clone(),
             ..Default::default()
         }
     }
-    /// Templates and sysctls shared by all workers (new-connection path only).
+    /// Templates shared by all workers (new-connection path only).
     pub fn conn_shared(&self) -> &Arc<crate::conn::settings::ConnShared> {
         &self.conn_shared
     }

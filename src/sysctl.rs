@@ -3,18 +3,18 @@
 //! on a running director (`uvs sysctl`, over the control socket) or given at start
 //! (`uvs run --sysctl NAME=VALUE`).
 //!
-//! | name | kernel handler | uvs accepts | where it lives |
+//! | name | kernel handler | uvs accepts | where it lives (in [`Ipvs`]) |
 //! |------|----------------|-------------|----------------|
-//! | `am_droprate` | `proc_dointvec` | 0 … 2³¹-1 | `conn::defense::Defense` |
-//! | `amemthresh` | `proc_dointvec` (pages) | 1 … 99 (% of a worker's table free) | `Defense` |
-//! | `conn_reuse_mode` | `proc_dointvec` | any int | `conn::settings::Settings` |
-//! | `drop_entry`, `drop_packet`, `secure_tcp` | `proc_do_defense_mode`: 0 … 3 | 0 … 3 | `Defense` |
-//! | `expire_nodest_conn`, `expire_quiescent_template`, `sloppy_tcp` | `proc_dointvec` | any int (non-zero = on) | `Settings` |
-//! | `sync_qlen_max` | `proc_doulongvec_minmax` | 0 … 2³²-1 | `sync::Settings` (read when a master daemon starts) |
-//! | `sync_refresh_period` | `proc_dointvec_jiffies` (seconds) | 0 … 2³¹-1 | `sync::Settings` |
-//! | `sync_retries` | `proc_dointvec_minmax` | 0 … 3 | `sync::Settings` |
-//! | `sync_threshold` | `proc_do_sync_threshold`: two ints | `T P`, 0 ≤ T < P or P = 0; ≤ 65535 | `sync::Settings` |
-//! | `sync_version` | `proc_do_sync_mode` | 0 … 1 | `sync::Settings` (read per message) |
+//! | `am_droprate` | `proc_dointvec` | 0 … 2³¹-1 | `defense` (`conn::defense::Defense`) |
+//! | `amemthresh` | `proc_dointvec` (pages) | 1 … 99 (% of a worker's table free) | `defense` |
+//! | `conn_reuse_mode` | `proc_dointvec` | any int | `conn` (`conn::settings::Settings`) |
+//! | `drop_entry`, `drop_packet`, `secure_tcp` | `proc_do_defense_mode`: 0 … 3 | 0 … 3 | `defense` |
+//! | `expire_nodest_conn`, `expire_quiescent_template`, `sloppy_tcp` | `proc_dointvec` | any int (non-zero = on) | `conn` |
+//! | `sync_qlen_max` | `proc_doulongvec_minmax` | 0 … 2³²-1 | `sync` (`sync::Settings`; read when a master daemon starts) |
+//! | `sync_refresh_period` | `proc_dointvec_jiffies` (seconds) | 0 … 2³¹-1 | `sync` |
+//! | `sync_retries` | `proc_dointvec_minmax` | 0 … 3 | `sync` |
+//! | `sync_threshold` | `proc_do_sync_threshold`: two ints | `T P`, 0 ≤ T < P or P = 0; ≤ 65535 | `sync` |
+//! | `sync_version` | `proc_do_sync_mode` | 0 … 1 | `sync` (read per message) |
 //!
 //! Values are parsed as the kernel's `proc_dointvec` parses them (optional sign, then
 //! decimal, `0x` hex or `0` octal; surrounding blanks ignored) and must fit an `int`.
@@ -28,7 +28,7 @@
 //! kernel takes them as "drop every new connection").
 //!
 //! Changes take effect without a restart: the connection sysctls on the workers' next
-//! packet (they read [`Settings`] on every lookup), the defense modes at each worker's
+//! packet (they read `Ipvs::conn` on every lookup), the defense modes at each worker's
 //! next once-a-second defense tick (`Worker::defend`; IPVS's `proc_do_defense_mode`
 //! calls `update_defense_level` at once). A write of several keys is checked whole
 //! first: an unknown key or a bad value changes nothing.
@@ -41,7 +41,7 @@
 #![forbid(unsafe_code)]
 
 use crate::conn::settings::Knob;
-use crate::pipeline::Shared;
+use crate::ipvs::Ipvs;
 
 /// The common prefix of every key.
 pub const PREFIX: &str = "net.ipv4.vs.";
@@ -182,13 +182,13 @@ fn show(v: &[i64]) -> String {
 }
 
 /// The current value of a variable.
-fn get(sh: &Shared, var: Var) -> Value {
+fn get(ipvs: &Ipvs, var: Var) -> Value {
     use std::sync::atomic::Ordering::Relaxed;
-    let d = &sh.defense;
+    let d = &ipvs.defense;
     let (de, dp, st) = d.modes();
-    let y = &sh.sync;
+    let y = &ipvs.sync;
     vec![match var {
-        Var::Conn(k) => sh.services.load().conn_shared().settings.get(k).into(),
+        Var::Conn(k) => ipvs.conn.get(k).into(),
         Var::DropEntry => de.into(),
         Var::DropPacket => dp.into(),
         Var::SecureTcp => st.into(),
@@ -205,16 +205,16 @@ fn get(sh: &Shared, var: Var) -> Value {
 }
 
 /// Store a validated value.
-fn set(sh: &Shared, var: Var, val: &[i64]) {
+fn set(ipvs: &Ipvs, var: Var, val: &[i64]) {
     use std::sync::atomic::Ordering::Relaxed;
     let v = i32::try_from(val[0]).unwrap_or(0);
     let u = u32::try_from(val[0]).unwrap_or(0);
-    let y = &sh.sync;
-    let d = &sh.defense;
+    let y = &ipvs.sync;
+    let d = &ipvs.defense;
     // The ranges were checked by `validate`, so the setters cannot refuse.
     let mode = u8::try_from(v).unwrap_or(0);
     match var {
-        Var::Conn(k) => sh.services.load().conn_shared().settings.set(k, v),
+        Var::Conn(k) => ipvs.conn.set(k, v),
         Var::DropEntry => d.set_drop_entry(mode).unwrap_or(()),
         Var::DropPacket => d.set_drop_packet(mode).unwrap_or(()),
         Var::SecureTcp => d.set_secure_tcp(mode).unwrap_or(()),
@@ -236,7 +236,7 @@ fn set(sh: &Shared, var: Var, val: &[i64]) {
 
 /// `NAME=VALUE` assignments, checked whole, then applied in order. Used by
 /// `uvs run --sysctl` (after the other options, so it has the last word).
-pub fn apply(sh: &Shared, assignments: &[String]) -> Result<Vec<(&'static str, String)>, String> {
+pub fn apply(ipvs: &Ipvs, assignments: &[String]) -> Result<Vec<(&'static str, String)>, String> {
     let mut todo = Vec::with_capacity(assignments.len());
     for a in assignments {
         let (k, v) = a
@@ -248,7 +248,7 @@ pub fn apply(sh: &Shared, assignments: &[String]) -> Result<Vec<(&'static str, S
     Ok(todo
         .into_iter()
         .map(|(name, var, v)| {
-            set(sh, var, &v);
+            set(ipvs, var, &v);
             (name, show(&v))
         })
         .collect())
@@ -265,11 +265,11 @@ pub struct Answer {
 /// `uvs sysctl` usage.
 pub const USAGE: &str = "usage: uvs sysctl [-n] -a | [-n] [-w] [net.ipv4.vs.]NAME[=VALUE] ...";
 
-/// Run `uvs sysctl WORDS` against `sh` (the director's side of the request): `-a`
+/// Run `uvs sysctl WORDS` against `ipvs` (the director's side of the request): `-a`
 /// lists every key, `NAME` reads one, `NAME=VALUE` writes one and prints it back as
 /// `sysctl -w` does; `-n` prints values only, `-w` is accepted. All writes are
 /// checked before any is made; any error makes the status 255 (as procps `sysctl`).
-pub fn serve(sh: &Shared, words: &[&str]) -> Answer {
+pub fn serve(ipvs: &Ipvs, words: &[&str]) -> Answer {
     let mut a = Answer::default();
     let mut values_only = false;
     let mut all = false;
@@ -301,7 +301,7 @@ pub fn serve(sh: &Shared, words: &[&str]) -> Answer {
     };
     if all {
         for (name, var) in VARS {
-            line(&mut a.out, name, &show(&get(sh, *var)));
+            line(&mut a.out, name, &show(&get(ipvs, *var)));
         }
     }
     // Writes first, all or nothing.
@@ -314,14 +314,14 @@ pub fn serve(sh: &Shared, words: &[&str]) -> Answer {
     for k in keys {
         match k.split_once('=') {
             Some(_) => {
-                let done = apply(sh, &[k.to_string()]).unwrap_or_default();
+                let done = apply(ipvs, &[k.to_string()]).unwrap_or_default();
                 for (name, v) in done {
                     tracing::info!("sysctl {PREFIX}{name} = {v}");
                     line(&mut a.out, name, &v);
                 }
             }
             None => match lookup(k) {
-                Ok((name, var)) => line(&mut a.out, name, &show(&get(sh, var))),
+                Ok((name, var)) => line(&mut a.out, name, &show(&get(ipvs, var))),
                 Err(e) => {
                     a.err.push_str(&format!("uvs sysctl: {e}\n"));
                     a.code = 255;
@@ -346,9 +346,9 @@ fn check_all(assignments: &[String]) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    fn run(sh: &Shared, line: &str) -> Answer {
+    fn run(ipvs: &Ipvs, line: &str) -> Answer {
         let words: Vec<&str> = line.split_whitespace().collect();
-        serve(sh, &words)
+        serve(ipvs, &words)
     }
 
     const DEFAULTS: &str = "net.ipv4.vs.am_droprate = 10
@@ -369,42 +369,41 @@ net.ipv4.vs.sync_version = 1
 
     #[test]
     fn list_read_and_write_in_sysctl_format() {
-        let sh = Shared::new(Vec::new());
+        let ipvs = Ipvs::default();
         assert_eq!(
-            run(&sh, "-a"),
+            run(&ipvs, "-a"),
             Answer {
                 code: 0,
                 out: DEFAULTS.into(),
                 err: String::new()
             }
         );
-        let r = run(&sh, "net.ipv4.vs.expire_nodest_conn=1");
+        let r = run(&ipvs, "net.ipv4.vs.expire_nodest_conn=1");
         assert_eq!(
             (r.code, r.out.as_str(), r.err.as_str()),
             (0, "net.ipv4.vs.expire_nodest_conn = 1\n", "")
         );
-        assert!(sh.services.load().conn_shared().settings.expire_nodest_conn());
+        assert!(ipvs.conn.expire_nodest_conn());
         // Short names, slashes, -w, -n, several keys at once.
-        let r = run(&sh, "-w sloppy_tcp=1 net/ipv4/vs/drop_entry=3 conn_reuse_mode=0x2");
+        let r = run(&ipvs, "-w sloppy_tcp=1 net/ipv4/vs/drop_entry=3 conn_reuse_mode=0x2");
         assert_eq!(
             r.out,
             "net.ipv4.vs.sloppy_tcp = 1\nnet.ipv4.vs.drop_entry = 3\nnet.ipv4.vs.conn_reuse_mode = 2\n"
         );
-        assert_eq!(run(&sh, "-n expire_nodest_conn drop_entry").out, "1\n3\n");
-        let table = sh.services.load();
-        let s = &table.conn_shared().settings;
+        assert_eq!(run(&ipvs, "-n expire_nodest_conn drop_entry").out, "1\n3\n");
+        let s = &ipvs.conn;
         assert!(s.sloppy_tcp());
         assert_eq!(s.conn_reuse_mode(), 3, "2: bit 2, and non-zero");
-        assert_eq!(sh.defense.modes(), (3, 0, 0));
+        assert_eq!(ipvs.defense.modes(), (3, 0, 0));
         // proc_dointvec keeps what was written: non-zero reads back as written.
         assert_eq!(
-            run(&sh, "expire_quiescent_template=-5").out,
+            run(&ipvs, "expire_quiescent_template=-5").out,
             "net.ipv4.vs.expire_quiescent_template = -5\n"
         );
-        assert!(sh.services.load().conn_shared().settings.expire_quiescent_template());
-        assert_eq!(run(&sh, "am_droprate=010 amemthresh=25").code, 0);
+        assert!(ipvs.conn.expire_quiescent_template());
+        assert_eq!(run(&ipvs, "am_droprate=010 amemthresh=25").code, 0);
         assert_eq!(
-            (sh.defense.am_droprate(), sh.defense.amemthresh_pct()),
+            (ipvs.defense.am_droprate(), ipvs.defense.amemthresh_pct()),
             (8, 25),
             "010 is octal"
         );
@@ -412,8 +411,8 @@ net.ipv4.vs.sync_version = 1
 
     #[test]
     fn bad_keys_and_values_change_nothing() {
-        let sh = Shared::new(Vec::new());
-        let before = run(&sh, "-a").out;
+        let ipvs = Ipvs::default();
+        let before = run(&ipvs, "-a").out;
         for (line, err) in [
             (
                 "drop_entry=4",
@@ -451,26 +450,26 @@ net.ipv4.vs.sync_version = 1
                  2147483647)\n",
             ),
         ] {
-            let r = run(&sh, line);
+            let r = run(&ipvs, line);
             assert_eq!((r.code, r.out.as_str(), r.err.as_str()), (255, "", err), "{line}");
-            assert_eq!(run(&sh, "-a").out, before, "{line} changed something");
+            assert_eq!(run(&ipvs, "-a").out, before, "{line} changed something");
         }
-        let r = run(&sh, "net.ipv4.vs.nope");
+        let r = run(&ipvs, "net.ipv4.vs.nope");
         assert_eq!(r.code, 255);
         assert!(
             r.err.starts_with("uvs sysctl: unknown key \"net.ipv4.vs.nope\""),
             "{}",
             r.err
         );
-        assert_eq!(run(&sh, "").err, format!("{USAGE}\n"));
-        assert_eq!(run(&sh, "-q").code, 255);
+        assert_eq!(run(&ipvs, "").err, format!("{USAGE}\n"));
+        assert_eq!(run(&ipvs, "-q").code, 255);
     }
 
     #[test]
     fn run_option_assignments() {
-        let sh = Shared::new(Vec::new());
+        let ipvs = Ipvs::default();
         let set = apply(
-            &sh,
+            &ipvs,
             &["expire_nodest_conn=1".into(), "net.ipv4.vs.drop_packet=1".into()],
         )
         .unwrap();
@@ -481,14 +480,11 @@ net.ipv4.vs.sync_version = 1
                 ("drop_packet", "1".to_string())
             ]
         );
-        assert_eq!(sh.defense.modes(), (0, 1, 0));
-        let e = apply(&sh, &["sloppy_tcp".into()]).unwrap_err();
+        assert_eq!(ipvs.defense.modes(), (0, 1, 0));
+        let e = apply(&ipvs, &["sloppy_tcp".into()]).unwrap_err();
         assert_eq!(e, "\"sloppy_tcp\": want NAME=VALUE, e.g. expire_nodest_conn=1");
-        assert!(apply(&sh, &["sloppy_tcp=1".into(), "drop_packet=9".into()]).is_err());
-        assert!(
-            !sh.services.load().conn_shared().settings.sloppy_tcp(),
-            "nothing applied"
-        );
+        assert!(apply(&ipvs, &["sloppy_tcp=1".into(), "drop_packet=9".into()]).is_err());
+        assert!(!ipvs.conn.sloppy_tcp(), "nothing applied");
     }
 
     #[test]
@@ -515,9 +511,9 @@ net.ipv4.vs.sync_version = 1
     #[test]
     fn sync_settings() {
         use std::sync::atomic::Ordering::Relaxed;
-        let sh = Shared::new(Vec::new());
+        let ipvs = Ipvs::default();
         let r = serve(
-            &sh,
+            &ipvs,
             &[
                 "net.ipv4.vs.sync_threshold=3\t0",
                 "sync_refresh_period=10",
@@ -532,7 +528,7 @@ net.ipv4.vs.sync_version = 1
                  net.ipv4.vs.sync_retries = 3\n"
             )
         );
-        let y = &sh.sync;
+        let y = &ipvs.sync;
         assert_eq!(
             (
                 y.threshold.load(Relaxed),
@@ -542,11 +538,11 @@ net.ipv4.vs.sync_version = 1
             (3, 0, 10)
         );
         // The words of `uvs sysctl sync_threshold="2 40"`.
-        assert_eq!(serve(&sh, &["sync_threshold=2 40"]).code, 0);
+        assert_eq!(serve(&ipvs, &["sync_threshold=2 40"]).code, 0);
         assert_eq!((y.threshold.load(Relaxed), y.period.load(Relaxed)), (2, 40));
-        assert_eq!(run(&sh, "sync_version=0 sync_qlen_max=4294967295").code, 0);
+        assert_eq!(run(&ipvs, "sync_version=0 sync_qlen_max=4294967295").code, 0);
         assert_eq!((y.version.load(Relaxed), y.qlen_max.load(Relaxed)), (0, u32::MAX));
-        let before = run(&sh, "-a").out;
+        let before = run(&ipvs, "-a").out;
         for bad in [
             "sync_threshold=50\t50",
             "sync_threshold=3",
@@ -557,10 +553,10 @@ net.ipv4.vs.sync_version = 1
             "sync_refresh_period=-1",
             "sync_qlen_max=4294967296",
         ] {
-            assert_eq!(serve(&sh, &[bad]).code, 255, "{bad}");
+            assert_eq!(serve(&ipvs, &[bad]).code, 255, "{bad}");
         }
-        assert_eq!(run(&sh, "-a").out, before);
+        assert_eq!(run(&ipvs, "-a").out, before);
         // What the state file keeps reads back.
-        assert_eq!(apply(&sh, &["sync_threshold=3\t50".into()]).unwrap()[0].1, "3\t50");
+        assert_eq!(apply(&ipvs, &["sync_threshold=3\t50".into()]).unwrap()[0].1, "3\t50");
     }
 }

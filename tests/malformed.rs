@@ -526,7 +526,7 @@ fn a_full_table_creates_no_persistence_templates() {
 #[test]
 fn flood_defenses_in_the_pipeline() {
     let mut b = Bed::new();
-    b.sh.defense.set_max_new_per_sec(10);
+    b.sh.ipvs.defense.set_max_new_per_sec(10);
     let mut admitted = 0;
     for i in 0..50u16 {
         let f = tcp_frame(42000 + i, 80, true, false, b"");
@@ -538,9 +538,9 @@ fn flood_defenses_in_the_pipeline() {
     // A burst of 10, then 1 more per 100 ms (the bed's clock advances 10 ms a frame).
     assert_eq!(admitted, 14);
     b.established_still_forward("the rate cap");
-    b.sh.defense.set_max_new_per_sec(0);
+    b.sh.ipvs.defense.set_max_new_per_sec(0);
     // drop_entry (always on): the half-open entries go, the established ones stay.
-    b.sh.defense.set_drop_entry(3).unwrap();
+    b.sh.ipvs.defense.set_drop_entry(3).unwrap();
     let before = b.w.conns.len();
     let mut removed = 0;
     for _ in 0..400 {
@@ -550,7 +550,7 @@ fn flood_defenses_in_the_pipeline() {
     assert_eq!(b.w.conns.len(), before - removed);
     b.established_still_forward("drop_entry");
     // drop_packet = 3: 1 in am_droprate (10) new-connection packets.
-    b.sh.defense.set_drop_packet(3).unwrap();
+    b.sh.ipvs.defense.set_drop_packet(3).unwrap();
     b.w.defend(&b.sh, b.now);
     let dropped = (0..100u16)
         .filter(|i| {

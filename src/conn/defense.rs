@@ -31,7 +31,7 @@ use super::tcp::{TcpState, Timeouts};
 use super::{Conn, ConnTable};
 use crate::dataplane::DropReason;
 
-/// The settings, shared by all workers (`pipeline::Shared::defense`).
+/// The settings, shared by all workers (`crate::ipvs::Ipvs::defense`, in `pipeline::Shared::ipvs`).
 #[derive(Debug)]
 pub struct Defense {
     drop_entry: AtomicU8,

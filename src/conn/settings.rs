@@ -1,11 +1,12 @@
 //! The `net.ipv4.vs.*` sysctls that change connection handling, as atomics so the
 //! control thread can flip them (`uvs sysctl`, see `crate::sysctl`) while workers read
-//! them without a lock.
+//! them without a lock. They are one part of the director's IPVS settings
+//! (`crate::ipvs::Ipvs`, beside the timeouts, the defenses (`secure_tcp` among them)
+//! and the sync settings).
 //!
-//! `secure_tcp` is not here: it already lives in `pipeline::Shared` because the
-//! established path reads it on every TCP segment. Everything in this struct is read
-//! only on the new-connection path (or, for `expire_nodest_conn` and
-//! `conn_reuse_mode`, when a packet hits an entry that is about to be replaced).
+//! Everything in this struct is read only on the new-connection path (or, for
+//! `expire_nodest_conn` and `conn_reuse_mode`, when a packet hits an entry that is
+//! about to be replaced).
 
 use std::sync::atomic::{AtomicI32, Ordering::Relaxed};
 
@@ -96,13 +97,13 @@ impl Settings {
     }
 }
 
-/// Connection state shared by every worker: the persistence templates and the
-/// sysctls. It hangs off the service table (`ServiceTable::conn_shared`), whose
-/// snapshots all share one instance, so every worker sees the same templates.
+/// Connection state shared by every worker: the persistence templates (their policy
+/// knob, `expire_quiescent_template`, is a sysctl in `crate::ipvs::Ipvs`). It hangs
+/// off the service table (`ServiceTable::conn_shared`), whose snapshots all share one
+/// instance, so every worker sees the same templates.
 #[derive(Debug, Default)]
 pub struct ConnShared {
     pub templates: TemplateTable,
-    pub settings: Settings,
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ pub fn serve(hub: &Hub, req: Request) -> Response {
         Request::Apply { commands, restore } => Response::Applied(apply(hub, &commands, restore)),
         Request::Sysctl(words) => {
             let words: Vec<&str> = words.iter().map(String::as_str).collect();
-            let a = crate::sysctl::serve(hub.ctl.shared(), &words);
+            let a = crate::sysctl::serve(&hub.ctl.shared().ipvs, &words);
             Response::Text(Text {
                 code: a.code,
                 out: a.out,

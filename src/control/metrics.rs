@@ -471,7 +471,7 @@ pub fn render(hub: &Hub) -> String {
         crate::keepalived::run::render_metrics(&mut out, b);
     }
     if let Some(s) = &hub.sync {
-        s.metrics.render(&mut out);
+        s.render_metrics(&mut out);
     }
     out
 }

@@ -94,20 +94,40 @@ pub struct Hub {
     pub arp_conflicts: std::sync::atomic::AtomicU64,
     /// Serialises `-L -c` requests (one outstanding request per probe).
     list_lock: Mutex<()>,
-    /// The frame tap's consumers (`uvs trace` attaches here).
-    pub taps: Option<Arc<crate::director::tap::TapHub>>,
+    /// `uvs trace`'s server (the director's frame tap), when the director has one.
+    pub trace: Option<Arc<dyn Trace>>,
     /// Overload shedding's counters, and the interface of each slot.
     pub shed: Option<(Arc<crate::ring::shed::StateMap>, Vec<String>)>,
     /// keepalived checkers' states (`uvs checks`, metrics), with `--keepalived`.
     pub checks: Option<crate::keepalived::run::StatusBoard>,
     /// Bumped after every request that may have changed the table or a sysctl (the
-    /// state file's writer watches it: [`crate::director::state`]).
+    /// director's state file writer watches it).
     pub changes: Arc<AtomicU64>,
-    /// The workers' mailboxes: put connection entries into them or read them out
-    /// (sync daemons, handover).
-    pub mailboxes: Option<crate::director::mailbox::Mailboxes>,
     /// The connection-sync daemons (`--start-daemon`), when the director has workers.
-    pub sync: Option<Arc<crate::director::syncd::SyncDaemons>>,
+    pub sync: Option<Arc<dyn SyncControl>>,
+}
+
+/// `uvs trace` on the control socket. The control plane knows only this: the
+/// director, which owns the frame tap and starts the control server, implements it
+/// (director/trace.rs), so that control depends on nothing above it.
+pub trait Trace: Send + Sync {
+    /// Serve one tracer (the words after the trace request) on `stream` until it is
+    /// done or goes away.
+    fn serve(&self, words: &[&str], stream: &mut UnixStream);
+}
+
+/// The connection-sync daemons as the control requests see them (`ipvsadm
+/// --start-daemon`, `--stop-daemon`, `-L --daemon`, `/metrics`); implemented by the
+/// director's daemons (director/syncd.rs).
+pub trait SyncControl: Send + Sync {
+    /// `ipvsadm --start-daemon`; `Err` is the line ipvsadm prints.
+    fn start(&self, cfg: &crate::ipvsadm::DaemonConfig) -> Result<(), String>;
+    /// `ipvsadm --stop-daemon`; `Err` is the line ipvsadm prints.
+    fn stop(&self, state: crate::ipvsadm::SyncState) -> Result<(), String>;
+    /// The running daemons, for `ipvsadm -L --daemon`.
+    fn list(&self) -> Vec<snapshot::DaemonSnapshot>;
+    /// Append the daemons' metric families to a `/metrics` page.
+    fn render_metrics(&self, out: &mut String);
 }
 
 impl Hub {
@@ -123,11 +143,10 @@ impl Hub {
             neigh_resolved: AtomicUsize::new(0),
             arp_conflicts: Default::default(),
             list_lock: Mutex::new(()),
-            taps: None,
+            trace: None,
             shed: None,
             checks: None,
             changes: Arc::default(),
-            mailboxes: None,
             sync: None,
         }
     }
@@ -155,7 +174,7 @@ impl Hub {
     /// The table with counters and current rates.
     pub fn snapshot(&self) -> TableSnapshot {
         let svcs = self.ctl.current();
-        let mut snap = snapshot::capture(&svcs, &self.ctl.shared().timeouts, &|k| self.rates.rates(k));
+        let mut snap = snapshot::capture(&svcs, &self.ctl.shared().ipvs.timeouts, &|k| self.rates.rates(k));
         if let Some(s) = &self.sync {
             snap.daemons = s.list();
         }
@@ -441,14 +460,14 @@ impl transport::Handler for Typed {
         if let Request::Trace(words) = req {
             return Ok(transport::Job::Stream(Box::new(move |mut stream| {
                 let words: Vec<&str> = words.iter().map(String::as_str).collect();
-                if let Some(taps) = &hub.taps {
-                    crate::director::trace::serve(taps, hub.ctl.shared(), &words, &mut stream);
+                if let Some(trace) = &hub.trace {
+                    trace.serve(&words, &mut stream);
                 }
             })));
         }
         Ok(transport::Job::Run(Box::new(move || {
             let resp = exec::serve(&hub, req);
-            // The state file's writer watches this (see crate::director::state).
+            // The director's state file writer watches this.
             hub.changes.fetch_add(1, Ordering::Release);
             proto::encode_response(&resp)
         })))

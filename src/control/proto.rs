@@ -64,7 +64,7 @@ pub enum Request {
     /// `uvs checks` (keepalived checkers' states).
     Checks,
     /// `uvs trace WORDS…`: the connection becomes the trace stream
-    /// ([`crate::director::trace`]).
+    /// ([`crate::control::Trace`], which the director implements).
     Trace(Vec<String>),
 }
 

@@ -97,7 +97,7 @@ impl Default for Hardening {
 
 /// Apply the defense settings and timeouts to the director's shared state.
 pub fn apply_settings(h: &Hardening, sh: &crate::pipeline::Shared) -> Result<(), String> {
-    let d = &sh.defense;
+    let d = &sh.ipvs.defense;
     let bad = |o: &str| format!("--{o}: want 0, 1, 2 or 3");
     d.set_drop_entry(h.drop_entry).map_err(|_| bad("drop-entry"))?;
     d.set_drop_packet(h.drop_packet).map_err(|_| bad("drop-packet"))?;
@@ -114,13 +114,13 @@ pub fn apply_settings(h: &Hardening, sh: &crate::pipeline::Shared) -> Result<(),
             .filter(|s| (1..=2_147_483).contains(s))
             .ok_or_else(err)?;
         if name.eq_ignore_ascii_case("udp") {
-            sh.timeouts.set(0, 0, secs);
+            sh.ipvs.timeouts.set(0, 0, secs);
             continue;
         }
         let state = crate::conn::tcp::Timeouts::state_by_name(name).ok_or_else(err)?;
-        sh.timeouts.set_state(state, secs);
+        sh.ipvs.timeouts.set_state(state, secs);
     }
-    crate::sysctl::apply(sh, &h.sysctls).map_err(|e| format!("--sysctl {e}"))?;
+    crate::sysctl::apply(&sh.ipvs, &h.sysctls).map_err(|e| format!("--sysctl {e}"))?;
     Ok(())
 }
 
@@ -260,11 +260,11 @@ mod tests {
         };
         apply_settings(&h, &sh).unwrap();
         use crate::conn::tcp::TcpState;
-        assert_eq!(sh.timeouts.tcp(TcpState::SynRecv), 5);
-        assert_eq!(sh.timeouts.tcp(TcpState::Established), 99);
-        assert_eq!(sh.timeouts.udp(), 7);
-        assert_eq!(sh.timeouts.tcp(TcpState::TimeWait), 120, "others unchanged");
-        assert_eq!(sh.defense.modes(), (1, 0, 3));
+        assert_eq!(sh.ipvs.timeouts.tcp(TcpState::SynRecv), 5);
+        assert_eq!(sh.ipvs.timeouts.tcp(TcpState::Established), 99);
+        assert_eq!(sh.ipvs.timeouts.udp(), 7);
+        assert_eq!(sh.ipvs.timeouts.tcp(TcpState::TimeWait), 120, "others unchanged");
+        assert_eq!(sh.ipvs.defense.modes(), (1, 0, 3));
         for bad in ["syn_recv", "nope=3", "syn_recv=0", "close=x"] {
             let h = Hardening {
                 timeouts: vec![bad.into()],

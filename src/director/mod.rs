@@ -469,8 +469,7 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     let mut handles: Vec<std::thread::JoinHandle<(Worker, worker::WorkerIo)>> = Vec::new();
     let (mailboxes, inboxes) = mailbox::mailboxes(nworkers, mailbox::fanout_router(nworkers), shared.clone(), epoch);
     let mut hub = crate::control::Hub::new(ctl.clone(), epoch);
-    let sync_daemons = Arc::new(syncd::SyncDaemons::new(mailboxes.clone(), shared.clone()));
-    hub.mailboxes = Some(mailboxes);
+    let sync_daemons = Arc::new(syncd::SyncDaemons::new(mailboxes, shared.clone()));
     hub.sync = Some(sync_daemons.clone());
     // Sync daemons of the command line, then of the rules file: a refused one starts
     // nothing (the workers pick the master's hook up at their first round).
@@ -484,7 +483,10 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
             .map_err(|e| format!("--start-daemon {} on {}: {e}", d.state.name(), d.mcast_ifn))?;
     }
     hub.conn_cap_per_worker = per_worker_cap;
-    hub.taps = Some(taps.clone());
+    hub.trace = Some(Arc::new(trace::Tracer {
+        taps: taps.clone(),
+        shared: shared.clone(),
+    }));
     hub.shed = shed.as_ref().map(|s| (s.state(), opts.ifaces.clone()));
     control.kernel_copy = kernel_copy;
     control.shed = shed;
@@ -686,10 +688,8 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     }
     drop(control_plane);
     // The sync daemons stop before the handover's final part, which carries them.
-    let carried_daemons = hub.sync.as_ref().map(|s| s.start_args()).unwrap_or_default();
-    if let Some(s) = &hub.sync {
-        s.stop_all();
-    }
+    let carried_daemons = sync_daemons.start_args();
+    sync_daemons.stop_all();
     drop(handover);
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     // The last write, marked clean: the next start restores it without a crash warning.

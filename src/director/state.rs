@@ -79,7 +79,7 @@ pub fn fnv64(bytes: &[u8]) -> u64 {
 pub fn body(sh: &Shared) -> String {
     use crate::ipvsadm::{list, snapshot};
     let mut out = String::new();
-    for line in crate::sysctl::serve(sh, &["-a"]).out.lines() {
+    for line in crate::sysctl::serve(&sh.ipvs, &["-a"]).out.lines() {
         if let Some((k, v)) = line
             .strip_prefix(crate::sysctl::PREFIX)
             .and_then(|l| l.split_once(" = "))
@@ -88,7 +88,7 @@ pub fn body(sh: &Shared) -> String {
         }
     }
     let table = sh.services.load();
-    let snap = snapshot::capture(&table, &sh.timeouts, &|_| snapshot::Rates::default());
+    let snap = snapshot::capture(&table, &sh.ipvs.timeouts, &|_| snapshot::Rates::default());
     let (tcp, fin, udp) = snap.timeouts;
     out.push_str(&format!("--set {tcp} {fin} {udp}\n"));
     out.push_str(&list::render_save(&snap, true, &list::NumericNames));
@@ -243,12 +243,12 @@ pub fn restore(ctl: &Ctl, body: &str) -> Result<usize, String> {
     for (line, cmd) in &cmds {
         scratch.apply(cmd).map_err(|e| format!("line {line}: {e}"))?;
     }
-    crate::sysctl::apply(scratch.shared(), &sysctls)?;
+    crate::sysctl::apply(&scratch.shared().ipvs, &sysctls)?;
     ctl.clear();
     for (_, cmd) in &cmds {
         ctl.apply(cmd).map_err(|e| e.to_string())?;
     }
-    crate::sysctl::apply(ctl.shared(), &sysctls)?;
+    crate::sysctl::apply(&ctl.shared().ipvs, &sysctls)?;
     Ok(cmds.len())
 }
 
@@ -328,7 +328,7 @@ pub fn reload_diff(old: &str, new: &str) -> Vec<String> {
 /// live edit already added becomes `-E`/`-e`.
 pub fn apply_line(ctl: &Ctl, line: &str) -> Result<(), String> {
     if let Some(a) = line.strip_prefix("sysctl ") {
-        return crate::sysctl::apply(ctl.shared(), &[a.to_string()]).map(|_| ());
+        return crate::sysctl::apply(&ctl.shared().ipvs, &[a.to_string()]).map(|_| ());
     }
     let words = crate::ipvsadm::rules::line_tokens(line);
     let cmd = crate::ipvsadm::parse_args(&words).map_err(|e| e.message)?;
@@ -566,7 +566,7 @@ mod tests {
     fn body_round_trips_through_the_file_and_restore() {
         let a = ctl();
         load(&a, RULES);
-        crate::sysctl::apply(a.shared(), &["sloppy_tcp=1".into(), "am_droprate=7".into()]).unwrap();
+        crate::sysctl::apply(&a.shared().ipvs, &["sloppy_tcp=1".into(), "am_droprate=7".into()]).unwrap();
         let st = State {
             pid: 42,
             clean: false,

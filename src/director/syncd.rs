@@ -361,7 +361,7 @@ impl SyncDaemons {
     fn start_master(&self, r: &Resolved, stop: Arc<AtomicBool>) -> Result<JoinHandle<()>, String> {
         let sock = master_socket(r).map_err(|e| format!("sync master socket on {}: {e}", r.ifname))?;
         let n = self.mailboxes.workers();
-        let per = (self.shared.sync.qlen_max.load(Relaxed) as usize / n).max(64);
+        let per = (self.shared.ipvs.sync.qlen_max.load(Relaxed) as usize / n).max(64);
         let (txs, rxs): (Vec<_>, Vec<_>) = (0..n).map(|_| crossbeam_channel::bounded(per)).unzip();
         let m = self.metrics.clone();
         let sh = self.shared.clone();
@@ -390,6 +390,22 @@ impl SyncDaemons {
             .name("uvs-sync-backup".into())
             .spawn(move || backup_loop(cfg, sock, mb, sh, m, stop))
             .map_err(|e| e.to_string())
+    }
+}
+
+/// What the control plane asks of the daemons (`crate::control::SyncControl`).
+impl crate::control::SyncControl for SyncDaemons {
+    fn start(&self, cfg: &DaemonConfig) -> Result<(), String> {
+        SyncDaemons::start(self, cfg)
+    }
+    fn stop(&self, state: SyncState) -> Result<(), String> {
+        SyncDaemons::stop(self, state)
+    }
+    fn list(&self) -> Vec<DaemonSnapshot> {
+        SyncDaemons::list(self)
+    }
+    fn render_metrics(&self, out: &mut String) {
+        self.metrics.render(out)
     }
 }
 
@@ -483,7 +499,7 @@ fn master_loop(
             while let Ok(rec) = rx.try_recv() {
                 let rec = rec.to_sync_conn();
                 first_at.get_or_insert_with(Instant::now);
-                if sh.sync.version.load(Relaxed) == 0 {
+                if sh.ipvs.sync.version.load(Relaxed) == 0 {
                     if rec.caddr.is_ipv4() {
                         v0.push(rec);
                         pending += 1;
@@ -552,7 +568,7 @@ fn backup_loop(
         for s in &msg.skipped {
             m.drop_conns(s.reason(), 1);
         }
-        let threshold = sh.sync.threshold.load(Relaxed);
+        let threshold = sh.ipvs.sync.threshold.load(Relaxed);
         // Waits for the workers' next round (at most ~20 ms when idle), so the counters
         // say what became of each record.
         let rep = mb.install_wait(msg.conns, threshold, Duration::from_secs(1));

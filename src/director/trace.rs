@@ -153,6 +153,19 @@ fn record(w: &mut impl Write, kind: u8, bytes: &[u8]) -> std::io::Result<()> {
     w.write_all(bytes)
 }
 
+/// `uvs trace` as the control plane serves it (`crate::control::Trace`): the
+/// director's frame tap and the state whose service table names the lines.
+pub struct Tracer {
+    pub taps: Arc<TapHub>,
+    pub shared: Arc<Shared>,
+}
+
+impl crate::control::Trace for Tracer {
+    fn serve(&self, words: &[&str], stream: &mut UnixStream) {
+        serve(&self.taps, &self.shared, words, stream)
+    }
+}
+
 /// Serve one tracer on the control socket until its count is reached, it goes away,
 /// or the director stops. Received frames wait (bounded) for their sent frames.
 pub fn serve(taps: &Arc<TapHub>, sh: &Arc<Shared>, words: &[&str], out: &mut UnixStream) {

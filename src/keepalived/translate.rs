@@ -252,7 +252,7 @@ pub fn render(cfg: &Config, table: &Table) -> Result<String, String> {
         ctl.set_timeouts(tcp, tcpfin, udp);
     }
     reconcile(&ctl, table, &HashSet::new())?;
-    let snap = crate::ipvsadm::snapshot::capture(&ctl.shared().services.load(), &ctl.shared().timeouts, &|_| {
+    let snap = crate::ipvsadm::snapshot::capture(&ctl.shared().services.load(), &ctl.shared().ipvs.timeouts, &|_| {
         Default::default()
     });
     Ok(crate::ipvsadm::list::render_save(

@@ -34,7 +34,7 @@ impl Worker {
         // A SYN on a finished TCP entry reuses the tuple (conn_reuse_mode): the old
         // entry goes and the SYN is scheduled afresh. With expire_nodest_conn, an entry
         // whose server was deleted (or, for a SYN, quiesced) goes the same way.
-        let settings = &svcs.conn_shared().settings;
+        let settings = &sh.ipvs.conn;
         let secure = self.secure_tcp(sh);
         // One table lookup for an established connection: it is used right here.
         let replace = match self.conns.get_mut(&key) {
@@ -51,7 +51,7 @@ impl Worker {
                     if let Some(h) = &self.sync
                         && !matches!(v, Verdict::Drop(_))
                     {
-                        h.packet(&sh.sync, &key, c, now_ms);
+                        h.packet(&sh.ipvs.sync, &key, c, now_ms);
                     }
                     return v;
                 }
@@ -94,7 +94,7 @@ impl Worker {
         } else if let Some(h) = &self.sync
             && !matches!(v, Verdict::Drop(_))
         {
-            h.packet(&sh.sync, &key, conn, now_ms);
+            h.packet(&sh.ipvs.sync, &key, conn, now_ms);
         }
         v
     }
@@ -192,9 +192,9 @@ fn send<E: Emit>(
         return (Verdict::Drop(DropReason::L4Checksum), conn.in_pkts == 0);
     }
     if pkt.proto == ipv4::proto::TCP {
-        conn.tcp_packet(pkt.tcp_flags, false, secure, &sh.timeouts, now_ms);
+        conn.tcp_packet(pkt.tcp_flags, false, secure, &sh.ipvs.timeouts, now_ms);
     } else {
-        conn.udp_packet(false, &sh.timeouts, now_ms);
+        conn.udp_packet(false, &sh.ipvs.timeouts, now_ms);
     }
     let ip_len = pkt.ip.len();
     conn.dest.stats.inbound(worker, ip_len);

@@ -22,7 +22,7 @@ pub mod synced;
 pub mod vipgate;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32};
+use std::sync::atomic::AtomicU32;
 
 pub use counters::WorkerCounters;
 pub use synced::SyncHook;
@@ -30,23 +30,20 @@ pub use synced::SyncHook;
 // `pipeline::{Emit, Verdict, ...}` keeps working for the director, tools and tests.
 pub use crate::dataplane::{DropReason, Emit, Event, Iface, MAX_EVENTS, Mtu, RxMeta, Verdict, pkttype};
 
-use crate::conn::tcp::Timeouts;
 use crate::conn::{Conn, ConnTable};
+use crate::ipvs::Ipvs;
 use crate::service::ServiceTable;
 use crate::wire::{MacAddr, icmp};
 
-/// State every worker reads; changes arrive as atomics or a new table snapshot.
+/// State every worker reads: the forwarding context (interfaces, services, routes,
+/// neighbours, tap, VIP gate) and the IPVS settings ([`Ipvs`]); changes arrive as
+/// atomics or a new snapshot.
 #[derive(Debug)]
 pub struct Shared {
     pub ifaces: Vec<Iface>,
     pub services: arc_swap::ArcSwap<ServiceTable>,
-    pub timeouts: Timeouts,
-    /// The secure_tcp defense forced on (the stricter TCP state table); see also
-    /// `defense` (secure_tcp modes 0..3).
-    pub secure_tcp: AtomicBool,
-    /// The anti-flood defenses' settings (drop_entry, drop_packet, secure_tcp,
-    /// new connections per second).
-    pub defense: crate::conn::defense::Defense,
+    /// The IPVS settings (`struct netns_ipvs`): sysctls, timeouts, defenses, sync.
+    pub ipvs: Ipvs,
     /// The host's routes, resolved to interface indexes (published by the control
     /// thread); used to find the next hop toward a NAT client.
     pub routes: arc_swap::ArcSwap<Vec<RouteEntry>>,
@@ -58,8 +55,6 @@ pub struct Shared {
     pub tap: arc_swap::ArcSwapOption<crate::dataplane::Tap>,
     /// VIPs whose ownership follows VRRP, and which of them the director holds.
     pub vip_gate: vipgate::VipGate,
-    /// The sync sysctls (`net.ipv4.vs.sync_*`), read by the master sync hook.
-    pub sync: crate::sync::Settings,
 }
 
 /// One route: destination/mask, outgoing interface, gateway (0 = on-link).
@@ -91,15 +86,12 @@ impl Shared {
         Shared {
             ifaces,
             services: arc_swap::ArcSwap::from_pointee(ServiceTable::default()),
-            timeouts: Timeouts::default(),
-            secure_tcp: AtomicBool::new(false),
-            defense: Default::default(),
+            ipvs: Ipvs::default(),
             routes: arc_swap::ArcSwap::from_pointee(routes),
             neigh: arc_swap::ArcSwap::from_pointee(Default::default()),
             neigh_gen: AtomicU32::new(1),
             tap: arc_swap::ArcSwapOption::empty(),
             vip_gate: Default::default(),
-            sync: Default::default(),
         }
     }
 
@@ -240,14 +232,17 @@ impl Worker {
     /// on from the table's fill level, then the drop_entry sweep. Returns the entries
     /// it deleted.
     pub fn defend(&mut self, sh: &Shared, now_ms: u64) -> usize {
-        self.defense.update(&sh.defense, self.conns.len(), self.conns.cap());
-        self.defense.random_dropentry(&mut self.conns, &sh.timeouts, now_ms)
+        self.defense
+            .update(&sh.ipvs.defense, self.conns.len(), self.conns.cap());
+        self.defense
+            .random_dropentry(&mut self.conns, &sh.ipvs.timeouts, now_ms)
     }
 
-    /// Is the secure TCP state table in use?
+    /// Is the secure TCP state table in use (secure_tcp, as this worker's defense
+    /// level has it: `ip_vs_ctl.c: update_defense_level`)?
     #[inline]
-    fn secure_tcp(&self, sh: &Shared) -> bool {
-        self.defense.secure_on || sh.secure_tcp.load(std::sync::atomic::Ordering::Relaxed)
+    fn secure_tcp(&self, _sh: &Shared) -> bool {
+        self.defense.secure_on
     }
 }
 

@@ -48,9 +48,9 @@ impl Worker {
         let (oif, mac) = hop;
         if pkt.proto == ipv4::proto::TCP {
             super::passive::on_reply(conn, pkt.tcp_flags);
-            conn.tcp_packet(pkt.tcp_flags, true, secure, &sh.timeouts, now_ms);
+            conn.tcp_packet(pkt.tcp_flags, true, secure, &sh.ipvs.timeouts, now_ms);
         } else {
-            conn.udp_packet(true, &sh.timeouts, now_ms);
+            conn.udp_packet(true, &sh.ipvs.timeouts, now_ms);
         }
         let ip_len = pkt.ip.len();
         conn.dest.stats.outbound(self.id, ip_len);

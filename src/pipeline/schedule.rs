@@ -69,15 +69,14 @@ impl Worker {
         let Some(svc) = lookup_service(svcs, pkt.proto, pkt.daddr, pkt.dport) else {
             return Err(DropReason::NoService);
         };
-        let cs = svcs.conn_shared();
         if pkt.proto == proto::TCP
-            && (pkt.tcp_flags & RST != 0 || (pkt.tcp_flags & SYN == 0 && !cs.settings.sloppy_tcp()))
+            && (pkt.tcp_flags & RST != 0 || (pkt.tcp_flags & SYN == 0 && !sh.ipvs.conn.sloppy_tcp()))
         {
             return Err(DropReason::NotSyn);
         }
         // drop_packet and the new-connection rate cap (after the service lookup,
         // before scheduling, as ip_vs_todrop).
-        self.defense.admit(&sh.defense, now_ms)?;
+        self.defense.admit(&sh.ipvs.defense, now_ms)?;
         if pkt.sport == 20 {
             // IPVS quirk: a client source port of 20 is never scheduled.
             return Err(DropReason::SourcePort20);
@@ -97,7 +96,7 @@ impl Worker {
                 return Err(DropReason::TableFull);
             }
             let chosen = if st.config.flags & svc_flags::PERSISTENT != 0 {
-                schedule_persistent(svcs, st, svc_port, pkt, now_ms)
+                schedule_persistent(&sh.ipvs, svcs, st, svc_port, pkt, now_ms)
             } else if pkt.dport != svc_port {
                 // Port-0 and FTP-fallback services only work when persistent.
                 None
@@ -154,6 +153,7 @@ fn pick(st: &mut ServiceState, pkt: &classify::L4Packet<'_>, now_ms: u64) -> Opt
 /// ip_vs_sched_persist: the template decides, or the scheduler picks and a new
 /// template remembers the pick.
 fn schedule_persistent(
+    ipvs: &crate::ipvs::Ipvs,
     svcs: &ServiceTable,
     st: &mut ServiceState,
     svc_port: u16,
@@ -172,7 +172,7 @@ fn schedule_persistent(
     let timeout_ms = u64::from(st.config.timeout) * 1000;
     let tpl = cs
         .templates
-        .find_or_create(key, now_ms, cs.settings.expire_quiescent_template(), || {
+        .find_or_create(key, now_ms, ipvs.conn.expire_quiescent_template(), || {
             let dest = pick(st, pkt, now_ms)?;
             let tpl_dport = if own_port && svc_port != 21 { dest.port } else { 0 };
             Some((dest, tpl_dport, timeout_ms))

@@ -466,7 +466,7 @@ impl Worker {
                 TcpState::None
             };
             let active = r.flags & flags::INACTIVE == 0;
-            let timeout = timeout_ms(r, state, &sh.timeouts);
+            let timeout = timeout_ms(r, state, &sh.ipvs.timeouts);
             if let Some(c) = self.conns.get_mut(&key) {
                 if c.daddr == daddr && c.dport == r.dport {
                     c.sync_update(state, active, timeout, now_ms);
@@ -764,8 +764,8 @@ mod tests {
             vlan_tci: None,
         };
         // sync_threshold "3 0" with sync_refresh_period 20: time alone decides.
-        sh.sync.period.store(0, Relaxed);
-        sh.sync.refresh_period.store(20, Relaxed);
+        sh.ipvs.sync.period.store(0, Relaxed);
+        sh.ipvs.sync.refresh_period.store(20, Relaxed);
         let (tx, q) = crossbeam_channel::bounded(100);
         let mut w = Worker::new(0, 100);
         w.sync = Some(SyncHook::new(tx, Arc::new(std::sync::atomic::AtomicU64::new(0))));
@@ -790,7 +790,7 @@ mod tests {
         assert_eq!(send(&ack, 20_200), 1);
         assert_eq!(send(&ack, 21_000), 0);
         // sync_retries 2: resent up to twice, sync_refresh_period / 8 (2.5 s) apart.
-        sh.sync.retries.store(2, Relaxed);
+        sh.ipvs.sync.retries.store(2, Relaxed);
         assert_eq!(send(&ack, 22_000), 0, "2.5 s not passed since the last sync");
         assert_eq!(send(&ack, 22_800), 1, "first retry");
         assert_eq!(send(&ack, 23_000), 0);
@@ -799,8 +799,8 @@ mod tests {
         assert_eq!(send(&ack, 40_000), 0, "20 s after the second retry's mark not yet");
         assert_eq!(send(&ack, 45_500), 1, "20 s after the last retry");
         // With the period back at 50, the packet count gates the refreshes too.
-        sh.sync.period.store(50, Relaxed);
-        sh.sync.retries.store(0, Relaxed);
+        sh.ipvs.sync.period.store(50, Relaxed);
+        sh.ipvs.sync.retries.store(0, Relaxed);
         let synced: usize = (0..60u64).map(|i| send(&ack, 70_000 + i)).sum();
         assert_eq!(synced, 1, "the one packet whose count is 3 modulo 50");
     }

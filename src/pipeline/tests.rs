@@ -370,7 +370,7 @@ fn expire_nodest_conn_expires_the_entry_of_a_deleted_server() {
     let dst_mac = |out: &VecEmit| ethernet::Frame::new_checked(&out.frames[0].1[..]).unwrap().dst();
     for expire in [false, true] {
         let (sh, ctl) = director();
-        crate::sysctl::apply(&sh, &[format!("expire_nodest_conn={}", u8::from(expire))]).unwrap();
+        crate::sysctl::apply(&sh.ipvs, &[format!("expire_nodest_conn={}", u8::from(expire))]).unwrap();
         let mut w = Worker::new(0, 10);
         // rr picks RS2 first for TCP and for UDP.
         let (v, out) = run(&mut w, &sh, &tcp_frame(7, 80, true, false, b""), 0);
@@ -427,7 +427,7 @@ fn quiesced_server_gives_way_to_a_syn_only_with_conn_reuse_mode() {
     for (reuse, want) in [(1, RS1_MAC), (0, RS2_MAC)] {
         let (sh, ctl) = director();
         crate::sysctl::apply(
-            &sh,
+            &sh.ipvs,
             &["expire_nodest_conn=1".into(), format!("conn_reuse_mode={reuse}")],
         )
         .unwrap();
@@ -461,7 +461,7 @@ fn sysctl_changes_reach_a_running_worker() {
         run(&mut w, &sh, &tcp_frame(9, 80, false, true, b"x"), 0).0,
         Verdict::Drop(DropReason::NotSyn)
     );
-    let a = crate::sysctl::serve(&sh, &["net.ipv4.vs.sloppy_tcp=1"]);
+    let a = crate::sysctl::serve(&sh.ipvs, &["net.ipv4.vs.sloppy_tcp=1"]);
     assert_eq!((a.code, a.out.as_str()), (0, "net.ipv4.vs.sloppy_tcp = 1\n"));
     assert_eq!(
         run(&mut w, &sh, &tcp_frame(9, 80, false, true, b"x"), 1).0,

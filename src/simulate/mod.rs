@@ -342,7 +342,7 @@ impl Simulator {
     pub fn render(&self, opts: &ListOptions) -> Result<String, String> {
         use crate::ipvsadm::{list, snapshot};
         let svcs = self.sh.services.load();
-        let snap = snapshot::capture(&svcs, &self.sh.timeouts, &|_| snapshot::Rates::default());
+        let snap = snapshot::capture(&svcs, &self.sh.ipvs.timeouts, &|_| snapshot::Rates::default());
         let conns = if opts.connections { self.conn_rows() } else { Vec::new() };
         list::render_list(opts, &snap, &conns, &list::NumericNames).map_err(|e| e.message)
     }

@@ -102,15 +102,14 @@ fn tv_10_12_quiesced_server_keeps_its_clients_unless_expire_quiescent_template()
     );
 
     let (mut s, _) = sim(&setup);
-    let cs = s.shared().services.load().conn_shared().clone();
-    cs.settings.set_expire_quiescent_template(true);
+    s.shared().ipvs.conn.set_expire_quiescent_template(true);
     let out = more(&mut s, "connect TCP 192.168.1.10:5001 10.1.1.1:443\n");
     assert_eq!(out, "TCP 192.168.1.10:5001 -> 10.0.0.2:443\n");
     let t = template(&s, tpl_key([192, 168, 1, 0], 443)).unwrap();
     assert_eq!(t.dest.addr.to_string(), "10.0.0.2", "a new template");
     // The invalidated one still counts until its timer (it controls a connection).
     assert_eq!(dest(&s, "10.0.0.1").persistconns.load(Relaxed), 1);
-    assert_eq!(cs.templates.len(), 2);
+    assert_eq!(s.shared().services.load().conn_shared().templates.len(), 2);
 }
 
 #[test]
