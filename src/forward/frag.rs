@@ -205,13 +205,14 @@ fn nop_uncopied_options(opts: &mut [u8]) {
 mod tests {
     use super::*;
     use crate::pipeline::fixture::VecEmit;
+    use std::net::Ipv4Addr;
 
     fn iface(mtu: u32) -> Iface {
         Iface {
             ifindex: 2,
             name: "eth0".into(),
             mac: [2, 0, 0, 0, 0, 2],
-            addrs: vec![[10, 0, 0, 2]],
+            addrs: vec![Ipv4Addr::new(10, 0, 0, 2)],
             mtu: mtu.into(),
         }
     }
@@ -228,8 +229,8 @@ mod tests {
             dont_frag: false,
             ttl: 64,
             protocol: 17,
-            src: [192, 0, 2, 1],
-            dst: [10, 0, 0, 100],
+            src: Ipv4Addr::new(192, 0, 2, 1),
+            dst: Ipv4Addr::new(10, 0, 0, 100),
         }
         .emit(&mut v);
         v[0] = 0x40 | (hl / 4) as u8;
@@ -327,8 +328,8 @@ mod tests {
             dont_frag: true,
             ttl: 64,
             protocol: 6,
-            src: [10, 0, 0, 11],
-            dst: [192, 0, 2, 10],
+            src: Ipv4Addr::new(10, 0, 0, 11),
+            dst: Ipv4Addr::new(192, 0, 2, 10),
         }
         .emit(&mut ip);
         ip[24..28].copy_from_slice(&1000u32.to_be_bytes());

@@ -14,6 +14,7 @@ use crate::dataplane::{DropReason, Emit, Iface, Verdict};
 use crate::service::{Dest, TunnelCsum, TunnelType};
 use crate::wire::tunnel::{GRE_CSUM, GRE_PROTO_IPV4, GUE_HEADER};
 use crate::wire::{checksum, ethernet, icmp, ipv4};
+use std::net::Ipv4Addr;
 
 /// Outer IPv4 header.
 const OUTER_IP: usize = ipv4::MIN_HEADER_LEN;
@@ -63,7 +64,7 @@ impl Encap {
 
     /// Fill in the header at the front of `payload` (the outer IPv4 packet's payload,
     /// the inner packet already at `payload[self.header_len()..]`), checksums included.
-    pub fn write(&self, payload: &mut [u8], src: [u8; 4], dst: [u8; 4]) {
+    pub fn write(&self, payload: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr) {
         match self.kind {
             TunnelType::Ipip => {}
             TunnelType::Gre => {
@@ -144,7 +145,7 @@ pub fn transmit<E: Emit>(
     let Some(mac) = dest.mac() else {
         return Verdict::Drop(DropReason::NeighUnresolved);
     };
-    let std::net::IpAddr::V4(rip) = dest.addr else {
+    let Some(rip) = dest.v4() else {
         return Verdict::Drop(DropReason::MethodUnsupported);
     };
     let Ok(inner) = ipv4::Packet::new_checked(ip) else {
@@ -177,7 +178,7 @@ pub fn transmit<E: Emit>(
     } else {
         inner.tos()
     };
-    let src = oif.addrs.first().copied().unwrap_or([0; 4]);
+    let src = oif.addrs.first().copied().unwrap_or(Ipv4Addr::UNSPECIFIED);
     let ttl = inner.ttl() - 1;
     let id = if df {
         0
@@ -193,7 +194,7 @@ pub fn transmit<E: Emit>(
     } else {
         (mtu - OUTER_IP) & !7
     };
-    let (src_ip, dst_ip) = (src, rip.octets());
+    let (src_ip, dst_ip) = (src, rip);
     let mut off = 0usize;
     while off < payload_len {
         let chunk = max_payload.min(payload_len - off);
@@ -249,8 +250,8 @@ fn fragment_body(
     off: usize,
     dst: &mut [u8],
     csum_partial: bool,
-    src_ip: [u8; 4],
-    dst_ip: [u8; 4],
+    src_ip: Ipv4Addr,
+    dst_ip: Ipv4Addr,
 ) {
     let mut buf = [0u8; 65536 + 16];
     let scratch = &mut buf[..encap.header_len() + ip.len()];
@@ -274,7 +275,7 @@ fn fix_inner(ip: &mut [u8], csum_partial: bool) {
 /// builds: `inner` (an IPv4 packet) encapsulated by `e` from `src` to `dst` (TTL 63,
 /// DF), outer IPv4 header included.
 #[cfg(test)]
-pub fn encapsulated(e: &Encap, src: [u8; 4], dst: [u8; 4], inner: &[u8]) -> Vec<u8> {
+pub fn encapsulated(e: &Encap, src: Ipv4Addr, dst: Ipv4Addr, inner: &[u8]) -> Vec<u8> {
     let total = e.overhead() + inner.len();
     let mut pkt = vec![0u8; total];
     ipv4::Repr {

@@ -9,6 +9,7 @@ use super::{DropReason, Emit, Event, Iface, RxMeta, Shared, Verdict, Worker};
 use crate::conn::{Conn, OutKey};
 use crate::forward::{RxCtx, nat};
 use crate::wire::ipv4;
+use std::net::Ipv4Addr;
 
 impl Worker {
     pub(super) fn outbound<E: Emit>(
@@ -154,14 +155,10 @@ impl Worker {
         }
         // The client's packet (the quote's inner header) tells where to send the news.
         let q = e.inner;
-        if q.len() < ipv4::MIN_HEADER_LEN || q[0] >> 4 != 4 {
+        let Ok(q) = ipv4::Quoted::new_checked(q) else {
             return Verdict::Answered;
-        }
-        let (client, vip, df) = (
-            [q[12], q[13], q[14], q[15]],
-            [q[16], q[17], q[18], q[19]],
-            q[6] & 0x40 != 0,
-        );
+        };
+        let (client, vip, df) = (q.src(), q.dst(), q.dont_frag());
         let (icmp_type, code, rest) = if frag_needed {
             if !df {
                 return Verdict::Answered;
@@ -180,7 +177,7 @@ impl Worker {
             return Verdict::Drop(DropReason::NeighUnresolved);
         };
         if let Some(buf) = out.buffer(ifx)
-            && let Some(n) = icmp::emit_error(buf, mac, oif.mac, vip, icmp_type, code, rest, q)
+            && let Some(n) = icmp::emit_error(buf, mac, oif.mac, vip, icmp_type, code, rest, e.inner)
         {
             out.commit(ifx, n);
         }
@@ -191,7 +188,7 @@ impl Worker {
 /// The next hop toward a NAT connection's client: interface and MAC, cached in the
 /// entry while the neighbour map is unchanged. `Err(Some(event))` asks the control
 /// thread to resolve it.
-fn reverse_hop<'s>(sh: &'s Shared, conn: &mut Conn, client: [u8; 4]) -> Result<(&'s Iface, [u8; 6]), Option<Event>> {
+fn reverse_hop<'s>(sh: &'s Shared, conn: &mut Conn, client: Ipv4Addr) -> Result<(&'s Iface, [u8; 6]), Option<Event>> {
     if conn.rev_ifindex == 0 {
         // No route toward the client when the connection was made: the routing table
         // is re-read once a second (`director::Control::tick`), so a connection made

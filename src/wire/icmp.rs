@@ -26,7 +26,7 @@ pub fn emit_error(
     buf: &mut [u8],
     eth_dst: MacAddr,
     eth_src: MacAddr,
-    ip_src: [u8; 4],
+    ip_src: super::Ipv4Addr,
     icmp_type: u8,
     code: u8,
     rest: u32,
@@ -44,7 +44,7 @@ pub fn emit_error(
     let total = u16::from_be_bytes([offending[2], offending[3]]) as usize;
     let quote_len = (ihl + 8).min(total.max(ihl)).min(offending.len());
     let quote = &offending[..quote_len];
-    let to = [offending[12], offending[13], offending[14], offending[15]];
+    let to = super::Ipv4Addr::new(offending[12], offending[13], offending[14], offending[15]);
     let icmp_len = 8 + quote.len();
     let total = ipv4::MIN_HEADER_LEN + icmp_len;
     let frame_len = ethernet::HEADER_LEN + total;
@@ -77,6 +77,7 @@ pub fn emit_error(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     #[test]
     fn port_unreachable_is_well_formed() {
@@ -88,12 +89,12 @@ mod tests {
             dont_frag: true,
             ttl: 64,
             protocol: ipv4::proto::UDP,
-            src: [192, 0, 2, 10],
-            dst: [203, 0, 113, 5],
+            src: Ipv4Addr::new(192, 0, 2, 10),
+            dst: Ipv4Addr::new(203, 0, 113, 5),
         }
         .emit(&mut off);
         let mut buf = [0u8; 256];
-        let n = emit_error(&mut buf, [1; 6], [2; 6], [203, 0, 113, 5], 3, 3, 0, &off).unwrap();
+        let n = emit_error(&mut buf, [1; 6], [2; 6], Ipv4Addr::new(203, 0, 113, 5), 3, 3, 0, &off).unwrap();
         assert_eq!(n, 14 + 20 + 8 + 28);
         let p = etherparse::SlicedPacket::from_ethernet(&buf[..n]).unwrap();
         let Some(etherparse::NetSlice::Ipv4(ip)) = p.net else {

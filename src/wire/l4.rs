@@ -1,7 +1,7 @@
 //! The parts of TCP (RFC 9293) and UDP (RFC 768) headers a director reads and rewrites:
 //! ports, TCP flags and checksums.
 
-use super::checksum;
+use super::{Ipv4Addr, checksum};
 
 pub mod tcp_flags {
     pub const FIN: u8 = 0x01;
@@ -40,7 +40,7 @@ pub fn checksum_offset(proto: u8) -> usize {
 
 /// Full TCP/UDP checksum over IPv4 (with the checksum field treated as zero).
 /// A UDP result of 0 is returned as 0xffff.
-pub fn full_checksum(proto: u8, src: [u8; 4], dst: [u8; 4], l4: &[u8]) -> u16 {
+pub fn full_checksum(proto: u8, src: Ipv4Addr, dst: Ipv4Addr, l4: &[u8]) -> u16 {
     let off = checksum_offset(proto);
     let mut acc = checksum::pseudo_header(src, dst, proto, l4.len() as u16);
     acc = checksum::sum(acc, &l4[..off]);
@@ -63,7 +63,10 @@ mod tests {
         t[12] = 5 << 4;
         t[13] = tcp_flags::SYN;
         t[14..16].copy_from_slice(&65535u16.to_be_bytes());
-        assert_eq!(full_checksum(6, [192, 0, 2, 10], [203, 0, 113, 5], &t), 0x1541);
+        assert_eq!(
+            full_checksum(6, Ipv4Addr::new(192, 0, 2, 10), Ipv4Addr::new(203, 0, 113, 5), &t),
+            0x1541
+        );
         assert_eq!(ports(&t), Some((40000, 80)));
         assert_eq!(tcp_flags(&t), tcp_flags::SYN);
     }
@@ -76,6 +79,9 @@ mod tests {
         u[2..4].copy_from_slice(&5300u16.to_be_bytes());
         u[4..6].copy_from_slice(&12u16.to_be_bytes());
         u[8..12].copy_from_slice(b"abcd");
-        assert_eq!(full_checksum(17, [192, 0, 2, 10], [10, 0, 0, 3], &u), 0x4565);
+        assert_eq!(
+            full_checksum(17, Ipv4Addr::new(192, 0, 2, 10), Ipv4Addr::new(10, 0, 0, 3), &u),
+            0x4565
+        );
     }
 }
