@@ -5,9 +5,9 @@
 //! about a NAT connection are translated in both the outer and the quoted header
 //! (`ip_vs_core.c: ip_vs_nat_icmp`).
 
-use super::{RxCtx, complete_l4_checksum, pre_xmit_checks};
+use super::{RxCtx, pre_xmit_checks};
 use crate::dataplane::{Emit, Iface, Verdict};
-use crate::wire::{MacAddr, checksum, ethernet, ipv4, l4};
+use crate::wire::{MacAddr, checksum, ethernet, icmp, ipv4, l4};
 use std::net::Ipv4Addr;
 
 /// Which end of the packet to rewrite.
@@ -28,27 +28,24 @@ pub fn rewrite(ip: &mut [u8], side: Side, addr: Ipv4Addr, port: u16, csum_partia
         Side::Src => p.set_src_incremental(addr),
         Side::Dst => p.set_dst_incremental(addr),
     };
-    let (proto, hl, tl) = (p.protocol(), p.header_len(), p.total_len());
-    let Some(min) = l4::min_header_len(proto) else { return };
-    if tl - hl < min {
+    let (proto, src, dst) = (p.protocol(), p.src(), p.dst());
+    let Some(mut h) = l4::Header::new_checked(proto, p.payload_mut()) else {
+        return;
+    };
+    let old_port = match side {
+        Side::Src => h.src_port(),
+        Side::Dst => h.dst_port(),
+    };
+    match side {
+        Side::Src => h.set_src_port(port),
+        Side::Dst => h.set_dst_port(port),
+    }
+    if csum_partial || (proto == ipv4::proto::UDP && h.checksum() == 0) {
+        // Offload left only a pseudo-header sum, or UDP had none: compute it in full.
+        h.fill_checksum(src, dst);
         return;
     }
-    let l4b = &mut ip[hl..tl];
-    let port_at = if side == Side::Src { 0 } else { 2 };
-    let old_port = u16::from_be_bytes([l4b[port_at], l4b[port_at + 1]]);
-    l4b[port_at..port_at + 2].copy_from_slice(&port.to_be_bytes());
-    let off = l4::checksum_offset(proto);
-    let c = u16::from_be_bytes([l4b[off], l4b[off + 1]]);
-    if csum_partial || (proto == ipv4::proto::UDP && c == 0) {
-        complete_l4_checksum(ip);
-        return;
-    }
-    let c = checksum::update32(c, old.to_bits(), addr.to_bits());
-    let mut c = checksum::update16(c, old_port, port);
-    if proto == ipv4::proto::UDP && c == 0 {
-        c = 0xffff;
-    }
-    l4b[off..off + 2].copy_from_slice(&c.to_be_bytes());
+    h.patch_checksum(old, addr, old_port, port);
 }
 
 /// Does the TCP/UDP checksum of `ip` (a checked IPv4 packet) verify? NAT checks it
@@ -113,7 +110,6 @@ pub fn emit_ip<E: Emit>(
 }
 
 /// Request: client -> VIP:vport becomes client -> RIP:rport.
-#[allow(clippy::too_many_arguments)]
 pub fn transmit_in<E: Emit>(
     rx: &RxCtx<'_>,
     oif: &Iface,
@@ -137,7 +133,6 @@ pub fn transmit_in<E: Emit>(
 }
 
 /// Reply: RIP:rport -> client becomes VIP:vport -> client.
-#[allow(clippy::too_many_arguments)]
 pub fn transmit_out<E: Emit>(
     rx: &RxCtx<'_>,
     oif: &Iface,
@@ -172,28 +167,23 @@ pub fn rewrite_icmp(ip: &mut [u8], outer: Side, outer_addr: Ipv4Addr, quoted: Si
         Side::Src => p.set_src_incremental(outer_addr),
         Side::Dst => p.set_dst_incremental(outer_addr),
     };
-    let (hl, tl) = (p.header_len(), p.total_len());
-    let icmp = &mut ip[hl..tl];
-    if icmp.len() < 8 + ipv4::MIN_HEADER_LEN + 4 {
+    let icmp_msg = p.payload_mut();
+    let Some(quote) = icmp_msg.get_mut(8..) else {
         return;
-    }
-    let inner = &mut icmp[8..];
-    let ihl = ((inner[0] & 0x0f) as usize) * 4;
-    if ihl < ipv4::MIN_HEADER_LEN || inner.len() < ihl + 4 {
-        return;
-    }
-    let (a_at, p_at) = match quoted {
-        Side::Src => (12, ihl),
-        Side::Dst => (16, ihl + 2),
     };
-    inner[a_at..a_at + 4].copy_from_slice(&addr.octets());
-    inner[p_at..p_at + 2].copy_from_slice(&port.to_be_bytes());
-    inner[10..12].copy_from_slice(&[0, 0]);
-    let c = checksum::checksum(&inner[..ihl]);
-    inner[10..12].copy_from_slice(&c.to_be_bytes());
-    icmp[2..4].copy_from_slice(&[0, 0]);
-    let c = checksum::checksum(icmp);
-    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    let Ok(mut q) = ipv4::Header::new_checked(quote) else {
+        return;
+    };
+    if q.rest().len() < 4 {
+        return;
+    }
+    match quoted {
+        Side::Src => q.set_src(addr),
+        Side::Dst => q.set_dst(addr),
+    }
+    l4::set_port(q.rest_mut(), quoted == Side::Dst, port);
+    q.fill_checksum();
+    icmp::fill_checksum(icmp_msg);
 }
 
 #[cfg(test)]

@@ -115,12 +115,7 @@ fn flow_port(inner: &[u8]) -> u16 {
         0
     };
     let mut h = 0x9e37_79b9_7f4a_7c15u64;
-    for w in [
-        u32::from_be_bytes([inner[12], inner[13], inner[14], inner[15]]),
-        u32::from_be_bytes([inner[16], inner[17], inner[18], inner[19]]),
-        p.protocol() as u32,
-        ports,
-    ] {
+    for w in [p.src().to_bits(), p.dst().to_bits(), p.protocol() as u32, ports] {
         h = (h ^ w as u64).wrapping_mul(0x0100_0000_01b3);
         h ^= h >> 29;
     }
@@ -128,7 +123,6 @@ fn flow_port(inner: &[u8]) -> u16 {
     (32768 + ((h as u64 * (61000 - 32768)) >> 32)) as u16
 }
 
-#[allow(clippy::too_many_arguments)]
 pub fn transmit<E: Emit>(
     ifaces: &[Iface],
     rx: &RxCtx<'_>,
@@ -152,7 +146,7 @@ pub fn transmit<E: Emit>(
         return Verdict::Drop(DropReason::TruncatedIpv4);
     };
     if inner.ttl() <= 1 {
-        send_icmp(rx, ip, icmp::TYPE_TIME_EXCEEDED, icmp::CODE_TTL_EXCEEDED, 0, out);
+        send_icmp(rx, ip, icmp::Message::TTL_EXCEEDED, out);
         return Verdict::Drop(DropReason::TtlExceeded);
     }
     let encap = Encap::of(dest);
@@ -168,8 +162,12 @@ pub fn transmit<E: Emit>(
         return Verdict::Drop(DropReason::FragNeeded);
     }
     if outer_len > mtu && df {
-        let next_hop = (mtu - overhead) as u32;
-        send_icmp(rx, ip, icmp::TYPE_DEST_UNREACH, icmp::CODE_FRAG_NEEDED, next_hop, out);
+        let msg = icmp::Message {
+            icmp_type: icmp::TYPE_DEST_UNREACH,
+            code: icmp::CODE_FRAG_NEEDED,
+            rest: (mtu - overhead) as u32,
+        };
+        send_icmp(rx, ip, msg, out);
         return Verdict::Drop(DropReason::FragNeeded);
     }
     // Inner TOS; an inner CE mark is carried as ECT(0) outside (RFC 6040 normal mode).
@@ -218,10 +216,10 @@ pub fn transmit<E: Emit>(
         .emit(b);
         if more || off > 0 {
             let fo = ((off / 8) as u16) | if more { 0x2000 } else { 0 };
-            b[6..8].copy_from_slice(&fo.to_be_bytes());
-            b[10..12].copy_from_slice(&[0, 0]);
-            let c = checksum::checksum(&b[..OUTER_IP]);
-            b[10..12].copy_from_slice(&c.to_be_bytes());
+            if let Ok(mut h) = ipv4::Header::new_checked(&mut *b) {
+                h.set_flags_frag(fo);
+                h.fill_checksum();
+            }
         }
         // The inner packet with its TTL decremented (and its L4 checksum completed if
         // offload left it partial), behind the encapsulation header — computed on a

@@ -197,13 +197,16 @@ fn classify_tunnel_icmp(_eth_src: MacAddr, b: &[u8]) -> Class<'_> {
         return Class::Pass;
     }
     let q = &icmp[8..];
-    let qhl = ((q[0] & 0x0f) as usize) * 4;
+    let Ok(qh) = ipv4::Header::new_checked(q) else {
+        return Class::Pass;
+    };
     // A quoted non-first fragment does not start with the encapsulation (IPVS skips
     // those too).
-    if q[0] >> 4 != 4 || qhl < ipv4::MIN_HEADER_LEN || q.len() < qhl || u16::from_be_bytes([q[6], q[7]]) & 0x1fff != 0 {
+    if qh.frag_offset() != 0 {
         return Class::Pass;
     }
-    let Some((kind, port, off)) = tunnel_quote(q[9], &q[qhl..]) else {
+    let qhl = qh.header_len();
+    let Some((kind, port, off)) = tunnel_quote(qh.protocol(), qh.rest()) else {
         return Class::Pass;
     };
     if crate::wire::checksum::checksum(icmp) != 0 {
@@ -213,7 +216,7 @@ fn classify_tunnel_icmp(_eth_src: MacAddr, b: &[u8]) -> Class<'_> {
         icmp_type: icmp[0],
         code: icmp[1],
         rest: u32::from_be_bytes([icmp[4], icmp[5], icmp[6], icmp[7]]),
-        rip: ipv4::peek(q).map_or(Ipv4Addr::UNSPECIFIED, |(_, d, _)| d),
+        rip: qh.dst(),
         kind,
         port,
         encap_len: off,
@@ -278,20 +281,16 @@ fn classify_icmp<'a>(dir: Dir, eth_src: MacAddr, ip: &'a [u8], hl: usize) -> Cla
     let inner_off = hl + 8;
     let inner = &ip[inner_off..];
     // The quote: an IP header (any options) plus at least the 4 bytes of ports.
-    if inner.len() < ipv4::MIN_HEADER_LEN || inner[0] >> 4 != 4 {
-        return Class::Drop(DropReason::IcmpBadQuote);
-    }
-    let ihl = ((inner[0] & 0x0f) as usize) * 4;
-    if ihl < ipv4::MIN_HEADER_LEN || inner.len() < ihl + 4 {
-        return Class::Drop(DropReason::IcmpBadQuote);
-    }
-    let Some((saddr, daddr, proto)) = ipv4::peek(inner) else {
+    let Ok(q) = ipv4::Header::new_checked(inner) else {
         return Class::Drop(DropReason::IcmpBadQuote);
     };
+    let Some((sport, dport)) = l4::ports(q.rest()) else {
+        return Class::Drop(DropReason::IcmpBadQuote);
+    };
+    let (saddr, daddr, proto) = (q.src(), q.dst(), q.protocol());
     if l4::min_header_len(proto).is_none() {
         return Class::Pass;
     }
-    let (sport, dport) = l4::ports(&inner[ihl..]).unwrap_or((0, 0));
     let e = IcmpError {
         eth_src,
         ip,

@@ -157,6 +157,19 @@ impl Shared {
     }
 }
 
+/// One frame's context: what every stage of its processing reads (the shared state,
+/// the round's service snapshot, the clock, the frame's receive metadata and the
+/// interface it arrived on). Built once per frame by [`Worker::process`] and passed
+/// by reference, instead of the same five arguments to every stage.
+#[derive(Debug, Clone, Copy)]
+struct Ctx<'a> {
+    sh: &'a Shared,
+    svcs: &'a ServiceTable,
+    now_ms: u64,
+    rx: RxMeta,
+    iface: &'a Iface,
+}
+
 /// A worker's private state.
 #[derive(Debug)]
 pub struct Worker {
@@ -215,19 +228,26 @@ impl Worker {
         let Some(iface) = sh.iface(rx.ifindex) else {
             return Verdict::Pass;
         };
+        let cx = Ctx {
+            sh,
+            svcs,
+            now_ms,
+            rx,
+            iface,
+        };
         match classify::classify(iface, svcs, rx, frame) {
             Class::Pass => Verdict::Pass,
             Class::Drop(r) => Verdict::Drop(r),
             Class::Arp(a) => arp::handle(sh, svcs, iface, &a, out),
             Class::ToVip(p) if !sh.vip_gate.serves(p.daddr) => Verdict::Drop(DropReason::VipNotHeld),
-            Class::ToVip(p) => self.inbound(sh, svcs, now_ms, rx, iface, &p, out),
+            Class::ToVip(p) => self.inbound(&cx, &p, out),
             Class::IcmpToVip(e) if !sh.vip_gate.serves(dst_of(e.ip)) => Verdict::Drop(DropReason::VipNotHeld),
             Class::EchoToVip { ip, .. } if !sh.vip_gate.serves(dst_of(ip)) => Verdict::Drop(DropReason::VipNotHeld),
             Class::EchoToVip { eth_src, ip } => self.echo(iface, eth_src, ip, out),
-            Class::FromRealServer(p) => self.outbound(sh, now_ms, rx, iface, &p, out),
-            Class::IcmpToVip(e) => self.icmp_inbound(sh, rx, now_ms, iface, &e, out),
-            Class::IcmpFromRealServer(e) => self.icmp_outbound(sh, rx, iface, &e, out),
-            Class::TunnelIcmp(e) => self.tunnel_icmp(sh, svcs, now_ms, &e, out),
+            Class::FromRealServer(p) => self.outbound(&cx, &p, out),
+            Class::IcmpToVip(e) => self.icmp_inbound(&cx, &e, out),
+            Class::IcmpFromRealServer(e) => self.icmp_outbound(&cx, &e, out),
+            Class::TunnelIcmp(e) => self.tunnel_icmp(&cx, &e, out),
         }
     }
 
@@ -304,9 +324,7 @@ fn send_port_unreachable<E: Emit>(iface: &Iface, pkt: &classify::L4Packet<'_>, _
             pkt.eth_src,
             iface.mac,
             pkt.daddr,
-            icmp::TYPE_DEST_UNREACH,
-            icmp::CODE_PORT_UNREACH,
-            0,
+            icmp::Message::PORT_UNREACHABLE,
             pkt.ip,
         )
     {

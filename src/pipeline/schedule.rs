@@ -13,7 +13,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use super::classify;
-use super::{DropReason, Shared, Worker};
+use super::{Ctx, DropReason, Worker};
 use crate::conn::template::{TemplateKey, TemplateRef};
 use crate::conn::{Conn, ConnKey, conn_flags};
 use crate::service::{
@@ -60,12 +60,11 @@ impl Worker {
     /// Create a connection for the first packet of a flow (ip_vs_schedule).
     pub(super) fn schedule(
         &mut self,
-        sh: &Shared,
-        svcs: &ServiceTable,
-        now_ms: u64,
+        cx: &Ctx<'_>,
         pkt: &classify::L4Packet<'_>,
         key: ConnKey,
     ) -> Result<(), DropReason> {
+        let (sh, svcs, now_ms) = (cx.sh, cx.svcs, cx.now_ms);
         use crate::wire::l4::tcp_flags::{RST, SYN};
         let Some(svc) = lookup_service(svcs, pkt.proto, pkt.daddr, pkt.dport) else {
             return Err(DropReason::NoService);

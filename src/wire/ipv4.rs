@@ -108,6 +108,10 @@ impl<T: AsRef<[u8]>> Packet<T> {
     pub fn frag_offset(&self) -> u16 {
         self.u16_at(field::FLG_OFF) & 0x1fff
     }
+    /// The flags and fragment offset word as a whole.
+    pub fn flags_frag(&self) -> u16 {
+        self.u16_at(field::FLG_OFF)
+    }
     /// A fragment of a larger datagram (first or later).
     pub fn is_fragment(&self) -> bool {
         self.more_frags() || self.frag_offset() != 0
@@ -171,22 +175,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         b[field::CHECKSUM..field::CHECKSUM + 2].copy_from_slice(&c.to_be_bytes());
         old
     }
-    /// Set the total length (the header checksum is left stale: see [`Self::fill_checksum`]).
-    pub fn set_total_len(&mut self, len: u16) {
-        self.bm()[field::LEN..field::LEN + 2].copy_from_slice(&len.to_be_bytes());
-    }
-    pub fn set_ident(&mut self, ident: u16) {
-        self.bm()[field::IDENT..field::IDENT + 2].copy_from_slice(&ident.to_be_bytes());
-    }
-    /// Set the flags and fragment offset word (reserved, DF, MF, offset in 8-byte
-    /// units) as a whole.
-    pub fn set_flags_frag(&mut self, word: u16) {
-        self.bm()[field::FLG_OFF..field::FLG_OFF + 2].copy_from_slice(&word.to_be_bytes());
-    }
-    /// The flags and fragment offset word as a whole.
-    pub fn flags_frag(&self) -> u16 {
-        self.u16_at(field::FLG_OFF)
-    }
     /// Recompute the header checksum in full (after setters that leave it stale).
     pub fn fill_checksum(&mut self) {
         let hl = self.header_len();
@@ -195,28 +183,24 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         let c = checksum::checksum(&b[..hl]);
         b[field::CHECKSUM..field::CHECKSUM + 2].copy_from_slice(&c.to_be_bytes());
     }
-    /// The header (options included), writable.
-    pub fn header_mut(&mut self) -> &mut [u8] {
-        let hl = self.header_len();
-        &mut self.bm()[..hl]
-    }
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let (h, t) = (self.header_len(), self.total_len());
         &mut self.bm()[h..t]
     }
 }
 
-/// A checked view of an IPv4 header quoted in an ICMP error (RFC 792: the header and
-/// the first 8 bytes of the payload, or more): version 4, IHL >= 5 and the header
+/// A checked view of an IPv4 header on its own: version 4, IHL >= 5 and the header
 /// (options included) in the buffer. Unlike [`Packet`] the total length is not checked
-/// against the buffer (a quote is truncated), so there is no `payload` bounded by it:
-/// [`Quoted::rest`] is what the quote holds after the header.
+/// against the buffer, so there is no `payload` bounded by it: [`Header::rest`] is
+/// what the buffer holds after the header. For a header quoted in an ICMP error
+/// (RFC 792: the header and the first 8 bytes of the payload, or more) and for the
+/// header of a fragment or segment being built.
 #[derive(Debug)]
-pub struct Quoted<T: AsRef<[u8]>> {
+pub struct Header<T: AsRef<[u8]>> {
     buf: T,
 }
 
-impl<T: AsRef<[u8]>> Quoted<T> {
+impl<T: AsRef<[u8]>> Header<T> {
     pub fn new_checked(buf: T) -> Result<Self, Ipv4Error> {
         let b = buf.as_ref();
         if b.len() < MIN_HEADER_LEN {
@@ -232,7 +216,7 @@ impl<T: AsRef<[u8]>> Quoted<T> {
         if hl > b.len() {
             return Err(Ipv4Error::Truncated);
         }
-        Ok(Quoted { buf })
+        Ok(Header { buf })
     }
     fn b(&self) -> &[u8] {
         self.buf.as_ref()
@@ -240,15 +224,19 @@ impl<T: AsRef<[u8]>> Quoted<T> {
     pub fn header_len(&self) -> usize {
         ((self.b()[field::VER_IHL] & 0x0f) as usize) * 4
     }
-    /// The total length the quoted header declares (the quote may hold less).
+    /// The total length the header declares (the buffer may hold less).
     pub fn total_len(&self) -> usize {
         u16::from_be_bytes([self.b()[field::LEN], self.b()[field::LEN + 1]]) as usize
     }
     pub fn dont_frag(&self) -> bool {
         self.b()[field::FLG_OFF] & 0x40 != 0
     }
+    /// The flags and fragment offset word as a whole.
+    pub fn flags_frag(&self) -> u16 {
+        u16::from_be_bytes([self.b()[field::FLG_OFF], self.b()[field::FLG_OFF + 1]])
+    }
     pub fn frag_offset(&self) -> u16 {
-        u16::from_be_bytes([self.b()[field::FLG_OFF], self.b()[field::FLG_OFF + 1]]) & 0x1fff
+        self.flags_frag() & 0x1fff
     }
     pub fn protocol(&self) -> u8 {
         self.b()[field::PROTOCOL]
@@ -263,13 +251,13 @@ impl<T: AsRef<[u8]>> Quoted<T> {
     pub fn header(&self) -> &[u8] {
         &self.b()[..self.header_len()]
     }
-    /// What the quote holds after the header.
+    /// What the buffer holds after the header.
     pub fn rest(&self) -> &[u8] {
         &self.b()[self.header_len()..]
     }
 }
 
-impl<T: AsRef<[u8]> + AsMut<[u8]>> Quoted<T> {
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Header<T> {
     /// Set the source address (the header checksum is left stale: see
     /// [`Self::fill_checksum`]).
     pub fn set_src(&mut self, a: Ipv4Addr) {
@@ -287,7 +275,19 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Quoted<T> {
         let c = checksum::checksum(&b[..hl]);
         b[field::CHECKSUM..field::CHECKSUM + 2].copy_from_slice(&c.to_be_bytes());
     }
-    /// What the quote holds after the header, writable.
+    /// Set the total length (the header checksum is left stale).
+    pub fn set_total_len(&mut self, len: u16) {
+        self.buf.as_mut()[field::LEN..field::LEN + 2].copy_from_slice(&len.to_be_bytes());
+    }
+    pub fn set_ident(&mut self, ident: u16) {
+        self.buf.as_mut()[field::IDENT..field::IDENT + 2].copy_from_slice(&ident.to_be_bytes());
+    }
+    /// Set the flags and fragment offset word (reserved, DF, MF, offset in 8-byte
+    /// units) as a whole (the header checksum is left stale).
+    pub fn set_flags_frag(&mut self, word: u16) {
+        self.buf.as_mut()[field::FLG_OFF..field::FLG_OFF + 2].copy_from_slice(&word.to_be_bytes());
+    }
+    /// What the buffer holds after the header, writable.
     pub fn rest_mut(&mut self) -> &mut [u8] {
         let hl = self.header_len();
         &mut self.buf.as_mut()[hl..]
@@ -367,6 +367,42 @@ mod tests {
         assert!(p.verify_checksum());
         p.set_dst_incremental(Ipv4Addr::new(10, 0, 0, 2));
         assert_eq!(p.checksum(), 0x5D90);
+    }
+
+    #[test]
+    fn header_view_reads_a_truncated_quote_and_rewrites_it() {
+        let v = tv_packet_a();
+        // An ICMP error quotes the header and 8 bytes: the total length (40) is more
+        // than the quote holds, which Packet refuses and Header accepts.
+        let mut q = v[..28].to_vec();
+        assert_eq!(Packet::new_checked(&q[..]).unwrap_err(), Ipv4Error::TotalLen);
+        let mut h = Header::new_checked(&mut q[..]).unwrap();
+        assert_eq!((h.header_len(), h.total_len(), h.protocol()), (20, 40, proto::TCP));
+        assert_eq!(
+            (h.src(), h.dst()),
+            (Ipv4Addr::new(192, 0, 2, 10), Ipv4Addr::new(203, 0, 113, 5))
+        );
+        assert!(h.dont_frag() && h.frag_offset() == 0 && h.rest().len() == 8);
+        h.set_dst(Ipv4Addr::new(10, 0, 0, 2));
+        h.set_total_len(28);
+        h.set_ident(7);
+        h.set_flags_frag(0x2000 | 3);
+        h.fill_checksum();
+        let p = Packet::new_checked(&q[..]).unwrap();
+        assert!(p.verify_checksum());
+        assert_eq!(
+            (p.dst(), p.ident(), p.more_frags(), p.frag_offset()),
+            (Ipv4Addr::new(10, 0, 0, 2), 7, true, 3)
+        );
+        assert_eq!(
+            peek(&q),
+            Some((Ipv4Addr::new(192, 0, 2, 10), Ipv4Addr::new(10, 0, 0, 2), proto::TCP))
+        );
+        assert_eq!(peek(&q[..19]), None);
+        assert_eq!(Header::new_checked(&v[..19]).unwrap_err(), Ipv4Error::Truncated);
+        let mut w = v.clone();
+        w[0] = 0x46; // IHL 24 > a 20-byte buffer
+        assert_eq!(Header::new_checked(&w[..20]).unwrap_err(), Ipv4Error::Truncated);
     }
 
     #[test]
