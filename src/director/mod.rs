@@ -165,7 +165,7 @@ pub fn kernel_interference(ifaces: &[Iface], vips: &[Ipv4Addr]) -> Vec<String> {
     for v in vips {
         for i in &all {
             if i.ips.iter().any(|n| n.ip() == std::net::IpAddr::from(*v)) {
-                let ip = std::net::Ipv4Addr::from(*v);
+                let ip = *v;
                 w.push(format!(
                     "VIP {ip} is assigned to local interface {}: the kernel will answer clients itself (TCP RST, \
                      ICMP port unreachable) and race uvs's ARP replies. Fix: ip addr del {ip}/32 dev {} \

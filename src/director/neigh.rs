@@ -168,7 +168,7 @@ impl Neighbours {
                     e.conflict_logged_ms = Some(now_ms);
                     tracing::warn!(
                         "ARP conflict: {} claimed by {} while it is at {} (ignored; total conflicts {})",
-                        std::net::Ipv4Addr::from(ip),
+                        ip,
                         mac_str(&mac),
                         mac_str(&known),
                         self.conflicts
@@ -217,7 +217,7 @@ impl Neighbours {
             {
                 tracing::warn!(
                     "neighbour {} ({}) did not answer {UCAST_PROBES} probes: resolving it again",
-                    std::net::Ipv4Addr::from(k.1),
+                    k.1,
                     mac_str(&known)
                 );
                 e.mac = None;

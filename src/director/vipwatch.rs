@@ -127,7 +127,7 @@ impl VipWatch {
         let mut all: Vec<_> = self.gated.iter().copied().collect();
         all.sort_unstable();
         for v in all {
-            let ip = std::net::Ipv4Addr::from(v);
+            let ip = v;
             match (first, old.held.contains(&v), held.contains(&v)) {
                 (true, _, true) => tracing::warn!(
                     "VIP {ip} is on this director's interface at start: serving it as keepalived's MASTER. \

@@ -676,19 +676,12 @@ mod tests {
             Ipv4Addr::new(10, 0, 0, 101),
             Ipv4Addr::new(10, 1, 0, 11),
         );
-        let k = steer_hash(Ipv4Addr::from(cip), cport);
-        for (i, f) in connection(Ipv4Addr::from(cip), cport, Ipv4Addr::from(vip), Ipv4Addr::from(rip))
-            .iter()
-            .enumerate()
-        {
+        let k = steer_hash(cip, cport);
+        for (i, f) in connection(cip, cport, vip, rip).iter().enumerate() {
             assert_eq!(run(&prog, 0x0800, f), k, "frame {i} steers by the client endpoint");
         }
         assert_eq!(
-            run(
-                &prog,
-                0x0806,
-                &connection(Ipv4Addr::from(cip), cport, Ipv4Addr::from(vip), Ipv4Addr::from(rip))[0]
-            ),
+            run(&prog, 0x0806, &connection(cip, cport, vip, rip)[0]),
             0,
             "non-IPv4 goes to the first socket"
         );

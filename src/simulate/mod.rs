@@ -255,7 +255,7 @@ impl Simulator {
         let c = self.worker.conns.get_mut(key)?;
         c.dest.is_available().then(|| {
             (
-                SocketAddrV4::new(c.daddr.into(), c.dport),
+                SocketAddrV4::new(c.daddr, c.dport),
                 c.dest.method(),
                 u32::from(c.in_pkts),
             )
