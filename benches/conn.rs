@@ -11,6 +11,7 @@
 //! Run: cargo bench --bench conn
 
 use std::hint::black_box;
+use std::net::Ipv4Addr;
 use std::sync::atomic::Ordering::Relaxed;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
@@ -24,9 +25,9 @@ use alloc::LIVE;
 fn key(i: u32) -> ConnKey {
     ConnKey {
         proto: 6,
-        caddr: (0xC000_0000u32.wrapping_add(i.wrapping_mul(2_654_435_761))).to_be_bytes(),
+        caddr: Ipv4Addr::from((0xC000_0000u32.wrapping_add(i.wrapping_mul(2_654_435_761))).to_be_bytes()),
         cport: (i % 60000) as u16,
-        vaddr: [10, 0, 0, 100],
+        vaddr: Ipv4Addr::new(10, 0, 0, 100),
         vport: 80,
     }
 }
@@ -35,7 +36,7 @@ fn table(n: u32) -> ConnTable {
     let d = testutil_dest();
     let mut t = ConnTable::with_cap(n as usize * 2);
     for i in 0..n {
-        t.insert(key(i), Conn::new(d.clone(), [10, 0, 0, 11], 80, true, 0))
+        t.insert(key(i), Conn::new(d.clone(), Ipv4Addr::new(10, 0, 0, 11), 80, true, 0))
             .unwrap();
     }
     t
@@ -47,7 +48,7 @@ fn bytes_per_entry(n: u32, nat: bool) -> (f64, f64) {
     let before = LIVE.load(Relaxed);
     let mut t = ConnTable::with_cap(n as usize * 2);
     for i in 0..n {
-        t.insert(key(i), Conn::new(d.clone(), [10, 0, 0, 11], 80, !nat, 0))
+        t.insert(key(i), Conn::new(d.clone(), Ipv4Addr::new(10, 0, 0, 11), 80, !nat, 0))
             .unwrap();
     }
     let counted = (LIVE.load(Relaxed) - before) as f64 / n as f64;
@@ -58,7 +59,7 @@ fn nat_table(n: u32) -> ConnTable {
     let d = testutil_dest();
     let mut t = ConnTable::with_cap(n as usize * 2);
     for i in 0..n {
-        t.insert(key(i), Conn::new(d.clone(), [10, 0, 0, 11], 80, false, 0))
+        t.insert(key(i), Conn::new(d.clone(), Ipv4Addr::new(10, 0, 0, 11), 80, false, 0))
             .unwrap();
     }
     t
@@ -112,7 +113,7 @@ fn conn(c: &mut Criterion) {
             b.iter_batched(
                 || {
                     j = j.wrapping_add(1);
-                    (key(j), Conn::new(d.clone(), [10, 0, 0, 11], 80, true, 0))
+                    (key(j), Conn::new(d.clone(), Ipv4Addr::new(10, 0, 0, 11), 80, true, 0))
                 },
                 |(k, c)| {
                     black_box(t.insert(k, c).is_ok());
@@ -125,7 +126,7 @@ fn conn(c: &mut Criterion) {
         // of a sample (the entries are idle DR entries, all evictable).
         let mut full = ConnTable::with_cap(n as usize);
         for i in 0..n {
-            full.insert(key(i), Conn::new(d.clone(), [10, 0, 0, 11], 80, true, 0))
+            full.insert(key(i), Conn::new(d.clone(), Ipv4Addr::new(10, 0, 0, 11), 80, true, 0))
                 .unwrap();
         }
         let mut now = 10_000u64;
@@ -134,7 +135,7 @@ fn conn(c: &mut Criterion) {
                 || {
                     j = j.wrapping_add(1);
                     now += 1;
-                    (key(j), Conn::new(d.clone(), [10, 0, 0, 11], 80, true, now))
+                    (key(j), Conn::new(d.clone(), Ipv4Addr::new(10, 0, 0, 11), 80, true, now))
                 },
                 |(k, c)| black_box(full.insert(k, c).is_ok()),
                 BatchSize::SmallInput,

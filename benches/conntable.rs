@@ -5,6 +5,7 @@
 //! Run: cargo bench --bench conntable
 
 use std::hint::black_box;
+use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -15,9 +16,9 @@ use uvs::sched::testutil_dest;
 fn key(i: u32) -> ConnKey {
     ConnKey {
         proto: 6,
-        caddr: (0xC000_0000u32 + i).to_be_bytes(),
+        caddr: Ipv4Addr::from_bits(0xC000_0000u32 + i),
         cport: (i % 60000) as u16,
-        vaddr: [10, 0, 0, 100],
+        vaddr: Ipv4Addr::new(10, 0, 0, 100),
         vport: 80,
     }
 }
@@ -26,7 +27,7 @@ fn table(n: u32) -> ConnTable {
     let d = testutil_dest();
     let mut t = ConnTable::with_cap(n as usize * 2);
     for i in 0..n {
-        t.insert(key(i), Conn::new(d.clone(), [10, 0, 0, 11], 80, true, 0))
+        t.insert(key(i), Conn::new(d.clone(), Ipv4Addr::new(10, 0, 0, 11), 80, true, 0))
             .unwrap();
     }
     t

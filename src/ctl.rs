@@ -379,6 +379,7 @@ fn check_dest(cfg: &DestConfig) -> Result<(), CtlError> {
 mod tests {
     use super::*;
     use crate::service::{ForwardMethod, Netmask, Protocol, TunnelCsum, TunnelType};
+    use std::net::Ipv4Addr;
 
     pub(crate) fn svc_cfg(port: u16, sched: &str) -> ServiceConfig {
         ServiceConfig {
@@ -461,7 +462,7 @@ mod tests {
         let now = ctl.shared().services.load();
         assert_eq!(now.services().len(), 2);
         assert!(
-            now.is_vip([10, 0, 0, 100]) && now.is_nat_rip([10, 0, 0, 11]),
+            now.is_vip(Ipv4Addr::new(10, 0, 0, 100)) && now.is_nat_rip(Ipv4Addr::new(10, 0, 0, 11)),
             "derived sets refreshed"
         );
         // Outside a batch every command publishes at once.
@@ -489,6 +490,6 @@ mod tests {
         assert!(head.is_available());
         assert_eq!((head.weight(), head.inactive()), (5, 1));
         ctl.delete_service(&s.addr).unwrap();
-        assert!(!ctl.shared().services.load().is_vip([10, 0, 0, 100]));
+        assert!(!ctl.shared().services.load().is_vip(Ipv4Addr::new(10, 0, 0, 100)));
     }
 }

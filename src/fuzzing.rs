@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 use std::cell::RefCell;
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use crate::ctl::Ctl;
@@ -250,7 +251,9 @@ pub fn fix_checksums(frame: &mut [u8], ip: bool, l4c: bool) -> bool {
     if !l4c || tl < hl || tl > b.len() || frag {
         return false;
     }
-    let (proto, src, dst) = (b[9], [b[12], b[13], b[14], b[15]], [b[16], b[17], b[18], b[19]]);
+    let Some((src, dst, proto)) = ipv4::peek(b) else {
+        return false;
+    };
     let body = &mut b[hl..tl];
     match proto {
         ipv4::proto::ICMP if body.len() >= 8 => {
@@ -285,14 +288,14 @@ pub fn prime_frames() -> Vec<Vec<u8>> {
 }
 
 /// A UDP datagram from real server `rs`:`sport` to the client.
-pub fn udp_reply(rs: [u8; 4], sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+pub fn udp_reply(rs: Ipv4Addr, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
     let mac = if rs == fixture::RS1 {
         fixture::RS1_MAC
     } else {
         fixture::RS2_MAC
     };
     let b = etherparse::PacketBuilder::ethernet2(mac, DIRECTOR_MAC)
-        .ipv4(rs, fixture::CLIENT, 64)
+        .ipv4(rs.octets(), fixture::CLIENT.octets(), 64)
         .udp(sport, dport);
     let mut v = Vec::new();
     b.write(&mut v, payload).expect("build frame");
@@ -423,7 +426,7 @@ pub fn arp(data: &[u8]) {
         for (ip, mac) in users {
             assert!(neigh.on_arp(IFINDEX, ip, mac, now));
         }
-        let mut solicited: Vec<([u8; 4], u64)> = Vec::new();
+        let mut solicited: Vec<(Ipv4Addr, u64)> = Vec::new();
         for rec in data.chunks_exact(35).take(MAX_RECORDS) {
             let ctl = rec[0];
             now += [0, 500, 5_000, 40_000][usize::from((ctl >> 1) & 3)];
@@ -490,7 +493,7 @@ pub fn arp(data: &[u8]) {
     });
 }
 
-fn dest_at(ip: [u8; 4]) -> Arc<crate::service::Dest> {
+fn dest_at(ip: Ipv4Addr) -> Arc<crate::service::Dest> {
     use crate::service::{Dest, DestConfig, ForwardMethod, TunnelCsum, TunnelType};
     Arc::new(Dest::new(&DestConfig {
         addr: ip.into(),
@@ -542,13 +545,13 @@ pub fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
             {
                 // Port unreachable from RS1 quoting client:5353 -> RS1:5454.
                 let quoted = {
-                    let b = etherparse::PacketBuilder::ipv4(CLIENT, RS1, 63).udp(5353, 5454);
+                    let b = etherparse::PacketBuilder::ipv4(CLIENT.octets(), RS1.octets(), 63).udp(5353, 5454);
                     let mut v = Vec::new();
                     b.write(&mut v, b"q").unwrap();
                     v
                 };
                 let b = etherparse::PacketBuilder::ethernet2(RS1_MAC, DIRECTOR_MAC)
-                    .ipv4(RS1, CLIENT, 64)
+                    .ipv4(RS1.octets(), CLIENT.octets(), 64)
                     .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
                         etherparse::icmpv4::DestUnreachableHeader::Port,
                     ));

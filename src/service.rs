@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 use std::net::IpAddr;
+use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 
 pub use crate::dest::{
@@ -195,7 +196,7 @@ mod tests {
 }
 
 /// Lookup key of an address-based service: (IP protocol, VIP, port).
-pub type ServiceKey = (u8, [u8; 4], u16);
+pub type ServiceKey = (u8, Ipv4Addr, u16);
 
 /// An immutable snapshot of the service table, published to the workers with one
 /// atomic pointer swap per change. Services and destinations are shared between
@@ -203,26 +204,26 @@ pub type ServiceKey = (u8, [u8; 4], u16);
 #[derive(Debug, Default, Clone)]
 pub struct ServiceTable {
     by_key: ahash::AHashMap<ServiceKey, Arc<VirtualService>>,
-    vips: ahash::AHashMap<[u8; 4], u32>,
+    vips: ahash::AHashMap<Ipv4Addr, u32>,
     /// Services in creation order (listing sorts on its own).
     order: Vec<Arc<VirtualService>>,
     /// Persistence templates: one instance shared by every snapshot (clones share
     /// the Arc) and so by every worker.
     conn_shared: Arc<crate::conn::settings::ConnShared>,
     /// Addresses of NAT (`-m`) real servers: frames from them may be replies.
-    nat_rips: ahash::AHashSet<[u8; 4]>,
+    nat_rips: ahash::AHashSet<Ipv4Addr>,
 }
 
 impl ServiceTable {
-    pub fn get(&self, proto: u8, addr: [u8; 4], port: u16) -> Option<&Arc<VirtualService>> {
+    pub fn get(&self, proto: u8, addr: Ipv4Addr, port: u16) -> Option<&Arc<VirtualService>> {
         self.by_key.get(&(proto, addr, port))
     }
     /// Is `addr` the address of at least one IPv4 virtual service?
     #[inline]
-    pub fn is_vip(&self, addr: [u8; 4]) -> bool {
+    pub fn is_vip(&self, addr: Ipv4Addr) -> bool {
         self.vips.contains_key(&addr)
     }
-    pub fn vips(&self) -> impl Iterator<Item = [u8; 4]> + '_ {
+    pub fn vips(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
         self.vips.keys().copied()
     }
     pub fn services(&self) -> &[Arc<VirtualService>] {
@@ -259,7 +260,7 @@ impl ServiceTable {
     }
     /// Is `addr` a NAT real server (so its frames may be replies to translate)?
     #[inline]
-    pub fn is_nat_rip(&self, addr: [u8; 4]) -> bool {
+    pub fn is_nat_rip(&self, addr: Ipv4Addr) -> bool {
         !self.nat_rips.is_empty() && self.nat_rips.contains(&addr)
     }
     /// Recompute derived sets after destinations changed (call before publishing).
@@ -267,8 +268,8 @@ impl ServiceTable {
         self.nat_rips.clear();
         for s in &self.order {
             for d in s.lock().dests.iter() {
-                if let (IpAddr::V4(a), ForwardMethod::Masq) = (d.addr, d.method()) {
-                    self.nat_rips.insert(a.octets());
+                if let (Some(a), ForwardMethod::Masq) = (d.v4(), d.method()) {
+                    self.nat_rips.insert(a);
                 }
             }
         }
@@ -313,7 +314,7 @@ pub fn key_of(addr: &ServiceAddr) -> Option<ServiceKey> {
             proto,
             addr: IpAddr::V4(a),
             port,
-        } => Some((*proto as u8, a.octets(), *port)),
+        } => Some((*proto as u8, *a, *port)),
         _ => None,
     }
 }

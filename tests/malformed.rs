@@ -3,6 +3,7 @@
 //! by a named reason, passed to the kernel, or forwarded), and after every case the
 //! three established connections (NAT, DR, TUN) must still forward.
 
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use uvs::fuzzing::{check_frame, fix_checksums, no_df, udp_reply};
@@ -114,7 +115,7 @@ fn tcp_with_options(sport: u16, dport: u16, syn: bool, opts: &[u8]) -> Vec<u8> {
 /// An ICMP error frame from the client to the VIP quoting `quote`, checksum valid.
 fn icmp_to_vip(quote: &[u8]) -> Vec<u8> {
     let b = etherparse::PacketBuilder::ethernet2(CLIENT_MAC, DIRECTOR_MAC)
-        .ipv4(CLIENT, VIP, 64)
+        .ipv4(CLIENT.octets(), VIP.octets(), 64)
         .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
             etherparse::icmpv4::DestUnreachableHeader::Port,
         ));
@@ -125,7 +126,7 @@ fn icmp_to_vip(quote: &[u8]) -> Vec<u8> {
 
 /// What the VIP sent the client on the NAT connection, as an ICMP error quotes it.
 fn quote_of_nat_reply() -> Vec<u8> {
-    let b = etherparse::PacketBuilder::ipv4(VIP, CLIENT, 60).tcp(8080, 40000, 5000, 1000);
+    let b = etherparse::PacketBuilder::ipv4(VIP.octets(), CLIENT.octets(), 60).tcp(8080, 40000, 5000, 1000);
     let mut v = Vec::new();
     b.write(&mut v, b"").unwrap();
     v
@@ -310,7 +311,7 @@ fn icmp_errors_with_truncated_or_lying_quotes() {
         Verdict::Forwarded,
         "a proper quote is relayed to the NAT real server"
     );
-    assert_eq!(out[0][14 + 16..14 + 20], RS1, "outer destination translated");
+    assert_eq!(out[0][14 + 16..14 + 20], RS1.octets(), "outer destination translated");
     b.drops(
         "quote shorter than an IP header",
         &icmp_to_vip(&good[..12]),
@@ -350,11 +351,11 @@ fn icmp_errors_with_truncated_or_lying_quotes() {
         "quoted length is not trusted"
     );
     // From the NAT real server, quoting a packet it never got.
-    let q = etherparse::PacketBuilder::ipv4(CLIENT, RS1, 60).udp(5353, 9);
+    let q = etherparse::PacketBuilder::ipv4(CLIENT.octets(), RS1.octets(), 60).udp(5353, 9);
     let mut quoted = Vec::new();
     q.write(&mut quoted, b"").unwrap();
     let e = etherparse::PacketBuilder::ethernet2(RS1_MAC, DIRECTOR_MAC)
-        .ipv4(RS1, CLIENT, 64)
+        .ipv4(RS1.octets(), CLIENT.octets(), 64)
         .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
             etherparse::icmpv4::DestUnreachableHeader::Port,
         ));
@@ -404,7 +405,7 @@ fn arp_cannot_claim_vips_or_poison_real_servers() {
         arp::Repr {
             op,
             sha,
-            spa,
+            spa: Ipv4Addr::from(spa),
             tha: DIRECTOR_MAC,
             tpa: DIP,
         }
@@ -413,21 +414,25 @@ fn arp_cannot_claim_vips_or_poison_real_servers() {
     };
     b.drops(
         "ARP reply claiming the VIP",
-        &frame(evil, VIP, 2),
+        &frame(evil, VIP.octets(), 2),
         DropReason::ArpClaimsOwnAddress,
     );
     b.drops(
         "ARP reply claiming the DIP",
-        &frame(evil, DIP, 2),
+        &frame(evil, DIP.octets(), 2),
         DropReason::ArpClaimsOwnAddress,
     );
     let mut g = vec![0u8; 60];
     arp::Repr::gratuitous(evil, VIP).emit_frame(&mut g, ethernet::BROADCAST);
     b.drops("gratuitous ARP for the VIP", &g, DropReason::ArpClaimsOwnAddress);
-    b.drops("truncated ARP", &frame(evil, RS1, 2)[..30], DropReason::ArpMalformed);
+    b.drops(
+        "truncated ARP",
+        &frame(evil, RS1.octets(), 2)[..30],
+        DropReason::ArpMalformed,
+    );
     // A reply claiming a real server's address: the worker reports it, the neighbour
     // table (control thread) refuses it because nobody asked.
-    let (v, _) = b.send(&frame(evil, RS1, 2));
+    let (v, _) = b.send(&frame(evil, RS1.octets(), 2));
     assert_eq!(
         v,
         Verdict::Neigh {

@@ -4,6 +4,7 @@
 
 mod common;
 use common::*;
+use std::net::Ipv4Addr;
 
 use std::net::UdpSocket;
 use std::time::Duration;
@@ -48,7 +49,8 @@ fn sheds_only_vip_frames_while_every_ring_is_backed_up() {
             let ifindex = unsafe { libc::if_nametoindex(c"eth0".as_ptr()) };
             assert_ne!(ifindex, 0);
             let mut s = Shed::attach(&[(ifindex, "eth0".to_string())], 2, mode).expect("attach XDP");
-            s.set_vips(&[[10, 78, 0, 100], [10, 78, 0, 101]]).unwrap();
+            s.set_vips(&[Ipv4Addr::new(10, 78, 0, 100), Ipv4Addr::new(10, 78, 0, 101)])
+                .unwrap();
             let sink = UdpSocket::bind("10.78.0.2:7000").unwrap();
             sink.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
             (s, sink)
@@ -111,7 +113,7 @@ fn sheds_only_vip_frames_while_every_ring_is_backed_up() {
 
         // A VIP taken off the set is not shed any more.
         let mut shed = shed;
-        shed.set_vips(&[[10, 78, 0, 101]]).unwrap();
+        shed.set_vips(&[Ipv4Addr::new(10, 78, 0, 101)]).unwrap();
         let mut r3 = shed.slot(0);
         r1.update(128, |_| true);
         r3.update(128, |_| true);

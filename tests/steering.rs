@@ -5,6 +5,7 @@
 
 mod common;
 use common::*;
+use std::net::Ipv4Addr;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -85,7 +86,7 @@ fn one_clients_connections_spread_over_two_workers() {
     for r in &results {
         let (port, body) = r.as_ref().unwrap_or_else(|e| panic!("{e}\n{}", lvs.director_log()));
         assert!(body == "rs1" || body == "rs2", "{body}");
-        predicted[uvs::ring::fanout::worker_of([192, 168, 77, 10], *port, 2)] += 1;
+        predicted[uvs::ring::fanout::worker_of(Ipv4Addr::new(192, 168, 77, 10), *port, 2)] += 1;
     }
     // Each connection is one entry in its worker's table (closed ones stay in
     // TIME_WAIT for 2 minutes), so the per-worker gauges count the connections.

@@ -12,6 +12,7 @@ pub mod settings;
 pub mod tcp;
 pub mod template;
 
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use hashbrown::HashTable;
@@ -24,9 +25,9 @@ use template::TemplateRef;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ConnKey {
     pub proto: u8,
-    pub caddr: [u8; 4],
+    pub caddr: Ipv4Addr,
     pub cport: u16,
-    pub vaddr: [u8; 4],
+    pub vaddr: Ipv4Addr,
     pub vport: u16,
 }
 
@@ -35,15 +36,15 @@ pub struct ConnKey {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct OutKey {
     pub proto: u8,
-    pub daddr: [u8; 4],
+    pub daddr: Ipv4Addr,
     pub dport: u16,
-    pub caddr: [u8; 4],
+    pub caddr: Ipv4Addr,
     pub cport: u16,
 }
 
 impl ConnKey {
     /// The OUT key of a NAT connection with this IN key to `daddr:dport`.
-    pub fn out_key(&self, daddr: [u8; 4], dport: u16) -> OutKey {
+    pub fn out_key(&self, daddr: Ipv4Addr, dport: u16) -> OutKey {
         OutKey {
             proto: self.proto,
             daddr,
@@ -91,7 +92,7 @@ pub struct Conn {
     /// The persistence template controlling this connection, if any.
     pub tpl: Option<TemplateRef>,
     /// Real server address and port.
-    pub daddr: [u8; 4],
+    pub daddr: Ipv4Addr,
     pub dport: u16,
     pub state: TcpState,
     pub flags: u8,
@@ -106,7 +107,7 @@ pub struct Conn {
     pub in_pkts: u16,
     /// NAT: the next hop toward the client (from the routing table at creation).
     pub rev_ifindex: u32,
-    pub rev_hop: [u8; 4],
+    pub rev_hop: Ipv4Addr,
     /// NAT: that hop's MAC, valid while `rev_gen` equals the neighbour generation.
     pub rev_mac: [u8; 6],
     pub rev_gen: u32,
@@ -125,7 +126,7 @@ pub const SYNC_END_LOW: u32 = 0x3f;
 impl Conn {
     /// A fresh entry bound to `dest` (counted inactive, as IPVS does), state NONE with
     /// IPVS's 3 s placeholder timeout until the first packet is accounted.
-    pub fn new(dest: Arc<Dest>, daddr: [u8; 4], dport: u16, no_output: bool, now_ms: u64) -> Conn {
+    pub fn new(dest: Arc<Dest>, daddr: Ipv4Addr, dport: u16, no_output: bool, now_ms: u64) -> Conn {
         dest.bind_conn();
         let mut c = Conn {
             dest,
@@ -138,7 +139,7 @@ impl Conn {
             seen: 0,
             in_pkts: 0,
             rev_ifindex: 0,
-            rev_hop: [0; 4],
+            rev_hop: Ipv4Addr::UNSPECIFIED,
             rev_mac: [0; 6],
             rev_gen: 0,
             // ip_vs_conn_new: `cp->sync_endtime = jiffies & ~3UL`; old_state NONE.
@@ -665,9 +666,9 @@ mod tests {
     fn key(cport: u16) -> ConnKey {
         ConnKey {
             proto: 6,
-            caddr: [192, 0, 2, 1],
+            caddr: Ipv4Addr::new(192, 0, 2, 1),
             cport,
-            vaddr: [10, 0, 0, 100],
+            vaddr: Ipv4Addr::new(10, 0, 0, 100),
             vport: 80,
         }
     }
@@ -678,7 +679,7 @@ mod tests {
         let t = Timeouts::default();
         let mut tab = ConnTable::with_cap(10);
         let c = tab
-            .insert(key(1), Conn::new(d.clone(), [10, 0, 0, 1], 80, true, 0))
+            .insert(key(1), Conn::new(d.clone(), Ipv4Addr::new(10, 0, 0, 1), 80, true, 0))
             .unwrap();
         assert_eq!((d.active(), d.inactive()), (0, 1), "right after creation: 0/1");
         c.tcp_packet(SYN, false, false, &t, 0);
@@ -701,11 +702,11 @@ mod tests {
         let mut tab = ConnTable::with_cap(2);
         tab.set_when_full(WhenFull::Refuse);
         for p in 0..2 {
-            tab.insert(key(p), Conn::new(d.clone(), [10, 0, 0, 1], 80, true, 0))
+            tab.insert(key(p), Conn::new(d.clone(), Ipv4Addr::new(10, 0, 0, 1), 80, true, 0))
                 .unwrap();
         }
         assert_eq!(
-            tab.insert(key(9), Conn::new(d.clone(), [10, 0, 0, 1], 80, true, 0))
+            tab.insert(key(9), Conn::new(d.clone(), Ipv4Addr::new(10, 0, 0, 1), 80, true, 0))
                 .unwrap_err(),
             TableFull
         );
@@ -717,17 +718,21 @@ mod tests {
     fn nat_entries_are_found_by_their_reply_tuple() {
         let d = dest(1, 1);
         let mut tab = ConnTable::with_cap(10);
-        tab.insert(key(5), Conn::new(d.clone(), [10, 0, 0, 1], 8080, false, 0))
+        tab.insert(key(5), Conn::new(d.clone(), Ipv4Addr::new(10, 0, 0, 1), 8080, false, 0))
             .unwrap();
-        tab.insert(key(6), Conn::new(d.clone(), [10, 0, 0, 1], 80, true, 0))
+        tab.insert(key(6), Conn::new(d.clone(), Ipv4Addr::new(10, 0, 0, 1), 80, true, 0))
             .unwrap();
         assert_eq!(tab.out_len(), 1, "only the NAT entry is OUT-indexed");
-        let ok = key(5).out_key([10, 0, 0, 1], 8080);
+        let ok = key(5).out_key(Ipv4Addr::new(10, 0, 0, 1), 8080);
         assert_eq!(tab.get_out_mut(&ok).map(|(k, _)| k), Some(key(5)));
-        assert!(tab.get_out_mut(&key(6).out_key([10, 0, 0, 1], 80)).is_none());
+        assert!(
+            tab.get_out_mut(&key(6).out_key(Ipv4Addr::new(10, 0, 0, 1), 80))
+                .is_none()
+        );
         tab.remove(&key(5));
         assert!(tab.get_out_mut(&ok).is_none());
-        tab.insert(key(7), Conn::new(d, [10, 0, 0, 1], 8080, false, 0)).unwrap();
+        tab.insert(key(7), Conn::new(d, Ipv4Addr::new(10, 0, 0, 1), 8080, false, 0))
+            .unwrap();
         assert_eq!(tab.expire(10_000), 2);
         assert_eq!(tab.out_len(), 0);
     }
@@ -746,7 +751,10 @@ mod tests {
         let mut tab = ConnTable::with_cap(4);
         for p in 0..4u16 {
             let c = tab
-                .insert(udp_key(p), Conn::new(d.clone(), [10, 0, 0, 1], 53, true, 0))
+                .insert(
+                    udp_key(p),
+                    Conn::new(d.clone(), Ipv4Addr::new(10, 0, 0, 1), 53, true, 0),
+                )
                 .unwrap();
             c.udp_packet(false, &t, 1000 + u64::from(p) * 100);
         }
@@ -758,9 +766,12 @@ mod tests {
         assert!(tab.get(&udp_key(2)).is_none(), "the least recently used went");
         assert_eq!((tab.len(), tab.evicted(), d.inactive()), (3, 1, 3));
         // insert at the cap evicts too (and reuses the freed slot).
-        tab.insert(udp_key(9), Conn::new(d.clone(), [10, 0, 0, 1], 53, true, 2500))
-            .unwrap();
-        let mut c = Conn::new(d.clone(), [10, 0, 0, 1], 53, true, 2600);
+        tab.insert(
+            udp_key(9),
+            Conn::new(d.clone(), Ipv4Addr::new(10, 0, 0, 1), 53, true, 2500),
+        )
+        .unwrap();
+        let mut c = Conn::new(d.clone(), Ipv4Addr::new(10, 0, 0, 1), 53, true, 2600);
         c.udp_packet(false, &t, 2600);
         tab.insert(udp_key(10), c).unwrap();
         assert_eq!((tab.len(), tab.evicted(), tab.slots), (4, 2, 4));
@@ -768,8 +779,11 @@ mod tests {
         tab.set_when_full(WhenFull::Refuse);
         assert!(!tab.make_room(3000));
         assert_eq!(
-            tab.insert(udp_key(11), Conn::new(d.clone(), [10, 0, 0, 1], 53, true, 3000))
-                .unwrap_err(),
+            tab.insert(
+                udp_key(11),
+                Conn::new(d.clone(), Ipv4Addr::new(10, 0, 0, 1), 53, true, 3000)
+            )
+            .unwrap_err(),
             TableFull
         );
         assert_eq!(tab.evicted(), 2);
@@ -782,7 +796,7 @@ mod tests {
         let mut tab = ConnTable::with_cap(3);
         for p in 0..3u16 {
             let c = tab
-                .insert(key(p), Conn::new(d.clone(), [10, 0, 0, 1], 80, false, 0))
+                .insert(key(p), Conn::new(d.clone(), Ipv4Addr::new(10, 0, 0, 1), 80, false, 0))
                 .unwrap();
             c.tcp_packet(SYN, false, false, &t, 0);
             c.tcp_packet(ACK, false, false, &t, 100);
@@ -790,7 +804,7 @@ mod tests {
         // A half-open entry (no ACK yet), idle a long time.
         tab.remove(&key(2));
         let c = tab
-            .insert(key(2), Conn::new(d.clone(), [10, 0, 0, 1], 80, false, 0))
+            .insert(key(2), Conn::new(d.clone(), Ipv4Addr::new(10, 0, 0, 1), 80, false, 0))
             .unwrap();
         c.tcp_packet(SYN, false, false, &t, 0);
         // At 1000 ms the established ones were heard from 900 ms ago: protected.
@@ -799,9 +813,12 @@ mod tests {
         }
         assert!(tab.make_room(1000), "the half-open entry goes");
         assert!(tab.get(&key(2)).is_none());
-        tab.insert(key(7), Conn::new(d.clone(), [10, 0, 0, 1], 80, false, 1000))
-            .unwrap()
-            .tcp_packet(SYN, false, false, &t, 1000);
+        tab.insert(
+            key(7),
+            Conn::new(d.clone(), Ipv4Addr::new(10, 0, 0, 1), 80, false, 1000),
+        )
+        .unwrap()
+        .tcp_packet(SYN, false, false, &t, 1000);
         tab.get_mut(&key(7)).unwrap().tcp_packet(ACK, false, false, &t, 1000);
         assert!(!tab.make_room(1400), "every entry is established and live");
         assert_eq!(tab.len(), 3);
@@ -809,17 +826,23 @@ mod tests {
         // entry heard from just now: the half-open one goes.
         tab.get_mut(&key(0)).unwrap().tcp_packet(ACK, false, false, &t, 1600);
         tab.remove(&key(7));
-        tab.insert(key(8), Conn::new(d.clone(), [10, 0, 0, 1], 80, false, 1650))
-            .unwrap()
-            .tcp_packet(SYN, false, false, &t, 1650);
+        tab.insert(
+            key(8),
+            Conn::new(d.clone(), Ipv4Addr::new(10, 0, 0, 1), 80, false, 1650),
+        )
+        .unwrap()
+        .tcp_packet(SYN, false, false, &t, 1650);
         assert!(tab.make_room(1700));
         assert!(
             tab.get(&key(8)).is_none() && tab.get(&key(1)).is_some(),
             "half-open first"
         );
-        tab.insert(key(9), Conn::new(d.clone(), [10, 0, 0, 1], 80, false, 1700))
-            .unwrap()
-            .tcp_packet(SYN, false, false, &t, 1700);
+        tab.insert(
+            key(9),
+            Conn::new(d.clone(), Ipv4Addr::new(10, 0, 0, 1), 80, false, 1700),
+        )
+        .unwrap()
+        .tcp_packet(SYN, false, false, &t, 1700);
         tab.get_mut(&key(9)).unwrap().tcp_packet(ACK, false, false, &t, 1700);
         assert!(tab.make_room(1800), "only established left: key 1, idle 1.3 s, may go");
         assert!(tab.get(&key(1)).is_none() && tab.get(&key(0)).is_some() && tab.get(&key(9)).is_some());
@@ -830,14 +853,20 @@ mod tests {
     fn same_tuple_replaces_and_reindexes_its_reply_tuple() {
         let d = dest(1, 1);
         let mut tab = ConnTable::with_cap(2);
-        tab.insert(key(5), Conn::new(d.clone(), [10, 0, 0, 1], 8080, false, 0))
+        tab.insert(key(5), Conn::new(d.clone(), Ipv4Addr::new(10, 0, 0, 1), 8080, false, 0))
             .unwrap();
-        tab.insert(key(5), Conn::new(d.clone(), [10, 0, 0, 2], 8081, false, 0))
+        tab.insert(key(5), Conn::new(d.clone(), Ipv4Addr::new(10, 0, 0, 2), 8081, false, 0))
             .unwrap();
         assert_eq!((tab.len(), tab.out_len(), d.inactive()), (1, 1, 1));
-        assert!(tab.get_out_mut(&key(5).out_key([10, 0, 0, 1], 8080)).is_none());
-        assert!(tab.get_out_mut(&key(5).out_key([10, 0, 0, 2], 8081)).is_some());
-        tab.insert(key(5), Conn::new(d.clone(), [10, 0, 0, 2], 8081, true, 0))
+        assert!(
+            tab.get_out_mut(&key(5).out_key(Ipv4Addr::new(10, 0, 0, 1), 8080))
+                .is_none()
+        );
+        assert!(
+            tab.get_out_mut(&key(5).out_key(Ipv4Addr::new(10, 0, 0, 2), 8081))
+                .is_some()
+        );
+        tab.insert(key(5), Conn::new(d.clone(), Ipv4Addr::new(10, 0, 0, 2), 8081, true, 0))
             .unwrap();
         assert_eq!((tab.len(), tab.out_len()), (1, 0), "a DR entry is not OUT-indexed");
     }
@@ -850,12 +879,12 @@ mod tests {
         let d = dest(1, 1);
         let mut tab = ConnTable::with_cap(8);
         let mut k2 = key(5);
-        k2.vaddr = [10, 0, 0, 101];
-        tab.insert(key(5), Conn::new(d.clone(), [10, 0, 0, 1], 8080, false, 0))
+        k2.vaddr = Ipv4Addr::new(10, 0, 0, 101);
+        tab.insert(key(5), Conn::new(d.clone(), Ipv4Addr::new(10, 0, 0, 1), 8080, false, 0))
             .unwrap();
-        tab.insert(k2, Conn::new(d.clone(), [10, 0, 0, 1], 8080, false, 0))
+        tab.insert(k2, Conn::new(d.clone(), Ipv4Addr::new(10, 0, 0, 1), 8080, false, 0))
             .unwrap();
-        let ok = key(5).out_key([10, 0, 0, 1], 8080);
+        let ok = key(5).out_key(Ipv4Addr::new(10, 0, 0, 1), 8080);
         assert_eq!((tab.len(), tab.out_len()), (2, 1));
         assert_eq!(tab.get_out_mut(&ok).unwrap().0, k2, "the newest connection");
         // Removing the older entry leaves the newer one's OUT index alone...
@@ -874,10 +903,11 @@ mod tests {
             let mut tab = ConnTable::with_cap(usize::MAX);
             for i in 0..n {
                 let k = ConnKey {
-                    caddr: i.to_be_bytes(),
+                    caddr: Ipv4Addr::from(i.to_be_bytes()),
                     ..key(i as u16)
                 };
-                tab.insert(k, Conn::new(d.clone(), [10, 0, 0, 1], 80, !nat, 0)).unwrap();
+                tab.insert(k, Conn::new(d.clone(), Ipv4Addr::new(10, 0, 0, 1), 80, !nat, 0))
+                    .unwrap();
             }
             let per = tab.heap_bytes() / n as usize;
             assert!(per <= 96, "{n} entries (NAT {nat}): {per} B each");
@@ -889,7 +919,7 @@ mod tests {
         let d = dest(1, 1);
         let t = Timeouts::default();
         let now = u64::from(u32::MAX) - 500;
-        let mut c = Conn::new(d, [10, 0, 0, 1], 53, true, now);
+        let mut c = Conn::new(d, Ipv4Addr::new(10, 0, 0, 1), 53, true, now);
         c.udp_packet(false, &t, now);
         assert!(!c.is_expired(now + 299_999));
         assert!(c.is_expired(now + 300_000));
@@ -901,7 +931,7 @@ mod tests {
     fn udp_rearms_300s() {
         let d = dest(1, 1);
         let t = Timeouts::default();
-        let mut c = Conn::new(d, [10, 0, 0, 1], 53, true, 0);
+        let mut c = Conn::new(d, Ipv4Addr::new(10, 0, 0, 1), 53, true, 0);
         c.udp_packet(false, &t, 5000);
         assert_eq!(c.expires_in_ms(0), 305_000);
         assert_eq!(c.expires_in(5000), 300);

@@ -22,6 +22,7 @@
 //! `expire_quiescent_template` is on) is invalidated: it no longer matches and is left
 //! to time out, still counted in `persistconns`.
 
+use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -38,9 +39,9 @@ pub struct TemplateKey {
     /// IP protocol (0 = IPPROTO_IP for fwmark services).
     pub proto: u8,
     /// Client address masked with the service netmask.
-    pub snet: [u8; 4],
+    pub snet: Ipv4Addr,
     /// VIP (or the fwmark as an address).
-    pub vaddr: [u8; 4],
+    pub vaddr: Ipv4Addr,
     /// Service port, or 0 for port-0 / FTP / fwmark services.
     pub vport: u16,
 }
@@ -344,8 +345,8 @@ mod tests {
     fn key() -> TemplateKey {
         TemplateKey {
             proto: 6,
-            snet: [192, 168, 1, 0],
-            vaddr: [10, 1, 1, 1],
+            snet: Ipv4Addr::new(192, 168, 1, 0),
+            vaddr: Ipv4Addr::new(10, 1, 1, 1),
             vport: 443,
         }
     }

@@ -13,6 +13,7 @@
 mod drop;
 mod tap;
 
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU32;
 
@@ -45,7 +46,7 @@ pub struct Iface {
     pub name: String,
     pub mac: MacAddr,
     /// IPv4 addresses of the interface (the first one is the director's DIP).
-    pub addrs: Vec<[u8; 4]>,
+    pub addrs: Vec<Ipv4Addr>,
     /// The interface's MTU as last read; the director follows changes at run time.
     pub mtu: Mtu,
 }
@@ -104,14 +105,14 @@ pub enum Verdict {
     Drop(DropReason),
     /// An ARP packet told us `ip` is at `mac` on `ifindex`: the neighbour manager may
     /// refresh an entry it already has (it never creates one from this).
-    Neigh { ifindex: u32, ip: [u8; 4], mac: MacAddr },
+    Neigh { ifindex: u32, ip: Ipv4Addr, mac: MacAddr },
 }
 
 /// Something a worker asks of the control thread (drained after each batch).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
     /// Resolve `ip` on `ifindex` by ARP (a NAT reply's next hop toward a client).
-    Solicit { ifindex: u32, ip: [u8; 4] },
+    Solicit { ifindex: u32, ip: Ipv4Addr },
 }
 
 /// Events kept per batch at most; more are dropped (the next packet asks again).

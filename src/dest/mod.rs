@@ -172,6 +172,19 @@ pub struct Dest {
     pub passive: PassiveFailures,
 }
 
+impl Dest {
+    /// The address as the IPv4 data plane uses it (`None` for an IPv6 real server):
+    /// the one place where a destination's family-generic address becomes the data
+    /// plane's [`Ipv4Addr`](std::net::Ipv4Addr).
+    #[inline]
+    pub fn v4(&self) -> Option<std::net::Ipv4Addr> {
+        match self.addr {
+            IpAddr::V4(a) => Some(a),
+            IpAddr::V6(_) => None,
+        }
+    }
+}
+
 /// A failure of a NAT real server seen in the traffic that passes the director
 /// (passive health checking; `crate::pipeline` detects them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

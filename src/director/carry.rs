@@ -74,12 +74,8 @@ fn parse_totals(w: &[&str]) -> Option<Totals> {
     })
 }
 
-fn v4(s: &str) -> Option<[u8; 4]> {
-    s.parse::<Ipv4Addr>().ok().map(|a| a.octets())
-}
-
-fn ip4(a: [u8; 4]) -> Ipv4Addr {
-    Ipv4Addr::from(a)
+fn v4(s: &str) -> Option<Ipv4Addr> {
+    s.parse::<Ipv4Addr>().ok()
 }
 
 /// Every service's and real server's counters.
@@ -130,8 +126,8 @@ pub fn export_templates(table: &ServiceTable, now_ms: u64) -> String {
         out.push_str(&format!(
             "tpl {} {} {} {} {svc} {raddr} {rport} {} {} {} {}\n",
             k.proto,
-            ip4(k.snet),
-            ip4(k.vaddr),
+            k.snet,
+            k.vaddr,
             k.vport,
             t.dport,
             t.expires_ms().saturating_sub(now_ms),
@@ -167,23 +163,17 @@ pub fn export_conns(table: &ServiceTable, worker: usize, conns: &ConnTable, now_
             continue;
         };
         let tpl = match &c.tpl {
-            Some(t) if !t.is_invalid() => format!(
-                "{}/{}/{}/{}",
-                t.key.proto,
-                ip4(t.key.snet),
-                ip4(t.key.vaddr),
-                t.key.vport
-            ),
+            Some(t) if !t.is_invalid() => format!("{}/{}/{}/{}", t.key.proto, t.key.snet, t.key.vaddr, t.key.vport),
             _ => "-".into(),
         };
         out.push_str(&format!(
             "conn {worker} {} {} {} {} {} {svc} {raddr} {rport} {} {} {} {} {} {} {tpl}\n",
             k.proto,
-            ip4(k.caddr),
+            k.caddr,
             k.cport,
-            ip4(k.vaddr),
+            k.vaddr,
             k.vport,
-            ip4(c.daddr),
+            c.daddr,
             c.dport,
             c.state as u8,
             c.flags,
@@ -195,17 +185,17 @@ pub fn export_conns(table: &ServiceTable, worker: usize, conns: &ConnTable, now_
 }
 
 /// Resolved neighbours.
-pub fn export_neigh(map: &ahash::AHashMap<(u32, [u8; 4]), [u8; 6]>) -> String {
+pub fn export_neigh(map: &ahash::AHashMap<(u32, Ipv4Addr), [u8; 6]>) -> String {
     let mut out = String::new();
     for ((ifindex, ip), mac) in map {
         let m = mac.map(|b| format!("{b:02x}")).join(":");
-        out.push_str(&format!("neigh {ifindex} {} {m}\n", ip4(*ip)));
+        out.push_str(&format!("neigh {ifindex} {} {m}\n", *ip));
     }
     out
 }
 
 /// The `neigh` lines of `text`.
-pub fn parse_neigh(text: &str) -> Vec<(u32, [u8; 4], [u8; 6])> {
+pub fn parse_neigh(text: &str) -> Vec<(u32, Ipv4Addr, [u8; 6])> {
     let mut v = Vec::new();
     for l in text.lines() {
         let w: Vec<&str> = l.split(' ').collect();
@@ -403,8 +393,8 @@ mod tests {
         d.stats.inbound(1, 40);
         let key = TemplateKey {
             proto: 6,
-            snet: [192, 168, 1, 10],
-            vaddr: [10, 0, 0, 1],
+            snet: Ipv4Addr::new(192, 168, 1, 10),
+            vaddr: Ipv4Addr::new(10, 0, 0, 1),
             vport: 80,
         };
         let tpl = (ta.conn_shared().templates)
@@ -414,12 +404,12 @@ mod tests {
         let mut w = Worker::new(1, 100);
         let ck = ConnKey {
             proto: 6,
-            caddr: [192, 168, 1, 10],
+            caddr: Ipv4Addr::new(192, 168, 1, 10),
             cport: 40000,
-            vaddr: [10, 0, 0, 1],
+            vaddr: Ipv4Addr::new(10, 0, 0, 1),
             vport: 80,
         };
-        let mut c = Conn::new(d.clone(), [10, 1, 0, 1], 8080, false, 1000);
+        let mut c = Conn::new(d.clone(), Ipv4Addr::new(10, 1, 0, 1), 8080, false, 1000);
         c.state = TcpState::Established;
         d.set_conn_active(true);
         c.flags |= conn_flags::ACTIVE;
@@ -483,10 +473,10 @@ mod tests {
     #[test]
     fn neighbours_round_trip() {
         let mut m = ahash::AHashMap::new();
-        m.insert((3, [10, 1, 0, 1]), [0x02, 0, 0, 0, 0xab, 0x01]);
+        m.insert((3, Ipv4Addr::new(10, 1, 0, 1)), [0x02, 0, 0, 0, 0xab, 0x01]);
         assert_eq!(
             parse_neigh(&export_neigh(&m)),
-            vec![(3, [10, 1, 0, 1], [0x02, 0, 0, 0, 0xab, 0x01])]
+            vec![(3, Ipv4Addr::new(10, 1, 0, 1), [0x02, 0, 0, 0, 0xab, 0x01])]
         );
     }
 

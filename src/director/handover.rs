@@ -459,7 +459,7 @@ pub struct Accepted {
     pub rings: Vec<OwnedFd>,
     /// The old director's live table ([`super::state::body`]).
     pub body: String,
-    pub neigh: Vec<(u32, [u8; 4], [u8; 6])>,
+    pub neigh: Vec<(u32, std::net::Ipv4Addr, [u8; 6])>,
     /// [`restore`] loaded `body` (the configurations matched).
     table_adopted: bool,
 }

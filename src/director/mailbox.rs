@@ -14,6 +14,7 @@
 //! installs templates (shared by all workers) itself, before the connections that
 //! they control.
 
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -46,7 +47,7 @@ pub enum Command {
 pub type Inbox = Receiver<Command>;
 
 /// Where each client endpoint's flow is handled: `(addr, port) -> worker`.
-pub type Router = Arc<dyn Fn([u8; 4], u16) -> usize + Send + Sync>;
+pub type Router = Arc<dyn Fn(Ipv4Addr, u16) -> usize + Send + Sync>;
 
 /// The director's handle on every worker's mailbox.
 #[derive(Clone)]
@@ -238,7 +239,7 @@ mod tests {
     use crate::pipeline::fixture::*;
     use crate::sync::flags;
 
-    fn rec(cport: u16, cl: [u8; 4]) -> SyncConn {
+    fn rec(cport: u16, cl: Ipv4Addr) -> SyncConn {
         SyncConn {
             protocol: 6,
             caddr: cl.into(),
@@ -264,7 +265,7 @@ mod tests {
         let (mb, inboxes) = mailboxes(n, fanout_router(n), sh.clone(), Instant::now());
         let mut ws: Vec<_> = (0..n).map(|i| Worker::new(i, 1000)).collect();
         let recs: Vec<_> = (0..60u16)
-            .map(|p| rec(10_000 + p, [192, 0, 2, (p % 7) as u8 + 1]))
+            .map(|p| rec(10_000 + p, Ipv4Addr::new(192, 0, 2, (p % 7) as u8 + 1)))
             .collect();
         let rep = mb.install(recs.clone(), 3);
         assert_eq!(rep, InstallReport::default(), "all queued");

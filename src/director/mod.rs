@@ -21,6 +21,7 @@ pub mod trace;
 pub mod vipwatch;
 pub mod worker;
 
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -151,7 +152,7 @@ pub fn rules_daemons(path: &std::path::Path) -> Result<Vec<crate::ipvsadm::Daemo
 }
 
 /// What the host kernel would do to the director's traffic, as warnings naming the fix.
-pub fn kernel_interference(ifaces: &[Iface], vips: &[[u8; 4]]) -> Vec<String> {
+pub fn kernel_interference(ifaces: &[Iface], vips: &[Ipv4Addr]) -> Vec<String> {
     let mut w = Vec::new();
     if std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").is_ok_and(|s| s.trim() == "1") {
         w.push(
@@ -164,7 +165,7 @@ pub fn kernel_interference(ifaces: &[Iface], vips: &[[u8; 4]]) -> Vec<String> {
     for v in vips {
         for i in &all {
             if i.ips.iter().any(|n| n.ip() == std::net::IpAddr::from(*v)) {
-                let ip = std::net::Ipv4Addr::from(*v);
+                let ip = *v;
                 w.push(format!(
                     "VIP {ip} is assigned to local interface {}: the kernel will answer clients itself (TCP RST, \
                      ICMP port unreachable) and race uvs's ARP replies. Fix: ip addr del {ip}/32 dev {} \
@@ -236,9 +237,9 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     };
     // VIPs whose ownership follows VRRP (issue 18): the held set is read (and then
     // followed) before the first frame.
-    let mut gated: Vec<[u8; 4]> = opts.vrrp_vips.iter().map(|a| a.octets()).collect();
+    let mut gated: Vec<Ipv4Addr> = opts.vrrp_vips.to_vec();
     if let Some(k) = &keepalived {
-        gated.extend(k.vrrp_vips().iter().map(|v| v.addr.octets()));
+        gated.extend(k.vrrp_vips().iter().map(|v| v.addr));
     }
     gated.sort_unstable();
     gated.dedup();
@@ -806,12 +807,12 @@ struct Control {
     /// One plain packet socket per interface for ARP requests and gratuitous ARP.
     arp_socks: Vec<(Iface, std::os::fd::OwnedFd)>,
     last_sync_ms: Option<u64>,
-    announced: Vec<[u8; 4]>,
+    announced: Vec<Ipv4Addr>,
     /// The workers' fanout steering ([`crate::ring::fanout`]).
     steering: Arc<crate::ring::fanout::Steering>,
     /// The VIPs the steering program knows.
-    steered: Option<Vec<[u8; 4]>>,
-    garp_rounds: Vec<([u8; 4], u64, u32)>,
+    steered: Option<Vec<Ipv4Addr>>,
+    garp_rounds: Vec<(Ipv4Addr, u64, u32)>,
     /// What the log has already said is not forwarded (said once each).
     warned: std::collections::HashSet<String>,
     /// The nft rule that drops the kernel's copy of VIP traffic, if installed.
@@ -869,7 +870,7 @@ impl Control {
 
     /// The neighbours the director this one takes over from had resolved: resolved
     /// here at once (an ARP request still goes to each, which confirms it).
-    fn adopt_neigh(&mut self, list: &[(u32, [u8; 4], [u8; 6])]) {
+    fn adopt_neigh(&mut self, list: &[(u32, Ipv4Addr, [u8; 6])]) {
         for &(ifindex, ip, _) in list {
             self.neigh.want((ifindex, ip), 0);
         }
@@ -935,7 +936,7 @@ impl Control {
             let Some((i, _)) = self.arp_socks.iter().find(|(i, _)| i.ifindex == ifindex) else {
                 continue;
             };
-            let src = i.addrs.first().copied().unwrap_or([0; 4]);
+            let src = i.addrs.first().copied().unwrap_or(Ipv4Addr::UNSPECIFIED);
             // A resolved neighbour is probed at its known MAC (see neigh.rs).
             let dst = known.unwrap_or(ethernet::BROADCAST);
             let n = arp::Repr::request(i.mac, src, ip).emit_frame(&mut buf, dst);
@@ -943,7 +944,7 @@ impl Control {
         }
     }
 
-    fn send_garp(&self, routes: &route::Routes, vip: [u8; 4]) {
+    fn send_garp(&self, routes: &route::Routes, vip: Ipv4Addr) {
         let via = routes.lookup(vip).map(|(name, _)| name.to_string());
         let mut buf = [0u8; 64];
         for (i, _) in &self.arp_socks {
@@ -1003,7 +1004,7 @@ impl Control {
             let std::net::IpAddr::V4(a) = d.addr else {
                 continue;
             };
-            let Some((name, hop)) = routes.lookup(a.octets()) else {
+            let Some((name, hop)) = routes.lookup(a) else {
                 d.out_ifindex.store(0, Ordering::Relaxed);
                 continue;
             };

@@ -25,6 +25,7 @@
 //! logged (at most once per [`CONFLICT_LOG_MS`] per address).
 
 use std::collections::HashMap;
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use crate::service::Dest;
@@ -62,7 +63,7 @@ pub const WANTED_MS: u64 = 600_000;
 pub const MAX_WANTED: usize = 4096;
 
 /// (ifindex, next-hop address).
-pub type NeighKey = (u32, [u8; 4]);
+pub type NeighKey = (u32, Ipv4Addr);
 
 /// A request to send: to `dst` (the known MAC: a unicast probe) or broadcast.
 pub type Solicitation = (NeighKey, Option<MacAddr>);
@@ -147,7 +148,7 @@ impl Neighbours {
 
     /// An ARP packet said `ip` is at `mac` on `ifindex`. Returns true if it was used
     /// (see the module documentation for the policy).
-    pub fn on_arp(&mut self, ifindex: u32, ip: [u8; 4], mac: MacAddr, now_ms: u64) -> bool {
+    pub fn on_arp(&mut self, ifindex: u32, ip: Ipv4Addr, mac: MacAddr, now_ms: u64) -> bool {
         let Some(e) = self.entries.get_mut(&(ifindex, ip)) else {
             return false;
         };
@@ -167,7 +168,7 @@ impl Neighbours {
                     e.conflict_logged_ms = Some(now_ms);
                     tracing::warn!(
                         "ARP conflict: {} claimed by {} while it is at {} (ignored; total conflicts {})",
-                        std::net::Ipv4Addr::from(ip),
+                        ip,
                         mac_str(&mac),
                         mac_str(&known),
                         self.conflicts
@@ -216,7 +217,7 @@ impl Neighbours {
             {
                 tracing::warn!(
                     "neighbour {} ({}) did not answer {UCAST_PROBES} probes: resolving it again",
-                    std::net::Ipv4Addr::from(k.1),
+                    k.1,
                     mac_str(&known)
                 );
                 e.mac = None;
@@ -274,18 +275,21 @@ mod tests {
     fn wanted_entries_resolve_and_expire() {
         let mut n = Neighbours::default();
         n.set_users(vec![]);
-        assert!(!n.on_arp(3, [192, 0, 2, 1], [7; 6], 0), "not asked for yet");
-        n.want((3, [192, 0, 2, 1]), 0);
-        assert_eq!(n.due(0), vec![((3, [192, 0, 2, 1]), None)]);
-        assert!(n.on_arp(3, [192, 0, 2, 1], [7; 6], 10));
+        assert!(
+            !n.on_arp(3, Ipv4Addr::new(192, 0, 2, 1), [7; 6], 0),
+            "not asked for yet"
+        );
+        n.want((3, Ipv4Addr::new(192, 0, 2, 1)), 0);
+        assert_eq!(n.due(0), vec![((3, Ipv4Addr::new(192, 0, 2, 1)), None)]);
+        assert!(n.on_arp(3, Ipv4Addr::new(192, 0, 2, 1), [7; 6], 10));
         assert!(n.dirty);
-        assert_eq!(n.resolved_map().get(&(3, [192, 0, 2, 1])), Some(&[7; 6]));
+        assert_eq!(n.resolved_map().get(&(3, Ipv4Addr::new(192, 0, 2, 1))), Some(&[7; 6]));
         n.set_users(vec![]);
         assert_eq!(n.resolved_map().len(), 1, "a route sync keeps wanted entries");
         n.due(WANTED_MS + 1);
         assert!(n.resolved_map().is_empty(), "forgotten when unused");
         for i in 0..2 * MAX_WANTED as u32 {
-            n.want((3, i.to_be_bytes()), WANTED_MS + 2);
+            n.want((3, Ipv4Addr::from(i.to_be_bytes())), WANTED_MS + 2);
         }
         assert_eq!(n.due(WANTED_MS + 2).len(), MAX_WANTED, "bounded");
     }
@@ -294,34 +298,34 @@ mod tests {
     fn solicited_only_refresh_and_probe() {
         let mut n = Neighbours::default();
         let d = dest(11, 1);
-        let k = (2, [10, 0, 0, 11]);
+        let k = (2, Ipv4Addr::new(10, 0, 0, 11));
         n.set_users(vec![(k, d.clone())]);
         // Unsolicited claim for an address we never asked about: ignored.
-        assert!(!n.on_arp(2, [10, 0, 0, 99], [9; 6], 0));
+        assert!(!n.on_arp(2, Ipv4Addr::new(10, 0, 0, 99), [9; 6], 0));
         assert_eq!(n.due(0), vec![(k, None)], "broadcast while unresolved");
         assert!(n.due(500).is_empty(), "retry interval");
         assert_eq!(n.due(1000).len(), 1);
         assert!(
-            !n.on_arp(2, [10, 0, 0, 11], [1; 6], 2100),
+            !n.on_arp(2, Ipv4Addr::new(10, 0, 0, 11), [1; 6], 2100),
             "answer after the retry interval"
         );
         assert_eq!(n.due(2100).len(), 1);
-        assert!(n.on_arp(2, [10, 0, 0, 11], [1; 6], 2200));
+        assert!(n.on_arp(2, Ipv4Addr::new(10, 0, 0, 11), [1; 6], 2200));
         assert_eq!(d.mac(), Some([1; 6]));
         // Another MAC claims the server (reply, gratuitous, or an answer to our own
         // request): a conflict, ignored and counted; the known MAC is a confirmation.
-        assert!(!n.on_arp(2, [10, 0, 0, 11], [6; 6], 2300));
+        assert!(!n.on_arp(2, Ipv4Addr::new(10, 0, 0, 11), [6; 6], 2300));
         assert_eq!((d.mac(), n.conflicts), (Some([1; 6]), 1), "no poisoning");
-        assert!(n.on_arp(2, [10, 0, 0, 11], [1; 6], 2300));
+        assert!(n.on_arp(2, Ipv4Addr::new(10, 0, 0, 11), [1; 6], 2300));
         assert!(n.due(2300 + REFRESH_MS - 1).is_empty());
         // Refresh: a unicast probe to the known MAC, answered by it.
         let t = 2300 + REFRESH_MS;
         assert_eq!(n.due(t), vec![(k, Some([1; 6]))]);
         assert!(
-            !n.on_arp(2, [10, 0, 0, 11], [6; 6], t + 1),
+            !n.on_arp(2, Ipv4Addr::new(10, 0, 0, 11), [6; 6], t + 1),
             "a storm answering the probe"
         );
-        assert!(n.on_arp(2, [10, 0, 0, 11], [1; 6], t + 2));
+        assert!(n.on_arp(2, Ipv4Addr::new(10, 0, 0, 11), [1; 6], t + 2));
         assert!(n.due(t + 2 * RETRY_MS).is_empty(), "confirmed");
         assert_eq!(d.mac(), Some([1; 6]));
     }
@@ -330,30 +334,33 @@ mod tests {
     fn a_moved_server_is_found_after_three_missed_probes() {
         let mut n = Neighbours::default();
         let d = dest(11, 1);
-        let k = (2, [10, 0, 0, 11]);
+        let k = (2, Ipv4Addr::new(10, 0, 0, 11));
         n.set_users(vec![(k, d.clone())]);
         n.due(0);
-        assert!(n.on_arp(2, [10, 0, 0, 11], [1; 6], 10));
+        assert!(n.on_arp(2, Ipv4Addr::new(10, 0, 0, 11), [1; 6], 10));
         n.dirty = false;
         // The old MAC goes silent; a new one answers every request (and floods).
         let mut t = 10 + REFRESH_MS;
         for probe in 0..UCAST_PROBES {
             assert_eq!(n.due(t), vec![(k, Some([1; 6]))], "probe {probe}");
-            assert!(!n.on_arp(2, [10, 0, 0, 11], [2; 6], t + 1), "not while probes are due");
+            assert!(
+                !n.on_arp(2, Ipv4Addr::new(10, 0, 0, 11), [2; 6], t + 1),
+                "not while probes are due"
+            );
             assert_eq!(d.mac(), Some([1; 6]));
             t += RETRY_MS;
         }
         assert_eq!(n.due(t), vec![(k, None)], "given up: broadcast");
         assert_eq!(d.mac(), None);
         assert!(n.dirty);
-        assert!(n.on_arp(2, [10, 0, 0, 11], [2; 6], t + 1));
+        assert!(n.on_arp(2, Ipv4Addr::new(10, 0, 0, 11), [2; 6], t + 1));
         assert_eq!(d.mac(), Some([2; 6]));
         assert!(t + 1 - 10 <= REFRESH_MS + 3 * RETRY_MS + 1, "within about 33 s");
         // One missed probe and then an answer: the count starts again.
         let t = t + 1 + REFRESH_MS;
         assert_eq!(n.due(t).len(), 1);
         assert_eq!(n.due(t + RETRY_MS), vec![(k, Some([2; 6]))]);
-        assert!(n.on_arp(2, [10, 0, 0, 11], [2; 6], t + RETRY_MS + 1));
+        assert!(n.on_arp(2, Ipv4Addr::new(10, 0, 0, 11), [2; 6], t + RETRY_MS + 1));
         assert_eq!(n.get(&k).unwrap().misses, 0);
     }
 }

@@ -2,15 +2,16 @@
 //! reading thread's network namespace), and longest-prefix lookups on it.
 
 use std::io;
+use std::net::Ipv4Addr;
 
 /// One route.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
     pub iface: String,
-    pub dst: u32,
-    pub mask: u32,
-    /// 0 for on-link routes.
-    pub gateway: u32,
+    pub dst: Ipv4Addr,
+    pub mask: Ipv4Addr,
+    /// Unspecified (0.0.0.0) for on-link routes.
+    pub gateway: Ipv4Addr,
     pub metric: u32,
 }
 
@@ -23,8 +24,8 @@ pub struct Routes {
 const RTF_UP: u32 = 0x0001;
 
 /// The kernel prints a `__be32` as a native-endian number: recover the address.
-fn net_order(printed: u32) -> u32 {
-    u32::from_be_bytes(printed.to_ne_bytes())
+fn net_order(printed: u32) -> Ipv4Addr {
+    Ipv4Addr::from(printed.to_ne_bytes())
 }
 
 impl Routes {
@@ -75,14 +76,14 @@ impl Routes {
     }
 
     /// Longest-prefix match, then lowest metric: (interface, next-hop address).
-    pub fn lookup(&self, addr: [u8; 4]) -> Option<(&str, [u8; 4])> {
-        let a = u32::from_be_bytes(addr);
+    pub fn lookup(&self, addr: Ipv4Addr) -> Option<(&str, Ipv4Addr)> {
+        let (a, m) = (addr.to_bits(), |r: &Route| r.mask.to_bits());
         let r = self
             .routes
             .iter()
-            .filter(|r| a & r.mask == r.dst & r.mask)
-            .min_by_key(|r| (std::cmp::Reverse(r.mask.count_ones()), r.metric))?;
-        let hop = if r.gateway != 0 { r.gateway.to_be_bytes() } else { addr };
+            .filter(|r| a & m(r) == r.dst.to_bits() & m(r))
+            .min_by_key(|r| (std::cmp::Reverse(m(r).count_ones()), r.metric))?;
+        let hop = if r.gateway.is_unspecified() { addr } else { r.gateway };
         Some((r.iface.as_str(), hop))
     }
 }
@@ -100,10 +101,22 @@ eth2\t0000000A\t00000000\t0001\t0\t0\t5\t0000FFFF\t0\t0\t0\n";
     #[test]
     fn longest_prefix_then_gateway() {
         let r = Routes::parse(TABLE);
-        assert_eq!(r.lookup([192, 168, 1, 20]), Some(("eth0", [192, 168, 1, 20])));
-        assert_eq!(r.lookup([10, 0, 0, 7]), Some(("eth1", [10, 0, 0, 7])));
-        assert_eq!(r.lookup([10, 0, 9, 7]), Some(("eth2", [10, 0, 9, 7])));
-        assert_eq!(r.lookup([8, 8, 8, 8]), Some(("eth0", [192, 168, 1, 1])));
-        assert_eq!(Routes::parse("header\n").lookup([1, 2, 3, 4]), None);
+        assert_eq!(
+            r.lookup(Ipv4Addr::new(192, 168, 1, 20)),
+            Some(("eth0", Ipv4Addr::new(192, 168, 1, 20)))
+        );
+        assert_eq!(
+            r.lookup(Ipv4Addr::new(10, 0, 0, 7)),
+            Some(("eth1", Ipv4Addr::new(10, 0, 0, 7)))
+        );
+        assert_eq!(
+            r.lookup(Ipv4Addr::new(10, 0, 9, 7)),
+            Some(("eth2", Ipv4Addr::new(10, 0, 9, 7)))
+        );
+        assert_eq!(
+            r.lookup(Ipv4Addr::new(8, 8, 8, 8)),
+            Some(("eth0", Ipv4Addr::new(192, 168, 1, 1)))
+        );
+        assert_eq!(Routes::parse("header\n").lookup(Ipv4Addr::new(1, 2, 3, 4)), None);
     }
 }

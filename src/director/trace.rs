@@ -94,7 +94,7 @@ fn headers(s: &Seen) -> String {
 /// TCP over IPv4 and the filter passes. Pure: unit-tested on fixture frames.
 pub fn line(rx: &[u8], tx: &[u8], svcs: &ServiceTable, f: &TraceFilter) -> Option<String> {
     let (a, b) = (decode(rx)?, decode(tx)?);
-    let to_vip = svcs.is_vip(a.dst);
+    let to_vip = svcs.is_vip(a.dst.into());
     let (vip, vport, client) = if to_vip {
         (a.dst, a.dport, a.src)
     } else {

@@ -7,6 +7,7 @@
 //! fresh dump.
 
 use std::collections::HashSet;
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -20,25 +21,29 @@ use crate::pipeline::Shared;
 use crate::pipeline::vipgate::GateState;
 
 /// An IPv4 address on an interface: (ifindex, address).
-type IfAddr = (u32, [u8; 4]);
+type IfAddr = (u32, Ipv4Addr);
 
 /// The address an `RTM_NEWADDR`/`RTM_DELADDR` message is about (IPv4 only).
 fn ifaddr(m: &AddressMessage) -> Option<IfAddr> {
     // IFA_LOCAL is the interface's own address; IFA_ADDRESS is the peer's on a
     // point-to-point link (and the same as IFA_LOCAL otherwise).
     let local = m.attributes.iter().find_map(|a| match a {
-        AddressAttribute::Local(std::net::IpAddr::V4(v)) => Some(v.octets()),
+        AddressAttribute::Local(std::net::IpAddr::V4(v)) => Some(*v),
         _ => None,
     });
     let addr = m.attributes.iter().find_map(|a| match a {
-        AddressAttribute::Address(std::net::IpAddr::V4(v)) => Some(v.octets()),
+        AddressAttribute::Address(std::net::IpAddr::V4(v)) => Some(*v),
         _ => None,
     });
     Some((m.header.index, local.or(addr)?))
 }
 
 /// The gated VIPs present on one of `ifindexes`.
-pub fn held(addrs: &HashSet<IfAddr>, gated: &ahash::AHashSet<[u8; 4]>, ifindexes: &[u32]) -> ahash::AHashSet<[u8; 4]> {
+pub fn held(
+    addrs: &HashSet<IfAddr>,
+    gated: &ahash::AHashSet<Ipv4Addr>,
+    ifindexes: &[u32],
+) -> ahash::AHashSet<Ipv4Addr> {
     addrs
         .iter()
         .filter(|(i, a)| ifindexes.contains(i) && gated.contains(a))
@@ -88,7 +93,7 @@ fn dump() -> std::io::Result<HashSet<IfAddr>> {
 
 pub struct VipWatch {
     shared: Arc<Shared>,
-    gated: ahash::AHashSet<[u8; 4]>,
+    gated: ahash::AHashSet<Ipv4Addr>,
     ifindexes: Vec<u32>,
     sock: Socket,
     addrs: HashSet<IfAddr>,
@@ -97,7 +102,7 @@ pub struct VipWatch {
 impl VipWatch {
     /// Subscribe, read the state and publish it: before this returns, the workers
     /// know which gated VIPs are held.
-    pub fn start(shared: Arc<Shared>, gated: &[[u8; 4]], ifindexes: Vec<u32>) -> Result<VipWatch, String> {
+    pub fn start(shared: Arc<Shared>, gated: &[Ipv4Addr], ifindexes: Vec<u32>) -> Result<VipWatch, String> {
         let mut sock = Socket::new(NETLINK_ROUTE).map_err(|e| format!("rtnetlink socket: {e}"))?;
         sock.bind(&SocketAddr::new(0, libc::RTMGRP_IPV4_IFADDR as u32))
             .map_err(|e| format!("rtnetlink: subscribing to address changes: {e}"))?;
@@ -122,7 +127,7 @@ impl VipWatch {
         let mut all: Vec<_> = self.gated.iter().copied().collect();
         all.sort_unstable();
         for v in all {
-            let ip = std::net::Ipv4Addr::from(v);
+            let ip = v;
             match (first, old.held.contains(&v), held.contains(&v)) {
                 (true, _, true) => tracing::warn!(
                     "VIP {ip} is on this director's interface at start: serving it as keepalived's MASTER. \
@@ -209,16 +214,19 @@ mod tests {
 
     #[test]
     fn only_gated_vips_on_the_directors_interfaces_are_held() {
-        let gated: ahash::AHashSet<_> = [[10, 0, 0, 100], [10, 0, 0, 101]].into_iter().collect();
+        let gated: ahash::AHashSet<_> = [[10, 0, 0, 100], [10, 0, 0, 101]]
+            .into_iter()
+            .map(Ipv4Addr::from)
+            .collect();
         let addrs: HashSet<IfAddr> = [
-            (2, [10, 0, 0, 2]),   // the DIP
-            (2, [10, 0, 0, 100]), // a gated VIP on our interface
-            (9, [10, 0, 0, 101]), // a gated VIP on another interface
+            (2, Ipv4Addr::new(10, 0, 0, 2)),   // the DIP
+            (2, Ipv4Addr::new(10, 0, 0, 100)), // a gated VIP on our interface
+            (9, Ipv4Addr::new(10, 0, 0, 101)), // a gated VIP on another interface
         ]
         .into_iter()
         .collect();
         let h = held(&addrs, &gated, &[2, 3]);
-        assert_eq!(h, [[10, 0, 0, 100]].into_iter().collect());
+        assert_eq!(h, [[10, 0, 0, 100]].into_iter().map(Ipv4Addr::from).collect());
     }
 
     #[test]
@@ -226,7 +234,7 @@ mod tests {
         // Loopback's 127.0.0.1 is in every namespace with lo up, root or not.
         let a = dump().expect("address dump");
         if std::fs::read_to_string("/sys/class/net/lo/operstate").is_ok() {
-            assert!(a.iter().any(|(_, ip)| *ip == [127, 0, 0, 1]), "{a:?}");
+            assert!(a.iter().any(|(_, ip)| *ip == Ipv4Addr::LOCALHOST), "{a:?}");
         }
     }
 }

@@ -19,9 +19,13 @@ use crate::service::ServiceTable;
 #[derive(Debug, Clone, Copy)]
 pub enum ControlEvent {
     /// An ARP packet said `ip` is at `mac`.
-    Neigh { ifindex: u32, ip: [u8; 4], mac: [u8; 6] },
+    Neigh {
+        ifindex: u32,
+        ip: std::net::Ipv4Addr,
+        mac: [u8; 6],
+    },
     /// Please resolve `ip` on `ifindex`.
-    Solicit { ifindex: u32, ip: [u8; 4] },
+    Solicit { ifindex: u32, ip: std::net::Ipv4Addr },
 }
 
 /// Frames held while their next hop is being resolved: at most this many per worker,

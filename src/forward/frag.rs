@@ -17,7 +17,7 @@
 //! buffer, then cut; nothing is allocated.
 
 use crate::dataplane::{DropReason, Emit, Iface, Verdict};
-use crate::wire::{MacAddr, checksum, ethernet, ipv4};
+use crate::wire::{MacAddr, ethernet, ipv4};
 
 /// Largest IPv4 packet.
 const MAX_PACKET: usize = 65535;
@@ -45,8 +45,10 @@ pub fn emit_fragmented<E: Emit>(
     }
     edit(whole);
     // Only an aggregate gets here with DF (pre_xmit_checks refused the others).
-    let (df, proto) = (whole[6] & 0x40 != 0, whole[9]);
-    if df && proto == ipv4::proto::TCP {
+    let Ok(p) = ipv4::Header::new_checked(&*whole) else {
+        return Verdict::Drop(DropReason::TruncatedIpv4);
+    };
+    if p.dont_frag() && p.protocol() == ipv4::proto::TCP {
         return segment_tcp(out, oif, dst_mac, whole);
     }
     fragment(out, oif, dst_mac, whole)
@@ -64,7 +66,10 @@ pub fn emit_fragmented<E: Emit>(
 /// director's interfaces (`ethtool -K IFACE gro off lro off`), as for any
 /// AF_PACKET forwarder.
 pub fn is_aggregate(rx_mtu: u32, csum_partial: bool, ip: &[u8]) -> bool {
-    csum_partial && ip.len() > rx_mtu as usize && ip.len() > ipv4::MIN_HEADER_LEN && ip[9] == ipv4::proto::TCP
+    csum_partial
+        && ip.len() > rx_mtu as usize
+        && ip.len() > ipv4::MIN_HEADER_LEN
+        && ipv4::peek(ip).is_some_and(|(_, _, proto)| proto == ipv4::proto::TCP)
 }
 
 /// Software TCP segmentation (GSO) of the edited aggregate `ip`: segments of at most
@@ -75,9 +80,12 @@ pub fn segment_tcp<E: Emit>(out: &mut E, oif: &Iface, dst_mac: MacAddr, ip: &[u8
     let Ok(p) = ipv4::Packet::new_checked(ip) else {
         return Verdict::Drop(DropReason::TruncatedIpv4);
     };
-    let (hl, tl, src, dst, id0) = (p.header_len(), p.total_len(), p.src(), p.dst(), p.ident());
-    let tcp = &ip[hl..tl];
-    let thl = tcp.get(12).map_or(0, |b| usize::from(b >> 4) * 4);
+    let (hl, src, dst, id0) = (p.header_len(), p.src(), p.dst(), p.ident());
+    let tcp = p.payload();
+    let Some(th) = l4::Header::new_checked(ipv4::proto::TCP, tcp) else {
+        return Verdict::Drop(DropReason::TruncatedL4);
+    };
+    let thl = th.header_len();
     if thl < l4::TCP_MIN_LEN || thl > tcp.len() {
         return Verdict::Drop(DropReason::TruncatedL4);
     }
@@ -87,8 +95,7 @@ pub fn segment_tcp<E: Emit>(out: &mut E, oif: &Iface, dst_mac: MacAddr, ip: &[u8
     }
     let mss = mtu - hl - thl;
     let payload = &tcp[thl..];
-    let seq0 = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
-    let flags = tcp[13];
+    let (seq0, flags) = (th.seq(), th.flags());
     let mut off = 0;
     let mut i: u16 = 0;
     loop {
@@ -101,14 +108,9 @@ pub fn segment_tcp<E: Emit>(out: &mut E, oif: &Iface, dst_mac: MacAddr, ip: &[u8
             Err(v) => return v,
         };
         b[..hl].copy_from_slice(&ip[..hl]);
-        b[2..4].copy_from_slice(&(total as u16).to_be_bytes());
-        b[4..6].copy_from_slice(&id0.wrapping_add(i).to_be_bytes());
-        b[10..12].copy_from_slice(&[0, 0]);
-        let c = checksum::checksum(&b[..hl]);
-        b[10..12].copy_from_slice(&c.to_be_bytes());
         let t = &mut b[hl..];
         t[..thl].copy_from_slice(&tcp[..thl]);
-        t[4..8].copy_from_slice(&seq0.wrapping_add(off as u32).to_be_bytes());
+        t[thl..].copy_from_slice(&payload[off..off + n]);
         let mut f = flags;
         if !last {
             f &= !(tcp_flags::FIN | tcp_flags::PSH);
@@ -116,10 +118,16 @@ pub fn segment_tcp<E: Emit>(out: &mut E, oif: &Iface, dst_mac: MacAddr, ip: &[u8
         if i > 0 {
             f &= !0x80; // CWR
         }
-        t[13] = f;
-        t[thl..].copy_from_slice(&payload[off..off + n]);
-        let c = l4::full_checksum(ipv4::proto::TCP, src, dst, t);
-        t[16..18].copy_from_slice(&c.to_be_bytes());
+        if let Some(mut th) = l4::Header::new_checked(ipv4::proto::TCP, &mut *t) {
+            th.set_seq(seq0.wrapping_add(off as u32));
+            th.set_flags(f);
+            th.fill_checksum(src, dst);
+        }
+        if let Ok(mut h) = ipv4::Header::new_checked(&mut *b) {
+            h.set_total_len(total as u16);
+            h.set_ident(id0.wrapping_add(i));
+            h.fill_checksum();
+        }
         out.commit(oif.ifindex, len);
         off += n;
         i = i.wrapping_add(1);
@@ -145,7 +153,7 @@ pub fn fragment<E: Emit>(out: &mut E, oif: &Iface, dst_mac: MacAddr, ip: &[u8]) 
     // The original packet may itself be a fragment: offsets add up and the last piece
     // keeps its MF bit.
     let (orig_off, orig_mf) = (usize::from(p.frag_offset()) * 8, p.more_frags());
-    let flags_keep = u16::from_be_bytes([ip[6], ip[7]]) & 0x8000; // reserved bit
+    let flags_keep = p.flags_frag() & 0x8000; // reserved bit
     let mut header = [0u8; 60];
     header[..hl].copy_from_slice(&ip[..hl]);
     let mut off = 0;
@@ -159,13 +167,13 @@ pub fn fragment<E: Emit>(out: &mut E, oif: &Iface, dst_mac: MacAddr, ip: &[u8]) 
             Err(v) => return v,
         };
         b[..hl].copy_from_slice(&header[..hl]);
-        b[2..4].copy_from_slice(&(total as u16).to_be_bytes());
         let mf = if !last || orig_mf { 0x2000 } else { 0 };
         let fo = flags_keep | mf | (((orig_off + off) / 8) as u16 & 0x1fff);
-        b[6..8].copy_from_slice(&fo.to_be_bytes());
-        b[10..12].copy_from_slice(&[0, 0]);
-        let c = checksum::checksum(&b[..hl]);
-        b[10..12].copy_from_slice(&c.to_be_bytes());
+        if let Ok(mut h) = ipv4::Header::new_checked(&mut *b) {
+            h.set_total_len(total as u16);
+            h.set_flags_frag(fo);
+            h.fill_checksum();
+        }
         b[hl..].copy_from_slice(&payload[off..off + n]);
         out.commit(oif.ifindex, len);
         if off == 0 {
@@ -205,13 +213,14 @@ fn nop_uncopied_options(opts: &mut [u8]) {
 mod tests {
     use super::*;
     use crate::pipeline::fixture::VecEmit;
+    use std::net::Ipv4Addr;
 
     fn iface(mtu: u32) -> Iface {
         Iface {
             ifindex: 2,
             name: "eth0".into(),
             mac: [2, 0, 0, 0, 0, 2],
-            addrs: vec![[10, 0, 0, 2]],
+            addrs: vec![Ipv4Addr::new(10, 0, 0, 2)],
             mtu: mtu.into(),
         }
     }
@@ -228,15 +237,13 @@ mod tests {
             dont_frag: false,
             ttl: 64,
             protocol: 17,
-            src: [192, 0, 2, 1],
-            dst: [10, 0, 0, 100],
+            src: Ipv4Addr::new(192, 0, 2, 1),
+            dst: Ipv4Addr::new(10, 0, 0, 100),
         }
         .emit(&mut v);
         v[0] = 0x40 | (hl / 4) as u8;
         v[20..hl].copy_from_slice(opts);
-        v[10..12].copy_from_slice(&[0, 0]);
-        let c = checksum::checksum(&v[..hl]);
-        v[10..12].copy_from_slice(&c.to_be_bytes());
+        ipv4::Header::new_checked(&mut v[..]).unwrap().fill_checksum();
         for (i, b) in v[hl..].iter_mut().enumerate() {
             *b = i as u8;
         }
@@ -327,8 +334,8 @@ mod tests {
             dont_frag: true,
             ttl: 64,
             protocol: 6,
-            src: [10, 0, 0, 11],
-            dst: [192, 0, 2, 10],
+            src: Ipv4Addr::new(10, 0, 0, 11),
+            dst: Ipv4Addr::new(192, 0, 2, 10),
         }
         .emit(&mut ip);
         ip[24..28].copy_from_slice(&1000u32.to_be_bytes());

@@ -74,18 +74,11 @@ pub fn pre_xmit_checks<E: Emit>(
         return Err(Verdict::Drop(DropReason::TruncatedIpv4));
     };
     if p.ttl() <= 1 {
-        send_icmp(rx, ip, icmp::TYPE_TIME_EXCEEDED, icmp::CODE_TTL_EXCEEDED, 0, out);
+        send_icmp(rx, ip, icmp::Message::TTL_EXCEEDED, out);
         return Err(Verdict::Drop(DropReason::TtlExceeded));
     }
     if p.dont_frag() && p.total_len() as u32 > mtu {
-        send_icmp(
-            rx,
-            ip,
-            icmp::TYPE_DEST_UNREACH,
-            icmp::CODE_FRAG_NEEDED,
-            next_hop_mtu & 0xffff,
-            out,
-        );
+        send_icmp(rx, ip, icmp::Message::frag_needed(next_hop_mtu), out);
         return Err(Verdict::Drop(DropReason::FragNeeded));
     }
     Ok(())
@@ -93,13 +86,13 @@ pub fn pre_xmit_checks<E: Emit>(
 
 /// Send an ICMP error about `ip` back to its source, from the address it was sent to
 /// (the VIP), via the previous hop.
-pub fn send_icmp<E: Emit>(rx: &RxCtx<'_>, ip: &[u8], icmp_type: u8, code: u8, rest: u32, out: &mut E) {
+pub fn send_icmp<E: Emit>(rx: &RxCtx<'_>, ip: &[u8], msg: icmp::Message, out: &mut E) {
     let Ok(p) = ipv4::Packet::new_checked(ip) else {
         return;
     };
     let ifx = rx.iface.ifindex;
     if let Some(buf) = out.buffer(ifx)
-        && let Some(n) = icmp::emit_error(buf, rx.eth_src, rx.iface.mac, p.dst(), icmp_type, code, rest, ip)
+        && let Some(n) = icmp::emit_error(buf, rx.eth_src, rx.iface.mac, p.dst(), msg, ip)
     {
         out.commit(ifx, n);
     }

@@ -5,9 +5,10 @@
 //! about a NAT connection are translated in both the outer and the quoted header
 //! (`ip_vs_core.c: ip_vs_nat_icmp`).
 
-use super::{RxCtx, complete_l4_checksum, pre_xmit_checks};
+use super::{RxCtx, pre_xmit_checks};
 use crate::dataplane::{Emit, Iface, Verdict};
-use crate::wire::{MacAddr, checksum, ethernet, ipv4, l4};
+use crate::wire::{MacAddr, checksum, ethernet, icmp, ipv4, l4};
+use std::net::Ipv4Addr;
 
 /// Which end of the packet to rewrite.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,7 +20,7 @@ pub enum Side {
 /// Rewrite an address and port of a TCP/UDP packet in place, patching the IP header
 /// checksum and the L4 checksum. `csum_partial`: the L4 checksum was only a pseudo-
 /// header sum; it is then computed in full.
-pub fn rewrite(ip: &mut [u8], side: Side, addr: [u8; 4], port: u16, csum_partial: bool) {
+pub fn rewrite(ip: &mut [u8], side: Side, addr: Ipv4Addr, port: u16, csum_partial: bool) {
     let Ok(mut p) = ipv4::Packet::new_checked(&mut *ip) else {
         return;
     };
@@ -27,27 +28,24 @@ pub fn rewrite(ip: &mut [u8], side: Side, addr: [u8; 4], port: u16, csum_partial
         Side::Src => p.set_src_incremental(addr),
         Side::Dst => p.set_dst_incremental(addr),
     };
-    let (proto, hl, tl) = (p.protocol(), p.header_len(), p.total_len());
-    let Some(min) = l4::min_header_len(proto) else { return };
-    if tl - hl < min {
+    let (proto, src, dst) = (p.protocol(), p.src(), p.dst());
+    let Some(mut h) = l4::Header::new_checked(proto, p.payload_mut()) else {
+        return;
+    };
+    let old_port = match side {
+        Side::Src => h.src_port(),
+        Side::Dst => h.dst_port(),
+    };
+    match side {
+        Side::Src => h.set_src_port(port),
+        Side::Dst => h.set_dst_port(port),
+    }
+    if csum_partial || (proto == ipv4::proto::UDP && h.checksum() == 0) {
+        // Offload left only a pseudo-header sum, or UDP had none: compute it in full.
+        h.fill_checksum(src, dst);
         return;
     }
-    let l4b = &mut ip[hl..tl];
-    let port_at = if side == Side::Src { 0 } else { 2 };
-    let old_port = u16::from_be_bytes([l4b[port_at], l4b[port_at + 1]]);
-    l4b[port_at..port_at + 2].copy_from_slice(&port.to_be_bytes());
-    let off = l4::checksum_offset(proto);
-    let c = u16::from_be_bytes([l4b[off], l4b[off + 1]]);
-    if csum_partial || (proto == ipv4::proto::UDP && c == 0) {
-        complete_l4_checksum(ip);
-        return;
-    }
-    let c = checksum::update32(c, u32::from_be_bytes(old), u32::from_be_bytes(addr));
-    let mut c = checksum::update16(c, old_port, port);
-    if proto == ipv4::proto::UDP && c == 0 {
-        c = 0xffff;
-    }
-    l4b[off..off + 2].copy_from_slice(&c.to_be_bytes());
+    h.patch_checksum(old, addr, old_port, port);
 }
 
 /// Does the TCP/UDP checksum of `ip` (a checked IPv4 packet) verify? NAT checks it
@@ -112,13 +110,12 @@ pub fn emit_ip<E: Emit>(
 }
 
 /// Request: client -> VIP:vport becomes client -> RIP:rport.
-#[allow(clippy::too_many_arguments)]
 pub fn transmit_in<E: Emit>(
     rx: &RxCtx<'_>,
     oif: &Iface,
     mac: MacAddr,
     ip: &[u8],
-    rip: [u8; 4],
+    rip: Ipv4Addr,
     rport: u16,
     out: &mut E,
 ) -> Verdict {
@@ -136,13 +133,12 @@ pub fn transmit_in<E: Emit>(
 }
 
 /// Reply: RIP:rport -> client becomes VIP:vport -> client.
-#[allow(clippy::too_many_arguments)]
 pub fn transmit_out<E: Emit>(
     rx: &RxCtx<'_>,
     oif: &Iface,
     mac: MacAddr,
     ip: &[u8],
-    vip: [u8; 4],
+    vip: Ipv4Addr,
     vport: u16,
     out: &mut E,
 ) -> Verdict {
@@ -163,7 +159,7 @@ pub fn transmit_out<E: Emit>(
 /// `outer_addr`; in the quoted packet the address and port on `quoted` side become
 /// `addr:port`. The quoted IP header checksum, the ICMP checksum and the outer header
 /// checksum are recomputed (the quoted L4 checksum is left alone, as IPVS does).
-pub fn rewrite_icmp(ip: &mut [u8], outer: Side, outer_addr: [u8; 4], quoted: Side, addr: [u8; 4], port: u16) {
+pub fn rewrite_icmp(ip: &mut [u8], outer: Side, outer_addr: Ipv4Addr, quoted: Side, addr: Ipv4Addr, port: u16) {
     let Ok(mut p) = ipv4::Packet::new_checked(&mut *ip) else {
         return;
     };
@@ -171,28 +167,23 @@ pub fn rewrite_icmp(ip: &mut [u8], outer: Side, outer_addr: [u8; 4], quoted: Sid
         Side::Src => p.set_src_incremental(outer_addr),
         Side::Dst => p.set_dst_incremental(outer_addr),
     };
-    let (hl, tl) = (p.header_len(), p.total_len());
-    let icmp = &mut ip[hl..tl];
-    if icmp.len() < 8 + ipv4::MIN_HEADER_LEN + 4 {
+    let icmp_msg = p.payload_mut();
+    let Some(quote) = icmp_msg.get_mut(8..) else {
         return;
-    }
-    let inner = &mut icmp[8..];
-    let ihl = ((inner[0] & 0x0f) as usize) * 4;
-    if ihl < ipv4::MIN_HEADER_LEN || inner.len() < ihl + 4 {
-        return;
-    }
-    let (a_at, p_at) = match quoted {
-        Side::Src => (12, ihl),
-        Side::Dst => (16, ihl + 2),
     };
-    inner[a_at..a_at + 4].copy_from_slice(&addr);
-    inner[p_at..p_at + 2].copy_from_slice(&port.to_be_bytes());
-    inner[10..12].copy_from_slice(&[0, 0]);
-    let c = checksum::checksum(&inner[..ihl]);
-    inner[10..12].copy_from_slice(&c.to_be_bytes());
-    icmp[2..4].copy_from_slice(&[0, 0]);
-    let c = checksum::checksum(icmp);
-    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    let Ok(mut q) = ipv4::Header::new_checked(quote) else {
+        return;
+    };
+    if q.rest().len() < 4 {
+        return;
+    }
+    match quoted {
+        Side::Src => q.set_src(addr),
+        Side::Dst => q.set_dst(addr),
+    }
+    l4::set_port(q.rest_mut(), quoted == Side::Dst, port);
+    q.fill_checksum();
+    icmp::fill_checksum(icmp_msg);
 }
 
 #[cfg(test)]
@@ -209,8 +200,8 @@ mod tests {
             dont_frag: true,
             ttl: 64,
             protocol: 6,
-            src: [192, 0, 2, 10],
-            dst: [203, 0, 113, 5],
+            src: Ipv4Addr::new(192, 0, 2, 10),
+            dst: Ipv4Addr::new(203, 0, 113, 5),
         }
         .emit(&mut v);
         let t = &mut v[20..];
@@ -220,7 +211,7 @@ mod tests {
         t[12] = 5 << 4;
         t[13] = l4::tcp_flags::SYN;
         t[14..16].copy_from_slice(&65535u16.to_be_bytes());
-        let c = l4::full_checksum(6, [192, 0, 2, 10], [203, 0, 113, 5], &v[20..]);
+        let c = l4::full_checksum(6, Ipv4Addr::new(192, 0, 2, 10), Ipv4Addr::new(203, 0, 113, 5), &v[20..]);
         v[36..38].copy_from_slice(&c.to_be_bytes());
         v
     }
@@ -230,7 +221,7 @@ mod tests {
         let mut v = tcp_packet_a();
         assert_eq!(u16::from_be_bytes([v[36], v[37]]), 0x1541);
         ipv4::Packet::new_checked(&mut v[..]).unwrap().decrement_ttl();
-        rewrite(&mut v, Side::Dst, [10, 0, 0, 2], 8080, false);
+        rewrite(&mut v, Side::Dst, Ipv4Addr::new(10, 0, 0, 2), 8080, false);
         let p = ipv4::Packet::new_checked(&v[..]).unwrap();
         assert_eq!((p.ttl(), p.checksum()), (63, 0x5D90));
         assert_eq!(u16::from_be_bytes([v[36], v[37]]), 0x2805);
@@ -252,8 +243,8 @@ mod tests {
             dont_frag: true,
             ttl: 64,
             protocol: 6,
-            src: [10, 0, 0, 2],
-            dst: [192, 0, 2, 10],
+            src: Ipv4Addr::new(10, 0, 0, 2),
+            dst: Ipv4Addr::new(192, 0, 2, 10),
         }
         .emit(&mut v);
         let t = &mut v[20..];
@@ -264,10 +255,10 @@ mod tests {
         t[12] = 5 << 4;
         t[13] = l4::tcp_flags::SYN | l4::tcp_flags::ACK;
         t[14..16].copy_from_slice(&65535u16.to_be_bytes());
-        let c = l4::full_checksum(6, [10, 0, 0, 2], [192, 0, 2, 10], &v[20..]);
+        let c = l4::full_checksum(6, Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(192, 0, 2, 10), &v[20..]);
         assert_eq!(c, 0x240C);
         v[36..38].copy_from_slice(&c.to_be_bytes());
-        rewrite(&mut v, Side::Src, [203, 0, 113, 5], 80, false);
+        rewrite(&mut v, Side::Src, Ipv4Addr::new(203, 0, 113, 5), 80, false);
         assert_eq!(u16::from_be_bytes([v[36], v[37]]), 0x1148);
 
         // UDP C with checksum 0 -> NAT to 10.0.0.3:5300 gets a full checksum 0x4565.
@@ -279,15 +270,15 @@ mod tests {
             dont_frag: false,
             ttl: 64,
             protocol: 17,
-            src: [192, 0, 2, 10],
-            dst: [203, 0, 113, 5],
+            src: Ipv4Addr::new(192, 0, 2, 10),
+            dst: Ipv4Addr::new(203, 0, 113, 5),
         }
         .emit(&mut u);
         u[20..22].copy_from_slice(&5353u16.to_be_bytes());
         u[22..24].copy_from_slice(&53u16.to_be_bytes());
         u[24..26].copy_from_slice(&12u16.to_be_bytes());
         u[28..32].copy_from_slice(b"abcd");
-        rewrite(&mut u, Side::Dst, [10, 0, 0, 3], 5300, false);
+        rewrite(&mut u, Side::Dst, Ipv4Addr::new(10, 0, 0, 3), 5300, false);
         assert_eq!(u16::from_be_bytes([u[26], u[27]]), 0x4565);
         assert!(ipv4::Packet::new_checked(&u[..]).unwrap().verify_checksum());
     }
@@ -307,8 +298,8 @@ mod tests {
                 dont_frag: false,
                 ttl: 9,
                 protocol: 17,
-                src,
-                dst: [10, 1, 2, 3],
+                src: Ipv4Addr::from(src),
+                dst: Ipv4Addr::new(10, 1, 2, 3),
             }
             .emit(&mut u);
             u[20..22].copy_from_slice(&((seed >> 8) as u16).to_be_bytes());
@@ -317,13 +308,13 @@ mod tests {
             for (i, b) in u[28..].iter_mut().enumerate() {
                 *b = (seed >> (i % 24)) as u8;
             }
-            let c = l4::full_checksum(17, src, [10, 1, 2, 3], &u[20..]);
+            let c = l4::full_checksum(17, Ipv4Addr::from(src), Ipv4Addr::new(10, 1, 2, 3), &u[20..]);
             u[26..28].copy_from_slice(&c.to_be_bytes());
             let rip = (seed ^ 0xdead_beef).to_be_bytes();
-            rewrite(&mut u, Side::Dst, rip, (seed >> 3) as u16, false);
+            rewrite(&mut u, Side::Dst, Ipv4Addr::from(rip), (seed >> 3) as u16, false);
             assert_eq!(
                 u16::from_be_bytes([u[26], u[27]]),
-                l4::full_checksum(17, src, rip, &u[20..])
+                l4::full_checksum(17, Ipv4Addr::from(src), Ipv4Addr::from(rip), &u[20..])
             );
         }
     }
@@ -345,8 +336,8 @@ mod icmp_tests {
             dont_frag: true,
             ttl: 63,
             protocol: 17,
-            src: [192, 168, 77, 10],
-            dst: [10, 78, 1, 11],
+            src: Ipv4Addr::new(192, 168, 77, 10),
+            dst: Ipv4Addr::new(10, 78, 1, 11),
         }
         .emit(&mut quoted);
         quoted[20..22].copy_from_slice(&40000u16.to_be_bytes());
@@ -362,8 +353,8 @@ mod icmp_tests {
             dont_frag: false,
             ttl: 64,
             protocol: 1,
-            src: [10, 78, 1, 11],
-            dst: [192, 168, 77, 10],
+            src: Ipv4Addr::new(10, 78, 1, 11),
+            dst: Ipv4Addr::new(192, 168, 77, 10),
         }
         .emit(&mut pkt);
         pkt[20] = 3;
@@ -374,18 +365,18 @@ mod icmp_tests {
         rewrite_icmp(
             &mut pkt,
             Side::Src,
-            [192, 168, 77, 100],
+            Ipv4Addr::new(192, 168, 77, 100),
             Side::Dst,
-            [192, 168, 77, 100],
+            Ipv4Addr::new(192, 168, 77, 100),
             54,
         );
         let p = ipv4::Packet::new_checked(&pkt[..]).unwrap();
         assert!(p.verify_checksum());
-        assert_eq!(p.src(), [192, 168, 77, 100]);
+        assert_eq!(p.src(), Ipv4Addr::new(192, 168, 77, 100));
         assert_eq!(checksum::checksum(&pkt[20..]), 0, "ICMP checksum");
         let q = ipv4::Packet::new_checked(&pkt[28..]).unwrap();
         assert!(q.verify_checksum(), "quoted header checksum");
-        assert_eq!(q.dst(), [192, 168, 77, 100]);
+        assert_eq!(q.dst(), Ipv4Addr::new(192, 168, 77, 100));
         assert_eq!(&pkt[48 + 2..48 + 4], &54u16.to_be_bytes());
     }
 }

@@ -14,6 +14,7 @@ use crate::dataplane::{DropReason, Emit, Iface, Verdict};
 use crate::service::{Dest, TunnelCsum, TunnelType};
 use crate::wire::tunnel::{GRE_CSUM, GRE_PROTO_IPV4, GUE_HEADER};
 use crate::wire::{checksum, ethernet, icmp, ipv4};
+use std::net::Ipv4Addr;
 
 /// Outer IPv4 header.
 const OUTER_IP: usize = ipv4::MIN_HEADER_LEN;
@@ -63,7 +64,7 @@ impl Encap {
 
     /// Fill in the header at the front of `payload` (the outer IPv4 packet's payload,
     /// the inner packet already at `payload[self.header_len()..]`), checksums included.
-    pub fn write(&self, payload: &mut [u8], src: [u8; 4], dst: [u8; 4]) {
+    pub fn write(&self, payload: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr) {
         match self.kind {
             TunnelType::Ipip => {}
             TunnelType::Gre => {
@@ -114,12 +115,7 @@ fn flow_port(inner: &[u8]) -> u16 {
         0
     };
     let mut h = 0x9e37_79b9_7f4a_7c15u64;
-    for w in [
-        u32::from_be_bytes([inner[12], inner[13], inner[14], inner[15]]),
-        u32::from_be_bytes([inner[16], inner[17], inner[18], inner[19]]),
-        p.protocol() as u32,
-        ports,
-    ] {
+    for w in [p.src().to_bits(), p.dst().to_bits(), p.protocol() as u32, ports] {
         h = (h ^ w as u64).wrapping_mul(0x0100_0000_01b3);
         h ^= h >> 29;
     }
@@ -127,7 +123,6 @@ fn flow_port(inner: &[u8]) -> u16 {
     (32768 + ((h as u64 * (61000 - 32768)) >> 32)) as u16
 }
 
-#[allow(clippy::too_many_arguments)]
 pub fn transmit<E: Emit>(
     ifaces: &[Iface],
     rx: &RxCtx<'_>,
@@ -144,14 +139,14 @@ pub fn transmit<E: Emit>(
     let Some(mac) = dest.mac() else {
         return Verdict::Drop(DropReason::NeighUnresolved);
     };
-    let std::net::IpAddr::V4(rip) = dest.addr else {
+    let Some(rip) = dest.v4() else {
         return Verdict::Drop(DropReason::MethodUnsupported);
     };
     let Ok(inner) = ipv4::Packet::new_checked(ip) else {
         return Verdict::Drop(DropReason::TruncatedIpv4);
     };
     if inner.ttl() <= 1 {
-        send_icmp(rx, ip, icmp::TYPE_TIME_EXCEEDED, icmp::CODE_TTL_EXCEEDED, 0, out);
+        send_icmp(rx, ip, icmp::Message::TTL_EXCEEDED, out);
         return Verdict::Drop(DropReason::TtlExceeded);
     }
     let encap = Encap::of(dest);
@@ -167,8 +162,12 @@ pub fn transmit<E: Emit>(
         return Verdict::Drop(DropReason::FragNeeded);
     }
     if outer_len > mtu && df {
-        let next_hop = (mtu - overhead) as u32;
-        send_icmp(rx, ip, icmp::TYPE_DEST_UNREACH, icmp::CODE_FRAG_NEEDED, next_hop, out);
+        let msg = icmp::Message {
+            icmp_type: icmp::TYPE_DEST_UNREACH,
+            code: icmp::CODE_FRAG_NEEDED,
+            rest: (mtu - overhead) as u32,
+        };
+        send_icmp(rx, ip, msg, out);
         return Verdict::Drop(DropReason::FragNeeded);
     }
     // Inner TOS; an inner CE mark is carried as ECT(0) outside (RFC 6040 normal mode).
@@ -177,7 +176,7 @@ pub fn transmit<E: Emit>(
     } else {
         inner.tos()
     };
-    let src = oif.addrs.first().copied().unwrap_or([0; 4]);
+    let src = oif.addrs.first().copied().unwrap_or(Ipv4Addr::UNSPECIFIED);
     let ttl = inner.ttl() - 1;
     let id = if df {
         0
@@ -193,7 +192,7 @@ pub fn transmit<E: Emit>(
     } else {
         (mtu - OUTER_IP) & !7
     };
-    let (src_ip, dst_ip) = (src, rip.octets());
+    let (src_ip, dst_ip) = (src, rip);
     let mut off = 0usize;
     while off < payload_len {
         let chunk = max_payload.min(payload_len - off);
@@ -217,10 +216,10 @@ pub fn transmit<E: Emit>(
         .emit(b);
         if more || off > 0 {
             let fo = ((off / 8) as u16) | if more { 0x2000 } else { 0 };
-            b[6..8].copy_from_slice(&fo.to_be_bytes());
-            b[10..12].copy_from_slice(&[0, 0]);
-            let c = checksum::checksum(&b[..OUTER_IP]);
-            b[10..12].copy_from_slice(&c.to_be_bytes());
+            if let Ok(mut h) = ipv4::Header::new_checked(&mut *b) {
+                h.set_flags_frag(fo);
+                h.fill_checksum();
+            }
         }
         // The inner packet with its TTL decremented (and its L4 checksum completed if
         // offload left it partial), behind the encapsulation header — computed on a
@@ -249,8 +248,8 @@ fn fragment_body(
     off: usize,
     dst: &mut [u8],
     csum_partial: bool,
-    src_ip: [u8; 4],
-    dst_ip: [u8; 4],
+    src_ip: Ipv4Addr,
+    dst_ip: Ipv4Addr,
 ) {
     let mut buf = [0u8; 65536 + 16];
     let scratch = &mut buf[..encap.header_len() + ip.len()];
@@ -274,7 +273,7 @@ fn fix_inner(ip: &mut [u8], csum_partial: bool) {
 /// builds: `inner` (an IPv4 packet) encapsulated by `e` from `src` to `dst` (TTL 63,
 /// DF), outer IPv4 header included.
 #[cfg(test)]
-pub fn encapsulated(e: &Encap, src: [u8; 4], dst: [u8; 4], inner: &[u8]) -> Vec<u8> {
+pub fn encapsulated(e: &Encap, src: Ipv4Addr, dst: Ipv4Addr, inner: &[u8]) -> Vec<u8> {
     let total = e.overhead() + inner.len();
     let mut pkt = vec![0u8; total];
     ipv4::Repr {

@@ -171,7 +171,7 @@ pub fn capture(table: &ServiceTable, timeouts: &Timeouts, rates: &dyn Fn(RateKey
 /// Sort key of a `-L -c` row: (vaddr, vport, proto, caddr, kind, cport) with templates
 /// (kind 0) before the connections they control (kind 1). Listings are sorted so that
 /// they are deterministic (the kernel prints hash order).
-pub type ConnSortKey = ([u8; 4], u16, u8, [u8; 4], u8, u16);
+pub type ConnSortKey = (std::net::Ipv4Addr, u16, u8, std::net::Ipv4Addr, u8, u16);
 
 fn proto_name(p: u8) -> &'static str {
     crate::service::Protocol::from_ip_proto(p).map_or("IP", crate::service::Protocol::name)

@@ -249,6 +249,7 @@ pub fn wrap(text: &str, indent: usize, width: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     fn syn(src: [u8; 4], dst: [u8; 4], sp: u16, dp: u16, ttl: u8) -> Vec<u8> {
         let mut v = Vec::new();
@@ -287,8 +288,8 @@ mod tests {
             let mut f = inner[..14].to_vec();
             f.extend(crate::forward::tun::encapsulated(
                 &e,
-                [10, 0, 0, 2],
-                [10, 0, 0, 11],
+                Ipv4Addr::new(10, 0, 0, 2),
+                Ipv4Addr::new(10, 0, 0, 11),
                 &inner[14..],
             ));
             f

@@ -7,6 +7,7 @@
 use super::*;
 use crate::lab::hops::decode;
 use crate::lab::report::IfaceInfo;
+use std::net::Ipv4Addr;
 
 const CLIENT: [u8; 6] = [2, 0, 0, 0, 0, 0x0a];
 const DIR: [u8; 6] = [2, 0, 0, 0, 0, 0x02];
@@ -57,7 +58,12 @@ fn ipip(smac: [u8; 6], dmac: [u8; 6], src: &str, dst: &str, inner: &[u8]) -> Vec
     f.extend_from_slice(&dmac);
     f.extend_from_slice(&smac);
     f.extend_from_slice(&[0x08, 0x00]);
-    f.extend(crate::forward::tun::encapsulated(&e, ip(src), ip(dst), &inner[14..]));
+    f.extend(crate::forward::tun::encapsulated(
+        &e,
+        Ipv4Addr::from(ip(src)),
+        Ipv4Addr::from(ip(dst)),
+        &inner[14..],
+    ));
     f
 }
 

@@ -31,7 +31,7 @@ pub fn handle<E: Emit>(sh: &Shared, svcs: &ServiceTable, iface: &Iface, f: &ArpF
         out.commit(iface.ifindex, n);
         return Verdict::Answered;
     }
-    if a.spa == [0, 0, 0, 0] {
+    if a.spa.is_unspecified() {
         return Verdict::Pass; // ARP probe (RFC 5227)
     }
     Verdict::Neigh {

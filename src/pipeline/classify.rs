@@ -6,6 +6,7 @@ use crate::service::ServiceTable;
 use crate::wire::ethernet::{self, ethertype};
 use crate::wire::ipv4::{self, Ipv4Error};
 use crate::wire::{MacAddr, arp, l4};
+use std::net::Ipv4Addr;
 
 /// A TCP or UDP packet addressed to a VIP, with the fields the pipeline needs.
 #[derive(Debug, Clone, Copy)]
@@ -14,8 +15,8 @@ pub struct L4Packet<'a> {
     /// The IP packet, from its header to its total length (no Ethernet padding).
     pub ip: &'a [u8],
     pub proto: u8,
-    pub saddr: [u8; 4],
-    pub daddr: [u8; 4],
+    pub saddr: Ipv4Addr,
+    pub daddr: Ipv4Addr,
     pub sport: u16,
     pub dport: u16,
     pub tcp_flags: u8,
@@ -88,16 +89,14 @@ fn classify_ipv4<'a>(iface: &Iface, svcs: &ServiceTable, rx: RxMeta, eth_src: Ma
     }
     // Look at the addresses before anything else: traffic that is neither for a VIP
     // nor from a NAT real server belongs to the host and is never judged here.
-    if b.len() < ipv4::MIN_HEADER_LEN {
+    let Some((saddr, daddr, proto)) = ipv4::peek(b) else {
         return Class::Drop(DropReason::TruncatedIpv4);
-    }
-    let saddr = [b[12], b[13], b[14], b[15]];
-    let daddr = [b[16], b[17], b[18], b[19]];
+    };
     let dir = if svcs.is_vip(daddr) {
         Dir::In
     } else if svcs.is_nat_rip(saddr) {
         Dir::Out
-    } else if b[9] == ipv4::proto::ICMP && iface.addrs.contains(&daddr) {
+    } else if proto == ipv4::proto::ICMP && iface.addrs.contains(&daddr) {
         return classify_tunnel_icmp(eth_src, b);
     } else {
         return Class::Pass;
@@ -125,7 +124,6 @@ fn classify_ipv4<'a>(iface: &Iface, svcs: &ServiceTable, rx: RxMeta, eth_src: Ma
             Err(OptionsError::SourceRoute) => return Class::Drop(DropReason::SourceRoute),
         }
     }
-    let proto = ip.protocol();
     let payload = ip.payload();
     let whole = &b[..ip.total_len()];
     if proto == ipv4::proto::ICMP {
@@ -177,7 +175,7 @@ pub struct TunnelIcmp<'a> {
     /// The ICMP header's second word (the next-hop MTU for fragmentation-needed).
     pub rest: u32,
     /// The real server the quoted tunnel packet was addressed to.
-    pub rip: [u8; 4],
+    pub rip: Ipv4Addr,
     /// How it was encapsulated (GUE: to UDP port `port`), and the bytes between its
     /// outer IPv4 header and the client's packet.
     pub kind: crate::service::TunnelType,
@@ -199,13 +197,16 @@ fn classify_tunnel_icmp(_eth_src: MacAddr, b: &[u8]) -> Class<'_> {
         return Class::Pass;
     }
     let q = &icmp[8..];
-    let qhl = ((q[0] & 0x0f) as usize) * 4;
+    let Ok(qh) = ipv4::Header::new_checked(q) else {
+        return Class::Pass;
+    };
     // A quoted non-first fragment does not start with the encapsulation (IPVS skips
     // those too).
-    if q[0] >> 4 != 4 || qhl < ipv4::MIN_HEADER_LEN || q.len() < qhl || u16::from_be_bytes([q[6], q[7]]) & 0x1fff != 0 {
+    if qh.frag_offset() != 0 {
         return Class::Pass;
     }
-    let Some((kind, port, off)) = tunnel_quote(q[9], &q[qhl..]) else {
+    let qhl = qh.header_len();
+    let Some((kind, port, off)) = tunnel_quote(qh.protocol(), qh.rest()) else {
         return Class::Pass;
     };
     if crate::wire::checksum::checksum(icmp) != 0 {
@@ -215,7 +216,7 @@ fn classify_tunnel_icmp(_eth_src: MacAddr, b: &[u8]) -> Class<'_> {
         icmp_type: icmp[0],
         code: icmp[1],
         rest: u32::from_be_bytes([icmp[4], icmp[5], icmp[6], icmp[7]]),
-        rip: [q[16], q[17], q[18], q[19]],
+        rip: qh.dst(),
         kind,
         port,
         encap_len: off,
@@ -251,8 +252,8 @@ pub struct IcmpError<'a> {
     pub ip: &'a [u8],
     /// The quoted packet's addresses and ports, as quoted.
     pub proto: u8,
-    pub saddr: [u8; 4],
-    pub daddr: [u8; 4],
+    pub saddr: Ipv4Addr,
+    pub daddr: Ipv4Addr,
     pub sport: u16,
     pub dport: u16,
 }
@@ -280,24 +281,22 @@ fn classify_icmp<'a>(dir: Dir, eth_src: MacAddr, ip: &'a [u8], hl: usize) -> Cla
     let inner_off = hl + 8;
     let inner = &ip[inner_off..];
     // The quote: an IP header (any options) plus at least the 4 bytes of ports.
-    if inner.len() < ipv4::MIN_HEADER_LEN || inner[0] >> 4 != 4 {
+    let Ok(q) = ipv4::Header::new_checked(inner) else {
         return Class::Drop(DropReason::IcmpBadQuote);
-    }
-    let ihl = ((inner[0] & 0x0f) as usize) * 4;
-    if ihl < ipv4::MIN_HEADER_LEN || inner.len() < ihl + 4 {
+    };
+    let Some((sport, dport)) = l4::ports(q.rest()) else {
         return Class::Drop(DropReason::IcmpBadQuote);
-    }
-    let proto = inner[9];
+    };
+    let (saddr, daddr, proto) = (q.src(), q.dst(), q.protocol());
     if l4::min_header_len(proto).is_none() {
         return Class::Pass;
     }
-    let (sport, dport) = l4::ports(&inner[ihl..]).unwrap_or((0, 0));
     let e = IcmpError {
         eth_src,
         ip,
         proto,
-        saddr: [inner[12], inner[13], inner[14], inner[15]],
-        daddr: [inner[16], inner[17], inner[18], inner[19]],
+        saddr,
+        daddr,
         sport,
         dport,
     };

@@ -1,6 +1,7 @@
 //! A fixed director setup and frame builders, shared by unit tests, benches and the
 //! fuzz targets (so they all exercise the same table).
 
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use super::{Emit, Iface, Shared};
@@ -11,11 +12,11 @@ pub const DIRECTOR_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
 pub const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x10];
 pub const RS1_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x11];
 pub const RS2_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x12];
-pub const DIP: [u8; 4] = [10, 0, 0, 2];
-pub const VIP: [u8; 4] = [10, 0, 0, 100];
-pub const CLIENT: [u8; 4] = [192, 0, 2, 10];
-pub const RS1: [u8; 4] = [10, 0, 0, 11];
-pub const RS2: [u8; 4] = [10, 0, 0, 12];
+pub const DIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+pub const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
+pub const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
+pub const RS1: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 11);
+pub const RS2: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 12);
 
 /// The rules of the fixture: TCP VIP:80 and UDP VIP:53 (rr), both real servers DR.
 pub const RULES: &str = "\
@@ -28,7 +29,7 @@ pub const RULES: &str = "\
 ";
 
 /// The client side's router (the default gateway); its MAC is [`CLIENT_MAC`].
-pub const GATEWAY: [u8; 4] = [10, 0, 0, 1];
+pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 
 /// All three forwarding methods: TCP VIP:80 DR, TCP VIP:8080 NAT to port 8888, TCP
 /// VIP:443 TUN, UDP VIP:53 DR, UDP VIP:54 NAT.
@@ -54,8 +55,8 @@ pub fn director_all() -> (Arc<Shared>, Ctl) {
 
 /// A reply from real server `rs`:`sport` to the client's `dport`, as the real server
 /// sends it to its gateway (the director).
-pub fn reply_frame(rs: [u8; 4], rs_mac: [u8; 6], sport: u16, dport: u16, syn_ack: bool, payload: &[u8]) -> Vec<u8> {
-    let b = etherparse::PacketBuilder::ethernet2(rs_mac, DIRECTOR_MAC).ipv4(rs, CLIENT, 64);
+pub fn reply_frame(rs: Ipv4Addr, rs_mac: [u8; 6], sport: u16, dport: u16, syn_ack: bool, payload: &[u8]) -> Vec<u8> {
+    let b = etherparse::PacketBuilder::ethernet2(rs_mac, DIRECTOR_MAC).ipv4(rs.octets(), CLIENT.octets(), 64);
     let mut b = b.tcp(sport, dport, 5000, 65535).ack(1001);
     if syn_ack {
         b = b.syn();
@@ -87,17 +88,17 @@ pub fn director_with(rules: &str) -> (Arc<Shared>, Ctl) {
     }
     sh.routes.store(Arc::new(vec![
         super::RouteEntry {
-            dst: 0x0a00_0000,
-            mask: 0xffff_ff00,
+            dst: Ipv4Addr::new(10, 0, 0, 0),
+            mask: Ipv4Addr::new(255, 255, 255, 0),
             ifindex: IFINDEX,
-            gateway: 0,
+            gateway: Ipv4Addr::UNSPECIFIED,
             metric: 0,
         },
         super::RouteEntry {
-            dst: 0,
-            mask: 0,
+            dst: Ipv4Addr::UNSPECIFIED,
+            mask: Ipv4Addr::UNSPECIFIED,
             ifindex: IFINDEX,
-            gateway: u32::from_be_bytes(GATEWAY),
+            gateway: GATEWAY,
             metric: 0,
         },
     ]));
@@ -116,7 +117,7 @@ pub fn director_with(rules: &str) -> (Arc<Shared>, Ctl) {
 
 /// A client TCP segment to VIP:`dport` as an Ethernet frame.
 pub fn tcp_frame(sport: u16, dport: u16, syn: bool, ack: bool, payload: &[u8]) -> Vec<u8> {
-    let b = etherparse::PacketBuilder::ethernet2(CLIENT_MAC, DIRECTOR_MAC).ipv4(CLIENT, VIP, 64);
+    let b = etherparse::PacketBuilder::ethernet2(CLIENT_MAC, DIRECTOR_MAC).ipv4(CLIENT.octets(), VIP.octets(), 64);
     let mut b = b.tcp(sport, dport, 1000, 65535);
     if syn {
         b = b.syn();
@@ -132,7 +133,7 @@ pub fn tcp_frame(sport: u16, dport: u16, syn: bool, ack: bool, payload: &[u8]) -
 /// A client UDP datagram to VIP:`dport`.
 pub fn udp_frame(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
     let b = etherparse::PacketBuilder::ethernet2(CLIENT_MAC, DIRECTOR_MAC)
-        .ipv4(CLIENT, VIP, 64)
+        .ipv4(CLIENT.octets(), VIP.octets(), 64)
         .udp(sport, dport);
     let mut v = Vec::new();
     b.write(&mut v, payload).expect("build frame");

@@ -3,24 +3,15 @@
 //! ICMP errors sent to a VIP are relayed to the real server of their connection.
 
 use super::classify::{IcmpError, L4Packet};
-use super::{DropReason, Emit, Iface, RxMeta, Shared, Verdict, Worker, reuse_expected, send_port_unreachable};
+use super::{Ctx, DropReason, Emit, Iface, Shared, Verdict, Worker, reuse_expected, send_port_unreachable};
 use crate::conn::{Conn, ConnKey};
 use crate::forward::{self, RxCtx, nat};
-use crate::service::{Dest, ForwardMethod, ServiceTable};
+use crate::service::{Dest, ForwardMethod};
 use crate::wire::{ipv4, l4::tcp_flags};
 
 impl Worker {
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn inbound<E: Emit>(
-        &mut self,
-        sh: &Shared,
-        svcs: &ServiceTable,
-        now_ms: u64,
-        rx: RxMeta,
-        iface: &Iface,
-        pkt: &L4Packet<'_>,
-        out: &mut E,
-    ) -> Verdict {
+    pub(super) fn inbound<E: Emit>(&mut self, cx: &Ctx<'_>, pkt: &L4Packet<'_>, out: &mut E) -> Verdict {
+        let (sh, svcs, now_ms) = (cx.sh, cx.svcs, cx.now_ms);
         let key = ConnKey {
             proto: pkt.proto,
             caddr: pkt.saddr,
@@ -47,7 +38,7 @@ impl Worker {
                     && (!c.dest.is_available() || (syn && reuse_mode != 0 && c.dest.weight() == 0 && c.tpl.is_none()));
                 let replace = (syn && reuse_expected(c, reuse_mode)) || nodest;
                 if !replace {
-                    let (v, _) = send(self.id, &mut self.ip_ident, sh, secure, now_ms, rx, iface, pkt, c, out);
+                    let (v, _) = send(self.id, &mut self.ip_ident, cx, secure, pkt, c, out);
                     if let Some(h) = &self.sync
                         && !matches!(v, Verdict::Drop(_))
                     {
@@ -61,9 +52,9 @@ impl Worker {
         if replace {
             self.conns.remove(&key);
         }
-        if let Err(reason) = self.schedule(sh, svcs, now_ms, pkt, key) {
+        if let Err(reason) = self.schedule(cx, pkt, key) {
             if reason == DropReason::NoDestination {
-                send_port_unreachable(iface, pkt, pkt.ip, out);
+                send_port_unreachable(cx.iface, pkt, pkt.ip, out);
             }
             return Verdict::Drop(reason);
         }
@@ -77,18 +68,7 @@ impl Worker {
             conn.rev_ifindex = ifx;
             conn.rev_hop = hop;
         }
-        let (v, forget) = send(
-            self.id,
-            &mut self.ip_ident,
-            sh,
-            secure,
-            now_ms,
-            rx,
-            iface,
-            pkt,
-            conn,
-            out,
-        );
+        let (v, forget) = send(self.id, &mut self.ip_ident, cx, secure, pkt, conn, out);
         if forget {
             self.conns.remove(&key);
         } else if let Some(h) = &self.sync
@@ -102,15 +82,8 @@ impl Worker {
     /// An ICMP error addressed to a VIP quotes a packet the VIP sent to a client
     /// (source VIP:vport, destination client:cport): find that connection and relay
     /// the error to its real server (`ip_vs_core.c: ip_vs_in_icmp`).
-    pub(super) fn icmp_inbound<E: Emit>(
-        &mut self,
-        sh: &Shared,
-        _rx: RxMeta,
-        now_ms: u64,
-        iface: &Iface,
-        e: &IcmpError<'_>,
-        out: &mut E,
-    ) -> Verdict {
+    pub(super) fn icmp_inbound<E: Emit>(&mut self, cx: &Ctx<'_>, e: &IcmpError<'_>, out: &mut E) -> Verdict {
+        let (sh, now_ms) = (cx.sh, cx.now_ms);
         let key = ConnKey {
             proto: e.proto,
             caddr: e.daddr,
@@ -130,7 +103,7 @@ impl Worker {
         conn.dest.stats.inbound(self.id, e.ip.len());
         conn.dest.svc_stats.inbound(self.id, e.ip.len());
         let rx_ctx = RxCtx {
-            iface,
+            iface: cx.iface,
             eth_src: e.eth_src,
             csum_partial: false,
         };
@@ -158,20 +131,19 @@ impl Worker {
 /// The connection is known: run its state machine, account the packet and send it by
 /// the connection's method. The flag asks the caller to forget the connection (a new
 /// one whose first packet failed the L4 checksum check).
-#[allow(clippy::too_many_arguments)]
+/// (A free function, not a method: the caller holds `conn` borrowed from the worker's
+/// table, so the worker's other fields come separately.)
 #[inline]
 fn send<E: Emit>(
     worker: usize,
     ip_ident: &mut u16,
-    sh: &Shared,
+    cx: &Ctx<'_>,
     secure: bool,
-    now_ms: u64,
-    rx: RxMeta,
-    iface: &Iface,
     pkt: &L4Packet<'_>,
     conn: &mut Conn,
     out: &mut E,
 ) -> (Verdict, bool) {
+    let (sh, now_ms, rx) = (cx.sh, cx.now_ms, cx.rx);
     if !conn.dest.is_available() {
         // The destination was deleted: expire_nodest_conn = 0 drops silently.
         return (Verdict::Drop(DropReason::DestDeleted), false);
@@ -200,7 +172,7 @@ fn send<E: Emit>(
     conn.dest.stats.inbound(worker, ip_len);
     conn.dest.svc_stats.inbound(worker, ip_len);
     let rx_ctx = RxCtx {
-        iface,
+        iface: cx.iface,
         eth_src: pkt.eth_src,
         csum_partial: rx.csum_partial,
     };

@@ -21,6 +21,7 @@ mod schedule;
 pub mod synced;
 pub mod vipgate;
 
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU32;
 
@@ -48,7 +49,7 @@ pub struct Shared {
     /// thread); used to find the next hop toward a NAT client.
     pub routes: arc_swap::ArcSwap<Vec<RouteEntry>>,
     /// Resolved neighbours (ifindex, address) -> MAC, published by the control thread.
-    pub neigh: arc_swap::ArcSwap<ahash::AHashMap<(u32, [u8; 4]), MacAddr>>,
+    pub neigh: arc_swap::ArcSwap<ahash::AHashMap<(u32, Ipv4Addr), MacAddr>>,
     /// Bumped on every publication of `neigh`, so connections can cache a MAC.
     pub neigh_gen: AtomicU32,
     /// Frame copies for `--pcap` and `uvs trace` (none: tapping is off).
@@ -57,14 +58,37 @@ pub struct Shared {
     pub vip_gate: vipgate::VipGate,
 }
 
-/// One route: destination/mask, outgoing interface, gateway (0 = on-link).
+/// One route: destination/mask, outgoing interface, gateway (unspecified = on-link).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RouteEntry {
-    pub dst: u32,
-    pub mask: u32,
+    pub dst: Ipv4Addr,
+    pub mask: Ipv4Addr,
     pub ifindex: u32,
-    pub gateway: u32,
+    pub gateway: Ipv4Addr,
     pub metric: u32,
+}
+
+impl RouteEntry {
+    /// Does the route cover `addr`?
+    #[inline]
+    pub fn covers(&self, addr: Ipv4Addr) -> bool {
+        let m = self.mask.to_bits();
+        addr.to_bits() & m == self.dst.to_bits() & m
+    }
+    /// The prefix length.
+    #[inline]
+    pub fn prefix_len(&self) -> u32 {
+        self.mask.to_bits().count_ones()
+    }
+    /// The next hop toward `addr` by this route: its gateway, or `addr` itself on-link.
+    #[inline]
+    pub fn next_hop(&self, addr: Ipv4Addr) -> Ipv4Addr {
+        if self.gateway.is_unspecified() {
+            addr
+        } else {
+            self.gateway
+        }
+    }
 }
 
 impl Shared {
@@ -75,10 +99,10 @@ impl Shared {
             .iter()
             .flat_map(|i| {
                 i.addrs.iter().map(move |a| RouteEntry {
-                    dst: u32::from_be_bytes(*a) & 0xffff_ff00,
-                    mask: 0xffff_ff00,
+                    dst: Ipv4Addr::from_bits(a.to_bits() & 0xffff_ff00),
+                    mask: Ipv4Addr::new(255, 255, 255, 0),
                     ifindex: i.ifindex,
-                    gateway: 0,
+                    gateway: Ipv4Addr::UNSPECIFIED,
                     metric: 0,
                 })
             })
@@ -96,23 +120,22 @@ impl Shared {
     }
 
     /// Longest-prefix match: (ifindex, next-hop address) toward `addr`.
-    pub fn route(&self, addr: [u8; 4]) -> Option<(u32, [u8; 4])> {
-        let a = u32::from_be_bytes(addr);
+    pub fn route(&self, addr: Ipv4Addr) -> Option<(u32, Ipv4Addr)> {
         let routes = self.routes.load();
         let r = routes
             .iter()
-            .filter(|r| a & r.mask == r.dst & r.mask)
-            .min_by_key(|r| (std::cmp::Reverse(r.mask.count_ones()), r.metric))?;
-        Some((r.ifindex, if r.gateway != 0 { r.gateway.to_be_bytes() } else { addr }))
+            .filter(|r| r.covers(addr))
+            .min_by_key(|r| (std::cmp::Reverse(r.prefix_len()), r.metric))?;
+        Some((r.ifindex, r.next_hop(addr)))
     }
 
     /// The resolved MAC of a neighbour, if known.
-    pub fn neighbour(&self, ifindex: u32, ip: [u8; 4]) -> Option<MacAddr> {
+    pub fn neighbour(&self, ifindex: u32, ip: Ipv4Addr) -> Option<MacAddr> {
         self.neigh.load().get(&(ifindex, ip)).copied()
     }
 
     /// Publish a new neighbour map (control thread).
-    pub fn publish_neigh(&self, map: ahash::AHashMap<(u32, [u8; 4]), MacAddr>) {
+    pub fn publish_neigh(&self, map: ahash::AHashMap<(u32, Ipv4Addr), MacAddr>) {
         self.neigh.store(Arc::new(map));
         self.neigh_gen.fetch_add(1, std::sync::atomic::Ordering::Release);
     }
@@ -121,9 +144,22 @@ impl Shared {
         crate::dataplane::iface(&self.ifaces, ifindex)
     }
     /// Is `ip` one of the director's own interface addresses?
-    pub fn is_local_addr(&self, ip: [u8; 4]) -> bool {
+    pub fn is_local_addr(&self, ip: Ipv4Addr) -> bool {
         self.ifaces.iter().any(|i| i.addrs.contains(&ip))
     }
+}
+
+/// One frame's context: what every stage of its processing reads (the shared state,
+/// the round's service snapshot, the clock, the frame's receive metadata and the
+/// interface it arrived on). Built once per frame by [`Worker::process`] and passed
+/// by reference, instead of the same five arguments to every stage.
+#[derive(Debug, Clone, Copy)]
+struct Ctx<'a> {
+    sh: &'a Shared,
+    svcs: &'a ServiceTable,
+    now_ms: u64,
+    rx: RxMeta,
+    iface: &'a Iface,
 }
 
 /// A worker's private state.
@@ -184,19 +220,26 @@ impl Worker {
         let Some(iface) = sh.iface(rx.ifindex) else {
             return Verdict::Pass;
         };
+        let cx = Ctx {
+            sh,
+            svcs,
+            now_ms,
+            rx,
+            iface,
+        };
         match classify::classify(iface, svcs, rx, frame) {
             Class::Pass => Verdict::Pass,
             Class::Drop(r) => Verdict::Drop(r),
             Class::Arp(a) => arp::handle(sh, svcs, iface, &a, out),
             Class::ToVip(p) if !sh.vip_gate.serves(p.daddr) => Verdict::Drop(DropReason::VipNotHeld),
-            Class::ToVip(p) => self.inbound(sh, svcs, now_ms, rx, iface, &p, out),
+            Class::ToVip(p) => self.inbound(&cx, &p, out),
             Class::IcmpToVip(e) if !sh.vip_gate.serves(dst_of(e.ip)) => Verdict::Drop(DropReason::VipNotHeld),
             Class::EchoToVip { ip, .. } if !sh.vip_gate.serves(dst_of(ip)) => Verdict::Drop(DropReason::VipNotHeld),
             Class::EchoToVip { eth_src, ip } => self.echo(iface, eth_src, ip, out),
-            Class::FromRealServer(p) => self.outbound(sh, now_ms, rx, iface, &p, out),
-            Class::IcmpToVip(e) => self.icmp_inbound(sh, rx, now_ms, iface, &e, out),
-            Class::IcmpFromRealServer(e) => self.icmp_outbound(sh, rx, iface, &e, out),
-            Class::TunnelIcmp(e) => self.tunnel_icmp(sh, svcs, now_ms, &e, out),
+            Class::FromRealServer(p) => self.outbound(&cx, &p, out),
+            Class::IcmpToVip(e) => self.icmp_inbound(&cx, &e, out),
+            Class::IcmpFromRealServer(e) => self.icmp_outbound(&cx, &e, out),
+            Class::TunnelIcmp(e) => self.tunnel_icmp(&cx, &e, out),
         }
     }
 
@@ -248,8 +291,8 @@ impl Worker {
 
 /// The destination address of an IPv4 packet the classifier has checked.
 #[inline]
-fn dst_of(ip: &[u8]) -> [u8; 4] {
-    [ip[16], ip[17], ip[18], ip[19]]
+fn dst_of(ip: &[u8]) -> Ipv4Addr {
+    crate::wire::ipv4::peek(ip).map_or(Ipv4Addr::UNSPECIFIED, |(_, d, _)| d)
 }
 
 /// IPVS `is_new_conn_expected`: may a new SYN replace this entry? Not when a
@@ -276,9 +319,7 @@ fn send_port_unreachable<E: Emit>(iface: &Iface, pkt: &classify::L4Packet<'_>, _
             pkt.eth_src,
             iface.mac,
             pkt.daddr,
-            icmp::TYPE_DEST_UNREACH,
-            icmp::CODE_PORT_UNREACH,
-            0,
+            icmp::Message::PORT_UNREACHABLE,
             pkt.ip,
         )
     {

@@ -5,21 +5,15 @@
 //! from a real server's address is left to the kernel.
 
 use super::classify::{IcmpError, L4Packet, TunnelIcmp};
-use super::{DropReason, Emit, Event, Iface, RxMeta, Shared, Verdict, Worker};
+use super::{Ctx, DropReason, Emit, Event, Iface, Shared, Verdict, Worker};
 use crate::conn::{Conn, OutKey};
 use crate::forward::{RxCtx, nat};
 use crate::wire::ipv4;
+use std::net::Ipv4Addr;
 
 impl Worker {
-    pub(super) fn outbound<E: Emit>(
-        &mut self,
-        sh: &Shared,
-        now_ms: u64,
-        rx: RxMeta,
-        iface: &Iface,
-        pkt: &L4Packet<'_>,
-        out: &mut E,
-    ) -> Verdict {
+    pub(super) fn outbound<E: Emit>(&mut self, cx: &Ctx<'_>, pkt: &L4Packet<'_>, out: &mut E) -> Verdict {
+        let (sh, now_ms) = (cx.sh, cx.now_ms);
         let ok = OutKey {
             proto: pkt.proto,
             daddr: pkt.saddr,
@@ -31,7 +25,7 @@ impl Worker {
         let Some((ik, conn)) = self.conns.get_out_mut(&ok) else {
             return Verdict::Pass;
         };
-        if !nat::l4_checksum_ok(pkt.ip, rx.csum_partial) {
+        if !nat::l4_checksum_ok(pkt.ip, cx.rx.csum_partial) {
             return Verdict::Drop(DropReason::L4Checksum);
         }
         let hop = match reverse_hop(sh, conn, ok.caddr) {
@@ -56,23 +50,17 @@ impl Worker {
         conn.dest.stats.outbound(self.id, ip_len);
         conn.dest.svc_stats.outbound(self.id, ip_len);
         let rx_ctx = RxCtx {
-            iface,
+            iface: cx.iface,
             eth_src: pkt.eth_src,
-            csum_partial: rx.csum_partial,
+            csum_partial: cx.rx.csum_partial,
         };
         nat::transmit_out(&rx_ctx, oif, mac, pkt.ip, ik.vaddr, ik.vport, out)
     }
 
     /// An ICMP error from a NAT real server quotes client:cport -> RIP:rport as the
     /// server received it: translate it to come from the VIP (`ip_vs_core.c: ip_vs_out_icmp`).
-    pub(super) fn icmp_outbound<E: Emit>(
-        &mut self,
-        sh: &Shared,
-        _rx: RxMeta,
-        iface: &Iface,
-        e: &IcmpError<'_>,
-        out: &mut E,
-    ) -> Verdict {
+    pub(super) fn icmp_outbound<E: Emit>(&mut self, cx: &Ctx<'_>, e: &IcmpError<'_>, out: &mut E) -> Verdict {
+        let sh = cx.sh;
         let ok = OutKey {
             proto: e.proto,
             daddr: e.daddr,
@@ -98,7 +86,7 @@ impl Worker {
         conn.dest.stats.outbound(self.id, e.ip.len());
         conn.dest.svc_stats.outbound(self.id, e.ip.len());
         let rx_ctx = RxCtx {
-            iface,
+            iface: cx.iface,
             eth_src: e.eth_src,
             csum_partial: false,
         };
@@ -119,16 +107,9 @@ impl Worker {
     /// if the client's packet had DF, tells the client with the MTU less the outer
     /// headers (20 for IPIP); other errors are relayed to the client about its own
     /// packet.
-    pub(super) fn tunnel_icmp<E: Emit>(
-        &mut self,
-        sh: &Shared,
-        svcs: &crate::service::ServiceTable,
-        now_ms: u64,
-        e: &TunnelIcmp<'_>,
-        out: &mut E,
-    ) -> Verdict {
+    pub(super) fn tunnel_icmp<E: Emit>(&mut self, cx: &Ctx<'_>, e: &TunnelIcmp<'_>, out: &mut E) -> Verdict {
         use crate::wire::icmp;
-        let rip = std::net::IpAddr::from(e.rip);
+        let (sh, svcs, now_ms) = (cx.sh, cx.svcs, cx.now_ms);
         let mut known = false;
         let frag_needed = e.icmp_type == icmp::TYPE_DEST_UNREACH && e.code == icmp::CODE_FRAG_NEEDED;
         let mut mtu = (e.rest & 0xffff).max(68);
@@ -136,7 +117,7 @@ impl Worker {
         for s in svcs.services() {
             for d in s.lock().dests.iter().filter(|d| {
                 let c = d.config();
-                d.addr == rip
+                d.v4() == Some(e.rip)
                     && c.method == crate::service::ForwardMethod::Tunnel
                     && c.tun_type == e.kind
                     && (e.kind != crate::service::TunnelType::Gue || c.tun_port == e.port)
@@ -154,23 +135,27 @@ impl Worker {
         }
         // The client's packet (the quote's inner header) tells where to send the news.
         let q = e.inner;
-        if q.len() < ipv4::MIN_HEADER_LEN || q[0] >> 4 != 4 {
+        let Ok(q) = ipv4::Header::new_checked(q) else {
             return Verdict::Answered;
-        }
-        let (client, vip, df) = (
-            [q[12], q[13], q[14], q[15]],
-            [q[16], q[17], q[18], q[19]],
-            q[6] & 0x40 != 0,
-        );
-        let (icmp_type, code, rest) = if frag_needed {
+        };
+        let (client, vip, df) = (q.src(), q.dst(), q.dont_frag());
+        let msg = if frag_needed {
             if !df {
                 return Verdict::Answered;
             }
             // MTU less the outer headers (IPIP: 20, only above 88, as IPVS does).
             let m = if mtu > 68 + overhead { mtu - overhead } else { mtu };
-            (icmp::TYPE_DEST_UNREACH, icmp::CODE_FRAG_NEEDED, m)
+            icmp::Message {
+                icmp_type: icmp::TYPE_DEST_UNREACH,
+                code: icmp::CODE_FRAG_NEEDED,
+                rest: m,
+            }
         } else {
-            (e.icmp_type, e.code, e.rest)
+            icmp::Message {
+                icmp_type: e.icmp_type,
+                code: e.code,
+                rest: e.rest,
+            }
         };
         let Some((ifx, hop)) = sh.route(client) else {
             return Verdict::Drop(DropReason::NoRoute);
@@ -180,7 +165,7 @@ impl Worker {
             return Verdict::Drop(DropReason::NeighUnresolved);
         };
         if let Some(buf) = out.buffer(ifx)
-            && let Some(n) = icmp::emit_error(buf, mac, oif.mac, vip, icmp_type, code, rest, q)
+            && let Some(n) = icmp::emit_error(buf, mac, oif.mac, vip, msg, e.inner)
         {
             out.commit(ifx, n);
         }
@@ -191,7 +176,7 @@ impl Worker {
 /// The next hop toward a NAT connection's client: interface and MAC, cached in the
 /// entry while the neighbour map is unchanged. `Err(Some(event))` asks the control
 /// thread to resolve it.
-fn reverse_hop<'s>(sh: &'s Shared, conn: &mut Conn, client: [u8; 4]) -> Result<(&'s Iface, [u8; 6]), Option<Event>> {
+fn reverse_hop<'s>(sh: &'s Shared, conn: &mut Conn, client: Ipv4Addr) -> Result<(&'s Iface, [u8; 6]), Option<Event>> {
     if conn.rev_ifindex == 0 {
         // No route toward the client when the connection was made: the routing table
         // is re-read once a second (`director::Control::tick`), so a connection made

@@ -9,10 +9,11 @@
 //! can never send one client network to two servers; the lock order is service mutex,
 //! then template shard.
 
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use super::classify;
-use super::{DropReason, Shared, Worker};
+use super::{Ctx, DropReason, Worker};
 use crate::conn::template::{TemplateKey, TemplateRef};
 use crate::conn::{Conn, ConnKey, conn_flags};
 use crate::service::{
@@ -33,7 +34,7 @@ struct Chosen {
 pub(crate) fn lookup_service(
     svcs: &ServiceTable,
     proto_: u8,
-    daddr: [u8; 4],
+    daddr: Ipv4Addr,
     dport: u16,
 ) -> Option<&Arc<VirtualService>> {
     /// net.ipv4.ip_unprivileged_port_start default.
@@ -48,9 +49,9 @@ pub(crate) fn lookup_service(
 }
 
 /// The client network of `caddr` under the service netmask.
-fn masked(caddr: [u8; 4], mask: &Netmask) -> [u8; 4] {
+fn masked(caddr: Ipv4Addr, mask: &Netmask) -> Ipv4Addr {
     match mask {
-        Netmask::V4(m) => (u32::from_be_bytes(caddr) & m.to_bits()).to_be_bytes(),
+        Netmask::V4(m) => Ipv4Addr::from_bits(caddr.to_bits() & m.to_bits()),
         Netmask::V6Prefix(_) => caddr,
     }
 }
@@ -59,12 +60,11 @@ impl Worker {
     /// Create a connection for the first packet of a flow (ip_vs_schedule).
     pub(super) fn schedule(
         &mut self,
-        sh: &Shared,
-        svcs: &ServiceTable,
-        now_ms: u64,
+        cx: &Ctx<'_>,
         pkt: &classify::L4Packet<'_>,
         key: ConnKey,
     ) -> Result<(), DropReason> {
+        let (sh, svcs, now_ms) = (cx.sh, cx.svcs, cx.now_ms);
         use crate::wire::l4::tcp_flags::{RST, SYN};
         let Some(svc) = lookup_service(svcs, pkt.proto, pkt.daddr, pkt.dport) else {
             return Err(DropReason::NoService);
@@ -108,9 +108,8 @@ impl Worker {
             };
             (chosen.ok_or_else(|| leave(svc_port, pkt.dport))?, one_packet)
         };
-        let daddr = match chosen.dest.addr {
-            std::net::IpAddr::V4(a) => a.octets(),
-            std::net::IpAddr::V6(_) => return Err(DropReason::MethodUnsupported),
+        let Some(daddr) = chosen.dest.v4() else {
+            return Err(DropReason::MethodUnsupported);
         };
         let no_output = chosen.dest.method() != ForwardMethod::Masq;
         let mut conn = Conn::new(chosen.dest, daddr, chosen.dport, no_output, now_ms);

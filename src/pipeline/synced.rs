@@ -10,6 +10,7 @@
 //! [`install_templates`] from any thread, before the connections they control.
 
 use std::net::IpAddr;
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use super::schedule::lookup_service;
@@ -61,15 +62,15 @@ impl InstallReport {
     }
 }
 
-fn v4(a: IpAddr) -> Option<[u8; 4]> {
+fn v4(a: IpAddr) -> Option<Ipv4Addr> {
     match a {
-        IpAddr::V4(a) => Some(a.octets()),
+        IpAddr::V4(a) => Some(a),
         IpAddr::V6(_) => None,
     }
 }
 
 /// The connection key of a record, if uvs can forward it (IPv4 TCP or UDP).
-fn conn_key(r: &SyncConn) -> Option<(ConnKey, [u8; 4])> {
+fn conn_key(r: &SyncConn) -> Option<(ConnKey, Ipv4Addr)> {
     if r.protocol != proto::TCP && r.protocol != proto::UDP {
         return None;
     }
@@ -85,7 +86,7 @@ fn conn_key(r: &SyncConn) -> Option<(ConnKey, [u8; 4])> {
 
 /// The worker a record belongs to, by its client endpoint (what the fanout steering
 /// hashes), or `None` for a template or a record uvs cannot forward.
-pub fn record_client(r: &SyncConn) -> Option<([u8; 4], u16)> {
+pub fn record_client(r: &SyncConn) -> Option<(Ipv4Addr, u16)> {
     if r.is_template() {
         return None;
     }
@@ -99,9 +100,9 @@ pub fn record_client(r: &SyncConn) -> Option<([u8; 4], u16)> {
 fn find_dest(
     svcs: &ServiceTable,
     proto_: u8,
-    vaddr: [u8; 4],
+    vaddr: Ipv4Addr,
     vport: u16,
-    daddr: [u8; 4],
+    daddr: Ipv4Addr,
     dport: u16,
     any_port: bool,
 ) -> Option<(Arc<VirtualService>, Arc<Dest>)> {
@@ -129,7 +130,7 @@ fn template_key_of(svc: &VirtualService, key: &ConnKey) -> Option<TemplateKey> {
         ServiceAddr::Fwmark { .. } => return None,
     };
     let snet = match st.config.netmask {
-        Netmask::V4(m) => (u32::from_be_bytes(key.caddr) & m.to_bits()).to_be_bytes(),
+        Netmask::V4(m) => Ipv4Addr::from_bits(key.caddr.to_bits() & m.to_bits()),
         Netmask::V6Prefix(_) => key.caddr,
     };
     let own_port = key.vport == svc_port;
@@ -268,7 +269,7 @@ pub fn conn_rec(k: &ConnKey, c: &Conn, now_ms: u64) -> SyncRec {
 pub struct SyncRec {
     /// A template's client network is `key.caddr`, with `key.cport` 0.
     pub key: ConnKey,
-    pub daddr: [u8; 4],
+    pub daddr: Ipv4Addr,
     pub dport: u16,
     pub state: u16,
     pub flags: u32,
@@ -522,7 +523,7 @@ mod tests {
     use super::super::fixture::*;
     use super::*;
 
-    fn rec(proto_: u8, cport: u16, vport: u16, rs: [u8; 4], dport: u16, f: u32, state: u16) -> SyncConn {
+    fn rec(proto_: u8, cport: u16, vport: u16, rs: Ipv4Addr, dport: u16, f: u32, state: u16) -> SyncConn {
         SyncConn {
             protocol: proto_,
             caddr: CLIENT.into(),
@@ -572,7 +573,7 @@ mod tests {
             // UDP DR.
             rec(17, 1002, 53, RS2, 53, dr | flags::INACTIVE, 0),
             // Unknown destination, unknown service, IPv6, bad state.
-            rec(6, 1003, 80, [10, 9, 9, 9], 80, dr, 1),
+            rec(6, 1003, 80, Ipv4Addr::new(10, 9, 9, 9), 80, dr, 1),
             rec(6, 1004, 81, RS1, 80, dr, 1),
             SyncConn {
                 caddr: "2001:db8::1".parse().unwrap(),
@@ -738,7 +739,7 @@ mod tests {
         // A FIN: FIN_WAIT is synced at once, whatever the count.
         let mut fin = Vec::new();
         etherparse::PacketBuilder::ethernet2(CLIENT_MAC, DIRECTOR_MAC)
-            .ipv4(CLIENT, VIP, 64)
+            .ipv4(CLIENT.octets(), VIP.octets(), 64)
             .tcp(6000, 80, 1005, 65535)
             .ack(1)
             .fin()

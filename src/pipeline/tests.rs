@@ -60,8 +60,8 @@ fn dr_rewrites_only_macs_and_ttl() {
     let Some(etherparse::NetSlice::Ipv4(ip)) = &p.net else {
         panic!()
     };
-    assert_eq!(ip.header().destination(), VIP, "DR keeps the VIP");
-    assert_eq!(ip.header().source(), CLIENT);
+    assert_eq!(ip.header().destination(), VIP.octets(), "DR keeps the VIP");
+    assert_eq!(ip.header().source(), CLIENT.octets());
     assert_eq!(ip.header().ttl(), 63, "TTL decremented (ip_vs_xmit.c: decrement_ttl)");
     // Everything after the TTL/checksum is byte-identical.
     assert_eq!(f[14 + 12..], syn[14 + 12..]);
@@ -219,7 +219,7 @@ fn arp_claims_and_reports() {
         }
     );
     // A request for some other address is not answered.
-    arp::Repr::request(CLIENT_MAC, CLIENT, [10, 0, 0, 77]).emit_frame(&mut f, ethernet::BROADCAST);
+    arp::Repr::request(CLIENT_MAC, CLIENT, Ipv4Addr::new(10, 0, 0, 77)).emit_frame(&mut f, ethernet::BROADCAST);
     let (v, out) = run(&mut w, &sh, &f, 0);
     assert!(out.frames.is_empty());
     assert_eq!(
@@ -282,7 +282,10 @@ fn no_destination_answers_port_unreachable() {
     let Some(etherparse::NetSlice::Ipv4(ip)) = &p.net else {
         panic!()
     };
-    assert_eq!((ip.header().source(), ip.header().destination()), (VIP, CLIENT));
+    assert_eq!(
+        (ip.header().source(), ip.header().destination()),
+        (VIP.octets(), CLIENT.octets())
+    );
     let Some(etherparse::TransportSlice::Icmpv4(icmp)) = &p.transport else {
         panic!()
     };
@@ -645,8 +648,8 @@ fn icmp_frame(
         dont_frag: false,
         ttl: 64,
         protocol: 1,
-        src,
-        dst,
+        src: Ipv4Addr::from(src),
+        dst: Ipv4Addr::from(dst),
     }
     .emit(&mut v[14..]);
     v.extend(icmp);
@@ -660,7 +663,7 @@ fn nat_icmp_from_real_server_is_translated() {
     let req = udp_frame(5353, 54, b"hello");
     let (_, out) = run(&mut w, &sh, &req, 0);
     let forwarded = out.frames[0].1[14..].to_vec(); // client -> RS1:5454, as RS1 got it
-    let unreach = icmp_frame(RS1, CLIENT, RS1_MAC, 3, 3, 0, &forwarded);
+    let unreach = icmp_frame(RS1.octets(), CLIENT.octets(), RS1_MAC, 3, 3, 0, &forwarded);
     let (v, out) = run(&mut w, &sh, &unreach, 1);
     assert_eq!(v, Verdict::Forwarded);
     let f = &out.frames[0].1;
@@ -668,7 +671,10 @@ fn nat_icmp_from_real_server_is_translated() {
     let Some(etherparse::NetSlice::Ipv4(ip)) = &p.net else {
         panic!()
     };
-    assert_eq!((ip.header().source(), ip.header().destination()), (VIP, CLIENT));
+    assert_eq!(
+        (ip.header().source(), ip.header().destination()),
+        (VIP.octets(), CLIENT.octets())
+    );
     assert_eq!(crate::wire::checksum::checksum(&f[34..]), 0, "ICMP checksum");
     let q = ipv4::Packet::new_checked(&f[42..]).unwrap();
     assert!(q.verify_checksum());
@@ -697,7 +703,7 @@ fn nat_icmp_from_client_path_reaches_the_real_server() {
     .emit(&mut quoted);
     quoted[20..22].copy_from_slice(&8080u16.to_be_bytes());
     quoted[22..24].copy_from_slice(&40000u16.to_be_bytes());
-    let need = icmp_frame([198, 51, 100, 1], VIP, CLIENT_MAC, 3, 4, 1400, &quoted);
+    let need = icmp_frame([198, 51, 100, 1], VIP.octets(), CLIENT_MAC, 3, 4, 1400, &quoted);
     let (v, out) = run(&mut w, &sh, &need, 1);
     assert_eq!(v, Verdict::Forwarded);
     let f = &out.frames[0].1;
@@ -706,13 +712,13 @@ fn nat_icmp_from_client_path_reaches_the_real_server() {
     assert_eq!(crate::wire::checksum::checksum(&f[34..]), 0);
     // The quote is truncated (its total length says 1500), so read it by offset.
     let q = &f[42..];
-    assert_eq!(q[12..16], RS1, "quoted source is the real server");
+    assert_eq!(q[12..16], RS1.octets(), "quoted source is the real server");
     assert_eq!(crate::wire::l4::ports(&q[20..]), Some((8888, 40000)));
     assert_eq!(crate::wire::checksum::checksum(&q[..20]), 0, "quoted header checksum");
     // ICMP about an unknown connection is left alone.
     let other = icmp_frame(
         [198, 51, 100, 1],
-        VIP,
+        VIP.octets(),
         CLIENT_MAC,
         3,
         4,
@@ -751,7 +757,7 @@ fn tun_encapsulates_with_the_inner_packet_untouched_but_ttl() {
     };
     assert_eq!(
         (ip.header().source(), ip.header().destination(), ip.header().ttl()),
-        (CLIENT, VIP, 63)
+        (CLIENT.octets(), VIP.octets(), 63)
     );
     assert_eq!(
         &inner[8..],
@@ -803,7 +809,7 @@ fn tun_pmtu_from_a_router_reaches_the_client_and_is_remembered() {
     let (_, out) = run(&mut w, &sh, &syn, 0);
     let sent = out.frames[0].1[14..].to_vec(); // DIP -> RS2, IPIP, 1360 bytes
     // A router on the way to RS2 can only carry 1200 bytes.
-    let need = icmp_frame([10, 0, 0, 1], DIP, CLIENT_MAC, 3, 4, 1200, &sent[..20 + 28]);
+    let need = icmp_frame([10, 0, 0, 1], DIP.octets(), CLIENT_MAC, 3, 4, 1200, &sent[..20 + 28]);
     let (v, out) = run(&mut w, &sh, &need, 1);
     assert_eq!(v, Verdict::Answered);
     let f = &out.frames[0].1;
@@ -831,7 +837,7 @@ fn tun_pmtu_from_a_router_reaches_the_client_and_is_remembered() {
     let (v, _) = run(
         &mut w,
         &sh,
-        &icmp_frame([10, 0, 0, 1], DIP, CLIENT_MAC, 3, 4, 1200, &other),
+        &icmp_frame([10, 0, 0, 1], DIP.octets(), CLIENT_MAC, 3, 4, 1200, &other),
         3,
     );
     assert_eq!(v, Verdict::Pass);
@@ -959,7 +965,7 @@ fn tun_gue_pmtu_from_a_router_counts_the_gue_headers_and_gre_too() {
         let sent = out.frames[0].1[14..].to_vec();
         // The router quotes the outer header, the encapsulation and the client's header.
         let quote = &sent[..20 + overhead as usize - 20 + 28];
-        let need = icmp_frame([10, 0, 0, 1], DIP, CLIENT_MAC, 3, 4, 1200, quote);
+        let need = icmp_frame([10, 0, 0, 1], DIP.octets(), CLIENT_MAC, 3, 4, 1200, quote);
         let (v, out) = run(&mut w, &sh, &need, t + 1);
         assert_eq!(v, Verdict::Answered, "port {port}");
         let f = &out.frames[0].1;
@@ -986,7 +992,7 @@ fn tun_gue_pmtu_from_a_router_counts_the_gue_headers_and_gre_too() {
     let (v, _) = run(
         &mut w,
         &sh,
-        &icmp_frame([10, 0, 0, 1], DIP, CLIENT_MAC, 3, 4, 1200, &q),
+        &icmp_frame([10, 0, 0, 1], DIP.octets(), CLIENT_MAC, 3, 4, 1200, &q),
         21,
     );
     assert_eq!(v, Verdict::Pass);
@@ -1000,7 +1006,7 @@ fn tun_pmtu_is_never_learnt_below_552_and_fragment_quotes_are_not_ours() {
     let (_, out) = run(&mut w, &sh, &syn, 0);
     let sent = out.frames[0].1[14..].to_vec();
     // A (forged) report of a 100-byte path: uvs keeps 552, as Linux's min_pmtu.
-    let need = icmp_frame([10, 0, 0, 1], DIP, CLIENT_MAC, 3, 4, 100, &sent[..48]);
+    let need = icmp_frame([10, 0, 0, 1], DIP.octets(), CLIENT_MAC, 3, 4, 100, &sent[..48]);
     assert_eq!(run(&mut w, &sh, &need, 1).0, Verdict::Answered);
     let (v, _) = run(&mut w, &sh, &tcp_frame(40000, 443, false, true, &[1u8; 400]), 2);
     assert_eq!(v, Verdict::Forwarded, "a 460-byte packet still fits");
@@ -1010,7 +1016,7 @@ fn tun_pmtu_is_never_learnt_below_552_and_fragment_quotes_are_not_ours() {
     // An error quoting a non-first fragment of a tunnel packet is passed on.
     let mut frag = sent[..48].to_vec();
     set_frag_word(&mut frag, 0x0010);
-    let e = icmp_frame([10, 0, 0, 1], DIP, CLIENT_MAC, 3, 4, 1200, &frag);
+    let e = icmp_frame([10, 0, 0, 1], DIP.octets(), CLIENT_MAC, 3, 4, 1200, &frag);
     assert_eq!(run(&mut w, &sh, &e, 4).0, Verdict::Pass);
 }
 
@@ -1046,7 +1052,7 @@ fn nat_dest(ctl: &crate::ctl::Ctl) -> std::sync::Arc<crate::service::Dest> {
 
 /// RS1:8888's reset to the client's `cport` (RST+ACK, as a closed port answers a SYN).
 fn rst_frame(cport: u16) -> Vec<u8> {
-    let b = etherparse::PacketBuilder::ethernet2(RS1_MAC, DIRECTOR_MAC).ipv4(RS1, CLIENT, 64);
+    let b = etherparse::PacketBuilder::ethernet2(RS1_MAC, DIRECTOR_MAC).ipv4(RS1.octets(), CLIENT.octets(), 64);
     let mut v = Vec::new();
     b.tcp(8888, cport, 0, 0).rst().ack(1001).write(&mut v, b"").unwrap();
     v
@@ -1082,10 +1088,10 @@ fn passive_icmp_unreachable_about_a_syn_counts() {
     let (_, out) = run(&mut w, &sh, &tcp_frame(40000, 8080, true, false, b""), 0);
     let forwarded = out.frames[0].1[14..].to_vec();
     // Fragmentation needed is path MTU news, not a failure.
-    let frag = icmp_frame(RS1, CLIENT, RS1_MAC, 3, 4, 1400, &forwarded);
+    let frag = icmp_frame(RS1.octets(), CLIENT.octets(), RS1_MAC, 3, 4, 1400, &forwarded);
     run(&mut w, &sh, &frag, 1);
     assert_eq!(d.passive.total(), 0);
-    let unreach = icmp_frame(RS1, CLIENT, RS1_MAC, 3, 1, 0, &forwarded);
+    let unreach = icmp_frame(RS1.octets(), CLIENT.octets(), RS1_MAC, 3, 1, 0, &forwarded);
     assert_eq!(run(&mut w, &sh, &unreach, 1).0, Verdict::Forwarded);
     assert_eq!(d.passive.get(Unreachable), 1);
     // UDP: a port unreachable about a datagram.
@@ -1095,7 +1101,7 @@ fn passive_icmp_unreachable_about_a_syn_counts() {
         .into_iter()
         .find(|d| d.method() == crate::service::ForwardMethod::Masq && d.port == 5454)
         .unwrap();
-    let unreach = icmp_frame(RS1, CLIENT, RS1_MAC, 3, 3, 0, &out.frames[0].1[14..]);
+    let unreach = icmp_frame(RS1.octets(), CLIENT.octets(), RS1_MAC, 3, 3, 0, &out.frames[0].1[14..]);
     run(&mut w, &sh, &unreach, 3);
     assert_eq!(udp_d.passive.get(Unreachable), 1);
 }

@@ -13,7 +13,7 @@ const RX: RxMeta = RxMeta {
 };
 
 fn echo_request(to: [u8; 4], tos: u8, id: u16, seq: u16, data: &[u8]) -> Vec<u8> {
-    let mut ip = etherparse::Ipv4Header::new(0, 37, etherparse::IpNumber::ICMP, CLIENT, to).unwrap();
+    let mut ip = etherparse::Ipv4Header::new(0, 37, etherparse::IpNumber::ICMP, CLIENT.octets(), to).unwrap();
     ip.dscp = etherparse::IpDscp::try_new(tos >> 2).unwrap();
     ip.dont_fragment = true;
     let b = etherparse::PacketBuilder::ethernet2(CLIENT_MAC, DIRECTOR_MAC)
@@ -47,7 +47,7 @@ fn echo_to_a_vip_is_answered_from_the_vip() {
     let (sh, _ctl) = director();
     let mut w = Worker::new(0, 10);
     let data: Vec<u8> = (0..56u8).collect();
-    let req = echo_request(VIP, 0x10, 0x1234, 7, &data);
+    let req = echo_request(VIP.octets(), 0x10, 0x1234, 7, &data);
     let (v, out) = process(&mut w, &sh, RX, &req);
     assert_eq!(v, Verdict::Answered);
     assert_eq!(out.frames.len(), 1);
@@ -65,7 +65,7 @@ fn echo_to_a_vip_is_answered_from_the_vip() {
     };
     let h = ip.header().to_header();
     assert_eq!(h.header_checksum, h.calc_header_checksum());
-    assert_eq!((h.source, h.destination), (VIP, CLIENT));
+    assert_eq!((h.source, h.destination), (VIP.octets(), CLIENT.octets()));
     assert_eq!(h.time_to_live, 64);
     assert_eq!(h.dscp.value(), 0x10 >> 2, "TOS as the request's");
     assert!(!h.dont_fragment);
@@ -80,7 +80,7 @@ fn echo_to_a_vip_is_answered_from_the_vip() {
     let want = icmp.header().icmp_type.calc_checksum(icmp.payload());
     assert_eq!(icmp.checksum(), want, "ICMP checksum");
     // Odd-sized data (the checksum's last byte padded).
-    let (v, out) = process(&mut w, &sh, RX, &echo_request(VIP, 0, 1, 1, b"abc"));
+    let (v, out) = process(&mut w, &sh, RX, &echo_request(VIP.octets(), 0, 1, 1, b"abc"));
     assert_eq!(v, Verdict::Answered);
     let p = etherparse::SlicedPacket::from_ethernet(&out.frames[0].1).unwrap();
     let Some(etherparse::TransportSlice::Icmpv4(icmp)) = &p.transport else {
@@ -93,7 +93,7 @@ fn echo_to_a_vip_is_answered_from_the_vip() {
 fn echo_with_a_bad_checksum_or_not_to_a_vip_is_not_answered() {
     let (sh, _ctl) = director();
     let mut w = Worker::new(0, 10);
-    let mut bad = echo_request(VIP, 0, 1, 1, b"hello");
+    let mut bad = echo_request(VIP.octets(), 0, 1, 1, b"hello");
     let n = bad.len();
     bad[n - 1] ^= 0xff;
     assert_eq!(
@@ -101,7 +101,7 @@ fn echo_with_a_bad_checksum_or_not_to_a_vip_is_not_answered() {
         Verdict::Drop(DropReason::IcmpChecksum)
     );
     // To the director's own address: the host's stack answers, not uvs.
-    let (v, out) = process(&mut w, &sh, RX, &echo_request(DIP, 0, 1, 1, b"x"));
+    let (v, out) = process(&mut w, &sh, RX, &echo_request(DIP.octets(), 0, 1, 1, b"x"));
     assert_eq!(v, Verdict::Pass);
     assert!(out.frames.is_empty());
 }
@@ -117,7 +117,7 @@ fn a_gated_vip_is_served_only_while_held() {
         ..RX
     };
     let syn = tcp_frame(40000, 80, true, false, b"");
-    let ping = echo_request(VIP, 0, 9, 1, b"ping");
+    let ping = echo_request(VIP.octets(), 0, 9, 1, b"ping");
 
     gate(&sh, false);
     let (v, out) = process(&mut w, &sh, bcast, &arp_req);

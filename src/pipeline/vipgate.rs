@@ -5,6 +5,7 @@
 //! rtnetlink address notifications and publishes the held set here; the workers
 //! read it. Ungated VIPs are always served, as before.
 
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -13,8 +14,8 @@ use ahash::AHashSet;
 /// Which gated VIPs the director holds now.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct GateState {
-    pub gated: AHashSet<[u8; 4]>,
-    pub held: AHashSet<[u8; 4]>,
+    pub gated: AHashSet<Ipv4Addr>,
+    pub held: AHashSet<Ipv4Addr>,
 }
 
 #[derive(Debug, Default)]
@@ -27,7 +28,7 @@ pub struct VipGate {
 impl VipGate {
     /// Does the director serve `vip` now? (Ungated: always.)
     #[inline]
-    pub fn serves(&self, vip: [u8; 4]) -> bool {
+    pub fn serves(&self, vip: Ipv4Addr) -> bool {
         if !self.any.load(Ordering::Relaxed) {
             return true;
         }
@@ -36,7 +37,7 @@ impl VipGate {
     }
 
     /// Is `vip` one whose ownership follows VRRP?
-    pub fn is_gated(&self, vip: [u8; 4]) -> bool {
+    pub fn is_gated(&self, vip: Ipv4Addr) -> bool {
         self.any.load(Ordering::Relaxed) && self.state.load().gated.contains(&vip)
     }
 
@@ -60,18 +61,18 @@ mod tests {
     fn ungated_vips_are_served_and_gated_ones_only_while_held() {
         let g = VipGate::default();
         let (a, b) = ([10, 0, 0, 1], [10, 0, 0, 2]);
-        assert!(g.serves(a) && g.serves(b));
+        assert!(g.serves(Ipv4Addr::from(a)) && g.serves(Ipv4Addr::from(b)));
         g.publish(GateState {
-            gated: [a].into_iter().collect(),
+            gated: [a].into_iter().map(Ipv4Addr::from).collect(),
             held: Default::default(),
         });
-        assert!(!g.serves(a), "gated, not held");
-        assert!(g.serves(b), "ungated");
-        assert!(g.is_gated(a) && !g.is_gated(b));
+        assert!(!g.serves(Ipv4Addr::from(a)), "gated, not held");
+        assert!(g.serves(Ipv4Addr::from(b)), "ungated");
+        assert!(g.is_gated(Ipv4Addr::from(a)) && !g.is_gated(Ipv4Addr::from(b)));
         g.publish(GateState {
-            gated: [a].into_iter().collect(),
-            held: [a].into_iter().collect(),
+            gated: [a].into_iter().map(Ipv4Addr::from).collect(),
+            held: [a].into_iter().map(Ipv4Addr::from).collect(),
         });
-        assert!(g.serves(a));
+        assert!(g.serves(Ipv4Addr::from(a)));
     }
 }

@@ -25,6 +25,7 @@
 
 use std::collections::HashSet;
 use std::io;
+use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Mutex;
 
@@ -35,8 +36,8 @@ use super::set_packet_opt;
 /// modulo. Multiply the address by the golden ratio, add in the port, then murmur3's
 /// fmix32. Any change here must be made in both programs ([`program`],
 /// [`ebpf_program`]); the tests run all three on the same frames.
-pub fn steer_hash(addr: [u8; 4], port: u16) -> u32 {
-    let mut h = u32::from_be_bytes(addr).wrapping_mul(MIX_ADDR) ^ port as u32;
+pub fn steer_hash(addr: Ipv4Addr, port: u16) -> u32 {
+    let mut h = addr.to_bits().wrapping_mul(MIX_ADDR) ^ port as u32;
     h ^= h >> 16;
     h = h.wrapping_mul(MIX_K1);
     h ^= h >> 13;
@@ -46,7 +47,7 @@ pub fn steer_hash(addr: [u8; 4], port: u16) -> u32 {
 
 /// The worker (0-based, in the order the workers' sockets joined) that handles the
 /// connection of client `addr:port` among `workers`.
-pub fn worker_of(addr: [u8; 4], port: u16, workers: usize) -> usize {
+pub fn worker_of(addr: Ipv4Addr, port: u16, workers: usize) -> usize {
     (steer_hash(addr, port) % workers.max(1) as u32) as usize
 }
 
@@ -156,7 +157,7 @@ impl Asm {
 pub const CBPF_MAX_VIPS: usize = 2000;
 
 /// The classic BPF fallback program for these VIPs.
-pub fn program(vips: &[[u8; 4]]) -> Result<Vec<libc::sock_filter>, String> {
+pub fn program(vips: &[Ipv4Addr]) -> Result<Vec<libc::sock_filter>, String> {
     if vips.len() > CBPF_MAX_VIPS {
         return Err(format!(
             "{} VIPs: a classic BPF program holds at most {CBPF_MAX_VIPS}",
@@ -175,7 +176,7 @@ pub fn program(vips: &[[u8; 4]]) -> Result<Vec<libc::sock_filter>, String> {
     // Conditional jumps reach at most 255 instructions, so each compare skips over
     // its own unconditional jump to `to_vip` when it misses.
     for v in vips {
-        a.jeq(u32::from_be_bytes(*v), NEXT, SKIP);
+        a.jeq(v.to_bits(), NEXT, SKIP);
         a.ja("to_vip");
     }
     // Not to a VIP: the client is the destination.
@@ -243,8 +244,8 @@ const SKB_PROTOCOL: i16 = 16;
 
 /// The key of a VIP in the map: the address as the program loads it (LD_ABS yields
 /// host order).
-fn vip_key(v: [u8; 4]) -> [u8; 4] {
-    u32::from_be_bytes(v).to_ne_bytes()
+fn vip_key(v: Ipv4Addr) -> [u8; 4] {
+    v.to_bits().to_ne_bytes()
 }
 
 /// The eBPF steering program, looking VIPs up in hash map `vips_fd` (key: the address
@@ -348,7 +349,7 @@ pub struct Steering {
 
 #[derive(Default)]
 struct Applied {
-    vips: HashSet<[u8; 4]>,
+    vips: HashSet<Ipv4Addr>,
     /// Classic: the program in place lists `vips` (not the one-worker stand-in).
     listed: bool,
 }
@@ -431,7 +432,7 @@ impl Steering {
         if let Kind::Cbpf { .. } = self.kind {
             // Reinstall the classic program through the new sockets.
             self.state.lock().unwrap_or_else(|e| e.into_inner()).listed = false;
-            let vips: Vec<[u8; 4]> = self
+            let vips: Vec<Ipv4Addr> = self
                 .state
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -499,9 +500,9 @@ impl Steering {
     /// the program is rebuilt and reinstalled. Synchronous: when it returns, frames
     /// are steered by the new set. An error leaves the VIPs that were applied
     /// applied (the next call retries the rest).
-    pub fn set_vips(&self, vips: &[[u8; 4]]) -> io::Result<()> {
+    pub fn set_vips(&self, vips: &[Ipv4Addr]) -> io::Result<()> {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let want: HashSet<[u8; 4]> = vips.iter().copied().collect();
+        let want: HashSet<Ipv4Addr> = vips.iter().copied().collect();
         match &self.kind {
             Kind::Single => {
                 st.vips = want;
@@ -509,7 +510,7 @@ impl Steering {
             }
             Kind::Ebpf { map, .. } => {
                 let mut first_err = Ok(());
-                let gone: Vec<[u8; 4]> = st.vips.difference(&want).copied().collect();
+                let gone: Vec<Ipv4Addr> = st.vips.difference(&want).copied().collect();
                 for v in gone {
                     match bpf::map_delete(map, &vip_key(v)) {
                         Ok(()) => {
@@ -521,7 +522,7 @@ impl Steering {
                         Err(e) => first_err = first_err.and(Err(e)),
                     }
                 }
-                let new: Vec<[u8; 4]> = want.difference(&st.vips).copied().collect();
+                let new: Vec<Ipv4Addr> = want.difference(&st.vips).copied().collect();
                 for v in new {
                     match bpf::map_update(map, &vip_key(v), &[1]) {
                         Ok(()) => {
@@ -536,7 +537,7 @@ impl Steering {
                 if st.listed && st.vips == want {
                     return Ok(());
                 }
-                let mut sorted: Vec<[u8; 4]> = want.iter().copied().collect();
+                let mut sorted: Vec<Ipv4Addr> = want.iter().copied().collect();
                 sorted.sort_unstable();
                 let (prog, listed, err) = match program(&sorted) {
                     Ok(p) => (p, true, None),
@@ -626,7 +627,7 @@ pub fn run(prog: &[libc::sock_filter], ethertype: u16, pkt: &[u8]) -> u32 {
 mod tests {
     use super::*;
 
-    fn ipv4(src: [u8; 4], dst: [u8; 4], proto: u8, l4: &[u8]) -> Vec<u8> {
+    fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, l4: &[u8]) -> Vec<u8> {
         let mut v = vec![0u8; 20];
         crate::wire::ipv4::Repr {
             tos: 0,
@@ -652,7 +653,7 @@ mod tests {
     /// One connection's frames: request to the VIP, NAT reply, the real server's ICMP
     /// error toward the client, an ICMP error toward the VIP quoting a reply. Each
     /// must steer by the client endpoint.
-    fn connection(cip: [u8; 4], cport: u16, vip: [u8; 4], rip: [u8; 4]) -> Vec<Vec<u8>> {
+    fn connection(cip: Ipv4Addr, cport: u16, vip: Ipv4Addr, rip: Ipv4Addr) -> Vec<Vec<u8>> {
         let mut icmp_rs = vec![3u8, 3, 0, 0, 0, 0, 0, 0];
         icmp_rs.extend(ipv4(cip, rip, 17, &ports(cport, 8080)));
         let mut icmp_vip = vec![3u8, 4, 0, 0, 0, 0, 5, 0xdc];
@@ -661,15 +662,20 @@ mod tests {
             ipv4(cip, vip, 6, &ports(cport, 80)),
             ipv4(rip, cip, 6, &ports(8080, cport)),
             ipv4(rip, cip, 1, &icmp_rs),
-            ipv4([198, 51, 100, 1], vip, 1, &icmp_vip),
+            ipv4(Ipv4Addr::new(198, 51, 100, 1), vip, 1, &icmp_vip),
         ]
     }
 
     #[test]
     fn request_reply_and_icmp_of_one_connection_hash_alike() {
-        let vips = [[10, 0, 0, 100], [10, 0, 0, 101]];
+        let vips = [Ipv4Addr::new(10, 0, 0, 100), Ipv4Addr::new(10, 0, 0, 101)];
         let prog = program(&vips).unwrap();
-        let (cip, cport, vip, rip) = ([192, 0, 2, 7], 40123u16, [10, 0, 0, 101], [10, 1, 0, 11]);
+        let (cip, cport, vip, rip) = (
+            Ipv4Addr::new(192, 0, 2, 7),
+            40123u16,
+            Ipv4Addr::new(10, 0, 0, 101),
+            Ipv4Addr::new(10, 1, 0, 11),
+        );
         let k = steer_hash(cip, cport);
         for (i, f) in connection(cip, cport, vip, rip).iter().enumerate() {
             assert_eq!(run(&prog, 0x0800, f), k, "frame {i} steers by the client endpoint");
@@ -696,7 +702,7 @@ mod tests {
                 let mut count = vec![0usize; n];
                 let ports: Vec<u16> = (32768..=60998).step_by(2).collect();
                 for &p in &ports {
-                    count[worker_of(client, p, n)] += 1;
+                    count[worker_of(Ipv4Addr::from(client), p, n)] += 1;
                 }
                 let max = *count.iter().max().unwrap() as f64 / ports.len() as f64;
                 assert!(max <= 1.1 / n as f64, "{client:?} over {n}: {count:?}");
@@ -705,15 +711,15 @@ mod tests {
         // And many clients on one port spread too.
         let mut count = [0usize; 2];
         for a in 0..4096u32 {
-            count[worker_of((0x0a00_0000 + a).to_be_bytes(), 5000, 2)] += 1;
+            count[worker_of(Ipv4Addr::from_bits(0x0a00_0000 + a), 5000, 2)] += 1;
         }
         assert!(count.iter().all(|&c| c > 4096 * 45 / 100), "{count:?}");
     }
 
     #[test]
     fn classic_program_too_big_is_refused() {
-        let vips: Vec<[u8; 4]> = (0..CBPF_MAX_VIPS as u32 + 1)
-            .map(|i| (0x0a00_0000 + i).to_be_bytes())
+        let vips: Vec<Ipv4Addr> = (0..CBPF_MAX_VIPS as u32 + 1)
+            .map(|i| Ipv4Addr::from_bits(0x0a00_0000 + i))
             .collect();
         assert!(program(&vips).is_err());
         let prog = program(&vips[..CBPF_MAX_VIPS]).unwrap();
@@ -729,8 +735,8 @@ mod tests {
         };
         assert_eq!(s.fanout_mode() & 0xff, libc::PACKET_FANOUT_CBPF);
         assert!(!s.uses_bpf_maps() && !s.needs_cap_bpf());
-        let vips: Vec<[u8; 4]> = (0..CBPF_MAX_VIPS as u32 + 1)
-            .map(|i| (0x0a00_0000 + i).to_be_bytes())
+        let vips: Vec<Ipv4Addr> = (0..CBPF_MAX_VIPS as u32 + 1)
+            .map(|i| Ipv4Addr::from_bits(0x0a00_0000 + i))
             .collect();
         s.set_vips(&vips[..10]).unwrap();
         assert!(s.state.lock().unwrap().listed);
@@ -752,13 +758,22 @@ mod tests {
 
     #[test]
     fn many_vips_fit() {
-        let vips: Vec<[u8; 4]> = (0..1000u32).map(|i| (0x0a00_0000 + i).to_be_bytes()).collect();
+        let vips: Vec<Ipv4Addr> = (0..1000u32).map(|i| Ipv4Addr::from_bits(0x0a00_0000 + i)).collect();
         let prog = program(&vips).unwrap();
         assert!(prog.len() < 4096);
-        let req = ipv4([192, 0, 2, 7], vips[999], 17, &ports(5, 53));
+        let req = ipv4(Ipv4Addr::new(192, 0, 2, 7), vips[999], 17, &ports(5, 53));
         assert_eq!(
             run(&prog, 0x0800, &req),
-            run(&prog, 0x0800, &ipv4([10, 9, 9, 9], [192, 0, 2, 7], 17, &ports(53, 5)))
+            run(
+                &prog,
+                0x0800,
+                &ipv4(
+                    Ipv4Addr::new(10, 9, 9, 9),
+                    Ipv4Addr::new(192, 0, 2, 7),
+                    17,
+                    &ports(53, 5)
+                )
+            )
         );
     }
 
@@ -786,7 +801,7 @@ mod tests {
         let s = Steering::load(2);
         assert!(s.uses_bpf_maps(), "eBPF steering loads as root: {}", s.describe());
         s.attach(Vec::new()).unwrap();
-        let vips: Vec<[u8; 4]> = (0..50_000u32).map(|i| (0x0a40_0000 + i).to_be_bytes()).collect();
+        let vips: Vec<Ipv4Addr> = (0..50_000u32).map(|i| Ipv4Addr::from_bits(0x0a40_0000 + i)).collect();
         s.set_vips(&vips).unwrap();
         let prog = s.ebpf_prog().unwrap();
         let eth = |ethertype: u16, ip: &[u8]| {
@@ -801,8 +816,11 @@ mod tests {
             for c in 0..40u32 {
                 let cip = (0xc000_0200 + c * 7 + i as u32).to_be_bytes();
                 let cport = 32768 + (c as u16) * 734;
-                let want = steer_hash(cip, cport);
-                for (j, f) in connection(cip, cport, vip, [10, 1, 0, 11]).iter().enumerate() {
+                let want = steer_hash(Ipv4Addr::from(cip), cport);
+                for (j, f) in connection(Ipv4Addr::from(cip), cport, vip, Ipv4Addr::new(10, 1, 0, 11))
+                    .iter()
+                    .enumerate()
+                {
                     let got = bpf::prog_test_run(prog, &eth(0x0800, f)).unwrap();
                     assert_eq!(got, want, "frame {j} of {cip:?}:{cport} to {vip:?}");
                     assert_eq!(run(&cprog, 0x0800, f), want, "classic program, frame {j}");
@@ -812,7 +830,7 @@ mod tests {
         }
         assert_eq!(clients, 120);
         // ARP goes to the first socket; a truncated IPv4 frame too.
-        let req = connection([192, 0, 2, 7], 40000, vips[5], [10, 1, 0, 11]).remove(0);
+        let req = connection(Ipv4Addr::new(192, 0, 2, 7), 40000, vips[5], Ipv4Addr::new(10, 1, 0, 11)).remove(0);
         assert_eq!(bpf::prog_test_run(prog, &eth(0x0806, &req)).unwrap(), 0);
         // (an IPv4 header and one byte of ports: the port load runs off the end)
         assert_eq!(bpf::prog_test_run(prog, &eth(0x0800, &req[..21])).unwrap(), 0);
@@ -826,7 +844,7 @@ mod tests {
         s.set_vips(&vips).unwrap();
         assert_eq!(
             bpf::prog_test_run(prog, &eth(0x0800, &req)).unwrap(),
-            steer_hash([192, 0, 2, 7], 40000)
+            steer_hash(Ipv4Addr::new(192, 0, 2, 7), 40000)
         );
     }
 }

@@ -283,7 +283,7 @@ pub fn discover(name: &str) -> Result<crate::dataplane::Iface, String> {
         .ips
         .iter()
         .filter_map(|n| match n.ip() {
-            std::net::IpAddr::V4(a) => Some(a.octets()),
+            std::net::IpAddr::V4(a) => Some(a),
             _ => None,
         })
         .collect();

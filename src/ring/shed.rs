@@ -19,6 +19,7 @@
 //! attached through a BPF link, so it is gone when uvs exits, however it exits.
 
 use std::io;
+use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -221,7 +222,7 @@ impl std::str::FromStr for XdpMode {
 pub struct Shed {
     state: Arc<StateMap>,
     vips_map: OwnedFd,
-    vips: Vec<[u8; 4]>,
+    vips: Vec<Ipv4Addr>,
     /// (interface, attach mode, link): detached when dropped.
     links: Vec<(String, &'static str, OwnedFd)>,
 }
@@ -311,7 +312,7 @@ impl Shed {
     }
 
     /// Make `vips` the set of destinations that may be shed.
-    pub fn set_vips(&mut self, vips: &[[u8; 4]]) -> io::Result<()> {
+    pub fn set_vips(&mut self, vips: &[Ipv4Addr]) -> io::Result<()> {
         if self.vips == vips {
             return Ok(());
         }
@@ -323,14 +324,14 @@ impl Shed {
             (self.vips.iter().collect(), vips.iter().collect());
         for v in &self.vips {
             if !new.contains(v)
-                && let Err(e) = bpf::map_delete(&self.vips_map, v)
+                && let Err(e) = bpf::map_delete(&self.vips_map, &v.octets())
             {
                 first_err = first_err.and(Err(e));
             }
         }
         for v in vips {
             if !old.contains(v)
-                && let Err(e) = bpf::map_update(&self.vips_map, v, &1u32.to_ne_bytes())
+                && let Err(e) = bpf::map_update(&self.vips_map, &v.octets(), &1u32.to_ne_bytes())
             {
                 first_err = first_err.and(Err(e));
             }

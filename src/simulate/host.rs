@@ -3,6 +3,8 @@
 //! (a simulation reads the verdicts and the tables, not the frames). The same values as
 //! the unit tests' fixture, so a scenario and a test describe one machine.
 
+use std::net::Ipv4Addr;
+
 use crate::pipeline::Emit;
 
 /// The director's one interface.
@@ -11,9 +13,9 @@ pub const DIRECTOR_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
 /// Every client frame arrives from this MAC (the gateway's).
 pub const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x10];
 /// The director's address; its /24 is on-link.
-pub const DIP: [u8; 4] = [10, 0, 0, 2];
+pub const DIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 /// The default route's gateway (the clients are behind it).
-pub const GATEWAY: [u8; 4] = [10, 0, 0, 1];
+pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 
 /// An [`Emit`] that takes every frame and keeps none.
 pub struct Discard {

@@ -30,7 +30,7 @@ mod host;
 #[cfg(test)]
 mod tests;
 
-use std::net::{IpAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
 use crate::conn::ConnKey;
@@ -94,17 +94,17 @@ impl Simulator {
         // via a gateway whose MAC is the client MAC; NAT replies find their way back.
         sh.routes.store(Arc::new(vec![
             RouteEntry {
-                dst: u32::from_be_bytes(DIP) & 0xffff_ff00,
-                mask: 0xffff_ff00,
+                dst: Ipv4Addr::from_bits(DIP.to_bits() & 0xffff_ff00),
+                mask: Ipv4Addr::new(255, 255, 255, 0),
                 ifindex: IFINDEX,
-                gateway: 0,
+                gateway: Ipv4Addr::UNSPECIFIED,
                 metric: 0,
             },
             RouteEntry {
-                dst: 0,
-                mask: 0,
+                dst: Ipv4Addr::UNSPECIFIED,
+                mask: Ipv4Addr::UNSPECIFIED,
                 ifindex: IFINDEX,
-                gateway: u32::from_be_bytes(GATEWAY),
+                gateway: GATEWAY,
                 metric: 0,
             },
         ]));
@@ -255,7 +255,7 @@ impl Simulator {
         let c = self.worker.conns.get_mut(key)?;
         c.dest.is_available().then(|| {
             (
-                SocketAddrV4::new(c.daddr.into(), c.dport),
+                SocketAddrV4::new(c.daddr, c.dport),
                 c.dest.method(),
                 u32::from(c.in_pkts),
             )
@@ -361,9 +361,9 @@ impl Simulator {
 fn conn_key(proto: Protocol, c: SocketAddrV4, v: SocketAddrV4) -> ConnKey {
     ConnKey {
         proto: proto as u8,
-        caddr: c.ip().octets(),
+        caddr: *c.ip(),
         cport: c.port(),
-        vaddr: v.ip().octets(),
+        vaddr: *v.ip(),
         vport: v.port(),
     }
 }

@@ -28,8 +28,8 @@ fn dest(s: &Simulator, ip: &str) -> Arc<crate::service::Dest> {
 fn tpl_key(snet: [u8; 4], vport: u16) -> TemplateKey {
     TemplateKey {
         proto: 6,
-        snet,
-        vaddr: [10, 1, 1, 1],
+        snet: Ipv4Addr::from(snet),
+        vaddr: Ipv4Addr::new(10, 1, 1, 1),
         vport,
     }
 }
@@ -239,8 +239,8 @@ fn one_packet_with_persistence_sticks_and_refreshes_the_template() {
     );
     let key = TemplateKey {
         proto: 17,
-        snet: [192, 0, 2, 1],
-        vaddr: [10, 0, 0, 100],
+        snet: Ipv4Addr::new(192, 0, 2, 1),
+        vaddr: Ipv4Addr::new(10, 0, 0, 100),
         vport: 53,
     };
     assert_eq!(template(&s, key).unwrap().expires_ms(), 110_000);
@@ -274,7 +274,11 @@ fn templates_are_shared_by_workers() {
         .iter()
         .flat_map(|w| w.conns.iter().map(|(_, c)| c.daddr))
         .collect();
-    assert_eq!(picked, [[10, 0, 0, 1]; 4], "one template, whichever worker");
+    assert_eq!(
+        picked,
+        [Ipv4Addr::new(10, 0, 0, 1); 4],
+        "one template, whichever worker"
+    );
     assert_eq!(sh.services.load().conn_shared().templates.len(), 1);
 }
 
@@ -311,7 +315,7 @@ fn tv_10_10_nat_counters_and_zero_one_right_after_creation() {
     use crate::conn::tcp::{TcpState, Timeouts};
     let d = crate::sched::testutil_dest();
     let t = Timeouts::default();
-    let mut c = Conn::new(d.clone(), [10, 0, 0, 1], 80, false, 0);
+    let mut c = Conn::new(d.clone(), Ipv4Addr::new(10, 0, 0, 1), 80, false, 0);
     assert_eq!((d.active(), d.inactive()), (0, 1), "0/1 before the state handler runs");
     // (flags, from the server, state, timeout, active/inactive)
     type Step = (u8, bool, TcpState, u64, (u32, u32));

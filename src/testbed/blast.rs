@@ -135,8 +135,8 @@ fn syn_flood(o: &BlastOptions, iface: &crate::pipeline::Iface, ring: &mut TxRing
             dont_frag: true,
             ttl: 64,
             protocol: ipv4::proto::TCP,
-            src,
-            dst: o.dst,
+            src: src.into(),
+            dst: o.dst.into(),
         }
         .emit(ip);
         let t = &mut ip[20..40];
@@ -148,7 +148,7 @@ fn syn_flood(o: &BlastOptions, iface: &crate::pipeline::Iface, ring: &mut TxRing
         t[13] = crate::wire::l4::tcp_flags::SYN;
         t[14..16].copy_from_slice(&64240u16.to_be_bytes());
         t[16..20].copy_from_slice(&[0; 4]);
-        let c = crate::wire::l4::full_checksum(ipv4::proto::TCP, src, o.dst, t);
+        let c = crate::wire::l4::full_checksum(ipv4::proto::TCP, src.into(), o.dst.into(), t);
         t[16..18].copy_from_slice(&c.to_be_bytes());
         match ring.buffer() {
             Some(b) => {
@@ -187,8 +187,8 @@ pub fn blast(o: &BlastOptions) -> Result<BlastReport, String> {
             dont_frag: true,
             ttl: 64,
             protocol: 17,
-            src,
-            dst: o.dst,
+            src: src.into(),
+            dst: o.dst.into(),
         }
         .emit(&mut frame[ethernet::HEADER_LEN..]);
     };

@@ -139,6 +139,7 @@ pub fn main(o: &TunnelOptions) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     use crate::service::{TunnelCsum, TunnelType};
 
@@ -152,8 +153,8 @@ mod tests {
             dont_frag: true,
             ttl: 63,
             protocol: 17,
-            src: [192, 0, 2, 1],
-            dst: [10, 0, 0, 100],
+            src: Ipv4Addr::new(192, 0, 2, 1),
+            dst: Ipv4Addr::new(10, 0, 0, 100),
         }
         .emit(&mut inner);
         inner
@@ -162,7 +163,7 @@ mod tests {
     /// An outer packet built by the director's own encapsulation.
     fn encapsulated(kind: TunnelType, csum: TunnelCsum, inner: &[u8]) -> Vec<u8> {
         let e = crate::forward::tun::Encap { kind, csum, port: 6080 };
-        crate::forward::tun::encapsulated(&e, [10, 0, 0, 2], [10, 0, 0, 11], inner)
+        crate::forward::tun::encapsulated(&e, Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 11), inner)
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! ARP for IPv4 over Ethernet (RFC 826), 28 bytes after the Ethernet header.
 
+use super::Ipv4Addr;
 use super::ethernet::{self, MacAddr, ethertype};
 
 pub const PACKET_LEN: usize = 28;
@@ -16,9 +17,9 @@ pub const OP_REPLY: u16 = 2;
 pub struct Repr {
     pub op: u16,
     pub sha: MacAddr,
-    pub spa: [u8; 4],
+    pub spa: Ipv4Addr,
     pub tha: MacAddr,
-    pub tpa: [u8; 4],
+    pub tpa: Ipv4Addr,
 }
 
 /// Why an ARP packet was not understood.
@@ -39,7 +40,7 @@ impl Repr {
             return Err(ArpError::Unsupported);
         }
         let mac = |at: usize| -> MacAddr { [b[at], b[at + 1], b[at + 2], b[at + 3], b[at + 4], b[at + 5]] };
-        let ip = |at: usize| -> [u8; 4] { [b[at], b[at + 1], b[at + 2], b[at + 3]] };
+        let ip = |at: usize| Ipv4Addr::new(b[at], b[at + 1], b[at + 2], b[at + 3]);
         Ok(Repr {
             op: u16::from_be_bytes([b[6], b[7]]),
             sha: mac(8),
@@ -58,14 +59,14 @@ impl Repr {
         b[0..8].copy_from_slice(&[0, 1, 0x08, 0x00, 6, 4, 0, 0]);
         b[6..8].copy_from_slice(&self.op.to_be_bytes());
         b[8..14].copy_from_slice(&self.sha);
-        b[14..18].copy_from_slice(&self.spa);
+        b[14..18].copy_from_slice(&self.spa.octets());
         b[18..24].copy_from_slice(&self.tha);
-        b[24..28].copy_from_slice(&self.tpa);
+        b[24..28].copy_from_slice(&self.tpa.octets());
         MIN_FRAME_LEN
     }
 
     /// A request "who has `target`? tell `my_ip`".
-    pub fn request(my_mac: MacAddr, my_ip: [u8; 4], target: [u8; 4]) -> Repr {
+    pub fn request(my_mac: MacAddr, my_ip: Ipv4Addr, target: Ipv4Addr) -> Repr {
         Repr {
             op: OP_REQUEST,
             sha: my_mac,
@@ -76,7 +77,7 @@ impl Repr {
     }
 
     /// A gratuitous ARP for `ip` (a request with sender = target = ip), as keepalived sends.
-    pub fn gratuitous(my_mac: MacAddr, ip: [u8; 4]) -> Repr {
+    pub fn gratuitous(my_mac: MacAddr, ip: Ipv4Addr) -> Repr {
         Repr {
             op: OP_REQUEST,
             sha: my_mac,
@@ -98,7 +99,11 @@ mod tests {
 
     #[test]
     fn request_round_trip_and_padding() {
-        let r = Repr::request([2, 0, 0, 0, 0, 1], [10, 0, 0, 1], [10, 0, 0, 2]);
+        let r = Repr::request(
+            [2, 0, 0, 0, 0, 1],
+            Ipv4Addr::new(10, 0, 0, 1),
+            Ipv4Addr::new(10, 0, 0, 2),
+        );
         let mut buf = [0xaau8; 100];
         let n = r.emit_frame(&mut buf, ethernet::BROADCAST);
         assert_eq!(n, 60);

@@ -73,9 +73,9 @@ pub fn update32(check: u16, old: u32, new: u32) -> u16 {
 }
 
 /// Pseudo-header sum for TCP/UDP over IPv4.
-pub fn pseudo_header(src: [u8; 4], dst: [u8; 4], proto: u8, len: u16) -> u32 {
-    let mut acc = sum(0, &src);
-    acc = sum(acc, &dst);
+pub fn pseudo_header(src: std::net::Ipv4Addr, dst: std::net::Ipv4Addr, proto: u8, len: u16) -> u32 {
+    let mut acc = sum(0, &src.octets());
+    acc = sum(acc, &dst.octets());
     acc + proto as u32 + len as u32
 }
 
