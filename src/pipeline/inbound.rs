@@ -11,7 +11,7 @@ use crate::wire::{ipv4, l4::tcp_flags};
 
 impl Worker {
     pub(super) fn inbound<E: Emit>(&mut self, cx: &Ctx<'_>, pkt: &L4Packet<'_>, out: &mut E) -> Verdict {
-        let (sh, svcs, now_ms) = (cx.sh, cx.svcs, cx.now_ms);
+        let (sh, now_ms) = (cx.sh, cx.now_ms);
         let key = ConnKey {
             proto: pkt.proto,
             caddr: pkt.saddr,
