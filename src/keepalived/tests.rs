@@ -205,6 +205,24 @@ fn groups_with_ranges_cidr_and_fwmarks() {
             "-f 7"
         ]
     );
+    assert_eq!(translate::service_count(&cfg, &cfg.services[0]), 8);
+}
+
+#[test]
+fn service_count_bounds_groups_without_expanding_them() {
+    let (cfg, d) = parse(
+        "virtual_server_group BIG {\n 10.0.0.0/8 80\n 2001:db8::/64 80\n fwmark 1\n}\n\
+         virtual_server group BIG {\n protocol TCP\n real_server 10.9.0.1 80 {\n }\n}\n\
+         virtual_server 10.0.0.1 80 {\n real_server 10.9.0.1 80 {\n }\n}\n",
+    );
+    let n: Vec<u128> = cfg
+        .services
+        .iter()
+        .map(|vs| translate::service_count(&cfg, vs))
+        .collect();
+    // Each range is cut at MAX_RANGE addresses, as service_addrs cuts it.
+    assert_eq!(n, [2 * translate::MAX_RANGE + 1, 1], "{d:?}");
+    assert_eq!(translate::service_addrs(&cfg, &cfg.services[0]).len() as u128, n[0]);
 }
 
 #[test]
