@@ -1830,10 +1830,14 @@ impl<'a> Parser<'a> {
                     return Kw::Simple;
                 }
                 let mut d = [0u8; 16];
+                // By bytes: a 32-byte argument need not be 32 characters (a str slice
+                // inside a multi-byte character panics; found by keepalived_conf_parse).
+                let hex = |c: u8| (c as char).to_digit(16).map(|v| v as u8);
+                let ab = arg.as_bytes();
                 for (i, b) in d.iter_mut().enumerate() {
-                    match u8::from_str_radix(&arg[2 * i..2 * i + 2], 16) {
-                        Ok(v) => *b = v,
-                        Err(_) => {
+                    match (hex(ab[2 * i]), hex(ab[2 * i + 1])) {
+                        (Some(h), Some(l)) => *b = h << 4 | l,
+                        _ => {
                             self.warn(format!(
                                 "Unable to interpret hex digit in '{arg}' at offset {}/{}",
                                 2 * i,

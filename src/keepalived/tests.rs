@@ -519,3 +519,22 @@ fn smtp_check_host_blocks_become_checkers() {
     let unknown: Vec<_> = diags.iter().filter(|d| d.contains("Unknown keyword")).collect();
     assert_eq!(unknown, ["(k.conf: Line 13) Unknown keyword 'helo_name'"], "{diags:?}");
 }
+
+/// Found by keepalived_conf_parse: a 32-byte digest holding a multi-byte character
+/// panicked (a str slice inside the character); now keepalived's warning.
+#[test]
+fn digest_with_multibyte_characters_is_a_warning() {
+    let (cfg, diags) = parse(
+        "virtual_server 10.0.0.1 80 {\n protocol TCP\n lb_algo rr\n lb_kind DR\n real_server 10.0.0.2 80 {\n  HTTP_GET {\n   url {\n    path /\n    digest 0123456\u{4de}89abcdef0123456789abcde\n   }\n  }\n }\n}\n",
+    );
+    assert!(
+        diags
+            .iter()
+            .any(|d| d.contains("Unable to interpret hex digit in") && d.contains("at offset 6/7")),
+        "{diags:?}"
+    );
+    let CheckKind::Http { urls, .. } = &cfg.services[0].real_servers[0].checkers[0].kind else {
+        panic!()
+    };
+    assert_eq!(urls[0].digest, None);
+}
