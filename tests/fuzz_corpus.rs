@@ -87,3 +87,8 @@ fn sync_corpus_replays() {
 fn keepalived_conf_corpus_replays() {
     replay("keepalived_conf", uvs::keepalived::fuzz_one);
 }
+
+#[test]
+fn keepalived_conf_parse_corpus_replays() {
+    replay("keepalived_conf_parse", uvs::keepalived::fuzz_parse);
+}

@@ -86,6 +86,10 @@ pub enum Probe {
     Ping,
     /// MISC_CHECK: exit 0 up, 1 down, with `dynamic` 2..255 up with weight exit - 2.
     Script { argv: Vec<String>, dynamic: bool },
+    /// SMTP_CHECK (check_smtp.c `smtp_engine_thread`): a `220` banner, `HELO helo`
+    /// answered `250`, `QUIT` answered with any line. Each step waits up to the
+    /// timeout.
+    Smtp { helo: String },
 }
 
 /// One attempt's parameters.
@@ -139,6 +143,35 @@ struct Conn {
     req: Vec<u8>,
     sent: usize,
     buf: Vec<u8>,
+    /// SMTP_CHECK: the reply being waited for.
+    smtp: SmtpStep,
+}
+
+/// Where an SMTP_CHECK conversation stands (check_smtp.h `smtp_state_t`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SmtpStep {
+    Banner,
+    Helo,
+    Quit,
+}
+
+/// check_smtp.h `SMTP_BUFF_MAX`: a reply line is looked for in the first 511 bytes.
+const SMTP_BUFF_MAX: usize = 512;
+
+/// check_smtp.c `smtp_get_status`: the reply's three-digit code, which must be followed
+/// by a space or end the data read (so `220-` continuation lines and a bare `220\r\n`
+/// do not count, as in keepalived).
+pub fn smtp_status(line: &[u8]) -> Option<u16> {
+    let code = line.get(..3)?;
+    if !code.iter().all(u8::is_ascii_digit) || !matches!(line.get(3), None | Some(b' ')) {
+        return None;
+    }
+    std::str::from_utf8(code).ok()?.parse().ok()
+}
+
+/// keepalived's `inet_sockaddrtopair`: `[address]:port`.
+fn pair(a: SocketAddr) -> String {
+    format!("[{}]:{}", a.ip(), a.port())
 }
 
 struct Script {
@@ -519,6 +552,11 @@ impl Probes {
                     .map_err(|e| format!("send ICMP packet fail: {e}"))?;
                 Io::Dgram(s)
             }
+            Probe::Smtp { .. } => {
+                let fd = connect_nonblocking(spec.dst, spec.bind)
+                    .map_err(|_| format!("Could not connect to server {}", pair(spec.dst)))?;
+                Io::Stream(TcpStream::from(fd))
+            }
             Probe::Tcp | Probe::Http { .. } => {
                 let fd = connect_nonblocking(spec.dst, spec.bind).map_err(fail)?;
                 if let Probe::Http {
@@ -556,6 +594,7 @@ impl Probes {
             req,
             sent: 0,
             buf: Vec::new(),
+            smtp: SmtpStep::Banner,
         })
     }
 
@@ -661,6 +700,10 @@ impl Probes {
             Io::Dgram(_) => return Self::dgram(c, rev, now),
             Io::Stream(s) => s,
         };
+        if let Probe::Smtp { helo } = &c.spec.probe {
+            let helo = helo.clone();
+            return Self::smtp(c, &helo, rev, now);
+        }
         if !c.connected {
             if rev.is_empty() {
                 return (now >= c.deadline).then(|| Err("timeout".into()));
@@ -706,6 +749,84 @@ impl Probes {
             }
         }
         (now >= c.deadline).then(|| Err("timeout".into()))
+    }
+
+    /// One step of SMTP_CHECK's conversation, with check_smtp.c's failure texts (logged
+    /// after `SMTP_CHECK `). Every read and write has its own timeout, as keepalived
+    /// schedules each with `connection_to`.
+    fn smtp(c: &mut Conn, helo: &str, rev: PollFlags, now: Instant) -> Option<Result<(), String>> {
+        let Io::Stream(stream) = &mut c.io else { return None };
+        let server = pair(c.spec.dst);
+        if !c.connected {
+            if rev.is_empty() {
+                return (now >= c.deadline).then(|| Err(format!("Connection timeout to server {server}")));
+            }
+            match socket::getsockopt(&*stream, sockopt::SocketError) {
+                Ok(0) => {}
+                _ => return Some(Err(format!("Error connecting to server {server}"))),
+            }
+            c.connected = true;
+            c.deadline = now + c.spec.timeout;
+        }
+        if c.sent < c.req.len() {
+            if !rev.is_empty() {
+                match stream.write(&c.req[c.sent..]) {
+                    Ok(n) if n > 0 => c.sent += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    _ => return Some(Err(format!("Write failure to server {server}"))),
+                }
+                if c.sent == c.req.len() {
+                    // smtp_get_line: a fresh buffer and a fresh timeout for the reply.
+                    c.buf.clear();
+                    c.deadline = now + c.spec.timeout;
+                }
+            }
+            return (c.sent < c.req.len() && now >= c.deadline)
+                .then(|| Err(format!("Write timeout to server {server}")));
+        }
+        if !rev.is_empty() {
+            let mut tmp = [0u8; SMTP_BUFF_MAX];
+            loop {
+                if c.buf.len() >= SMTP_BUFF_MAX - 1 {
+                    tracing::info!(
+                        "SMTP_CHECK Buffer overflow reading from server {server}. Increase SMTP_BUFF_MAX in check_smtp.h"
+                    );
+                    c.buf.clear();
+                }
+                let room = SMTP_BUFF_MAX - 1 - c.buf.len();
+                match stream.read(&mut tmp[..room]) {
+                    Ok(0) => return Some(Err(format!("Read failure from server {server}"))),
+                    Ok(n) => c.buf.extend_from_slice(&tmp[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(_) => return Some(Err(format!("Read failure from server {server}"))),
+                }
+                if c.buf.contains(&b'\n') {
+                    break;
+                }
+            }
+            if c.buf.contains(&b'\n') {
+                let next = match c.smtp {
+                    SmtpStep::Banner if smtp_status(&c.buf) != Some(220) => {
+                        return Some(Err(format!("Bad greeting banner from server {server}")));
+                    }
+                    SmtpStep::Banner => (SmtpStep::Helo, format!("HELO {helo}\r\n")),
+                    SmtpStep::Helo if smtp_status(&c.buf) != Some(250) => {
+                        return Some(Err(format!("Bad HELO response from server {server}")));
+                    }
+                    SmtpStep::Helo => (SmtpStep::Quit, "QUIT\r\n".to_string()),
+                    SmtpStep::Quit => return Some(Ok(())),
+                };
+                c.smtp = next.0;
+                // snprintf into SMTP_BUFF_MAX: a longer HELO line is cut there.
+                let mut line = next.1.into_bytes();
+                line.truncate(SMTP_BUFF_MAX - 1);
+                c.req = line;
+                c.sent = 0;
+                c.deadline = now + c.spec.timeout;
+                return None;
+            }
+        }
+        (now >= c.deadline).then(|| Err(format!("Read timeout from server {server}")))
     }
 
     /// UDP_CHECK, DNS_CHECK, PING_CHECK: read what arrived; at the deadline, UDP_CHECK
@@ -983,6 +1104,96 @@ mod tests {
             bind: None,
             timeout: Duration::from_millis(ms),
         }
+    }
+
+    #[test]
+    fn smtp_status_as_keepalived_reads_it() {
+        assert_eq!(smtp_status(b"220 mx.example ESMTP\r\n"), Some(220));
+        assert_eq!(smtp_status(b"250 hello"), Some(250));
+        assert_eq!(smtp_status(b"220"), Some(220));
+        // smtp_get_status: the code must be followed by a space or end the data.
+        assert_eq!(smtp_status(b"220-first line\r\n"), None);
+        assert_eq!(smtp_status(b"220\r\n"), None);
+        assert_eq!(smtp_status(b"22 x"), None);
+        assert_eq!(smtp_status(b"ab0 x"), None);
+        assert_eq!(smtp_status(b""), None);
+    }
+
+    /// A one-connection SMTP responder on loopback: sends `banner`, answers the first
+    /// line with `helo_reply` (recording it), then QUIT with 221.
+    fn smtp_server(
+        banner: &'static [u8],
+        helo_reply: &'static [u8],
+    ) -> (SocketAddr, std::thread::JoinHandle<Vec<String>>) {
+        use std::io::BufRead;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let h = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+            let mut got = Vec::new();
+            s.write_all(banner).unwrap();
+            for reply in [helo_reply, &b"221 bye\r\n"[..]] {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                got.push(line);
+                let _ = s.write_all(reply);
+            }
+            got
+        });
+        (addr, h)
+    }
+
+    #[test]
+    fn smtp_probe_conversation_and_failures() {
+        let helo = Probe::Smtp {
+            helo: "checker.example".into(),
+        };
+        let (addr, h) = smtp_server(b"220 mx ESMTP\r\n", b"250 mx\r\n");
+        let mut p = Probes::new();
+        p.start(1, &spec(helo.clone(), addr, 2000));
+        let out = run_until_done(&mut p);
+        assert_eq!(out[0].1, Outcome::Up);
+        assert_eq!(h.join().unwrap(), ["HELO checker.example\r\n", "QUIT\r\n"]);
+
+        let (addr, h) = smtp_server(b"554 go away\r\n", b"250 mx\r\n");
+        p.start(2, &spec(helo.clone(), addr, 2000));
+        let out = run_until_done(&mut p);
+        assert_eq!(
+            out[0].1,
+            Outcome::Down(format!("Bad greeting banner from server [127.0.0.1]:{}", addr.port()))
+        );
+        drop(h);
+
+        let (addr, h) = smtp_server(b"220 mx\r\n", b"501 who are you\r\n");
+        p.start(3, &spec(helo.clone(), addr, 2000));
+        let out = run_until_done(&mut p);
+        assert_eq!(
+            out[0].1,
+            Outcome::Down(format!("Bad HELO response from server [127.0.0.1]:{}", addr.port()))
+        );
+        drop(h);
+
+        // No banner within the timeout; then a refused connection.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let silent = l.local_addr().unwrap();
+        p.start(4, &spec(helo.clone(), silent, 200));
+        let out = run_until_done(&mut p);
+        assert_eq!(
+            out[0].1,
+            Outcome::Down(format!("Read timeout from server [127.0.0.1]:{}", silent.port()))
+        );
+        drop(l);
+        let closed = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        p.start(5, &spec(helo, closed, 2000));
+        let out = run_until_done(&mut p);
+        assert_eq!(
+            out[0].1,
+            Outcome::Down(format!("Error connecting to server [127.0.0.1]:{}", closed.port()))
+        );
     }
 
     fn free_port() -> u16 {

@@ -258,13 +258,17 @@ pub enum CheckKind {
     },
     /// PING_CHECK (check_ping.c): ICMP echo.
     Ping,
+    /// SMTP_CHECK (check_smtp.c): banner 220, `HELO helo_name` answered 250, QUIT.
+    Smtp {
+        helo_name: String,
+    },
     Misc {
         script: Option<Script>,
         /// Microseconds; None: the checker's delay_loop.
         timeout: Option<u64>,
         dynamic: bool,
     },
-    /// A checker keepalived has and uvs does not run (SMTP_CHECK, FILE_CHECK, BFD_CHECK).
+    /// A checker keepalived has and uvs does not run (FILE_CHECK, BFD_CHECK).
     Other(String),
 }
 
@@ -337,6 +341,47 @@ pub struct Checker {
     pub delay_loop: Option<u64>,
     pub alpha: Option<bool>,
     pub log_all_failures: bool,
+    /// A message keepalived logs (LOG_INFO, not a configuration error) about this
+    /// checker's block, logged when the configuration is loaded.
+    pub note: Option<String>,
+}
+
+/// A checker's connection options (keepalived's `conn_opts_t`: what a deprecated
+/// SMTP_CHECK `host` block sets for its own checker).
+type ConnOpts = (
+    Option<IpAddr>,
+    Option<u16>,
+    Option<IpAddr>,
+    Option<u16>,
+    Option<String>,
+    Option<u32>,
+    Option<u64>,
+);
+
+impl Checker {
+    fn take_conn_opts(&mut self) -> ConnOpts {
+        (
+            self.connect_ip.take(),
+            self.connect_port.take(),
+            self.bindto.take(),
+            self.bind_port.take(),
+            self.bind_if.take(),
+            self.fwmark.take(),
+            self.connect_timeout.take(),
+        )
+    }
+
+    fn set_conn_opts(&mut self, co: ConnOpts) {
+        (
+            self.connect_ip,
+            self.connect_port,
+            self.bindto,
+            self.bind_port,
+            self.bind_if,
+            self.fwmark,
+            self.connect_timeout,
+        ) = co;
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -588,6 +633,10 @@ pub struct Parser<'a> {
     cfg: Config,
     diags: Vec<Diag>,
     cur: Option<(Arc<str>, usize)>,
+    /// SMTP_CHECK `host` blocks: the checker's own connection options while a block is
+    /// read (check_smtp.c `sav_co`), and the blocks' options read so far (`host_list`).
+    smtp_saved_co: Option<ConnOpts>,
+    smtp_hosts: Vec<ConnOpts>,
 }
 
 impl<'a> Parser<'a> {
@@ -597,6 +646,8 @@ impl<'a> Parser<'a> {
             pos: 0,
             skip: 0,
             level_depth: 0,
+            smtp_saved_co: None,
+            smtp_hosts: Vec::new(),
             cfg: Config::default(),
             diags: Vec::new(),
             cur: None,
@@ -1477,6 +1528,10 @@ impl<'a> Parser<'a> {
                         name: String::new(),
                     },
                     "PING_CHECK" => CheckKind::Ping,
+                    // check_smtp.h SMTP_DEFAULT_HELO.
+                    "SMTP_CHECK" => CheckKind::Smtp {
+                        helo_name: "smtpchecker.keepalived.org".into(),
+                    },
                     "MISC_CHECK" => CheckKind::Misc {
                         script: None,
                         timeout: None,
@@ -1501,7 +1556,9 @@ impl<'a> Parser<'a> {
                     delay_loop: None,
                     alpha: None,
                     log_all_failures: false,
+                    note: None,
                 });
+                self.smtp_hosts.clear();
                 return Kw::Block(Level::Checker);
             }
             _ => return Kw::Unknown,
@@ -1521,8 +1578,8 @@ impl<'a> Parser<'a> {
             CheckKind::Udp(_) => "UDP_CHECK",
             CheckKind::Dns { .. } => "DNS_CHECK",
             CheckKind::Ping => "PING_CHECK",
+            CheckKind::Smtp { .. } => "SMTP_CHECK",
             CheckKind::Other(o) => match o.as_str() {
-                "SMTP_CHECK" => "SMTP_CHECK",
                 "FILE_CHECK" => "FILE_CHECK",
                 _ => "BFD_CHECK",
             },
@@ -1593,6 +1650,8 @@ impl<'a> Parser<'a> {
                     None => self.warn(format!("Invalid nb_get_retry value '{arg}'")),
                 }
             }
+            // A `host` block has the common keywords only.
+            _ if level == Level::CheckerHost => return Kw::Unknown,
             _ => return self.checker_specific(kind, line),
         }
         Kw::Simple
@@ -1666,8 +1725,21 @@ impl<'a> Parser<'a> {
                     s.group = w.get(2).cloned();
                 }
             }
-            ("SMTP_CHECK", "helo_name") => {}
-            ("SMTP_CHECK", "host") => return Kw::Block(Level::CheckerHost),
+            ("SMTP_CHECK", "helo_name") => {
+                if w.len() < 2 {
+                    self.warn("SMTP_CHECK helo name missing");
+                } else if let Some(CheckKind::Smtp { helo_name }) = self.checker().map(|c| &mut c.kind) {
+                    *helo_name = arg;
+                }
+            }
+            // check_smtp.c `smtp_host_handler`: the block's connection options start
+            // empty (the real server's address) and belong to a checker of their own.
+            ("SMTP_CHECK", "host") => {
+                let c = self.checker().unwrap();
+                let saved = c.take_conn_opts();
+                self.smtp_saved_co = Some(saved);
+                return Kw::Block(Level::CheckerHost);
+            }
             ("DNS_CHECK", "type") => match dns_type(&arg) {
                 Some(t) => {
                     if let Some(CheckKind::Dns { qtype, .. }) = self.checker().map(|c| &mut c.kind) {
@@ -1758,10 +1830,14 @@ impl<'a> Parser<'a> {
                     return Kw::Simple;
                 }
                 let mut d = [0u8; 16];
+                // By bytes: a 32-byte argument need not be 32 characters (a str slice
+                // inside a multi-byte character panics; found by keepalived_conf_parse).
+                let hex = |c: u8| (c as char).to_digit(16).map(|v| v as u8);
+                let ab = arg.as_bytes();
                 for (i, b) in d.iter_mut().enumerate() {
-                    match u8::from_str_radix(&arg[2 * i..2 * i + 2], 16) {
-                        Ok(v) => *b = v,
-                        Err(_) => {
+                    match (hex(ab[2 * i]), hex(ab[2 * i + 1])) {
+                        (Some(h), Some(l)) => *b = h << 4 | l,
+                        _ => {
                             self.warn(format!(
                                 "Unable to interpret hex digit in '{arg}' at offset {}/{}",
                                 2 * i,
@@ -1814,9 +1890,43 @@ impl<'a> Parser<'a> {
         Kw::Simple
     }
 
+    /// check_smtp.c `smtp_check_end_handler` (2.x): every deprecated `host` block is a
+    /// checker of its own. The SMTP_CHECK's own options stay a checker when it set any
+    /// connection option or has no `host` block; otherwise the first block takes its
+    /// place.
+    fn smtp_host_checkers(&mut self) {
+        let hosts = std::mem::take(&mut self.smtp_hosts);
+        let Some(c) = self.checker() else { return };
+        if !matches!(c.kind, CheckKind::Smtp { .. }) || hosts.is_empty() {
+            return;
+        }
+        c.note = Some("The SMTP_CHECK host block is deprecated. Please define additional checkers.".into());
+        let own = c.take_conn_opts();
+        let own_set = own != ConnOpts::default();
+        let mut hosts = hosts.into_iter();
+        let first = if own_set { own } else { hosts.next().unwrap_or_default() };
+        c.set_conn_opts(first);
+        let template = c.clone();
+        for h in hosts {
+            let mut n = template.clone();
+            n.note = None;
+            n.set_conn_opts(h);
+            self.rs().unwrap().checkers.push(n);
+        }
+    }
+
     /// Sub-level close handlers (`sub_close_handler`).
     fn close(&mut self, level: Level) {
         match level {
+            Level::CheckerHost => {
+                // smtp_host_end_handler: keep the block's options, restore the checker's.
+                let saved = self.smtp_saved_co.take().unwrap_or_default();
+                if let Some(c) = self.checker() {
+                    let host = c.take_conn_opts();
+                    c.set_conn_opts(saved);
+                    self.smtp_hosts.push(host);
+                }
+            }
             Level::Url => {
                 let dropped = match self.checker().map(|c| &mut c.kind) {
                     Some(CheckKind::Http { urls, .. }) if urls.last().is_some_and(|u| u.path.is_empty()) => {
@@ -1856,6 +1966,7 @@ impl<'a> Parser<'a> {
                         self.rs().unwrap().checkers.pop();
                     }
                 }
+                self.smtp_host_checkers();
             }
             Level::Rs => {
                 // rs_end_handler: the address family must match the virtual server's

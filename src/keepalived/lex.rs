@@ -34,14 +34,22 @@ pub struct Lexer {
     depth: i64,
     /// Include nesting guard.
     nesting: usize,
+    /// Bytes produced by `$NAME` substitutions so far (the lexer's work beyond the
+    /// input's own size; bounded per physical line by MAX_EXPANDED_PER_LINE).
+    expanded: usize,
     /// Source of file contents (the file system, or a map in tests and the fuzzer).
     read: FileReader,
 }
 
-/// Substitutions of `$NAME` allowed within one physical line, and the longest line a
-/// substitution may produce (keepalived's replace_param is bounded by its line buffer).
+/// Substitutions of `$NAME` allowed within one physical line; the longest line a
+/// substitution may produce (keepalived's replace_param is bounded by its line buffer,
+/// lib/parser.h `MAXBUF`); and the most text all substitutions of one physical line may
+/// produce together (multi-line values, each line re-expanded: without it a
+/// self-doubling definition costs MAX_EXPANSIONS x the line length per line that uses
+/// it, which the keepalived_conf_parse fuzzer found as its slow inputs).
 const MAX_EXPANSIONS: usize = 256;
-const MAX_EXPANDED_LINE: usize = 64 * 1024;
+const MAX_EXPANDED_LINE: usize = 1024;
+const MAX_EXPANDED_PER_LINE: usize = 16 * 1024;
 
 /// Where file contents come from.
 pub type FileReader = Box<dyn Fn(&Path) -> std::io::Result<String>>;
@@ -177,6 +185,7 @@ impl Lexer {
             diags: Vec::new(),
             depth: 0,
             nesting: 0,
+            expanded: 0,
             read,
         }
     }
@@ -248,6 +257,7 @@ impl Lexer {
             // its line buffer's size; here each physical line gets a bounded number of
             // substitutions and a bounded length, then the rest is dropped with a warning.
             let mut expansions = 0usize;
+            let mut expanded_bytes = 0usize;
             while let Some(mut buf) = pending.pop() {
                 if let Some(rest) = buf.strip_prefix('@') {
                     let (neg, rest) = match rest.strip_prefix('^') {
@@ -292,7 +302,13 @@ impl Lexer {
                     let expanded = self.replace_params(&buf);
                     if expanded.len() != 1 || expanded[0] != buf {
                         expansions += 1;
-                        if expansions > MAX_EXPANSIONS || expanded.iter().any(|e| e.len() > MAX_EXPANDED_LINE) {
+                        let n = expanded.iter().map(String::len).sum::<usize>();
+                        expanded_bytes += n;
+                        self.expanded += n;
+                        if expansions > MAX_EXPANSIONS
+                            || expanded_bytes > MAX_EXPANDED_PER_LINE
+                            || expanded.iter().any(|e| e.len() > MAX_EXPANDED_LINE)
+                        {
                             self.diag(
                                 Severity::Warning,
                                 &file,
@@ -553,6 +569,8 @@ mod tests {
         for text in [
             "$VIP=10.0.0.1 $VIP\nvirtual_server $VIP 80 {\n}\nnext 1\n",
             "$A=\\\n$A \\\n y\nvirtual_server $A\nnext 1\n",
+            // Found by keepalived_conf_parse as a slow input: a self-doubling value.
+            "$A=x $A $A\n$A\nnext 1\n",
         ] {
             let lx = lex_map(&[("/k.conf", text)], None);
             let msgs: Vec<_> = lx.diags.iter().map(|d| d.to_string()).collect();
@@ -564,6 +582,27 @@ mod tests {
             // The lines after it are read as usual.
             assert_eq!(words(&lx).last().map(String::as_str), Some("next 1"), "{text:?}");
         }
+    }
+
+    /// keepalived_conf_parse's slow inputs: a value that names itself twice doubles on
+    /// every pass. Lines are bounded as keepalived's line buffer bounds them (MAXBUF),
+    /// so each line using it costs a few KiB of work, not 64 KiB lines re-expanded.
+    #[test]
+    fn expansion_work_per_line_is_bounded() {
+        let mut text = String::from("$A=x $A $A\n");
+        for _ in 0..200 {
+            text.push_str("$A\n");
+        }
+        text.push_str("next 1\n");
+        let lx = lex_map(&[("/k.conf", &text)], None);
+        assert!(lx.expanded <= 200 * 20 * 1024, "{} bytes of expansions", lx.expanded);
+        assert_eq!(words(&lx).last().map(String::as_str), Some("next 1"));
+        let warned = lx
+            .diags
+            .iter()
+            .filter(|d| d.msg.contains("Parameter substitution"))
+            .count();
+        assert_eq!(warned, 200, "one warning per line that uses $A");
     }
 
     #[test]

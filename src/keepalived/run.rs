@@ -122,6 +122,7 @@ fn kind_name(k: &CheckKind) -> &'static str {
         CheckKind::Udp(_) => "UDP_CHECK",
         CheckKind::Dns { .. } => "DNS_CHECK",
         CheckKind::Ping => "PING_CHECK",
+        CheckKind::Smtp { .. } => "SMTP_CHECK",
         CheckKind::Other(_) => "OTHER",
     }
 }
@@ -170,6 +171,9 @@ fn read(path: &std::path::Path, config_id: Option<&str>) -> Result<Config, Strin
     for vs in &cfg.services {
         for rs in &vs.real_servers {
             for c in &rs.checkers {
+                if let Some(n) = &c.note {
+                    tracing::info!("{n}");
+                }
                 if let CheckKind::Other(o) = &c.kind {
                     tracing::warn!(
                         "({}: Line {}) {o} is not supported by uvs - the checker is ignored",
@@ -212,6 +216,9 @@ fn build_checkers(cfg: &Config, now: Instant, old: &HashMap<Key, Rt>) -> Vec<Rt>
                         name: name.clone(),
                     },
                     CheckKind::Ping => Probe::Ping,
+                    CheckKind::Smtp { helo_name } => Probe::Smtp {
+                        helo: helo_name.clone(),
+                    },
                     CheckKind::Misc {
                         script: Some(s),
                         dynamic,
@@ -765,9 +772,21 @@ impl Keepalived {
                 c.dyn_weight = None;
                 weight_changed = true;
             }
+            let smtp = c.kind == "SMTP_CHECK";
+            // smtp_final: the failure is logged (after "SMTP_CHECK ") on the attempt
+            // that takes an up (or not yet run) checker down, or on every attempt with
+            // log_all_failures.
+            if let Outcome::Down(reason) = &outcome
+                && smtp
+                && (c.up || !c.has_run)
+                && (c.log_all || c.retry_it >= c.retry)
+            {
+                tracing::info!("SMTP_CHECK {reason}");
+            }
             if let Outcome::Down(reason) = &outcome
                 && c.up
                 && c.log_all
+                && !smtp
             {
                 match (c.kind, reason.as_str()) {
                     ("UDP_CHECK", "reply data mismatch") => {
@@ -785,9 +804,10 @@ impl Keepalived {
             // tcp_epilog (and udp_, icmp_epilog; http's and dns_final count alike): a
             // failure of an up checker is retried `retry` times after
             // delay_before_retry; a failing checker that is already down just waits
-            // for its next delay_loop.
+            // for its next delay_loop. smtp_final retries whether the checker is up or
+            // down.
             let may_fail = c.up || !c.has_run;
-            if success || (may_fail && c.retry_it >= c.retry) {
+            if success || ((may_fail || smtp) && c.retry_it >= c.retry) {
                 c.next = now + c.delay_loop;
                 c.retry_it = 0;
                 if success && (!c.up || !c.has_run) {
@@ -796,6 +816,7 @@ impl Keepalived {
                         "HTTP_GET" | "SSL_GET" => tracing::info!("Remote Web server {rs_name} succeed on service."),
                         "UDP_CHECK" => tracing::info!("UDP connection to {rs_name} success."),
                         "PING_CHECK" => tracing::info!("ICMP connection to {rs_name} success."),
+                        "SMTP_CHECK" => tracing::info!("Remote SMTP server {rs_name} succeed on service."),
                         _ => {}
                     }
                     changed = !c.up;
@@ -804,7 +825,8 @@ impl Keepalived {
                     let after = c.retry > 0 && c.has_run;
                     let n = c.retry;
                     match (c.kind, &outcome) {
-                        ("MISC_CHECK", _) => {}
+                        // Logged above ("SMTP_CHECK <reason>").
+                        ("MISC_CHECK" | "SMTP_CHECK", _) => {}
                         ("PING_CHECK", _) if after => {
                             tracing::info!("ICMP CHECK on service {rs_name} of {vs_name} failed after {n} retries.")
                         }
@@ -829,7 +851,7 @@ impl Keepalived {
                     changed = c.up;
                     c.up = false;
                 }
-            } else if c.up {
+            } else if c.up || smtp {
                 c.next = now + c.delay_before_retry;
                 c.retry_it += 1;
             } else {

@@ -205,6 +205,24 @@ fn groups_with_ranges_cidr_and_fwmarks() {
             "-f 7"
         ]
     );
+    assert_eq!(translate::service_count(&cfg, &cfg.services[0]), 8);
+}
+
+#[test]
+fn service_count_bounds_groups_without_expanding_them() {
+    let (cfg, d) = parse(
+        "virtual_server_group BIG {\n 10.0.0.0/8 80\n 2001:db8::/64 80\n fwmark 1\n}\n\
+         virtual_server group BIG {\n protocol TCP\n real_server 10.9.0.1 80 {\n }\n}\n\
+         virtual_server 10.0.0.1 80 {\n real_server 10.9.0.1 80 {\n }\n}\n",
+    );
+    let n: Vec<u128> = cfg
+        .services
+        .iter()
+        .map(|vs| translate::service_count(&cfg, vs))
+        .collect();
+    // Each range is cut at MAX_RANGE addresses, as service_addrs cuts it.
+    assert_eq!(n, [2 * translate::MAX_RANGE + 1, 1], "{d:?}");
+    assert_eq!(translate::service_addrs(&cfg, &cfg.services[0]).len() as u128, n[0]);
 }
 
 #[test]
@@ -429,4 +447,94 @@ fn udp_dns_ping_and_ssl_checkers_are_read() {
     for w in want {
         assert!(diags.iter().any(|d| d.contains(w)), "{w}: {diags:?}");
     }
+}
+
+#[test]
+fn smtp_check_helo_name_and_defaults() {
+    let (cfg, diags) = parse(
+        "virtual_server 10.0.0.1 25 {\n protocol TCP\n lb_algo rr\n lb_kind NAT\n real_server 10.0.0.2 2525 {\n\
+         SMTP_CHECK {\n   helo_name mx.example.org\n   connect_timeout 3\n  }\n  SMTP_CHECK {\n   helo_name\n  }\n }\n}\n",
+    );
+    let c = &cfg.services[0].real_servers[0].checkers;
+    assert_eq!(
+        c[0].kind,
+        CheckKind::Smtp {
+            helo_name: "mx.example.org".into()
+        }
+    );
+    assert_eq!(
+        c[1].kind,
+        CheckKind::Smtp {
+            helo_name: "smtpchecker.keepalived.org".into()
+        },
+        "check_smtp.h SMTP_DEFAULT_HELO"
+    );
+    // check_api.c's defaults (check_smtp.c sets none of its own): retry 1, 1 s.
+    assert_eq!(
+        (c[0].retry, c[0].delay_before_retry, c[0].connect_timeout),
+        (Some(1), Some(SEC), Some(3 * SEC))
+    );
+    assert_eq!(c[1].connect_timeout, Some(5 * SEC));
+    // No connect_port: the real server's port (smtp_check_end_handler), not 25.
+    assert_eq!((c[0].connect_ip, c[0].connect_port), (None, None));
+    assert!(
+        diags.contains(&"(k.conf: Line 11) SMTP_CHECK helo name missing".to_string()),
+        "{diags:?}"
+    );
+    assert!(c.iter().all(|c| c.note.is_none()));
+}
+
+#[test]
+fn smtp_check_host_blocks_become_checkers() {
+    // 2.x smtp_check_end_handler: without connection options of its own, the first
+    // host block takes the checker's place and every other one is a checker of its own
+    // (with the SMTP_CHECK's helo_name, retry and timers).
+    let (cfg, diags) = parse(
+        "virtual_server 10.0.0.1 25 {\n protocol TCP\n real_server 10.0.0.2 25 {\n\
+         SMTP_CHECK {\n   helo_name a.example\n   retry 3\n   host {\n    connect_ip 10.0.0.5\n    connect_port 587\n   }\n   host {\n    connect_timeout 2\n    helo_name x\n   }\n  }\n\
+         SMTP_CHECK {\n   connect_port 2525\n   host {\n    connect_ip 10.0.0.6\n   }\n  }\n }\n}\n",
+    );
+    let c = &cfg.services[0].real_servers[0].checkers;
+    assert_eq!(c.len(), 4, "{c:#?}");
+    let co = |c: &super::conf::Checker| (c.connect_ip, c.connect_port, c.connect_timeout);
+    let ip = |s: &str| Some(s.parse().unwrap());
+    assert_eq!(co(&c[0]), (ip("10.0.0.5"), Some(587), Some(5 * SEC)));
+    assert_eq!(co(&c[1]), (None, None, Some(2 * SEC)));
+    assert_eq!(co(&c[2]), (None, Some(2525), Some(5 * SEC)), "its own options stay");
+    assert_eq!(co(&c[3]), (ip("10.0.0.6"), None, Some(5 * SEC)));
+    for k in &c[..2] {
+        assert_eq!(
+            (&k.kind, k.retry),
+            (
+                &CheckKind::Smtp {
+                    helo_name: "a.example".into()
+                },
+                Some(3)
+            )
+        );
+    }
+    let notes: Vec<_> = c.iter().map(|c| c.note.is_some()).collect();
+    assert_eq!(notes, [true, false, true, false], "one deprecation note per SMTP_CHECK");
+    // helo_name is not a host block keyword.
+    let unknown: Vec<_> = diags.iter().filter(|d| d.contains("Unknown keyword")).collect();
+    assert_eq!(unknown, ["(k.conf: Line 13) Unknown keyword 'helo_name'"], "{diags:?}");
+}
+
+/// Found by keepalived_conf_parse: a 32-byte digest holding a multi-byte character
+/// panicked (a str slice inside the character); now keepalived's warning.
+#[test]
+fn digest_with_multibyte_characters_is_a_warning() {
+    let (cfg, diags) = parse(
+        "virtual_server 10.0.0.1 80 {\n protocol TCP\n lb_algo rr\n lb_kind DR\n real_server 10.0.0.2 80 {\n  HTTP_GET {\n   url {\n    path /\n    digest 0123456\u{4de}89abcdef0123456789abcde\n   }\n  }\n }\n}\n",
+    );
+    assert!(
+        diags
+            .iter()
+            .any(|d| d.contains("Unable to interpret hex digit in") && d.contains("at offset 6/7")),
+        "{diags:?}"
+    );
+    let CheckKind::Http { urls, .. } = &cfg.services[0].real_servers[0].checkers[0].kind else {
+        panic!()
+    };
+    assert_eq!(urls[0].digest, None);
 }

@@ -56,6 +56,23 @@ pub fn service_addrs(cfg: &Config, vs: &VirtualServer) -> Vec<ServiceAddr> {
     }
 }
 
+/// How many services [`service_addrs`] returns for `vs`, without building them (the
+/// fuzzers bound the table by it before expanding groups).
+pub fn service_count(cfg: &Config, vs: &VirtualServer) -> u128 {
+    match &vs.addr {
+        VsAddr::Inet(..) | VsAddr::Fwmark(_) => 1,
+        VsAddr::Group(g) => cfg
+            .group(g)
+            .unwrap_or(&[])
+            .iter()
+            .map(|e| match e {
+                GroupEntry::Fwmark { .. } => 1,
+                GroupEntry::Range { first, last, .. } => (ip_bits(*last) - ip_bits(*first) + 1).min(MAX_RANGE),
+            })
+            .sum(),
+    }
+}
+
 fn ip_bits(a: IpAddr) -> u128 {
     match a {
         IpAddr::V4(a) => u32::from(a) as u128,
