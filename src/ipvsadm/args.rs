@@ -17,8 +17,8 @@ const MAX_TIMEOUT: i64 = 86400 * 31;
 /// libipvs `IPVS_SVC_PERSISTENT_TIMEOUT` (what a bare `-p` sends).
 const DEFAULT_PERSISTENT_TIMEOUT: u32 = 6 * 60;
 const DEF_MCAST_IFN: &str = "eth0";
-/// Message for a second command option (`-A … -L`). The reference (§1.1) specifies
-/// this wording; ipvsadm 1.31 itself only accepts a command as the first option and
+/// Message for a second command option (`-A … -L`): ipvsadm.c's `set_command` wording
+/// ("multiple commands specified"); ipvsadm 1.31 itself only accepts a command as the first option and
 /// reports a later one as ``invalid option `-L'``, so `set_command`'s message is
 /// unreachable there.
 const MULTIPLE_COMMANDS: &str = "multiple commands specified";

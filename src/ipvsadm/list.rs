@@ -1098,7 +1098,8 @@ mod tests {
         s
     }
 
-    /// The table of §1.8, in the kernel's (hash) order of §3.1.
+    /// An example table (a UDP one-packet service and TCP services), in the kernel's
+    /// hash order (`ip_vs_ctl.c: ip_vs_svc_hashkey`).
     fn example_table() -> TableSnapshot {
         let mut udp = svc(inet(Protocol::Udp, "192.168.10.100", 53), "rr", svc_flags::ONEPACKET);
         udp.dests = vec![dest("192.168.10.13", 53, ForwardMethod::Route, 0, 0, 7)];
