@@ -52,6 +52,22 @@ pub enum Ipv4Error {
     TotalLen,
 }
 
+/// The checks every IPv4 view starts with: the fixed header in the buffer, version 4,
+/// IHL >= 5. Returns the header length in bytes (not yet checked against the buffer).
+fn version_and_ihl(b: &[u8]) -> Result<usize, Ipv4Error> {
+    if b.len() < MIN_HEADER_LEN {
+        return Err(Ipv4Error::Truncated);
+    }
+    if b[field::VER_IHL] >> 4 != 4 {
+        return Err(Ipv4Error::Version);
+    }
+    let hl = ((b[field::VER_IHL] & 0x0f) as usize) * 4;
+    if hl < MIN_HEADER_LEN {
+        return Err(Ipv4Error::HeaderLen);
+    }
+    Ok(hl)
+}
+
 /// A checked view of an IPv4 packet: version 4, IHL >= 5, the header and the
 /// total length fit in the buffer (the buffer may carry trailing padding).
 #[derive(Debug)]
@@ -62,16 +78,7 @@ pub struct Packet<T: AsRef<[u8]>> {
 impl<T: AsRef<[u8]>> Packet<T> {
     pub fn new_checked(buf: T) -> Result<Self, Ipv4Error> {
         let b = buf.as_ref();
-        if b.len() < MIN_HEADER_LEN {
-            return Err(Ipv4Error::Truncated);
-        }
-        if b[field::VER_IHL] >> 4 != 4 {
-            return Err(Ipv4Error::Version);
-        }
-        let hl = ((b[field::VER_IHL] & 0x0f) as usize) * 4;
-        if hl < MIN_HEADER_LEN {
-            return Err(Ipv4Error::HeaderLen);
-        }
+        let hl = version_and_ihl(b)?;
         let tl = u16::from_be_bytes([b[field::LEN], b[field::LEN + 1]]) as usize;
         if tl < hl || tl > b.len() {
             return Err(Ipv4Error::TotalLen);
@@ -203,16 +210,7 @@ pub struct Header<T: AsRef<[u8]>> {
 impl<T: AsRef<[u8]>> Header<T> {
     pub fn new_checked(buf: T) -> Result<Self, Ipv4Error> {
         let b = buf.as_ref();
-        if b.len() < MIN_HEADER_LEN {
-            return Err(Ipv4Error::Truncated);
-        }
-        if b[field::VER_IHL] >> 4 != 4 {
-            return Err(Ipv4Error::Version);
-        }
-        let hl = ((b[field::VER_IHL] & 0x0f) as usize) * 4;
-        if hl < MIN_HEADER_LEN {
-            return Err(Ipv4Error::HeaderLen);
-        }
+        let hl = version_and_ihl(b)?;
         if hl > b.len() {
             return Err(Ipv4Error::Truncated);
         }
