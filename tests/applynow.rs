@@ -180,8 +180,7 @@ fn stale_tables_of_killed_directors_are_removed() {
     lvs.start_director("-A -t 10.77.0.100:80 -s rr\n", &["--workers", "1"])
         .unwrap();
     let dead = lvs.director_pid.take().unwrap();
-    // SAFETY: kill(2) of the director we started.
-    unsafe { libc::kill(dead as i32, libc::SIGKILL) };
+    signal(dead, Signal::SIGKILL);
     lvs.bed.stop(dead); // reaps it
     assert!(!std::path::Path::new(&format!("/proc/{dead}")).exists());
     assert!(

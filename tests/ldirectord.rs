@@ -69,9 +69,8 @@ impl Ld {
     }
 
     fn hup(&self) {
-        // SAFETY: plain kill(2) on the ldirectord we spawned (sh exec'd it: same pid).
-        let r = unsafe { libc::kill(self.pid.unwrap() as i32, libc::SIGHUP) };
-        assert_eq!(r, 0);
+        // The ldirectord we spawned (sh exec'd it: same pid).
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid.unwrap() as i32), Signal::SIGHUP).unwrap();
     }
 
     fn stop(&mut self, lvs: &mut Lvs) {
@@ -172,8 +171,8 @@ fn stop_rs1(lvs: &Lvs) {
         .collect();
     assert!(!pids.is_empty(), "rs1 runs its server");
     for p in pids {
-        // SAFETY: plain kill(2) on a process of the namespace this test created.
-        unsafe { libc::kill(p, libc::SIGKILL) };
+        // A process of the namespace this test created.
+        signal(p as u32, Signal::SIGKILL);
     }
 }
 
