@@ -39,6 +39,9 @@ pub struct Lexer {
     expanded: usize,
     /// Source of file contents (the file system, or a map in tests and the fuzzer).
     read: FileReader,
+    /// Expands an `include` pattern to the files it names (the filesystem's glob, or
+    /// nothing for a configuration held in memory).
+    glob: GlobFn,
 }
 
 /// Substitutions of `$NAME` allowed within one physical line; the longest line a
@@ -53,6 +56,20 @@ const MAX_EXPANDED_PER_LINE: usize = 16 * 1024;
 
 /// Where file contents come from.
 pub type FileReader = Box<dyn Fn(&Path) -> std::io::Result<String>>;
+/// An `include` pattern's expansion: the matching files (not directories), sorted.
+pub type GlobFn = Box<dyn Fn(&Path) -> Vec<PathBuf>>;
+
+/// `include`'s expansion on the filesystem, as keepalived's glob(3) call.
+fn filesystem_glob(pattern: &Path) -> Vec<PathBuf> {
+    match glob::glob(&pattern.to_string_lossy()) {
+        Ok(paths) => {
+            let mut v: Vec<_> = paths.filter_map(Result::ok).filter(|p| !p.is_dir()).collect();
+            v.sort();
+            v
+        }
+        Err(_) => Vec::new(),
+    }
+}
 
 /// A `"` without its closing partner (keepalived: "Unmatched quote").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,7 +204,15 @@ impl Lexer {
             nesting: 0,
             expanded: 0,
             read,
+            glob: Box::new(filesystem_glob),
         }
+    }
+
+    /// Expand `include` patterns with `glob` instead of the filesystem (a configuration
+    /// held in memory, the fuzzers: a pattern such as `/**/*` must not walk the disk).
+    pub fn with_glob(mut self, glob: GlobFn) -> Lexer {
+        self.glob = glob;
+        self
     }
 
     fn diag(&mut self, sev: Severity, file: &Arc<str>, line: usize, msg: String) {
@@ -429,14 +454,7 @@ impl Lexer {
             );
             return;
         }
-        let matches: Vec<PathBuf> = match glob::glob(&full.to_string_lossy()) {
-            Ok(paths) => {
-                let mut v: Vec<_> = paths.filter_map(Result::ok).filter(|p| !p.is_dir()).collect();
-                v.sort();
-                v
-            }
-            Err(_) => Vec::new(),
-        };
+        let matches = (self.glob)(&full);
         if matches.is_empty() {
             // keepalived: `include` logs and goes on; the strict forms are fatal.
             let sev = if strict { Severity::Fatal } else { Severity::Warning };

@@ -331,6 +331,18 @@ fn tunnel_options_and_flags() {
     );
 }
 
+/// A configuration held in memory includes nothing from the disk: the fuzzer's
+/// `include /**/*///*` walked the whole filesystem through glob(3) (a 10 s timeout).
+#[test]
+fn include_from_memory_does_not_walk_the_disk() {
+    let (_, d) = load_str("k.conf", "include /**/*\ninclude /etc/*\n", None);
+    assert_eq!(d.len(), 2, "{d:?}");
+    assert!(
+        d.iter()
+            .all(|d| d.severity == Severity::Warning && d.msg.starts_with("Config files missing"))
+    );
+}
+
 #[test]
 fn strict_include_missing_is_fatal() {
     let (_, d) = load_str("k.conf", "includer /nonexistent/uvs-*.conf\n", None);
