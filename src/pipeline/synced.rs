@@ -630,6 +630,16 @@ mod tests {
         assert_eq!(w.conns.get(&key(6, 1000, 80)).unwrap().daddr, RS2);
     }
 
+    /// A frame for the director's own address, as the RX ring reports it.
+    fn host_rx() -> super::super::RxMeta {
+        super::super::RxMeta {
+            ifindex: IFINDEX,
+            pkttype: super::super::pkttype::HOST,
+            csum_partial: false,
+            vlan_tci: None,
+        }
+    }
+
     #[test]
     fn a_synced_entry_forwards_the_next_packet_without_a_syn() {
         let (sh, _ctl) = director();
@@ -638,12 +648,7 @@ mod tests {
         let r = rec(6, 40000, 80, RS1, 80, flags::DROUTE | flags::NOOUTPUT, 1);
         w.install_synced(&sh, &svcs, 0, &[r], 3);
         let mut out = VecEmit::keeping();
-        let rx = super::super::RxMeta {
-            ifindex: IFINDEX,
-            pkttype: super::super::pkttype::HOST,
-            csum_partial: false,
-            vlan_tci: None,
-        };
+        let rx = host_rx();
         let data = tcp_frame(40000, 80, false, true, b"after failover");
         let v = w.process(&sh, &svcs, 10, rx, &data, &mut out);
         assert_eq!(v, super::super::Verdict::Forwarded);
@@ -658,12 +663,7 @@ mod tests {
         );
         let svcs = sh.services.load();
         let mut w = Worker::new(0, 100);
-        let rx = super::super::RxMeta {
-            ifindex: IFINDEX,
-            pkttype: super::super::pkttype::HOST,
-            csum_partial: false,
-            vlan_tci: None,
-        };
+        let rx = host_rx();
         for (i, f) in [
             tcp_frame(40000, 80, true, false, b""),
             tcp_frame(40000, 80, false, true, b""),
@@ -711,12 +711,7 @@ mod tests {
     fn the_master_hook_syncs_as_ip_vs_sync_conn_needed() {
         let (sh, _ctl) = director();
         let svcs = sh.services.load();
-        let rx = super::super::RxMeta {
-            ifindex: IFINDEX,
-            pkttype: super::super::pkttype::HOST,
-            csum_partial: false,
-            vlan_tci: None,
-        };
+        let rx = host_rx();
         let (tx, q) = crossbeam_channel::bounded(100);
         let dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let mut w = Worker::new(0, 100);
@@ -758,12 +753,7 @@ mod tests {
         use std::sync::atomic::Ordering::Relaxed;
         let (sh, _ctl) = director();
         let svcs = sh.services.load();
-        let rx = super::super::RxMeta {
-            ifindex: IFINDEX,
-            pkttype: super::super::pkttype::HOST,
-            csum_partial: false,
-            vlan_tci: None,
-        };
+        let rx = host_rx();
         // sync_threshold "3 0" with sync_refresh_period 20: time alone decides.
         sh.ipvs.sync.period.store(0, Relaxed);
         sh.ipvs.sync.refresh_period.store(20, Relaxed);
