@@ -6,6 +6,7 @@
 //! sudo apt-get install -y --no-install-recommends nftables   # (the bench also tries)
 //! sudo cargo bench --bench pps              # full run, a few minutes
 //! sudo PPS_QUICK=1 cargo bench --bench pps  # fewer points, ~1 minute
+//! sudo PPS_ONLY=sync cargo bench --bench pps # only the sync master's cost (issue 18)
 //! ```
 //!
 //! Topology: direct veth pairs, no bridge.
@@ -14,6 +15,8 @@
 //!  gen eth0 10.90.0.10/16 ── eth0 dut eth1 10.91.1.1 ── s1 eth0 10.91.1.11
 //!        (VIP 10.90.0.100)  10.90.0.2/16  eth2 10.91.2.1 ── s2 eth0 10.91.2.12
 //!  gen eth1 10.92.0.10/24 ── eth3 dut   (the ceiling's input in the paired rows)
+//!                               eth4 dut 10.93.0.2 ── sb eth0 10.93.0.10
+//!                                    (the sync group's multicast link, made by it)
 //! ```
 //!
 //! The generator (`uvs blast`, a TX-ring UDP generator with busy-wait pacing, 64-byte
@@ -37,7 +40,12 @@
 //! uvs and the ceiling; and **paired** rows: uvs and the ceiling (or, for new flows,
 //! the kernel's NAT) running at the same time on separate input links, their
 //! bisections taking turns trial by trial (`Harness::paired`), which is what the
-//! /ceiling and new-flow goals are judged on, because this
+//! /ceiling and new-flow goals are judged on; and the **sync** row: uvs NAT (one
+//! worker) with new flows of 3 packets (`UVS_PPS_SYNC_PKTS`), its connection-sync
+//! master (multicast out of eth4) started and stopped through its control socket so
+//! that bisections with and without it take turns trial by trial
+//! (`Harness::sync_group`; it fails if the master sent no record). The turns matter
+//! because this
 //! VM's speed drifts by tens of percent within seconds (the machine reference, a
 //! fixed CPU loop timed on the DUT's core through the run, shows how much). CPU per
 //! packet is the DUT core's busy time (wall clock minus its exact idle time, see
@@ -65,6 +73,9 @@ const MAX_LOSS: f64 = 0.005;
 /// Wire bits per 64-byte frame (60 bytes sent + 4 FCS), for Mbit/s.
 const BITS_PER_FRAME: f64 = 64.0 * 8.0;
 const DUT_CPU: usize = 1;
+/// The sync group's multicast interface in the DUT and its `/metrics` there.
+const SYNC_IF: &str = "eth4";
+const SYNC_METRICS: &str = "127.0.0.1:9108";
 const GEN_CPU: usize = 0;
 
 #[derive(Clone, Copy)]
@@ -125,6 +136,10 @@ struct Load {
     link: usize,
     dst: String,
     new_flows: bool,
+    /// Frames per new flow (1: a new flow per frame) and how many flows' frames are
+    /// interleaved (`uvs blast --pkts-per-flow --interleave`).
+    pkts_per_flow: u32,
+    interleave: u32,
     /// A uvs process whose worker thread `uvs-worker-1` runs on the generator's core.
     extra_thread: Option<u32>,
 }
@@ -140,6 +155,70 @@ struct Harness {
     log: std::path::PathBuf,
     /// Timings of [`machine_sample`] taken during the run (ms).
     machine: Vec<f64>,
+    /// The sync group's DUT (its sync master toggled between trials).
+    sync: Option<SyncDut>,
+}
+
+/// The `uvs_sync_*` counters of the master, from the DUT's `/metrics`.
+#[derive(Clone, Copy, Debug, Default)]
+struct SyncCounters {
+    conns: u64,
+    messages: u64,
+    queue_dropped: u64,
+    send_errors: u64,
+}
+
+impl SyncCounters {
+    fn parse(page: &str) -> SyncCounters {
+        let get = |name: &str| {
+            page.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<f64>().ok())
+                .unwrap_or(0.0) as u64
+        };
+        SyncCounters {
+            conns: get("uvs_sync_sent_conns_total"),
+            messages: get("uvs_sync_sent_messages_total"),
+            queue_dropped: get("uvs_sync_queue_dropped_total"),
+            send_errors: get("uvs_sync_send_errors_total"),
+        }
+    }
+
+    fn since(&self, earlier: &SyncCounters) -> SyncCounters {
+        SyncCounters {
+            conns: self.conns.saturating_sub(earlier.conns),
+            messages: self.messages.saturating_sub(earlier.messages),
+            queue_dropped: self.queue_dropped.saturating_sub(earlier.queue_dropped),
+            send_errors: self.send_errors.saturating_sub(earlier.send_errors),
+        }
+    }
+
+    fn add(&mut self, d: &SyncCounters) {
+        self.conns += d.conns;
+        self.messages += d.messages;
+        self.queue_dropped += d.queue_dropped;
+        self.send_errors += d.send_errors;
+    }
+}
+
+/// The sync group's DUT: `uvs run` with a control socket and `/metrics`, its sync
+/// master (`ipvsadm --start-daemon master` through the control socket) on or off, and
+/// what the master sent in each stretch it ran, against the flows offered meanwhile.
+struct SyncDut {
+    control: std::path::PathBuf,
+    on: bool,
+    /// The counters when the master last stopped (or at the start).
+    last: SyncCounters,
+    /// New flows offered since the master last started.
+    flows: u64,
+    /// Over every stretch the master ran: counters, flows offered, frames the sinks
+    /// received (lossy trials deliver fewer 3rd packets than flows offered; each
+    /// delivered 3rd packet went through the hook), stretches, and stretches with flows
+    /// offered but no record sent.
+    total: SyncCounters,
+    total_flows: u64,
+    delivered: u64,
+    stretches: usize,
+    silent: usize,
 }
 
 /// The bisection for one max loss-free rate: first an unpaced trial (if even that
@@ -288,17 +367,21 @@ fn machine_sample() -> f64 {
     .unwrap_or(0.0)
 }
 
-fn parse_sent(text: &str) -> (u64, f64) {
+/// `uvs blast`'s report: frames sent, seconds, new flows started (if it says).
+fn parse_sent(text: &str) -> (u64, f64, Option<u64>) {
     let mut sent = 0;
     let mut secs = 0.0;
+    let mut flows = None;
     for w in text.split_whitespace() {
         if let Some(v) = w.strip_prefix("sent=") {
             sent = v.parse().unwrap_or(0);
         } else if let Some(v) = w.strip_prefix("seconds=") {
             secs = v.parse().unwrap_or(0.0);
+        } else if let Some(v) = w.strip_prefix("flows=") {
+            flows = v.parse().ok();
         }
     }
-    (sent, secs)
+    (sent, secs, flows)
 }
 
 /// A core's clock: how long it has been busy, exactly. /proc/stat's user, system
@@ -433,6 +516,7 @@ impl Harness {
             dut_pid: None,
             log,
             machine: Vec::new(),
+            sync: None,
         })
     }
 
@@ -466,6 +550,7 @@ impl Harness {
         let gen_ns = self.bed.ns("gen");
         let (p, s, m) = (format!("{}", pps as u64), format!("{secs}"), max.to_string());
         let off = self.flow_offset.to_string();
+        let (per_flow, window) = (load.pkts_per_flow.to_string(), load.interleave.to_string());
         let mut args = vec![
             "taskset",
             "-c",
@@ -493,11 +578,18 @@ impl Harness {
         ];
         if load.new_flows {
             args.extend_from_slice(&["--new-flows", "--flow-offset", &off]);
+            if load.pkts_per_flow > 1 {
+                args.extend_from_slice(&["--pkts-per-flow", &per_flow, "--interleave", &window]);
+            }
         }
         let out = self.bed.run(&args).unwrap_or_else(|e| panic!("blast: {e}"));
-        let (sent, secs) = parse_sent(&String::from_utf8_lossy(&out.stdout));
+        let (sent, secs, flows) = parse_sent(&String::from_utf8_lossy(&out.stdout));
         if load.new_flows {
-            self.flow_offset += sent;
+            let flows = flows.unwrap_or(sent);
+            self.flow_offset += flows;
+            if let Some(s) = self.sync.as_mut().filter(|s| s.on) {
+                s.flows += flows;
+            }
         }
         (sent, secs.max(1e-6))
     }
@@ -516,6 +608,9 @@ impl Harness {
         };
         let (sent, took) = self.blast(load, pps, secs, max);
         let got = self.settled_rx().saturating_sub(before);
+        if let Some(s) = self.sync.as_mut().filter(|s| s.on) {
+            s.delivered += got;
+        }
         let mut busy = CoreClock::read(DUT_CPU).busy_since(&c0);
         // The second worker of the 2-worker rows runs on the generator's core: its own
         // (tick-sampled) time.
@@ -559,13 +654,28 @@ impl Harness {
             link: 0,
             dst: format!("{VIP}:9"),
             new_flows,
+            pkts_per_flow: 1,
+            interleave: 1,
             extra_thread: None,
         };
         let other_load = Load {
             link: 1,
             ..uvs_load.clone()
         };
-        let sides = [&uvs_load, &other_load];
+        self.in_turns(name, against, [&uvs_load, &other_load], reps, &mut |_, _| {})
+    }
+
+    /// The turns of [`Harness::paired`] for any two sides: side 0 (reported as uvs)
+    /// and side 1 (`against`), `before(self, side)` called before each of the side's
+    /// trials (the sync group starts or stops the sync master there).
+    fn in_turns(
+        &mut self,
+        name: &str,
+        against: &'static str,
+        sides: [&Load; 2],
+        reps: usize,
+        before: &mut dyn FnMut(&mut Harness, usize),
+    ) -> Paired {
         let mut p = Paired {
             name: name.to_string(),
             against,
@@ -578,6 +688,7 @@ impl Harness {
                 let mut any = false;
                 for k in [rep % 2, 1 - rep % 2] {
                     if let Some(pps) = b[k].next() {
+                        before(self, k);
                         let t = self.trial(sides[k], pps, self.cfg.trial_s);
                         b[k].record(t);
                         any = true;
@@ -593,6 +704,7 @@ impl Harness {
         let common = 0.7 * median(&p.mlr[0]).min(median(&p.mlr[1]));
         for rep in 0..reps {
             for k in [rep % 2, 1 - rep % 2] {
+                before(self, k);
                 let t = self.trial(sides[k], common, self.cfg.trial_s);
                 p.cpu[k].push(t.cpu_ns);
             }
@@ -737,6 +849,192 @@ impl Harness {
     fn warm(&mut self, load: &Load) {
         let _ = self.trial(load, 20_000.0, 0.05);
     }
+    /// The sync group (issue 18: "sync must not slow the data path"): new UDP flows of
+    /// `UVS_PPS_SYNC_PKTS` (default 3) packets, so that each reaches its 3rd packet,
+    /// where the master queues its record (`sync_threshold` 3 50,
+    /// `ip_vs_sync_conn_needed`); the flows' packets interleaved over
+    /// `UVS_PPS_SYNC_WINDOW` (default 64) flows as on a real link, so a flow's packets
+    /// are separate lookups, and at most that many flows of a trial end short of their
+    /// 3rd. One uvs (`UVS_PPS_SYNC_MODE`: nat, the default and the hardest new-flow
+    /// case, dr or tun; one worker), its sync master started and stopped through the
+    /// control socket between trials: bisections with and without it taking turns trial
+    /// by trial, `reps` times, as [`Harness::paired`]. Err if a run of the master sent
+    /// nothing (then the ratio would measure nothing).
+    fn sync_group(&mut self, reps: usize) -> Result<Paired, String> {
+        let num = |name: &str, default: u32| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.parse::<u32>().ok())
+                .unwrap_or(default)
+        };
+        let pkts = num("UVS_PPS_SYNC_PKTS", 3);
+        if pkts < 3 {
+            return Err(format!(
+                "UVS_PPS_SYNC_PKTS={pkts}: IPVS syncs a UDP connection at its 3rd packet; shorter flows sync nothing"
+            ));
+        }
+        let window = num("UVS_PPS_SYNC_WINDOW", 64).max(1);
+        let mode = std::env::var("UVS_PPS_SYNC_MODE").unwrap_or_else(|_| "nat".into());
+        let (method, flag) = match mode.to_ascii_lowercase().as_str() {
+            "nat" => ("NAT", "-m"),
+            "dr" => ("DR", "-g"),
+            "tun" => ("TUN", "-i"),
+            other => return Err(format!("UVS_PPS_SYNC_MODE={other}: want nat, dr or tun")),
+        };
+        self.sync_link()?;
+        self.sync_setup(flag)?;
+        let load = Load {
+            link: 0,
+            dst: format!("{VIP}:9"),
+            new_flows: true,
+            pkts_per_flow: pkts,
+            interleave: window,
+            extra_thread: None,
+        };
+        // Warm both ways (the first start also proves the daemon starts at all).
+        self.set_sync(true);
+        self.warm(&load);
+        self.set_sync(false);
+        self.warm(&load);
+        let name = format!("uvs {method} {pkts}-pkt flows sync");
+        let p = self.in_turns(&name, "no sync", [&load, &load], reps, &mut |h, k| h.set_sync(k == 0));
+        self.set_sync(false);
+        let dut = self.sync.take().ok_or("sync group: no DUT")?;
+        self.reset_dut();
+        let far_rx = self.counter("sb", "/sys/class/net/eth0/statistics/rx_packets");
+        let t = dut.total;
+        let delivered_flows = dut.delivered / u64::from(pkts);
+        println!(
+            "  sync master ({method}, flows of {pkts} packets interleaved over {window}; {:.0}k flows/s at the MLR with \
+             it): in {} runs it sent {} records in {} messages out of {SYNC_IF}, for {} flows offered and {} flows' \
+             worth of frames delivered meanwhile ({:.1} % of those), queue drops {}, send errors {}; the sync link's \
+             far end received {far_rx} frames",
+            median(&p.mlr[0]) / f64::from(pkts) / 1e3,
+            dut.stretches,
+            t.conns,
+            t.messages,
+            dut.total_flows,
+            delivered_flows,
+            100.0 * t.conns as f64 / delivered_flows.max(1) as f64,
+            t.queue_dropped,
+            t.send_errors,
+        );
+        if t.conns == 0 || dut.silent > 0 {
+            return Err(format!(
+                "the sync master sent no record in {} of its {} runs ({} records in all): a ratio would measure nothing",
+                dut.silent, dut.stretches, t.conns
+            ));
+        }
+        Ok(p)
+    }
+
+    /// The sync group's link: DUT eth4 (10.93.0.2, the sync daemon's
+    /// `--mcast-interface`) to a namespace that only counts what arrives, so the sync
+    /// multicast leaves on a link that carries none of the measured traffic.
+    fn sync_link(&mut self) -> Result<(), String> {
+        self.bed.add_host("sb")?;
+        self.bed
+            .link("dut", SYNC_IF, "10.93.0.2/24", "sb", "eth0", "10.93.0.10/24")?;
+        // As the sinks: its receive work on the generator's core, IP dropped at ingress.
+        let gen_mask = format!("{:x}", 1u32 << GEN_CPU);
+        self.bed.exec(
+            "sb",
+            &[
+                "sh",
+                "-c",
+                &format!("echo {gen_mask} > /sys/class/net/eth0/queues/rx-0/rps_cpus"),
+            ],
+        )?;
+        nft(
+            &self.bed,
+            "sb",
+            "table netdev sink {\n chain in {\n  type filter hook ingress device \"eth0\" priority 0;\n  meta protocol ip drop;\n }\n}\n",
+        )
+    }
+
+    /// uvs (`flag`: -g, -m, -i; one worker) with a control socket and `/metrics`, the
+    /// sync master off; then [`Harness::set_sync`] turns it on and off.
+    fn sync_setup(&mut self, flag: &str) -> Result<(), String> {
+        let control = std::env::temp_dir().join(format!("{}-sync-control.sock", self.bed.prefix));
+        // No table (or daemon) restored from an earlier run's state file.
+        let _ = std::fs::remove_file(control.with_extension("state"));
+        let c = control.to_string_lossy().to_string();
+        self.uvs_setup(flag, 1, &["--control", &c, "--metrics", SYNC_METRICS])?;
+        let mut dut = SyncDut {
+            control,
+            on: false,
+            last: SyncCounters::default(),
+            flows: 0,
+            total: SyncCounters::default(),
+            total_flows: 0,
+            delivered: 0,
+            stretches: 0,
+            silent: 0,
+        };
+        dut.last = self.sync_counters();
+        self.sync = Some(dut);
+        Ok(())
+    }
+
+    fn sync_counters(&self) -> SyncCounters {
+        let url = format!("http://{SYNC_METRICS}/metrics");
+        // A few tries: the listener may come up just after "director ready".
+        let mut last = String::new();
+        for _ in 0..20 {
+            match self.bed.exec("dut", &["curl", "-sf", "--max-time", "3", &url]) {
+                Ok(page) => return SyncCounters::parse(&String::from_utf8_lossy(&page.stdout)),
+                Err(e) => last = e,
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("sync group: scraping the DUT's /metrics: {last}")
+    }
+
+    /// Start or stop the DUT's sync master through its control socket, as an operator
+    /// would (`ipvsadm --start-daemon master --mcast-interface eth4 --syncid 18`;
+    /// `--stop-daemon master`). Each stop flushes the master's last message and
+    /// accounts what it sent while it ran.
+    fn set_sync(&mut self, on: bool) {
+        let Some(dut) = self.sync.as_ref() else {
+            return;
+        };
+        if dut.on == on {
+            return;
+        }
+        let env = format!("UVS_CONTROL={}", dut.control.display());
+        let mut args = vec!["env", &env, UVS, "adm"];
+        if on {
+            args.extend_from_slice(&[
+                "--start-daemon",
+                "master",
+                "--mcast-interface",
+                SYNC_IF,
+                "--syncid",
+                "18",
+            ]);
+        } else {
+            args.extend_from_slice(&["--stop-daemon", "master"]);
+        }
+        if let Err(e) = self.bed.exec("dut", &args) {
+            panic!("sync group: {e}");
+        }
+        let now = (!on).then(|| self.sync_counters());
+        let Some(dut) = self.sync.as_mut() else {
+            return;
+        };
+        dut.on = on;
+        if let Some(now) = now {
+            let d = now.since(&dut.last);
+            dut.stretches += 1;
+            if dut.flows > 0 && d.conns == 0 {
+                dut.silent += 1;
+            }
+            dut.total.add(&d);
+            dut.total_flows += dut.flows;
+            dut.flows = 0;
+            dut.last = now;
+        }
+    }
 }
 
 fn nft(bed: &Testbed, ns: &str, script: &str) -> Result<(), String> {
@@ -847,8 +1145,8 @@ fn main() {
         return;
     }
     let quick = std::env::var("PPS_QUICK").is_ok_and(|v| v != "0" && !v.is_empty());
-    // PPS_ONLY=ceiling,kernel,dr,nat,tun,shed,copy,paired: run only those groups (for iterating on
-    // one number; the goals then compare with whatever ran).
+    // PPS_ONLY=ceiling,kernel,dr,nat,tun,shed,copy,paired,sync: run only those groups (for
+    // iterating on one number; the goals then compare with whatever ran).
     let only = std::env::var("PPS_ONLY").unwrap_or_default();
     let want = |g: &str| only.is_empty() || only.split(',').any(|x| x.trim().eq_ignore_ascii_case(g));
     let mut cfg = if quick {
@@ -891,6 +1189,8 @@ fn main() {
         link: 0,
         dst: format!("{VIP}:9"),
         new_flows: false,
+        pkts_per_flow: 1,
+        interleave: 1,
         extra_thread: None,
     };
     let vip_new = Load {
@@ -1058,6 +1358,17 @@ fn main() {
         paired.push(h.paired("uvs NAT new flow/pkt", "kernel NAT", true, cfg.paired_reps));
         h.reset_dut();
     }
+    // The sync master's cost on new flows of 3 packets, with and without it in turns.
+    let mut sync_failed = None;
+    if want("sync") {
+        match h.sync_group(cfg.paired_reps) {
+            Ok(p) => paired.push(p),
+            Err(e) => {
+                eprintln!("*** FAILED sync group: {e} ***");
+                sync_failed = Some(e);
+            }
+        }
+    }
     h.reset_dut();
     let machine = std::mem::take(&mut h.machine);
     drop(h);
@@ -1079,6 +1390,10 @@ fn main() {
         load_at_start.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
         load_at_end.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
     );
+    if let Some(e) = sync_failed {
+        eprintln!("*** FAILED sync group: {e} (no sync row reported) ***");
+        std::process::exit(1);
+    }
 }
 
 const CEILING: &str = "ceiling (AF_PACKET fwd)";
@@ -1290,6 +1605,7 @@ fn report(
     for p in paired {
         let want = match (p.against, p.name.ends_with("DR")) {
             ("kernel NAT", _) => 1.5,
+            ("no sync", _) => 0.9,
             (_, true) => 0.95,
             _ => 0.85,
         };

@@ -204,6 +204,13 @@ enum Cmd {
         /// First flow number with --new-flows (to keep flows new across runs).
         #[arg(long, default_value_t = 0)]
         flow_offset: u64,
+        /// Frames per new flow with --new-flows (each flow's frames interleaved with
+        /// those of --interleave flows).
+        #[arg(long, default_value_t = 1, requires = "new_flows")]
+        pkts_per_flow: u32,
+        /// New flows whose frames are interleaved (1: a flow's frames back to back).
+        #[arg(long, default_value_t = 1, requires = "new_flows")]
+        interleave: u32,
         /// Frames per kick of the kernel (and per pacing step).
         #[arg(long, default_value_t = 32)]
         burst: usize,
@@ -496,6 +503,8 @@ fn main() -> ExitCode {
             flows,
             new_flows,
             flow_offset,
+            pkts_per_flow,
+            interleave,
             burst,
             seconds,
             max_packets,
@@ -512,6 +521,8 @@ fn main() -> ExitCode {
                 flows,
                 new_flows,
                 flow_offset,
+                pkts_per_flow,
+                interleave,
                 burst,
                 seconds,
                 max_packets,
@@ -519,7 +530,15 @@ fn main() -> ExitCode {
                 payload,
                 syn_flood,
             };
-            uvs::testbed::blast::blast(&o).map(|r| println!("sent={} seconds={:.6}", r.sent, r.seconds))
+            uvs::testbed::blast::blast(&o).map(|r| {
+                // `flows=` (new flows started) only where it is news: --new-flows.
+                let flows = if o.new_flows {
+                    format!(" flows={}", r.flows)
+                } else {
+                    String::new()
+                };
+                println!("sent={} seconds={:.6}{flows}", r.sent, r.seconds)
+            })
         }),
         Cmd::Lab {
             mode,

@@ -6,6 +6,10 @@
 //! `new_flows` every frame is a flow never sent before: the source port walks
 //! 1024..=65535 and the source address steps up by one every 64512 frames, starting
 //! at flow number `flow_offset` (so consecutive runs can keep every flow new).
+//! With `pkts_per_flow` N > 1 each new flow gets N frames, interleaved: rounds of
+//! `interleave` W flows, each round sending packet 1 of its W flows, then packet 2,
+//! and so on ([`flow_of`]), so a flow's packets are W frames apart as other flows'
+//! packets come between them (W = 1: back to back).
 //!
 //! With `syn_flood` it sends TCP SYNs instead (no payload), each from a random
 //! spoofed source address and port with a random sequence number and a valid
@@ -76,6 +80,10 @@ pub struct BlastOptions {
     pub new_flows: bool,
     /// First flow number of a `new_flows` run.
     pub flow_offset: u64,
+    /// Frames per new flow (1: a new flow per frame).
+    pub pkts_per_flow: u32,
+    /// New flows whose frames are interleaved (see the module documentation).
+    pub interleave: u32,
     pub seconds: f64,
     pub max_packets: u64,
     /// Packets per second; 0 = as fast as possible.
@@ -94,6 +102,25 @@ pub struct BlastReport {
     pub sent: u64,
     /// From the first frame to the last kick.
     pub seconds: f64,
+    /// New flows started (their first frame sent): the next run's `flow_offset` step.
+    pub flows: u64,
+}
+
+/// Flow number (before `flow_offset`) of frame `i` of a new-flow run with `pkts`
+/// frames per flow interleaved over `window` flows: round `i / (pkts * window)` holds
+/// flows `round * window ..`, and frame `j` of a round goes to its flow `j % window`
+/// (that flow's packet `j / window`).
+pub fn flow_of(i: u64, pkts: u64, window: u64) -> u64 {
+    let (pkts, window) = (pkts.max(1), window.max(1));
+    let round = pkts * window;
+    i / round * window + i % round % window
+}
+
+/// Flows whose first frame is among the first `sent` frames (see [`flow_of`]).
+pub fn flows_started(sent: u64, pkts: u64, window: u64) -> u64 {
+    let (pkts, window) = (pkts.max(1), window.max(1));
+    let round = pkts * window;
+    sent / round * window + (sent % round).min(window)
 }
 
 /// A random unicast source outside 0/8, 10/8, 127/8, 169.254/16, 192.168/16 and
@@ -166,6 +193,7 @@ fn syn_flood(o: &BlastOptions, iface: &crate::pipeline::Iface, ring: &mut TxRing
     BlastReport {
         sent,
         seconds: pace.start.elapsed().as_secs_f64(),
+        flows: sent,
     }
 }
 
@@ -200,13 +228,14 @@ pub fn blast(o: &BlastOptions) -> Result<BlastReport, String> {
     let pace = Pacer::new(o);
     let mut sent = 0u64;
     let flows = o.flows.max(1) as u64;
+    let (pkts, window) = (u64::from(o.pkts_per_flow.max(1)), u64::from(o.interleave.max(1)));
     let mut addr_step = u64::MAX;
     while sent < o.max_packets {
         if !pace.wait(sent) {
             break;
         }
         let sport = if o.new_flows {
-            let n = o.flow_offset + sent;
+            let n = o.flow_offset + flow_of(sent, pkts, window);
             let step = n / PORTS_PER_ADDR;
             if step != addr_step {
                 addr_step = step;
@@ -234,5 +263,46 @@ pub fn blast(o: &BlastOptions) -> Result<BlastReport, String> {
     Ok(BlastReport {
         sent,
         seconds: pace.start.elapsed().as_secs_f64(),
+        flows: if o.new_flows {
+            flows_started(sent, pkts, window)
+        } else {
+            flows.min(sent)
+        },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_frame_per_flow_is_the_frame_number() {
+        for i in [0, 1, 2, 63, 64_512, 1 << 40] {
+            assert_eq!(flow_of(i, 1, 1), i);
+            assert_eq!(flows_started(i, 1, 1), i);
+        }
+    }
+
+    #[test]
+    fn interleaved_flows_get_their_frames_round_robin() {
+        // 3 frames per flow over windows of 4 flows: 0 1 2 3 0 1 2 3 0 1 2 3 4 5 ...
+        let seq: Vec<u64> = (0..14).map(|i| flow_of(i, 3, 4)).collect();
+        assert_eq!(seq, [0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 4, 5]);
+        // Back to back (window 1): 0 0 0 1 1 1 ...
+        let seq: Vec<u64> = (0..7).map(|i| flow_of(i, 3, 1)).collect();
+        assert_eq!(seq, [0, 0, 0, 1, 1, 1, 2]);
+        // Every flow of the complete rounds gets exactly 3 frames; the next run's
+        // offset (flows started) is past every flow number this run touched.
+        for sent in [0u64, 1, 4, 5, 12, 13, 100, 3 * 1024 * 7 + 5] {
+            let mut count = std::collections::BTreeMap::new();
+            for i in 0..sent {
+                *count.entry(flow_of(i, 3, 1024)).or_insert(0u32) += 1;
+            }
+            let started = flows_started(sent, 3, 1024);
+            assert_eq!(count.len() as u64, started, "sent {sent}");
+            assert!(count.keys().all(|&f| f < started));
+            let full_rounds = sent / (3 * 1024) * 1024;
+            assert!(count.iter().filter(|(f, _)| **f < full_rounds).all(|(_, n)| *n == 3));
+        }
+    }
 }
