@@ -841,6 +841,16 @@ impl Harness {
             "--max-conns",
             "4194304",
         ];
+        // Its own control socket (and so its own state file) unless the caller names
+        // one: never the machine's /run/uvs/control.sock, whose state file another
+        // director on this machine would read back at its start.
+        let control = std::env::temp_dir().join(format!("{}-control.sock", self.bed.prefix));
+        let control = control.to_string_lossy().to_string();
+        if !extra.contains(&"--control") {
+            // Each DUT starts from its rules, not from the last DUT's state file.
+            let _ = std::fs::remove_file(std::path::Path::new(&control).with_extension("state"));
+            args.extend_from_slice(&["--control", &control]);
+        }
         args.extend_from_slice(extra);
         let pid = self.spawn_dut(&args, "director ready")?;
         Ok(pid)
