@@ -1,16 +1,23 @@
 //! Issue 18: a master and a backup director, each running `keepalived --vrrp -f conf`
-//! beside `uvs run --keepalived conf` on the same file, two DR real servers and a
-//! client. The master dies (host death: its link goes down; process crash: SIGKILL
-//! of its keepalived and uvs) under load: ten long rate-limited downloads and a
-//! steady stream of short requests (`curl --max-time 2`). The test prints the
-//! takeover time and the failed requests, and asserts:
-//! - while BACKUP, uvs answers neither ARP nor ICMP echo for the VIP;
-//! - after takeover the client's neighbour entry for the VIP is the new master's MAC;
-//! - short requests fail only within 3 × advert_int + skew (+ slack) of the failure;
+//! beside `uvs run --keepalived conf` on the same file, two real servers and a
+//! client, in DR and in NAT (the real servers' gateway a second VRRP address, both
+//! instances in a `vrrp_sync_group`). The master dies (host death: its links go down;
+//! process crash: SIGKILL of its keepalived and uvs) under load: ten long rate-limited
+//! downloads and a steady stream of short requests (`curl --max-time 2`). The test
+//! prints the takeover time and the failed requests, and asserts:
+//! - while BACKUP (before the failure, and after the return), the director answers
+//!   neither ARP nor ICMP echo for the VIP;
+//! - after each takeover the client's neighbour entry for the VIP is the new master's
+//!   MAC, and in NAT the real servers' entries for the gateway its inside MAC;
+//! - short requests fail only within 3 × advert_int + skew (+ slack) of the failure,
+//!   and at failback only if in flight at the switch;
 //! - with connection sync (`ipvsadm --start-daemon` master and backup on both
 //!   directors, through uvs, with `sync_threshold` "3 0" and `sync_refresh_period`
 //!   2), no long download breaks, also when the old master returns (restarted as after
-//!   a reboot with preempt_delay, in DR and NAT; restarted with nopreempt).
+//!   a reboot with preempt_delay; restarted after its crash with nopreempt), in DR and
+//!   NAT;
+//! - after a crash the old master keeps its VRRP addresses; a host whose entry lands
+//!   on it loses its traffic there (shown, README "High availability").
 //!
 //! CI-sized by default (downloads of ~6 s); `UVS_FAILOVER_FULL=1` runs the issue's
 //! ~20 s downloads (README "High availability" quotes that run).
