@@ -6,8 +6,12 @@
 //!
 //! The rule matches only IPv4 to the VIPs uvs serves, on the interfaces it serves, in
 //! the director's own network namespace, in a table of its own (`uvs_<pid>`) that is
-//! deleted at exit. ARP, traffic to the host's own addresses and NAT replies are not
-//! touched. Trade-off: while the rule is in place the host kernel never sees VIP
+//! deleted at exit. It drops ARP requests for those VIPs too: uvs answers them itself
+//! (`pipeline::arp`), and the kernel would answer for a VIP that keepalived put on the
+//! interface, also after a SIGKILLed uvs's crash, where only the stale table stops the
+//! dead master's kernel from claiming the VIP against the new master (README "High
+//! availability"). Other ARP, traffic to the host's own addresses and NAT replies are
+//! not touched. Trade-off: while the rule is in place the host kernel never sees VIP
 //! traffic (tcpdump still does: it is a tap), uvs keeps CAP_NET_ADMIN (to update the
 //! VIP set and remove the table), and if uvs is killed with SIGKILL the table stays
 //! until the next director starts in that namespace ([`remove_stale`]) or
@@ -80,7 +84,8 @@ pub fn ruleset(table: &str, ifaces: &[String], vips: &[Ipv4Addr]) -> String {
     let mut s = format!("table netdev {table} {{\n  set vips {{\n    type ipv4_addr\n  }}\n");
     for (n, i) in ifaces.iter().enumerate() {
         s += &format!(
-            "  chain in{n} {{\n    type filter hook ingress device \"{i}\" priority -500;\n    ip daddr @vips drop\n  }}\n"
+            "  chain in{n} {{\n    type filter hook ingress device \"{i}\" priority -500;\n    ip daddr @vips drop\n    \
+             arp operation request arp daddr ip @vips drop\n  }}\n"
         );
     }
     s += "}\n";
@@ -213,7 +218,8 @@ mod tests {
         );
         assert!(s.contains("hook ingress device \"eth0\""));
         assert!(s.contains("hook ingress device \"eth1\""));
-        assert_eq!(s.matches("ip daddr @vips drop").count(), 2);
+        assert_eq!(s.matches("    ip daddr @vips drop").count(), 2);
+        assert_eq!(s.matches("arp operation request arp daddr ip @vips drop").count(), 2);
         assert!(s.contains("add element netdev uvs_1 vips { 10.0.0.100, 10.0.0.101 }"));
         assert!(!super::ruleset("uvs_1", &["eth0".into()], &[]).contains("add element"));
     }
