@@ -16,8 +16,9 @@
 //!   2), no long download breaks, also when the old master returns (restarted as after
 //!   a reboot with preempt_delay; restarted after its crash with nopreempt), in DR and
 //!   NAT;
-//! - after a crash the old master keeps its VRRP addresses; a host whose entry lands
-//!   on it loses its traffic there (shown, README "High availability").
+//! - after a crash the old master keeps its VRRP addresses, but its kernel answers no
+//!   ARP for them (the dead uvs's nftables table drops the requests); a host whose
+//!   entry is still on it loses its traffic there (shown, README "High availability").
 //!
 //! CI-sized by default (downloads of ~6 s); `UVS_FAILOVER_FULL=1` runs the issue's
 //! ~20 s downloads (README "High availability" quotes that run).
@@ -701,10 +702,10 @@ fn process_crash_and_nopreempt_return(nat: bool) {
     // What the stale addresses do: a host that asks afresh (its entry expired or
     // flushed) would get answers from both the new master and the old master's
     // kernel, and keep the first (arp_process: a reply within `locktime` of the last
-    // update is ignored; only a gratuitous ARP overrides it). For the VIP the dead
-    // uvs's stale table drops the ARP requests before the old master's kernel
-    // (kernelcopy.rs): it does not answer. For the NAT gateway (not a VIP: the kernel
-    // answers ARP for it, not uvs) it still does.
+    // update is ignored; only a gratuitous ARP overrides it). But uvs answers ARP for
+    // the VRRP addresses it holds itself, and its table drops the requests before the
+    // kernel (kernelcopy.rs); the dead uvs's stale table still does, so the old
+    // master's kernel answers neither for the VIP nor for the NAT gateway.
     let mut answered = Vec::new();
     let mut dead_answers = Vec::new();
     let mut asks = vec![("client", ha.lvs.addrs.vip.clone(), "eth0", ha.d[0].mac.clone())];
@@ -737,19 +738,17 @@ fn process_crash_and_nopreempt_return(nat: bool) {
         answered.join(", ")
     );
     assert!(
-        !dead_answers[0].2,
-        "the crashed master's kernel answered ARP for the VIP"
+        dead_answers.iter().all(|a| !a.2),
+        "the crashed master's kernel answered ARP: {dead_answers:?}"
     );
     if answered.iter().all(|a| a.ends_with("dir2")) {
         assert_eq!(failed, 0, "served through the new master despite the stale addresses");
     }
-    // In this bed the bridge floods a broadcast to its newest port (dir2's) first, so
-    // the new master answers first; on a LAN it is a race, which for the NAT gateway
-    // the old master's kernel can win. A host whose entry is on the old master (here:
-    // pinned to it) loses its traffic there: in NAT the real servers' replies (the old
-    // master's kernel does not forward); in DR the client's frames (the stale table
-    // drops them, no RST), where only a client that missed keepalived's gratuitous ARPs
-    // can be, and only until its unicast probes go unanswered.
+    // A host whose entry is still on the old master (it missed keepalived's gratuitous
+    // ARPs; here: pinned to it) loses its traffic there, until its unicast probes go
+    // unanswered and it asks afresh: in NAT the real servers' replies (the old
+    // master's kernel does not forward), in DR the client's frames (the stale table
+    // drops them, no RST).
     let dead = &ha.d[0];
     let pins: Vec<(&str, &str, &str)> = match &ha.gw {
         None => vec![("client", &ha.lvs.addrs.vip, &dead.mac)],
