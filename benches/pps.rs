@@ -1249,8 +1249,12 @@ fn main() {
         .expect("start ceiling");
         // The kernel's copy of every frame dropped at netdev ingress by exactly the
         // rule `uvs run` installs by default; then without it.
-        let rules =
-            uvs::director::kernelcopy::ruleset("uvs_ceiling", &["eth0".to_string()], &[Ipv4Addr::new(10, 90, 0, 100)]);
+        let rules = uvs::director::kernelcopy::ruleset(
+            "uvs_ceiling",
+            &["eth0".to_string()],
+            &[Ipv4Addr::new(10, 90, 0, 100)],
+            &[],
+        );
         nft(&h.bed, "dut", &rules).expect("ceiling: drop-copy rule");
         h.warm(&vip);
         let ceiling = h.mlr(CEILING, "ceiling", &vip);
@@ -1345,8 +1349,12 @@ fn main() {
                 &log,
             )
             .expect("start ceiling on eth3");
-        let copy_rule =
-            uvs::director::kernelcopy::ruleset("uvs_ceiling", &["eth3".to_string()], &[Ipv4Addr::new(10, 90, 0, 100)]);
+        let copy_rule = uvs::director::kernelcopy::ruleset(
+            "uvs_ceiling",
+            &["eth3".to_string()],
+            &[Ipv4Addr::new(10, 90, 0, 100)],
+            &[],
+        );
         let other_link = Load { link: 1, ..vip.clone() };
         for (method, flag) in [("DR", "-g"), ("NAT", "-m"), ("TUN", "-i")] {
             // uvs_setup flushes the DUT's ruleset: the ceiling's rule goes back after.

@@ -286,20 +286,20 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     let kernel_copy = match opts.kernel_copy {
         // A VRRP VIP on the interface makes the kernel answer clients (RST) unless its
         // copy is dropped: mandatory then.
-        kernelcopy::KernelCopy::Auto if !gated.is_empty() => {
-            Some(kernelcopy::KernelCopyDrop::install(&opts.ifaces, &sorted).map_err(|e| {
+        kernelcopy::KernelCopy::Auto if !gated.is_empty() => Some(
+            kernelcopy::KernelCopyDrop::install(&opts.ifaces, &sorted, &gated).map_err(|e| {
                 format!(
                     "VRRP VIPs need the kernel-copy rule ({e}): while keepalived holds a VIP on the \
                      interface, the kernel would answer its clients itself (TCP RST, ICMP port unreachable). \
                      Install nftables"
                 )
-            })?)
-        }
-        kernelcopy::KernelCopy::Drop => Some(kernelcopy::KernelCopyDrop::install(&opts.ifaces, &sorted)?),
+            })?,
+        ),
+        kernelcopy::KernelCopy::Drop => Some(kernelcopy::KernelCopyDrop::install(&opts.ifaces, &sorted, &gated)?),
         // Not when uvs becomes another user: nft would then run without the rights to
         // update or remove the table.
         kernelcopy::KernelCopy::Auto if opts.hardening.user.is_none() => {
-            match kernelcopy::KernelCopyDrop::install(&opts.ifaces, &sorted) {
+            match kernelcopy::KernelCopyDrop::install(&opts.ifaces, &sorted, &gated) {
                 Ok(k) => Some(k),
                 Err(e) => {
                     tracing::warn!(

@@ -1,5 +1,6 @@
-//! ARP on the director's interfaces: answer requests for VIPs with the interface's
-//! MAC, and report what senders say about themselves to the neighbour manager, which
+//! ARP on the director's interfaces: answer requests for VIPs, and for the VRRP
+//! addresses the director holds (keepalived's MASTER: e.g. the NAT real servers'
+//! gateway), with the interface's MAC, and report what senders say about themselves to the neighbour manager, which
 //! only refreshes entries it asked for (unsolicited replies never create entries, and
 //! claims on our own addresses or VIPs are ignored).
 
@@ -15,8 +16,12 @@ pub fn handle<E: Emit>(sh: &Shared, svcs: &ServiceTable, iface: &Iface, f: &ArpF
         // without arp_ignore): never learn from it.
         return Verdict::Drop(DropReason::ArpClaimsOwnAddress);
     }
-    // A VIP whose ownership follows VRRP is answered only while held (vipgate.rs).
-    if a.op == arp::OP_REQUEST && svcs.is_vip(a.tpa) && !a.is_gratuitous() && sh.vip_gate.serves(a.tpa) {
+    // A VIP whose ownership follows VRRP is answered only while held (vipgate.rs);
+    // so is any other VRRP address. The kernel's answers for them are dropped
+    // (kernelcopy.rs), so that a SIGKILLed master's kernel, which keeps the addresses,
+    // stays silent behind the dead uvs's table.
+    let ours = (svcs.is_vip(a.tpa) && sh.vip_gate.serves(a.tpa)) || sh.vip_gate.holds(a.tpa);
+    if a.op == arp::OP_REQUEST && ours && !a.is_gratuitous() {
         let reply = arp::Repr {
             op: arp::OP_REPLY,
             sha: iface.mac,

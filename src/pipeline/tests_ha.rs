@@ -142,3 +142,42 @@ fn a_gated_vip_is_served_only_while_held() {
     let ack = tcp_frame(40000, 80, false, true, b"data");
     assert_eq!(process(&mut w, &sh, RX, &ack).0, Verdict::Drop(DropReason::VipNotHeld));
 }
+
+#[test]
+fn a_held_vrrp_address_that_is_no_vip_is_answered_by_arp_only_while_held() {
+    // The NAT real servers' gateway: a second address of keepalived's sync group.
+    let (sh, _ctl) = director();
+    let mut w = Worker::new(0, 100);
+    let gw = Ipv4Addr::new(10, 0, 0, 254);
+    let mut req = [0u8; 60];
+    arp::Repr::request(RS1_MAC, RS1, gw).emit_frame(&mut req, ethernet::BROADCAST);
+    let bcast = RxMeta {
+        pkttype: pkttype::BROADCAST,
+        ..RX
+    };
+    let publish = |held: &[Ipv4Addr]| {
+        sh.vip_gate.publish(GateState {
+            gated: [VIP, gw].into_iter().collect(),
+            held: held.iter().copied().collect(),
+        })
+    };
+    publish(&[]);
+    let (v, out) = process(&mut w, &sh, bcast, &req);
+    assert_ne!(v, Verdict::Answered, "not held: no answer");
+    assert!(out.frames.is_empty());
+    publish(&[VIP, gw]);
+    let (v, out) = process(&mut w, &sh, bcast, &req);
+    assert_eq!(v, Verdict::Answered);
+    let (ifx, f) = &out.frames[0];
+    assert_eq!(*ifx, IFINDEX);
+    let r = arp::Repr::parse(&f[14..]).unwrap();
+    assert_eq!(
+        (r.op, r.sha, r.spa, r.tha, r.tpa),
+        (arp::OP_REPLY, DIRECTOR_MAC, gw, RS1_MAC, RS1)
+    );
+    assert_eq!(&f[..6], &RS1_MAC, "unicast to the asker");
+    // An address that is neither a VIP nor a VRRP address: not ours to answer.
+    let mut other = [0u8; 60];
+    arp::Repr::request(RS1_MAC, RS1, Ipv4Addr::new(10, 0, 0, 253)).emit_frame(&mut other, ethernet::BROADCAST);
+    assert_ne!(process(&mut w, &sh, bcast, &other).0, Verdict::Answered);
+}

@@ -36,6 +36,13 @@ impl VipGate {
         !s.gated.contains(&vip) || s.held.contains(&vip)
     }
 
+    /// Is `addr` a VRRP address (a VIP, or another address of a `vrrp_instance` such as
+    /// the NAT real servers' gateway) that the director holds now?
+    #[inline]
+    pub fn holds(&self, addr: Ipv4Addr) -> bool {
+        self.any.load(Ordering::Relaxed) && self.state.load().held.contains(&addr)
+    }
+
     /// Is `vip` one whose ownership follows VRRP?
     pub fn is_gated(&self, vip: Ipv4Addr) -> bool {
         self.any.load(Ordering::Relaxed) && self.state.load().gated.contains(&vip)
