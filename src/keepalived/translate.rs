@@ -2,7 +2,7 @@
 //! `init_services`, `ipvs_group_range_cmd`), and reconciliation of the services the
 //! file owns through [`Ctl`], the same path (validation, errors) as ipvsadm.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use super::conf::{Config, GroupEntry, VirtualServer, VsAddr};
@@ -182,29 +182,40 @@ pub fn dests_for(
 /// Bring the services in `table` to their desired state and delete `previously_owned`
 /// services no longer in it; other services are left alone. Validated on a scratch
 /// copy first: a table the control plane refuses changes nothing.
+///
+/// Both passes run as one [`Ctl::batch`] each: one table snapshot at the end instead
+/// of a copy of the whole table (and a recount of its NAT real servers) per command,
+/// which made a 10,000-real-server configuration cost seconds to load (quadratic; see
+/// README "keepalived"). The workers see the new services at once, when it ends.
 pub fn reconcile(ctl: &Ctl, table: &Table, previously_owned: &HashSet<ServiceAddr>) -> Result<(), String> {
     let scratch = Ctl::new(std::sync::Arc::new(crate::pipeline::Shared::new(Vec::new())));
-    for (svc, dests) in table {
-        scratch
-            .add_service(svc)
-            .map_err(|e| format!("{}: {e}", fmt_addr(&svc.addr)))?;
-        for d in dests {
+    scratch.batch(|scratch| {
+        for (svc, dests) in table {
             scratch
-                .add_dest(&svc.addr, d)
-                .map_err(|e| format!("{} -> {}:{}: {e}", fmt_addr(&svc.addr), d.addr, d.port))?;
+                .add_service(svc)
+                .map_err(|e| format!("{}: {e}", fmt_addr(&svc.addr)))?;
+            for d in dests {
+                scratch
+                    .add_dest(&svc.addr, d)
+                    .map_err(|e| format!("{} -> {}:{}: {e}", fmt_addr(&svc.addr), d.addr, d.port))?;
+            }
         }
-    }
+        Ok::<_, String>(())
+    })?;
+    drop(scratch);
     let wanted: HashSet<ServiceAddr> = table.iter().map(|(s, _)| s.addr).collect();
-    for addr in previously_owned.difference(&wanted) {
-        match ctl.delete_service(addr) {
-            Ok(()) | Err(crate::ctl::E_NO_SVC) => {}
-            Err(e) => return Err(e.to_string()),
+    ctl.batch(|ctl| {
+        for addr in previously_owned.difference(&wanted) {
+            match ctl.delete_service(addr) {
+                Ok(()) | Err(crate::ctl::E_NO_SVC) => {}
+                Err(e) => return Err(e.to_string()),
+            }
         }
-    }
-    for (svc, dests) in table {
-        apply_service(ctl, svc, dests).map_err(|e| format!("{}: {e}", fmt_addr(&svc.addr)))?;
-    }
-    Ok(())
+        for (svc, dests) in table {
+            apply_service(ctl, svc, dests).map_err(|e| format!("{}: {e}", fmt_addr(&svc.addr)))?;
+        }
+        Ok(())
+    })
 }
 
 fn apply_service(ctl: &Ctl, svc: &ServiceConfig, dests: &[DestConfig]) -> Result<(), CtlError> {
@@ -229,15 +240,19 @@ fn apply_service(ctl: &Ctl, svc: &ServiceConfig, dests: &[DestConfig]) -> Result
             have
         }
     };
+    // By (address, port): a service with thousands of real servers is not compared
+    // pairwise.
+    let wanted: HashSet<(IpAddr, u16)> = dests.iter().map(|d| (d.addr, d.port)).collect();
     for h in &have {
-        if !dests.iter().any(|d| d.addr == h.addr && d.port == h.port) {
+        if !wanted.contains(&(h.addr, h.port)) {
             ctl.delete_dest(&svc.addr, h.addr, h.port)?;
         }
     }
+    let have: HashMap<(IpAddr, u16), &DestConfig> = have.iter().map(|h| ((h.addr, h.port), h)).collect();
     for d in dests {
-        match have.iter().find(|h| h.addr == d.addr && h.port == d.port) {
+        match have.get(&(d.addr, d.port)) {
             None => ctl.add_dest(&svc.addr, d)?,
-            Some(h) if h != d => ctl.edit_dest(&svc.addr, d)?,
+            Some(&h) if h != d => ctl.edit_dest(&svc.addr, d)?,
             Some(_) => {}
         }
     }
