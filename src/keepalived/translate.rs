@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use super::conf::{Config, GroupEntry, VirtualServer, VsAddr};
-use crate::ctl::{Ctl, CtlError};
+use crate::ctl::Ctl;
 use crate::service::{DestConfig, Netmask, ServiceAddr, ServiceConfig, svc_flags};
 
 /// Most addresses one `virtual_server_group` range may expand to (a /16).
@@ -183,10 +183,13 @@ pub fn dests_for(
 /// services no longer in it; other services are left alone. Validated on a scratch
 /// copy first: a table the control plane refuses changes nothing.
 ///
-/// Both passes run as one [`Ctl::batch`] each: one table snapshot at the end instead
-/// of a copy of the whole table (and a recount of its NAT real servers) per command,
-/// which made a 10,000-real-server configuration cost seconds to load (quadratic; see
-/// README "keepalived"). The workers see the new services at once, when it ends.
+/// The scratch validation runs as one [`Ctl::batch`], and so do the changes to `ctl`
+/// when they add or remove services or destinations: one table snapshot at the end
+/// instead of a copy of the whole table (and a recount of its NAT real servers) per
+/// command, which made loading 10,000 real servers take seconds (quadratic; see README
+/// "keepalived", Numbers). The workers see the new services at once, when it ends.
+/// Edits alone (a weight set by a checker) change the services in place, and a
+/// reconciliation with nothing to change publishes nothing.
 pub fn reconcile(ctl: &Ctl, table: &Table, previously_owned: &HashSet<ServiceAddr>) -> Result<(), String> {
     let scratch = Ctl::new(std::sync::Arc::new(crate::pipeline::Shared::new(Vec::new())));
     scratch.batch(|scratch| {
@@ -204,21 +207,50 @@ pub fn reconcile(ctl: &Ctl, table: &Table, previously_owned: &HashSet<ServiceAdd
     })?;
     drop(scratch);
     let wanted: HashSet<ServiceAddr> = table.iter().map(|(s, _)| s.addr).collect();
-    ctl.batch(|ctl| {
-        for addr in previously_owned.difference(&wanted) {
+    let gone: Vec<&ServiceAddr> = previously_owned.difference(&wanted).collect();
+    let mut ops = Vec::new();
+    for (svc, dests) in table {
+        plan_service(ctl, svc, dests, &mut ops);
+    }
+    let apply = |ctl: &Ctl| -> Result<(), String> {
+        for addr in &gone {
             match ctl.delete_service(addr) {
                 Ok(()) | Err(crate::ctl::E_NO_SVC) => {}
                 Err(e) => return Err(e.to_string()),
             }
         }
-        for (svc, dests) in table {
-            apply_service(ctl, svc, dests).map_err(|e| format!("{}: {e}", fmt_addr(&svc.addr)))?;
+        for op in &ops {
+            let (addr, r) = match op {
+                Op::AddService(svc) => (svc.addr, ctl.add_service(svc)),
+                Op::EditService(svc) => (svc.addr, ctl.edit_service(svc)),
+                Op::DeleteDest(addr, daddr, dport) => (*addr, ctl.delete_dest(addr, *daddr, *dport)),
+                Op::AddDest(addr, d) => (*addr, ctl.add_dest(addr, d)),
+                Op::EditDest(addr, d) => (*addr, ctl.edit_dest(addr, d)),
+            };
+            r.map_err(|e| format!("{}: {e}", fmt_addr(&addr)))?;
         }
         Ok(())
-    })
+    };
+    let reshapes = !gone.is_empty()
+        || ops
+            .iter()
+            .any(|o| matches!(o, Op::AddService(_) | Op::AddDest(..) | Op::DeleteDest(..)));
+    if reshapes { ctl.batch(apply) } else { apply(ctl) }
 }
 
-fn apply_service(ctl: &Ctl, svc: &ServiceConfig, dests: &[DestConfig]) -> Result<(), CtlError> {
+/// One command of a reconciliation.
+enum Op<'a> {
+    AddService(&'a ServiceConfig),
+    EditService(&'a ServiceConfig),
+    DeleteDest(ServiceAddr, IpAddr, u16),
+    AddDest(ServiceAddr, &'a DestConfig),
+    EditDest(ServiceAddr, &'a DestConfig),
+}
+
+/// The commands that bring `svc` from its state in `ctl` to `dests`: the service added
+/// or edited, destinations no longer wanted deleted, then each wanted one added or
+/// edited (in `dests` order).
+fn plan_service<'a>(ctl: &Ctl, svc: &'a ServiceConfig, dests: &'a [DestConfig], ops: &mut Vec<Op<'a>>) {
     let current = ctl.shared().services.load();
     let existing = current.find(&svc.addr).map(|s| {
         let st = s.lock();
@@ -230,12 +262,12 @@ fn apply_service(ctl: &Ctl, svc: &ServiceConfig, dests: &[DestConfig]) -> Result
     drop(current);
     let have = match existing {
         None => {
-            ctl.add_service(svc)?;
+            ops.push(Op::AddService(svc));
             Vec::new()
         }
         Some((cfg, have)) => {
             if cfg != *svc {
-                ctl.edit_service(svc)?;
+                ops.push(Op::EditService(svc));
             }
             have
         }
@@ -245,18 +277,17 @@ fn apply_service(ctl: &Ctl, svc: &ServiceConfig, dests: &[DestConfig]) -> Result
     let wanted: HashSet<(IpAddr, u16)> = dests.iter().map(|d| (d.addr, d.port)).collect();
     for h in &have {
         if !wanted.contains(&(h.addr, h.port)) {
-            ctl.delete_dest(&svc.addr, h.addr, h.port)?;
+            ops.push(Op::DeleteDest(svc.addr, h.addr, h.port));
         }
     }
     let have: HashMap<(IpAddr, u16), &DestConfig> = have.iter().map(|h| ((h.addr, h.port), h)).collect();
     for d in dests {
         match have.get(&(d.addr, d.port)) {
-            None => ctl.add_dest(&svc.addr, d)?,
-            Some(&h) if h != d => ctl.edit_dest(&svc.addr, d)?,
+            None => ops.push(Op::AddDest(svc.addr, d)),
+            Some(&h) if h != d => ops.push(Op::EditDest(svc.addr, d)),
             Some(_) => {}
         }
     }
-    Ok(())
 }
 
 /// `-t 10.0.0.1:80` / `-f 1` style name of a service for messages.
