@@ -2,11 +2,11 @@
 //! `init_services`, `ipvs_group_range_cmd`), and reconciliation of the services the
 //! file owns through [`Ctl`], the same path (validation, errors) as ipvsadm.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use super::conf::{Config, GroupEntry, VirtualServer, VsAddr};
-use crate::ctl::{Ctl, CtlError};
+use crate::ctl::Ctl;
 use crate::service::{DestConfig, Netmask, ServiceAddr, ServiceConfig, svc_flags};
 
 /// Most addresses one `virtual_server_group` range may expand to (a /16).
@@ -182,32 +182,75 @@ pub fn dests_for(
 /// Bring the services in `table` to their desired state and delete `previously_owned`
 /// services no longer in it; other services are left alone. Validated on a scratch
 /// copy first: a table the control plane refuses changes nothing.
+///
+/// The scratch validation runs as one [`Ctl::batch`], and so do the changes to `ctl`
+/// when they add or remove services or destinations: one table snapshot at the end
+/// instead of a copy of the whole table (and a recount of its NAT real servers) per
+/// command, which made loading 10,000 real servers take seconds (quadratic; see README
+/// "keepalived", Numbers). The workers see the new services at once, when it ends.
+/// Edits alone (a weight set by a checker) change the services in place, and a
+/// reconciliation with nothing to change publishes nothing.
 pub fn reconcile(ctl: &Ctl, table: &Table, previously_owned: &HashSet<ServiceAddr>) -> Result<(), String> {
     let scratch = Ctl::new(std::sync::Arc::new(crate::pipeline::Shared::new(Vec::new())));
-    for (svc, dests) in table {
-        scratch
-            .add_service(svc)
-            .map_err(|e| format!("{}: {e}", fmt_addr(&svc.addr)))?;
-        for d in dests {
+    scratch.batch(|scratch| {
+        for (svc, dests) in table {
             scratch
-                .add_dest(&svc.addr, d)
-                .map_err(|e| format!("{} -> {}:{}: {e}", fmt_addr(&svc.addr), d.addr, d.port))?;
+                .add_service(svc)
+                .map_err(|e| format!("{}: {e}", fmt_addr(&svc.addr)))?;
+            for d in dests {
+                scratch
+                    .add_dest(&svc.addr, d)
+                    .map_err(|e| format!("{} -> {}:{}: {e}", fmt_addr(&svc.addr), d.addr, d.port))?;
+            }
         }
-    }
+        Ok::<_, String>(())
+    })?;
+    drop(scratch);
     let wanted: HashSet<ServiceAddr> = table.iter().map(|(s, _)| s.addr).collect();
-    for addr in previously_owned.difference(&wanted) {
-        match ctl.delete_service(addr) {
-            Ok(()) | Err(crate::ctl::E_NO_SVC) => {}
-            Err(e) => return Err(e.to_string()),
-        }
-    }
+    let gone: Vec<&ServiceAddr> = previously_owned.difference(&wanted).collect();
+    let mut ops = Vec::new();
     for (svc, dests) in table {
-        apply_service(ctl, svc, dests).map_err(|e| format!("{}: {e}", fmt_addr(&svc.addr)))?;
+        plan_service(ctl, svc, dests, &mut ops);
     }
-    Ok(())
+    let apply = |ctl: &Ctl| -> Result<(), String> {
+        for addr in &gone {
+            match ctl.delete_service(addr) {
+                Ok(()) | Err(crate::ctl::E_NO_SVC) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        for op in &ops {
+            let (addr, r) = match op {
+                Op::AddService(svc) => (svc.addr, ctl.add_service(svc)),
+                Op::EditService(svc) => (svc.addr, ctl.edit_service(svc)),
+                Op::DeleteDest(addr, daddr, dport) => (*addr, ctl.delete_dest(addr, *daddr, *dport)),
+                Op::AddDest(addr, d) => (*addr, ctl.add_dest(addr, d)),
+                Op::EditDest(addr, d) => (*addr, ctl.edit_dest(addr, d)),
+            };
+            r.map_err(|e| format!("{}: {e}", fmt_addr(&addr)))?;
+        }
+        Ok(())
+    };
+    let reshapes = !gone.is_empty()
+        || ops
+            .iter()
+            .any(|o| matches!(o, Op::AddService(_) | Op::AddDest(..) | Op::DeleteDest(..)));
+    if reshapes { ctl.batch(apply) } else { apply(ctl) }
 }
 
-fn apply_service(ctl: &Ctl, svc: &ServiceConfig, dests: &[DestConfig]) -> Result<(), CtlError> {
+/// One command of a reconciliation.
+enum Op<'a> {
+    AddService(&'a ServiceConfig),
+    EditService(&'a ServiceConfig),
+    DeleteDest(ServiceAddr, IpAddr, u16),
+    AddDest(ServiceAddr, &'a DestConfig),
+    EditDest(ServiceAddr, &'a DestConfig),
+}
+
+/// The commands that bring `svc` from its state in `ctl` to `dests`: the service added
+/// or edited, destinations no longer wanted deleted, then each wanted one added or
+/// edited (in `dests` order).
+fn plan_service<'a>(ctl: &Ctl, svc: &'a ServiceConfig, dests: &'a [DestConfig], ops: &mut Vec<Op<'a>>) {
     let current = ctl.shared().services.load();
     let existing = current.find(&svc.addr).map(|s| {
         let st = s.lock();
@@ -219,29 +262,32 @@ fn apply_service(ctl: &Ctl, svc: &ServiceConfig, dests: &[DestConfig]) -> Result
     drop(current);
     let have = match existing {
         None => {
-            ctl.add_service(svc)?;
+            ops.push(Op::AddService(svc));
             Vec::new()
         }
         Some((cfg, have)) => {
             if cfg != *svc {
-                ctl.edit_service(svc)?;
+                ops.push(Op::EditService(svc));
             }
             have
         }
     };
+    // By (address, port): a service with thousands of real servers is not compared
+    // pairwise.
+    let wanted: HashSet<(IpAddr, u16)> = dests.iter().map(|d| (d.addr, d.port)).collect();
     for h in &have {
-        if !dests.iter().any(|d| d.addr == h.addr && d.port == h.port) {
-            ctl.delete_dest(&svc.addr, h.addr, h.port)?;
+        if !wanted.contains(&(h.addr, h.port)) {
+            ops.push(Op::DeleteDest(svc.addr, h.addr, h.port));
         }
     }
+    let have: HashMap<(IpAddr, u16), &DestConfig> = have.iter().map(|h| ((h.addr, h.port), h)).collect();
     for d in dests {
-        match have.iter().find(|h| h.addr == d.addr && h.port == d.port) {
-            None => ctl.add_dest(&svc.addr, d)?,
-            Some(h) if h != d => ctl.edit_dest(&svc.addr, d)?,
+        match have.get(&(d.addr, d.port)) {
+            None => ops.push(Op::AddDest(svc.addr, d)),
+            Some(&h) if h != d => ops.push(Op::EditDest(svc.addr, d)),
             Some(_) => {}
         }
     }
-    Ok(())
 }
 
 /// `-t 10.0.0.1:80` / `-f 1` style name of a service for messages.
