@@ -116,7 +116,7 @@ impl Mailboxes {
         reply: Option<Sender<InstallReport>>,
     ) -> InstallReport {
         let svcs = self.shared.services.load();
-        let mut rep = synced::install_templates(&svcs, self.now_ms(), &recs);
+        let mut rep = synced::install_templates(&svcs, self.now_ms(), &recs, threshold);
         let mut per: Vec<Vec<SyncConn>> = vec![Vec::new(); self.txs.len()];
         for r in recs {
             if r.is_template() {
@@ -157,7 +157,7 @@ impl Mailboxes {
             }
         }
         drop(tx);
-        let mut out = synced::export_templates(&self.shared.services.load(), self.now_ms());
+        let mut out = synced::export_templates(&self.shared.services.load());
         let mut answered = 0;
         while answered < asked {
             match rx.recv_deadline(deadline) {
