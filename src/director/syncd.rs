@@ -82,6 +82,7 @@ impl SyncMetrics {
         self.drop_conns("no_dest", r.no_dest);
         self.drop_conns("stale", r.stale);
         self.drop_conns("table_full", r.table_full);
+        self.drop_conns("mailbox_full", r.mailbox_full);
     }
 
     /// The Prometheus families.
@@ -717,6 +718,7 @@ mod tests {
         m.account(&InstallReport {
             created: 2,
             no_dest: 1,
+            mailbox_full: 4,
             ..Default::default()
         });
         let mut page = String::new();
@@ -731,5 +733,7 @@ mod tests {
         assert_eq!(get("uvs_sync_installed_conns_total", None), Some(2.0));
         assert_eq!(get("uvs_sync_dropped_messages_total", Some("syncid")), Some(1.0));
         assert_eq!(get("uvs_sync_dropped_conns_total", Some("no_dest")), Some(1.0));
+        assert_eq!(get("uvs_sync_dropped_conns_total", Some("mailbox_full")), Some(4.0));
+        assert_eq!(get("uvs_sync_dropped_conns_total", Some("table_full")), None);
     }
 }

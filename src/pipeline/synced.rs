@@ -44,6 +44,9 @@ pub struct InstallReport {
     pub stale: u64,
     /// The worker's table is full of live established connections.
     pub table_full: u64,
+    /// The worker's mailbox was full: the records never reached it
+    /// (`crate::director::mailbox`).
+    pub mailbox_full: u64,
 }
 
 impl InstallReport {
@@ -55,10 +58,11 @@ impl InstallReport {
         self.no_dest += o.no_dest;
         self.stale += o.stale;
         self.table_full += o.table_full;
+        self.mailbox_full += o.mailbox_full;
     }
     /// Records that created or updated nothing.
     pub fn dropped(&self) -> u64 {
-        self.unsupported + self.bad_state + self.no_dest + self.stale + self.table_full
+        self.unsupported + self.bad_state + self.no_dest + self.stale + self.table_full + self.mailbox_full
     }
 }
 
