@@ -40,8 +40,12 @@ impl Worker {
                 let replace = (syn && reuse_expected(c, reuse_mode)) || nodest;
                 if !replace {
                     let (v, _) = send(self.id, &mut self.ip_ident, cx, secure, pkt, c, out);
-                    if !matches!(v, Verdict::Drop(_)) {
-                        synced::client_packet(self.sync.as_ref(), &sh.ipvs.sync, &key, c, now_ms);
+                    if let Some(h) = &self.sync {
+                        if !matches!(v, Verdict::Drop(_)) {
+                            h.packet(&sh.ipvs.sync, &key, c, now_ms);
+                        }
+                    } else {
+                        synced::no_master(c);
                     }
                     return v;
                 }
@@ -70,8 +74,12 @@ impl Worker {
         let (v, forget) = send(self.id, &mut self.ip_ident, cx, secure, pkt, conn, out);
         if forget {
             self.conns.remove(&key);
-        } else if !matches!(v, Verdict::Drop(_)) {
-            synced::client_packet(self.sync.as_ref(), &sh.ipvs.sync, &key, conn, now_ms);
+        } else if let Some(h) = &self.sync {
+            if !matches!(v, Verdict::Drop(_)) {
+                h.packet(&sh.ipvs.sync, &key, conn, now_ms);
+            }
+        } else {
+            synced::no_master(conn);
         }
         v
     }

@@ -395,27 +395,16 @@ impl SyncHook {
 }
 
 /// The end of `ip_vs_core.c: ip_vs_in_hook` for a client packet that `c` has just
-/// accounted and forwarded: with a master sync daemon, [`SyncHook::packet`]; without,
-/// a one-packet connection still counts its packet in its template (`else if
+/// accounted, when no master sync daemon runs (with one, [`SyncHook::packet`]): a
+/// one-packet connection still counts its packet in its template (`else if
 /// ((cp->flags & IP_VS_CONN_F_ONE_PACKET) && cp->control)
-/// atomic_inc(&cp->control->in_pkts)`), which the master hook would have done.
+/// atomic_inc(&cp->control->in_pkts)`), as the master hook would have.
 #[inline]
-pub fn client_packet(
-    hook: Option<&SyncHook>,
-    settings: &crate::sync::Settings,
-    k: &ConnKey,
-    c: &mut Conn,
-    now_ms: u64,
-) {
-    match hook {
-        Some(h) => h.packet(settings, k, c, now_ms),
-        None => {
-            if c.flags & conn_flags::ONE_PACKET != 0
-                && let Some(t) = &c.tpl
-            {
-                t.count_packet();
-            }
-        }
+pub fn no_master(c: &Conn) {
+    if c.flags & conn_flags::ONE_PACKET != 0
+        && let Some(t) = &c.tpl
+    {
+        t.count_packet();
     }
 }
 
