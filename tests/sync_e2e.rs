@@ -356,9 +356,10 @@ fn link_local_ready(bed: &Testbed, short: &str) -> bool {
     text.contains("fe80::") && !text.contains("tentative")
 }
 
-/// An IPv6 group (`--mcast-group ff02::81`, as kernels since 4.3 accept): both daemons
-/// list it with the IPv6 message size (1500 - 48), and the backup learns the master's
-/// established DR connections over it.
+/// A persistent DR service (`-p 300`) synced over an IPv6 group (`--mcast-group
+/// ff02::81`, as kernels since 4.3 accept): both daemons list the group with the IPv6
+/// message size (1500 - 48), and the backup learns the master's established
+/// connections and their persistence template over it.
 #[test]
 fn an_ipv6_group_carries_the_masters_connections_to_the_backup() {
     require_root!();
@@ -370,13 +371,14 @@ fn an_ipv6_group_carries_the_masters_connections_to_the_backup() {
         link_local_ready(&lvs.bed, "dir") && link_local_ready(&lvs.bed, "bak")
     });
     assert!(ready, "no usable link-local address");
-    let master_ctl = start_master(&mut lvs, "10.77.0.100", DR_RULES, "9", "--mcast-group ff02::81");
+    let rules = DR_RULES.replace("-s rr\n", "-s rr -p 300\n");
+    let master_ctl = start_master(&mut lvs, "10.77.0.100", &rules, "9", "--mcast-group ff02::81");
     assert_eq!(
         adm_at(&master_ctl, "-L --daemon").1,
         "master sync daemon (mcast=eth0, syncid=9, maxlen=1452, group=ff02::81, port=8848, ttl=1)\n"
     );
     let extra = ["--syncid", "9", "--mcast-group", "ff02::81"];
-    let backup = Backup::start(&mut lvs, DR_RULES, &["eth0"], &extra);
+    let backup = Backup::start(&mut lvs, &rules, &["eth0"], &extra);
     assert_eq!(
         adm_at(&backup.control, "-L --daemon").1,
         "backup sync daemon (mcast=eth0, syncid=9, maxlen=1452, group=ff02::81, port=8848, ttl=1)\n"
@@ -394,6 +396,11 @@ fn an_ipv6_group_carries_the_masters_connections_to_the_backup() {
         };
         assert_eq!(f(&brow), f(mrow), "{brow} vs {mrow}");
     }
+    // The template (client 10.77.0.10, port 0): on the backup with the master's server.
+    let mtpl = conn_row(&master_ctl, "10.77.0.10", 0).expect("the master lists its template");
+    let btpl = backup_row(&backup.control, "10.77.0.10", 0, &mtpl);
+    let server = |r: &str| r.split_whitespace().last().map(str::to_string);
+    assert_eq!(server(&btpl), server(&mtpl), "{btpl} vs {mtpl}");
     drop(streams);
     let blog = backup.stop(&mut lvs);
     assert!(!blog.contains("panicked"), "{blog}");
