@@ -34,14 +34,15 @@ fn backup_metric(bed: &Testbed, series: &str) -> f64 {
 }
 
 /// Start the master director with `rules` (2 workers) and its sync daemon with
-/// `syncid` through the control socket, as keepalived/ipvsadm would; the client is
-/// pinned to its MAC for `vip` (both directors serve the VIP: VIP ownership is
-/// keepalived's job, not tested here), as its gratuitous ARP would. Its control socket.
-fn start_master(lvs: &mut Lvs, vip: &str, rules: &str, syncid: &str) -> std::path::PathBuf {
+/// `syncid` (and `more` `--start-daemon` options) through the control socket, as
+/// keepalived/ipvsadm would; the client is pinned to its MAC for `vip` (both
+/// directors serve the VIP: VIP ownership is keepalived's job, not tested here), as
+/// its gratuitous ARP would. Its control socket.
+fn start_master(lvs: &mut Lvs, vip: &str, rules: &str, syncid: &str, more: &str) -> std::path::PathBuf {
     lvs.bed.pin_neigh("client", vip, &lvs.director_mac, "eth0").unwrap();
     lvs.start_director(rules, &["--workers", "2"]).unwrap();
     let master_ctl = lvs.control_path();
-    let start = format!("--start-daemon master --mcast-interface eth0 --syncid {syncid}");
+    let start = format!("--start-daemon master --mcast-interface eth0 --syncid {syncid} {more}");
     let (code, out) = adm_at(&master_ctl, &start);
     assert_eq!(code, Some(0), "{out}");
     master_ctl
@@ -166,7 +167,7 @@ fn backup_learns_established_connections_and_carries_them_after_failover() {
     lvs.bed.add_host("bak").unwrap();
     let backup_mac = lvs.bed.plug("bak", "eth0", &format!("{BACKUP_IP}/24")).unwrap();
     let client_ns = lvs.bed.ns("client");
-    let master_ctl = start_master(&mut lvs, "10.77.0.100", DR_RULES, "7");
+    let master_ctl = start_master(&mut lvs, "10.77.0.100", DR_RULES, "7", "");
     let (_, out) = adm_at(&master_ctl, "--start-daemon master --mcast-interface eth0 --syncid 7");
     assert_eq!(out.trim(), "Daemon has already run");
     assert_eq!(
@@ -306,7 +307,7 @@ fn nat_backup_learns_connections_and_carries_both_directions_after_failover() {
     let backup_mac = lvs.bed.plug("bak", "eth0", "192.168.77.3/24").unwrap();
     let backup_in_mac = lvs.bed.plug_into("br1", "bak", "eth1", "10.78.1.3/24").unwrap();
     let client_ns = lvs.bed.ns("client");
-    let master_ctl = start_master(&mut lvs, "192.168.77.100", NAT_RULES, "8");
+    let master_ctl = start_master(&mut lvs, "192.168.77.100", NAT_RULES, "8", "");
     let backup = Backup::start(&mut lvs, NAT_RULES, &["eth0", "eth1"], &["--syncid", "8"]);
 
     let mut streams = open_requests(&client_ns, Ipv4Addr::new(192, 168, 77, 100));
@@ -339,5 +340,68 @@ fn nat_backup_learns_connections_and_carries_both_directions_after_failover() {
         let rs = if mrow.contains("10.78.1.11:8080") { "rs1" } else { "rs2" };
         assert_eq!(name, rs, "after the switch, {mrow}\nbackup log:\n{blog}");
     }
+    assert!(!blog.contains("panicked"), "{blog}");
+}
+
+/// Whether `short`'s eth0 has an IPv6 link-local address past duplicate address
+/// detection (the master's source for a link-scope group).
+fn link_local_ready(bed: &Testbed, short: &str) -> bool {
+    let out = bed.exec_any(
+        short,
+        &["ip", "-6", "-o", "addr", "show", "dev", "eth0", "scope", "link"],
+    );
+    let text = out
+        .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+        .unwrap_or_default();
+    text.contains("fe80::") && !text.contains("tentative")
+}
+
+/// A persistent DR service (`-p 300`) synced over an IPv6 group (`--mcast-group
+/// ff02::81`, as kernels since 4.3 accept): both daemons list the group with the IPv6
+/// message size (1500 - 48), and the backup learns the master's established
+/// connections and their persistence template over it.
+#[test]
+fn an_ipv6_group_carries_the_masters_connections_to_the_backup() {
+    require_root!();
+    let mut lvs = dr("sy6");
+    lvs.bed.add_host("bak").unwrap();
+    lvs.bed.plug("bak", "eth0", &format!("{BACKUP_IP}/24")).unwrap();
+    let client_ns = lvs.bed.ns("client");
+    let ready = wait_until(10, || {
+        link_local_ready(&lvs.bed, "dir") && link_local_ready(&lvs.bed, "bak")
+    });
+    assert!(ready, "no usable link-local address");
+    let rules = DR_RULES.replace("-s rr\n", "-s rr -p 300\n");
+    let master_ctl = start_master(&mut lvs, "10.77.0.100", &rules, "9", "--mcast-group ff02::81");
+    assert_eq!(
+        adm_at(&master_ctl, "-L --daemon").1,
+        "master sync daemon (mcast=eth0, syncid=9, maxlen=1452, group=ff02::81, port=8848, ttl=1)\n"
+    );
+    let extra = ["--syncid", "9", "--mcast-group", "ff02::81"];
+    let backup = Backup::start(&mut lvs, &rules, &["eth0"], &extra);
+    assert_eq!(
+        adm_at(&backup.control, "-L --daemon").1,
+        "backup sync daemon (mcast=eth0, syncid=9, maxlen=1452, group=ff02::81, port=8848, ttl=1)\n"
+    );
+    let streams = open_requests(&client_ns, Ipv4Addr::new(10, 77, 0, 100));
+    let (ports, master_rows) = master_rows(&master_ctl, "10.77.0.10", &streams);
+    for (p, mrow) in ports.iter().zip(&master_rows) {
+        let brow = backup_row(&backup.control, "10.77.0.10", *p, mrow);
+        let f = |r: &str| {
+            r.split_whitespace()
+                .skip(2)
+                .take(4)
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(f(&brow), f(mrow), "{brow} vs {mrow}");
+    }
+    // The template (client 10.77.0.10, port 0): on the backup with the master's server.
+    let mtpl = conn_row(&master_ctl, "10.77.0.10", 0).expect("the master lists its template");
+    let btpl = backup_row(&backup.control, "10.77.0.10", 0, &mtpl);
+    let server = |r: &str| r.split_whitespace().last().map(str::to_string);
+    assert_eq!(server(&btpl), server(&mtpl), "{btpl} vs {mtpl}");
+    drop(streams);
+    let blog = backup.stop(&mut lvs);
     assert!(!blog.contains("panicked"), "{blog}");
 }

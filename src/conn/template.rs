@@ -66,6 +66,16 @@ pub struct Template {
     flags: AtomicU8,
     /// Connections this template controls (IPVS's `n_control`).
     controlled: AtomicU32,
+    /// Packets of its connections, as the kernel's template counts them in `in_pkts`
+    /// (`ip_vs_sync.c: ip_vs_sync_conn` while a master sync daemon runs; otherwise
+    /// only one-packet connections' packets, `ip_vs_core.c: ip_vs_in_hook`).
+    in_pkts: AtomicU32,
+    /// The master sync hook's memory of this template, the kernel's `sync_endtime`:
+    /// as [`crate::conn::Conn::sync_end`] (deadline at the last sync on a 64 ms grid,
+    /// retries in bits 0..2), without a state. Shared by every worker whose
+    /// connections the template controls, so it changes by compare-and-swap, as the
+    /// kernel's `cmpxchg`.
+    sync_end: AtomicU32,
 }
 
 impl Template {
@@ -79,6 +89,9 @@ impl Template {
             timeout_ms: AtomicU64::new(timeout_ms),
             flags: AtomicU8::new(0),
             controlled: AtomicU32::new(0),
+            in_pkts: AtomicU32::new(0),
+            // ip_vs_conn_new: `cp->sync_endtime = jiffies & ~3UL`, templates included.
+            sync_end: AtomicU32::new(now_ms as u32 & !crate::conn::SYNC_END_LOW),
         }
     }
     /// Virtual time at which the timer fires next.
@@ -113,6 +126,33 @@ impl Template {
     /// Seconds left before the timer fires (for `-L -c`).
     pub fn expires_in(&self, now_ms: u64) -> u64 {
         self.expires_ms().saturating_sub(now_ms) / 1000
+    }
+
+    /// Count one packet of a connection this template controls; returns the count
+    /// after it (`atomic_inc_return(&cp->in_pkts)`).
+    #[inline]
+    pub fn count_packet(&self) -> u32 {
+        self.in_pkts.fetch_add(1, Relaxed).wrapping_add(1)
+    }
+    pub fn in_pkts(&self) -> u32 {
+        self.in_pkts.load(Relaxed)
+    }
+    /// A backup sets the count to `sync_threshold` on each sync of the template
+    /// (`ip_vs_proc_conn`).
+    pub fn set_in_pkts(&self, n: u32) {
+        self.in_pkts.store(n, Relaxed)
+    }
+    /// The deadline word of the template's last sync (see the field).
+    #[inline]
+    pub fn sync_end(&self) -> u32 {
+        self.sync_end.load(Relaxed)
+    }
+    /// Record a sync: `orig` (read by [`Template::sync_end`] before the decision)
+    /// becomes `n`, unless another worker changed it meanwhile (`false`: that worker
+    /// synced the template; the kernel's `cmpxchg(&cp->sync_endtime, orig, n) == orig`).
+    #[inline]
+    pub fn swap_sync_end(&self, orig: u32, n: u32) -> bool {
+        self.sync_end.compare_exchange(orig, n, Relaxed, Relaxed).is_ok()
     }
 
     /// Let a new connection be controlled by this template.
@@ -407,5 +447,22 @@ mod tests {
         assert!(tab.snapshot().iter().any(|t| t.shown_ports() == (0xffff, 0xffff)));
         tab.expire(361_000);
         assert_eq!(d1.persistconns.load(Relaxed), 0);
+    }
+
+    #[test]
+    fn the_sync_word_changes_only_from_what_was_read_as_the_kernels_cmpxchg() {
+        let tab = TemplateTable::default();
+        let t = tab
+            .find_or_create(key(), 1000, false, || Some((dest(1, 1), 443, 360_000)))
+            .unwrap();
+        assert_eq!(t.sync_end(), 960, "created: the clock on the 64 ms grid");
+        // Two workers read the word; the first to swap sends, the other does not.
+        let orig = t.sync_end();
+        assert!(t.swap_sync_end(orig, 361_024));
+        assert!(!t.swap_sync_end(orig, 361_088));
+        // An unchanged word always swaps, also to the same value (no merging of
+        // repeated sends within one granule).
+        assert!(t.swap_sync_end(361_024, 361_024));
+        assert_eq!((t.count_packet(), t.count_packet(), t.in_pkts()), (1, 2, 2));
     }
 }

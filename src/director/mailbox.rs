@@ -92,7 +92,8 @@ impl Mailboxes {
     /// Install records: templates at once (shared table), connections through their
     /// owning workers' mailboxes (applied at the workers' next round, not waited for).
     /// The report counts the templates and the records that could not be queued
-    /// (`table_full`) or routed (`unsupported`); each worker's own outcome is only
+    /// (`mailbox_full`: the worker is [`MAILBOX_DEPTH`] commands behind) or routed
+    /// (`unsupported`); each worker's own outcome (`table_full` among them) is only
     /// known through [`Mailboxes::install_wait`].
     pub fn install(&self, recs: Vec<SyncConn>, threshold: u32) -> InstallReport {
         self.install_inner(recs, threshold, None)
@@ -116,7 +117,7 @@ impl Mailboxes {
         reply: Option<Sender<InstallReport>>,
     ) -> InstallReport {
         let svcs = self.shared.services.load();
-        let mut rep = synced::install_templates(&svcs, self.now_ms(), &recs);
+        let mut rep = synced::install_templates(&svcs, self.now_ms(), &recs, threshold);
         let mut per: Vec<Vec<SyncConn>> = vec![Vec::new(); self.txs.len()];
         for r in recs {
             if r.is_template() {
@@ -138,7 +139,7 @@ impl Mailboxes {
                 reply: reply.clone(),
             };
             if tx.try_send(cmd).is_err() {
-                rep.table_full += n;
+                rep.mailbox_full += n;
             }
         }
         rep
@@ -157,7 +158,7 @@ impl Mailboxes {
             }
         }
         drop(tx);
-        let mut out = synced::export_templates(&self.shared.services.load(), self.now_ms());
+        let mut out = synced::export_templates(&self.shared.services.load());
         let mut answered = 0;
         while answered < asked {
             match rx.recv_deadline(deadline) {
@@ -327,5 +328,30 @@ mod tests {
         let rep = mb.install_wait(vec![rec(2, CLIENT), bad], 3, Duration::from_secs(5));
         assert_eq!((rep.created, rep.no_dest), (1, 1));
         assert_eq!(t.join().unwrap(), 1);
+    }
+
+    #[test]
+    fn a_full_mailbox_is_counted_as_such_not_as_a_full_table() {
+        let (sh, _ctl) = director();
+        let (mb, inboxes) = mailboxes(1, fanout_router(1), sh.clone(), Instant::now());
+        // A worker that does not drain: its mailbox fills up.
+        for p in 0..MAILBOX_DEPTH as u16 {
+            assert_eq!(mb.install(vec![rec(p, CLIENT)], 3), InstallReport::default());
+        }
+        let rep = mb.install(vec![rec(60_000, CLIENT), rec(60_001, CLIENT)], 3);
+        assert_eq!(
+            rep,
+            InstallReport {
+                mailbox_full: 2,
+                ..Default::default()
+            }
+        );
+        assert_eq!(rep.dropped(), 2);
+        // Once drained, the worker's own full table is `table_full`.
+        let mut w = Worker::new(0, 16);
+        let svcs = sh.services.load();
+        drain(&inboxes[0], &mut w, &sh, &svcs, 0);
+        let rep = w.install_synced(&sh, &svcs, 0, &[rec(60_002, CLIENT)], 3);
+        assert_eq!((rep.table_full, rep.mailbox_full), (1, 0));
     }
 }

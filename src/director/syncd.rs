@@ -8,7 +8,7 @@
 //!   record as dropped). One thread drains the channels into version-1 (or, with
 //!   `sync_version=0`, version-0) messages of at most `sync_maxlen` bytes and sends
 //!   each full message, and a partial one after [`FLUSH_MS`], by UDP multicast to the
-//!   group (224.0.0.81:8848, TTL 1) out of `--mcast-interface`, loopback off
+//!   group (224.0.0.81:8848, TTL 1; or an IPv6 group) out of `--mcast-interface`, loopback off
 //!   (`make_send_sock`).
 //! - **Backup**: one thread joins the group on the interface and decodes each
 //!   datagram as untrusted input ([`crate::sync::decode`]: wrong syncid, version or
@@ -21,7 +21,7 @@
 //! socket's `--start-daemon`/`--stop-daemon`, `-L --daemon` and `/metrics` go through it.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -82,6 +82,7 @@ impl SyncMetrics {
         self.drop_conns("no_dest", r.no_dest);
         self.drop_conns("stale", r.stale);
         self.drop_conns("table_full", r.table_full);
+        self.drop_conns("mailbox_full", r.mailbox_full);
     }
 
     /// The Prometheus families.
@@ -163,11 +164,16 @@ pub struct Resolved {
     pub state: SyncState,
     pub ifname: String,
     pub ifindex: u32,
-    /// The interface's IPv4 address (the master's source; the backup joins with it).
-    pub ifaddr: Ipv4Addr,
+    /// With an IPv4 group, the interface's IPv4 address (the master's source,
+    /// `bind_mcastif_addr`); `None` with an IPv6 group (the kernel's `make_send_sock`
+    /// binds no address: the stack picks the interface's link-local or global one by
+    /// the group's scope).
+    pub ifaddr: Option<Ipv4Addr>,
     pub syncid: u8,
     pub maxlen: u32,
-    pub group: Ipv4Addr,
+    /// 224.0.0.81 unless `--mcast-group` says otherwise (IPv4 or IPv6, as kernels
+    /// since 4.3 accept).
+    pub group: IpAddr,
     pub port: u16,
     pub ttl: u8,
 }
@@ -179,7 +185,7 @@ impl Resolved {
             mcast_ifn: self.ifname.clone(),
             syncid: self.syncid,
             sync_maxlen: self.maxlen as u16,
-            mcast_group: Some(IpAddr::V4(self.group)),
+            mcast_group: Some(self.group),
             mcast_port: self.port,
             mcast_ttl: self.ttl,
         }
@@ -194,20 +200,22 @@ pub fn resolve(cfg: &DaemonConfig) -> Result<Resolved, String> {
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(1500);
+    // ip_vs_ctl.c: ip_vs_genl_new_daemon refuses a group that is not multicast
+    // (EINVAL), in either family.
     let group = match cfg.mcast_group {
-        None => Ipv4Addr::from(sync::GROUP),
-        Some(IpAddr::V4(g)) if g.is_multicast() => g,
-        Some(IpAddr::V4(_)) => return Err("Invalid argument".into()),
-        Some(IpAddr::V6(_)) => {
-            return Err("Address family not supported by protocol (uvs syncs over IPv4 groups only)".into());
-        }
+        None => IpAddr::V4(Ipv4Addr::from(sync::GROUP)),
+        Some(g) if g.is_multicast() => g,
+        Some(_) => return Err("Invalid argument".into()),
     };
-    let ifaddr = iface_v4(&cfg.mcast_ifn).ok_or_else(|| {
-        format!(
-            "Cannot assign requested address ({} has no IPv4 address)",
-            cfg.mcast_ifn
-        )
-    })?;
+    let ifaddr = match group {
+        IpAddr::V4(_) => Some(iface_v4(&cfg.mcast_ifn).ok_or_else(|| {
+            format!(
+                "Cannot assign requested address ({} has no IPv4 address)",
+                cfg.mcast_ifn
+            )
+        })?),
+        IpAddr::V6(_) => None,
+    };
     let role = match cfg.state {
         SyncState::Master => Role::Master,
         SyncState::Backup => Role::Backup,
@@ -218,7 +226,7 @@ pub fn resolve(cfg: &DaemonConfig) -> Result<Resolved, String> {
         ifindex,
         ifaddr,
         syncid: cfg.syncid,
-        maxlen: sync::sync_maxlen(role, mtu, cfg.sync_maxlen.map(u32::from), false),
+        maxlen: sync::sync_maxlen(role, mtu, cfg.sync_maxlen.map(u32::from), group.is_ipv6()),
         group,
         port: cfg.mcast_port.unwrap_or(sync::PORT),
         ttl: cfg.mcast_ttl.unwrap_or(sync::DEFAULT_TTL),
@@ -416,30 +424,61 @@ impl Drop for SyncDaemons {
 }
 
 /// `ip_vs_sync.c: make_send_sock`: a UDP socket sending to the group out of the
-/// interface (IP_MULTICAST_IF by its address, which needs no privilege), TTL as
-/// configured, our own messages not looped back.
+/// interface (`set_mcast_if`; over IPv4 by the interface's address, which needs no
+/// privilege, and bound to it as `bind_mcastif_addr`; over IPv6 by its index, source
+/// left to the stack), TTL (hop limit) as configured, our own messages not looped
+/// back.
 fn master_socket(r: &Resolved) -> std::io::Result<UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
-    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
-    s.set_multicast_if_v4(&r.ifaddr)?;
-    s.set_multicast_ttl_v4(u32::from(r.ttl))?;
-    s.set_multicast_loop_v4(false)?;
-    s.bind(&SocketAddr::V4(SocketAddrV4::new(r.ifaddr, 0)).into())?;
-    s.connect(&SocketAddr::V4(SocketAddrV4::new(r.group, r.port)).into())?;
+    let s = match (r.group, r.ifaddr) {
+        (IpAddr::V4(group), Some(ifaddr)) => {
+            let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+            s.set_multicast_if_v4(&ifaddr)?;
+            s.set_multicast_ttl_v4(u32::from(r.ttl))?;
+            s.set_multicast_loop_v4(false)?;
+            s.bind(&SocketAddr::V4(SocketAddrV4::new(ifaddr, 0)).into())?;
+            s.connect(&SocketAddr::V4(SocketAddrV4::new(group, r.port)).into())?;
+            s
+        }
+        (IpAddr::V6(group), _) => {
+            let s = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))?;
+            s.set_multicast_if_v6(r.ifindex)?;
+            s.set_multicast_hops_v6(u32::from(r.ttl))?;
+            s.set_multicast_loop_v6(false)?;
+            s.connect(&SocketAddr::V6(SocketAddrV6::new(group, r.port, 0, 0)).into())?;
+            s
+        }
+        (IpAddr::V4(_), None) => return Err(std::io::ErrorKind::AddrNotAvailable.into()),
+    };
     Ok(s.into())
 }
 
 /// `ip_vs_sync.c: make_receive_sock`: bound to the group's port (address reuse on, so
 /// a restarted director can bind while the old socket lingers), member of the group
-/// on the interface only, receive buffer large enough for bursts.
+/// on the interface only (an IPv6 group of link or interface scope is bound with the
+/// interface as its scope), receive buffer large enough for bursts.
 fn backup_socket(r: &Resolved) -> std::io::Result<UdpSocket> {
     use socket2::{Domain, InterfaceIndexOrAddress, Protocol, Socket, Type};
-    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
-    s.set_reuse_address(true)?;
-    s.bind(&SocketAddr::V4(SocketAddrV4::new(r.group, r.port)).into())?;
-    s.join_multicast_v4_n(&r.group, &InterfaceIndexOrAddress::Index(r.ifindex))?;
-    // Only datagrams of groups this socket joined (IP_MULTICAST_ALL off).
-    let _ = s.set_multicast_all_v4(false);
+    let s = match r.group {
+        IpAddr::V4(group) => {
+            let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+            s.set_reuse_address(true)?;
+            s.bind(&SocketAddr::V4(SocketAddrV4::new(group, r.port)).into())?;
+            s.join_multicast_v4_n(&group, &InterfaceIndexOrAddress::Index(r.ifindex))?;
+            // Only datagrams of groups this socket joined (IP_MULTICAST_ALL off).
+            let _ = s.set_multicast_all_v4(false);
+            s
+        }
+        IpAddr::V6(group) => {
+            let s = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))?;
+            s.set_only_v6(true)?;
+            s.set_reuse_address(true)?;
+            s.bind(&SocketAddr::V6(SocketAddrV6::new(group, r.port, 0, r.ifindex)).into())?;
+            s.join_multicast_v6(&group, r.ifindex)?;
+            let _ = s.set_multicast_all_v6(false);
+            s
+        }
+    };
     let _ = s.set_recv_buffer_size(4 << 20);
     s.set_read_timeout(Some(POLL))?;
     Ok(s.into())
@@ -688,6 +727,31 @@ mod tests {
     }
 
     #[test]
+    fn an_ipv6_group_is_taken_with_the_ipv6_sizes() {
+        let with_group = |state, g: &str| {
+            let mut c = cfg(state, "lo");
+            c.mcast_group = Some(g.parse().unwrap());
+            c
+        };
+        // start_sync_thread: hlen = 40 + 8 over IPv6; a master 1500 - 48 whatever the
+        // MTU, a backup its MTU (lo: 65536, clamped to 65535) - 48.
+        let m = resolve(&with_group(SyncState::Master, "ff02::81")).unwrap();
+        assert_eq!((m.maxlen, m.group, m.ifaddr), (1452, "ff02::81".parse().unwrap(), None));
+        let b = resolve(&with_group(SyncState::Backup, "ff05::1:81")).unwrap();
+        assert_eq!(b.maxlen, 65535 - 48);
+        assert_eq!(b.snapshot().mcast_group, Some("ff05::1:81".parse().unwrap()));
+        // Not a multicast address, in either family: EINVAL.
+        for g in ["2001:db8::1", "10.0.0.1"] {
+            assert_eq!(
+                resolve(&with_group(SyncState::Master, g)),
+                Err("Invalid argument".into())
+            );
+        }
+        // (The sockets themselves need an interface with IPv6 multicast, which lo is
+        // not: tests/sync_e2e.rs::an_ipv6_group_carries_the_masters_connections_to_the_backup.)
+    }
+
+    #[test]
     fn run_flags_become_ipvsadm_daemon_configs() {
         let a = SyncArgs {
             start_daemon: vec!["master".into(), "backup".into()],
@@ -717,6 +781,7 @@ mod tests {
         m.account(&InstallReport {
             created: 2,
             no_dest: 1,
+            mailbox_full: 4,
             ..Default::default()
         });
         let mut page = String::new();
@@ -731,5 +796,7 @@ mod tests {
         assert_eq!(get("uvs_sync_installed_conns_total", None), Some(2.0));
         assert_eq!(get("uvs_sync_dropped_messages_total", Some("syncid")), Some(1.0));
         assert_eq!(get("uvs_sync_dropped_conns_total", Some("no_dest")), Some(1.0));
+        assert_eq!(get("uvs_sync_dropped_conns_total", Some("mailbox_full")), Some(4.0));
+        assert_eq!(get("uvs_sync_dropped_conns_total", Some("table_full")), None);
     }
 }

@@ -3,6 +3,7 @@
 //! ICMP errors sent to a VIP are relayed to the real server of their connection.
 
 use super::classify::{IcmpError, L4Packet};
+use super::synced;
 use super::{Ctx, DropReason, Emit, Iface, Shared, Verdict, Worker, reuse_expected, send_port_unreachable};
 use crate::conn::{Conn, ConnKey};
 use crate::forward::{self, RxCtx, nat};
@@ -39,10 +40,12 @@ impl Worker {
                 let replace = (syn && reuse_expected(c, reuse_mode)) || nodest;
                 if !replace {
                     let (v, _) = send(self.id, &mut self.ip_ident, cx, secure, pkt, c, out);
-                    if let Some(h) = &self.sync
-                        && !matches!(v, Verdict::Drop(_))
-                    {
-                        h.packet(&sh.ipvs.sync, &key, c, now_ms);
+                    if let Some(h) = &self.sync {
+                        if !matches!(v, Verdict::Drop(_)) {
+                            h.packet(&sh.ipvs.sync, &key, c, now_ms);
+                        }
+                    } else {
+                        synced::no_master(c);
                     }
                     return v;
                 }
@@ -71,10 +74,12 @@ impl Worker {
         let (v, forget) = send(self.id, &mut self.ip_ident, cx, secure, pkt, conn, out);
         if forget {
             self.conns.remove(&key);
-        } else if let Some(h) = &self.sync
-            && !matches!(v, Verdict::Drop(_))
-        {
-            h.packet(&sh.ipvs.sync, &key, conn, now_ms);
+        } else if let Some(h) = &self.sync {
+            if !matches!(v, Verdict::Drop(_)) {
+                h.packet(&sh.ipvs.sync, &key, conn, now_ms);
+            }
+        } else {
+            synced::no_master(conn);
         }
         v
     }

@@ -44,6 +44,9 @@ pub struct InstallReport {
     pub stale: u64,
     /// The worker's table is full of live established connections.
     pub table_full: u64,
+    /// The worker's mailbox was full: the records never reached it
+    /// (`crate::director::mailbox`).
+    pub mailbox_full: u64,
 }
 
 impl InstallReport {
@@ -55,10 +58,11 @@ impl InstallReport {
         self.no_dest += o.no_dest;
         self.stale += o.stale;
         self.table_full += o.table_full;
+        self.mailbox_full += o.mailbox_full;
     }
     /// Records that created or updated nothing.
     pub fn dropped(&self) -> u64 {
-        self.unsupported + self.bad_state + self.no_dest + self.stale + self.table_full
+        self.unsupported + self.bad_state + self.no_dest + self.stale + self.table_full + self.mailbox_full
     }
 }
 
@@ -156,9 +160,10 @@ fn timeout_ms(r: &SyncConn, state: TcpState, t: &Timeouts) -> u64 {
 }
 
 /// Install the templates among `recs` in the shared template table (create, or
-/// re-arm the live one). Call before handing the connections to their workers, so a
-/// connection finds its template.
-pub fn install_templates(svcs: &ServiceTable, now_ms: u64, recs: &[SyncConn]) -> InstallReport {
+/// re-arm the live one), as `ip_vs_proc_conn` does: the record's timeout, its
+/// ASSURED state, and a packet count of `sync_threshold`. Call before handing the
+/// connections to their workers, so a connection finds its template.
+pub fn install_templates(svcs: &ServiceTable, now_ms: u64, recs: &[SyncConn], sync_threshold: u32) -> InstallReport {
     let mut rep = InstallReport::default();
     let table = &svcs.conn_shared().templates;
     for r in recs.iter().filter(|r| r.is_template()) {
@@ -182,7 +187,11 @@ pub fn install_templates(svcs: &ServiceTable, now_ms: u64, recs: &[SyncConn]) ->
             TEMPLATE_DEFAULT_TIMEOUT_S
         };
         let existed = table.get(&tkey).is_some();
-        table.install(tkey, dest, r.dport, (timeout * 1000).min(MAX_TIMEOUT_MS), now_ms);
+        let t = table.install(tkey, dest, r.dport, (timeout * 1000).min(MAX_TIMEOUT_MS), now_ms);
+        t.set_in_pkts(sync_threshold);
+        if r.state & TPL_ASSURED != 0 {
+            t.set_assured();
+        }
         if existed {
             rep.updated += 1;
         } else {
@@ -192,26 +201,34 @@ pub fn install_templates(svcs: &ServiceTable, now_ms: u64, recs: &[SyncConn]) ->
     rep
 }
 
-/// A template as a sync record (`ip_vs_sync_conn_v1` on a template).
-pub fn template_record(t: &Template, now_ms: u64) -> SyncConn {
+/// A template's state field: `IP_VS_CTPL_S_ASSURED` (a controlled TCP connection
+/// reached ESTABLISHED), the only template state the kernel has.
+const TPL_ASSURED: u16 = 1;
+
+/// A template as a sync record (`ip_vs_sync_conn_v1` on a template): the flags it
+/// took from its destination (forwarding method, NOOUTPUT for DR/TUN, INACTIVE), its
+/// ASSURED state, and its timeout (the kernel sends `cp->timeout`, the persistence
+/// timeout or the 60 s a postponed template keeps, not the time left: a backup re-arms
+/// the template from the message and re-arms it again with that timeout for each new
+/// connection after a takeover).
+pub fn template_record(t: &Template) -> SyncConn {
     let method = t.dest.method();
     let mut f = flags::TEMPLATE | flags::INACTIVE | method as u32;
     if method != ForwardMethod::Masq {
         f |= flags::NOOUTPUT;
     }
-    let (vport, dport) = (t.key.vport, t.dport);
     SyncConn {
         protocol: t.key.proto,
         caddr: t.key.snet.into(),
         cport: 0,
         vaddr: t.key.vaddr.into(),
-        vport,
+        vport: t.key.vport,
         daddr: t.dest.addr,
-        dport,
+        dport: t.dport,
         flags: f,
-        state: 0,
+        state: if t.is_assured() { TPL_ASSURED } else { 0 },
         fwmark: 0,
-        timeout: secs_left(t.expires_ms().saturating_sub(now_ms)),
+        timeout: secs_left(t.timeout_ms()),
         seq: None,
         pe: None,
     }
@@ -223,11 +240,11 @@ fn secs_left(ms: u64) -> u32 {
     (ms.div_ceil(1000).max(1)).min(u64::from(u32::MAX)) as u32
 }
 
-/// Every template of the director as records (live and invalidated alike).
-pub fn export_templates(svcs: &ServiceTable, now_ms: u64) -> Vec<SyncConn> {
+/// Every live template of the director as records.
+pub fn export_templates(svcs: &ServiceTable) -> Vec<SyncConn> {
     (svcs.conn_shared().templates.snapshot().iter())
         .filter(|t| !t.is_invalid())
-        .map(|t| template_record(t, now_ms))
+        .map(|t| template_record(t))
         .collect()
 }
 
@@ -297,30 +314,37 @@ impl SyncRec {
     }
 }
 
-/// A template in the compact form, if its real server is IPv4 (uvs forwards to no
-/// other).
-fn template_rec(t: &Template, now_ms: u64) -> Option<SyncRec> {
-    let r = template_record(t, now_ms);
+/// A template in the compact form ([`template_record`]), if its real server is IPv4
+/// (uvs forwards to no other).
+#[inline]
+fn template_rec(t: &Template) -> Option<SyncRec> {
+    let method = t.dest.method();
+    let mut f = flags::TEMPLATE | flags::INACTIVE | method as u32;
+    if method != ForwardMethod::Masq {
+        f |= flags::NOOUTPUT;
+    }
     Some(SyncRec {
         key: ConnKey {
             proto: t.key.proto,
             caddr: t.key.snet,
             cport: 0,
             vaddr: t.key.vaddr,
-            vport: r.vport,
+            vport: t.key.vport,
         },
-        daddr: v4(r.daddr)?,
-        dport: r.dport,
-        state: 0,
-        flags: r.flags,
-        timeout: r.timeout,
+        daddr: t.dest.v4()?,
+        dport: t.dport,
+        state: if t.is_assured() { TPL_ASSURED } else { 0 },
+        flags: f,
+        timeout: secs_left(t.timeout_ms()),
     })
 }
 
 /// The master sync daemon's end in one worker (`ip_vs_sync.c: ip_vs_sync_conn`): on
 /// each client packet of a connection, decide whether it is due to be synced and, if
-/// so, queue its record (and its template's) for the sync thread. The decision is a
-/// few compares on the entry; a record is built only when one is due.
+/// so, queue its record for the sync thread; then the same for its persistence
+/// template. The decision is a few compares on the entry (and, for a controlled
+/// connection, two atomic operations on its template); a record is built only when
+/// one is due.
 #[derive(Debug)]
 pub struct SyncHook {
     tx: crossbeam_channel::Sender<SyncRec>,
@@ -334,17 +358,31 @@ impl SyncHook {
     }
 
     /// A client packet of `c` was just accounted (its `in_pkts` counts it).
+    ///
+    /// As `ip_vs_sync_conn` (version 1): a one-packet connection is never sent itself;
+    /// any other is sent when [`sync_needed`] says so. Then, sent or not, one-packet
+    /// or not, "synchronize its controller if it has": the template counts the packet
+    /// (`atomic_inc_return(&cp->in_pkts)`) and is sent when [`template_sync_needed`]
+    /// says so, which with the default `sync_threshold` (period 50) and no
+    /// `sync_refresh_period` is on every packet. With `sync_version` 0
+    /// (`ip_vs_sync_conn_v0`) the template is looked at only after its connection was
+    /// sent, and a one-packet connection's never.
     #[inline]
     pub fn packet(&self, settings: &crate::sync::Settings, k: &ConnKey, c: &mut Conn, now_ms: u64) {
-        if c.flags & conn_flags::ONE_PACKET != 0 || !sync_needed(settings, k.proto, c, now_ms) {
-            return;
+        use std::sync::atomic::Ordering::Relaxed;
+        let sent = c.flags & conn_flags::ONE_PACKET == 0 && sync_needed(settings, k.proto, c, now_ms);
+        if sent {
+            self.send(conn_rec(k, c, now_ms));
         }
-        self.send(conn_rec(k, c, now_ms));
-        // ip_vs_sync_conn_v1: "synchronize its controller if it has", each time.
         if let Some(t) = &c.tpl
-            && let Some(r) = template_rec(t, now_ms)
+            && (sent || settings.version.load(Relaxed) != 0)
         {
-            self.send(r);
+            let pkts = t.count_packet();
+            if template_sync_needed(settings, t, pkts, now_ms)
+                && let Some(r) = template_rec(t)
+            {
+                self.send(r);
+            }
         }
     }
 
@@ -356,6 +394,20 @@ impl SyncHook {
     }
 }
 
+/// The end of `ip_vs_core.c: ip_vs_in_hook` for a client packet that `c` has just
+/// accounted, when no master sync daemon runs (with one, [`SyncHook::packet`]): a
+/// one-packet connection still counts its packet in its template (`else if
+/// ((cp->flags & IP_VS_CONN_F_ONE_PACKET) && cp->control)
+/// atomic_inc(&cp->control->in_pkts)`), as the master hook would have.
+#[inline]
+pub fn no_master(c: &Conn) {
+    if c.flags & conn_flags::ONE_PACKET != 0
+        && let Some(t) = &c.tpl
+    {
+        t.count_packet();
+    }
+}
+
 /// `ip_vs_sync.c: ip_vs_sync_conn_needed`, on the client packet at `now_ms` that
 /// `c` has just accounted (so its idle deadline is `now_ms` + its state's timeout, the
 /// kernel's `jiffies + cp->timeout`):
@@ -364,7 +416,7 @@ impl SyncHook {
 /// - with `sync_refresh_period` > 0, a record whose deadline moved less than
 ///   min(`sync_refresh_period`, max(timeout / 2, 10 s)) since the last sync is not sent
 ///   again, unless fewer than `sync_retries` retries were sent and
-///   `sync_refresh_period` / 8 has passed since the last one;
+///   `sync_refresh_period` / 8 has passed since the last one ([`refresh_gate`]);
 /// - then the packet count: with `sync_threshold`'s period > 0, only packets whose count
 ///   modulo the period is the threshold; with period 0, only the count equal to the
 ///   threshold, unless a refresh period is set (then time alone decides).
@@ -377,7 +429,7 @@ fn sync_needed(s: &crate::sync::Settings, proto_: u8, c: &mut Conn, now_ms: u64)
     use std::sync::atomic::Ordering::Relaxed;
     let orig = c.sync_end;
     let timeout = c.expires_in_ms(now_ms) as u32;
-    let mut n = (now_ms as u32).wrapping_add(timeout) & !SYNC_END_LOW;
+    let n = (now_ms as u32).wrapping_add(timeout) & !SYNC_END_LOW;
     if proto_ == proto::TCP {
         use TcpState::*;
         if !matches!(c.state, Established | FinWait | Close | CloseWait | TimeWait) {
@@ -390,23 +442,9 @@ fn sync_needed(s: &crate::sync::Settings, proto_: u8, c: &mut Conn, now_ms: u64)
         }
     }
     let refresh_ms = s.refresh_period.load(Relaxed).saturating_mul(1000);
-    if refresh_ms > 0 {
-        let last = orig & !SYNC_END_LOW;
-        let diff = n.wrapping_sub(last) as i32;
-        let min_diff = (timeout >> 1).max(10_000);
-        if diff.unsigned_abs() < refresh_ms.min(min_diff) {
-            let retries = orig & 3;
-            if retries >= s.retries.load(Relaxed) {
-                return false;
-            }
-            // time_before(now, orig - cp->timeout + (sync_refresh_period >> 3))
-            let retry_at = last.wrapping_sub(timeout).wrapping_add(refresh_ms >> 3);
-            if ((now_ms as u32).wrapping_sub(retry_at) as i32) < 0 {
-                return false;
-            }
-            n |= retries + 1;
-        }
-    }
+    let Some(n) = refresh_gate(s, refresh_ms, orig, n, timeout, now_ms) else {
+        return false;
+    };
     let (threshold, period) = (s.threshold.load(Relaxed), s.period.load(Relaxed));
     let pkts = u32::from(c.in_pkts);
     if period > 0 {
@@ -419,6 +457,68 @@ fn sync_needed(s: &crate::sync::Settings, proto_: u8, c: &mut Conn, now_ms: u64)
     // The kernel returns `cmpxchg(...) == orig || force`: the exchange cannot lose
     // here (one worker owns the entry), so the record is due.
     mark(c, n)
+}
+
+/// `ip_vs_sync_conn_needed` on a template (`IP_VS_CONN_F_TEMPLATE`), `pkts` being its
+/// packet count after this packet: no state, so no `force`; the refresh-period gate
+/// on the template's own deadline word, with its own timeout (the kernel's `jiffies +
+/// cp->timeout`: a template's deadline moves with the clock, as packets of its
+/// connections do not re-arm it); the packet count only with `sync_threshold`'s
+/// period 0 and no refresh period (then only the count equal to the threshold), for
+/// with a period the kernel skips that test for templates. So by default, every
+/// packet. The word is swapped as the kernel's `cmpxchg`: an unchanged word is always
+/// swapped (also within one 64 ms granule: repeated sends are not merged), and of two
+/// workers deciding at once for one template only one sends.
+#[inline]
+fn template_sync_needed(s: &crate::sync::Settings, t: &Template, pkts: u32, now_ms: u64) -> bool {
+    use crate::conn::SYNC_END_LOW;
+    use std::sync::atomic::Ordering::Relaxed;
+    let orig = t.sync_end();
+    let timeout = t.timeout_ms().min(MAX_TIMEOUT_MS) as u32;
+    let n = (now_ms as u32).wrapping_add(timeout) & !SYNC_END_LOW;
+    let refresh_ms = s.refresh_period.load(Relaxed).saturating_mul(1000);
+    let Some(n) = refresh_gate(s, refresh_ms, orig, n, timeout, now_ms) else {
+        return false;
+    };
+    if s.period.load(Relaxed) == 0 && refresh_ms == 0 && pkts != s.threshold.load(Relaxed) {
+        return false;
+    }
+    t.swap_sync_end(orig, n)
+}
+
+/// `ip_vs_sync_conn_needed`'s `sync_refresh_period` test, common to connections and
+/// templates: `None` when the record is not due; otherwise the deadline word to store
+/// (`n`, with the retry count in its low bits when this is a retry).
+#[inline]
+fn refresh_gate(
+    s: &crate::sync::Settings,
+    refresh_ms: u32,
+    orig: u32,
+    mut n: u32,
+    timeout: u32,
+    now_ms: u64,
+) -> Option<u32> {
+    use crate::conn::SYNC_END_LOW;
+    use std::sync::atomic::Ordering::Relaxed;
+    if refresh_ms == 0 {
+        return Some(n);
+    }
+    let last = orig & !SYNC_END_LOW;
+    let diff = n.wrapping_sub(last) as i32;
+    let min_diff = (timeout >> 1).max(10_000);
+    if diff.unsigned_abs() < refresh_ms.min(min_diff) {
+        let retries = orig & 3;
+        if retries >= s.retries.load(Relaxed) {
+            return None;
+        }
+        // time_before(now, orig - cp->timeout + (sync_refresh_period >> 3))
+        let retry_at = last.wrapping_sub(timeout).wrapping_add(refresh_ms >> 3);
+        if ((now_ms as u32).wrapping_sub(retry_at) as i32) < 0 {
+            return None;
+        }
+        n |= retries + 1;
+    }
+    Some(n)
 }
 
 /// `ip_vs_sync_conn_needed`'s `set:`: remember the state and deadline (with the
@@ -674,7 +774,7 @@ mod tests {
         {
             w.process(&sh, &svcs, i as u64, rx, f, &mut VecEmit::keeping());
         }
-        let mut recs = export_templates(&svcs, 10);
+        let mut recs = export_templates(&svcs);
         assert_eq!(recs.len(), 1);
         assert_eq!((recs[0].cport, recs[0].timeout, recs[0].is_template()), (0, 300, true));
         recs.extend(w.export_synced(10));
@@ -689,12 +789,12 @@ mod tests {
         );
         let svcs2 = sh2.services.load();
         let mut w2 = Worker::new(0, 100);
-        assert_eq!(install_templates(&svcs2, 20, &recs).created, 1);
+        assert_eq!(install_templates(&svcs2, 20, &recs, 3).created, 1);
         assert_eq!(w2.install_synced(&sh2, &svcs2, 20, &recs, 3).created, 2);
         let tpl = svcs2.conn_shared().templates.snapshot().pop().unwrap();
         assert_eq!(tpl.controlled(), 2, "both connections hold the template");
         assert_eq!(tpl.expires_ms(), 20 + 300_000);
-        let mut again = export_templates(&svcs2, 20);
+        let mut again = export_templates(&svcs2);
         again.extend(w2.export_synced(20));
         let strip = |v: &mut Vec<SyncConn>| {
             for r in v.iter_mut() {
@@ -794,5 +894,180 @@ mod tests {
         sh.ipvs.sync.retries.store(0, Relaxed);
         let synced: usize = (0..60u64).map(|i| send(&ack, 70_000 + i)).sum();
         assert_eq!(synced, 1, "the one packet whose count is 3 modulo 50");
+    }
+
+    /// A persistent UDP DR service (`-p 300`, `opts` added to its `-A` line) and a
+    /// worker with the master hook; `send(frame, t)` runs one frame and returns what
+    /// the hook queued.
+    fn persistent_master(
+        opts: &str,
+    ) -> (
+        Arc<Shared>,
+        crate::ctl::Ctl,
+        Worker,
+        crossbeam_channel::Receiver<SyncRec>,
+    ) {
+        let (sh, ctl) = director_with(&format!(
+            "-A -u 10.0.0.100:53 -s rr -p 300 {opts}\n-a -u 10.0.0.100:53 -r 10.0.0.11:53 -g\n\
+             -a -u 10.0.0.100:53 -r 10.0.0.12:53 -g\n"
+        ));
+        let (tx, q) = crossbeam_channel::bounded(1000);
+        let mut w = Worker::new(0, 100);
+        w.sync = Some(SyncHook::new(tx, Arc::new(std::sync::atomic::AtomicU64::new(0))));
+        (sh, ctl, w, q)
+    }
+
+    fn run(w: &mut Worker, sh: &Shared, f: &[u8], t: u64, q: &crossbeam_channel::Receiver<SyncRec>) -> Vec<SyncRec> {
+        let svcs = sh.services.load();
+        w.process(sh, &svcs, t, host_rx(), f, &mut VecEmit::counting());
+        q.try_iter().collect()
+    }
+
+    fn is_tpl(r: &SyncRec) -> bool {
+        r.flags & flags::TEMPLATE != 0
+    }
+
+    #[test]
+    fn with_the_defaults_a_template_goes_with_every_packet_of_its_connections() {
+        let (sh, _ctl, mut w, q) = persistent_master("");
+        // ip_vs_sync_conn: the connection at its 3rd datagram (3 50), its template on
+        // each of them (a template skips the count test when the period is > 0).
+        let d = udp_frame(5000, 53, b"x");
+        let got: Vec<(usize, usize)> = (1..=5u64)
+            .map(|t| {
+                let r = run(&mut w, &sh, &d, t, &q);
+                (
+                    r.iter().filter(|r| !is_tpl(r)).count(),
+                    r.iter().filter(|r| is_tpl(r)).count(),
+                )
+            })
+            .collect();
+        assert_eq!(got, vec![(0, 1), (0, 1), (1, 1), (0, 1), (0, 1)]);
+        // The template's record: client network, port 0, TEMPLATE|INACTIVE|DR|NOOUTPUT,
+        // the persistence timeout (not the time left), state NONE (UDP never assures).
+        let r = run(&mut w, &sh, &d, 100_000, &q);
+        assert_eq!(r.len(), 1);
+        let t = r[0].to_sync_conn();
+        assert_eq!((t.caddr, t.cport, t.vport, t.dport), (IpAddr::from(CLIENT), 0, 53, 53));
+        assert_eq!(
+            t.flags,
+            flags::TEMPLATE | flags::INACTIVE | flags::DROUTE | flags::NOOUTPUT
+        );
+        assert_eq!((t.state, t.timeout), (0, 300));
+        // A second connection of the same client shares the template and its count.
+        let d2 = udp_frame(5001, 53, b"x");
+        assert_eq!(
+            run(&mut w, &sh, &d2, 100_001, &q).iter().filter(|r| is_tpl(r)).count(),
+            1
+        );
+        let tpl = sh.services.load().conn_shared().templates.snapshot().pop().unwrap();
+        assert_eq!(tpl.in_pkts(), 7, "the template counts both connections' packets");
+    }
+
+    #[test]
+    fn a_template_is_checked_also_when_its_connection_is_not_due() {
+        // sync_threshold "3 0", no refresh period: the template is sent when its own
+        // count reaches 3, whichever connection brings it there; each connection when
+        // its count does.
+        let (sh, _ctl, mut w, q) = persistent_master("");
+        sh.ipvs.sync.period.store(0, std::sync::atomic::Ordering::Relaxed);
+        let (a, b) = (udp_frame(6000, 53, b"x"), udp_frame(6001, 53, b"x"));
+        assert!(run(&mut w, &sh, &a, 0, &q).is_empty());
+        assert!(run(&mut w, &sh, &a, 1, &q).is_empty());
+        let r = run(&mut w, &sh, &b, 2, &q);
+        assert_eq!(r.len(), 1, "b's first datagram is the template's third");
+        assert!(is_tpl(&r[0]));
+        let r = run(&mut w, &sh, &a, 3, &q);
+        assert_eq!(
+            (r.len(), is_tpl(&r[0]), r[0].key.cport),
+            (1, false, 6000),
+            "a at its 3rd, not the template"
+        );
+        assert!(run(&mut w, &sh, &b, 4, &q).is_empty());
+    }
+
+    #[test]
+    fn with_a_refresh_period_a_template_goes_again_once_its_deadline_moved() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let (sh, _ctl, mut w, q) = persistent_master("");
+        sh.ipvs.sync.refresh_period.store(20, Relaxed);
+        let d = udp_frame(7000, 53, b"x");
+        let tpl_at: Vec<u64> = (0..=50u64)
+            .map(|s| s * 1000)
+            .filter(|&t| run(&mut w, &sh, &d, t, &q).iter().any(is_tpl))
+            .collect();
+        // Created at 0 with its deadline word at 0: the first packet moves it by the
+        // 300 s timeout (sent); then only once 20 s more have passed (min(20 s, 150 s)),
+        // on the 64 ms grid as connections (40 s is 19.968 s after the 20 s sync).
+        assert_eq!(tpl_at, vec![0, 20_000, 41_000]);
+        // sync_retries 1: one resend, 2.5 s (20 s / 8) after the last sync.
+        sh.ipvs.sync.retries.store(1, Relaxed);
+        assert!(!run(&mut w, &sh, &d, 42_000, &q).iter().any(is_tpl));
+        assert!(run(&mut w, &sh, &d, 43_600, &q).iter().any(is_tpl), "the retry");
+        assert!(!run(&mut w, &sh, &d, 47_000, &q).iter().any(is_tpl), "retries spent");
+    }
+
+    #[test]
+    fn a_one_packet_service_never_syncs_its_connections_but_syncs_its_template() {
+        let (sh, _ctl, mut w, q) = persistent_master("-o");
+        let d = udp_frame(8000, 53, b"x");
+        for t in 0..4u64 {
+            let r = run(&mut w, &sh, &d, t, &q);
+            assert_eq!(r.len(), 1, "datagram {t}");
+            assert!(is_tpl(&r[0]));
+        }
+        let tpl = sh.services.load().conn_shared().templates.snapshot().pop().unwrap();
+        assert_eq!(tpl.in_pkts(), 4);
+        // Without a master daemon the one-packet connections still count in their
+        // template (ip_vs_in_hook)...
+        w.sync = None;
+        run(&mut w, &sh, &d, 10, &q);
+        assert_eq!(tpl.in_pkts(), 5);
+        // ...and the others do not.
+        let (sh2, _ctl2, mut w2, q2) = persistent_master("");
+        w2.sync = None;
+        for t in 0..3 {
+            run(&mut w2, &sh2, &d, t, &q2);
+        }
+        let tpl2 = sh2.services.load().conn_shared().templates.snapshot().pop().unwrap();
+        assert_eq!(tpl2.in_pkts(), 0);
+    }
+
+    #[test]
+    fn sync_version_0_sends_a_template_only_after_its_connection() {
+        // ip_vs_sync_conn_v0: a connection not due (or one-packet) returns before its
+        // controller is looked at.
+        let (sh, _ctl, mut w, q) = persistent_master("");
+        sh.ipvs.sync.version.store(0, std::sync::atomic::Ordering::Relaxed);
+        let d = udp_frame(9000, 53, b"x");
+        let got: Vec<usize> = (1..=5u64).map(|t| run(&mut w, &sh, &d, t, &q).len()).collect();
+        assert_eq!(got, vec![0, 0, 2, 0, 0]);
+        let (sh, _ctl, mut w, q) = persistent_master("-o");
+        sh.ipvs.sync.version.store(0, std::sync::atomic::Ordering::Relaxed);
+        assert!((0..4u64).all(|t| run(&mut w, &sh, &d, t, &q).is_empty()));
+    }
+
+    #[test]
+    fn an_assured_template_goes_as_assured_and_a_backup_takes_its_state_and_count() {
+        // TCP, persistent: ESTABLISHED marks the template ASSURED (state 1 on the wire).
+        let (sh, _ctl) = director_with("-A -t 10.0.0.100:80 -s rr -p 120\n-a -t 10.0.0.100:80 -r 10.0.0.11:80 -g\n");
+        let (tx, q) = crossbeam_channel::bounded(100);
+        let mut w = Worker::new(0, 100);
+        w.sync = Some(SyncHook::new(tx, Arc::new(std::sync::atomic::AtomicU64::new(0))));
+        let syn = run(&mut w, &sh, &tcp_frame(40000, 80, true, false, b""), 0, &q);
+        assert_eq!(
+            syn.iter().map(|r| (is_tpl(r), r.state)).collect::<Vec<_>>(),
+            vec![(true, 0)],
+            "SYN_RECV: the connection is not due, its template is"
+        );
+        let ack = run(&mut w, &sh, &tcp_frame(40000, 80, false, true, b""), 1, &q);
+        let t = ack.iter().find(|r| is_tpl(r)).unwrap().to_sync_conn();
+        assert_eq!((t.state, t.timeout), (1, 120));
+        // The backup: a new template takes the state and `sync_threshold` as its count.
+        let (sh2, _ctl2) = director_with("-A -t 10.0.0.100:80 -s rr -p 120\n-a -t 10.0.0.100:80 -r 10.0.0.11:80 -g\n");
+        let svcs2 = sh2.services.load();
+        assert_eq!(install_templates(&svcs2, 0, &[t], 3).created, 1);
+        let got = svcs2.conn_shared().templates.snapshot().pop().unwrap();
+        assert_eq!((got.is_assured(), got.in_pkts(), got.expires_ms()), (true, 3, 120_000));
     }
 }
