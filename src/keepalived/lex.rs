@@ -70,11 +70,14 @@ enum Replaced {
 /// substitution that would make the line MAXBUF bytes or longer ("would exceed maximum
 /// line length"), which is what bounds a value that names itself and grows (`$A=x $A`).
 const MAXBUF: usize = 1024;
-/// The substitution work (bytes moved, plus 16 per substitution) one physical line may
-/// cost. A value that names itself without growing the line (`$A=$A`, or `$A=$B` and
-/// `$B=$A`) makes keepalived 2.2.7 loop forever; uvs stops there with a warning. A line
-/// growing to MAXBUF by the smallest steps costs about 1 KiB x 1,000 / 2 well below it.
-const MAX_WORK_PER_LINE: usize = 1024 * 1024;
+/// The substitution work one physical line may cost: bytes moved and scanned, plus
+/// STEP_COST per substitution and per line produced. A value that names itself without
+/// growing the line (`$A=$A`, or `$A=$B` and `$B=$A`), or a multi-line value whose
+/// lines name it again, makes keepalived 2.2.7 loop forever; uvs stops there with a
+/// warning, after about 2,000 substitutions. A line growing to MAXBUF by the smallest
+/// steps (about 1,000 substitutions) stays well below it.
+const MAX_WORK_PER_LINE: usize = 512 * 1024;
+const STEP_COST: usize = 256;
 
 /// Where file contents come from.
 pub type FileReader = Box<dyn Fn(&Path) -> std::io::Result<String>>;
@@ -399,7 +402,24 @@ impl Lexer {
         pending: &mut Vec<String>,
         work: &mut usize,
     ) -> Option<String> {
+        // Each line (the physical one, and each further line of a multi-line value)
+        // costs STEP_COST: a multi-line value whose lines expand it again (`$A=x\`,
+        // `$A`) gives keepalived an endless stream of lines.
+        *work += STEP_COST;
         loop {
+            if *work > MAX_WORK_PER_LINE {
+                self.diag(
+                    Severity::Warning,
+                    file,
+                    lineno,
+                    format!(
+                        "Parameter substitution on line '{}' does not terminate (keepalived 2.2 loops \
+                         forever here) - ignoring the rest of the line",
+                        buf.chars().take(80).collect::<String>()
+                    ),
+                );
+                return None;
+            }
             if let Some(rest) = buf.strip_prefix('@') {
                 let (neg, rest) = match rest.strip_prefix('^') {
                     Some(r) => (true, r),
@@ -437,19 +457,8 @@ impl Lexer {
                     );
                     return Some(buf);
                 }
-                Replaced::Endless => {
-                    self.diag(
-                        Severity::Warning,
-                        file,
-                        lineno,
-                        format!(
-                            "Parameter substitution on line '{}' does not terminate (keepalived 2.2 loops \
-                             forever here) - ignoring the rest of the line",
-                            buf.chars().take(80).collect::<String>()
-                        ),
-                    );
-                    return None;
-                }
+                // Over MAX_WORK_PER_LINE: reported at the top of the loop.
+                Replaced::Endless => continue,
                 Replaced::Some => {}
             }
             let (d, unterminated) = decomment(&buf);
@@ -586,7 +595,7 @@ impl Lexer {
             if buf.len() + first.len() - span >= MAXBUF {
                 return Replaced::Overflow;
             }
-            *work += buf.len() - p + 16;
+            *work += buf.len() - p + STEP_COST;
             if *work > MAX_WORK_PER_LINE {
                 return Replaced::Endless;
             }
@@ -957,10 +966,25 @@ mod tests {
     /// `timeout 5`, status 124). uvs stops with a warning and drops the line.
     #[test]
     fn self_referential_value_that_does_not_grow_stops() {
-        let lx = lex_map(&[("/k.conf", "$A=$A\nrouter_id $A\nnext 1\n")], None);
-        assert_eq!(words(&lx), ["next 1"]);
-        assert!(lx.diags[0].msg.contains("does not terminate"), "{:?}", lx.diags);
-        assert!(lx.expanded <= MAX_WORK_PER_LINE + MAXBUF);
+        for text in [
+            "$A=$A\nrouter_id $A\nnext 1\n",
+            "$A=$B\n$B=$A\nrouter_id $A\nnext 1\n",
+            // Each further line of the value is `$A` again: an endless stream of lines
+            // `x` (keepalived -t: killed by `timeout 5` too).
+            "$A=x\\\n$A\nrouter_id $A\nnext 1\n",
+        ] {
+            let lx = lex_map(&[("/k.conf", text)], None);
+            let w = words(&lx);
+            assert_eq!(w.last().map(String::as_str), Some("next 1"), "{text:?}");
+            assert!(
+                w.len() <= MAX_WORK_PER_LINE / STEP_COST + 1,
+                "{text:?}: {} lines",
+                w.len()
+            );
+            assert_eq!(lx.diags.len(), 1, "{text:?}");
+            assert!(lx.diags[0].msg.contains("does not terminate"), "{:?}", lx.diags);
+            assert!(lx.expanded <= MAX_WORK_PER_LINE + MAXBUF + STEP_COST);
+        }
     }
 
     /// Multi-line values: found only where the reference ends the line (keepalived
