@@ -453,8 +453,9 @@ impl Lexer {
                 Replaced::Overflow => {
                     // keepalived logs it and uses the line as far as it got, without
                     // decommenting it again.
+                    // LOG_INFO there: no part of `keepalived -t`'s exit status.
                     self.diag(
-                        Severity::Warning,
+                        Severity::Info,
                         file,
                         lineno,
                         format!("Parameter substitution on line '{buf}' would exceed maximum line length"),
@@ -963,6 +964,8 @@ mod tests {
         assert_eq!(lx.diags.len(), 1, "{:?}", lx.diags);
         assert!(lx.diags[0].msg.starts_with("Parameter substitution on line 'k x x"));
         assert!(lx.diags[0].msg.ends_with("would exceed maximum line length"));
+        assert_eq!(lx.diags[0].severity, Severity::Info, "LOG_INFO: no warning exit status");
+        assert!(!crate::keepalived::has_warnings(&lx.diags));
     }
 
     /// `$A=$A` (or a multi-line value whose first line is itself) never grows the line:
