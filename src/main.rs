@@ -633,7 +633,7 @@ fn check_keepalived(path: &std::path::Path, config_id: Option<&str>) -> ExitCode
             return ExitCode::from(ka::EXIT_FATAL);
         }
     }
-    if diags.is_empty() {
+    if !ka::has_warnings(&diags) {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(ka::EXIT_WARNINGS)

@@ -28,16 +28,17 @@ impl Line {
 /// Reads a configuration into lines.
 pub struct Lexer {
     config_id: Option<String>,
-    /// `$NAME=value` definitions by name (a later one replaces an earlier one).
-    defs: HashMap<String, Vec<String>>,
+    /// `$NAME=value` definitions by name (a later one replaces an earlier one), with
+    /// keepalived's built-in `_HASH` and `_BANG`.
+    defs: HashMap<String, Def>,
     pub lines: Vec<Line>,
     pub diags: Vec<Diag>,
     /// keepalived's `block_depth` (read_line): `{` minus `}` seen so far.
     depth: i64,
     /// Include nesting guard.
     nesting: usize,
-    /// Bytes produced by `$NAME` substitutions so far (the lexer's work beyond the
-    /// input's own size; bounded per physical line by MAX_EXPANDED_PER_LINE).
+    /// Work done by `$NAME` substitutions so far (bytes moved and scanned; bounded
+    /// per physical line by MAX_WORK_PER_LINE).
     expanded: usize,
     /// Source of file contents (the file system, or a map in tests and the fuzzer).
     read: FileReader,
@@ -46,15 +47,40 @@ pub struct Lexer {
     glob: GlobFn,
 }
 
-/// Substitutions of `$NAME` allowed within one physical line; the longest line a
-/// substitution may produce (keepalived's replace_param is bounded by its line buffer,
-/// lib/parser.h `MAXBUF`); and the most text all substitutions of one physical line may
-/// produce together (multi-line values, each line re-expanded: without it a
-/// self-doubling definition costs MAX_EXPANSIONS x the line length per line that uses
-/// it, which the keepalived_conf_parse fuzzer found as its slow inputs).
-const MAX_EXPANSIONS: usize = 256;
-const MAX_EXPANDED_LINE: usize = 1024;
-const MAX_EXPANDED_PER_LINE: usize = 16 * 1024;
+/// One `$NAME=value` definition (lib/parser.c `def_t`): a multi-line value holds its
+/// lines joined with `\n`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Def {
+    value: String,
+    multiline: bool,
+}
+
+/// What one `replace_param` pass did.
+enum Replaced {
+    Nothing,
+    Some,
+    /// The line would have reached MAXBUF: keepalived stops the pass there.
+    Overflow,
+    /// Past MAX_WORK_PER_LINE: a definition that names itself without growing the line
+    /// (`$A=$A`), on which keepalived 2.2.7 never returns.
+    Endless,
+}
+
+/// keepalived's line buffer (lib/parser.h `MAXBUF`): replace_param refuses a
+/// substitution that would make the line MAXBUF bytes or longer ("would exceed maximum
+/// line length"), which is what bounds a value that names itself and grows (`$A=x $A`).
+const MAXBUF: usize = 1024;
+/// The substitution work one physical line may cost: bytes moved and scanned, plus
+/// STEP_COST per substitution and LINE_COST per line produced. A value that names
+/// itself without growing the line (`$A=$A`, or `$A=$B` and `$B=$A`), or a multi-line
+/// value whose lines name it again, makes keepalived 2.2.7 loop forever; uvs stops
+/// there with a warning, after about 2,000 substitutions. A line growing to MAXBUF by
+/// the smallest steps (about 1,000 substitutions) stays well below it.
+const MAX_WORK_PER_LINE: usize = 512 * 1024;
+const STEP_COST: usize = 256;
+/// The cost of one line: a physical line expands to at most 512 lines (the longest
+/// multi-line value uvs reads; longer ones are cut with the warning).
+const LINE_COST: usize = 1024;
 
 /// Where file contents come from.
 pub type FileReader = Box<dyn Fn(&Path) -> std::io::Result<String>>;
@@ -221,7 +247,20 @@ impl Lexer {
     pub fn with_reader(config_id: Option<String>, read: FileReader) -> Lexer {
         Lexer {
             config_id,
-            defs: HashMap::new(),
+            // lib/parser.c set_std_definitions (`_PWD`, `_INSTANCE` and `_RANDOM` are
+            // not supported).
+            defs: [("_HASH", "#"), ("_BANG", "!")]
+                .into_iter()
+                .map(|(n, v)| {
+                    (
+                        n.to_string(),
+                        Def {
+                            value: v.to_string(),
+                            multiline: false,
+                        },
+                    )
+                })
+                .collect(),
             lines: Vec::new(),
             diags: Vec::new(),
             depth: 0,
@@ -301,90 +340,25 @@ impl Lexer {
             if buf.is_empty() {
                 continue;
             }
-            // `$NAME=value` (and a value continued with a trailing `\`).
+            // The line, then the further lines of any multi-line value it expands to
+            // (read_line's `next_ptr` and `multiline_stack`: a stack, so that a value
+            // expanded inside another one is read before the rest of the outer one).
             pending.clear();
             pending.push(buf);
             out.clear();
-            // A definition that names itself (`$A=x $A`, or one line of a multi-line
-            // value being `$A`) would expand forever: keepalived's replace_param stops at
-            // its line buffer's size; here each physical line gets a bounded number of
-            // substitutions and a bounded length, then the rest is dropped with a warning.
-            let mut expansions = 0usize;
-            let mut expanded_bytes = 0usize;
-            while let Some(mut buf) = pending.pop() {
-                if let Some(rest) = buf.strip_prefix('@') {
-                    let (neg, rest) = match rest.strip_prefix('^') {
-                        Some(r) => (true, r),
-                        None => (false, rest),
-                    };
-                    let Some(sp) = rest.find([' ', '\t']) else { continue };
-                    let matches = self.config_id.as_deref() == Some(&rest[..sp]);
-                    if matches == neg {
-                        continue;
-                    }
-                    buf = rest[sp..].trim_start().to_string();
-                }
-                if let Some((name, value)) = definition(&buf) {
-                    let mut values = Vec::new();
-                    let mut v = value;
-                    loop {
-                        match v.strip_suffix('\\') {
-                            Some(head) => {
-                                let head = head.trim_end();
-                                if !head.is_empty() {
-                                    values.push(head.to_string());
-                                }
-                                match raw.next() {
-                                    Some((_, next)) => v = decomment(next.trim_end_matches('\r')).0,
-                                    None => break,
-                                }
-                            }
-                            None => {
-                                if !v.is_empty() {
-                                    values.push(v);
-                                }
-                                break;
-                            }
-                        }
-                    }
-                    self.defs.insert(name, values);
-                    continue;
-                }
-                if buf.contains('$') && !self.defs.is_empty() {
-                    let expanded = self.replace_params(&buf);
-                    if expanded.len() != 1 || expanded[0] != buf {
-                        expansions += 1;
-                        let n = expanded.iter().map(String::len).sum::<usize>();
-                        expanded_bytes += n;
-                        self.expanded += n;
-                        if expansions > MAX_EXPANSIONS
-                            || expanded_bytes > MAX_EXPANDED_PER_LINE
-                            || expanded.iter().any(|e| e.len() > MAX_EXPANDED_LINE)
-                        {
-                            self.diag(
-                                Severity::Warning,
-                                &file,
-                                lineno,
-                                format!(
-                                    "Parameter substitution on line '{}' recurses or exceeds the maximum line \
-                                     length - ignoring the rest of the line",
-                                    l.chars().take(80).collect::<String>()
-                                ),
-                            );
-                            pending.clear();
-                            continue;
-                        }
-                        for e in expanded.into_iter().rev() {
-                            let (d, _) = decomment(&e);
-                            if !d.is_empty() {
-                                pending.push(d);
-                            }
-                        }
-                        continue;
+            let mut work = 0usize;
+            while let Some(buf) = pending.pop() {
+                match self.expand_line(buf, &mut raw, &file, lineno, &mut pending, &mut work) {
+                    Some(b) if !b.is_empty() => out.push(b),
+                    Some(_) => {}
+                    None => {
+                        // A substitution that does not terminate: the rest of the line goes.
+                        pending.clear();
+                        break;
                     }
                 }
-                out.push(buf);
             }
+            self.expanded += work;
             for buf in out.drain(..) {
                 if let Some((strict, pattern)) = include_kind(&buf) {
                     self.include(&file, lineno, &dir, strict, pattern);
@@ -416,49 +390,237 @@ impl Lexer {
         }
     }
 
-    /// `replace_param`: `$NAME` / `${NAME}` for every defined NAME; a multi-line
-    /// value gives several lines.
-    fn replace_params(&self, s: &str) -> Vec<String> {
-        let b = s.as_bytes();
-        let mut i = 0;
-        while let Some(d) = s[i..].find('$') {
-            i += d;
-            let (name_start, braced) = if b.get(i + 1) == Some(&b'{') {
-                (i + 2, true)
-            } else {
-                (i + 1, false)
-            };
-            if b.get(name_start).is_some_and(|&c| is_name_start(c)) {
-                let mut e = name_start + 1;
-                while e < b.len() && is_name(b[e]) {
-                    e += 1;
-                }
-                let end = if braced {
-                    if b.get(e) == Some(&b'}') { Some(e + 1) } else { None }
-                } else {
-                    Some(e)
+    /// read_line's loop over one decommented line: `@ID` lines, `$NAME=value`
+    /// definitions (reading the further lines of a value ending in `\`), a line
+    /// starting `~` left alone, and `replace_param` passes, each followed by
+    /// `decomment` and repeated while the line still holds a `$` (or starts `@`).
+    /// Returns the line to use (empty: nothing), or None when the substitutions do not
+    /// terminate (keepalived 2.2.7 loops forever there; uvs warns and drops the line).
+    fn expand_line<'a>(
+        &mut self,
+        mut buf: String,
+        raw: &mut std::iter::Peekable<std::iter::Enumerate<std::str::Split<'a, char>>>,
+        file: &Arc<str>,
+        lineno: usize,
+        pending: &mut Vec<String>,
+        work: &mut usize,
+    ) -> Option<String> {
+        // Each line (the physical one, and each further line of a multi-line value)
+        // costs LINE_COST: a multi-line value whose lines expand it again (`$A=x\`,
+        // `$A`) gives keepalived an endless stream of lines, and each line costs the
+        // parser far more than a substitution.
+        *work += LINE_COST;
+        loop {
+            if *work > MAX_WORK_PER_LINE {
+                self.diag(
+                    Severity::Warning,
+                    file,
+                    lineno,
+                    format!(
+                        "Parameter substitution on line '{}' does not terminate (keepalived 2.2 loops \
+                         forever here) - ignoring the rest of the line",
+                        buf.chars().take(80).collect::<String>()
+                    ),
+                );
+                return None;
+            }
+            if let Some(rest) = buf.strip_prefix('@') {
+                let (neg, rest) = match rest.strip_prefix('^') {
+                    Some(r) => (true, r),
+                    None => (false, rest),
                 };
-                if let Some(end) = end
-                    && let Some(vals) = self.defs.get(&s[name_start..e])
-                {
-                    let head = &s[..i];
-                    let tail = &s[end..];
-                    let mut out = Vec::new();
-                    match vals.len() {
-                        0 => out.push(format!("{head}{tail}")),
-                        1 => out.push(format!("{head}{}{tail}", vals[0])),
-                        n => {
-                            out.push(format!("{head}{}", vals[0]));
-                            out.extend(vals[1..n - 1].iter().cloned());
-                            out.push(format!("{}{tail}", vals[n - 1]));
-                        }
+                let Some(sp) = rest.find([' ', '\t']) else {
+                    return Some(String::new());
+                };
+                let matches = self.config_id.as_deref() == Some(&rest[..sp]);
+                if matches == neg {
+                    return Some(String::new());
+                }
+                buf = rest[sp..].trim_start_matches([' ', '\t']).to_string();
+            }
+            if let Some((name, value)) = check_definition(&buf) {
+                self.define(name, value, raw);
+                return Some(String::new());
+            }
+            // `~SEQ` / `~LST` (not supported by uvs) and any line starting `~`: no
+            // substitution (read_line: `if (buf[0] == '~') break;`).
+            if buf.starts_with('~') || !buf.contains('$') || self.defs.is_empty() {
+                return Some(buf);
+            }
+            *work += buf.len();
+            match self.replace_param(&mut buf, pending, work) {
+                Replaced::Nothing => return Some(buf),
+                Replaced::Overflow => {
+                    // keepalived logs it and uses the line as far as it got, without
+                    // decommenting it again.
+                    // LOG_INFO there: no part of `keepalived -t`'s exit status.
+                    self.diag(
+                        Severity::Info,
+                        file,
+                        lineno,
+                        format!("Parameter substitution on line '{buf}' would exceed maximum line length"),
+                    );
+                    return Some(buf);
+                }
+                // Over MAX_WORK_PER_LINE: reported at the top of the loop.
+                Replaced::Endless => continue,
+                Replaced::Some => {}
+            }
+            let (d, unterminated) = decomment(&buf);
+            if unterminated {
+                self.diag(Severity::Warning, file, lineno, format!("Unterminated quote '{d}'"));
+            }
+            buf = d;
+            if !(buf.starts_with('@') || buf.contains('$')) {
+                return Some(buf);
+            }
+        }
+    }
+
+    /// `check_definition` and read_line's multi-line definitions: a value ending in
+    /// `\` goes on with the next lines (each decommented; a line holding only a comment
+    /// is skipped, an empty line ends the value) until one that does not end in `\`.
+    /// The lines are joined with `\n`, blank ones left out.
+    fn define<'a>(
+        &mut self,
+        name: &str,
+        value: &str,
+        raw: &mut std::iter::Peekable<std::iter::Enumerate<std::str::Split<'a, char>>>,
+    ) {
+        let Some(head) = value.strip_suffix('\\') else {
+            self.defs.insert(
+                name.to_string(),
+                Def {
+                    value: value.to_string(),
+                    multiline: false,
+                },
+            );
+            return;
+        };
+        let mut v = head.trim_end_matches([' ', '\t']).to_string();
+        if !v.is_empty() {
+            v.push('\n');
+        }
+        let mut multiline = true;
+        for (_, next) in raw.by_ref() {
+            let next = next.trim_end_matches(['\r', '\n']);
+            if next.is_empty() {
+                // An empty line ends the value; an empty value is then not multi-line.
+                multiline = !v.is_empty();
+                break;
+            }
+            let (d, _) = decomment(next);
+            if d.is_empty() {
+                continue;
+            }
+            match d.strip_suffix('\\') {
+                Some(h) => {
+                    let h = h.trim_end_matches([' ', '\t']);
+                    if !h.is_empty() {
+                        v.push_str(h);
+                        v.push('\n');
                     }
-                    return out;
+                }
+                None => {
+                    v.push_str(&d);
+                    break;
                 }
             }
-            i += 1;
         }
-        vec![s.to_string()]
+        self.defs.insert(name.to_string(), Def { value: v, multiline });
+    }
+
+    /// `find_definition` (definition=false) at the `$` at `at`: `${NAME}`, or a bare
+    /// `$NAME` followed by a blank, `,`, `)` or the end of the line. A multi-line value
+    /// is found only where the reference ends the line. Returns the length of the text
+    /// replaced and the definition. (`${NAME }` is found too, and then, as in
+    /// keepalived, only `${NAME` and the blank are replaced: the `}` stays.)
+    fn find_definition(&self, buf: &str, at: usize) -> Option<(usize, &Def)> {
+        let b = buf.as_bytes();
+        let braced = b.get(at + 1) == Some(&b'{');
+        let n = at + 1 + usize::from(braced);
+        if !b.get(n).is_some_and(|&c| is_name_start(c)) {
+            return None;
+        }
+        let mut e = n + 1;
+        while e < b.len() && is_name(b[e]) {
+            e += 1;
+        }
+        if braced {
+            // `${NAME 1 2}`: parameters, which only the built-in `_RANDOM` takes (not
+            // supported by uvs): never a match for a user's definition.
+            let mut q = e;
+            while q < b.len() && (b[q] == b' ' || b[q].is_ascii_digit()) {
+                if b[q] != b' ' {
+                    return None;
+                }
+                q += 1;
+            }
+            if b.get(q) != Some(&b'}') {
+                return None;
+            }
+        } else if e < b.len() && !matches!(b[e], b' ' | b'\t' | b',' | b')') {
+            return None;
+        }
+        let ends_line = if braced { e + 1 == b.len() } else { e == b.len() };
+        let def = self.defs.get(&buf[n..e])?;
+        if def.multiline && !ends_line {
+            return None;
+        }
+        Some((e - at + if braced { 1 } else { 0 }, def))
+    }
+
+    /// One `replace_param` pass: from the start of the line, each reference found is
+    /// replaced and the scan goes on from the start of the inserted value (so the value
+    /// is scanned for references, the text before it is not); a value starting with
+    /// `~` ends the pass. A multi-line value puts its first line in place and its other
+    /// lines on `pending`. A line that would reach keepalived's line buffer (MAXBUF)
+    /// stops the pass, as far as it got.
+    fn replace_param(&self, buf: &mut String, pending: &mut Vec<String>, work: &mut usize) -> Replaced {
+        let mut cur = 0;
+        let mut found = false;
+        let mut rest_lines: Vec<&str> = Vec::new();
+        while let Some(p) = memchr::memchr(b'$', &buf.as_bytes()[cur..]) {
+            let p = cur + p;
+            if p + 1 >= buf.len() {
+                break;
+            }
+            let Some((span, def)) = self.find_definition(buf, p) else {
+                cur = p + 1;
+                continue;
+            };
+            let (first, rest) = if def.multiline {
+                match def.value.split_once('\n') {
+                    Some((f, r)) => (f, Some(r)),
+                    None => (def.value.as_str(), None),
+                }
+            } else {
+                (def.value.as_str(), None)
+            };
+            if buf.len() + first.len() - span >= MAXBUF {
+                return Replaced::Overflow;
+            }
+            *work += buf.len() - p + STEP_COST;
+            if *work > MAX_WORK_PER_LINE {
+                return Replaced::Endless;
+            }
+            buf.replace_range(p..p + span, first);
+            if let Some(rest) = rest {
+                rest_lines.push(rest);
+            }
+            found = true;
+            cur = p;
+            if def.value.trim_start_matches([' ', '\t']).starts_with('~') {
+                break;
+            }
+        }
+        if !found {
+            return Replaced::Nothing;
+        }
+        for rest in rest_lines {
+            pending.extend(rest.rsplit('\n').filter(|l| !l.is_empty()).map(str::to_string));
+        }
+        Replaced::Some
     }
 
     fn include(&mut self, file: &Arc<str>, lineno: usize, dir: &Path, strict: bool, pattern: &str) {
@@ -508,8 +670,9 @@ impl Lexer {
     }
 }
 
-/// `check_definition`: `$NAME=value` (NAME: a letter or `_`, then letters, digits, `_`).
-fn definition(buf: &str) -> Option<(String, String)> {
+/// `check_definition`: `$NAME=value`, NAME a letter or `_` then letters, digits and
+/// `_`, the `=` right after it (`$A =x` is no definition); blanks after the `=` skipped.
+fn check_definition(buf: &str) -> Option<(&str, &str)> {
     let rest = buf.strip_prefix('$')?;
     let b = rest.as_bytes();
     if !b.first().is_some_and(|&c| is_name_start(c)) {
@@ -519,9 +682,8 @@ fn definition(buf: &str) -> Option<(String, String)> {
     while e < b.len() && is_name(b[e]) {
         e += 1;
     }
-    let after = rest[e..].trim_start_matches([' ', '\t']);
-    let value = after.strip_prefix('=')?;
-    Some((rest[..e].to_string(), value.trim_start_matches([' ', '\t']).to_string()))
+    let value = rest[e..].strip_prefix('=')?;
+    Some((&rest[..e], value.trim_start_matches([' ', '\t'])))
 }
 
 #[cfg(test)]
@@ -702,8 +864,8 @@ mod tests {
     }
 
     /// keepalived_conf_parse's slow inputs: a value that names itself twice doubles on
-    /// every pass. Lines are bounded as keepalived's line buffer bounds them (MAXBUF),
-    /// so each line using it costs a few KiB of work, not 64 KiB lines re-expanded.
+    /// every substitution. Each line stops at keepalived's line buffer (MAXBUF), so the
+    /// work per line using it is bounded.
     #[test]
     fn expansion_work_per_line_is_bounded() {
         let mut text = String::from("$A=x $A $A\n");
@@ -712,14 +874,165 @@ mod tests {
         }
         text.push_str("next 1\n");
         let lx = lex_map(&[("/k.conf", &text)], None);
-        assert!(lx.expanded <= 200 * 20 * 1024, "{} bytes of expansions", lx.expanded);
+        assert!(lx.expanded <= 200 * MAX_WORK_PER_LINE, "{} bytes of work", lx.expanded);
+        assert!(lx.expanded >= 200 * MAXBUF / 2, "{} bytes of work", lx.expanded);
         assert_eq!(words(&lx).last().map(String::as_str), Some("next 1"));
+        assert!(lx.lines.iter().all(|l| l.words.join(" ").len() < MAXBUF));
         let warned = lx
             .diags
             .iter()
-            .filter(|d| d.msg.contains("Parameter substitution"))
+            .filter(|d| d.msg.contains("would exceed maximum line length"))
             .count();
         assert_eq!(warned, 200, "one warning per line that uses $A");
+    }
+
+    fn global_defs(body: &str) -> Vec<String> {
+        let lx = lex_map(&[("/k.conf", &format!("global_defs {{\n{body}}}\n"))], None);
+        let w = words(&lx);
+        w[2..w.len() - 1].to_vec()
+    }
+
+    /// A bare `$NAME` is a reference only when a blank, `,`, `)` or the end of the line
+    /// follows the name (lib/parser.c find_definition); `${NAME}` anywhere. Checked with
+    /// Debian's keepalived 2.2.7 (`keepalived -t`): `$V=router_id`, then `$V-3 x` gives
+    /// "Unknown keyword '$V-3'", `${V}-3 y` "Unknown keyword 'router_id-3'", `$V, x`
+    /// "'foo,'" and `$V) y` "'foo)'" (with `$V=foo`).
+    #[test]
+    fn bare_reference_needs_a_blank_or_the_end_after_it() {
+        assert_eq!(
+            global_defs("$VIP=10.1.1.1\n$VIP-3 a\n${VIP}-3 b\nc $VIP\nd $VIP\tx\ne $VIP, $VIP)\nf $VIP.1 $VIPX\n"),
+            [
+                "$VIP-3 a",
+                "10.1.1.1-3 b",
+                "c 10.1.1.1",
+                "d 10.1.1.1 x",
+                "e 10.1.1.1, 10.1.1.1)",
+                "f $VIP.1 $VIPX"
+            ]
+        );
+    }
+
+    /// A value holding a reference is expanded, the definition it names may come after
+    /// it (keepalived 2.2.7: `$A=foo $B`, `$B=bar`, `$A` gives "Unknown keyword
+    /// 'foo'", the line being `foo bar`); and a value can define (`$X=$Y=w1`: `$X`
+    /// defines Y, and `$Y` then gives "Unknown keyword 'w1'").
+    #[test]
+    fn values_are_scanned_for_references() {
+        assert_eq!(global_defs("$A=foo $B\n$B=bar\n$A\n"), ["foo bar"]);
+        assert_eq!(global_defs("$X=$Y=w1\n$X\n$Y\n"), ["w1"]);
+        // `$A =x` is no definition (keepalived: "Unknown keyword '$A'" on both lines).
+        assert_eq!(global_defs("$A =x1\n$A\n"), ["$A =x1", "$A"]);
+    }
+
+    /// replace_param scans on from the start of each inserted value, never back: in
+    /// `$Z$E` the `$Z` is no reference (a `$` follows it) and stays in the first pass,
+    /// though `$E` becomes empty. read_line then runs another pass because a `$` is
+    /// left, and there `$Z` ends the line. keepalived 2.2.7: `$E=`, `$Z=zz`, `$Z$E`
+    /// gives "Unknown keyword 'zz'".
+    #[test]
+    fn text_before_a_substitution_is_not_rescanned_in_the_same_pass() {
+        let lx = lex_map(&[("/k.conf", "$E=\n$Z=zz\n")], None);
+        let mut buf = String::from("$Z$E");
+        let (mut pending, mut work) = (Vec::new(), 0);
+        assert!(matches!(
+            lx.replace_param(&mut buf, &mut pending, &mut work),
+            Replaced::Some
+        ));
+        assert_eq!(buf, "$Z");
+        assert!(matches!(
+            lx.replace_param(&mut buf, &mut pending, &mut work),
+            Replaced::Some
+        ));
+        assert_eq!(buf, "zz");
+        assert_eq!(global_defs("$E=\n$Z=zz\n$Z$E\n"), ["zz"]);
+    }
+
+    /// `$A=x $A`: each substitution inserts `x $A` and the scan goes on into it, so the
+    /// line grows until the next one would reach MAXBUF; keepalived logs "would exceed
+    /// maximum line length" and uses the line as far as it got (keepalived 2.2.7 -t on
+    /// `$A=x $A`, `$A`: "Unknown keyword 'x'"; the log line is LOG_INFO, not shown).
+    #[test]
+    fn self_referential_value_grows_to_the_line_buffer() {
+        let lx = lex_map(&[("/k.conf", "$A=x $A\nk $A\nnext 1\n")], None);
+        let w = &lx.lines[0].words;
+        let line = w.join(" ");
+        assert_eq!(w[0], "k");
+        assert_eq!(w.last().unwrap(), "$A");
+        assert!(w[1..w.len() - 1].iter().all(|x| x == "x"));
+        assert!(line.len() < MAXBUF && line.len() + 2 >= MAXBUF, "{}", line.len());
+        assert_eq!(words(&lx)[1], "next 1");
+        assert_eq!(lx.diags.len(), 1, "{:?}", lx.diags);
+        assert!(lx.diags[0].msg.starts_with("Parameter substitution on line 'k x x"));
+        assert!(lx.diags[0].msg.ends_with("would exceed maximum line length"));
+        assert_eq!(lx.diags[0].severity, Severity::Info, "LOG_INFO: no warning exit status");
+        assert!(!crate::keepalived::has_warnings(&lx.diags));
+    }
+
+    /// `$A=$A` (or a multi-line value whose first line is itself) never grows the line:
+    /// keepalived 2.2.7 loops forever (`keepalived -t` on `router_id $A` was killed by
+    /// `timeout 5`, status 124). uvs stops with a warning and drops the line.
+    #[test]
+    fn self_referential_value_that_does_not_grow_stops() {
+        for text in [
+            "$A=$A\nrouter_id $A\nnext 1\n",
+            "$A=$B\n$B=$A\nrouter_id $A\nnext 1\n",
+            // Each further line of the value is `$A` again: an endless stream of lines
+            // `x` (keepalived -t: killed by `timeout 5` too).
+            "$A=x\\\n$A\nrouter_id $A\nnext 1\n",
+        ] {
+            let lx = lex_map(&[("/k.conf", text)], None);
+            let w = words(&lx);
+            assert_eq!(w.last().map(String::as_str), Some("next 1"), "{text:?}");
+            assert!(
+                w.len() <= MAX_WORK_PER_LINE / STEP_COST + 1,
+                "{text:?}: {} lines",
+                w.len()
+            );
+            assert_eq!(lx.diags.len(), 1, "{text:?}");
+            assert!(lx.diags[0].msg.contains("does not terminate"), "{:?}", lx.diags);
+            assert!(lx.expanded <= MAX_WORK_PER_LINE + MAXBUF + 4 * LINE_COST);
+        }
+    }
+
+    /// Multi-line values: found only where the reference ends the line (keepalived
+    /// 2.2.7: `$M tail` gives "Unknown keyword '$M'"); a line holding only a comment
+    /// inside the value is skipped, not its end (`$M=\`, `# c`, ` m3`, `$M`: "Unknown
+    /// keyword 'm3'"); an empty line ends it.
+    #[test]
+    fn multi_line_values() {
+        assert_eq!(
+            global_defs("$M=m1 \\\n m2\n$M\n$M tail\nx ${M}\n"),
+            ["m1", "m2", "$M tail", "x m1", "m2"]
+        );
+        assert_eq!(global_defs("$M=\\\n# c\n m3\n$M\n"), ["m3"]);
+        assert_eq!(global_defs("$M=a \\\n\nb\n$M\n"), ["b", "a"]);
+        // A multi-line value expanded inside another one's lines comes first.
+        assert_eq!(
+            global_defs("$I=i1 \\\n i2\n$O=o1 $I\\\n o2\n$O\n"),
+            ["o1 i1", "i2", "o2"]
+        );
+    }
+
+    /// After a substitution the line is decommented again; `${_HASH}` and `${_BANG}`
+    /// are keepalived's built-in `#` and `!`; `${NAME }` replaces `${NAME ` only. All
+    /// checked with keepalived 2.2.7 -t: `k1${_HASH}x` gives "Unknown keyword 'k1'",
+    /// `"k2${_HASH}${_BANG}"` "'k2#!'", `$Q="q` then `$Q` a second "Unterminated quote
+    /// '\"q'", and `${A } q` (`$A=a1`) "'a1'", the `}` closing global_defs, then "'q'".
+    #[test]
+    fn substituted_lines_are_decommented_again() {
+        assert_eq!(global_defs("k1${_HASH}x\n\"k2${_HASH}${_BANG}\"\n"), ["k1", "k2#!"]);
+        let lx = lex_map(&[("/k.conf", "$Q=\"q\n$Q\n")], None);
+        let msgs: Vec<_> = lx.diags.iter().map(|d| d.to_string()).collect();
+        assert_eq!(
+            msgs,
+            [
+                "(/k.conf: Line 1) Unterminated quote '$Q=\"q'",
+                "(/k.conf: Line 2) Unterminated quote '\"q'",
+                "(/k.conf: Line 2) Unmatched quote: '\"q'"
+            ]
+        );
+        let lx = lex_map(&[("/k.conf", "$A=a1\n${A } q\n")], None);
+        assert_eq!(words(&lx), ["a1", "}", "q"]);
     }
 
     #[test]

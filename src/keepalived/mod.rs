@@ -27,6 +27,9 @@ use std::sync::Arc;
 /// and the configuration runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
+    /// Logged at LOG_INFO by keepalived: not a configuration problem, and no part of
+    /// `keepalived -t`'s exit status.
+    Info,
     Warning,
     Fatal,
 }
@@ -105,6 +108,11 @@ fn finish(lx: lex::Lexer) -> (conf::Config, Vec<Diag>) {
     diags.sort_by_key(|d| d.line.is_none());
     diags.extend(tail);
     (cfg, diags)
+}
+
+/// Whether the diagnostics include a warning or worse (`uvs check`'s exit status 5).
+pub fn has_warnings(diags: &[Diag]) -> bool {
+    diags.iter().any(|d| d.severity >= Severity::Warning)
 }
 
 /// Whether the diagnostics forbid running the configuration.

@@ -158,10 +158,10 @@ fn spawn_script(s: &super::conf::Script, children: &mut Vec<std::process::Child>
 fn read(path: &std::path::Path, config_id: Option<&str>) -> Result<Config, String> {
     let (cfg, diags) = super::load(path, config_id);
     for d in &diags {
-        if d.severity == super::Severity::Fatal {
-            tracing::error!("{d}");
-        } else {
-            tracing::warn!("{d}");
+        match d.severity {
+            super::Severity::Fatal => tracing::error!("{d}"),
+            super::Severity::Warning => tracing::warn!("{d}"),
+            super::Severity::Info => tracing::info!("{d}"),
         }
     }
     if super::is_fatal(&diags) {
