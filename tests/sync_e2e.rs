@@ -136,6 +136,32 @@ fn backup_row(backup: &std::path::Path, client: &str, port: u16, mrow: &str) -> 
     brow.unwrap_or_default()
 }
 
+/// Each of the master's rows (`ports`, `master_rows`) as the backup lists it, waited
+/// for: the same protocol, client, virtual and real address. Returns the backup's rows.
+fn backup_has_master_rows(
+    backup: &std::path::Path,
+    client: &str,
+    ports: &[u16],
+    master_rows: &[String],
+) -> Vec<String> {
+    let addrs = |r: &str| {
+        r.split_whitespace()
+            .skip(2)
+            .take(4)
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    ports
+        .iter()
+        .zip(master_rows)
+        .map(|(p, mrow)| {
+            let brow = backup_row(backup, client, *p, mrow);
+            assert_eq!(addrs(&brow), addrs(mrow), "{brow} vs {mrow}");
+            brow
+        })
+        .collect()
+}
+
 /// A header line on each open request (`uvs serve` gives a request 5 s between reads).
 fn send_header(streams: &mut [TcpStream]) {
     for s in streams {
@@ -312,16 +338,7 @@ fn nat_backup_learns_connections_and_carries_both_directions_after_failover() {
 
     let mut streams = open_requests(&client_ns, Ipv4Addr::new(192, 168, 77, 100));
     let (ports, master_rows) = master_rows(&master_ctl, "192.168.77.10", &streams);
-    for (p, mrow) in ports.iter().zip(&master_rows) {
-        let brow = backup_row(&backup.control, "192.168.77.10", *p, mrow);
-        let f = |r: &str| {
-            r.split_whitespace()
-                .skip(2)
-                .take(4)
-                .map(str::to_string)
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(f(&brow), f(mrow), "{brow} vs {mrow}");
+    for brow in backup_has_master_rows(&backup.control, "192.168.77.10", &ports, &master_rows) {
         assert!(brow.contains("ESTABLISHED"), "{brow}");
     }
 
@@ -385,17 +402,7 @@ fn an_ipv6_group_carries_the_masters_connections_to_the_backup() {
     );
     let streams = open_requests(&client_ns, Ipv4Addr::new(10, 77, 0, 100));
     let (ports, master_rows) = master_rows(&master_ctl, "10.77.0.10", &streams);
-    for (p, mrow) in ports.iter().zip(&master_rows) {
-        let brow = backup_row(&backup.control, "10.77.0.10", *p, mrow);
-        let f = |r: &str| {
-            r.split_whitespace()
-                .skip(2)
-                .take(4)
-                .map(str::to_string)
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(f(&brow), f(mrow), "{brow} vs {mrow}");
-    }
+    backup_has_master_rows(&backup.control, "10.77.0.10", &ports, &master_rows);
     // The template (client 10.77.0.10, port 0): on the backup with the master's server.
     let mtpl = conn_row(&master_ctl, "10.77.0.10", 0).expect("the master lists its template");
     let btpl = backup_row(&backup.control, "10.77.0.10", 0, &mtpl);
