@@ -83,19 +83,28 @@ fn one_clients_connections_spread_over_two_workers() {
     let vip: SocketAddr = "192.168.77.100:80".parse().unwrap();
     let results = get_all(&lvs, vec![vip; N]);
     let mut predicted = [0u64; 2];
+    let mut ports = std::collections::HashSet::new();
     for r in &results {
         let (port, body) = r.as_ref().unwrap_or_else(|e| panic!("{e}\n{}", lvs.director_log()));
         assert!(body == "rs1" || body == "rs2", "{body}");
-        predicted[uvs::ring::fanout::worker_of(Ipv4Addr::new(192, 168, 77, 10), *port, 2)] += 1;
+        // A client port Linux used again (its earlier connection closed) is the same
+        // entry, in TIME_WAIT and taken over by the new SYN (conn_reuse_mode 1): one
+        // entry for both.
+        if ports.insert(*port) {
+            predicted[uvs::ring::fanout::worker_of(Ipv4Addr::new(192, 168, 77, 10), *port, 2)] += 1;
+        }
     }
+    let unique = ports.len() as u64;
     // Each connection is one entry in its worker's table (closed ones stay in
-    // TIME_WAIT for 2 minutes), so the per-worker gauges count the connections.
+    // TIME_WAIT for 2 minutes), so the per-worker gauges count the connections of
+    // distinct client ports.
     let page = scrape(&lvs);
     let per_worker: Vec<u64> = (0..2)
         .map(|w| metric(&page, "uvs_connections", &format!("{{worker=\"{w}\"}}")).unwrap())
         .collect();
-    eprintln!("{N} connections of one client: per worker {per_worker:?}, predicted {predicted:?}");
-    assert_eq!(per_worker.iter().sum::<u64>(), N as u64, "{page}");
+    eprintln!("{N} connections of one client from {unique} ports: per worker {per_worker:?}, predicted {predicted:?}");
+    assert!(unique >= N as u64 * 3 / 4, "only {unique} distinct client ports of {N}");
+    assert_eq!(per_worker.iter().sum::<u64>(), unique, "{page}");
     for (w, &c) in per_worker.iter().enumerate() {
         assert!(
             c as f64 >= 0.5 / 2.0 * N as f64,
