@@ -212,11 +212,7 @@ const TPL_ASSURED: u16 = 1;
 /// the template from the message and re-arms it again with that timeout for each new
 /// connection after a takeover).
 pub fn template_record(t: &Template) -> SyncConn {
-    let method = t.dest.method();
-    let mut f = flags::TEMPLATE | flags::INACTIVE | method as u32;
-    if method != ForwardMethod::Masq {
-        f |= flags::NOOUTPUT;
-    }
+    let (f, state) = template_flags_state(t);
     SyncConn {
         protocol: t.key.proto,
         caddr: t.key.snet.into(),
@@ -226,7 +222,7 @@ pub fn template_record(t: &Template) -> SyncConn {
         daddr: t.dest.addr,
         dport: t.dport,
         flags: f,
-        state: if t.is_assured() { TPL_ASSURED } else { 0 },
+        state,
         fwmark: 0,
         timeout: secs_left(t.timeout_ms()),
         seq: None,
@@ -318,11 +314,7 @@ impl SyncRec {
 /// (uvs forwards to no other).
 #[inline]
 fn template_rec(t: &Template) -> Option<SyncRec> {
-    let method = t.dest.method();
-    let mut f = flags::TEMPLATE | flags::INACTIVE | method as u32;
-    if method != ForwardMethod::Masq {
-        f |= flags::NOOUTPUT;
-    }
+    let (f, state) = template_flags_state(t);
     Some(SyncRec {
         key: ConnKey {
             proto: t.key.proto,
@@ -333,10 +325,22 @@ fn template_rec(t: &Template) -> Option<SyncRec> {
         },
         daddr: t.dest.v4()?,
         dport: t.dport,
-        state: if t.is_assured() { TPL_ASSURED } else { 0 },
+        state,
         flags: f,
         timeout: secs_left(t.timeout_ms()),
     })
+}
+
+/// A template's record flags (those it took from its destination: forwarding method,
+/// NOOUTPUT for DR/TUN, INACTIVE) and state (ASSURED or none), for both record forms.
+#[inline]
+fn template_flags_state(t: &Template) -> (u32, u16) {
+    let method = t.dest.method();
+    let mut f = flags::TEMPLATE | flags::INACTIVE | method as u32;
+    if method != ForwardMethod::Masq {
+        f |= flags::NOOUTPUT;
+    }
+    (f, if t.is_assured() { TPL_ASSURED } else { 0 })
 }
 
 /// The master sync daemon's end in one worker (`ip_vs_sync.c: ip_vs_sync_conn`): on
